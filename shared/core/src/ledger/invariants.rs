@@ -1,0 +1,177 @@
+//! The ledger's invariants, re-derived from the entries alone and compared
+//! with the stored counters. Tests and the simulator call these after every
+//! step; none of them trusts the code that maintained the counters.
+
+use std::collections::BTreeMap;
+
+use super::{AccountId, Balance, CapKey, CapUsage, Entry, EntryId, EntryKind};
+use crate::values::{MemberNumber, PartnerId};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("ledger invariant violated: {0}")]
+pub struct Violation(pub String);
+
+fn violation(s: String) -> Violation {
+    Violation(s)
+}
+
+/// Recomputes every account's counters from the entries.
+pub fn balances_from_entries(entries: &[Entry]) -> BTreeMap<AccountId, Balance> {
+    let mut out: BTreeMap<AccountId, Balance> = BTreeMap::new();
+    for e in entries {
+        let n = e.amount.get();
+        let (d, c) = (e.debit.clone(), e.credit.clone());
+        let mut debit = out.remove(&d).unwrap_or_default();
+        let mut credit = out.remove(&c).unwrap_or_default();
+        match e.kind {
+            EntryKind::Posted => {
+                debit.debits_posted += n;
+                credit.credits_posted += n;
+            }
+            EntryKind::Pending => {
+                debit.debits_pending += n;
+                credit.credits_pending += n;
+            }
+            EntryKind::PostPending { .. } => {
+                debit.debits_pending = debit.debits_pending.wrapping_sub(n);
+                debit.debits_posted += n;
+                credit.credits_pending = credit.credits_pending.wrapping_sub(n);
+                credit.credits_posted += n;
+            }
+            EntryKind::VoidPending { .. } => {
+                debit.debits_pending = debit.debits_pending.wrapping_sub(n);
+                credit.credits_pending = credit.credits_pending.wrapping_sub(n);
+            }
+        }
+        out.insert(d, debit);
+        out.insert(c, credit);
+    }
+    out
+}
+
+/// For every account, the sum of its entries equals its counters, and no
+/// budget is overdrawn.
+pub fn check_balances(
+    entries: &[Entry],
+    accounts: &BTreeMap<AccountId, Balance>,
+) -> Result<(), Violation> {
+    let expected = balances_from_entries(entries);
+    let zero = Balance::default();
+    for (id, want) in &expected {
+        let got = accounts.get(id).unwrap_or(&zero);
+        if got != want {
+            return Err(violation(format!(
+                "{id}: counters {got:?} but entries sum to {want:?}"
+            )));
+        }
+    }
+    for (id, got) in accounts {
+        if !expected.contains_key(id) && got != &zero {
+            return Err(violation(format!("{id}: counters {got:?} without entries")));
+        }
+        if id.debits_must_not_exceed_credits()
+            && got.debits_pending + got.debits_posted > got.credits_posted
+        {
+            return Err(violation(format!("{id} is overdrawn: {got:?}")));
+        }
+    }
+    Ok(())
+}
+
+/// Every resolution resolves an existing pending entry, with its amount and
+/// accounts, and no pending entry is resolved twice.
+pub fn check_resolutions(entries: &[Entry]) -> Result<(), Violation> {
+    let by_id: BTreeMap<&EntryId, &Entry> = entries.iter().map(|e| (&e.id, e)).collect();
+    if by_id.len() != entries.len() {
+        return Err(violation("two entries share an id".into()));
+    }
+    let mut resolved: BTreeMap<&EntryId, &EntryId> = BTreeMap::new();
+    for e in entries {
+        let Some(pending_id) = e.pending_id() else {
+            continue;
+        };
+        let pending = by_id
+            .get(pending_id)
+            .ok_or_else(|| violation(format!("{} resolves missing {pending_id}", e.id)))?;
+        super::rules::check_resolution(e, Some(pending))
+            .map_err(|err| violation(err.to_string()))?;
+        if let Some(first) = resolved.insert(pending_id, &e.id) {
+            return Err(violation(format!(
+                "{pending_id} resolved twice: {first} and {}",
+                e.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every cap's usage equals its live (not voided) reservations, and never
+/// exceeds the limit it was charged under.
+pub fn check_caps(entries: &[Entry], caps: &BTreeMap<CapKey, CapUsage>) -> Result<(), Violation> {
+    let by_id: BTreeMap<&EntryId, &Entry> = entries.iter().map(|e| (&e.id, e)).collect();
+    let mut used: BTreeMap<&CapKey, u64> = BTreeMap::new();
+    let mut limit: BTreeMap<&CapKey, u64> = BTreeMap::new();
+    for e in entries {
+        if let (EntryKind::Pending, Some(charge)) = (&e.kind, &e.cap) {
+            *used.entry(&charge.key).or_default() += e.amount.get();
+            let l = limit.entry(&charge.key).or_default();
+            *l = (*l).max(charge.limit.get());
+        }
+        if let EntryKind::VoidPending { pending } = &e.kind {
+            if let Some(charge) = by_id.get(pending).and_then(|p| p.cap.as_ref()) {
+                let u = used.entry(&charge.key).or_default();
+                *u = u.wrapping_sub(e.amount.get());
+            }
+        }
+    }
+    for (key, want) in &used {
+        let got = caps.get(*key).map(|c| c.used).unwrap_or(0);
+        if got != *want {
+            return Err(violation(format!("{key}: usage {got} but live reservations sum to {want}")));
+        }
+        let max = limit.get(key).copied().unwrap_or(0);
+        if *want > max {
+            return Err(violation(format!("{key}: {want} used over a limit of {max}")));
+        }
+    }
+    Ok(())
+}
+
+/// The partner's credits per member equal the ledger's posted credits.
+pub fn check_partner_matches(
+    accounts: &BTreeMap<AccountId, Balance>,
+    partner: &PartnerId,
+    partner_credits: &BTreeMap<MemberNumber, u64>,
+) -> Result<(), Violation> {
+    let ledger: BTreeMap<&MemberNumber, u64> = accounts
+        .iter()
+        .filter_map(|(id, b)| match id {
+            AccountId::Member { partner: p, member } if p == partner && b.credits_posted > 0 => {
+                Some((member, b.credits_posted))
+            }
+            _ => None,
+        })
+        .collect();
+    let at_partner: BTreeMap<&MemberNumber, u64> = partner_credits
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(m, n)| (m, *n))
+        .collect();
+    if ledger != at_partner {
+        return Err(violation(format!(
+            "partner {partner} credited {at_partner:?} but the ledger posted {ledger:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// All of the above that need only the ledger's own state.
+pub fn check_all(
+    entries: &[Entry],
+    accounts: &BTreeMap<AccountId, Balance>,
+    caps: &BTreeMap<CapKey, CapUsage>,
+) -> Result<(), Violation> {
+    check_resolutions(entries)?;
+    check_balances(entries, accounts)?;
+    check_caps(entries, caps)
+}

@@ -1,0 +1,313 @@
+//! The double-entry points ledger. Accounts hold TigerBeetle-style balance
+//! counters; entries are immutable; a pending entry (a reservation) is resolved
+//! exactly once, by a post or a void whose id is derived from it. Per-recipient
+//! caps are counters charged in the same transaction as the reservation.
+//!
+//! [`rules`] computes what applying an entry does to the counters (the one
+//! definition both adapters use); [`invariants`] re-derives everything from the
+//! entries and checks it, for tests and the simulator.
+
+pub mod invariants;
+pub mod rules;
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::values::{MemberNumber, PartnerId, Points, ProgramId, RecipientId, RequestId};
+
+/// A ledger account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AccountId {
+    /// Where a program's budget comes from: debited once per funding.
+    Funding { program: ProgramId },
+    /// A program's spendable budget: debits (pending + posted) never exceed credits.
+    Budget { program: ProgramId },
+    /// A member's account at a partner: what we have sent (pending) and credited (posted).
+    Member {
+        partner: PartnerId,
+        member: MemberNumber,
+    },
+}
+
+impl AccountId {
+    pub fn budget(program: &ProgramId) -> Self {
+        AccountId::Budget {
+            program: program.clone(),
+        }
+    }
+
+    pub fn funding(program: &ProgramId) -> Self {
+        AccountId::Funding {
+            program: program.clone(),
+        }
+    }
+
+    pub fn member(partner: &PartnerId, member: &MemberNumber) -> Self {
+        AccountId::Member {
+            partner: partner.clone(),
+            member: member.clone(),
+        }
+    }
+
+    /// Budgets may not be overdrawn; the other accounts are unconstrained.
+    pub fn debits_must_not_exceed_credits(&self) -> bool {
+        matches!(self, AccountId::Budget { .. })
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AccountId::Funding { program } => write!(f, "funding#{program}"),
+            AccountId::Budget { program } => write!(f, "budget#{program}"),
+            AccountId::Member { partner, member } => write!(f, "member#{partner}#{member}"),
+        }
+    }
+}
+
+/// An account's counters. Available budget is
+/// `credits_posted - debits_posted - debits_pending`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Balance {
+    pub debits_pending: u64,
+    pub debits_posted: u64,
+    pub credits_pending: u64,
+    pub credits_posted: u64,
+}
+
+impl Balance {
+    /// What a debit-limited account can still spend.
+    pub fn available(&self) -> u64 {
+        self.credits_posted
+            .saturating_sub(self.debits_posted)
+            .saturating_sub(self.debits_pending)
+    }
+}
+
+/// A per-recipient cap: who, in which program, in which period.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CapKey {
+    pub program: ProgramId,
+    pub recipient: RecipientId,
+    /// The calendar period, e.g. `2026-11`.
+    pub period: String,
+}
+
+impl fmt::Display for CapKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cap#{}#{}#{}", self.program, self.recipient, self.period)
+    }
+}
+
+/// A cap charged by a reservation, with the limit in force when it was made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapCharge {
+    pub key: CapKey,
+    pub limit: Points,
+}
+
+/// Points held against a cap: reserved or posted, not voided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CapUsage {
+    pub used: u64,
+}
+
+/// An entry's id. Reservation and funding ids are chosen by the caller;
+/// a resolution's id is derived from the pending entry, so a pending entry
+/// can be resolved once and only once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EntryId(String);
+
+impl EntryId {
+    pub fn reservation(request: &RequestId) -> Self {
+        Self(format!("{request}:reserve"))
+    }
+
+    pub fn resolution_of(pending: &EntryId) -> Self {
+        Self(format!("{}:resolve", pending.0))
+    }
+
+    pub fn funding(program: &ProgramId, label: &str) -> Self {
+        Self(format!("fund:{program}:{label}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EntryKind {
+    /// Moves points at once (funding a budget).
+    Posted,
+    /// Holds points (a reservation) until posted or voided.
+    Pending,
+    /// Completes a pending entry: the partner credited the points.
+    PostPending { pending: EntryId },
+    /// Releases a pending entry: the points were never credited.
+    VoidPending { pending: EntryId },
+}
+
+/// An immutable ledger entry: `amount` moves from `debit` to `credit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub id: EntryId,
+    #[serde(flatten)]
+    pub kind: EntryKind,
+    pub debit: AccountId,
+    pub credit: AccountId,
+    pub amount: Points,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap: Option<CapCharge>,
+    pub at: DateTime<Utc>,
+}
+
+impl Entry {
+    /// Whether `other` is this entry written again (a retry): everything but
+    /// the time must match.
+    pub fn same_effect(&self, other: &Entry) -> bool {
+        self.id == other.id
+            && self.kind == other.kind
+            && self.debit == other.debit
+            && self.credit == other.credit
+            && self.amount == other.amount
+            && self.request == other.request
+            && self.cap == other.cap
+    }
+
+    /// A reservation of `amount` from the program's budget towards a member.
+    pub fn reserve(
+        request: &RequestId,
+        budget: AccountId,
+        member: AccountId,
+        amount: Points,
+        cap: Option<CapCharge>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Entry {
+            id: EntryId::reservation(request),
+            kind: EntryKind::Pending,
+            debit: budget,
+            credit: member,
+            amount,
+            request: Some(request.clone()),
+            cap,
+            at,
+        }
+    }
+
+    /// The entry that posts `pending`: the partner confirmed the credit.
+    pub fn post(pending: &Entry, at: DateTime<Utc>) -> Self {
+        Self::resolve(
+            pending,
+            EntryKind::PostPending {
+                pending: pending.id.clone(),
+            },
+            at,
+        )
+    }
+
+    /// The entry that voids `pending`: nothing was credited, the hold is released.
+    pub fn void(pending: &Entry, at: DateTime<Utc>) -> Self {
+        Self::resolve(
+            pending,
+            EntryKind::VoidPending {
+                pending: pending.id.clone(),
+            },
+            at,
+        )
+    }
+
+    fn resolve(pending: &Entry, kind: EntryKind, at: DateTime<Utc>) -> Self {
+        Entry {
+            id: EntryId::resolution_of(&pending.id),
+            kind,
+            debit: pending.debit.clone(),
+            credit: pending.credit.clone(),
+            amount: pending.amount,
+            request: pending.request.clone(),
+            cap: None,
+            at,
+        }
+    }
+
+    /// Funds a program's budget with `amount`.
+    pub fn fund(program: &ProgramId, label: &str, amount: Points, at: DateTime<Utc>) -> Self {
+        Entry {
+            id: EntryId::funding(program, label),
+            kind: EntryKind::Posted,
+            debit: AccountId::funding(program),
+            credit: AccountId::budget(program),
+            amount,
+            request: None,
+            cap: None,
+            at,
+        }
+    }
+
+    pub fn pending_id(&self) -> Option<&EntryId> {
+        match &self.kind {
+            EntryKind::PostPending { pending } | EntryKind::VoidPending { pending } => Some(pending),
+            _ => None,
+        }
+    }
+}
+
+/// Why the ledger refused a transaction. Nothing in the transaction was applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error("{account} has {available} points available, {requested} requested")]
+    InsufficientBudget {
+        account: AccountId,
+        available: u64,
+        requested: u64,
+    },
+    #[error("{key} allows {limit} points, {used} already used, {requested} requested")]
+    CapExceeded {
+        key: CapKey,
+        limit: u64,
+        used: u64,
+        requested: u64,
+    },
+    #[error("entry {id} already exists with different contents")]
+    EntryConflict { id: EntryId },
+    #[error("pending entry {pending} does not exist")]
+    PendingNotFound { pending: EntryId },
+    #[error("entry {entry} does not resolve {pending} the way it was resolved already")]
+    AlreadyResolved { pending: EntryId, entry: EntryId },
+    #[error("entry {id} is malformed: {problem}")]
+    Malformed { id: EntryId, problem: String },
+    #[error("a transaction holds 1 to 100 entries, not {0}")]
+    TransactionSize(usize),
+    #[error("ledger unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl LedgerError {
+    /// Transient failures are retried by the caller; the rest are answers.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, LedgerError::Unavailable(_))
+    }
+}
+
+/// The result of a transaction that did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The entries were written now.
+    Now,
+    /// Every entry was already there with the same effect: a retry.
+    Already,
+}

@@ -1,0 +1,130 @@
+//! What applying one entry does to the counters it touches. Both adapters use
+//! this one definition; the DynamoDB adapter states the same checks as
+//! condition expressions.
+
+use super::{Balance, CapUsage, Entry, EntryId, EntryKind, LedgerError};
+
+/// The counters an entry touches, before or after it is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub debit: Balance,
+    pub credit: Balance,
+    /// The cap charged by a reservation, or released by the void of one.
+    pub cap: Option<CapUsage>,
+}
+
+fn add(a: u64, b: u64, id: &EntryId) -> Result<u64, LedgerError> {
+    a.checked_add(b).ok_or_else(|| LedgerError::Malformed {
+        id: id.clone(),
+        problem: "counter overflow".into(),
+    })
+}
+
+fn sub(a: u64, b: u64, id: &EntryId) -> Result<u64, LedgerError> {
+    a.checked_sub(b).ok_or_else(|| LedgerError::Malformed {
+        id: id.clone(),
+        problem: "counter would go below zero".into(),
+    })
+}
+
+/// Checks that a resolution matches the pending entry it resolves.
+pub fn check_resolution(entry: &Entry, pending: Option<&Entry>) -> Result<(), LedgerError> {
+    let Some(pending_id) = entry.pending_id() else {
+        return Ok(());
+    };
+    let pending = pending.ok_or_else(|| LedgerError::PendingNotFound {
+        pending: pending_id.clone(),
+    })?;
+    let malformed = |problem: &str| LedgerError::Malformed {
+        id: entry.id.clone(),
+        problem: problem.to_owned(),
+    };
+    if pending.kind != EntryKind::Pending || &pending.id != pending_id {
+        return Err(malformed("resolves an entry that is not pending"));
+    }
+    if entry.id != EntryId::resolution_of(pending_id) {
+        return Err(malformed("a resolution's id must be derived from its pending entry"));
+    }
+    if entry.debit != pending.debit || entry.credit != pending.credit || entry.amount != pending.amount {
+        return Err(malformed("a resolution must match its pending entry's accounts and amount"));
+    }
+    if entry.cap.is_some() {
+        return Err(malformed("a resolution carries no cap charge"));
+    }
+    Ok(())
+}
+
+/// Applies `entry` to `before`, refusing what would overdraw a budget or
+/// exceed a cap. `pending` is the entry a post or void resolves.
+pub fn apply(entry: &Entry, pending: Option<&Entry>, before: Counters) -> Result<Counters, LedgerError> {
+    check_resolution(entry, pending)?;
+    if entry.debit == entry.credit {
+        return Err(LedgerError::Malformed {
+            id: entry.id.clone(),
+            problem: "debit and credit accounts are the same".into(),
+        });
+    }
+    let id = &entry.id;
+    let n = entry.amount.get();
+    let mut after = before;
+    match &entry.kind {
+        EntryKind::Posted => {
+            after.debit.debits_posted = add(after.debit.debits_posted, n, id)?;
+            after.credit.credits_posted = add(after.credit.credits_posted, n, id)?;
+        }
+        EntryKind::Pending => {
+            after.debit.debits_pending = add(after.debit.debits_pending, n, id)?;
+            after.credit.credits_pending = add(after.credit.credits_pending, n, id)?;
+        }
+        EntryKind::PostPending { .. } => {
+            after.debit.debits_pending = sub(after.debit.debits_pending, n, id)?;
+            after.debit.debits_posted = add(after.debit.debits_posted, n, id)?;
+            after.credit.credits_pending = sub(after.credit.credits_pending, n, id)?;
+            after.credit.credits_posted = add(after.credit.credits_posted, n, id)?;
+        }
+        EntryKind::VoidPending { .. } => {
+            after.debit.debits_pending = sub(after.debit.debits_pending, n, id)?;
+            after.credit.credits_pending = sub(after.credit.credits_pending, n, id)?;
+        }
+    }
+    if entry.debit.debits_must_not_exceed_credits() && matches!(entry.kind, EntryKind::Pending | EntryKind::Posted) {
+        let spent = add(after.debit.debits_pending, after.debit.debits_posted, id)?;
+        if spent > after.debit.credits_posted {
+            return Err(LedgerError::InsufficientBudget {
+                account: entry.debit.clone(),
+                available: before.debit.available(),
+                requested: n,
+            });
+        }
+    }
+    after.cap = match (&entry.kind, &entry.cap, pending.and_then(|p| p.cap.as_ref())) {
+        (EntryKind::Pending, Some(charge), _) => {
+            let usage = before.cap.unwrap_or_default();
+            let used = add(usage.used, n, id)?;
+            if used > charge.limit.get() {
+                return Err(LedgerError::CapExceeded {
+                    key: charge.key.clone(),
+                    limit: charge.limit.get(),
+                    used: usage.used,
+                    requested: n,
+                });
+            }
+            Some(CapUsage { used })
+        }
+        (EntryKind::VoidPending { .. }, _, Some(_)) => {
+            let usage = before.cap.unwrap_or_default();
+            Some(CapUsage { used: sub(usage.used, n, id)? })
+        }
+        _ => before.cap,
+    };
+    Ok(after)
+}
+
+/// The cap an entry touches, if any: its own charge, or its pending entry's when voided.
+pub fn cap_touched<'a>(entry: &'a Entry, pending: Option<&'a Entry>) -> Option<&'a super::CapKey> {
+    match &entry.kind {
+        EntryKind::Pending => entry.cap.as_ref().map(|c| &c.key),
+        EntryKind::VoidPending { .. } => pending.and_then(|p| p.cap.as_ref()).map(|c| &c.key),
+        _ => None,
+    }
+}

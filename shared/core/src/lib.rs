@@ -1,0 +1,12 @@
+//! The pointsflow domain. No AWS, no HTTP, no async runtime: typed values,
+//! programs and their rules, the request state machine, the ledger rules and
+//! the ports the handlers use.
+
+pub mod ledger;
+pub mod money;
+pub mod partner;
+pub mod ports;
+pub mod program;
+pub mod request;
+pub mod time;
+pub mod values;

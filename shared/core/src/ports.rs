@@ -1,0 +1,104 @@
+//! Ports: the small role traits handlers depend on. Each has an embedded
+//! adapter (`pointsflow-memory`) and an AWS adapter with the same semantics.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::{AccountId, Applied, Balance, Entry, LedgerError};
+use crate::partner::{CreditInstruction, CreditOutcome};
+use crate::request::PointsRequest;
+use crate::values::{PartnerReference, RequestId};
+
+/// A storage failure. `Conflict` is an answer (a condition failed); the
+/// others are transient and the caller retries.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("the item changed since it was read (expected version {expected})")]
+    Conflict { expected: u64 },
+    #[error("no such item")]
+    NotFound,
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The outcome of a conditional create.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    New,
+    /// An item with this id already exists; here it is, as stored.
+    Existing(Box<PointsRequest>),
+}
+
+#[async_trait]
+pub trait RequestCreate: Send + Sync {
+    /// Puts the request only if no request with its id exists.
+    async fn create(&self, request: &PointsRequest) -> Result<Created, StoreError>;
+}
+
+#[async_trait]
+pub trait RequestGet: Send + Sync {
+    async fn get(&self, id: &RequestId) -> Result<Option<PointsRequest>, StoreError>;
+}
+
+#[async_trait]
+pub trait RequestUpdate: Send + Sync {
+    /// Replaces the stored request if its version is still `request.version`;
+    /// the stored copy gets `version + 1`, which is returned.
+    async fn update(&self, request: &PointsRequest) -> Result<u64, StoreError>;
+}
+
+#[async_trait]
+pub trait LedgerWrite: Send + Sync {
+    /// Applies the entries all together or not at all. Entries that exist
+    /// already with the same effect make the call a retry ([`Applied::Already`]).
+    async fn apply(&self, entries: &[Entry]) -> Result<Applied, LedgerError>;
+}
+
+#[async_trait]
+pub trait LedgerRead: Send + Sync {
+    async fn entries_for(&self, request: &RequestId) -> Result<Vec<Entry>, LedgerError>;
+    async fn balance(&self, account: &AccountId) -> Result<Balance, LedgerError>;
+}
+
+/// A message between pipeline stages: which request to work on next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineMessage {
+    pub request_id: RequestId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} of {} messages could not be sent: {reason}", failed.len(), total)]
+pub struct PublishError {
+    pub failed: Vec<RequestId>,
+    pub total: usize,
+    pub reason: String,
+}
+
+#[async_trait]
+pub trait Publish: Send + Sync {
+    /// Sends every message or reports exactly which were not sent.
+    async fn publish(&self, messages: &[PipelineMessage]) -> Result<(), PublishError>;
+}
+
+/// The time, injected so a run can be replayed.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// New ids, injected so a run can be replayed.
+pub trait IdSource: Send + Sync {
+    fn partner_reference(&self) -> PartnerReference;
+}
+
+#[async_trait]
+pub trait PartnerConnector: Send + Sync {
+    /// Whether a repeated credit with the same reference is answered with the
+    /// original outcome. When it is not, a status look-up must precede a retry.
+    fn idempotent_on_reference(&self) -> bool;
+
+    async fn credit(&self, instruction: &CreditInstruction) -> CreditOutcome;
+
+    /// What the partner knows of a reference; `CreditOutcome::NotFound` when nothing.
+    async fn status(&self, reference: &PartnerReference) -> CreditOutcome;
+}

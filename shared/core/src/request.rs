@@ -1,0 +1,457 @@
+//! The canonical points request and its state machine. Every change of state
+//! goes through [`PointsRequest::transition`], which refuses illegal moves and
+//! appends to the request's timeline; nothing overwrites a state silently.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::money::Money;
+use crate::values::{
+    Email, EventType, IdempotencyKey, MemberNumber, PartnerReference, PayloadHash, Points,
+    ProgramId, RecipientId, RequestId, SourceId,
+};
+
+/// Who receives the points, as the source system knows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub id: RecipientId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Email>,
+}
+
+/// What the source asks for: a points figure, or an amount the program turns into points.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Award {
+    Points(Points),
+    Amount(Money),
+}
+
+/// The business event behind a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceEvent {
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A stable, machine-readable reason for a rejection or failure, with a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    pub code: String,
+    pub message: String,
+}
+
+impl Reason {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The states of DESIGN.md, with the data each one carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Status {
+    Received,
+    Rejected { reason: Reason },
+    AwaitingApproval,
+    Reserved,
+    Scheduled { window: String },
+    Dispatching,
+    Credited,
+    PartnerPending,
+    Unknown,
+    Failed { reason: Reason },
+    Reversed,
+}
+
+/// A state without its data: what the transition table and the timeline speak of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusKind {
+    Received,
+    Rejected,
+    AwaitingApproval,
+    Reserved,
+    Scheduled,
+    Dispatching,
+    Credited,
+    PartnerPending,
+    Unknown,
+    Failed,
+    Reversed,
+}
+
+impl StatusKind {
+    pub const ALL: [StatusKind; 11] = [
+        StatusKind::Received,
+        StatusKind::Rejected,
+        StatusKind::AwaitingApproval,
+        StatusKind::Reserved,
+        StatusKind::Scheduled,
+        StatusKind::Dispatching,
+        StatusKind::Credited,
+        StatusKind::PartnerPending,
+        StatusKind::Unknown,
+        StatusKind::Failed,
+        StatusKind::Reversed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusKind::Received => "received",
+            StatusKind::Rejected => "rejected",
+            StatusKind::AwaitingApproval => "awaiting_approval",
+            StatusKind::Reserved => "reserved",
+            StatusKind::Scheduled => "scheduled",
+            StatusKind::Dispatching => "dispatching",
+            StatusKind::Credited => "credited",
+            StatusKind::PartnerPending => "partner_pending",
+            StatusKind::Unknown => "unknown",
+            StatusKind::Failed => "failed",
+            StatusKind::Reversed => "reversed",
+        }
+    }
+
+    /// The transition table of DESIGN.md. `unknown -> unknown` and
+    /// `partner_pending -> partner_pending` record another attempt or look-up
+    /// that still did not settle; `unknown -> partner_pending` is a retry under
+    /// the same reference that the partner accepted for later settlement.
+    pub fn can_become(self, to: StatusKind) -> bool {
+        use StatusKind::*;
+        matches!(
+            (self, to),
+            (Received, Rejected | AwaitingApproval | Reserved)
+                | (AwaitingApproval, Reserved | Rejected)
+                | (Reserved, Scheduled | Dispatching)
+                | (Scheduled, Dispatching)
+                | (Dispatching, Credited | PartnerPending | Unknown | Failed)
+                | (PartnerPending, Credited | Failed | PartnerPending)
+                | (Unknown, Credited | Failed | PartnerPending | Unknown)
+                | (Credited, Reversed)
+        )
+    }
+
+    /// No transition leaves a terminal state except `credited -> reversed`.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            StatusKind::Rejected | StatusKind::Failed | StatusKind::Credited | StatusKind::Reversed
+        )
+    }
+}
+
+impl std::fmt::Display for StatusKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Status {
+    pub fn kind(&self) -> StatusKind {
+        match self {
+            Status::Received => StatusKind::Received,
+            Status::Rejected { .. } => StatusKind::Rejected,
+            Status::AwaitingApproval => StatusKind::AwaitingApproval,
+            Status::Reserved => StatusKind::Reserved,
+            Status::Scheduled { .. } => StatusKind::Scheduled,
+            Status::Dispatching => StatusKind::Dispatching,
+            Status::Credited => StatusKind::Credited,
+            Status::PartnerPending => StatusKind::PartnerPending,
+            Status::Unknown => StatusKind::Unknown,
+            Status::Failed { .. } => StatusKind::Failed,
+            Status::Reversed => StatusKind::Reversed,
+        }
+    }
+
+    pub fn reason(&self) -> Option<&Reason> {
+        match self {
+            Status::Rejected { reason } | Status::Failed { reason } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+/// One line of a request's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub state: StatusKind,
+    pub at: DateTime<Utc>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("illegal transition from {from} to {to}")]
+pub struct IllegalTransition {
+    pub from: StatusKind,
+    pub to: StatusKind,
+}
+
+/// The canonical request every source's input becomes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointsRequest {
+    pub id: RequestId,
+    pub source: SourceId,
+    pub idempotency_key: IdempotencyKey,
+    pub payload_hash: PayloadHash,
+    pub program: ProgramId,
+    pub recipient: Recipient,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub award: Option<Award>,
+    pub event: SourceEvent,
+    pub received_at: DateTime<Utc>,
+    pub status: Status,
+    /// Set by eligibility: the points the program granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<Points>,
+    /// Set by eligibility: the member account that will be credited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<MemberNumber>,
+    /// Set by dispatch before the first partner call; never changed afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_reference: Option<PartnerReference>,
+    /// The partner's own id for the credit, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_transaction: Option<String>,
+    #[serde(default)]
+    pub dispatch_attempts: u32,
+    pub timeline: Vec<TimelineEntry>,
+    /// Optimistic concurrency: incremented by every store update.
+    pub version: u64,
+}
+
+/// What a source hands intake, before the request has an id or a state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRequest {
+    pub source: SourceId,
+    pub idempotency_key: IdempotencyKey,
+    pub program: ProgramId,
+    pub recipient: Recipient,
+    pub award: Option<Award>,
+    pub event: SourceEvent,
+}
+
+impl NewRequest {
+    /// The canonical bytes a replay is compared on: independent of JSON key
+    /// order and whitespace in the client's body.
+    pub fn canonical_payload(&self) -> Vec<u8> {
+        let value = serde_json::json!({
+            "program": self.program,
+            "recipient": self.recipient,
+            "award": self.award,
+            "event": self.event,
+        });
+        // serde_json's map is ordered by key, so this serialisation is canonical.
+        serde_json::to_vec(&value).unwrap_or_default()
+    }
+
+    pub fn into_request(self, received_at: DateTime<Utc>) -> PointsRequest {
+        let payload_hash = PayloadHash::of(&self.canonical_payload());
+        let id = RequestId::derive(&self.source, &self.idempotency_key);
+        PointsRequest {
+            id,
+            source: self.source,
+            idempotency_key: self.idempotency_key,
+            payload_hash,
+            program: self.program,
+            recipient: self.recipient,
+            award: self.award,
+            event: self.event,
+            received_at,
+            status: Status::Received,
+            points: None,
+            member: None,
+            partner_reference: None,
+            partner_transaction: None,
+            dispatch_attempts: 0,
+            timeline: vec![TimelineEntry {
+                state: StatusKind::Received,
+                at: received_at,
+                detail: "accepted".to_owned(),
+            }],
+            version: 0,
+        }
+    }
+}
+
+impl PointsRequest {
+    /// Moves the request to `to` if the table allows it, recording the step.
+    pub fn transition(
+        &mut self,
+        to: Status,
+        at: DateTime<Utc>,
+        detail: impl Into<String>,
+    ) -> Result<(), IllegalTransition> {
+        let from = self.status.kind();
+        let to_kind = to.kind();
+        if !from.can_become(to_kind) {
+            return Err(IllegalTransition { from, to: to_kind });
+        }
+        self.status = to;
+        self.timeline.push(TimelineEntry {
+            state: to_kind,
+            at,
+            detail: detail.into(),
+        });
+        Ok(())
+    }
+
+    pub fn state(&self) -> StatusKind {
+        self.status.kind()
+    }
+
+    /// When the request entered `state` last, if ever.
+    pub fn entered(&self, state: StatusKind) -> Option<DateTime<Utc>> {
+        self.timeline
+            .iter()
+            .rev()
+            .find(|e| e.state == state)
+            .map(|e| e.at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+
+    pub(crate) fn sample() -> PointsRequest {
+        NewRequest {
+            source: SourceId::parse("demo").unwrap(),
+            idempotency_key: IdempotencyKey::parse("deal-1").unwrap(),
+            program: ProgramId::parse("sales-incentive").unwrap(),
+            recipient: Recipient {
+                id: RecipientId::parse("0055g00000AAAA1").unwrap(),
+                email: None,
+            },
+            award: Some(Award::Amount(
+                Money::parse("12500", Currency::parse("USD").unwrap()).unwrap(),
+            )),
+            event: SourceEvent {
+                kind: EventType::parse("opportunity.closed_won").unwrap(),
+                id: Some("0065g00000XYZ12".into()),
+                occurred_at: DateTime::UNIX_EPOCH,
+                attributes: serde_json::Map::new(),
+            },
+        }
+        .into_request(DateTime::UNIX_EPOCH)
+    }
+
+    fn status_of(kind: StatusKind) -> Status {
+        let reason = Reason::new("test", "test");
+        match kind {
+            StatusKind::Received => Status::Received,
+            StatusKind::Rejected => Status::Rejected { reason },
+            StatusKind::AwaitingApproval => Status::AwaitingApproval,
+            StatusKind::Reserved => Status::Reserved,
+            StatusKind::Scheduled => Status::Scheduled { window: "w".into() },
+            StatusKind::Dispatching => Status::Dispatching,
+            StatusKind::Credited => Status::Credited,
+            StatusKind::PartnerPending => Status::PartnerPending,
+            StatusKind::Unknown => Status::Unknown,
+            StatusKind::Failed => Status::Failed { reason },
+            StatusKind::Reversed => Status::Reversed,
+        }
+    }
+
+    const LEGAL: &[(StatusKind, StatusKind)] = {
+        use StatusKind::*;
+        &[
+            (Received, Rejected),
+            (Received, AwaitingApproval),
+            (Received, Reserved),
+            (AwaitingApproval, Reserved),
+            (AwaitingApproval, Rejected),
+            (Reserved, Scheduled),
+            (Reserved, Dispatching),
+            (Scheduled, Dispatching),
+            (Dispatching, Credited),
+            (Dispatching, PartnerPending),
+            (Dispatching, Unknown),
+            (Dispatching, Failed),
+            (PartnerPending, Credited),
+            (PartnerPending, Failed),
+            (PartnerPending, PartnerPending),
+            (Unknown, Credited),
+            (Unknown, Failed),
+            (Unknown, PartnerPending),
+            (Unknown, Unknown),
+            (Credited, Reversed),
+        ]
+    };
+
+    #[test]
+    fn every_pair_of_states_follows_the_table() {
+        for from in StatusKind::ALL {
+            for to in StatusKind::ALL {
+                let mut request = sample();
+                request.status = status_of(from);
+                let before = request.clone();
+                let result = request.transition(status_of(to), DateTime::UNIX_EPOCH, "t");
+                if LEGAL.contains(&(from, to)) {
+                    assert!(result.is_ok(), "{from} -> {to} should be legal");
+                    assert_eq!(request.state(), to);
+                    assert_eq!(request.timeline.len(), before.timeline.len() + 1);
+                } else {
+                    assert_eq!(result, Err(IllegalTransition { from, to }));
+                    assert_eq!(request, before, "{from} -> {to} changed the request");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn terminal_states_only_lead_to_reversal() {
+        for from in StatusKind::ALL.into_iter().filter(|k| k.is_terminal()) {
+            let exits: Vec<_> = StatusKind::ALL
+                .into_iter()
+                .filter(|to| from.can_become(*to))
+                .collect();
+            assert!(exits.is_empty() || exits == [StatusKind::Reversed], "{from}: {exits:?}");
+        }
+    }
+
+    #[test]
+    fn the_timeline_keeps_every_step() {
+        let mut r = sample();
+        let t = DateTime::UNIX_EPOCH;
+        r.transition(Status::Reserved, t, "reserved 250").unwrap();
+        r.transition(Status::Dispatching, t, "calling partner").unwrap();
+        r.transition(Status::Unknown, t, "timeout").unwrap();
+        r.transition(Status::Credited, t, "credited").unwrap();
+        let states: Vec<_> = r.timeline.iter().map(|e| e.state).collect();
+        use StatusKind::*;
+        assert_eq!(states, [Received, Reserved, Dispatching, Unknown, Credited]);
+    }
+
+    #[test]
+    fn canonical_payload_ignores_source_and_key() {
+        let a = sample();
+        let mut b = sample();
+        b.idempotency_key = IdempotencyKey::parse("other").unwrap();
+        assert_eq!(a.payload_hash, b.payload_hash);
+    }
+
+    #[test]
+    fn requests_round_trip_through_json() {
+        let mut r = sample();
+        r.transition(
+            Status::Rejected {
+                reason: Reason::new("budget_exhausted", "no budget left"),
+            },
+            DateTime::UNIX_EPOCH,
+            "no budget",
+        )
+        .unwrap();
+        let json = serde_json::to_string(&r).unwrap();
+        let back: PointsRequest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+    }
+}

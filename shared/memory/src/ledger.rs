@@ -1,0 +1,180 @@
+//! The ledger: entries, account counters and cap counters behind one lock, so
+//! a transaction is all-or-nothing exactly as a DynamoDB `TransactWriteItems` is.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use pointsflow_core::ledger::rules::{self, Counters};
+use pointsflow_core::ledger::{
+    AccountId, Applied, Balance, CapKey, CapUsage, Entry, EntryId, LedgerError, invariants,
+};
+use pointsflow_core::ports::{LedgerRead, LedgerWrite};
+use pointsflow_core::values::RequestId;
+
+#[derive(Debug, Default)]
+struct Book {
+    entries: Vec<Entry>,
+    index: HashMap<EntryId, usize>,
+    by_request: HashMap<RequestId, Vec<usize>>,
+    accounts: HashMap<AccountId, Balance>,
+    caps: HashMap<CapKey, CapUsage>,
+}
+
+/// Everything in the ledger at one instant, for invariant checks and reports.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerSnapshot {
+    pub entries: Vec<Entry>,
+    pub accounts: BTreeMap<AccountId, Balance>,
+    pub caps: BTreeMap<CapKey, CapUsage>,
+}
+
+impl LedgerSnapshot {
+    /// Checks every ledger invariant of DESIGN.md against this snapshot.
+    pub fn check(&self) -> Result<(), invariants::Violation> {
+        invariants::check_all(&self.entries, &self.accounts, &self.caps)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryLedger {
+    book: Mutex<Book>,
+}
+
+fn poisoned() -> LedgerError {
+    LedgerError::Unavailable("ledger lock poisoned".into())
+}
+
+impl Book {
+    fn get(&self, id: &EntryId) -> Option<&Entry> {
+        self.index.get(id).and_then(|i| self.entries.get(*i))
+    }
+
+    fn apply(&mut self, tx: &[Entry]) -> Result<Applied, LedgerError> {
+        // Entries already present: identical ones make this a retry; anything
+        // else under an existing id is refused, as a failed condition would be.
+        let mut existing = 0;
+        for entry in tx {
+            if let Some(stored) = self.get(&entry.id) {
+                if !stored.same_effect(entry) {
+                    return Err(match entry.pending_id() {
+                        Some(pending) => LedgerError::AlreadyResolved {
+                            pending: pending.clone(),
+                            entry: entry.id.clone(),
+                        },
+                        None => LedgerError::EntryConflict {
+                            id: entry.id.clone(),
+                        },
+                    });
+                }
+                existing += 1;
+            }
+        }
+        if existing == tx.len() {
+            return Ok(Applied::Already);
+        }
+        if existing > 0 {
+            let first = tx.iter().find(|e| self.index.contains_key(&e.id));
+            return Err(LedgerError::EntryConflict {
+                id: first.map(|e| e.id.clone()).unwrap_or_else(|| tx[0].id.clone()),
+            });
+        }
+
+        // Work on copies of the touched counters; commit only if all succeed.
+        let mut accounts: HashMap<AccountId, Balance> = HashMap::new();
+        let mut caps: HashMap<CapKey, CapUsage> = HashMap::new();
+        for (i, entry) in tx.iter().enumerate() {
+            if tx[..i].iter().any(|e| e.id == entry.id) {
+                return Err(LedgerError::Malformed {
+                    id: entry.id.clone(),
+                    problem: "appears twice in one transaction".into(),
+                });
+            }
+            let pending = match entry.pending_id() {
+                Some(p) => self.get(p).or_else(|| tx[..i].iter().find(|e| &e.id == p)),
+                None => None,
+            };
+            let cap_key = rules::cap_touched(entry, pending).cloned();
+            let counter = |map: &HashMap<AccountId, Balance>, id: &AccountId| {
+                map.get(id)
+                    .or_else(|| self.accounts.get(id))
+                    .copied()
+                    .unwrap_or_default()
+            };
+            let before = Counters {
+                debit: counter(&accounts, &entry.debit),
+                credit: counter(&accounts, &entry.credit),
+                cap: cap_key
+                    .as_ref()
+                    .map(|k| caps.get(k).or_else(|| self.caps.get(k)).copied().unwrap_or_default()),
+            };
+            let after = rules::apply(entry, pending, before)?;
+            accounts.insert(entry.debit.clone(), after.debit);
+            accounts.insert(entry.credit.clone(), after.credit);
+            if let (Some(key), Some(usage)) = (cap_key, after.cap) {
+                caps.insert(key, usage);
+            }
+        }
+
+        self.accounts.extend(accounts);
+        self.caps.extend(caps);
+        for entry in tx {
+            let at = self.entries.len();
+            self.index.insert(entry.id.clone(), at);
+            if let Some(request) = &entry.request {
+                self.by_request.entry(request.clone()).or_default().push(at);
+            }
+            self.entries.push(entry.clone());
+        }
+        Ok(Applied::Now)
+    }
+}
+
+impl MemoryLedger {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn snapshot(&self) -> Result<LedgerSnapshot, LedgerError> {
+        let book = self.book.lock().map_err(|_| poisoned())?;
+        Ok(LedgerSnapshot {
+            entries: book.entries.clone(),
+            accounts: book.accounts.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            caps: book.caps.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        })
+    }
+
+    pub fn cap_usage(&self, key: &CapKey) -> Result<CapUsage, LedgerError> {
+        let book = self.book.lock().map_err(|_| poisoned())?;
+        Ok(book.caps.get(key).copied().unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl LedgerWrite for MemoryLedger {
+    async fn apply(&self, entries: &[Entry]) -> Result<Applied, LedgerError> {
+        if entries.is_empty() || entries.len() > 100 {
+            // DynamoDB transactions take 1 to 100 actions.
+            return Err(LedgerError::TransactionSize(entries.len()));
+        }
+        let mut book = self.book.lock().map_err(|_| poisoned())?;
+        book.apply(entries)
+    }
+}
+
+#[async_trait]
+impl LedgerRead for MemoryLedger {
+    async fn entries_for(&self, request: &RequestId) -> Result<Vec<Entry>, LedgerError> {
+        let book = self.book.lock().map_err(|_| poisoned())?;
+        Ok(book
+            .by_request
+            .get(request)
+            .map(|ix| ix.iter().filter_map(|i| book.entries.get(*i).cloned()).collect())
+            .unwrap_or_default())
+    }
+
+    async fn balance(&self, account: &AccountId) -> Result<Balance, LedgerError> {
+        let book = self.book.lock().map_err(|_| poisoned())?;
+        Ok(book.accounts.get(account).copied().unwrap_or_default())
+    }
+}

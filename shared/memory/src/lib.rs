@@ -1,0 +1,17 @@
+//! Embedded adapters for every pointsflow port, with the semantics of their
+//! AWS counterparts: conditional writes that fail on conflict, all-or-nothing
+//! ledger transactions, and queues with SQS behaviour (batches of up to 10,
+//! visibility timeout, receive count, dead-letter queue) driven by an
+//! event-source mapping that invokes handlers the way Lambda does.
+
+mod ledger;
+mod mapping;
+mod queue;
+mod replay;
+mod store;
+
+pub use ledger::{LedgerSnapshot, MemoryLedger};
+pub use mapping::{EventSourceMapping, MappingConfig};
+pub use queue::{MemoryQueue, QueueConfig, QueueError, ReceivedMessage};
+pub use replay::{ManualClock, SeededIds};
+pub use store::MemoryRequestStore;

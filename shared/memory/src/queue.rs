@@ -1,0 +1,387 @@
+//! A queue with the semantics of an SQS standard queue: batches of up to 10,
+//! a visibility timeout, a receive count per message, and a dead-letter queue
+//! that takes a message once it has been received `max_receive_count` times.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use pointsflow_core::ports::{PipelineMessage, Publish, PublishError};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// SQS limits: at most 10 entries per batch call.
+pub const MAX_BATCH: usize = 10;
+
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    pub name: String,
+    pub visibility_timeout: Duration,
+    /// Receives after which the next receive moves the message to the DLQ; 0 means never.
+    pub max_receive_count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error("a batch holds 1 to {MAX_BATCH} entries, not {0}")]
+    BatchSize(usize),
+    #[error("the receipt handle is not valid (the message was deleted or received again)")]
+    InvalidReceipt,
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ReceivedMessage {
+    pub message_id: String,
+    pub receipt_handle: String,
+    pub body: String,
+    pub receive_count: u32,
+    pub sent_at: DateTime<Utc>,
+}
+
+#[derive(Debug)]
+struct Stored {
+    body: String,
+    receive_count: u32,
+    receipt: u64,
+    sent_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next_id: u64,
+    messages: HashMap<u64, Stored>,
+    ready: VecDeque<u64>,
+    /// (visible again at, message, receipt): stale rows are skipped when popped.
+    in_flight: BinaryHeap<Reverse<(Instant, u64, u64)>>,
+}
+
+#[derive(Debug)]
+pub struct MemoryQueue {
+    config: QueueConfig,
+    inner: Mutex<Inner>,
+    notify: Notify,
+    dead_letter: Option<Arc<MemoryQueue>>,
+}
+
+fn poisoned() -> QueueError {
+    QueueError::Unavailable("queue lock poisoned".into())
+}
+
+fn receipt_handle(id: u64, receipt: u64) -> String {
+    format!("{id}:{receipt}")
+}
+
+fn parse_receipt(handle: &str) -> Option<(u64, u64)> {
+    let (id, receipt) = handle.split_once(':')?;
+    Some((id.parse().ok()?, receipt.parse().ok()?))
+}
+
+impl MemoryQueue {
+    pub fn new(config: QueueConfig, dead_letter: Option<Arc<MemoryQueue>>) -> Self {
+        Self {
+            config,
+            inner: Mutex::new(Inner::default()),
+            notify: Notify::new(),
+            dead_letter,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn arn(&self) -> String {
+        format!("arn:aws:sqs:local:000000000000:{}", self.config.name)
+    }
+
+    /// `SendMessageBatch`: 1 to 10 bodies; returns the new message ids.
+    pub fn send_batch(&self, bodies: &[String]) -> Result<Vec<String>, QueueError> {
+        if bodies.is_empty() || bodies.len() > MAX_BATCH {
+            return Err(QueueError::BatchSize(bodies.len()));
+        }
+        let mut ids = Vec::with_capacity(bodies.len());
+        {
+            let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+            for body in bodies {
+                inner.next_id += 1;
+                let id = inner.next_id;
+                inner.messages.insert(
+                    id,
+                    Stored {
+                        body: body.clone(),
+                        receive_count: 0,
+                        receipt: 0,
+                        sent_at: Utc::now(),
+                    },
+                );
+                inner.ready.push_back(id);
+                ids.push(id.to_string());
+            }
+        }
+        self.notify.notify_waiters();
+        Ok(ids)
+    }
+
+    /// Takes up to `max` visible messages without waiting.
+    fn take(&self, max: usize) -> Result<(Vec<ReceivedMessage>, Option<Instant>), QueueError> {
+        let now = Instant::now();
+        let visibility = self.config.visibility_timeout;
+        let mut dead: Vec<String> = Vec::new();
+        let mut out = Vec::new();
+        let next_visible;
+        {
+            let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+            let inner = &mut *inner;
+            while let Some(Reverse((at, id, receipt))) = inner.in_flight.peek().copied() {
+                if at > now {
+                    break;
+                }
+                inner.in_flight.pop();
+                if inner.messages.get(&id).is_some_and(|m| m.receipt == receipt) {
+                    inner.ready.push_back(id);
+                }
+            }
+            while out.len() < max {
+                let Some(id) = inner.ready.pop_front() else {
+                    break;
+                };
+                let Some(message) = inner.messages.get_mut(&id) else {
+                    continue;
+                };
+                if self.config.max_receive_count > 0
+                    && message.receive_count >= self.config.max_receive_count
+                    && self.dead_letter.is_some()
+                {
+                    if let Some(m) = inner.messages.remove(&id) {
+                        dead.push(m.body);
+                    }
+                    continue;
+                }
+                message.receive_count += 1;
+                message.receipt += 1;
+                inner
+                    .in_flight
+                    .push(Reverse((now + visibility, id, message.receipt)));
+                out.push(ReceivedMessage {
+                    message_id: id.to_string(),
+                    receipt_handle: receipt_handle(id, message.receipt),
+                    body: message.body.clone(),
+                    receive_count: message.receive_count,
+                    sent_at: message.sent_at,
+                });
+            }
+            next_visible = inner.in_flight.peek().map(|Reverse((at, _, _))| *at);
+        }
+        if let Some(dlq) = &self.dead_letter {
+            for chunk in dead.chunks(MAX_BATCH) {
+                dlq.send_batch(chunk)?;
+                tracing::warn!(queue = %self.config.name, dlq = %dlq.name(), count = chunk.len(), "messages moved to the dead-letter queue");
+            }
+        }
+        Ok((out, next_visible))
+    }
+
+    /// `ReceiveMessage` with long polling: waits up to `wait` for at least one message.
+    pub async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let max = max.clamp(1, MAX_BATCH);
+        let deadline = Instant::now() + wait;
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (messages, next_visible) = self.take(max)?;
+            if !messages.is_empty() {
+                return Ok(messages);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            let wake = next_visible.map_or(deadline, |at| at.min(deadline));
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    /// `DeleteMessage`: only with the handle of the latest receive.
+    pub fn delete(&self, handle: &str) -> Result<(), QueueError> {
+        let (id, receipt) = parse_receipt(handle).ok_or(QueueError::InvalidReceipt)?;
+        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+        match inner.messages.get(&id) {
+            Some(m) if m.receipt == receipt => {
+                inner.messages.remove(&id);
+                Ok(())
+            }
+            _ => Err(QueueError::InvalidReceipt),
+        }
+    }
+
+    /// `ChangeMessageVisibility`: the message becomes visible again after `timeout`.
+    pub fn change_visibility(&self, handle: &str, timeout: Duration) -> Result<(), QueueError> {
+        let (id, receipt) = parse_receipt(handle).ok_or(QueueError::InvalidReceipt)?;
+        {
+            let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+            match inner.messages.get(&id) {
+                Some(m) if m.receipt == receipt => {
+                    inner
+                        .in_flight
+                        .push(Reverse((Instant::now() + timeout, id, receipt)));
+                }
+                _ => return Err(QueueError::InvalidReceipt),
+            }
+        }
+        self.notify.notify_waiters();
+        Ok(())
+    }
+
+    /// Messages in the queue, visible or in flight (`ApproximateNumberOfMessages` + `...NotVisible`).
+    pub fn depth(&self) -> usize {
+        self.inner.lock().map(|i| i.messages.len()).unwrap_or(0)
+    }
+
+    /// The bodies of every message, in no particular order (for operators and tests).
+    pub fn peek_bodies(&self) -> Vec<String> {
+        self.inner
+            .lock()
+            .map(|i| i.messages.values().map(|m| m.body.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Publish for MemoryQueue {
+    async fn publish(&self, messages: &[PipelineMessage]) -> Result<(), PublishError> {
+        let mut failed = Vec::new();
+        let mut reason = String::new();
+        for chunk in messages.chunks(MAX_BATCH) {
+            let bodies: Vec<String> = chunk
+                .iter()
+                .filter_map(|m| serde_json::to_string(m).ok())
+                .collect();
+            if let Err(e) = self.send_batch(&bodies) {
+                failed.extend(chunk.iter().map(|m| m.request_id.clone()));
+                reason = e.to_string();
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(PublishError {
+                failed,
+                total: messages.len(),
+                reason,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(max_receive_count: u32) -> (Arc<MemoryQueue>, Arc<MemoryQueue>) {
+        let dlq = Arc::new(MemoryQueue::new(
+            QueueConfig {
+                name: "dlq".into(),
+                visibility_timeout: Duration::from_secs(30),
+                max_receive_count: 0,
+            },
+            None,
+        ));
+        let q = Arc::new(MemoryQueue::new(
+            QueueConfig {
+                name: "q".into(),
+                visibility_timeout: Duration::from_secs(30),
+                max_receive_count,
+            },
+            Some(dlq.clone()),
+        ));
+        (q, dlq)
+    }
+
+    fn bodies(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("m{i}")).collect()
+    }
+
+    #[tokio::test]
+    async fn batches_hold_one_to_ten_entries() {
+        let (q, _) = queue(5);
+        assert_eq!(q.send_batch(&[]), Err(QueueError::BatchSize(0)));
+        assert_eq!(q.send_batch(&bodies(11)), Err(QueueError::BatchSize(11)));
+        assert_eq!(q.depth(), 0, "a refused batch sends nothing");
+        assert_eq!(q.send_batch(&bodies(10)).unwrap().len(), 10);
+        let got = q.receive(25, Duration::ZERO).await.unwrap();
+        assert_eq!(got.len(), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_received_message_is_invisible_until_its_timeout() {
+        let (q, _) = queue(5);
+        q.send_batch(&bodies(1)).unwrap();
+        let first = q.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!(first[0].receive_count, 1);
+        assert!(q.receive(10, Duration::ZERO).await.unwrap().is_empty());
+        tokio::time::advance(Duration::from_secs(31)).await;
+        let again = q.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!(again[0].receive_count, 2);
+        assert_eq!(again[0].message_id, first[0].message_id);
+        assert_eq!(q.delete(&first[0].receipt_handle), Err(QueueError::InvalidReceipt));
+        q.delete(&again[0].receipt_handle).unwrap();
+        assert_eq!(q.depth(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn long_polling_wakes_when_a_message_arrives() {
+        let (q, _) = queue(5);
+        let q2 = q.clone();
+        let waiter = tokio::spawn(async move { q2.receive(10, Duration::from_secs(20)).await });
+        tokio::time::advance(Duration::from_secs(1)).await;
+        q.send_batch(&bodies(1)).unwrap();
+        let got = waiter.await.unwrap().unwrap();
+        assert_eq!(got.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_max_receives_the_message_moves_to_the_dead_letter_queue() {
+        let (q, dlq) = queue(2);
+        q.send_batch(&bodies(1)).unwrap();
+        for _ in 0..2 {
+            assert_eq!(q.receive(10, Duration::ZERO).await.unwrap().len(), 1);
+            tokio::time::advance(Duration::from_secs(31)).await;
+        }
+        assert!(q.receive(10, Duration::ZERO).await.unwrap().is_empty());
+        assert_eq!(q.depth(), 0);
+        assert_eq!(dlq.peek_bodies(), vec!["m0".to_string()]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changing_visibility_makes_a_message_visible_sooner() {
+        let (q, _) = queue(5);
+        q.send_batch(&bodies(1)).unwrap();
+        let m = q.receive(10, Duration::ZERO).await.unwrap().remove(0);
+        q.change_visibility(&m.receipt_handle, Duration::ZERO).unwrap();
+        assert_eq!(q.receive(10, Duration::ZERO).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn publish_sends_in_chunks_of_ten() {
+        let (q, _) = queue(5);
+        let messages: Vec<PipelineMessage> = (0..25)
+            .map(|i| PipelineMessage {
+                request_id: pointsflow_core::values::RequestId::derive(
+                    &pointsflow_core::values::SourceId::parse("s").unwrap(),
+                    &pointsflow_core::values::IdempotencyKey::parse(&format!("k{i}")).unwrap(),
+                ),
+            })
+            .collect();
+        q.publish(&messages).await.unwrap();
+        assert_eq!(q.depth(), 25);
+    }
+}
