@@ -1,1 +1,244 @@
+//! The dispatch function: credits a reserved request at the partner, exactly
+//! once in effect.
+//!
+//! The partner reference is fixed, in a conditional write, before the first
+//! partner call, and reused on every retry and status look-up. A confirmed
+//! credit posts the reservation; a definitive refusal voids it and releases
+//! the budget; an ambiguous outcome (timeout, 5xx) keeps it pending and
+//! leaves the message to be retried under the same reference.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::LambdaEvent;
+use pointsflow_core::ledger::{Entry, EntryId, EntryKind};
+use pointsflow_core::partner::{CreditInstruction, CreditOutcome};
+use pointsflow_core::ports::{
+    Clock, IdSource, LedgerRead, LedgerWrite, PartnerConnector, PipelineMessage, ProgramCatalog,
+    RequestGet, RequestUpdate, StoreError,
+};
+use pointsflow_core::request::{PointsRequest, Status, StatusKind};
+use pointsflow_core::values::PartnerId;
+use pointsflow_runtime::{RecordError, process_batch, remaining};
+
+/// Time kept back from the invocation's deadline to record a partner's answer.
+const RECORDING_MARGIN: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+pub struct DispatchPorts {
+    pub get: Arc<dyn RequestGet>,
+    pub update: Arc<dyn RequestUpdate>,
+    pub ledger_read: Arc<dyn LedgerRead>,
+    pub ledger_write: Arc<dyn LedgerWrite>,
+    pub programs: Arc<dyn ProgramCatalog>,
+    pub partners: HashMap<PartnerId, Arc<dyn PartnerConnector>>,
+    pub ids: Arc<dyn IdSource>,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Clone)]
+pub struct Dispatch {
+    ports: DispatchPorts,
+}
+
+impl std::fmt::Debug for Dispatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatch").finish_non_exhaustive()
+    }
+}
+
+fn store_error(e: StoreError) -> RecordError {
+    RecordError::Retry(format!("request store: {e}"))
+}
+
+fn retry(e: impl std::fmt::Display) -> RecordError {
+    RecordError::Retry(e.to_string())
+}
+
+impl Dispatch {
+    pub fn new(ports: DispatchPorts) -> Self {
+        Self { ports }
+    }
+
+    /// The Lambda handler for the dispatch queue.
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<SqsEvent>,
+    ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+        let timeout = remaining(&event.context, RECORDING_MARGIN);
+        Ok(process_batch("dispatch", event.payload, |m| self.process(m, timeout)).await)
+    }
+
+    async fn load(&self, message: &PipelineMessage) -> Result<PointsRequest, RecordError> {
+        self.ports
+            .get
+            .get(&message.request_id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| RecordError::Retry("request not found".into()))
+    }
+
+    #[tracing::instrument(name = "dispatch", skip_all, fields(request_id = %message.request_id))]
+    async fn process(
+        &self,
+        message: PipelineMessage,
+        timeout: Option<Duration>,
+    ) -> Result<(), RecordError> {
+        let mut request = self.load(&message).await?;
+        match request.state() {
+            StatusKind::Reserved => self.fix_reference(&mut request).await?,
+            StatusKind::Dispatching | StatusKind::Unknown | StatusKind::PartnerPending => {}
+            StatusKind::Credited
+            | StatusKind::Failed
+            | StatusKind::Rejected
+            | StatusKind::Reversed => {
+                tracing::debug!(state = %request.state(), "already settled; duplicate delivery ignored");
+                return Ok(());
+            }
+            other @ (StatusKind::Received | StatusKind::AwaitingApproval | StatusKind::Scheduled) => {
+                return Err(RecordError::Poison(format!(
+                    "a request in state {other} is not ready for dispatch"
+                )));
+            }
+        }
+        let Some(reference) = request.partner_reference.clone() else {
+            return Err(RecordError::Poison("no partner reference on a dispatching request".into()));
+        };
+        let (Some(points), Some(member)) = (request.points, request.member.clone()) else {
+            return Err(RecordError::Poison("no points or member on a reserved request".into()));
+        };
+        let program = self
+            .ports
+            .programs
+            .program(&request.program)
+            .ok_or_else(|| retry(format!("program {} is not configured", request.program)))?;
+        let connector = self
+            .ports
+            .partners
+            .get(&program.destination.partner)
+            .cloned()
+            .ok_or_else(|| retry(format!("partner {} is not configured", program.destination.partner)))?;
+
+        let instruction = CreditInstruction {
+            reference: reference.clone(),
+            member,
+            points,
+            partner_program: program.destination.partner_program.clone(),
+            timeout,
+        };
+        // A partner that does not recognise repeats is asked first whether an
+        // earlier attempt landed; an unsettled credit is only ever looked up.
+        let must_look_up = request.state() == StatusKind::PartnerPending
+            || (!connector.idempotent_on_reference() && request.dispatch_attempts > 0);
+        let outcome = if must_look_up {
+            match connector.status(&reference).await {
+                CreditOutcome::NotFound if request.state() != StatusKind::PartnerPending => {
+                    connector.credit(&instruction).await
+                }
+                CreditOutcome::NotFound => CreditOutcome::Unknown {
+                    detail: "the partner has no record of a credit it reported pending".into(),
+                },
+                known => known,
+            }
+        } else {
+            connector.credit(&instruction).await
+        };
+        request.dispatch_attempts += 1;
+        self.record(request, outcome).await
+    }
+
+    /// Fixes the partner reference before any partner call. The conditional
+    /// update means two concurrent deliveries can never pick two references.
+    async fn fix_reference(&self, request: &mut PointsRequest) -> Result<(), RecordError> {
+        let reference = self.ports.ids.partner_reference();
+        request.partner_reference = Some(reference.clone());
+        request
+            .transition(
+                Status::Dispatching,
+                self.ports.clock.now(),
+                format!("partner reference {reference} fixed; crediting"),
+            )
+            .map_err(retry)?;
+        request.version = self.ports.update.update(request).await.map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn reservation(&self, request: &PointsRequest) -> Result<Entry, RecordError> {
+        let id = EntryId::reservation(&request.id);
+        self.ports
+            .ledger_read
+            .entries_for(&request.id)
+            .await
+            .map_err(retry)?
+            .into_iter()
+            .find(|e| e.id == id && e.kind == EntryKind::Pending)
+            .ok_or_else(|| RecordError::Poison("the request has no reservation in the ledger".into()))
+    }
+
+    async fn record(&self, mut request: PointsRequest, outcome: CreditOutcome) -> Result<(), RecordError> {
+        let now = self.ports.clock.now();
+        match outcome {
+            CreditOutcome::Credited { transaction } => {
+                let pending = self.reservation(&request).await?;
+                self.ports
+                    .ledger_write
+                    .apply(&[Entry::post(&pending, now)])
+                    .await
+                    .map_err(retry)?;
+                let detail = format!(
+                    "partner credited {} points to member {} (transaction {transaction})",
+                    pending.amount,
+                    request.member.as_ref().map(|m| m.as_str()).unwrap_or("?")
+                );
+                request.partner_transaction = Some(transaction);
+                request.transition(Status::Credited, now, detail).map_err(retry)?;
+                self.ports.update.update(&request).await.map_err(store_error)?;
+                tracing::info!(attempts = request.dispatch_attempts, "credited");
+                Ok(())
+            }
+            CreditOutcome::Rejected(reason) => {
+                let pending = self.reservation(&request).await?;
+                self.ports
+                    .ledger_write
+                    .apply(&[Entry::void(&pending, now)])
+                    .await
+                    .map_err(retry)?;
+                let detail = format!("{}; reservation voided, budget released", reason.message);
+                let code = reason.code.clone();
+                request.transition(Status::Failed { reason }, now, detail).map_err(retry)?;
+                self.ports.update.update(&request).await.map_err(store_error)?;
+                tracing::info!(%code, "failed");
+                Ok(())
+            }
+            CreditOutcome::Pending { transaction } => {
+                request.partner_transaction = transaction.or(request.partner_transaction.take());
+                request
+                    .transition(Status::PartnerPending, now, "partner accepted the credit; it settles later")
+                    .map_err(retry)?;
+                self.ports.update.update(&request).await.map_err(store_error)?;
+                Err(RecordError::Retry("partner credit pending; checking again later".into()))
+            }
+            CreditOutcome::Unknown { detail } if request.state() == StatusKind::PartnerPending => {
+                Err(RecordError::Retry(format!("status look-up inconclusive: {detail}")))
+            }
+            CreditOutcome::Unknown { detail } => {
+                let reference = request.partner_reference.clone();
+                request
+                    .transition(
+                        Status::Unknown,
+                        now,
+                        format!("outcome unknown ({detail}); will retry under the same reference"),
+                    )
+                    .map_err(retry)?;
+                self.ports.update.update(&request).await.map_err(store_error)?;
+                tracing::warn!(reference = ?reference.map(|r| r.to_string()), %detail, "partner outcome unknown");
+                Err(RecordError::Retry(format!("partner outcome unknown: {detail}")))
+            }
+            CreditOutcome::NotFound => Err(RecordError::Retry(
+                "the partner answered a credit with not-found".into(),
+            )),
+        }
+    }
+}

@@ -1,1 +1,242 @@
+//! The eligibility function: decides whether a received request earns points,
+//! and if so reserves them, budget and cap together in one ledger
+//! transaction, before handing the request to dispatch.
+//!
+//! Checks run in this order, the first refusal deciding the reason:
+//! program known, program active, source allowed, points rule (currency,
+//! amount), recipient enrolled, then budget and monthly cap (atomically).
 
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::LambdaEvent;
+use pointsflow_core::ledger::{AccountId, CapCharge, CapKey, Entry, LedgerError};
+use pointsflow_core::ports::{
+    Clock, Enrollments, LedgerWrite, PipelineMessage, ProgramCatalog, Publish, RequestGet,
+    RequestUpdate, StoreError,
+};
+use pointsflow_core::program::{ProgramState, TransferMode, cap_period};
+use pointsflow_core::request::{PointsRequest, Reason, Status, StatusKind};
+use pointsflow_runtime::{RecordError, process_batch};
+
+#[derive(Clone)]
+pub struct EligibilityPorts {
+    pub get: Arc<dyn RequestGet>,
+    pub update: Arc<dyn RequestUpdate>,
+    pub ledger: Arc<dyn LedgerWrite>,
+    pub programs: Arc<dyn ProgramCatalog>,
+    pub enrollments: Arc<dyn Enrollments>,
+    pub dispatch_queue: Arc<dyn Publish>,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Clone)]
+pub struct Eligibility {
+    ports: EligibilityPorts,
+}
+
+impl std::fmt::Debug for Eligibility {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Eligibility").finish_non_exhaustive()
+    }
+}
+
+fn store_error(e: StoreError) -> RecordError {
+    RecordError::Retry(format!("request store: {e}"))
+}
+
+/// What the rules decided for one request.
+enum Decision {
+    Reserve(Box<PointsRequest>),
+    Reject(Reason),
+}
+
+impl Eligibility {
+    pub fn new(ports: EligibilityPorts) -> Self {
+        Self { ports }
+    }
+
+    /// The Lambda handler for the eligibility queue.
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<SqsEvent>,
+    ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+        Ok(process_batch("eligibility", event.payload, |m| self.process(m)).await)
+    }
+
+    #[tracing::instrument(name = "eligibility", skip_all, fields(request_id = %message.request_id))]
+    async fn process(&self, message: PipelineMessage) -> Result<(), RecordError> {
+        let request = self
+            .ports
+            .get
+            .get(&message.request_id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| RecordError::Retry("request not found".into()))?;
+        match request.state() {
+            StatusKind::Received => {}
+            // Reserved but not yet queued for dispatch (a crash, or a failed
+            // send): queue it again; dispatch ignores duplicates.
+            StatusKind::Reserved => return self.to_dispatch(&request).await,
+            other => {
+                tracing::debug!(state = %other, "already decided; duplicate delivery ignored");
+                return Ok(());
+            }
+        }
+        match self.decide(request).await? {
+            Decision::Reserve(reserved) => {
+                self.ports.update.update(&reserved).await.map_err(store_error)?;
+                tracing::info!(
+                    points = reserved.points.map(|p| p.get()).unwrap_or(0),
+                    member = reserved.member.as_ref().map(|m| m.as_str()).unwrap_or(""),
+                    "reserved"
+                );
+                self.to_dispatch(&reserved).await
+            }
+            Decision::Reject(reason) => self.reject(message, reason).await,
+        }
+    }
+
+    async fn decide(&self, mut request: PointsRequest) -> Result<Decision, RecordError> {
+        let Some(program) = self.ports.programs.program(&request.program) else {
+            return Ok(Decision::Reject(Reason::new(
+                "program_unknown",
+                format!("program {} is not configured", request.program),
+            )));
+        };
+        match program.state {
+            ProgramState::Active => {}
+            ProgramState::Paused => {
+                return Ok(Decision::Reject(Reason::new(
+                    "program_paused",
+                    format!("program {} is paused", program.id),
+                )));
+            }
+            ProgramState::Ended => {
+                return Ok(Decision::Reject(Reason::new(
+                    "program_ended",
+                    format!("program {} has ended", program.id),
+                )));
+            }
+        }
+        if !program.accepts_source(&request.source) {
+            return Ok(Decision::Reject(Reason::new(
+                "source_not_allowed",
+                format!("source {} may not submit to program {}", request.source, program.id),
+            )));
+        }
+        if let TransferMode::Scheduled { .. } = program.transfer {
+            return Ok(Decision::Reject(Reason::new(
+                "transfer_mode_unavailable",
+                "scheduled transfer windows are not available in this version",
+            )));
+        }
+        let points = match program.points.points_for(request.award.as_ref(), program.currency) {
+            Ok(p) => p,
+            Err(e) => return Ok(Decision::Reject(e.reason())),
+        };
+        let link = self
+            .ports
+            .enrollments
+            .member_link(&program.id, &request.recipient.id)
+            .await
+            .map_err(store_error)?;
+        let Some(link) = link else {
+            return Ok(Decision::Reject(Reason::new(
+                "not_enrolled",
+                format!(
+                    "recipient {} has no member account linked for program {}",
+                    request.recipient.id, program.id
+                ),
+            )));
+        };
+
+        // The cap period follows the acceptance time, so every retry of this
+        // decision writes the very same reservation.
+        let cap = program.monthly_cap_per_recipient.map(|limit| CapCharge {
+            key: CapKey {
+                program: program.id.clone(),
+                recipient: request.recipient.id.clone(),
+                period: cap_period(request.received_at),
+            },
+            limit,
+        });
+        let now = self.ports.clock.now();
+        let reservation = Entry::reserve(
+            &request.id,
+            AccountId::budget(&program.id),
+            AccountId::member(&program.destination.partner, &link.member),
+            points,
+            cap,
+            now,
+        );
+        match self.ports.ledger.apply(std::slice::from_ref(&reservation)).await {
+            Ok(_) => {}
+            Err(LedgerError::InsufficientBudget { available, .. }) => {
+                return Ok(Decision::Reject(Reason::new(
+                    "budget_exhausted",
+                    format!(
+                        "program {} has {available} points of budget left, {points} needed",
+                        program.id
+                    ),
+                )));
+            }
+            Err(LedgerError::CapExceeded { limit, used, .. }) => {
+                return Ok(Decision::Reject(Reason::new(
+                    "monthly_cap_reached",
+                    format!(
+                        "recipient {} has {used} of {limit} points this month; {points} more would exceed the cap",
+                        request.recipient.id
+                    ),
+                )));
+            }
+            Err(e) => return Err(RecordError::Retry(format!("ledger: {e}"))),
+        }
+        request.points = Some(points);
+        request.member = Some(link.member.clone());
+        request
+            .transition(
+                Status::Reserved,
+                now,
+                format!(
+                    "{points} points reserved from the {} budget for member {}",
+                    program.id, link.member
+                ),
+            )
+            .map_err(|e| RecordError::Retry(e.to_string()))?;
+        Ok(Decision::Reserve(Box::new(request)))
+    }
+
+    async fn reject(&self, message: PipelineMessage, reason: Reason) -> Result<(), RecordError> {
+        // Re-read: the decision took time, and the stored version is the one to move.
+        let mut request = self
+            .ports
+            .get
+            .get(&message.request_id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| RecordError::Retry("request not found".into()))?;
+        if request.state() != StatusKind::Received {
+            return Ok(());
+        }
+        let detail = reason.message.clone();
+        let code = reason.code.clone();
+        request
+            .transition(Status::Rejected { reason }, self.ports.clock.now(), detail)
+            .map_err(|e| RecordError::Retry(e.to_string()))?;
+        self.ports.update.update(&request).await.map_err(store_error)?;
+        tracing::info!(%code, "rejected");
+        Ok(())
+    }
+
+    async fn to_dispatch(&self, request: &PointsRequest) -> Result<(), RecordError> {
+        let message = PipelineMessage {
+            request_id: request.id.clone(),
+        };
+        self.ports
+            .dispatch_queue
+            .publish(std::slice::from_ref(&message))
+            .await
+            .map_err(|e| RecordError::Retry(format!("dispatch queue: {e}")))
+    }
+}

@@ -54,7 +54,7 @@ const MAX_AMOUNT: Decimal = Decimal::from_parts(3_567_587_328, 232, 0, false, 0)
 /// A non-negative amount of money in one currency, at most 4 decimal places.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Money {
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(rename = "value", with = "rust_decimal::serde::str")]
     amount: Decimal,
     currency: Currency,
 }

@@ -1,6 +1,8 @@
 //! Ports: the small role traits handlers depend on. Each has an embedded
 //! adapter (`pointsflow-memory`) and an AWS adapter with the same semantics.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -8,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::ledger::{AccountId, Applied, Balance, Entry, LedgerError};
 use crate::partner::{CreditInstruction, CreditOutcome};
 use crate::request::PointsRequest;
-use crate::values::{PartnerReference, RequestId};
+use crate::program::Program;
+use crate::values::{MemberNumber, PartnerReference, ProgramId, RecipientId, RequestId};
 
 /// A storage failure. `Conflict` is an answer (a condition failed); the
 /// others are transient and the caller retries.
@@ -101,4 +104,29 @@ pub trait PartnerConnector: Send + Sync {
 
     /// What the partner knows of a reference; `CreditOutcome::NotFound` when nothing.
     async fn status(&self, reference: &PartnerReference) -> CreditOutcome;
+}
+
+/// Programs as currently configured. Reads are cheap and synchronous: the
+/// catalog is a snapshot each function refreshes in the background.
+pub trait ProgramCatalog: Send + Sync {
+    fn program(&self, id: &ProgramId) -> Option<Arc<Program>>;
+}
+
+/// A recipient's link to a member account at a program's partner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberLink {
+    pub program: ProgramId,
+    pub recipient: RecipientId,
+    pub member: MemberNumber,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+#[async_trait]
+pub trait Enrollments: Send + Sync {
+    async fn member_link(
+        &self,
+        program: &ProgramId,
+        recipient: &RecipientId,
+    ) -> Result<Option<MemberLink>, StoreError>;
 }

@@ -4,12 +4,14 @@
 //! visibility timeout, receive count, dead-letter queue) driven by an
 //! event-source mapping that invokes handlers the way Lambda does.
 
+mod config;
 mod ledger;
 mod mapping;
 mod queue;
 mod replay;
 mod store;
 
+pub use config::{StaticCatalog, StaticEnrollments};
 pub use ledger::{LedgerSnapshot, MemoryLedger};
 pub use mapping::{EventSourceMapping, MappingConfig};
 pub use queue::{MemoryQueue, QueueConfig, QueueError, ReceivedMessage};

@@ -1,1 +1,9 @@
+//! Partner connectors: the REST/JSON connector and the sandbox frequent-flyer
+//! partner, a real HTTP server that speaks the same contract.
 
+pub mod rest;
+pub mod sandbox;
+pub mod wire;
+
+pub use rest::{RestConnector, RestConnectorConfig};
+pub use sandbox::{SandboxConfig, SandboxMember, SandboxPartner, SandboxStats, Shutdown};

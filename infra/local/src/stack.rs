@@ -1,0 +1,368 @@
+//! The local stack: the intake API on a TCP port, eligibility and dispatch
+//! on embedded queues behind Lambda-like event-source mappings, and the
+//! sandbox partner, all in one process on the embedded adapters.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use pointsflow_core::ledger::{Entry, LedgerError};
+use pointsflow_core::ports::{Clock, IdSource, LedgerWrite, PartnerConnector};
+use pointsflow_core::time::{RandomIds, SystemClock};
+use pointsflow_core::values::PartnerId;
+use pointsflow_dispatch::{Dispatch, DispatchPorts};
+use pointsflow_eligibility::{Eligibility, EligibilityPorts};
+use pointsflow_intake::{DEFAULT_MAX_BODY_BYTES, Intake, IntakeConfig, IntakePorts, SourceCredential};
+use pointsflow_memory::{
+    EventSourceMapping, MappingConfig, MemoryLedger, MemoryQueue, MemoryRequestStore, QueueConfig,
+    StaticCatalog, StaticEnrollments,
+};
+use pointsflow_partners::{RestConnector, RestConnectorConfig, SandboxConfig, SandboxMember, SandboxPartner};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{LocalConfig, PartnerKind};
+
+/// Lambda's request payload limit; intake itself refuses far smaller bodies.
+const MAX_HTTP_BODY: usize = 6 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("partner {partner}: {problem}")]
+    Partner { partner: PartnerId, problem: String },
+    #[error("funding the budget of {program}: {source}")]
+    Funding { program: String, source: LedgerError },
+}
+
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub listen: SocketAddr,
+    pub sandbox_listen: SocketAddr,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            sandbox_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+/// The queues of a deployed stack, embedded.
+#[derive(Debug, Clone)]
+pub struct Queues {
+    pub eligibility: Arc<MemoryQueue>,
+    pub eligibility_dlq: Arc<MemoryQueue>,
+    pub dispatch: Arc<MemoryQueue>,
+    pub dispatch_dlq: Arc<MemoryQueue>,
+}
+
+/// A running local stack.
+pub struct Stack {
+    pub intake_addr: SocketAddr,
+    pub sandbox: Option<SandboxPartner>,
+    pub store: Arc<MemoryRequestStore>,
+    pub ledger: Arc<MemoryLedger>,
+    pub queues: Queues,
+    pub dispatch: Dispatch,
+    pub eligibility: Eligibility,
+    shutdown: CancellationToken,
+    sandbox_shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack").field("intake_addr", &self.intake_addr).finish_non_exhaustive()
+    }
+}
+
+fn queue_pair(name: &str, config: &LocalConfig) -> (Arc<MemoryQueue>, Arc<MemoryQueue>) {
+    let dlq = Arc::new(MemoryQueue::new(
+        QueueConfig {
+            name: format!("{name}-dlq"),
+            visibility_timeout: config.queues.visibility_timeout(),
+            max_receive_count: 0,
+        },
+        None,
+    ));
+    let queue = Arc::new(MemoryQueue::new(
+        QueueConfig {
+            name: name.to_owned(),
+            visibility_timeout: config.queues.visibility_timeout(),
+            max_receive_count: config.queues.max_receive_count,
+        },
+        Some(dlq.clone()),
+    ));
+    (queue, dlq)
+}
+
+async fn serve_intake(State(intake): State<Intake>, request: axum::extract::Request) -> axum::response::Response {
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_HTTP_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return lambda_to_axum(pointsflow_intake::Problem::payload_too_large(MAX_HTTP_BODY).into_response());
+        }
+    };
+    // API Gateway hands Lambda text bodies as text and anything else as binary.
+    let body = if bytes.is_empty() {
+        lambda_http::Body::Empty
+    } else {
+        match String::from_utf8(bytes.to_vec()) {
+            Ok(text) => lambda_http::Body::Text(text),
+            Err(e) => lambda_http::Body::Binary(e.into_bytes()),
+        }
+    };
+    let response = intake.handle(http::Request::from_parts(parts, body)).await;
+    lambda_to_axum(response)
+}
+
+fn lambda_to_axum(response: http::Response<lambda_http::Body>) -> axum::response::Response {
+    let (parts, body) = response.into_parts();
+    let body = match body {
+        lambda_http::Body::Empty => axum::body::Body::empty(),
+        lambda_http::Body::Text(t) => axum::body::Body::from(t),
+        lambda_http::Body::Binary(b) => axum::body::Body::from(b),
+        _ => axum::body::Body::empty(),
+    };
+    http::Response::from_parts(parts, body).into_response()
+}
+
+impl Stack {
+    pub async fn start(config: LocalConfig, options: StackOptions) -> Result<Stack, StackError> {
+        Self::start_with(config, options, Arc::new(SystemClock), Arc::new(RandomIds)).await
+    }
+
+    /// Starts the stack with an injected clock and id source (for replayable runs).
+    pub async fn start_with(
+        config: LocalConfig,
+        options: StackOptions,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdSource>,
+    ) -> Result<Stack, StackError> {
+        let shutdown = CancellationToken::new();
+        let sandbox_shutdown = CancellationToken::new();
+        let store = Arc::new(MemoryRequestStore::new());
+        let ledger = Arc::new(MemoryLedger::new());
+        let catalog = Arc::new(StaticCatalog::new(config.programs.clone()));
+        let links = config.member_links();
+
+        let sandbox = if config.uses_sandbox() {
+            let partner_of = |program: &pointsflow_core::values::ProgramId| {
+                config
+                    .programs
+                    .iter()
+                    .find(|p| &p.id == program)
+                    .and_then(|p| config.partners.iter().find(|x| x.id == p.destination.partner))
+                    .is_some_and(|x| x.kind == PartnerKind::Sandbox)
+            };
+            let members = links
+                .iter()
+                .filter(|l| partner_of(&l.program))
+                .map(|l| SandboxMember {
+                    member_number: l.member.to_string(),
+                    first_name: l.first_name.clone(),
+                    last_name: l.last_name.clone(),
+                })
+                .collect();
+            let stop = sandbox_shutdown.clone();
+            let sandbox = SandboxPartner::start(
+                SandboxConfig {
+                    api_key: config.sandbox.api_key.clone(),
+                    members,
+                    slow_response: Duration::from_millis(config.sandbox.slow_response_ms),
+                },
+                options.sandbox_listen,
+                Box::pin(async move { stop.cancelled().await }),
+            )
+            .await
+            .map_err(|source| StackError::Listen {
+                addr: options.sandbox_listen,
+                source,
+            })?;
+            Some(sandbox)
+        } else {
+            None
+        };
+
+        let mut partners: HashMap<PartnerId, Arc<dyn PartnerConnector>> = HashMap::new();
+        for p in &config.partners {
+            let (base_url, api_key) = match (p.kind, &sandbox) {
+                (PartnerKind::Sandbox, Some(s)) => (s.base_url(), config.sandbox.api_key.clone()),
+                (PartnerKind::Rest, _) => (
+                    p.base_url.clone().unwrap_or_default(),
+                    p.api_key.clone().unwrap_or_default(),
+                ),
+                (PartnerKind::Sandbox, None) => continue,
+            };
+            let connector = RestConnector::new(RestConnectorConfig {
+                base_url,
+                api_key,
+                connect_timeout: Duration::from_millis(p.timeout_ms.min(1_000)),
+                request_timeout: Duration::from_millis(p.timeout_ms),
+            })
+            .map_err(|e| StackError::Partner {
+                partner: p.id.clone(),
+                problem: e.to_string(),
+            })?;
+            partners.insert(p.id.clone(), Arc::new(connector));
+        }
+
+        for program in &config.programs {
+            ledger
+                .apply(&[Entry::fund(&program.id, "initial", program.budget, clock.now())])
+                .await
+                .map_err(|source| StackError::Funding {
+                    program: program.id.to_string(),
+                    source,
+                })?;
+        }
+
+        let (eligibility_queue, eligibility_dlq) = queue_pair("eligibility", &config);
+        let (dispatch_queue, dispatch_dlq) = queue_pair("dispatch", &config);
+        let queues = Queues {
+            eligibility: eligibility_queue.clone(),
+            eligibility_dlq,
+            dispatch: dispatch_queue.clone(),
+            dispatch_dlq,
+        };
+
+        let intake = Intake::new(
+            IntakeConfig {
+                sources: config
+                    .sources
+                    .iter()
+                    .map(|s| SourceCredential::from_api_key(s.id.clone(), &s.api_key))
+                    .collect(),
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            },
+            IntakePorts {
+                create: store.clone(),
+                get: store.clone(),
+                ledger: ledger.clone(),
+                eligibility_queue: eligibility_queue.clone(),
+                programs: catalog.clone(),
+                clock: clock.clone(),
+            },
+        );
+        let eligibility = Eligibility::new(EligibilityPorts {
+            get: store.clone(),
+            update: store.clone(),
+            ledger: ledger.clone(),
+            programs: catalog.clone(),
+            enrollments: Arc::new(StaticEnrollments::new(links)),
+            dispatch_queue: dispatch_queue.clone(),
+            clock: clock.clone(),
+        });
+        let dispatch = Dispatch::new(DispatchPorts {
+            get: store.clone(),
+            update: store.clone(),
+            ledger_read: ledger.clone(),
+            ledger_write: ledger.clone(),
+            programs: catalog,
+            partners,
+            ids,
+            clock,
+        });
+
+        let mut tasks = Vec::new();
+        let mapping = |name: &str| MappingConfig {
+            batch_size: config.queues.batch_size,
+            concurrency: config.queues.concurrency,
+            function_timeout: config.queues.function_timeout(),
+            function_name: name.to_owned(),
+        };
+        {
+            let handler = eligibility.clone();
+            let mapping = EventSourceMapping::new(eligibility_queue, mapping("eligibility"));
+            let stop = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                mapping
+                    .run(
+                        move |event| {
+                            let handler = handler.clone();
+                            async move { handler.handle(event).await }
+                        },
+                        stop,
+                    )
+                    .await;
+            }));
+        }
+        {
+            let handler = dispatch.clone();
+            let mapping = EventSourceMapping::new(dispatch_queue, mapping("dispatch"));
+            let stop = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                mapping
+                    .run(
+                        move |event| {
+                            let handler = handler.clone();
+                            async move { handler.handle(event).await }
+                        },
+                        stop,
+                    )
+                    .await;
+            }));
+        }
+
+        let listener = TcpListener::bind(options.listen)
+            .await
+            .map_err(|source| StackError::Listen {
+                addr: options.listen,
+                source,
+            })?;
+        let intake_addr = listener.local_addr().map_err(|source| StackError::Listen {
+            addr: options.listen,
+            source,
+        })?;
+        let app = Router::new().fallback(serve_intake).with_state(intake);
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+            {
+                tracing::error!(error = %e, "intake server stopped");
+            }
+        }));
+        tracing::info!(addr = %intake_addr, "intake API listening");
+
+        Ok(Stack {
+            intake_addr,
+            sandbox,
+            store,
+            ledger,
+            queues,
+            dispatch,
+            eligibility,
+            shutdown,
+            sandbox_shutdown,
+            tasks,
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.intake_addr)
+    }
+
+    /// Stops taking requests, lets in-flight invocations finish, then stops the sandbox.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.sandbox_shutdown.cancel();
+        if let Some(sandbox) = self.sandbox {
+            sandbox.stopped().await;
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! A REST/JSON partner connector over the contract in [`crate::wire`]. Partners
+//! that speak it are idempotent on our reference: a repeated credit returns
+//! the original outcome, so a retry after a timeout is safe.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pointsflow_core::partner::{CreditInstruction, CreditOutcome};
+use pointsflow_core::ports::PartnerConnector;
+use pointsflow_core::request::Reason;
+use pointsflow_core::values::PartnerReference;
+use reqwest::StatusCode;
+
+use crate::wire::{Credit, CreditRequest, CreditStatus, ErrorBody};
+
+#[derive(Debug, Clone)]
+pub struct RestConnectorConfig {
+    /// e.g. `https://partner.example/api`; paths are appended.
+    pub base_url: String,
+    /// Sent as `Authorization: Bearer ...`.
+    pub api_key: String,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RestConnector {
+    config: RestConnectorConfig,
+    http: reqwest::Client,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not build the HTTP client: {0}")]
+pub struct BuildError(#[from] reqwest::Error);
+
+impl RestConnector {
+    pub fn new(config: RestConnectorConfig) -> Result<Self, BuildError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .pool_max_idle_per_host(64)
+            .build()?;
+        Ok(Self { config, http })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.config.base_url.trim_end_matches('/'))
+    }
+
+    fn timeout(&self, requested: Option<Duration>) -> Duration {
+        requested.map_or(self.config.request_timeout, |t| t.min(self.config.request_timeout))
+    }
+}
+
+fn credit_outcome(credit: Credit) -> CreditOutcome {
+    match credit.status {
+        CreditStatus::Credited => CreditOutcome::Credited {
+            transaction: credit.transaction_id,
+        },
+        CreditStatus::Pending => CreditOutcome::Pending {
+            transaction: Some(credit.transaction_id),
+        },
+        CreditStatus::Failed => {
+            let code = credit.failure_code.unwrap_or_else(|| "partner_failed".into());
+            CreditOutcome::Rejected(Reason::new(
+                "partner_rejected",
+                format!("the partner failed the credit ({code})"),
+            ))
+        }
+    }
+}
+
+async fn read(response: reqwest::Response) -> CreditOutcome {
+    let status = response.status();
+    let body = match response.bytes().await {
+        Ok(b) => b,
+        Err(e) => {
+            return CreditOutcome::Unknown {
+                detail: format!("HTTP {status}, body unreadable: {e}"),
+            };
+        }
+    };
+    if status.is_success() {
+        return match serde_json::from_slice::<Credit>(&body) {
+            Ok(credit) => credit_outcome(credit),
+            Err(e) => CreditOutcome::Unknown {
+                detail: format!("HTTP {status} with an unreadable body: {e}"),
+            },
+        };
+    }
+    let error: Option<ErrorBody> = serde_json::from_slice(&body).ok();
+    let detail = error
+        .as_ref()
+        .map(|e| format!("HTTP {status} {}: {}", e.code, e.message))
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    match status {
+        StatusCode::NOT_FOUND => CreditOutcome::NotFound,
+        // Definitive refusals: the partner says what is wrong and credited nothing.
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
+            let (code, message) = error
+                .map(|e| (e.code, e.message))
+                .unwrap_or_else(|| ("partner_rejected".into(), detail.clone()));
+            CreditOutcome::Rejected(Reason::new(&format!("partner_{code}"), message))
+        }
+        // Everything else (401/403 from a credential problem, 409, 429, 5xx)
+        // is retried under the same reference; nothing is given up on.
+        _ => CreditOutcome::Unknown { detail },
+    }
+}
+
+fn transport_error(e: &reqwest::Error) -> CreditOutcome {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "transport error"
+    };
+    CreditOutcome::Unknown {
+        detail: format!("{kind}: {e}"),
+    }
+}
+
+#[async_trait]
+impl PartnerConnector for RestConnector {
+    fn idempotent_on_reference(&self) -> bool {
+        true
+    }
+
+    #[tracing::instrument(skip(self, instruction), fields(reference = %instruction.reference))]
+    async fn credit(&self, instruction: &CreditInstruction) -> CreditOutcome {
+        let body = CreditRequest {
+            reference: instruction.reference.to_string(),
+            member_number: instruction.member.to_string(),
+            points: instruction.points.get(),
+            program: instruction.partner_program.clone(),
+        };
+        let sent = self
+            .http
+            .post(self.url("/v1/credits"))
+            .bearer_auth(&self.config.api_key)
+            .timeout(self.timeout(instruction.timeout))
+            .json(&body)
+            .send()
+            .await;
+        match sent {
+            Ok(response) => read(response).await,
+            Err(e) => transport_error(&e),
+        }
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn status(&self, reference: &PartnerReference) -> CreditOutcome {
+        let sent = self
+            .http
+            .get(self.url(&format!("/v1/credits/{reference}")))
+            .bearer_auth(&self.config.api_key)
+            .send()
+            .await;
+        match sent {
+            Ok(response) => read(response).await,
+            Err(e) => transport_error(&e),
+        }
+    }
+}

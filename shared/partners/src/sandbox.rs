@@ -1,0 +1,341 @@
+//! The sandbox frequent-flyer partner: a real HTTP server speaking the REST
+//! contract, with a member table, credits idempotent on the caller's
+//! reference, status look-ups, a statement, and magic amounts that make it
+//! misbehave on purpose (see [`magic`] and docs/partners.md).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::wire::{Credit, CreditRequest, CreditStatus, ErrorBody, Statement};
+
+/// Point amounts that make the sandbox misbehave, as partners' sandboxes do.
+pub mod magic {
+    /// Refused for good: `422 member_blocked`, nothing credited.
+    pub const REJECT: u64 = 9_901;
+    /// `500` on every attempt, nothing credited.
+    pub const ALWAYS_5XX: u64 = 9_902;
+    /// Credited at once, but the answer comes only after the sandbox's slow
+    /// delay (longer than a sensible client timeout); later attempts with the
+    /// same reference are answered at once with the original credit.
+    pub const TIMEOUT_AFTER_CREDIT: u64 = 9_903;
+    /// `503` on the first attempt for a reference, nothing credited; credited
+    /// on the next attempt.
+    pub const CREDITED_AFTER_RETRY: u64 = 9_904;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxMember {
+    pub member_number: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub api_key: String,
+    pub members: Vec<SandboxMember>,
+    /// How long a "timeout" answer takes.
+    pub slow_response: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Ledger {
+    credits: HashMap<String, Credit>,
+    attempts: HashMap<String, u32>,
+    next_transaction: u64,
+}
+
+#[derive(Debug)]
+struct Sandbox {
+    config: SandboxConfig,
+    members: HashMap<String, SandboxMember>,
+    ledger: Mutex<Ledger>,
+}
+
+/// Totals for dashboards and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxStats {
+    pub credits: u64,
+    pub points: u64,
+    pub attempts: u64,
+}
+
+/// A running sandbox partner.
+#[derive(Debug)]
+pub struct SandboxPartner {
+    addr: SocketAddr,
+    state: Arc<Sandbox>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A shutdown signal a server waits on.
+pub type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ErrorBody {
+            code: code.into(),
+            message: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+fn authorised(state: &Sandbox, headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|key| key == state.config.api_key)
+}
+
+enum Decision {
+    Answer(StatusCode, Credit),
+    Slow(Credit),
+    Fail(Response),
+}
+
+fn decide(state: &Sandbox, req: CreditRequest) -> Decision {
+    let Ok(mut ledger) = state.ledger.lock() else {
+        return Decision::Fail(error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock poisoned"));
+    };
+    let attempt = {
+        let n = ledger.attempts.entry(req.reference.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    if let Some(existing) = ledger.credits.get(&req.reference) {
+        let same = existing.member_number == req.member_number
+            && existing.points == req.points
+            && existing.program == req.program;
+        if !same {
+            return Decision::Fail(error(
+                StatusCode::CONFLICT,
+                "reference_conflict",
+                "this reference was used for a different credit",
+            ));
+        }
+        return Decision::Answer(StatusCode::OK, existing.clone());
+    }
+    if req.points == 0 || req.reference.is_empty() {
+        return Decision::Fail(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "reference and a positive points amount are required",
+        ));
+    }
+    match req.points {
+        magic::REJECT => {
+            return Decision::Fail(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "member_blocked",
+                "the member's account is blocked from accruals",
+            ));
+        }
+        magic::ALWAYS_5XX => {
+            return Decision::Fail(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "simulated partner failure",
+            ));
+        }
+        magic::CREDITED_AFTER_RETRY if attempt == 1 => {
+            return Decision::Fail(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "simulated outage; retry with the same reference",
+            ));
+        }
+        _ => {}
+    }
+    if !state.members.contains_key(&req.member_number) {
+        return Decision::Fail(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_member",
+            format!("no member {}", req.member_number),
+        ));
+    }
+    ledger.next_transaction += 1;
+    let credit = Credit {
+        transaction_id: format!("SBX{:010}", ledger.next_transaction),
+        reference: req.reference.clone(),
+        status: CreditStatus::Credited,
+        member_number: req.member_number,
+        points: req.points,
+        program: req.program,
+        created_at: chrono::Utc::now(),
+        failure_code: None,
+    };
+    ledger.credits.insert(req.reference, credit.clone());
+    if credit.points == magic::TIMEOUT_AFTER_CREDIT {
+        Decision::Slow(credit)
+    } else {
+        Decision::Answer(StatusCode::CREATED, credit)
+    }
+}
+
+async fn create_credit(
+    State(state): State<Arc<Sandbox>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !authorised(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "bad or missing API key");
+    }
+    let req: CreditRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
+    };
+    match decide(&state, req) {
+        Decision::Answer(status, credit) => (status, Json(credit)).into_response(),
+        Decision::Slow(credit) => {
+            tokio::time::sleep(state.config.slow_response).await;
+            (StatusCode::CREATED, Json(credit)).into_response()
+        }
+        Decision::Fail(response) => response,
+    }
+}
+
+async fn get_credit(
+    State(state): State<Arc<Sandbox>>,
+    headers: HeaderMap,
+    Path(reference): Path<String>,
+) -> Response {
+    if !authorised(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "bad or missing API key");
+    }
+    let found = state
+        .ledger
+        .lock()
+        .ok()
+        .and_then(|l| l.credits.get(&reference).cloned());
+    match found {
+        Some(credit) => Json(credit).into_response(),
+        None => error(StatusCode::NOT_FOUND, "not_found", "no credit with this reference"),
+    }
+}
+
+async fn statement(State(state): State<Arc<Sandbox>>, headers: HeaderMap) -> Response {
+    if !authorised(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "bad or missing API key");
+    }
+    let mut credits: Vec<Credit> = state
+        .ledger
+        .lock()
+        .map(|l| l.credits.values().cloned().collect())
+        .unwrap_or_default();
+    credits.sort_by(|a, b| a.transaction_id.cmp(&b.transaction_id));
+    Json(Statement { credits }).into_response()
+}
+
+async fn stats(State(state): State<Arc<Sandbox>>) -> Response {
+    Json(state.stats()).into_response()
+}
+
+impl Sandbox {
+    fn stats(&self) -> SandboxStats {
+        self.ledger
+            .lock()
+            .map(|l| SandboxStats {
+                credits: l.credits.len() as u64,
+                points: l.credits.values().map(|c| c.points).sum(),
+                attempts: l.attempts.values().map(|n| u64::from(*n)).sum(),
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl SandboxPartner {
+    /// Binds `addr` (port 0 for any free port) and serves until `shutdown` resolves.
+    pub async fn start(
+        config: SandboxConfig,
+        addr: SocketAddr,
+        shutdown: Shutdown,
+    ) -> std::io::Result<Self> {
+        let members = config
+            .members
+            .iter()
+            .map(|m| (m.member_number.trim().to_ascii_uppercase(), m.clone()))
+            .collect();
+        let state = Arc::new(Sandbox {
+            config,
+            members,
+            ledger: Mutex::new(Ledger::default()),
+        });
+        let app = Router::new()
+            .route("/v1/credits", post(create_credit))
+            .route("/v1/credits/{reference}", get(get_credit))
+            .route("/v1/statement", get(statement))
+            .route("/v1/stats", get(stats))
+            .with_state(state.clone());
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "sandbox partner stopped");
+            }
+        });
+        tracing::info!(%addr, "sandbox partner listening");
+        Ok(Self { addr, state, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn stats(&self) -> SandboxStats {
+        self.state.stats()
+    }
+
+    /// Points credited per member, for reconciliation with the ledger.
+    pub fn credited_by_member(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        if let Ok(l) = self.state.ledger.lock() {
+            for c in l.credits.values().filter(|c| c.status == CreditStatus::Credited) {
+                *out.entry(c.member_number.clone()).or_default() += c.points;
+            }
+        }
+        out
+    }
+
+    /// Credit attempts seen per reference.
+    pub fn attempts(&self, reference: &str) -> u32 {
+        self.state
+            .ledger
+            .lock()
+            .ok()
+            .and_then(|l| l.attempts.get(reference).copied())
+            .unwrap_or(0)
+    }
+
+    /// The credits recorded under a reference (0 or 1).
+    pub fn credit(&self, reference: &str) -> Option<Credit> {
+        self.state
+            .ledger
+            .lock()
+            .ok()
+            .and_then(|l| l.credits.get(reference).cloned())
+    }
+
+    pub async fn stopped(self) {
+        let _ = self.task.await;
+    }
+}

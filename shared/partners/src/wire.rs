@@ -1,0 +1,49 @@
+//! The REST/JSON partner contract (documented in docs/partners.md). The
+//! connector sends these and the sandbox answers them.
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/credits`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditRequest {
+    pub reference: String,
+    pub member_number: String,
+    pub points: u64,
+    pub program: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CreditStatus {
+    Credited,
+    Pending,
+    Failed,
+}
+
+/// A credit as the partner records it: the answer to a credit or a status look-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credit {
+    pub reference: String,
+    pub transaction_id: String,
+    pub status: CreditStatus,
+    pub member_number: String,
+    pub points: u64,
+    pub program: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_code: Option<String>,
+}
+
+/// Any 4xx/5xx body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// `GET /v1/statement`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statement {
+    pub credits: Vec<Credit>,
+}

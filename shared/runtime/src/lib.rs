@@ -1,0 +1,87 @@
+//! What every pointsflow Lambda shares: processing an SQS batch record by
+//! record (one bad message never fails its neighbours) and the invocation's
+//! remaining time.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::future::join_all;
+use lambda_runtime::Context;
+use pointsflow_core::ports::PipelineMessage;
+
+/// Why a record was not processed. Both leave the message on the queue, to be
+/// retried after its visibility timeout and, past the receive limit, moved to
+/// the dead-letter queue where an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordError {
+    /// Worth retrying: a conflict, a throttle, an outage, an unsettled partner answer.
+    Retry(String),
+    /// The message itself is bad; retrying will not help.
+    Poison(String),
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordError::Retry(s) => write!(f, "retry: {s}"),
+            RecordError::Poison(s) => write!(f, "poison message: {s}"),
+        }
+    }
+}
+
+fn parse(record: &SqsMessage) -> Result<PipelineMessage, RecordError> {
+    let body = record
+        .body
+        .as_deref()
+        .ok_or_else(|| RecordError::Poison("the message has no body".into()))?;
+    serde_json::from_str(body).map_err(|e| RecordError::Poison(format!("unreadable body: {e}")))
+}
+
+/// Runs `process` on every record of the batch concurrently and reports the
+/// records that failed, by message id, as `batchItemFailures`.
+pub async fn process_batch<F, Fut>(function: &str, event: SqsEvent, process: F) -> SqsBatchResponse
+where
+    F: Fn(PipelineMessage) -> Fut,
+    Fut: Future<Output = Result<(), RecordError>>,
+{
+    let outcomes = join_all(event.records.iter().map(|record| {
+        let parsed = parse(record);
+        let process = &process;
+        async move {
+            match parsed {
+                Ok(message) => process(message).await,
+                Err(e) => Err(e),
+            }
+        }
+    }))
+    .await;
+    let mut response = SqsBatchResponse::default();
+    for (record, outcome) in event.records.iter().zip(outcomes) {
+        let Err(error) = outcome else { continue };
+        let message_id = record.message_id.clone().unwrap_or_default();
+        match &error {
+            RecordError::Retry(detail) => {
+                tracing::warn!(function, %message_id, %detail, "record left on the queue for a retry")
+            }
+            RecordError::Poison(detail) => {
+                tracing::error!(function, %message_id, %detail, "unprocessable record left for the dead-letter queue")
+            }
+        }
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = message_id;
+        response.batch_item_failures.push(failure);
+    }
+    response
+}
+
+/// Time left in the invocation, less a margin to record the outcome. `None`
+/// when the context carries no deadline.
+pub fn remaining(context: &Context, margin: Duration) -> Option<Duration> {
+    if context.deadline == 0 {
+        return None;
+    }
+    let now = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+    let left = Duration::from_millis(context.deadline.saturating_sub(now));
+    Some(left.saturating_sub(margin))
+}
