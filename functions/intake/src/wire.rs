@@ -75,6 +75,14 @@ pub fn parse_body(bytes: &[u8]) -> Result<CreateBody, Problem> {
             format!("/{}", path.replace('.', "/"))
         };
         let inner = e.into_inner().to_string();
+        // serde names a missing field only in its message; point at the field itself.
+        let pointer = match inner
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split_once('`'))
+        {
+            Some((missing, _)) => format!("{pointer}/{missing}"),
+            None => pointer,
+        };
         Problem::invalid_field(pointer.clone(), format!("{pointer}: {inner}"))
     })
 }
