@@ -1,1 +1,143 @@
+//! Helpers for the end-to-end tests: start the local stack on free ports,
+//! talk to it over HTTP, and check the ledger against the sandbox partner.
+//! Logs are silent unless `TEST_LOG` is set.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use pointsflow_core::ledger::invariants;
+use pointsflow_core::values::{MemberNumber, PartnerId};
+use pointsflow_local::{LocalConfig, Stack, StackOptions};
+use serde_json::{Value, json};
+
+pub const API_KEY: &str = "pf_demo_4f1c2b7e9a6d4e0f";
+pub const ADA: &str = "0055g00000DemoAA1";
+
+static LOGS: Once = Once::new();
+
+pub struct TestStack {
+    pub stack: Stack,
+    pub client: reqwest::Client,
+    pub base: String,
+}
+
+/// The demo config, tuned for tests: quick retries and short partner timeouts.
+pub fn test_config() -> LocalConfig {
+    let mut config = LocalConfig::default_config().unwrap();
+    config.queues.function_timeout_ms = 500;
+    config.queues.visibility_timeout_ms = 600;
+    config.sandbox.slow_response_ms = 1_500;
+    for p in &mut config.partners {
+        p.timeout_ms = 300;
+    }
+    config
+}
+
+pub async fn spawn_stack(edit: impl FnOnce(&mut LocalConfig)) -> TestStack {
+    LOGS.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            tracing_subscriber::fmt().with_env_filter("info").with_test_writer().init();
+        }
+    });
+    let mut config = test_config();
+    edit(&mut config);
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let stack = Stack::start(config, StackOptions { listen: loopback, sandbox_listen: loopback })
+        .await
+        .unwrap();
+    let base = stack.base_url();
+    TestStack { stack, client: reqwest::Client::new(), base }
+}
+
+/// A Closed Won deal for `recipient` worth `amount` USD.
+pub fn deal(recipient: &str, amount: &str) -> Value {
+    json!({
+        "program": "sales-incentive",
+        "recipient": {"id": recipient},
+        "amount": {"value": amount, "currency": "USD"},
+        "event": {"type": "opportunity.closed_won", "occurred_at": "2026-11-27T16:00:00Z"}
+    })
+}
+
+/// The deal amount that earns exactly `points` at 2 points per 100 USD.
+pub fn amount_for(points: u64) -> String {
+    format!("{}.00", points * 50)
+}
+
+impl TestStack {
+    pub async fn submit(&self, key: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/v1/points-requests", self.base))
+            .bearer_auth(API_KEY)
+            .header("idempotency-key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Submits and returns the accepted request's id.
+    pub async fn accept(&self, key: &str, body: &Value) -> String {
+        let response = self.submit(key, body).await;
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.unwrap();
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn get(&self, id: &str) -> Value {
+        let response = self
+            .client
+            .get(format!("{}/v1/points-requests/{id}", self.base))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// Polls until the request is in one of `states`, failing after 15 s.
+    pub async fn wait_for(&self, id: &str, states: &[&str]) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let view = self.get(id).await;
+            if states.iter().any(|s| view["status"] == *s) {
+                return view;
+            }
+            assert!(Instant::now() < deadline, "{id} never reached {states:?}: {view:#}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until both queues are empty and nothing is in flight.
+    pub async fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.stack.queues.eligibility.depth() + self.stack.queues.dispatch.depth() > 0 {
+            assert!(Instant::now() < deadline, "queues never drained");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn sandbox_credits(&self) -> u64 {
+        self.stack.sandbox.as_ref().unwrap().stats().credits
+    }
+
+    /// Every ledger invariant holds, and the sandbox partner credited exactly
+    /// what the ledger posted, member by member.
+    pub fn check_ledger(&self) {
+        let snapshot = self.stack.ledger.snapshot().unwrap();
+        snapshot.check().unwrap();
+        let sandbox = self.stack.sandbox.as_ref().unwrap();
+        let credited: BTreeMap<MemberNumber, u64> = sandbox
+            .credited_by_member()
+            .into_iter()
+            .map(|(m, n)| (MemberNumber::parse(&m).unwrap(), n))
+            .collect();
+        invariants::check_partner_matches(&snapshot.accounts, &PartnerId::parse("sandbox-air").unwrap(), &credited)
+            .unwrap();
+    }
+}

@@ -70,7 +70,7 @@ impl Default for QueueSettings {
             max_receive_count: 5,
             batch_size: 10,
             concurrency: 4,
-            function_timeout_ms: 30_000,
+            function_timeout_ms: 4_000,
         }
     }
 }
@@ -177,8 +177,17 @@ impl LocalConfig {
         if q.concurrency == 0 {
             return Err(invalid("queues", "concurrency", "must be at least 1"));
         }
-        if q.visibility_timeout_ms == 0 {
-            return Err(invalid("queues", "visibility_timeout_ms", "must be greater than 0"));
+        if q.function_timeout_ms == 0 {
+            return Err(invalid("queues", "function_timeout_ms", "must be greater than 0"));
+        }
+        // As on AWS: a message must stay hidden for longer than an invocation
+        // can run, or a second invocation picks it up while the first works on it.
+        if q.visibility_timeout_ms <= q.function_timeout_ms {
+            return Err(invalid(
+                "queues",
+                "visibility_timeout_ms",
+                format!("must be longer than function_timeout_ms ({})", q.function_timeout_ms),
+            ));
         }
         let mut sources = HashSet::new();
         for s in &self.sources {
@@ -203,8 +212,12 @@ impl LocalConfig {
                     return Err(invalid(format!("partners.{}", p.id), "api_key", "a rest partner needs an api_key"));
                 }
             }
-            if p.timeout_ms == 0 {
-                return Err(invalid(format!("partners.{}", p.id), "timeout_ms", "must be greater than 0"));
+            if p.timeout_ms == 0 || p.timeout_ms >= q.function_timeout_ms {
+                return Err(invalid(
+                    format!("partners.{}", p.id),
+                    "timeout_ms",
+                    format!("must be greater than 0 and less than queues.function_timeout_ms ({})", q.function_timeout_ms),
+                ));
             }
         }
         let mut programs = HashSet::new();

@@ -75,13 +75,36 @@ where
     response
 }
 
-/// Time left in the invocation, less a margin to record the outcome. `None`
-/// when the context carries no deadline.
+/// Time left in the invocation, less a margin to record the outcome (at most
+/// `margin`, and never more than a quarter of what is left, so a short
+/// function still gets most of its time). `None` when the context carries no deadline.
 pub fn remaining(context: &Context, margin: Duration) -> Option<Duration> {
     if context.deadline == 0 {
         return None;
     }
     let now = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
     let left = Duration::from_millis(context.deadline.saturating_sub(now));
-    Some(left.saturating_sub(margin))
+    Some(left.saturating_sub(margin.min(left / 4)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context_with(left: Duration) -> Context {
+        let mut c = Context::default();
+        let deadline = chrono::Utc::now() + left;
+        c.deadline = u64::try_from(deadline.timestamp_millis()).unwrap_or(0);
+        c
+    }
+
+    #[test]
+    fn the_margin_never_eats_a_short_invocation() {
+        let margin = Duration::from_secs(2);
+        let short = remaining(&context_with(Duration::from_millis(500)), margin).unwrap();
+        assert!(short >= Duration::from_millis(300) && short <= Duration::from_millis(400), "{short:?}");
+        let long = remaining(&context_with(Duration::from_secs(30)), margin).unwrap();
+        assert!(long >= Duration::from_secs(27) && long <= Duration::from_secs(28), "{long:?}");
+        assert_eq!(remaining(&Context::default(), margin), None);
+    }
 }
