@@ -40,17 +40,30 @@ pub fn test_config() -> LocalConfig {
 pub async fn spawn_stack(edit: impl FnOnce(&mut LocalConfig)) -> TestStack {
     LOGS.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            tracing_subscriber::fmt().with_env_filter("info").with_test_writer().init();
+            tracing_subscriber::fmt()
+                .with_env_filter("info")
+                .with_test_writer()
+                .init();
         }
     });
     let mut config = test_config();
     edit(&mut config);
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let stack = Stack::start(config, StackOptions { listen: loopback, sandbox_listen: loopback })
-        .await
-        .unwrap();
+    let stack = Stack::start(
+        config,
+        StackOptions {
+            listen: loopback,
+            sandbox_listen: loopback,
+        },
+    )
+    .await
+    .unwrap();
     let base = stack.base_url();
-    TestStack { stack, client: reqwest::Client::new(), base }
+    TestStack {
+        stack,
+        client: reqwest::Client::new(),
+        base,
+    }
 }
 
 /// A Closed Won deal for `recipient` worth `amount` USD.
@@ -108,7 +121,10 @@ impl TestStack {
             if states.iter().any(|s| view["status"] == *s) {
                 return view;
             }
-            assert!(Instant::now() < deadline, "{id} never reached {states:?}: {view:#}");
+            assert!(
+                Instant::now() < deadline,
+                "{id} never reached {states:?}: {view:#}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -137,7 +153,11 @@ impl TestStack {
             .into_iter()
             .map(|(m, n)| (MemberNumber::parse(&m).unwrap(), n))
             .collect();
-        invariants::check_partner_matches(&snapshot.accounts, &PartnerId::parse("sandbox-air").unwrap(), &credited)
-            .unwrap();
+        invariants::check_partner_matches(
+            &snapshot.accounts,
+            &PartnerId::parse("sandbox-air").unwrap(),
+            &credited,
+        )
+        .unwrap();
     }
 }

@@ -8,15 +8,22 @@ use chrono::DateTime;
 use futures::future::join_all;
 use lambda_runtime::{Context, LambdaEvent};
 use pointsflow_core::ledger::AccountId;
-use pointsflow_core::ports::{LedgerRead, RequestCreate, RequestGet};
 use pointsflow_core::money::{Currency, Money};
+use pointsflow_core::ports::{LedgerRead, RequestCreate, RequestGet};
 use pointsflow_core::request::{Award, NewRequest, Recipient, SourceEvent, StatusKind};
-use pointsflow_core::values::{EventType, IdempotencyKey, Points, ProgramId, RecipientId, SourceId};
+use pointsflow_core::values::{
+    EventType, IdempotencyKey, Points, ProgramId, RecipientId, SourceId,
+};
 use pointsflow_tests::{ADA, amount_for, deal, spawn_stack};
 use serde_json::{Value, json};
 
 fn states(view: &Value) -> Vec<String> {
-    view["timeline"].as_array().unwrap().iter().map(|e| e["state"].as_str().unwrap().to_owned()).collect()
+    view["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[tokio::test]
@@ -25,17 +32,37 @@ async fn a_deal_is_credited_once_and_the_ledger_balances() {
     let id = t.accept("deal-1", &deal(ADA, "12550.00")).await;
     let view = t.wait_for(&id, &["credited", "failed", "rejected"]).await;
     assert_eq!(view["status"], "credited", "{view:#}");
-    assert_eq!(states(&view), ["received", "reserved", "dispatching", "credited"]);
+    assert_eq!(
+        states(&view),
+        ["received", "reserved", "dispatching", "credited"]
+    );
     assert_eq!(view["points"], 251);
     assert_eq!(view["member_number"], "SKY1000001");
-    assert!(view["partner_reference"].as_str().unwrap().starts_with("pf"));
-    let ledger: Vec<&str> = view["ledger"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(
+        view["partner_reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("pf")
+    );
+    let ledger: Vec<&str> = view["ledger"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
     assert_eq!(ledger, ["pending", "post_pending"]);
 
     let sandbox = t.stack.sandbox.as_ref().unwrap();
     assert_eq!(sandbox.stats().credits, 1);
     assert_eq!(sandbox.stats().points, 251);
-    let budget = t.stack.ledger.balance(&AccountId::budget(&ProgramId::parse("sales-incentive").unwrap())).await.unwrap();
+    let budget = t
+        .stack
+        .ledger
+        .balance(&AccountId::budget(
+            &ProgramId::parse("sales-incentive").unwrap(),
+        ))
+        .await
+        .unwrap();
     assert_eq!(budget.available(), 10_000_000 - 251);
     t.check_ledger();
     t.stack.shutdown().await;
@@ -53,7 +80,12 @@ async fn a_duplicate_submission_credits_once() {
         if a.headers().get("idempotent-replayed").is_some() {
             replays += 1;
         }
-        ids.push(a.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+        ids.push(
+            a.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     ids.dedup();
     assert_eq!(ids.len(), 1, "one request for one key");
@@ -75,7 +107,10 @@ async fn the_same_key_with_another_body_is_409_and_changes_nothing() {
     let before = t.wait_for(&id, &["credited"]).await;
     let response = t.submit("deal-409", &deal(ADA, "6000.00")).await;
     assert_eq!(response.status(), 409);
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["code"], "idempotency_key_reused");
     t.settle().await;
@@ -102,14 +137,38 @@ async fn an_unknown_program_is_422_naming_the_field() {
 #[tokio::test]
 async fn a_partner_rejection_fails_the_request_and_restores_the_budget() {
     let t = spawn_stack(|_| {}).await;
-    let id = t.accept("deal-reject", &deal(ADA, &amount_for(pointsflow_partners::sandbox::magic::REJECT))).await;
+    let id = t
+        .accept(
+            "deal-reject",
+            &deal(
+                ADA,
+                &amount_for(pointsflow_partners::sandbox::magic::REJECT),
+            ),
+        )
+        .await;
     let view = t.wait_for(&id, &["failed", "credited"]).await;
     assert_eq!(view["status"], "failed");
     assert_eq!(view["reason"]["code"], "partner_member_blocked");
-    let ledger: Vec<&str> = view["ledger"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let ledger: Vec<&str> = view["ledger"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
     assert_eq!(ledger, ["pending", "void_pending"]);
-    let budget = t.stack.ledger.balance(&AccountId::budget(&ProgramId::parse("sales-incentive").unwrap())).await.unwrap();
-    assert_eq!(budget.available(), 10_000_000, "the reservation was released");
+    let budget = t
+        .stack
+        .ledger
+        .balance(&AccountId::budget(
+            &ProgramId::parse("sales-incentive").unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        budget.available(),
+        10_000_000,
+        "the reservation was released"
+    );
     assert_eq!(budget.debits_pending, 0);
     assert_eq!(t.sandbox_credits(), 0);
     t.check_ledger();
@@ -130,15 +189,38 @@ fn fixed_references(view: &Value) -> Vec<String> {
 #[tokio::test]
 async fn a_partner_5xx_is_retried_under_the_same_reference_and_credited_once() {
     let t = spawn_stack(|_| {}).await;
-    let id = t.accept("deal-503", &deal(ADA, &amount_for(pointsflow_partners::sandbox::magic::CREDITED_AFTER_RETRY))).await;
+    let id = t
+        .accept(
+            "deal-503",
+            &deal(
+                ADA,
+                &amount_for(pointsflow_partners::sandbox::magic::CREDITED_AFTER_RETRY),
+            ),
+        )
+        .await;
     let view = t.wait_for(&id, &["credited", "failed"]).await;
     assert_eq!(view["status"], "credited", "{view:#}");
-    assert_eq!(states(&view), ["received", "reserved", "dispatching", "unknown", "credited"]);
-    assert_eq!(fixed_references(&view).len(), 1, "the reference was fixed once");
+    assert_eq!(
+        states(&view),
+        ["received", "reserved", "dispatching", "unknown", "credited"]
+    );
+    assert_eq!(
+        fixed_references(&view).len(),
+        1,
+        "the reference was fixed once"
+    );
     let reference = view["partner_reference"].as_str().unwrap();
     let sandbox = t.stack.sandbox.as_ref().unwrap();
-    assert_eq!(sandbox.attempts(reference), 2, "both attempts used the same reference");
-    assert_eq!(sandbox.stats().attempts, 2, "no attempt under another reference");
+    assert_eq!(
+        sandbox.attempts(reference),
+        2,
+        "both attempts used the same reference"
+    );
+    assert_eq!(
+        sandbox.stats().attempts,
+        2,
+        "no attempt under another reference"
+    );
     assert_eq!(sandbox.stats().credits, 1);
     t.check_ledger();
     t.stack.shutdown().await;
@@ -147,7 +229,15 @@ async fn a_partner_5xx_is_retried_under_the_same_reference_and_credited_once() {
 #[tokio::test]
 async fn a_timeout_after_the_partner_credited_is_resolved_without_a_second_credit() {
     let t = spawn_stack(|_| {}).await;
-    let id = t.accept("deal-timeout", &deal(ADA, &amount_for(pointsflow_partners::sandbox::magic::TIMEOUT_AFTER_CREDIT))).await;
+    let id = t
+        .accept(
+            "deal-timeout",
+            &deal(
+                ADA,
+                &amount_for(pointsflow_partners::sandbox::magic::TIMEOUT_AFTER_CREDIT),
+            ),
+        )
+        .await;
     let view = t.wait_for(&id, &["credited", "failed"]).await;
     assert_eq!(view["status"], "credited", "{view:#}");
     assert!(states(&view).contains(&"unknown".to_owned()));
@@ -186,8 +276,13 @@ async fn the_same_queue_message_delivered_again_and_again_credits_once() {
         source: SourceId::parse("demo").unwrap(),
         idempotency_key: IdempotencyKey::parse("deal-sqs-dup").unwrap(),
         program: ProgramId::parse("sales-incentive").unwrap(),
-        recipient: Recipient { id: RecipientId::parse(ADA).unwrap(), email: None },
-        award: Some(Award::Amount(Money::parse("5000", Currency::parse("USD").unwrap()).unwrap())),
+        recipient: Recipient {
+            id: RecipientId::parse(ADA).unwrap(),
+            email: None,
+        },
+        award: Some(Award::Amount(
+            Money::parse("5000", Currency::parse("USD").unwrap()).unwrap(),
+        )),
         event: SourceEvent {
             kind: EventType::parse("opportunity.closed_won").unwrap(),
             id: None,
@@ -197,12 +292,26 @@ async fn the_same_queue_message_delivered_again_and_again_credits_once() {
     }
     .into_request(chrono::Utc::now());
     t.stack.store.create(&request).await.unwrap();
-    t.stack.eligibility.handle(dispatch_event(request.id.as_str(), 1)).await.unwrap();
-    let deliveries = join_all((0..4).map(|_| t.stack.dispatch.handle(dispatch_event(request.id.as_str(), 3)))).await;
+    t.stack
+        .eligibility
+        .handle(dispatch_event(request.id.as_str(), 1))
+        .await
+        .unwrap();
+    let deliveries = join_all((0..4).map(|_| {
+        t.stack
+            .dispatch
+            .handle(dispatch_event(request.id.as_str(), 3))
+    }))
+    .await;
     assert!(deliveries.iter().all(Result::is_ok));
     t.settle().await;
     // Once more, after everything settled.
-    let late = t.stack.dispatch.handle(dispatch_event(request.id.as_str(), 2)).await.unwrap();
+    let late = t
+        .stack
+        .dispatch
+        .handle(dispatch_event(request.id.as_str(), 2))
+        .await
+        .unwrap();
     assert!(late.batch_item_failures.is_empty());
 
     let stored = t.stack.store.get(&request.id).await.unwrap().unwrap();
@@ -211,8 +320,15 @@ async fn the_same_queue_message_delivered_again_and_again_credits_once() {
     let sandbox = t.stack.sandbox.as_ref().unwrap();
     assert_eq!(sandbox.stats().credits, 1);
     let reference = stored.partner_reference.unwrap();
-    assert_eq!(sandbox.stats().attempts, u64::from(sandbox.attempts(reference.as_str())), "one reference only");
-    assert_eq!(t.stack.ledger.entries_for(&request.id).await.unwrap().len(), 2);
+    assert_eq!(
+        sandbox.stats().attempts,
+        u64::from(sandbox.attempts(reference.as_str())),
+        "one reference only"
+    );
+    assert_eq!(
+        t.stack.ledger.entries_for(&request.id).await.unwrap().len(),
+        2
+    );
     t.check_ledger();
     t.stack.shutdown().await;
 }
@@ -225,14 +341,20 @@ async fn fifty_concurrent_requests_never_overspend_the_budget() {
     .await;
     let ids = join_all((0..50).map(|i| {
         let t = &t;
-        async move { t.accept(&format!("deal-c{i}"), &deal(ADA, "12550.00")).await }
+        async move {
+            t.accept(&format!("deal-c{i}"), &deal(ADA, "12550.00"))
+                .await
+        }
     }))
     .await;
     let mut credited = 0;
     let mut exhausted = 0;
     for id in &ids {
         let view = t.wait_for(id, &["credited", "rejected", "failed"]).await;
-        match (view["status"].as_str().unwrap(), view["reason"]["code"].as_str()) {
+        match (
+            view["status"].as_str().unwrap(),
+            view["reason"]["code"].as_str(),
+        ) {
             ("credited", _) => credited += 1,
             ("rejected", Some("budget_exhausted")) => exhausted += 1,
             other => panic!("unexpected outcome {other:?}: {view:#}"),
@@ -241,7 +363,14 @@ async fn fifty_concurrent_requests_never_overspend_the_budget() {
     assert_eq!((credited, exhausted), (10, 40));
     let sandbox = t.stack.sandbox.as_ref().unwrap();
     assert_eq!(sandbox.stats().points, 2_510);
-    let budget = t.stack.ledger.balance(&AccountId::budget(&ProgramId::parse("sales-incentive").unwrap())).await.unwrap();
+    let budget = t
+        .stack
+        .ledger
+        .balance(&AccountId::budget(
+            &ProgramId::parse("sales-incentive").unwrap(),
+        ))
+        .await
+        .unwrap();
     assert_eq!((budget.available(), budget.debits_posted), (0, 2_510));
     t.check_ledger();
     t.stack.shutdown().await;

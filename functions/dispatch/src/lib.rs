@@ -97,17 +97,23 @@ impl Dispatch {
                 tracing::debug!(state = %request.state(), "already settled; duplicate delivery ignored");
                 return Ok(());
             }
-            other @ (StatusKind::Received | StatusKind::AwaitingApproval | StatusKind::Scheduled) => {
+            other @ (StatusKind::Received
+            | StatusKind::AwaitingApproval
+            | StatusKind::Scheduled) => {
                 return Err(RecordError::Poison(format!(
                     "a request in state {other} is not ready for dispatch"
                 )));
             }
         }
         let Some(reference) = request.partner_reference.clone() else {
-            return Err(RecordError::Poison("no partner reference on a dispatching request".into()));
+            return Err(RecordError::Poison(
+                "no partner reference on a dispatching request".into(),
+            ));
         };
         let (Some(points), Some(member)) = (request.points, request.member.clone()) else {
-            return Err(RecordError::Poison("no points or member on a reserved request".into()));
+            return Err(RecordError::Poison(
+                "no points or member on a reserved request".into(),
+            ));
         };
         let program = self
             .ports
@@ -119,7 +125,12 @@ impl Dispatch {
             .partners
             .get(&program.destination.partner)
             .cloned()
-            .ok_or_else(|| retry(format!("partner {} is not configured", program.destination.partner)))?;
+            .ok_or_else(|| {
+                retry(format!(
+                    "partner {} is not configured",
+                    program.destination.partner
+                ))
+            })?;
 
         let instruction = CreditInstruction {
             reference: reference.clone(),
@@ -161,7 +172,12 @@ impl Dispatch {
                 format!("partner reference {reference} fixed; crediting"),
             )
             .map_err(retry)?;
-        request.version = self.ports.update.update(request).await.map_err(store_error)?;
+        request.version = self
+            .ports
+            .update
+            .update(request)
+            .await
+            .map_err(store_error)?;
         Ok(())
     }
 
@@ -174,10 +190,16 @@ impl Dispatch {
             .map_err(retry)?
             .into_iter()
             .find(|e| e.id == id && e.kind == EntryKind::Pending)
-            .ok_or_else(|| RecordError::Poison("the request has no reservation in the ledger".into()))
+            .ok_or_else(|| {
+                RecordError::Poison("the request has no reservation in the ledger".into())
+            })
     }
 
-    async fn record(&self, mut request: PointsRequest, outcome: CreditOutcome) -> Result<(), RecordError> {
+    async fn record(
+        &self,
+        mut request: PointsRequest,
+        outcome: CreditOutcome,
+    ) -> Result<(), RecordError> {
         let now = self.ports.clock.now();
         match outcome {
             CreditOutcome::Credited { transaction } => {
@@ -193,8 +215,14 @@ impl Dispatch {
                     request.member.as_ref().map(|m| m.as_str()).unwrap_or("?")
                 );
                 request.partner_transaction = Some(transaction);
-                request.transition(Status::Credited, now, detail).map_err(retry)?;
-                self.ports.update.update(&request).await.map_err(store_error)?;
+                request
+                    .transition(Status::Credited, now, detail)
+                    .map_err(retry)?;
+                self.ports
+                    .update
+                    .update(&request)
+                    .await
+                    .map_err(store_error)?;
                 tracing::info!(attempts = request.dispatch_attempts, "credited");
                 Ok(())
             }
@@ -207,21 +235,39 @@ impl Dispatch {
                     .map_err(retry)?;
                 let detail = format!("{}; reservation voided, budget released", reason.message);
                 let code = reason.code.clone();
-                request.transition(Status::Failed { reason }, now, detail).map_err(retry)?;
-                self.ports.update.update(&request).await.map_err(store_error)?;
+                request
+                    .transition(Status::Failed { reason }, now, detail)
+                    .map_err(retry)?;
+                self.ports
+                    .update
+                    .update(&request)
+                    .await
+                    .map_err(store_error)?;
                 tracing::info!(%code, "failed");
                 Ok(())
             }
             CreditOutcome::Pending { transaction } => {
                 request.partner_transaction = transaction.or(request.partner_transaction.take());
                 request
-                    .transition(Status::PartnerPending, now, "partner accepted the credit; it settles later")
+                    .transition(
+                        Status::PartnerPending,
+                        now,
+                        "partner accepted the credit; it settles later",
+                    )
                     .map_err(retry)?;
-                self.ports.update.update(&request).await.map_err(store_error)?;
-                Err(RecordError::Retry("partner credit pending; checking again later".into()))
+                self.ports
+                    .update
+                    .update(&request)
+                    .await
+                    .map_err(store_error)?;
+                Err(RecordError::Retry(
+                    "partner credit pending; checking again later".into(),
+                ))
             }
             CreditOutcome::Unknown { detail } if request.state() == StatusKind::PartnerPending => {
-                Err(RecordError::Retry(format!("status look-up inconclusive: {detail}")))
+                Err(RecordError::Retry(format!(
+                    "status look-up inconclusive: {detail}"
+                )))
             }
             CreditOutcome::Unknown { detail } => {
                 let reference = request.partner_reference.clone();
@@ -232,9 +278,15 @@ impl Dispatch {
                         format!("outcome unknown ({detail}); will retry under the same reference"),
                     )
                     .map_err(retry)?;
-                self.ports.update.update(&request).await.map_err(store_error)?;
+                self.ports
+                    .update
+                    .update(&request)
+                    .await
+                    .map_err(store_error)?;
                 tracing::warn!(reference = ?reference.map(|r| r.to_string()), %detail, "partner outcome unknown");
-                Err(RecordError::Retry(format!("partner outcome unknown: {detail}")))
+                Err(RecordError::Retry(format!(
+                    "partner outcome unknown: {detail}"
+                )))
             }
             CreditOutcome::NotFound => Err(RecordError::Retry(
                 "the partner answered a credit with not-found".into(),

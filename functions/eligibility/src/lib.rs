@@ -85,7 +85,11 @@ impl Eligibility {
         }
         match self.decide(request).await? {
             Decision::Reserve(reserved) => {
-                self.ports.update.update(&reserved).await.map_err(store_error)?;
+                self.ports
+                    .update
+                    .update(&reserved)
+                    .await
+                    .map_err(store_error)?;
                 tracing::info!(
                     points = reserved.points.map(|p| p.get()).unwrap_or(0),
                     member = reserved.member.as_ref().map(|m| m.as_str()).unwrap_or(""),
@@ -122,7 +126,10 @@ impl Eligibility {
         if !program.accepts_source(&request.source) {
             return Ok(Decision::Reject(Reason::new(
                 "source_not_allowed",
-                format!("source {} may not submit to program {}", request.source, program.id),
+                format!(
+                    "source {} may not submit to program {}",
+                    request.source, program.id
+                ),
             )));
         }
         if let TransferMode::Scheduled { .. } = program.transfer {
@@ -131,7 +138,10 @@ impl Eligibility {
                 "scheduled transfer windows are not available in this version",
             )));
         }
-        let points = match program.points.points_for(request.award.as_ref(), program.currency) {
+        let points = match program
+            .points
+            .points_for(request.award.as_ref(), program.currency)
+        {
             Ok(p) => p,
             Err(e) => return Ok(Decision::Reject(e.reason())),
         };
@@ -170,7 +180,12 @@ impl Eligibility {
             cap,
             now,
         );
-        match self.ports.ledger.apply(std::slice::from_ref(&reservation)).await {
+        match self
+            .ports
+            .ledger
+            .apply(std::slice::from_ref(&reservation))
+            .await
+        {
             Ok(_) => {}
             Err(LedgerError::InsufficientBudget { available, .. }) => {
                 return Ok(Decision::Reject(Reason::new(
@@ -224,7 +239,11 @@ impl Eligibility {
         request
             .transition(Status::Rejected { reason }, self.ports.clock.now(), detail)
             .map_err(|e| RecordError::Retry(e.to_string()))?;
-        self.ports.update.update(&request).await.map_err(store_error)?;
+        self.ports
+            .update
+            .update(&request)
+            .await
+            .map_err(store_error)?;
         tracing::info!(%code, "rejected");
         Ok(())
     }

@@ -1,5 +1,7 @@
 //! The eligibility handler, fed SQS events as Lambda receives them.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,9 +10,13 @@ use chrono::DateTime;
 use lambda_runtime::{Context, LambdaEvent};
 use pointsflow_core::ledger::{AccountId, Entry};
 use pointsflow_core::money::{Currency, Money};
-use pointsflow_core::ports::{Clock, LedgerRead, LedgerWrite, MemberLink, RequestCreate, RequestGet};
+use pointsflow_core::ports::{
+    Clock, LedgerRead, LedgerWrite, MemberLink, RequestCreate, RequestGet,
+};
 use pointsflow_core::program::{Destination, PointsRule, Program, ProgramState, TransferMode};
-use pointsflow_core::request::{Award, NewRequest, PointsRequest, Recipient, SourceEvent, StatusKind};
+use pointsflow_core::request::{
+    Award, NewRequest, PointsRequest, Recipient, SourceEvent, StatusKind,
+};
 use pointsflow_core::values::{
     EventType, IdempotencyKey, MemberNumber, PartnerId, Points, ProgramId, RecipientId, SourceId,
 };
@@ -35,10 +41,16 @@ fn program(id: &str, state: ProgramState, budget: u64, cap: Option<u64>) -> Prog
         state,
         sources: vec![],
         currency: Currency::parse("USD").unwrap(),
-        points: PointsRule::Rate { points: Points::new(2).unwrap(), per: 100.into() },
+        points: PointsRule::Rate {
+            points: Points::new(2).unwrap(),
+            per: 100.into(),
+        },
         monthly_cap_per_recipient: cap.map(|c| Points::new(c).unwrap()),
         budget: Points::new(budget).unwrap(),
-        destination: Destination { partner: PartnerId::parse("air").unwrap(), partner_program: "SKY".into() },
+        destination: Destination {
+            partner: PartnerId::parse("air").unwrap(),
+            partner_program: "SKY".into(),
+        },
         transfer: TransferMode::Realtime,
     }
 }
@@ -50,18 +62,31 @@ async fn harness() -> Harness {
     ];
     let ledger = Arc::new(MemoryLedger::new());
     for p in &programs {
-        ledger.apply(&[Entry::fund(&p.id, "initial", p.budget, DateTime::UNIX_EPOCH)]).await.unwrap();
+        ledger
+            .apply(&[Entry::fund(
+                &p.id,
+                "initial",
+                p.budget,
+                DateTime::UNIX_EPOCH,
+            )])
+            .await
+            .unwrap();
     }
-    let links = [("sales", "005A"), ("sales", "005B"), ("paused", "005A")].map(|(p, r)| MemberLink {
-        program: ProgramId::parse(p).unwrap(),
-        recipient: RecipientId::parse(r).unwrap(),
-        member: MemberNumber::parse(&format!("SKY{r}")).unwrap(),
-        first_name: "Ada".into(),
-        last_name: "Lovelace".into(),
-    });
+    let links =
+        [("sales", "005A"), ("sales", "005B"), ("paused", "005A")].map(|(p, r)| MemberLink {
+            program: ProgramId::parse(p).unwrap(),
+            recipient: RecipientId::parse(r).unwrap(),
+            member: MemberNumber::parse(&format!("SKY{r}")).unwrap(),
+            first_name: "Ada".into(),
+            last_name: "Lovelace".into(),
+        });
     let store = Arc::new(MemoryRequestStore::new());
     let dispatch = Arc::new(MemoryQueue::new(
-        QueueConfig { name: "dispatch".into(), visibility_timeout: Duration::from_secs(30), max_receive_count: 5 },
+        QueueConfig {
+            name: "dispatch".into(),
+            visibility_timeout: Duration::from_secs(30),
+            max_receive_count: 5,
+        },
         None,
     ));
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(DateTime::UNIX_EPOCH));
@@ -74,16 +99,32 @@ async fn harness() -> Harness {
         dispatch_queue: dispatch.clone(),
         clock,
     });
-    Harness { eligibility, store, ledger, dispatch }
+    Harness {
+        eligibility,
+        store,
+        ledger,
+        dispatch,
+    }
 }
 
-async fn submit(h: &Harness, key: &str, program: &str, recipient: &str, amount: &str) -> PointsRequest {
+async fn submit(
+    h: &Harness,
+    key: &str,
+    program: &str,
+    recipient: &str,
+    amount: &str,
+) -> PointsRequest {
     let request = NewRequest {
         source: SourceId::parse("crm").unwrap(),
         idempotency_key: IdempotencyKey::parse(key).unwrap(),
         program: ProgramId::parse(program).unwrap(),
-        recipient: Recipient { id: RecipientId::parse(recipient).unwrap(), email: None },
-        award: Some(Award::Amount(Money::parse(amount, Currency::parse("USD").unwrap()).unwrap())),
+        recipient: Recipient {
+            id: RecipientId::parse(recipient).unwrap(),
+            email: None,
+        },
+        award: Some(Award::Amount(
+            Money::parse(amount, Currency::parse("USD").unwrap()).unwrap(),
+        )),
         event: SourceEvent {
             kind: EventType::parse("opportunity.closed_won").unwrap(),
             id: None,
@@ -98,7 +139,11 @@ async fn submit(h: &Harness, key: &str, program: &str, recipient: &str, amount: 
 
 /// The fixture, with one record per body.
 fn sqs_event(bodies: &[String]) -> LambdaEvent<SqsEvent> {
-    let text = std::fs::read_to_string(format!("{}/tests/fixtures/sqs-event.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let text = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/sqs-event.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
     let mut raw: Value = serde_json::from_str(&text).unwrap();
     let template = raw["Records"][0].clone();
     raw["Records"] = Value::Array(
@@ -128,14 +173,22 @@ async fn state(h: &Harness, r: &PointsRequest) -> PointsRequest {
 async fn an_eligible_request_is_reserved_and_sent_to_dispatch() {
     let h = harness().await;
     let r = submit(&h, "deal-1", "sales", "005A", "12550.00").await;
-    let response = h.eligibility.handle(sqs_event(&[message(&r)])).await.unwrap();
+    let response = h
+        .eligibility
+        .handle(sqs_event(&[message(&r)]))
+        .await
+        .unwrap();
     assert!(response.batch_item_failures.is_empty());
     let after = state(&h, &r).await;
     assert_eq!(after.state(), StatusKind::Reserved);
     assert_eq!(after.points.unwrap().get(), 251);
     assert_eq!(after.member.unwrap().as_str(), "SKY005A");
     assert_eq!(h.dispatch.depth(), 1);
-    let budget = h.ledger.balance(&AccountId::budget(&ProgramId::parse("sales").unwrap())).await.unwrap();
+    let budget = h
+        .ledger
+        .balance(&AccountId::budget(&ProgramId::parse("sales").unwrap()))
+        .await
+        .unwrap();
     assert_eq!(budget.debits_pending, 251);
 }
 
@@ -143,12 +196,23 @@ async fn an_eligible_request_is_reserved_and_sent_to_dispatch() {
 async fn a_duplicate_delivery_reserves_once() {
     let h = harness().await;
     let r = submit(&h, "deal-1", "sales", "005A", "12550.00").await;
-    let response = h.eligibility.handle(sqs_event(&[message(&r), message(&r)])).await.unwrap();
+    let response = h
+        .eligibility
+        .handle(sqs_event(&[message(&r), message(&r)]))
+        .await
+        .unwrap();
     // Concurrent twins: one wins, the other may be told to retry, never both reserve.
     assert!(response.batch_item_failures.len() <= 1);
-    h.eligibility.handle(sqs_event(&[message(&r)])).await.unwrap();
+    h.eligibility
+        .handle(sqs_event(&[message(&r)]))
+        .await
+        .unwrap();
     assert_eq!(h.ledger.entries_for(&r.id).await.unwrap().len(), 1);
-    let budget = h.ledger.balance(&AccountId::budget(&ProgramId::parse("sales").unwrap())).await.unwrap();
+    let budget = h
+        .ledger
+        .balance(&AccountId::budget(&ProgramId::parse("sales").unwrap()))
+        .await
+        .unwrap();
     assert_eq!(budget.debits_pending, 251);
     h.ledger.snapshot().unwrap().check().unwrap();
 }
@@ -160,16 +224,29 @@ async fn refusals_carry_a_stable_reason() {
         ("paused", "paused", "005A", "100.00", "program_paused"),
         ("unenrolled", "sales", "005Z", "100.00", "not_enrolled"),
         ("tiny", "sales", "005A", "10.00", "zero_points"),
-        ("over-cap", "sales", "005A", "35000.00", "monthly_cap_reached"),
+        (
+            "over-cap",
+            "sales",
+            "005A",
+            "35000.00",
+            "monthly_cap_reached",
+        ),
     ];
     for (key, program, recipient, amount, code) in cases {
         let r = submit(&h, key, program, recipient, amount).await;
-        let response = h.eligibility.handle(sqs_event(&[message(&r)])).await.unwrap();
+        let response = h
+            .eligibility
+            .handle(sqs_event(&[message(&r)]))
+            .await
+            .unwrap();
         assert!(response.batch_item_failures.is_empty());
         let after = state(&h, &r).await;
         assert_eq!(after.state(), StatusKind::Rejected, "{key}");
         assert_eq!(after.status.reason().unwrap().code, code, "{key}");
-        assert!(h.ledger.entries_for(&r.id).await.unwrap().is_empty(), "{key} reserved something");
+        assert!(
+            h.ledger.entries_for(&r.id).await.unwrap().is_empty(),
+            "{key} reserved something"
+        );
     }
     assert_eq!(h.dispatch.depth(), 0);
 }
@@ -184,13 +261,23 @@ async fn the_budget_runs_out_cleanly() {
         submit(&h, "d2", "sales", "005B", "100.00").await,
     ];
     for r in &requests {
-        h.eligibility.handle(sqs_event(&[message(r)])).await.unwrap();
+        h.eligibility
+            .handle(sqs_event(&[message(r)]))
+            .await
+            .unwrap();
     }
     let states = states_of(&h, &requests).await;
     assert_eq!(states[0], (StatusKind::Reserved, None));
     assert_eq!(states[1], (StatusKind::Reserved, None));
-    assert_eq!(states[2], (StatusKind::Rejected, Some("budget_exhausted".into())));
-    let budget = h.ledger.balance(&AccountId::budget(&ProgramId::parse("sales").unwrap())).await.unwrap();
+    assert_eq!(
+        states[2],
+        (StatusKind::Rejected, Some("budget_exhausted".into()))
+    );
+    let budget = h
+        .ledger
+        .balance(&AccountId::budget(&ProgramId::parse("sales").unwrap()))
+        .await
+        .unwrap();
     assert_eq!(budget.available(), 0);
     h.ledger.snapshot().unwrap().check().unwrap();
 }
@@ -210,10 +297,18 @@ async fn a_bad_record_fails_alone() {
     let r = submit(&h, "deal-1", "sales", "005A", "100.00").await;
     let response = h
         .eligibility
-        .handle(sqs_event(&["not json".into(), message(&r), json!({"request_id": "pr_00000000000000000000000000000000"}).to_string()]))
+        .handle(sqs_event(&[
+            "not json".into(),
+            message(&r),
+            json!({"request_id": "pr_00000000000000000000000000000000"}).to_string(),
+        ]))
         .await
         .unwrap();
-    let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
     assert_eq!(failed, ["msg-0", "msg-2"]);
     assert_eq!(state(&h, &r).await.state(), StatusKind::Reserved);
 }

@@ -33,7 +33,10 @@ impl SourceCredential {
 }
 
 /// The source whose key is `presented`, if any.
-pub fn authenticate<'a>(credentials: &'a [SourceCredential], presented: &str) -> Option<&'a SourceId> {
+pub fn authenticate<'a>(
+    credentials: &'a [SourceCredential],
+    presented: &str,
+) -> Option<&'a SourceId> {
     let presented = digest(presented);
     let mut found = None;
     for c in credentials {

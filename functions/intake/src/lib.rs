@@ -15,8 +15,7 @@ use std::sync::Arc;
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use pointsflow_core::ports::{
-    Clock, Created, LedgerRead, PipelineMessage, ProgramCatalog, Publish, RequestCreate,
-    RequestGet,
+    Clock, Created, LedgerRead, PipelineMessage, ProgramCatalog, Publish, RequestCreate, RequestGet,
 };
 use pointsflow_core::request::{PointsRequest, StatusKind};
 use pointsflow_core::values::{IdempotencyKey, RequestId, SourceId};
@@ -53,7 +52,9 @@ pub struct Intake {
 
 impl std::fmt::Debug for Intake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Intake").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Intake")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -62,9 +63,10 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
         Ok(body) => {
             let mut response = Response::new(Body::Text(body));
             *response.status_mut() = status;
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             response
         }
         Err(e) => {
@@ -84,7 +86,9 @@ fn is_json(request: &Request) -> bool {
             let media = media.trim();
             media.eq_ignore_ascii_case("application/json")
                 || (media.len() > 5
-                    && media[..media.len() - 5].to_ascii_lowercase().starts_with("application/")
+                    && media[..media.len() - 5]
+                        .to_ascii_lowercase()
+                        .starts_with("application/")
                     && media.to_ascii_lowercase().ends_with("+json"))
         })
 }
@@ -161,7 +165,9 @@ impl Intake {
         tracing::Span::current().record("request_id", candidate.id.as_str());
         let created = self.ports.create.create(&candidate).await.map_err(|e| {
             tracing::error!(error = %e, "could not store the request");
-            Problem::unavailable("the request could not be stored; retry with the same Idempotency-Key")
+            Problem::unavailable(
+                "the request could not be stored; retry with the same Idempotency-Key",
+            )
         })?;
         match created {
             Created::New => {
@@ -211,12 +217,17 @@ impl Intake {
             Problem::unavailable("the request could not be read; retry")
         })?;
         // Another source's request is not found, rather than forbidden: ids leak nothing.
-        let stored = stored.filter(|r| r.source == source).ok_or_else(not_found)?;
+        let stored = stored
+            .filter(|r| r.source == source)
+            .ok_or_else(not_found)?;
         let entries = self.ports.ledger.entries_for(&id).await.map_err(|e| {
             tracing::error!(error = %e, "could not read the ledger");
             Problem::unavailable("the ledger could not be read; retry")
         })?;
-        Ok(json(StatusCode::OK, &wire::RequestView::of(&stored, &entries)))
+        Ok(json(
+            StatusCode::OK,
+            &wire::RequestView::of(&stored, &entries),
+        ))
     }
 }
 

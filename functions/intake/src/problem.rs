@@ -30,7 +30,12 @@ struct Wire<'a> {
 }
 
 impl Problem {
-    fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+    fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             code,
@@ -43,7 +48,12 @@ impl Problem {
     }
 
     pub fn malformed_json(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "malformed_json", "The body is not valid JSON", detail)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "The body is not valid JSON",
+            detail,
+        )
     }
 
     pub fn missing_idempotency_key() -> Self {
@@ -56,7 +66,12 @@ impl Problem {
     }
 
     pub fn invalid_idempotency_key(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_idempotency_key", "The Idempotency-Key header is not valid", detail)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            "The Idempotency-Key header is not valid",
+            detail,
+        )
     }
 
     pub fn unauthorized() -> Self {

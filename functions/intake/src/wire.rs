@@ -8,7 +8,7 @@ use pointsflow_core::request::{
     Award, NewRequest, PointsRequest, Reason, Recipient, SourceEvent, StatusKind, TimelineEntry,
 };
 use pointsflow_core::values::{
-    Email, EventType, IdempotencyKey, MemberNumber, PartnerReference, ParseError, Points,
+    Email, EventType, IdempotencyKey, MemberNumber, ParseError, PartnerReference, Points,
     ProgramId, RecipientId, RequestId, SourceId,
 };
 use serde::{Deserialize, Serialize};
@@ -92,7 +92,11 @@ impl CreateBody {
         &self.program
     }
 
-    pub fn into_new_request(self, source: SourceId, key: IdempotencyKey) -> Result<NewRequest, Problem> {
+    pub fn into_new_request(
+        self,
+        source: SourceId,
+        key: IdempotencyKey,
+    ) -> Result<NewRequest, Problem> {
         let program = field("/program", ProgramId::parse(&self.program))?;
         let recipient = Recipient {
             id: field("/recipient/id", RecipientId::parse(&self.recipient.id))?,
@@ -110,7 +114,10 @@ impl CreateBody {
             }
             (Some(p), None) => {
                 if p == 0 {
-                    return Err(Problem::invalid_field("/points", "/points: must be greater than 0"));
+                    return Err(Problem::invalid_field(
+                        "/points",
+                        "/points: must be greater than 0",
+                    ));
                 }
                 Some(Award::Points(field("/points", Points::new(p))?))
             }
@@ -126,7 +133,10 @@ impl CreateBody {
                         ));
                     }
                 };
-                Some(Award::Amount(field("/amount/value", Money::parse(&text, currency))?))
+                Some(Award::Amount(field(
+                    "/amount/value",
+                    Money::parse(&text, currency),
+                )?))
             }
             (None, None) => None,
         };
@@ -138,13 +148,13 @@ impl CreateBody {
                 )
             })?
             .with_timezone(&Utc);
-        if let Some(id) = &self.event.id {
-            if id.is_empty() || id.len() > 255 || id.chars().any(char::is_control) {
-                return Err(Problem::invalid_field(
-                    "/event/id",
-                    "/event/id: must be 1 to 255 characters without control characters",
-                ));
-            }
+        if let Some(id) = &self.event.id
+            && (id.is_empty() || id.len() > 255 || id.chars().any(char::is_control))
+        {
+            return Err(Problem::invalid_field(
+                "/event/id",
+                "/event/id: must be 1 to 255 characters without control characters",
+            ));
         }
         let event = SourceEvent {
             kind: field("/event/type", EventType::parse(&self.event.kind))?,

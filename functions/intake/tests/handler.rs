@@ -1,5 +1,7 @@
 //! The intake handler, fed API Gateway HTTP API (payload 2.0) events as Lambda receives them.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,10 +10,12 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use pointsflow_core::money::Currency;
 use pointsflow_core::ports::{Clock, RequestGet};
-use pointsflow_core::program::{Destination, Program, PointsRule, ProgramState, TransferMode};
+use pointsflow_core::program::{Destination, PointsRule, Program, ProgramState, TransferMode};
 use pointsflow_core::values::{PartnerId, Points, ProgramId, RequestId, SourceId};
 use pointsflow_intake::{Intake, IntakeConfig, IntakePorts, SourceCredential};
-use pointsflow_memory::{ManualClock, MemoryLedger, MemoryQueue, MemoryRequestStore, QueueConfig, StaticCatalog};
+use pointsflow_memory::{
+    ManualClock, MemoryLedger, MemoryQueue, MemoryRequestStore, QueueConfig, StaticCatalog,
+};
 use serde_json::{Value, json};
 
 const KEY: &str = "pf_test_key_0123456789";
@@ -30,10 +34,16 @@ fn program() -> Program {
         state: ProgramState::Active,
         sources: vec![],
         currency: Currency::parse("USD").unwrap(),
-        points: PointsRule::Rate { points: Points::new(2).unwrap(), per: 100.into() },
+        points: PointsRule::Rate {
+            points: Points::new(2).unwrap(),
+            per: 100.into(),
+        },
         monthly_cap_per_recipient: None,
         budget: Points::new(1_000_000).unwrap(),
-        destination: Destination { partner: PartnerId::parse("air").unwrap(), partner_program: "SKY".into() },
+        destination: Destination {
+            partner: PartnerId::parse("air").unwrap(),
+            partner_program: "SKY".into(),
+        },
         transfer: TransferMode::Realtime,
     }
 }
@@ -41,7 +51,11 @@ fn program() -> Program {
 fn harness() -> Harness {
     let store = Arc::new(MemoryRequestStore::new());
     let queue = Arc::new(MemoryQueue::new(
-        QueueConfig { name: "eligibility".into(), visibility_timeout: Duration::from_secs(30), max_receive_count: 5 },
+        QueueConfig {
+            name: "eligibility".into(),
+            visibility_timeout: Duration::from_secs(30),
+            max_receive_count: 5,
+        },
         None,
     ));
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(DateTime::UNIX_EPOCH));
@@ -62,11 +76,19 @@ fn harness() -> Harness {
             clock,
         },
     );
-    Harness { intake, store, queue }
+    Harness {
+        intake,
+        store,
+        queue,
+    }
 }
 
 fn fixture(name: &str) -> Value {
-    let text = std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let text = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -93,11 +115,18 @@ fn json_of(response: &Response<Body>) -> Value {
 
 fn assert_problem(response: &Response<Body>, status: StatusCode, code: &str) -> Value {
     assert_eq!(response.status(), status, "{:?}", response.body());
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     let problem = json_of(response);
     assert_eq!(problem["code"], code, "{problem}");
     assert_eq!(problem["status"], status.as_u16());
-    assert!(problem["title"].is_string() && problem["detail"].is_string() && problem["type"].is_string());
+    assert!(
+        problem["title"].is_string()
+            && problem["detail"].is_string()
+            && problem["type"].is_string()
+    );
     problem
 }
 
@@ -109,14 +138,23 @@ async fn a_valid_request_is_accepted_stored_and_queued() {
     let body = json_of(&response);
     assert_eq!(body["status"], "received");
     let id = RequestId::parse(body["id"].as_str().unwrap()).unwrap();
-    assert_eq!(response.headers()["location"], format!("/v1/points-requests/{id}"));
+    assert_eq!(
+        response.headers()["location"],
+        format!("/v1/points-requests/{id}")
+    );
     assert_eq!(body["links"]["self"], format!("/v1/points-requests/{id}"));
     assert!(response.headers().get("idempotent-replayed").is_none());
 
     let stored = h.store.get(&id).await.unwrap().unwrap();
     assert_eq!(stored.program.as_str(), "sales-incentive");
-    assert_eq!(stored.recipient.email.as_ref().unwrap().as_str(), "ada@example.com");
-    assert_eq!(h.queue.peek_bodies(), vec![json!({"request_id": id}).to_string()]);
+    assert_eq!(
+        stored.recipient.email.as_ref().unwrap().as_str(),
+        "ada@example.com"
+    );
+    assert_eq!(
+        h.queue.peek_bodies(),
+        vec![json!({"request_id": id}).to_string()]
+    );
 }
 
 #[tokio::test]
@@ -163,7 +201,9 @@ async fn the_same_key_from_another_source_is_another_request() {
     h.intake.handle(create_event(|_| {})).await;
     let other = h
         .intake
-        .handle(create_event(|v| v["headers"]["authorization"] = json!(format!("Bearer {OTHER_KEY}"))))
+        .handle(create_event(|v| {
+            v["headers"]["authorization"] = json!(format!("Bearer {OTHER_KEY}"))
+        }))
         .await;
     assert_eq!(other.status(), StatusCode::ACCEPTED);
     assert_eq!(h.store.len(), 2);
@@ -174,28 +214,200 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
     let h = harness();
     type Edit = Box<dyn FnOnce(&mut Value)>;
     let cases: Vec<(Edit, StatusCode, &str, Option<&str>)> = vec![
-        (Box::new(|v| { v["headers"].as_object_mut().unwrap().remove("authorization"); }), StatusCode::UNAUTHORIZED, "unauthorized", None),
-        (Box::new(|v| v["headers"]["authorization"] = json!("Bearer wrong-key-0000000000")), StatusCode::UNAUTHORIZED, "unauthorized", None),
-        (Box::new(|v| v["headers"]["authorization"] = json!(format!("Basic {KEY}"))), StatusCode::UNAUTHORIZED, "unauthorized", None),
-        (Box::new(|v| v["headers"]["content-type"] = json!("text/plain")), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", None),
-        (Box::new(|v| set_body(v, &format!("{{\"pad\":\"{}\"}}", "x".repeat(5000)))), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
-        (Box::new(|v| { v["headers"].as_object_mut().unwrap().remove("idempotency-key"); }), StatusCode::BAD_REQUEST, "missing_idempotency_key", None),
-        (Box::new(|v| v["headers"]["idempotency-key"] = json!(" padded")), StatusCode::BAD_REQUEST, "invalid_idempotency_key", None),
-        (Box::new(|v| set_body(v, "{\"program\": ")), StatusCode::BAD_REQUEST, "malformed_json", None),
-        (Box::new(|v| set_body(v, "[1,2]")), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("")),
-        (Box::new(|v| { let mut b = body_of(v); b["program"] = json!("no-such-program"); set_body(v, &b.to_string()); }), StatusCode::UNPROCESSABLE_ENTITY, "unknown_program", Some("/program")),
-        (Box::new(|v| { let mut b = body_of(v); b["program"] = json!("Not A Slug"); set_body(v, &b.to_string()); }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("/program")),
-        (Box::new(|v| { let mut b = body_of(v); b["recipient"]["id"] = json!(""); set_body(v, &b.to_string()); }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("/recipient/id")),
-        (Box::new(|v| { let mut b = body_of(v); b["recipient"]["email"] = json!("nope"); set_body(v, &b.to_string()); }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("/recipient/email")),
-        (Box::new(|v| { let mut b = body_of(v); b["amount"]["value"] = json!("-5"); set_body(v, &b.to_string()); }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("/amount/value")),
-        (Box::new(|v| { let mut b = body_of(v); b["amount"]["value"] = json!(true); set_body(v, &b.to_string()); }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("/amount/value")),
-        (Box::new(|v| { let mut b = body_of(v); b["amount"]["currency"] = json!("usd"); set_body(v, &b.to_string()); }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("/amount/currency")),
-        (Box::new(|v| { let mut b = body_of(v); b["points"] = json!(5); set_body(v, &b.to_string()); }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("/points")),
-        (Box::new(|v| { let mut b = body_of(v); b["event"]["occurred_at"] = json!("yesterday"); set_body(v, &b.to_string()); }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("/event/occurred_at")),
-        (Box::new(|v| { let mut b = body_of(v); b["event"]["type"] = json!(7); set_body(v, &b.to_string()); }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("/event/type")),
-        (Box::new(|v| { let mut b = body_of(v); b.as_object_mut().unwrap().remove("recipient"); set_body(v, &b.to_string()); }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("/recipient")),
-        (Box::new(|v| { let mut b = body_of(v); b["event"].as_object_mut().unwrap().remove("occurred_at"); set_body(v, &b.to_string()); }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("/event/occurred_at")),
-        (Box::new(|v| { let mut b = body_of(v); b["surprise"] = json!(1); set_body(v, &b.to_string()); }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("/surprise")),
+        (
+            Box::new(|v| {
+                v["headers"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("authorization");
+            }),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            None,
+        ),
+        (
+            Box::new(|v| v["headers"]["authorization"] = json!("Bearer wrong-key-0000000000")),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            None,
+        ),
+        (
+            Box::new(|v| v["headers"]["authorization"] = json!(format!("Basic {KEY}"))),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            None,
+        ),
+        (
+            Box::new(|v| v["headers"]["content-type"] = json!("text/plain")),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            Box::new(|v| set_body(v, &format!("{{\"pad\":\"{}\"}}", "x".repeat(5000)))),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            None,
+        ),
+        (
+            Box::new(|v| {
+                v["headers"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("idempotency-key");
+            }),
+            StatusCode::BAD_REQUEST,
+            "missing_idempotency_key",
+            None,
+        ),
+        (
+            Box::new(|v| v["headers"]["idempotency-key"] = json!(" padded")),
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            None,
+        ),
+        (
+            Box::new(|v| set_body(v, "{\"program\": ")),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            None,
+        ),
+        (
+            Box::new(|v| set_body(v, "[1,2]")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some(""),
+        ),
+        (
+            Box::new(|v| {
+                let mut b = body_of(v);
+                b["program"] = json!("no-such-program");
+                set_body(v, &b.to_string());
+            }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_program",
+            Some("/program"),
+        ),
+        (
+            Box::new(|v| {
+                let mut b = body_of(v);
+                b["program"] = json!("Not A Slug");
+                set_body(v, &b.to_string());
+            }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("/program"),
+        ),
+        (
+            Box::new(|v| {
+                let mut b = body_of(v);
+                b["recipient"]["id"] = json!("");
+                set_body(v, &b.to_string());
+            }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("/recipient/id"),
+        ),
+        (
+            Box::new(|v| {
+                let mut b = body_of(v);
+                b["recipient"]["email"] = json!("nope");
+                set_body(v, &b.to_string());
+            }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("/recipient/email"),
+        ),
+        (
+            Box::new(|v| {
+                let mut b = body_of(v);
+                b["amount"]["value"] = json!("-5");
+                set_body(v, &b.to_string());
+            }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("/amount/value"),
+        ),
+        (
+            Box::new(|v| {
+                let mut b = body_of(v);
+                b["amount"]["value"] = json!(true);
+                set_body(v, &b.to_string());
+            }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("/amount/value"),
+        ),
+        (
+            Box::new(|v| {
+                let mut b = body_of(v);
+                b["amount"]["currency"] = json!("usd");
+                set_body(v, &b.to_string());
+            }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("/amount/currency"),
+        ),
+        (
+            Box::new(|v| {
+                let mut b = body_of(v);
+                b["points"] = json!(5);
+                set_body(v, &b.to_string());
+            }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("/points"),
+        ),
+        (
+            Box::new(|v| {
+                let mut b = body_of(v);
+                b["event"]["occurred_at"] = json!("yesterday");
+                set_body(v, &b.to_string());
+            }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("/event/occurred_at"),
+        ),
+        (
+            Box::new(|v| {
+                let mut b = body_of(v);
+                b["event"]["type"] = json!(7);
+                set_body(v, &b.to_string());
+            }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("/event/type"),
+        ),
+        (
+            Box::new(|v| {
+                let mut b = body_of(v);
+                b.as_object_mut().unwrap().remove("recipient");
+                set_body(v, &b.to_string());
+            }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("/recipient"),
+        ),
+        (
+            Box::new(|v| {
+                let mut b = body_of(v);
+                b["event"].as_object_mut().unwrap().remove("occurred_at");
+                set_body(v, &b.to_string());
+            }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("/event/occurred_at"),
+        ),
+        (
+            Box::new(|v| {
+                let mut b = body_of(v);
+                b["surprise"] = json!(1);
+                set_body(v, &b.to_string());
+            }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("/surprise"),
+        ),
     ];
     for (i, (edit, status, code, field)) in cases.into_iter().enumerate() {
         let response = h.intake.handle(create_event(edit)).await;
@@ -214,7 +426,10 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
 #[tokio::test]
 async fn a_request_is_shown_to_its_source_only() {
     let h = harness();
-    let id = json_of(&h.intake.handle(create_event(|_| {})).await)["id"].as_str().unwrap().to_owned();
+    let id = json_of(&h.intake.handle(create_event(|_| {})).await)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let get = |key: &str, id: &str| {
         let key = key.to_owned();
         let id = id.to_owned();
@@ -232,22 +447,52 @@ async fn a_request_is_shown_to_its_source_only() {
     assert_eq!(view["timeline"][0]["state"], "received");
     assert_eq!(view["ledger"], json!([]));
 
-    assert_problem(&h.intake.handle(get(OTHER_KEY, &id)).await, StatusCode::NOT_FOUND, "not_found");
-    assert_problem(&h.intake.handle(get(KEY, "pr_00000000000000000000000000000000")).await, StatusCode::NOT_FOUND, "not_found");
-    assert_problem(&h.intake.handle(get(KEY, "../../etc")).await, StatusCode::NOT_FOUND, "not_found");
-    assert_problem(&h.intake.handle(get("nope-nope-nope-nope", &id)).await, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_problem(
+        &h.intake.handle(get(OTHER_KEY, &id)).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_problem(
+        &h.intake
+            .handle(get(KEY, "pr_00000000000000000000000000000000"))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_problem(
+        &h.intake.handle(get(KEY, "../../etc")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_problem(
+        &h.intake.handle(get("nope-nope-nope-nope", &id)).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
 }
 
 #[tokio::test]
 async fn unknown_routes_and_methods_are_problems() {
     let h = harness();
-    let response = h.intake.handle(create_event(|v| {
-        v["rawPath"] = json!("/v2/whatever");
-        v["requestContext"]["http"]["path"] = json!("/v2/whatever");
-    })).await;
+    let response = h
+        .intake
+        .handle(create_event(|v| {
+            v["rawPath"] = json!("/v2/whatever");
+            v["requestContext"]["http"]["path"] = json!("/v2/whatever");
+        }))
+        .await;
     assert_problem(&response, StatusCode::NOT_FOUND, "not_found");
-    let response = h.intake.handle(create_event(|v| v["requestContext"]["http"]["method"] = json!("DELETE"))).await;
-    let problem = assert_problem(&response, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    let response = h
+        .intake
+        .handle(create_event(|v| {
+            v["requestContext"]["http"]["method"] = json!("DELETE")
+        }))
+        .await;
+    let problem = assert_problem(
+        &response,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
     assert_eq!(response.headers()["allow"], "POST", "{problem}");
     assert!(h.store.is_empty());
 }

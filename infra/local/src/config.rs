@@ -30,7 +30,11 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(entry: impl Into<String>, field: &'static str, problem: impl Into<String>) -> ConfigError {
+fn invalid(
+    entry: impl Into<String>,
+    field: &'static str,
+    problem: impl Into<String>,
+) -> ConfigError {
     ConfigError::Invalid {
         entry: entry.into(),
         field,
@@ -160,7 +164,8 @@ impl LocalConfig {
     }
 
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: LocalConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let config: LocalConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -178,7 +183,11 @@ impl LocalConfig {
             return Err(invalid("queues", "concurrency", "must be at least 1"));
         }
         if q.function_timeout_ms == 0 {
-            return Err(invalid("queues", "function_timeout_ms", "must be greater than 0"));
+            return Err(invalid(
+                "queues",
+                "function_timeout_ms",
+                "must be greater than 0",
+            ));
         }
         // As on AWS: a message must stay hidden for longer than an invocation
         // can run, or a second invocation picks it up while the first works on it.
@@ -186,7 +195,10 @@ impl LocalConfig {
             return Err(invalid(
                 "queues",
                 "visibility_timeout_ms",
-                format!("must be longer than function_timeout_ms ({})", q.function_timeout_ms),
+                format!(
+                    "must be longer than function_timeout_ms ({})",
+                    q.function_timeout_ms
+                ),
             ));
         }
         let mut sources = HashSet::new();
@@ -195,7 +207,11 @@ impl LocalConfig {
                 return Err(invalid(format!("sources.{}", s.id), "id", "appears twice"));
             }
             if s.api_key.len() < 16 {
-                return Err(invalid(format!("sources.{}", s.id), "api_key", "must be at least 16 characters"));
+                return Err(invalid(
+                    format!("sources.{}", s.id),
+                    "api_key",
+                    "must be at least 16 characters",
+                ));
             }
         }
         let mut partners = HashSet::new();
@@ -206,17 +222,28 @@ impl LocalConfig {
             if p.kind == PartnerKind::Rest {
                 let url = p.base_url.as_deref().unwrap_or("");
                 if !(url.starts_with("https://") || url.starts_with("http://")) {
-                    return Err(invalid(format!("partners.{}", p.id), "base_url", "a rest partner needs an http(s) base_url"));
+                    return Err(invalid(
+                        format!("partners.{}", p.id),
+                        "base_url",
+                        "a rest partner needs an http(s) base_url",
+                    ));
                 }
                 if p.api_key.as_deref().unwrap_or("").is_empty() {
-                    return Err(invalid(format!("partners.{}", p.id), "api_key", "a rest partner needs an api_key"));
+                    return Err(invalid(
+                        format!("partners.{}", p.id),
+                        "api_key",
+                        "a rest partner needs an api_key",
+                    ));
                 }
             }
             if p.timeout_ms == 0 || p.timeout_ms >= q.function_timeout_ms {
                 return Err(invalid(
                     format!("partners.{}", p.id),
                     "timeout_ms",
-                    format!("must be greater than 0 and less than queues.function_timeout_ms ({})", q.function_timeout_ms),
+                    format!(
+                        "must be greater than 0 and less than queues.function_timeout_ms ({})",
+                        q.function_timeout_ms
+                    ),
                 ));
             }
         }
@@ -226,7 +253,8 @@ impl LocalConfig {
             if !programs.insert(&p.id) {
                 return Err(invalid(entry, "id", "appears twice"));
             }
-            p.validate().map_err(|e| invalid(entry.clone(), e.field, e.problem))?;
+            p.validate()
+                .map_err(|e| invalid(entry.clone(), e.field, e.problem))?;
             if !partners.contains(&p.destination.partner) {
                 return Err(invalid(
                     entry,
@@ -243,7 +271,11 @@ impl LocalConfig {
             }
             for s in &p.sources {
                 if !sources.contains(s) {
-                    return Err(invalid(entry, "sources", format!("no source '{s}' is configured")));
+                    return Err(invalid(
+                        entry,
+                        "sources",
+                        format!("no source '{s}' is configured"),
+                    ));
                 }
             }
         }
@@ -251,11 +283,20 @@ impl LocalConfig {
         for (i, m) in self.members.iter().enumerate() {
             let entry = format!("members[{i}]");
             if !programs.contains(&m.program) {
-                return Err(invalid(entry, "program", format!("no program '{}' is configured", m.program)));
+                return Err(invalid(
+                    entry,
+                    "program",
+                    format!("no program '{}' is configured", m.program),
+                ));
             }
-            MemberNumber::parse(&m.member_number).map_err(|e| invalid(entry.clone(), "member_number", e.problem))?;
+            MemberNumber::parse(&m.member_number)
+                .map_err(|e| invalid(entry.clone(), "member_number", e.problem))?;
             if !linked.insert((&m.program, &m.recipient)) {
-                return Err(invalid(entry, "recipient", "is linked twice in this program"));
+                return Err(invalid(
+                    entry,
+                    "recipient",
+                    "is linked twice in this program",
+                ));
             }
         }
         Ok(())
@@ -289,7 +330,11 @@ mod tests {
     #[test]
     fn the_default_config_is_valid() {
         let c = LocalConfig::default_config().unwrap();
-        assert!(c.programs.iter().any(|p| p.id.as_str() == "sales-incentive"));
+        assert!(
+            c.programs
+                .iter()
+                .any(|p| p.id.as_str() == "sales-incentive")
+        );
         assert!(!c.member_links().is_empty());
     }
 
@@ -297,9 +342,15 @@ mod tests {
     fn errors_name_the_entry_and_field() {
         let bad = DEFAULT_CONFIG.replace("partner = \"sandbox-air\"", "partner = \"nowhere\"");
         let err = LocalConfig::parse(&bad).unwrap_err().to_string();
-        assert!(err.contains("programs.sales-incentive") && err.contains("destination.partner"), "{err}");
+        assert!(
+            err.contains("programs.sales-incentive") && err.contains("destination.partner"),
+            "{err}"
+        );
 
-        let bad = DEFAULT_CONFIG.replace("member_number = \"SKY1000001\"", "member_number = \"SKY-1\"");
+        let bad = DEFAULT_CONFIG.replace(
+            "member_number = \"SKY1000001\"",
+            "member_number = \"SKY-1\"",
+        );
         let err = LocalConfig::parse(&bad).unwrap_err().to_string();
         assert!(err.contains("member_number"), "{err}");
 

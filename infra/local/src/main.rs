@@ -9,7 +9,11 @@ use pointsflow_local::{LocalConfig, Stack, StackOptions};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
-#[command(name = "pointsflow", version, about = "Turn CRM and HRIS events into frequent-flyer points")]
+#[command(
+    name = "pointsflow",
+    version,
+    about = "Turn CRM and HRIS events into frequent-flyer points"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -63,7 +67,15 @@ async fn dev(config: Option<PathBuf>, listen: SocketAddr, sandbox_listen: Socket
     };
     let sources: Vec<String> = config.sources.iter().map(|s| s.id.to_string()).collect();
     let programs: Vec<String> = config.programs.iter().map(|p| p.id.to_string()).collect();
-    let stack = match Stack::start(config, StackOptions { listen, sandbox_listen }).await {
+    let stack = match Stack::start(
+        config,
+        StackOptions {
+            listen,
+            sandbox_listen,
+        },
+    )
+    .await
+    {
         Ok(s) => s,
         Err(e) => {
             eprintln!("pointsflow: cannot start: {e}");

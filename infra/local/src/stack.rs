@@ -16,12 +16,16 @@ use pointsflow_core::time::{RandomIds, SystemClock};
 use pointsflow_core::values::PartnerId;
 use pointsflow_dispatch::{Dispatch, DispatchPorts};
 use pointsflow_eligibility::{Eligibility, EligibilityPorts};
-use pointsflow_intake::{DEFAULT_MAX_BODY_BYTES, Intake, IntakeConfig, IntakePorts, SourceCredential};
+use pointsflow_intake::{
+    DEFAULT_MAX_BODY_BYTES, Intake, IntakeConfig, IntakePorts, SourceCredential,
+};
 use pointsflow_memory::{
     EventSourceMapping, MappingConfig, MemoryLedger, MemoryQueue, MemoryRequestStore, QueueConfig,
     StaticCatalog, StaticEnrollments,
 };
-use pointsflow_partners::{RestConnector, RestConnectorConfig, SandboxConfig, SandboxMember, SandboxPartner};
+use pointsflow_partners::{
+    RestConnector, RestConnectorConfig, SandboxConfig, SandboxMember, SandboxPartner,
+};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -34,11 +38,17 @@ const MAX_HTTP_BODY: usize = 6 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("partner {partner}: {problem}")]
     Partner { partner: PartnerId, problem: String },
     #[error("funding the budget of {program}: {source}")]
-    Funding { program: String, source: LedgerError },
+    Funding {
+        program: String,
+        source: LedgerError,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -81,7 +91,9 @@ pub struct Stack {
 
 impl std::fmt::Debug for Stack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stack").field("intake_addr", &self.intake_addr).finish_non_exhaustive()
+        f.debug_struct("Stack")
+            .field("intake_addr", &self.intake_addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -105,12 +117,17 @@ fn queue_pair(name: &str, config: &LocalConfig) -> (Arc<MemoryQueue>, Arc<Memory
     (queue, dlq)
 }
 
-async fn serve_intake(State(intake): State<Intake>, request: axum::extract::Request) -> axum::response::Response {
+async fn serve_intake(
+    State(intake): State<Intake>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_HTTP_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            return lambda_to_axum(pointsflow_intake::Problem::payload_too_large(MAX_HTTP_BODY).into_response());
+            return lambda_to_axum(
+                pointsflow_intake::Problem::payload_too_large(MAX_HTTP_BODY).into_response(),
+            );
         }
     };
     // API Gateway hands Lambda text bodies as text and anything else as binary.
@@ -162,7 +179,12 @@ impl Stack {
                     .programs
                     .iter()
                     .find(|p| &p.id == program)
-                    .and_then(|p| config.partners.iter().find(|x| x.id == p.destination.partner))
+                    .and_then(|p| {
+                        config
+                            .partners
+                            .iter()
+                            .find(|x| x.id == p.destination.partner)
+                    })
                     .is_some_and(|x| x.kind == PartnerKind::Sandbox)
             };
             let members = links
@@ -219,7 +241,12 @@ impl Stack {
 
         for program in &config.programs {
             ledger
-                .apply(&[Entry::fund(&program.id, "initial", program.budget, clock.now())])
+                .apply(&[Entry::fund(
+                    &program.id,
+                    "initial",
+                    program.budget,
+                    clock.now(),
+                )])
                 .await
                 .map_err(|source| StackError::Funding {
                     program: program.id.to_string(),
@@ -314,12 +341,13 @@ impl Stack {
             }));
         }
 
-        let listener = TcpListener::bind(options.listen)
-            .await
-            .map_err(|source| StackError::Listen {
-                addr: options.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(options.listen)
+                .await
+                .map_err(|source| StackError::Listen {
+                    addr: options.listen,
+                    source,
+                })?;
         let intake_addr = listener.local_addr().map_err(|source| StackError::Listen {
             addr: options.listen,
             source,

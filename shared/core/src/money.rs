@@ -69,8 +69,9 @@ impl Money {
                 "must be a plain decimal number, without an exponent",
             ));
         }
-        let value = Decimal::from_str(amount)
-            .map_err(|_| ParseError::new("amount", "must be a decimal number, e.g. \"12500.00\""))?;
+        let value = Decimal::from_str(amount).map_err(|_| {
+            ParseError::new("amount", "must be a decimal number, e.g. \"12500.00\"")
+        })?;
         Self::new(value, currency)
     }
 
@@ -128,7 +129,10 @@ mod tests {
     fn amounts_parse_exactly() {
         let m = Money::parse("12500.50", usd()).unwrap();
         assert_eq!(m.amount(), Decimal::new(1250050, 2));
-        assert_eq!(Money::parse("0.1", usd()).unwrap().amount(), Decimal::new(1, 1));
+        assert_eq!(
+            Money::parse("0.1", usd()).unwrap().amount(),
+            Decimal::new(1, 1)
+        );
         assert_eq!(MAX_AMOUNT, Decimal::from(1_000_000_000_000u64));
     }
 
@@ -137,6 +141,9 @@ mod tests {
         for bad in ["-1", "1e5", "abc", "1.00001", "1000000000000.01", ""] {
             assert!(Money::parse(bad, usd()).is_err(), "{bad}");
         }
-        assert!(Money::parse("1.10000", usd()).is_ok(), "trailing zeros are not precision");
+        assert!(
+            Money::parse("1.10000", usd()).is_ok(),
+            "trailing zeros are not precision"
+        );
     }
 }

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ledger::{AccountId, Applied, Balance, Entry, LedgerError};
 use crate::partner::{CreditInstruction, CreditOutcome};
-use crate::request::PointsRequest;
 use crate::program::Program;
+use crate::request::PointsRequest;
 use crate::values::{MemberNumber, PartnerReference, ProgramId, RecipientId, RequestId};
 
 /// A storage failure. `Conflict` is an answer (a condition failed); the

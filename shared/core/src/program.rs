@@ -84,10 +84,7 @@ pub struct Program {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AwardError {
     #[error("the amount is in {given}, but the program pays on amounts in {expected}")]
-    CurrencyMismatch {
-        given: Currency,
-        expected: Currency,
-    },
+    CurrencyMismatch { given: Currency, expected: Currency },
     #[error("the program gives points for an amount, and the request gave none")]
     AmountRequired,
     #[error("the program takes the points from the request, and the request gave none")]
@@ -199,7 +196,10 @@ impl Program {
                 "must be greater than 0 (leave it out for no cap)",
             ));
         }
-        if let TransferMode::Scheduled { cron, time_zone, .. } = &self.transfer {
+        if let TransferMode::Scheduled {
+            cron, time_zone, ..
+        } = &self.transfer
+        {
             if cron.trim().is_empty() {
                 return Err(err("transfer.cron", "must not be empty"));
             }
@@ -242,10 +242,19 @@ mod tests {
     #[test]
     fn rate_rounds_down() {
         let r = rate(2, 100);
-        assert_eq!(r.points_for(Some(&money("12550.00")), usd()).unwrap().get(), 251);
-        assert_eq!(r.points_for(Some(&money("12599.99")), usd()).unwrap().get(), 251);
+        assert_eq!(
+            r.points_for(Some(&money("12550.00")), usd()).unwrap().get(),
+            251
+        );
+        assert_eq!(
+            r.points_for(Some(&money("12599.99")), usd()).unwrap().get(),
+            251
+        );
         assert_eq!(r.points_for(Some(&money("100")), usd()).unwrap().get(), 2);
-        assert_eq!(r.points_for(Some(&money("49.99")), usd()), Err(AwardError::ZeroPoints));
+        assert_eq!(
+            r.points_for(Some(&money("49.99")), usd()),
+            Err(AwardError::ZeroPoints)
+        );
     }
 
     #[test]
@@ -276,14 +285,14 @@ mod tests {
         let r = PointsRule::Fixed {
             points: Points::new(500).unwrap(),
         };
-        assert_eq!(
-            r.points_for(None, usd()).unwrap().get(),
-            500
-        );
+        assert_eq!(r.points_for(None, usd()).unwrap().get(), 500);
         let given = PointsRule::Given;
         let p = Points::new(42).unwrap();
         assert_eq!(given.points_for(Some(&Award::Points(p)), usd()), Ok(p));
-        assert_eq!(given.points_for(None, usd()), Err(AwardError::PointsRequired));
+        assert_eq!(
+            given.points_for(None, usd()),
+            Err(AwardError::PointsRequired)
+        );
         assert_eq!(
             r.points_for(Some(&money("10")), usd()),
             Err(AwardError::AwardNotAllowed)

@@ -414,7 +414,10 @@ mod tests {
                 .into_iter()
                 .filter(|to| from.can_become(*to))
                 .collect();
-            assert!(exits.is_empty() || exits == [StatusKind::Reversed], "{from}: {exits:?}");
+            assert!(
+                exits.is_empty() || exits == [StatusKind::Reversed],
+                "{from}: {exits:?}"
+            );
         }
     }
 
@@ -423,7 +426,8 @@ mod tests {
         let mut r = sample();
         let t = DateTime::UNIX_EPOCH;
         r.transition(Status::Reserved, t, "reserved 250").unwrap();
-        r.transition(Status::Dispatching, t, "calling partner").unwrap();
+        r.transition(Status::Dispatching, t, "calling partner")
+            .unwrap();
         r.transition(Status::Unknown, t, "timeout").unwrap();
         r.transition(Status::Credited, t, "credited").unwrap();
         let states: Vec<_> = r.timeline.iter().map(|e| e.state).collect();

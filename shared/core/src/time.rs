@@ -26,4 +26,3 @@ impl IdSource for RandomIds {
         PartnerReference::from_number(n)
     }
 }
-

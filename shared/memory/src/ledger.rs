@@ -2,7 +2,7 @@
 //! a transaction is all-or-nothing exactly as a DynamoDB `TransactWriteItems` is.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use pointsflow_core::ledger::rules::{self, Counters};
@@ -12,11 +12,12 @@ use pointsflow_core::ledger::{
 use pointsflow_core::ports::{LedgerRead, LedgerWrite};
 use pointsflow_core::values::RequestId;
 
+// Entries are shared between the log and the indexes rather than copied.
 #[derive(Debug, Default)]
 struct Book {
-    entries: Vec<Entry>,
-    index: HashMap<EntryId, usize>,
-    by_request: HashMap<RequestId, Vec<usize>>,
+    entries: Vec<Arc<Entry>>,
+    index: HashMap<EntryId, Arc<Entry>>,
+    by_request: HashMap<RequestId, Vec<Arc<Entry>>>,
     accounts: HashMap<AccountId, Balance>,
     caps: HashMap<CapKey, CapUsage>,
 }
@@ -47,7 +48,7 @@ fn poisoned() -> LedgerError {
 
 impl Book {
     fn get(&self, id: &EntryId) -> Option<&Entry> {
-        self.index.get(id).and_then(|i| self.entries.get(*i))
+        self.index.get(id).map(|e| &**e)
     }
 
     fn apply(&mut self, tx: &[Entry]) -> Result<Applied, LedgerError> {
@@ -76,7 +77,9 @@ impl Book {
         if existing > 0 {
             let first = tx.iter().find(|e| self.index.contains_key(&e.id));
             return Err(LedgerError::EntryConflict {
-                id: first.map(|e| e.id.clone()).unwrap_or_else(|| tx[0].id.clone()),
+                id: first
+                    .map(|e| e.id.clone())
+                    .unwrap_or_else(|| tx[0].id.clone()),
             });
         }
 
@@ -104,9 +107,12 @@ impl Book {
             let before = Counters {
                 debit: counter(&accounts, &entry.debit),
                 credit: counter(&accounts, &entry.credit),
-                cap: cap_key
-                    .as_ref()
-                    .map(|k| caps.get(k).or_else(|| self.caps.get(k)).copied().unwrap_or_default()),
+                cap: cap_key.as_ref().map(|k| {
+                    caps.get(k)
+                        .or_else(|| self.caps.get(k))
+                        .copied()
+                        .unwrap_or_default()
+                }),
             };
             let after = rules::apply(entry, pending, before)?;
             accounts.insert(entry.debit.clone(), after.debit);
@@ -119,12 +125,15 @@ impl Book {
         self.accounts.extend(accounts);
         self.caps.extend(caps);
         for entry in tx {
-            let at = self.entries.len();
-            self.index.insert(entry.id.clone(), at);
+            let entry = Arc::new(entry.clone());
+            self.index.insert(entry.id.clone(), entry.clone());
             if let Some(request) = &entry.request {
-                self.by_request.entry(request.clone()).or_default().push(at);
+                self.by_request
+                    .entry(request.clone())
+                    .or_default()
+                    .push(entry.clone());
             }
-            self.entries.push(entry.clone());
+            self.entries.push(entry);
         }
         Ok(Applied::Now)
     }
@@ -138,7 +147,7 @@ impl MemoryLedger {
     pub fn snapshot(&self) -> Result<LedgerSnapshot, LedgerError> {
         let book = self.book.lock().map_err(|_| poisoned())?;
         Ok(LedgerSnapshot {
-            entries: book.entries.clone(),
+            entries: book.entries.iter().map(|e| (**e).clone()).collect(),
             accounts: book.accounts.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             caps: book.caps.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         })
@@ -169,7 +178,7 @@ impl LedgerRead for MemoryLedger {
         Ok(book
             .by_request
             .get(request)
-            .map(|ix| ix.iter().filter_map(|i| book.entries.get(*i).cloned()).collect())
+            .map(|entries| entries.iter().map(|e| (**e).clone()).collect())
             .unwrap_or_default())
     }
 

@@ -112,7 +112,10 @@ async fn invoke<H, F>(
         .map(|m| (m.message_id.clone(), m.receipt_handle.clone()))
         .collect();
     let mut event = SqsEvent::default();
-    event.records = messages.into_iter().map(|m| to_sqs_message(queue, m)).collect();
+    event.records = messages
+        .into_iter()
+        .map(|m| to_sqs_message(queue, m))
+        .collect();
     let mut context = Context::default();
     context.request_id = format!("{}-{worker}-{invocation}", config.function_name);
     context.invoked_function_arn = format!(

@@ -142,7 +142,11 @@ impl MemoryQueue {
                     break;
                 }
                 inner.in_flight.pop();
-                if inner.messages.get(&id).is_some_and(|m| m.receipt == receipt) {
+                if inner
+                    .messages
+                    .get(&id)
+                    .is_some_and(|m| m.receipt == receipt)
+                {
                     inner.ready.push_back(id);
                 }
             }
@@ -187,7 +191,11 @@ impl MemoryQueue {
     }
 
     /// `ReceiveMessage` with long polling: waits up to `wait` for at least one message.
-    pub async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+    pub async fn receive(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
         let max = max.clamp(1, MAX_BATCH);
         let deadline = Instant::now() + wait;
         loop {
@@ -332,7 +340,10 @@ mod tests {
         let again = q.receive(10, Duration::ZERO).await.unwrap();
         assert_eq!(again[0].receive_count, 2);
         assert_eq!(again[0].message_id, first[0].message_id);
-        assert_eq!(q.delete(&first[0].receipt_handle), Err(QueueError::InvalidReceipt));
+        assert_eq!(
+            q.delete(&first[0].receipt_handle),
+            Err(QueueError::InvalidReceipt)
+        );
         q.delete(&again[0].receipt_handle).unwrap();
         assert_eq!(q.depth(), 0);
     }
@@ -366,7 +377,8 @@ mod tests {
         let (q, _) = queue(5);
         q.send_batch(&bodies(1)).unwrap();
         let m = q.receive(10, Duration::ZERO).await.unwrap().remove(0);
-        q.change_visibility(&m.receipt_handle, Duration::ZERO).unwrap();
+        q.change_visibility(&m.receipt_handle, Duration::ZERO)
+            .unwrap();
         assert_eq!(q.receive(10, Duration::ZERO).await.unwrap().len(), 1);
     }
 

@@ -10,7 +10,9 @@ use pointsflow_core::values::RequestId;
 
 #[derive(Debug, Default)]
 pub struct MemoryRequestStore {
-    items: RwLock<HashMap<RequestId, PointsRequest>>,
+    // Boxed: a growing map then moves pointers, not whole requests, and
+    // holds no more than one spare slot per pointer while it resizes.
+    items: RwLock<HashMap<RequestId, Box<PointsRequest>>>,
 }
 
 fn poisoned() -> StoreError {
@@ -25,7 +27,7 @@ impl MemoryRequestStore {
     /// Every stored request, for tests and the local stack's listings.
     pub fn all(&self) -> Result<Vec<PointsRequest>, StoreError> {
         let items = self.items.read().map_err(|_| poisoned())?;
-        Ok(items.values().cloned().collect())
+        Ok(items.values().map(|r| (**r).clone()).collect())
     }
 
     pub fn len(&self) -> usize {
@@ -42,9 +44,9 @@ impl RequestCreate for MemoryRequestStore {
     async fn create(&self, request: &PointsRequest) -> Result<Created, StoreError> {
         let mut items = self.items.write().map_err(|_| poisoned())?;
         if let Some(existing) = items.get(&request.id) {
-            return Ok(Created::Existing(Box::new(existing.clone())));
+            return Ok(Created::Existing(existing.clone()));
         }
-        let mut stored = request.clone();
+        let mut stored = Box::new(request.clone());
         stored.version = 0;
         items.insert(stored.id.clone(), stored);
         Ok(Created::New)
@@ -55,7 +57,7 @@ impl RequestCreate for MemoryRequestStore {
 impl RequestGet for MemoryRequestStore {
     async fn get(&self, id: &RequestId) -> Result<Option<PointsRequest>, StoreError> {
         let items = self.items.read().map_err(|_| poisoned())?;
-        Ok(items.get(id).cloned())
+        Ok(items.get(id).map(|r| (**r).clone()))
     }
 }
 
@@ -69,7 +71,7 @@ impl RequestUpdate for MemoryRequestStore {
                 expected: request.version,
             });
         }
-        let mut next = request.clone();
+        let mut next = Box::new(request.clone());
         next.version = request.version + 1;
         *stored = next;
         Ok(request.version + 1)

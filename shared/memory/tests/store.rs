@@ -1,5 +1,7 @@
 //! The embedded request store behaves like a conditional DynamoDB put/update.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use chrono::DateTime;
 use pointsflow_core::ports::{Created, RequestCreate, RequestGet, RequestUpdate, StoreError};
 use pointsflow_core::request::{NewRequest, Recipient, SourceEvent, Status};
@@ -11,7 +13,10 @@ fn request() -> pointsflow_core::request::PointsRequest {
         source: SourceId::parse("s").unwrap(),
         idempotency_key: IdempotencyKey::parse("k").unwrap(),
         program: ProgramId::parse("p").unwrap(),
-        recipient: Recipient { id: RecipientId::parse("r").unwrap(), email: None },
+        recipient: Recipient {
+            id: RecipientId::parse("r").unwrap(),
+            email: None,
+        },
         award: None,
         event: SourceEvent {
             kind: EventType::parse("e").unwrap(),
@@ -43,10 +48,15 @@ async fn updates_are_optimistic_and_lose_nothing() {
     store.create(&r).await.unwrap();
     let mut a = store.get(&r.id).await.unwrap().unwrap();
     let mut b = a.clone();
-    a.transition(Status::Reserved, DateTime::UNIX_EPOCH, "a").unwrap();
-    b.transition(Status::Reserved, DateTime::UNIX_EPOCH, "b").unwrap();
+    a.transition(Status::Reserved, DateTime::UNIX_EPOCH, "a")
+        .unwrap();
+    b.transition(Status::Reserved, DateTime::UNIX_EPOCH, "b")
+        .unwrap();
     assert_eq!(store.update(&a).await.unwrap(), 1);
-    assert_eq!(store.update(&b).await, Err(StoreError::Conflict { expected: 0 }));
+    assert_eq!(
+        store.update(&b).await,
+        Err(StoreError::Conflict { expected: 0 })
+    );
     let stored = store.get(&r.id).await.unwrap().unwrap();
     assert_eq!(stored.version, 1);
     assert_eq!(stored.timeline.last().unwrap().detail, "a");

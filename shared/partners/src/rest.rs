@@ -48,7 +48,9 @@ impl RestConnector {
     }
 
     fn timeout(&self, requested: Option<Duration>) -> Duration {
-        requested.map_or(self.config.request_timeout, |t| t.min(self.config.request_timeout))
+        requested.map_or(self.config.request_timeout, |t| {
+            t.min(self.config.request_timeout)
+        })
     }
 }
 
@@ -61,7 +63,9 @@ fn credit_outcome(credit: Credit) -> CreditOutcome {
             transaction: Some(credit.transaction_id),
         },
         CreditStatus::Failed => {
-            let code = credit.failure_code.unwrap_or_else(|| "partner_failed".into());
+            let code = credit
+                .failure_code
+                .unwrap_or_else(|| "partner_failed".into());
             CreditOutcome::Rejected(Reason::new(
                 "partner_rejected",
                 format!("the partner failed the credit ({code})"),

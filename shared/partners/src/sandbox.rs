@@ -48,11 +48,31 @@ pub struct SandboxConfig {
     pub slow_response: Duration,
 }
 
+/// What the sandbox knows of one reference: how often it was tried and the
+/// credit, once there is one.
+#[derive(Debug, Default)]
+struct Reference {
+    attempts: u32,
+    credit: Option<Box<Credit>>,
+}
+
 #[derive(Debug, Default)]
 struct Ledger {
-    credits: HashMap<String, Credit>,
-    attempts: HashMap<String, u32>,
+    references: HashMap<String, Reference>,
+    credits: u64,
+    points: u64,
+    attempts: u64,
     next_transaction: u64,
+}
+
+impl Ledger {
+    fn credits(&self) -> impl Iterator<Item = &Credit> {
+        self.references.values().filter_map(|r| r.credit.as_deref())
+    }
+
+    fn credit(&self, reference: &str) -> Option<&Credit> {
+        self.references.get(reference).and_then(|r| r.credit.as_deref())
+    }
 }
 
 #[derive(Debug)]
@@ -108,14 +128,19 @@ enum Decision {
 
 fn decide(state: &Sandbox, req: CreditRequest) -> Decision {
     let Ok(mut ledger) = state.ledger.lock() else {
-        return Decision::Fail(error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock poisoned"));
+        return Decision::Fail(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "lock poisoned",
+        ));
     };
+    ledger.attempts += 1;
     let attempt = {
-        let n = ledger.attempts.entry(req.reference.clone()).or_default();
-        *n += 1;
-        *n
+        let r = ledger.references.entry(req.reference.clone()).or_default();
+        r.attempts += 1;
+        r.attempts
     };
-    if let Some(existing) = ledger.credits.get(&req.reference) {
+    if let Some(existing) = ledger.credit(&req.reference) {
         let same = existing.member_number == req.member_number
             && existing.points == req.points
             && existing.program == req.program;
@@ -177,7 +202,9 @@ fn decide(state: &Sandbox, req: CreditRequest) -> Decision {
         created_at: chrono::Utc::now(),
         failure_code: None,
     };
-    ledger.credits.insert(req.reference, credit.clone());
+    ledger.credits += 1;
+    ledger.points += credit.points;
+    ledger.references.entry(req.reference).or_default().credit = Some(Box::new(credit.clone()));
     if credit.points == magic::TIMEOUT_AFTER_CREDIT {
         Decision::Slow(credit)
     } else {
@@ -191,7 +218,11 @@ async fn create_credit(
     body: axum::body::Bytes,
 ) -> Response {
     if !authorised(&state, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "bad or missing API key");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "bad or missing API key",
+        );
     }
     let req: CreditRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -213,27 +244,39 @@ async fn get_credit(
     Path(reference): Path<String>,
 ) -> Response {
     if !authorised(&state, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "bad or missing API key");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "bad or missing API key",
+        );
     }
     let found = state
         .ledger
         .lock()
         .ok()
-        .and_then(|l| l.credits.get(&reference).cloned());
+        .and_then(|l| l.credit(&reference).cloned());
     match found {
         Some(credit) => Json(credit).into_response(),
-        None => error(StatusCode::NOT_FOUND, "not_found", "no credit with this reference"),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no credit with this reference",
+        ),
     }
 }
 
 async fn statement(State(state): State<Arc<Sandbox>>, headers: HeaderMap) -> Response {
     if !authorised(&state, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "bad or missing API key");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "bad or missing API key",
+        );
     }
     let mut credits: Vec<Credit> = state
         .ledger
         .lock()
-        .map(|l| l.credits.values().cloned().collect())
+        .map(|l| l.credits().cloned().collect())
         .unwrap_or_default();
     credits.sort_by(|a, b| a.transaction_id.cmp(&b.transaction_id));
     Json(Statement { credits }).into_response()
@@ -248,9 +291,9 @@ impl Sandbox {
         self.ledger
             .lock()
             .map(|l| SandboxStats {
-                credits: l.credits.len() as u64,
-                points: l.credits.values().map(|c| c.points).sum(),
-                attempts: l.attempts.values().map(|n| u64::from(*n)).sum(),
+                credits: l.credits,
+                points: l.points,
+                attempts: l.attempts,
             })
             .unwrap_or_default()
     }
@@ -309,7 +352,8 @@ impl SandboxPartner {
     pub fn credited_by_member(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         if let Ok(l) = self.state.ledger.lock() {
-            for c in l.credits.values().filter(|c| c.status == CreditStatus::Credited) {
+            for c in l.credits().filter(|c| c.status == CreditStatus::Credited)
+            {
                 *out.entry(c.member_number.clone()).or_default() += c.points;
             }
         }
@@ -322,7 +366,7 @@ impl SandboxPartner {
             .ledger
             .lock()
             .ok()
-            .and_then(|l| l.attempts.get(reference).copied())
+            .and_then(|l| l.references.get(reference).map(|r| r.attempts))
             .unwrap_or(0)
     }
 
@@ -332,7 +376,7 @@ impl SandboxPartner {
             .ledger
             .lock()
             .ok()
-            .and_then(|l| l.credits.get(reference).cloned())
+            .and_then(|l| l.credit(reference).cloned())
     }
 
     pub async fn stopped(self) {

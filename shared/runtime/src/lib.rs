@@ -102,9 +102,15 @@ mod tests {
     fn the_margin_never_eats_a_short_invocation() {
         let margin = Duration::from_secs(2);
         let short = remaining(&context_with(Duration::from_millis(500)), margin).unwrap();
-        assert!(short >= Duration::from_millis(300) && short <= Duration::from_millis(400), "{short:?}");
+        assert!(
+            short >= Duration::from_millis(300) && short <= Duration::from_millis(400),
+            "{short:?}"
+        );
         let long = remaining(&context_with(Duration::from_secs(30)), margin).unwrap();
-        assert!(long >= Duration::from_secs(27) && long <= Duration::from_secs(28), "{long:?}");
+        assert!(
+            long >= Duration::from_secs(27) && long <= Duration::from_secs(28),
+            "{long:?}"
+        );
         assert_eq!(remaining(&Context::default(), margin), None);
     }
 }

@@ -117,21 +117,25 @@ pub fn check_caps(entries: &[Entry], caps: &BTreeMap<CapKey, CapUsage>) -> Resul
             let l = limit.entry(&charge.key).or_default();
             *l = (*l).max(charge.limit.get());
         }
-        if let EntryKind::VoidPending { pending } = &e.kind {
-            if let Some(charge) = by_id.get(pending).and_then(|p| p.cap.as_ref()) {
-                let u = used.entry(&charge.key).or_default();
-                *u = u.wrapping_sub(e.amount.get());
-            }
+        if let EntryKind::VoidPending { pending } = &e.kind
+            && let Some(charge) = by_id.get(pending).and_then(|p| p.cap.as_ref())
+        {
+            let u = used.entry(&charge.key).or_default();
+            *u = u.wrapping_sub(e.amount.get());
         }
     }
     for (key, want) in &used {
         let got = caps.get(*key).map(|c| c.used).unwrap_or(0);
         if got != *want {
-            return Err(violation(format!("{key}: usage {got} but live reservations sum to {want}")));
+            return Err(violation(format!(
+                "{key}: usage {got} but live reservations sum to {want}"
+            )));
         }
         let max = limit.get(key).copied().unwrap_or(0);
         if *want > max {
-            return Err(violation(format!("{key}: {want} used over a limit of {max}")));
+            return Err(violation(format!(
+                "{key}: {want} used over a limit of {max}"
+            )));
         }
     }
     Ok(())

@@ -260,7 +260,9 @@ impl Entry {
 
     pub fn pending_id(&self) -> Option<&EntryId> {
         match &self.kind {
-            EntryKind::PostPending { pending } | EntryKind::VoidPending { pending } => Some(pending),
+            EntryKind::PostPending { pending } | EntryKind::VoidPending { pending } => {
+                Some(pending)
+            }
             _ => None,
         }
     }

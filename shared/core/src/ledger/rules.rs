@@ -43,10 +43,17 @@ pub fn check_resolution(entry: &Entry, pending: Option<&Entry>) -> Result<(), Le
         return Err(malformed("resolves an entry that is not pending"));
     }
     if entry.id != EntryId::resolution_of(pending_id) {
-        return Err(malformed("a resolution's id must be derived from its pending entry"));
+        return Err(malformed(
+            "a resolution's id must be derived from its pending entry",
+        ));
     }
-    if entry.debit != pending.debit || entry.credit != pending.credit || entry.amount != pending.amount {
-        return Err(malformed("a resolution must match its pending entry's accounts and amount"));
+    if entry.debit != pending.debit
+        || entry.credit != pending.credit
+        || entry.amount != pending.amount
+    {
+        return Err(malformed(
+            "a resolution must match its pending entry's accounts and amount",
+        ));
     }
     if entry.cap.is_some() {
         return Err(malformed("a resolution carries no cap charge"));
@@ -56,7 +63,11 @@ pub fn check_resolution(entry: &Entry, pending: Option<&Entry>) -> Result<(), Le
 
 /// Applies `entry` to `before`, refusing what would overdraw a budget or
 /// exceed a cap. `pending` is the entry a post or void resolves.
-pub fn apply(entry: &Entry, pending: Option<&Entry>, before: Counters) -> Result<Counters, LedgerError> {
+pub fn apply(
+    entry: &Entry,
+    pending: Option<&Entry>,
+    before: Counters,
+) -> Result<Counters, LedgerError> {
     check_resolution(entry, pending)?;
     if entry.debit == entry.credit {
         return Err(LedgerError::Malformed {
@@ -87,7 +98,9 @@ pub fn apply(entry: &Entry, pending: Option<&Entry>, before: Counters) -> Result
             after.credit.credits_pending = sub(after.credit.credits_pending, n, id)?;
         }
     }
-    if entry.debit.debits_must_not_exceed_credits() && matches!(entry.kind, EntryKind::Pending | EntryKind::Posted) {
+    if entry.debit.debits_must_not_exceed_credits()
+        && matches!(entry.kind, EntryKind::Pending | EntryKind::Posted)
+    {
         let spent = add(after.debit.debits_pending, after.debit.debits_posted, id)?;
         if spent > after.debit.credits_posted {
             return Err(LedgerError::InsufficientBudget {
@@ -97,7 +110,11 @@ pub fn apply(entry: &Entry, pending: Option<&Entry>, before: Counters) -> Result
             });
         }
     }
-    after.cap = match (&entry.kind, &entry.cap, pending.and_then(|p| p.cap.as_ref())) {
+    after.cap = match (
+        &entry.kind,
+        &entry.cap,
+        pending.and_then(|p| p.cap.as_ref()),
+    ) {
         (EntryKind::Pending, Some(charge), _) => {
             let usage = before.cap.unwrap_or_default();
             let used = add(usage.used, n, id)?;
@@ -113,7 +130,9 @@ pub fn apply(entry: &Entry, pending: Option<&Entry>, before: Counters) -> Result
         }
         (EntryKind::VoidPending { .. }, _, Some(_)) => {
             let usage = before.cap.unwrap_or_default();
-            Some(CapUsage { used: sub(usage.used, n, id)? })
+            Some(CapUsage {
+                used: sub(usage.used, n, id)?,
+            })
         }
         _ => before.cap,
     };
