@@ -2,6 +2,7 @@
 //! of one of these types is valid by construction everywhere it travels.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
@@ -65,18 +66,20 @@ fn check_visible(what: &'static str, s: &str, max: usize) -> Result<(), ParseErr
 }
 
 /// Defines a string newtype whose only constructor is `parse`, with serde that
-/// goes through `parse` too, so nothing deserialised skips validation.
+/// goes through `parse` too, so nothing deserialised skips validation. The
+/// text is shared (`Arc<str>`): ids are cloned into every request, entry and
+/// message, and a clone should cost a reference count, not an allocation.
 macro_rules! string_value {
     ($(#[$doc:meta])* $name:ident, $what:literal, |$s:ident| $check:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             pub fn parse(raw: &str) -> Result<Self, ParseError> {
                 let $s = raw;
                 $check?;
-                Ok(Self(raw.to_owned()))
+                Ok(Self(Arc::from(raw)))
             }
 
             pub fn as_str(&self) -> &str {
@@ -141,7 +144,7 @@ string_value!(
 impl PartnerReference {
     /// The format every id source uses: `pf` and 32 hex digits.
     pub fn from_number(n: u128) -> Self {
-        Self(format!("pf{n:032x}"))
+        Self(Arc::from(format!("pf{n:032x}")))
     }
 }
 
@@ -170,7 +173,7 @@ string_value!(
 /// A member number at a partner program (a frequent-flyer number). Parsing trims
 /// whitespace and upper-cases, since members type these by hand.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MemberNumber(String);
+pub struct MemberNumber(Arc<str>);
 
 impl MemberNumber {
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
@@ -182,7 +185,7 @@ impl MemberNumber {
                 "only letters and digits are allowed",
             ));
         }
-        Ok(Self(normalised))
+        Ok(Self(Arc::from(normalised)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -211,7 +214,7 @@ impl<'de> Deserialize<'de> for MemberNumber {
 /// A points request's id. Derived from (source, idempotency key), so the same
 /// business event maps to the same id however often, and however late, it arrives.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(String);
+pub struct RequestId(Arc<str>);
 
 const REQUEST_ID_PREFIX: &str = "pr_";
 const REQUEST_ID_HEX: usize = 32;
@@ -223,10 +226,10 @@ impl RequestId {
         hasher.update([0u8]);
         hasher.update(key.as_str().as_bytes());
         let digest = hasher.finalize();
-        Self(format!(
+        Self(Arc::from(format!(
             "{REQUEST_ID_PREFIX}{}",
             hex::encode(&digest[..REQUEST_ID_HEX / 2])
-        ))
+        )))
     }
 
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
@@ -243,7 +246,7 @@ impl RequestId {
                 "must be 'pr_' and 32 lowercase hex digits",
             ));
         }
-        Ok(Self(raw.to_owned()))
+        Ok(Self(Arc::from(raw)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -318,18 +321,34 @@ impl fmt::Display for Points {
 }
 
 /// A SHA-256 of a request's canonical payload: equal hashes mean a replay,
-/// different ones an idempotency key reused for another request.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct PayloadHash(String);
+/// different ones an idempotency key reused for another request. Serialised
+/// as 64 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PayloadHash([u8; 32]);
 
 impl PayloadHash {
     pub fn of(canonical: &[u8]) -> Self {
-        Self(hex::encode(Sha256::digest(canonical)))
+        Self(Sha256::digest(canonical).into())
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl Serialize for PayloadHash {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for PayloadHash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(&text, &mut bytes)
+            .map_err(|_| serde::de::Error::custom("a payload hash is 64 hex digits"))?;
+        Ok(Self(bytes))
     }
 }
 

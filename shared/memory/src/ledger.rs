@@ -1,7 +1,9 @@
 //! The ledger: entries, account counters and cap counters behind one lock, so
 //! a transaction is all-or-nothing exactly as a DynamoDB `TransactWriteItems` is.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -12,11 +14,36 @@ use pointsflow_core::ledger::{
 use pointsflow_core::ports::{LedgerRead, LedgerWrite};
 use pointsflow_core::values::RequestId;
 
+/// An entry in the id index: hashed and compared by its id alone, so the
+/// index needs no second copy of every id.
+#[derive(Debug, Clone)]
+struct ById(Arc<Entry>);
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl Hash for ById {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state);
+    }
+}
+
+impl Borrow<EntryId> for ById {
+    fn borrow(&self) -> &EntryId {
+        &self.0.id
+    }
+}
+
 // Entries are shared between the log and the indexes rather than copied.
 #[derive(Debug, Default)]
 struct Book {
     entries: Vec<Arc<Entry>>,
-    index: HashMap<EntryId, Arc<Entry>>,
+    index: HashSet<ById>,
     by_request: HashMap<RequestId, Vec<Arc<Entry>>>,
     accounts: HashMap<AccountId, Balance>,
     caps: HashMap<CapKey, CapUsage>,
@@ -48,7 +75,7 @@ fn poisoned() -> LedgerError {
 
 impl Book {
     fn get(&self, id: &EntryId) -> Option<&Entry> {
-        self.index.get(id).map(|e| &**e)
+        self.index.get(id).map(|e| &*e.0)
     }
 
     fn apply(&mut self, tx: &[Entry]) -> Result<Applied, LedgerError> {
@@ -75,7 +102,7 @@ impl Book {
             return Ok(Applied::Already);
         }
         if existing > 0 {
-            let first = tx.iter().find(|e| self.index.contains_key(&e.id));
+            let first = tx.iter().find(|e| self.index.contains(&e.id));
             return Err(LedgerError::EntryConflict {
                 id: first
                     .map(|e| e.id.clone())
@@ -126,7 +153,7 @@ impl Book {
         self.caps.extend(caps);
         for entry in tx {
             let entry = Arc::new(entry.clone());
-            self.index.insert(entry.id.clone(), entry.clone());
+            self.index.insert(ById(entry.clone()));
             if let Some(request) = &entry.request {
                 self.by_request
                     .entry(request.clone())

@@ -3,7 +3,7 @@
 //! reference, status look-ups, a statement, and magic amounts that make it
 //! misbehave on purpose (see [`magic`] and docs/partners.md).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,37 +48,76 @@ pub struct SandboxConfig {
     pub slow_response: Duration,
 }
 
+/// A credit as the sandbox keeps it: compact, sharing member and program
+/// text, turned into the wire [`Credit`] when asked for.
+#[derive(Debug)]
+struct Recorded {
+    transaction: u64,
+    member: Arc<str>,
+    program: Arc<str>,
+    points: u64,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// What the sandbox knows of one reference: how often it was tried and the
 /// credit, once there is one.
 #[derive(Debug, Default)]
 struct Reference {
     attempts: u32,
-    credit: Option<Box<Credit>>,
+    credit: Option<Box<Recorded>>,
 }
 
 #[derive(Debug, Default)]
 struct Ledger {
-    references: HashMap<String, Reference>,
+    references: HashMap<Box<str>, Reference>,
+    programs: HashSet<Arc<str>>,
     credits: u64,
     points: u64,
     attempts: u64,
     next_transaction: u64,
 }
 
+fn to_wire(reference: &str, r: &Recorded) -> Credit {
+    Credit {
+        reference: reference.to_owned(),
+        transaction_id: format!("SBX{:010}", r.transaction),
+        status: CreditStatus::Credited,
+        member_number: r.member.to_string(),
+        points: r.points,
+        program: r.program.to_string(),
+        created_at: r.created_at,
+        failure_code: None,
+    }
+}
+
 impl Ledger {
-    fn credits(&self) -> impl Iterator<Item = &Credit> {
-        self.references.values().filter_map(|r| r.credit.as_deref())
+    fn credits(&self) -> impl Iterator<Item = (&str, &Recorded)> {
+        self.references
+            .iter()
+            .filter_map(|(k, r)| r.credit.as_deref().map(|c| (&**k, c)))
     }
 
-    fn credit(&self, reference: &str) -> Option<&Credit> {
-        self.references.get(reference).and_then(|r| r.credit.as_deref())
+    fn credit(&self, reference: &str) -> Option<Credit> {
+        self.references
+            .get(reference)
+            .and_then(|r| r.credit.as_deref())
+            .map(|c| to_wire(reference, c))
+    }
+
+    fn intern_program(&mut self, program: &str) -> Arc<str> {
+        if let Some(p) = self.programs.get(program) {
+            return p.clone();
+        }
+        let p: Arc<str> = Arc::from(program);
+        self.programs.insert(p.clone());
+        p
     }
 }
 
 #[derive(Debug)]
 struct Sandbox {
     config: SandboxConfig,
-    members: HashMap<String, SandboxMember>,
+    members: HashMap<Arc<str>, SandboxMember>,
     ledger: Mutex<Ledger>,
 }
 
@@ -136,7 +175,10 @@ fn decide(state: &Sandbox, req: CreditRequest) -> Decision {
     };
     ledger.attempts += 1;
     let attempt = {
-        let r = ledger.references.entry(req.reference.clone()).or_default();
+        let r = ledger
+            .references
+            .entry(req.reference.as_str().into())
+            .or_default();
         r.attempts += 1;
         r.attempts
     };
@@ -151,7 +193,7 @@ fn decide(state: &Sandbox, req: CreditRequest) -> Decision {
                 "this reference was used for a different credit",
             ));
         }
-        return Decision::Answer(StatusCode::OK, existing.clone());
+        return Decision::Answer(StatusCode::OK, existing);
     }
     if req.points == 0 || req.reference.is_empty() {
         return Decision::Fail(error(
@@ -184,27 +226,29 @@ fn decide(state: &Sandbox, req: CreditRequest) -> Decision {
         }
         _ => {}
     }
-    if !state.members.contains_key(&req.member_number) {
+    let Some((member, _)) = state.members.get_key_value(req.member_number.as_str()) else {
         return Decision::Fail(error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_member",
             format!("no member {}", req.member_number),
         ));
-    }
-    ledger.next_transaction += 1;
-    let credit = Credit {
-        transaction_id: format!("SBX{:010}", ledger.next_transaction),
-        reference: req.reference.clone(),
-        status: CreditStatus::Credited,
-        member_number: req.member_number,
-        points: req.points,
-        program: req.program,
-        created_at: chrono::Utc::now(),
-        failure_code: None,
     };
+    ledger.next_transaction += 1;
+    let recorded = Recorded {
+        transaction: ledger.next_transaction,
+        member: member.clone(),
+        program: ledger.intern_program(&req.program),
+        points: req.points,
+        created_at: chrono::Utc::now(),
+    };
+    let credit = to_wire(&req.reference, &recorded);
     ledger.credits += 1;
     ledger.points += credit.points;
-    ledger.references.entry(req.reference).or_default().credit = Some(Box::new(credit.clone()));
+    ledger
+        .references
+        .entry(req.reference.as_str().into())
+        .or_default()
+        .credit = Some(Box::new(recorded));
     if credit.points == magic::TIMEOUT_AFTER_CREDIT {
         Decision::Slow(credit)
     } else {
@@ -250,11 +294,7 @@ async fn get_credit(
             "bad or missing API key",
         );
     }
-    let found = state
-        .ledger
-        .lock()
-        .ok()
-        .and_then(|l| l.credit(&reference).cloned());
+    let found = state.ledger.lock().ok().and_then(|l| l.credit(&reference));
     match found {
         Some(credit) => Json(credit).into_response(),
         None => error(
@@ -276,7 +316,7 @@ async fn statement(State(state): State<Arc<Sandbox>>, headers: HeaderMap) -> Res
     let mut credits: Vec<Credit> = state
         .ledger
         .lock()
-        .map(|l| l.credits().cloned().collect())
+        .map(|l| l.credits().map(|(r, c)| to_wire(r, c)).collect())
         .unwrap_or_default();
     credits.sort_by(|a, b| a.transaction_id.cmp(&b.transaction_id));
     Json(Statement { credits }).into_response()
@@ -309,7 +349,12 @@ impl SandboxPartner {
         let members = config
             .members
             .iter()
-            .map(|m| (m.member_number.trim().to_ascii_uppercase(), m.clone()))
+            .map(|m| {
+                (
+                    Arc::from(m.member_number.trim().to_ascii_uppercase()),
+                    m.clone(),
+                )
+            })
             .collect();
         let state = Arc::new(Sandbox {
             config,
@@ -352,9 +397,8 @@ impl SandboxPartner {
     pub fn credited_by_member(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         if let Ok(l) = self.state.ledger.lock() {
-            for c in l.credits().filter(|c| c.status == CreditStatus::Credited)
-            {
-                *out.entry(c.member_number.clone()).or_default() += c.points;
+            for (_, c) in l.credits() {
+                *out.entry(c.member.to_string()).or_default() += c.points;
             }
         }
         out
@@ -376,7 +420,7 @@ impl SandboxPartner {
             .ledger
             .lock()
             .ok()
-            .and_then(|l| l.credit(reference).cloned())
+            .and_then(|l| l.credit(reference))
     }
 
     pub async fn stopped(self) {

@@ -17,7 +17,10 @@ use pointsflow_local::config::MemberEntry;
 use pointsflow_local::{LocalConfig, Stack, StackOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "pointsflow-bench", about = "End-to-end throughput and latency of the local stack")]
+#[command(
+    name = "pointsflow-bench",
+    about = "End-to-end throughput and latency of the local stack"
+)]
 struct Args {
     /// Requests to push.
     #[arg(long, default_value_t = 100_000)]
@@ -50,8 +53,14 @@ fn recipient(i: u64) -> String {
 fn config(args: &Args) -> Result<LocalConfig, String> {
     let mut config = LocalConfig::default_config().map_err(|e| e.to_string())?;
     config.queues.concurrency = args.consumers;
-    let program = config.programs.first_mut().ok_or("the default config has no program")?;
-    program.points = PointsRule::Rate { points: Points::new(2).map_err(|e| e.to_string())?, per: 100.into() };
+    let program = config
+        .programs
+        .first_mut()
+        .ok_or("the default config has no program")?;
+    program.points = PointsRule::Rate {
+        points: Points::new(2).map_err(|e| e.to_string())?,
+        per: 100.into(),
+    };
     program.monthly_cap_per_recipient = None;
     program.budget = Points::new(1_000_000_000_000).map_err(|e| e.to_string())?;
     program.transfer = TransferMode::Realtime;
@@ -98,9 +107,15 @@ async fn run(args: Args) -> Result<(), String> {
     let config = config(&args)?;
     let api_key = config.sources.first().ok_or("no source")?.api_key.clone();
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let stack = Stack::start(config, StackOptions { listen: loopback, sandbox_listen: loopback })
-        .await
-        .map_err(|e| e.to_string())?;
+    let stack = Stack::start(
+        config,
+        StackOptions {
+            listen: loopback,
+            sandbox_listen: loopback,
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let url = format!("{}/v1/points-requests", stack.base_url());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency as usize)
@@ -110,7 +125,11 @@ async fn run(args: Args) -> Result<(), String> {
     println!(
         "pushing {} requests at {}, at most {} in flight, over {} recipients, {} consumers per queue",
         args.requests,
-        if args.rate == 0 { "full speed".to_owned() } else { format!("{}/s", args.rate) },
+        if args.rate == 0 {
+            "full speed".to_owned()
+        } else {
+            format!("{}/s", args.rate)
+        },
         args.concurrency,
         args.recipients,
         args.consumers
@@ -120,8 +139,13 @@ async fn run(args: Args) -> Result<(), String> {
     let started = Instant::now();
     let mut clients = Vec::new();
     for _ in 0..args.concurrency {
-        let (client, url, api_key, next, refused) =
-            (client.clone(), url.clone(), api_key.clone(), next.clone(), refused.clone());
+        let (client, url, api_key, next, refused) = (
+            client.clone(),
+            url.clone(),
+            api_key.clone(),
+            next.clone(),
+            refused.clone(),
+        );
         let (requests, recipients, rate) = (args.requests, args.recipients, args.rate);
         clients.push(tokio::spawn(async move {
             loop {
@@ -163,7 +187,10 @@ async fn run(args: Args) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(300);
     while sandbox.stats().credits < expected {
         if Instant::now() > deadline {
-            return Err(format!("only {} of {expected} credited after 300 s", sandbox.stats().credits));
+            return Err(format!(
+                "only {} of {expected} credited after 300 s",
+                sandbox.stats().credits
+            ));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -187,15 +214,36 @@ async fn run(args: Args) -> Result<(), String> {
     println!();
     println!("requests          {}", args.requests);
     println!("refused           {refused}");
-    println!("credited          {} (sandbox credits {}, attempts {})", latencies.len(), stats.credits, stats.attempts);
-    println!("accepted/s        {:.0}", expected as f64 / accepted_in.as_secs_f64());
-    println!("credited/s        {:.0}", expected as f64 / credited_in.as_secs_f64());
-    println!("accept->credit    p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms", ms(percentile(&latencies, 50.0)), ms(percentile(&latencies, 99.0)), ms(percentile(&latencies, 100.0)));
+    println!(
+        "credited          {} (sandbox credits {}, attempts {})",
+        latencies.len(),
+        stats.credits,
+        stats.attempts
+    );
+    println!(
+        "accepted/s        {:.0}",
+        expected as f64 / accepted_in.as_secs_f64()
+    );
+    println!(
+        "credited/s        {:.0}",
+        expected as f64 / credited_in.as_secs_f64()
+    );
+    println!(
+        "accept->credit    p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        ms(percentile(&latencies, 50.0)),
+        ms(percentile(&latencies, 99.0)),
+        ms(percentile(&latencies, 100.0))
+    );
     match peak {
-        Some(mib) => println!("peak memory       {mib:.0} MiB (VmHWM of this process: stack and client)"),
+        Some(mib) => {
+            println!("peak memory       {mib:.0} MiB (VmHWM of this process: stack and client)")
+        }
         None => println!("peak memory       unavailable (no /proc/self/status)"),
     }
-    println!("ledger            {} entries, invariants hold", snapshot.entries.len());
+    println!(
+        "ledger            {} entries, invariants hold",
+        snapshot.entries.len()
+    );
     stack.shutdown().await;
     Ok(())
 }
