@@ -375,3 +375,73 @@ async fn fifty_concurrent_requests_never_overspend_the_budget() {
     t.check_ledger();
     t.stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_pending_credit_settles_at_the_status_look_up() {
+    let t = spawn_stack(|_| {}).await;
+    let credited = t
+        .accept(
+            "deal-pending-ok",
+            &deal(
+                ADA,
+                &amount_for(pointsflow_partners::sandbox::magic::PENDING_THEN_CREDITED),
+            ),
+        )
+        .await;
+    let failed = t
+        .accept(
+            "deal-pending-ko",
+            &deal(
+                ADA,
+                &amount_for(pointsflow_partners::sandbox::magic::PENDING_THEN_FAILED),
+            ),
+        )
+        .await;
+
+    let view = t.wait_for(&credited, &["credited", "failed"]).await;
+    assert_eq!(
+        states(&view),
+        [
+            "received",
+            "reserved",
+            "dispatching",
+            "partner_pending",
+            "credited"
+        ]
+    );
+    let view = t.wait_for(&failed, &["credited", "failed"]).await;
+    assert_eq!(
+        states(&view),
+        [
+            "received",
+            "reserved",
+            "dispatching",
+            "partner_pending",
+            "failed"
+        ]
+    );
+    assert_eq!(view["reason"]["code"], "partner_member_closed");
+
+    let sandbox = t.stack.sandbox.as_ref().unwrap();
+    assert_eq!(sandbox.stats().credits, 1);
+    assert_eq!(
+        sandbox.stats().attempts,
+        2,
+        "a pending credit is looked up, never sent again"
+    );
+    let budget = t
+        .stack
+        .ledger
+        .balance(&AccountId::budget(
+            &ProgramId::parse("sales-incentive").unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(budget.debits_pending, 0);
+    assert_eq!(
+        budget.debits_posted,
+        pointsflow_partners::sandbox::magic::PENDING_THEN_CREDITED
+    );
+    t.check_ledger();
+    t.stack.shutdown().await;
+}

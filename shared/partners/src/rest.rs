@@ -63,11 +63,9 @@ fn credit_outcome(credit: Credit) -> CreditOutcome {
             transaction: Some(credit.transaction_id),
         },
         CreditStatus::Failed => {
-            let code = credit
-                .failure_code
-                .unwrap_or_else(|| "partner_failed".into());
+            let code = credit.failure_code.unwrap_or_else(|| "failed".into());
             CreditOutcome::Rejected(Reason::new(
-                "partner_rejected",
+                &format!("partner_{code}"),
                 format!("the partner failed the credit ({code})"),
             ))
         }
@@ -103,7 +101,7 @@ async fn read(response: reqwest::Response) -> CreditOutcome {
         StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
             let (code, message) = error
                 .map(|e| (e.code, e.message))
-                .unwrap_or_else(|| ("partner_rejected".into(), detail.clone()));
+                .unwrap_or_else(|| ("rejected".into(), detail.clone()));
             CreditOutcome::Rejected(Reason::new(&format!("partner_{code}"), message))
         }
         // Everything else (401/403 from a credential problem, 409, 429, 5xx)

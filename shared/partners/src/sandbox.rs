@@ -31,6 +31,11 @@ pub mod magic {
     /// `503` on the first attempt for a reference, nothing credited; credited
     /// on the next attempt.
     pub const CREDITED_AFTER_RETRY: u64 = 9_904;
+    /// Accepted as `pending`; the first status look-up finds it credited.
+    pub const PENDING_THEN_CREDITED: u64 = 9_905;
+    /// Accepted as `pending`; the first status look-up finds it failed
+    /// (`member_closed`), nothing credited.
+    pub const PENDING_THEN_FAILED: u64 = 9_906;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +57,9 @@ pub struct SandboxConfig {
 /// text, turned into the wire [`Credit`] when asked for.
 #[derive(Debug)]
 struct Recorded {
+    status: CreditStatus,
+    /// What a pending credit becomes at its first status look-up.
+    settles_as: Option<CreditStatus>,
     transaction: u64,
     member: Arc<str>,
     program: Arc<str>,
@@ -81,20 +89,40 @@ fn to_wire(reference: &str, r: &Recorded) -> Credit {
     Credit {
         reference: reference.to_owned(),
         transaction_id: format!("SBX{:010}", r.transaction),
-        status: CreditStatus::Credited,
+        status: r.status,
         member_number: r.member.to_string(),
         points: r.points,
         program: r.program.to_string(),
         created_at: r.created_at,
-        failure_code: None,
+        failure_code: (r.status == CreditStatus::Failed).then(|| "member_closed".to_owned()),
     }
 }
 
 impl Ledger {
+    /// Every credit the sandbox has recorded, whatever its status.
     fn credits(&self) -> impl Iterator<Item = (&str, &Recorded)> {
         self.references
             .iter()
             .filter_map(|(k, r)| r.credit.as_deref().map(|c| (&**k, c)))
+    }
+
+    /// Settles a pending credit, as a partner's nightly batch would, when it is looked up.
+    fn settle(&mut self, reference: &str) {
+        let Some(recorded) = self
+            .references
+            .get_mut(reference)
+            .and_then(|r| r.credit.as_deref_mut())
+        else {
+            return;
+        };
+        if let (CreditStatus::Pending, Some(to)) = (recorded.status, recorded.settles_as.take()) {
+            recorded.status = to;
+            if to == CreditStatus::Credited {
+                let points = recorded.points;
+                self.credits += 1;
+                self.points += points;
+            }
+        }
     }
 
     fn credit(&self, reference: &str) -> Option<Credit> {
@@ -121,7 +149,8 @@ struct Sandbox {
     ledger: Mutex<Ledger>,
 }
 
-/// Totals for dashboards and benchmarks.
+/// Totals for dashboards and benchmarks: `credits` and `points` count settled
+/// (credited) credits only; `attempts` counts every credit call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxStats {
     pub credits: u64,
@@ -234,7 +263,18 @@ fn decide(state: &Sandbox, req: CreditRequest) -> Decision {
         ));
     };
     ledger.next_transaction += 1;
+    let settles_as = match req.points {
+        magic::PENDING_THEN_CREDITED => Some(CreditStatus::Credited),
+        magic::PENDING_THEN_FAILED => Some(CreditStatus::Failed),
+        _ => None,
+    };
     let recorded = Recorded {
+        status: if settles_as.is_some() {
+            CreditStatus::Pending
+        } else {
+            CreditStatus::Credited
+        },
+        settles_as,
         transaction: ledger.next_transaction,
         member: member.clone(),
         program: ledger.intern_program(&req.program),
@@ -242,8 +282,10 @@ fn decide(state: &Sandbox, req: CreditRequest) -> Decision {
         created_at: chrono::Utc::now(),
     };
     let credit = to_wire(&req.reference, &recorded);
-    ledger.credits += 1;
-    ledger.points += credit.points;
+    if credit.status == CreditStatus::Credited {
+        ledger.credits += 1;
+        ledger.points += credit.points;
+    }
     ledger
         .references
         .entry(req.reference.as_str().into())
@@ -251,6 +293,8 @@ fn decide(state: &Sandbox, req: CreditRequest) -> Decision {
         .credit = Some(Box::new(recorded));
     if credit.points == magic::TIMEOUT_AFTER_CREDIT {
         Decision::Slow(credit)
+    } else if credit.status == CreditStatus::Pending {
+        Decision::Answer(StatusCode::ACCEPTED, credit)
     } else {
         Decision::Answer(StatusCode::CREATED, credit)
     }
@@ -294,7 +338,10 @@ async fn get_credit(
             "bad or missing API key",
         );
     }
-    let found = state.ledger.lock().ok().and_then(|l| l.credit(&reference));
+    let found = state.ledger.lock().ok().and_then(|mut l| {
+        l.settle(&reference);
+        l.credit(&reference)
+    });
     match found {
         Some(credit) => Json(credit).into_response(),
         None => error(
@@ -397,7 +444,10 @@ impl SandboxPartner {
     pub fn credited_by_member(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         if let Ok(l) = self.state.ledger.lock() {
-            for (_, c) in l.credits() {
+            for (_, c) in l
+                .credits()
+                .filter(|(_, c)| c.status == CreditStatus::Credited)
+            {
                 *out.entry(c.member.to_string()).or_default() += c.points;
             }
         }
