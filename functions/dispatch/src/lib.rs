@@ -17,11 +17,11 @@ use pointsflow_core::ledger::{Entry, EntryId, EntryKind};
 use pointsflow_core::partner::{CreditInstruction, CreditOutcome};
 use pointsflow_core::ports::{
     Clock, IdSource, LedgerRead, LedgerWrite, PartnerConnector, PipelineMessage, ProgramCatalog,
-    RequestGet, RequestUpdate, StoreError,
+    RequestGet, RequestUpdate,
 };
 use pointsflow_core::request::{PointsRequest, Status, StatusKind};
 use pointsflow_core::values::PartnerId;
-use pointsflow_runtime::{RecordError, process_batch, remaining};
+use pointsflow_runtime::{RecordError, SqsHandler, load_request, process_batch, remaining};
 
 /// Time kept back from the invocation's deadline to record a partner's answer.
 const RECORDING_MARGIN: Duration = Duration::from_secs(2);
@@ -49,12 +49,17 @@ impl std::fmt::Debug for Dispatch {
     }
 }
 
-fn store_error(e: StoreError) -> RecordError {
-    RecordError::Retry(format!("request store: {e}"))
-}
-
 fn retry(e: impl std::fmt::Display) -> RecordError {
     RecordError::Retry(e.to_string())
+}
+
+impl SqsHandler for Dispatch {
+    async fn handle_batch(
+        &self,
+        event: LambdaEvent<SqsEvent>,
+    ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+        self.handle(event).await
+    }
 }
 
 impl Dispatch {
@@ -71,22 +76,13 @@ impl Dispatch {
         Ok(process_batch("dispatch", event.payload, |m| self.process(m, timeout)).await)
     }
 
-    async fn load(&self, message: &PipelineMessage) -> Result<PointsRequest, RecordError> {
-        self.ports
-            .get
-            .get(&message.request_id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| RecordError::Retry("request not found".into()))
-    }
-
     #[tracing::instrument(name = "dispatch", skip_all, fields(request_id = %message.request_id))]
     async fn process(
         &self,
         message: PipelineMessage,
         timeout: Option<Duration>,
     ) -> Result<(), RecordError> {
-        let mut request = self.load(&message).await?;
+        let mut request = load_request(self.ports.get.as_ref(), &message.request_id).await?;
         match request.state() {
             StatusKind::Reserved => self.fix_reference(&mut request).await?,
             StatusKind::Dispatching | StatusKind::Unknown | StatusKind::PartnerPending => {}
@@ -172,12 +168,7 @@ impl Dispatch {
                 format!("partner reference {reference} fixed; crediting"),
             )
             .map_err(retry)?;
-        request.version = self
-            .ports
-            .update
-            .update(request)
-            .await
-            .map_err(store_error)?;
+        request.version = self.ports.update.update(request).await?;
         Ok(())
     }
 
@@ -195,6 +186,28 @@ impl Dispatch {
             })
     }
 
+    /// Resolves the reservation (post or void) and then records the final
+    /// state. The ledger goes first: a crash in between leaves the request
+    /// unsettled, and its retry finds the resolution already applied.
+    async fn settle(
+        &self,
+        mut request: PointsRequest,
+        resolve: fn(&Entry, chrono::DateTime<chrono::Utc>) -> Entry,
+        to: Status,
+        detail: String,
+    ) -> Result<(), RecordError> {
+        let now = self.ports.clock.now();
+        let pending = self.reservation(&request).await?;
+        self.ports
+            .ledger_write
+            .apply(&[resolve(&pending, now)])
+            .await
+            .map_err(retry)?;
+        request.transition(to, now, detail).map_err(retry)?;
+        self.ports.update.update(&request).await?;
+        Ok(())
+    }
+
     async fn record(
         &self,
         mut request: PointsRequest,
@@ -203,46 +216,22 @@ impl Dispatch {
         let now = self.ports.clock.now();
         match outcome {
             CreditOutcome::Credited { transaction } => {
-                let pending = self.reservation(&request).await?;
-                self.ports
-                    .ledger_write
-                    .apply(&[Entry::post(&pending, now)])
-                    .await
-                    .map_err(retry)?;
                 let detail = format!(
                     "partner credited {} points to member {} (transaction {transaction})",
-                    pending.amount,
+                    request.points.unwrap_or_default(),
                     request.member.as_ref().map(|m| m.as_str()).unwrap_or("?")
                 );
                 request.partner_transaction = Some(transaction);
-                request
-                    .transition(Status::Credited, now, detail)
-                    .map_err(retry)?;
-                self.ports
-                    .update
-                    .update(&request)
-                    .await
-                    .map_err(store_error)?;
-                tracing::info!(attempts = request.dispatch_attempts, "credited");
+                self.settle(request, Entry::post, Status::Credited, detail)
+                    .await?;
+                tracing::info!("credited");
                 Ok(())
             }
             CreditOutcome::Rejected(reason) => {
-                let pending = self.reservation(&request).await?;
-                self.ports
-                    .ledger_write
-                    .apply(&[Entry::void(&pending, now)])
-                    .await
-                    .map_err(retry)?;
                 let detail = format!("{}; reservation voided, budget released", reason.message);
                 let code = reason.code.clone();
-                request
-                    .transition(Status::Failed { reason }, now, detail)
-                    .map_err(retry)?;
-                self.ports
-                    .update
-                    .update(&request)
-                    .await
-                    .map_err(store_error)?;
+                self.settle(request, Entry::void, Status::Failed { reason }, detail)
+                    .await?;
                 tracing::info!(%code, "failed");
                 Ok(())
             }
@@ -255,11 +244,7 @@ impl Dispatch {
                         "partner accepted the credit; it settles later",
                     )
                     .map_err(retry)?;
-                self.ports
-                    .update
-                    .update(&request)
-                    .await
-                    .map_err(store_error)?;
+                self.ports.update.update(&request).await?;
                 Err(RecordError::Retry(
                     "partner credit pending; checking again later".into(),
                 ))
@@ -278,11 +263,7 @@ impl Dispatch {
                         format!("outcome unknown ({detail}); will retry under the same reference"),
                     )
                     .map_err(retry)?;
-                self.ports
-                    .update
-                    .update(&request)
-                    .await
-                    .map_err(store_error)?;
+                self.ports.update.update(&request).await?;
                 tracing::warn!(reference = ?reference.map(|r| r.to_string()), %detail, "partner outcome unknown");
                 Err(RecordError::Retry(format!(
                     "partner outcome unknown: {detail}"

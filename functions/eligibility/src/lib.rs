@@ -13,11 +13,11 @@ use lambda_runtime::LambdaEvent;
 use pointsflow_core::ledger::{AccountId, CapCharge, CapKey, Entry, LedgerError};
 use pointsflow_core::ports::{
     Clock, Enrollments, LedgerWrite, PipelineMessage, ProgramCatalog, Publish, RequestGet,
-    RequestUpdate, StoreError,
+    RequestUpdate,
 };
 use pointsflow_core::program::{ProgramState, TransferMode, cap_period};
 use pointsflow_core::request::{PointsRequest, Reason, Status, StatusKind};
-use pointsflow_runtime::{RecordError, process_batch};
+use pointsflow_runtime::{RecordError, SqsHandler, load_request, process_batch};
 
 #[derive(Clone)]
 pub struct EligibilityPorts {
@@ -41,14 +41,19 @@ impl std::fmt::Debug for Eligibility {
     }
 }
 
-fn store_error(e: StoreError) -> RecordError {
-    RecordError::Retry(format!("request store: {e}"))
-}
-
 /// What the rules decided for one request.
 enum Decision {
     Reserve(Box<PointsRequest>),
     Reject(Reason),
+}
+
+impl SqsHandler for Eligibility {
+    async fn handle_batch(
+        &self,
+        event: LambdaEvent<SqsEvent>,
+    ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+        self.handle(event).await
+    }
 }
 
 impl Eligibility {
@@ -66,13 +71,7 @@ impl Eligibility {
 
     #[tracing::instrument(name = "eligibility", skip_all, fields(request_id = %message.request_id))]
     async fn process(&self, message: PipelineMessage) -> Result<(), RecordError> {
-        let request = self
-            .ports
-            .get
-            .get(&message.request_id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| RecordError::Retry("request not found".into()))?;
+        let request = load_request(self.ports.get.as_ref(), &message.request_id).await?;
         match request.state() {
             StatusKind::Received => {}
             // Reserved but not yet queued for dispatch (a crash, or a failed
@@ -85,11 +84,7 @@ impl Eligibility {
         }
         match self.decide(request).await? {
             Decision::Reserve(reserved) => {
-                self.ports
-                    .update
-                    .update(&reserved)
-                    .await
-                    .map_err(store_error)?;
+                self.ports.update.update(&reserved).await?;
                 tracing::info!(
                     points = reserved.points.map(|p| p.get()).unwrap_or(0),
                     member = reserved.member.as_ref().map(|m| m.as_str()).unwrap_or(""),
@@ -149,8 +144,7 @@ impl Eligibility {
             .ports
             .enrollments
             .member_link(&program.id, &request.recipient.id)
-            .await
-            .map_err(store_error)?;
+            .await?;
         let Some(link) = link else {
             return Ok(Decision::Reject(Reason::new(
                 "not_enrolled",
@@ -224,13 +218,7 @@ impl Eligibility {
 
     async fn reject(&self, message: PipelineMessage, reason: Reason) -> Result<(), RecordError> {
         // Re-read: the decision took time, and the stored version is the one to move.
-        let mut request = self
-            .ports
-            .get
-            .get(&message.request_id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| RecordError::Retry("request not found".into()))?;
+        let mut request = load_request(self.ports.get.as_ref(), &message.request_id).await?;
         if request.state() != StatusKind::Received {
             return Ok(());
         }
@@ -239,11 +227,7 @@ impl Eligibility {
         request
             .transition(Status::Rejected { reason }, self.ports.clock.now(), detail)
             .map_err(|e| RecordError::Retry(e.to_string()))?;
-        self.ports
-            .update
-            .update(&request)
-            .await
-            .map_err(store_error)?;
+        self.ports.update.update(&request).await?;
         tracing::info!(%code, "rejected");
         Ok(())
     }

@@ -26,6 +26,7 @@ use pointsflow_memory::{
 use pointsflow_partners::{
     RestConnector, RestConnectorConfig, SandboxConfig, SandboxMember, SandboxPartner,
 };
+use pointsflow_runtime::SqsHandler;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -152,6 +153,25 @@ fn lambda_to_axum(response: http::Response<lambda_http::Body>) -> axum::response
         _ => axum::body::Body::empty(),
     };
     http::Response::from_parts(parts, body).into_response()
+}
+
+/// Runs a queue's event-source mapping over `handler`.
+fn spawn_mapping<H: SqsHandler>(
+    mapping: EventSourceMapping,
+    handler: H,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        mapping
+            .run(
+                move |event| {
+                    let handler = handler.clone();
+                    async move { handler.handle_batch(event).await }
+                },
+                shutdown,
+            )
+            .await;
+    })
 }
 
 impl Stack {
@@ -301,45 +321,24 @@ impl Stack {
             clock,
         });
 
-        let mut tasks = Vec::new();
         let mapping = |name: &str| MappingConfig {
             batch_size: config.queues.batch_size,
             concurrency: config.queues.concurrency,
             function_timeout: config.queues.function_timeout(),
             function_name: name.to_owned(),
         };
-        {
-            let handler = eligibility.clone();
-            let mapping = EventSourceMapping::new(eligibility_queue, mapping("eligibility"));
-            let stop = shutdown.clone();
-            tasks.push(tokio::spawn(async move {
-                mapping
-                    .run(
-                        move |event| {
-                            let handler = handler.clone();
-                            async move { handler.handle(event).await }
-                        },
-                        stop,
-                    )
-                    .await;
-            }));
-        }
-        {
-            let handler = dispatch.clone();
-            let mapping = EventSourceMapping::new(dispatch_queue, mapping("dispatch"));
-            let stop = shutdown.clone();
-            tasks.push(tokio::spawn(async move {
-                mapping
-                    .run(
-                        move |event| {
-                            let handler = handler.clone();
-                            async move { handler.handle(event).await }
-                        },
-                        stop,
-                    )
-                    .await;
-            }));
-        }
+        let mut tasks = vec![
+            spawn_mapping(
+                EventSourceMapping::new(eligibility_queue, mapping("eligibility")),
+                eligibility.clone(),
+                shutdown.clone(),
+            ),
+            spawn_mapping(
+                EventSourceMapping::new(dispatch_queue, mapping("dispatch")),
+                dispatch.clone(),
+                shutdown.clone(),
+            ),
+        ];
 
         let listener =
             TcpListener::bind(options.listen)

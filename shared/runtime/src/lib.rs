@@ -7,8 +7,18 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
-use lambda_runtime::Context;
-use pointsflow_core::ports::PipelineMessage;
+use lambda_runtime::{Context, LambdaEvent};
+use pointsflow_core::ports::{PipelineMessage, RequestGet, StoreError};
+use pointsflow_core::request::PointsRequest;
+use pointsflow_core::values::RequestId;
+
+/// A Lambda function fed by an SQS event-source mapping.
+pub trait SqsHandler: Clone + Send + Sync + 'static {
+    fn handle_batch(
+        &self,
+        event: LambdaEvent<SqsEvent>,
+    ) -> impl Future<Output = Result<SqsBatchResponse, lambda_runtime::Error>> + Send;
+}
 
 /// Why a record was not processed. Both leave the message on the queue, to be
 /// retried after its visibility timeout and, past the receive limit, moved to
@@ -28,6 +38,24 @@ impl std::fmt::Display for RecordError {
             RecordError::Poison(s) => write!(f, "poison message: {s}"),
         }
     }
+}
+
+impl From<StoreError> for RecordError {
+    fn from(e: StoreError) -> Self {
+        RecordError::Retry(format!("request store: {e}"))
+    }
+}
+
+/// Reads the request a message names. A missing request is retried: the
+/// message may have overtaken the write it announces.
+pub async fn load_request(
+    store: &dyn RequestGet,
+    id: &RequestId,
+) -> Result<PointsRequest, RecordError> {
+    store
+        .get(id)
+        .await?
+        .ok_or_else(|| RecordError::Retry("request not found".into()))
 }
 
 fn parse(record: &SqsMessage) -> Result<PipelineMessage, RecordError> {
