@@ -198,15 +198,24 @@ async fn run(args: Args) -> Result<(), String> {
     let peak = peak_rss_mib();
 
     let requests = stack.store.all().map_err(|e| e.to_string())?;
-    let mut latencies: Vec<Duration> = requests
+    let first_received = requests.iter().map(|r| r.received_at).min();
+    let mut timed: Vec<(Duration, chrono::DateTime<chrono::Utc>)> = requests
         .iter()
         .filter(|r| r.state() == StatusKind::Credited)
         .filter_map(|r| {
             let credited = r.entered(StatusKind::Credited)?;
-            (credited - r.received_at).to_std().ok()
+            Some(((credited - r.received_at).to_std().ok()?, r.received_at))
         })
         .collect();
-    latencies.sort();
+    timed.sort();
+    let latencies: Vec<Duration> = timed.iter().map(|(d, _)| *d).collect();
+    // Where in the run the slowest 0.1% were accepted, to tell start-up from steady state.
+    let slow_at: Vec<f64> = timed
+        .iter()
+        .rev()
+        .take((timed.len() / 1000).max(1))
+        .filter_map(|(_, at)| Some((*at - first_received?).to_std().ok()?.as_secs_f64()))
+        .collect();
     let snapshot = stack.ledger.snapshot().map_err(|e| e.to_string())?;
     snapshot.check().map_err(|e| e.to_string())?;
     let stats = sandbox.stats();
@@ -234,6 +243,12 @@ async fn run(args: Args) -> Result<(), String> {
         ms(percentile(&latencies, 99.0)),
         ms(percentile(&latencies, 100.0))
     );
+    if let (Some(lo), Some(hi)) = (
+        slow_at.iter().copied().reduce(f64::min),
+        slow_at.iter().copied().reduce(f64::max),
+    ) {
+        println!("slowest 0.1%      accepted {lo:.1} s to {hi:.1} s into the run");
+    }
     match peak {
         Some(mib) => {
             println!("peak memory       {mib:.0} MiB (VmHWM of this process: stack and client)")
