@@ -9,11 +9,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
-use pointsflow_core::ledger::{Entry, EntryId, EntryKind};
+use pointsflow_core::ledger::{Applied, Entry, EntryId, EntryKind};
 use pointsflow_core::partner::{CreditInstruction, CreditOutcome};
 use pointsflow_core::ports::{
     Clock, IdSource, LedgerRead, LedgerWrite, PartnerConnector, PipelineMessage, ProgramCatalog,
@@ -21,7 +21,7 @@ use pointsflow_core::ports::{
 };
 use pointsflow_core::request::{PointsRequest, Status, StatusKind};
 use pointsflow_core::values::PartnerId;
-use pointsflow_runtime::{RecordError, SqsHandler, load_request, process_batch, remaining};
+use pointsflow_runtime::{RecordError, SqsHandler, deadline, load_request, process_batch};
 
 /// Time kept back from the invocation's deadline to record a partner's answer.
 const RECORDING_MARGIN: Duration = Duration::from_secs(2);
@@ -72,24 +72,32 @@ impl Dispatch {
         &self,
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-        let timeout = remaining(&event.context, RECORDING_MARGIN);
-        Ok(process_batch("dispatch", event.payload, |m| self.process(m, timeout)).await)
+        let deadline = deadline(&event.context, RECORDING_MARGIN);
+        Ok(process_batch("dispatch", event.payload, |m| self.process(m, deadline)).await)
     }
 
     #[tracing::instrument(name = "dispatch", skip_all, fields(request_id = %message.request_id))]
     async fn process(
         &self,
         message: PipelineMessage,
-        timeout: Option<Duration>,
+        deadline: Option<Instant>,
     ) -> Result<(), RecordError> {
         let mut request = load_request(self.ports.get.as_ref(), &message.request_id).await?;
-        match request.state() {
-            StatusKind::Reserved => self.fix_reference(&mut request).await?,
-            StatusKind::Dispatching | StatusKind::Unknown | StatusKind::PartnerPending => {}
-            StatusKind::Credited
-            | StatusKind::Failed
-            | StatusKind::Rejected
-            | StatusKind::Reversed => {
+        let first_attempt = match request.state() {
+            StatusKind::Reserved => {
+                self.fix_reference(&mut request).await?;
+                true
+            }
+            StatusKind::Dispatching | StatusKind::Unknown => {
+                self.count_attempt(&mut request).await?;
+                false
+            }
+            StatusKind::PartnerPending => false,
+            // Settled: make sure the ledger agrees (a crash may have come
+            // between the state and the ledger write), and call no one.
+            StatusKind::Credited => return self.ensure_resolved(&request, Entry::post).await,
+            StatusKind::Failed => return self.ensure_resolved(&request, Entry::void).await,
+            StatusKind::Rejected | StatusKind::Reversed => {
                 tracing::debug!(state = %request.state(), "already settled; duplicate delivery ignored");
                 return Ok(());
             }
@@ -100,7 +108,7 @@ impl Dispatch {
                     "a request in state {other} is not ready for dispatch"
                 )));
             }
-        }
+        };
         let Some(reference) = request.partner_reference.clone() else {
             return Err(RecordError::Poison(
                 "no partner reference on a dispatching request".into(),
@@ -111,38 +119,44 @@ impl Dispatch {
                 "no points or member on a reserved request".into(),
             ));
         };
-        let program = self
-            .ports
-            .programs
-            .program(&request.program)
-            .ok_or_else(|| retry(format!("program {} is not configured", request.program)))?;
+        // Credit where the points were reserved for, even if the program's
+        // destination has changed since.
+        let destination = match &request.destination {
+            Some(d) => d.clone(),
+            None => self
+                .ports
+                .programs
+                .program(&request.program)
+                .ok_or_else(|| retry(format!("program {} is not configured", request.program)))?
+                .destination
+                .clone(),
+        };
         let connector = self
             .ports
             .partners
-            .get(&program.destination.partner)
+            .get(&destination.partner)
             .cloned()
-            .ok_or_else(|| {
-                retry(format!(
-                    "partner {} is not configured",
-                    program.destination.partner
-                ))
-            })?;
-
+            .ok_or_else(|| retry(format!("partner {} is not configured", destination.partner)))?;
+        let time_left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let instruction = CreditInstruction {
             reference: reference.clone(),
             member,
             points,
-            partner_program: program.destination.partner_program.clone(),
-            timeout,
+            partner_program: destination.partner_program.clone(),
+            timeout: None,
         };
-        // A partner that does not recognise repeats is asked first whether an
-        // earlier attempt landed; an unsettled credit is only ever looked up.
-        let must_look_up = request.state() == StatusKind::PartnerPending
-            || (!connector.idempotent_on_reference() && request.dispatch_attempts > 0);
-        let outcome = if must_look_up {
-            match connector.status(&reference).await {
-                CreditOutcome::NotFound if request.state() != StatusKind::PartnerPending => {
-                    connector.credit(&instruction).await
+        // An unsettled credit is only ever looked up. A partner that does not
+        // recognise repeats is asked first whether an earlier attempt landed.
+        let pending = request.state() == StatusKind::PartnerPending;
+        let outcome = if pending || (!first_attempt && !connector.idempotent_on_reference()) {
+            match connector.status(&reference, time_left()).await {
+                CreditOutcome::NotFound if !pending => {
+                    connector
+                        .credit(&CreditInstruction {
+                            timeout: time_left(),
+                            ..instruction
+                        })
+                        .await
                 }
                 CreditOutcome::NotFound => CreditOutcome::Unknown {
                     detail: "the partner has no record of a credit it reported pending".into(),
@@ -150,10 +164,49 @@ impl Dispatch {
                 known => known,
             }
         } else {
-            connector.credit(&instruction).await
+            connector
+                .credit(&CreditInstruction {
+                    timeout: time_left(),
+                    ..instruction
+                })
+                .await
         };
-        request.dispatch_attempts += 1;
         self.record(request, outcome).await
+    }
+
+    /// Counts a retry before making it. The conditional write also means two
+    /// deliveries that read the same state cannot both go on to call the partner.
+    async fn count_attempt(&self, request: &mut PointsRequest) -> Result<(), RecordError> {
+        request.dispatch_attempts = request.dispatch_attempts.saturating_add(1);
+        request.version = self.ports.update.update(request).await?;
+        Ok(())
+    }
+
+    /// Posts or voids the reservation of a request already settled, if that
+    /// has not happened yet. Applying a resolution twice is a no-op.
+    async fn ensure_resolved(
+        &self,
+        request: &PointsRequest,
+        resolve: fn(&Entry, chrono::DateTime<chrono::Utc>) -> Entry,
+    ) -> Result<(), RecordError> {
+        let pending = self.reservation(request).await?;
+        match self
+            .ports
+            .ledger_write
+            .apply(&[resolve(&pending, self.ports.clock.now())])
+            .await
+        {
+            Ok(Applied::Now) => {
+                tracing::warn!(state = %request.state(), "ledger caught up with a settled request");
+                Ok(())
+            }
+            Ok(Applied::Already) => Ok(()),
+            Err(e) if e.is_transient() => Err(retry(e)),
+            Err(e) => Err(RecordError::Poison(format!(
+                "the ledger disagrees with the request's state {}: {e}",
+                request.state()
+            ))),
+        }
     }
 
     /// Fixes the partner reference before any partner call. The conditional
@@ -161,6 +214,7 @@ impl Dispatch {
     async fn fix_reference(&self, request: &mut PointsRequest) -> Result<(), RecordError> {
         let reference = self.ports.ids.partner_reference();
         request.partner_reference = Some(reference.clone());
+        request.dispatch_attempts = 1;
         request
             .transition(
                 Status::Dispatching,
@@ -186,9 +240,10 @@ impl Dispatch {
             })
     }
 
-    /// Resolves the reservation (post or void) and then records the final
-    /// state. The ledger goes first: a crash in between leaves the request
-    /// unsettled, and its retry finds the resolution already applied.
+    /// Records the final state and then resolves the reservation (post or
+    /// void). The state goes first: once it is written no delivery calls the
+    /// partner again, and a crash before the ledger write is healed by the
+    /// next delivery ([`Self::ensure_resolved`]).
     async fn settle(
         &self,
         mut request: PointsRequest,
@@ -198,13 +253,13 @@ impl Dispatch {
     ) -> Result<(), RecordError> {
         let now = self.ports.clock.now();
         let pending = self.reservation(&request).await?;
+        request.transition(to, now, detail).map_err(retry)?;
+        self.ports.update.update(&request).await?;
         self.ports
             .ledger_write
             .apply(&[resolve(&pending, now)])
             .await
             .map_err(retry)?;
-        request.transition(to, now, detail).map_err(retry)?;
-        self.ports.update.update(&request).await?;
         Ok(())
     }
 

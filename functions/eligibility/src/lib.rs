@@ -3,17 +3,25 @@
 //! transaction, before handing the request to dispatch.
 //!
 //! Checks run in this order, the first refusal deciding the reason:
-//! program known, program active, source allowed, points rule (currency,
-//! amount), recipient enrolled, then budget and monthly cap (atomically).
+//! program known, program active, source allowed, event type qualifying,
+//! transfer mode available, points rule (currency, amount), recipient
+//! enrolled, then budget and monthly cap (atomically).
+//!
+//! The reservation is written before the request's state, so a retry after
+//! a crash between the two finds the reservation and finishes that decision
+//! instead of deciding again; and a rejection that raced a duplicate
+//! delivery's reservation releases it.
 
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
-use pointsflow_core::ledger::{AccountId, CapCharge, CapKey, Entry, LedgerError};
+use pointsflow_core::ledger::{
+    AccountId, CapCharge, CapKey, Entry, EntryId, EntryKind, LedgerError,
+};
 use pointsflow_core::ports::{
-    Clock, Enrollments, LedgerWrite, PipelineMessage, ProgramCatalog, Publish, RequestGet,
-    RequestUpdate,
+    Clock, Enrollments, LedgerRead, LedgerWrite, PipelineMessage, ProgramCatalog, Publish,
+    RequestGet, RequestUpdate,
 };
 use pointsflow_core::program::{ProgramState, TransferMode, cap_period};
 use pointsflow_core::request::{PointsRequest, Reason, Status, StatusKind};
@@ -24,6 +32,7 @@ pub struct EligibilityPorts {
     pub get: Arc<dyn RequestGet>,
     pub update: Arc<dyn RequestUpdate>,
     pub ledger: Arc<dyn LedgerWrite>,
+    pub ledger_read: Arc<dyn LedgerRead>,
     pub programs: Arc<dyn ProgramCatalog>,
     pub enrollments: Arc<dyn Enrollments>,
     pub dispatch_queue: Arc<dyn Publish>,
@@ -39,6 +48,14 @@ impl std::fmt::Debug for Eligibility {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Eligibility").finish_non_exhaustive()
     }
+}
+
+/// A request's reservation in the ledger.
+enum Reservation {
+    /// Pending: the points are held.
+    Live(Box<Entry>),
+    /// Posted or voided already.
+    Resolved,
 }
 
 /// What the rules decided for one request.
@@ -77,12 +94,22 @@ impl Eligibility {
             // Reserved but not yet queued for dispatch (a crash, or a failed
             // send): queue it again; dispatch ignores duplicates.
             StatusKind::Reserved => return self.to_dispatch(&request).await,
+            StatusKind::Rejected => return self.release_orphan(&request).await,
             other => {
                 tracing::debug!(state = %other, "already decided; duplicate delivery ignored");
                 return Ok(());
             }
         }
-        match self.decide(request).await? {
+        let decision = match self.reservation(&request).await? {
+            Some(Reservation::Live(entry)) => self.resume(request, &entry)?,
+            Some(Reservation::Resolved) => {
+                return Err(RecordError::Poison(
+                    "the request is received but its reservation is already resolved".into(),
+                ));
+            }
+            None => self.decide(request).await?,
+        };
+        match decision {
             Decision::Reserve(reserved) => {
                 self.ports.update.update(&reserved).await?;
                 tracing::info!(
@@ -124,6 +151,15 @@ impl Eligibility {
                 format!(
                     "source {} may not submit to program {}",
                     request.source, program.id
+                ),
+            )));
+        }
+        if !program.accepts_event(&request.event.kind) {
+            return Ok(Decision::Reject(Reason::new(
+                "event_not_qualifying",
+                format!(
+                    "program {} does not give points for {} events",
+                    program.id, request.event.kind
                 ),
             )));
         }
@@ -203,6 +239,7 @@ impl Eligibility {
         }
         request.points = Some(points);
         request.member = Some(link.member.clone());
+        request.destination = Some(program.destination.clone());
         request
             .transition(
                 Status::Reserved,
@@ -222,6 +259,12 @@ impl Eligibility {
         if request.state() != StatusKind::Received {
             return Ok(());
         }
+        // A duplicate delivery may have reserved meanwhile: let its decision stand.
+        if self.reservation(&request).await?.is_some() {
+            return Err(RecordError::Retry(
+                "a concurrent delivery reserved points for this request".into(),
+            ));
+        }
         let detail = reason.message.clone();
         let code = reason.code.clone();
         request
@@ -229,6 +272,84 @@ impl Eligibility {
             .map_err(|e| RecordError::Retry(e.to_string()))?;
         self.ports.update.update(&request).await?;
         tracing::info!(%code, "rejected");
+        Ok(())
+    }
+
+    async fn reservation(
+        &self,
+        request: &PointsRequest,
+    ) -> Result<Option<Reservation>, RecordError> {
+        let entries = self
+            .ports
+            .ledger_read
+            .entries_for(&request.id)
+            .await
+            .map_err(|e| RecordError::Retry(format!("ledger: {e}")))?;
+        let id = EntryId::reservation(&request.id);
+        let Some(entry) = entries
+            .iter()
+            .find(|e| e.id == id && e.kind == EntryKind::Pending)
+        else {
+            return Ok(None);
+        };
+        if entries.iter().any(|e| e.pending_id() == Some(&id)) {
+            return Ok(Some(Reservation::Resolved));
+        }
+        Ok(Some(Reservation::Live(Box::new(entry.clone()))))
+    }
+
+    /// Finishes a decision whose reservation was written before a crash: the
+    /// reservation, not today's rules, says what was decided.
+    fn resume(
+        &self,
+        mut request: PointsRequest,
+        reservation: &Entry,
+    ) -> Result<Decision, RecordError> {
+        let AccountId::Member { partner, member } = &reservation.credit else {
+            return Err(RecordError::Poison(
+                "the reservation credits no member account".into(),
+            ));
+        };
+        let program = self
+            .ports
+            .programs
+            .program(&request.program)
+            .ok_or_else(|| {
+                RecordError::Retry(format!("program {} is not configured", request.program))
+            })?;
+        if &program.destination.partner != partner {
+            return Err(RecordError::Retry(format!(
+                "program {} now credits partner {}, but points were reserved for partner {partner}",
+                program.id, program.destination.partner
+            )));
+        }
+        let now = self.ports.clock.now();
+        request.points = Some(reservation.amount);
+        request.member = Some(member.clone());
+        request.destination = Some(program.destination.clone());
+        request
+            .transition(
+                Status::Reserved,
+                now,
+                format!(
+                    "{} points reserved from the {} budget for member {member} (recovered)",
+                    reservation.amount, program.id
+                ),
+            )
+            .map_err(|e| RecordError::Retry(e.to_string()))?;
+        Ok(Decision::Reserve(Box::new(request)))
+    }
+
+    /// A rejection can race a duplicate delivery that reserved: release what it held.
+    async fn release_orphan(&self, request: &PointsRequest) -> Result<(), RecordError> {
+        if let Some(Reservation::Live(entry)) = self.reservation(request).await? {
+            self.ports
+                .ledger
+                .apply(&[Entry::void(&entry, self.ports.clock.now())])
+                .await
+                .map_err(|e| RecordError::Retry(format!("ledger: {e}")))?;
+            tracing::warn!("released a reservation left by a delivery that raced the rejection");
+        }
         Ok(())
     }
 

@@ -40,6 +40,7 @@ fn program(id: &str, state: ProgramState, budget: u64, cap: Option<u64>) -> Prog
         name: id.into(),
         state,
         sources: vec![],
+        event_types: vec![],
         currency: Currency::parse("USD").unwrap(),
         points: PointsRule::Rate {
             points: Points::new(2).unwrap(),
@@ -94,6 +95,7 @@ async fn harness() -> Harness {
         get: store.clone(),
         update: store.clone(),
         ledger: ledger.clone(),
+        ledger_read: ledger.clone(),
         programs: Arc::new(StaticCatalog::new(programs)),
         enrollments: Arc::new(StaticEnrollments::new(links)),
         dispatch_queue: dispatch.clone(),

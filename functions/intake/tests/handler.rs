@@ -33,6 +33,7 @@ fn program() -> Program {
         name: "Sales".into(),
         state: ProgramState::Active,
         sources: vec![],
+        event_types: vec![],
         currency: Currency::parse("USD").unwrap(),
         points: PointsRule::Rate {
             points: Points::new(2).unwrap(),

@@ -179,6 +179,13 @@ impl LocalConfig {
         if !(1..=10).contains(&q.batch_size) {
             return Err(invalid("queues", "batch_size", "must be 1 to 10"));
         }
+        if q.max_receive_count == 0 {
+            return Err(invalid(
+                "queues",
+                "max_receive_count",
+                "must be at least 1: a message that always fails must reach the dead-letter queue",
+            ));
+        }
         if q.concurrency == 0 {
             return Err(invalid("queues", "concurrency", "must be at least 1"));
         }
@@ -202,9 +209,17 @@ impl LocalConfig {
             ));
         }
         let mut sources = HashSet::new();
+        let mut keys = HashSet::new();
         for s in &self.sources {
             if !sources.insert(&s.id) {
                 return Err(invalid(format!("sources.{}", s.id), "id", "appears twice"));
+            }
+            if !keys.insert(&s.api_key) {
+                return Err(invalid(
+                    format!("sources.{}", s.id),
+                    "api_key",
+                    "is another source's key: each source needs its own",
+                ));
             }
             if s.api_key.len() < 16 {
                 return Err(invalid(
@@ -357,6 +372,18 @@ mod tests {
         let bad = DEFAULT_CONFIG.replace("per = \"100\"", "per = \"0\"");
         let err = LocalConfig::parse(&bad).unwrap_err().to_string();
         assert!(err.contains("points.per"), "{err}");
+    }
+
+    #[test]
+    fn two_sources_cannot_share_a_key() {
+        let twin = format!(
+            "{DEFAULT_CONFIG}\n[[sources]]\nid = \"twin\"\napi_key = \"pf_demo_4f1c2b7e9a6d4e0f\"\n"
+        );
+        let err = LocalConfig::parse(&twin).unwrap_err().to_string();
+        assert!(
+            err.contains("sources.twin") && err.contains("api_key"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -305,6 +305,7 @@ impl Stack {
             get: store.clone(),
             update: store.clone(),
             ledger: ledger.clone(),
+            ledger_read: ledger.clone(),
             programs: catalog.clone(),
             enrollments: Arc::new(StaticEnrollments::new(links)),
             dispatch_queue: dispatch_queue.clone(),

@@ -52,11 +52,24 @@ impl<'de> Deserialize<'de> for Currency {
 const MAX_AMOUNT: Decimal = Decimal::from_parts(3_567_587_328, 232, 0, false, 0); // 1e12
 
 /// A non-negative amount of money in one currency, at most 4 decimal places.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Money {
     #[serde(rename = "value", with = "rust_decimal::serde::str")]
     amount: Decimal,
     currency: Currency,
+}
+
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            value: String,
+            currency: Currency,
+        }
+        let raw = Raw::deserialize(d)?;
+        Money::parse(&raw.value, raw.currency).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Money {

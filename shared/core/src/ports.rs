@@ -2,6 +2,7 @@
 //! adapter (`pointsflow-memory`) and an AWS adapter with the same semantics.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -102,8 +103,13 @@ pub trait PartnerConnector: Send + Sync {
 
     async fn credit(&self, instruction: &CreditInstruction) -> CreditOutcome;
 
-    /// What the partner knows of a reference; `CreditOutcome::NotFound` when nothing.
-    async fn status(&self, reference: &PartnerReference) -> CreditOutcome;
+    /// What the partner knows of a reference; `CreditOutcome::NotFound` when
+    /// nothing. Only a settled failure is a rejection; any error is `Unknown`.
+    async fn status(
+        &self,
+        reference: &PartnerReference,
+        timeout: Option<Duration>,
+    ) -> CreditOutcome;
 }
 
 /// Programs as currently configured. Reads are cheap and synchronous: the

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::money::Currency;
 use crate::request::{Award, Reason};
-use crate::values::{PartnerId, Points, ProgramId, SourceId};
+use crate::values::{EventType, PartnerId, Points, ProgramId, SourceId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -71,6 +71,9 @@ pub struct Program {
     /// Sources allowed to submit to this program; empty means any configured source.
     #[serde(default)]
     pub sources: Vec<SourceId>,
+    /// Event types that earn points, e.g. `opportunity.closed_won`; empty means any.
+    #[serde(default)]
+    pub event_types: Vec<EventType>,
     pub currency: Currency,
     pub points: PointsRule,
     #[serde(default)]
@@ -216,6 +219,10 @@ impl Program {
 
     pub fn accepts_source(&self, source: &SourceId) -> bool {
         self.sources.is_empty() || self.sources.contains(source)
+    }
+
+    pub fn accepts_event(&self, kind: &EventType) -> bool {
+        self.event_types.is_empty() || self.event_types.contains(kind)
     }
 }
 

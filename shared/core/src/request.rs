@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::money::Money;
+use crate::program::Destination;
 use crate::values::{
     Email, EventType, IdempotencyKey, MemberNumber, PartnerReference, PayloadHash, Points,
     ProgramId, RecipientId, RequestId, SourceId,
@@ -214,6 +215,11 @@ pub struct PointsRequest {
     /// Set by eligibility: the member account that will be credited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<MemberNumber>,
+    /// Set by eligibility: where the points go, as the program said when
+    /// they were reserved. Dispatch credits there even if the program's
+    /// destination changes later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Destination>,
     /// Set by dispatch before the first partner call; never changed afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partner_reference: Option<PartnerReference>,
@@ -268,6 +274,7 @@ impl NewRequest {
             status: Status::Received,
             points: None,
             member: None,
+            destination: None,
             partner_reference: None,
             partner_transaction: None,
             dispatch_attempts: 0,

@@ -274,11 +274,15 @@ impl<'de> Deserialize<'de> for RequestId {
 
 /// Points are whole, non-negative quantities. Arithmetic is checked: an
 /// overflow is an error, never a wrap.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize)]
 #[serde(transparent)]
 pub struct Points(u64);
+
+impl<'de> Deserialize<'de> for Points {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::new(u64::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
 
 /// The largest points value accepted anywhere: far above any real award, and
 /// low enough that sums of many never overflow a u64.
@@ -407,6 +411,8 @@ mod tests {
 
     #[test]
     fn serde_goes_through_parse() {
+        assert!(serde_json::from_str::<Points>("1000000000001").is_err());
+        assert_eq!(serde_json::from_str::<Points>("7").unwrap().get(), 7);
         assert!(serde_json::from_str::<ProgramId>("\"Bad Id\"").is_err());
         assert!(serde_json::from_str::<Email>("\"not-an-email\"").is_err());
         let e: Email = serde_json::from_str("\"a@example.com\"").unwrap();

@@ -72,7 +72,14 @@ fn credit_outcome(credit: Credit) -> CreditOutcome {
     }
 }
 
-async fn read(response: reqwest::Response) -> CreditOutcome {
+/// Which call an answer belongs to: a refusal means something only for a credit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Credit,
+    LookUp,
+}
+
+async fn read(response: reqwest::Response, call: Call) -> CreditOutcome {
     let status = response.status();
     let body = match response.bytes().await {
         Ok(b) => b,
@@ -96,7 +103,10 @@ async fn read(response: reqwest::Response) -> CreditOutcome {
         .map(|e| format!("HTTP {status} {}: {}", e.code, e.message))
         .unwrap_or_else(|| format!("HTTP {status}"));
     match status {
-        StatusCode::NOT_FOUND => CreditOutcome::NotFound,
+        StatusCode::NOT_FOUND if call == Call::LookUp => CreditOutcome::NotFound,
+        // A look-up that errs says nothing about the credit: only a settled
+        // `failed` credit (a 200 above) may void a reservation.
+        _ if call == Call::LookUp => CreditOutcome::Unknown { detail },
         // Definitive refusals: the partner says what is wrong and credited nothing.
         StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
             let (code, message) = error
@@ -146,21 +156,26 @@ impl PartnerConnector for RestConnector {
             .send()
             .await;
         match sent {
-            Ok(response) => read(response).await,
+            Ok(response) => read(response, Call::Credit).await,
             Err(e) => transport_error(&e),
         }
     }
 
     #[tracing::instrument(skip(self))]
-    async fn status(&self, reference: &PartnerReference) -> CreditOutcome {
+    async fn status(
+        &self,
+        reference: &PartnerReference,
+        timeout: Option<Duration>,
+    ) -> CreditOutcome {
         let sent = self
             .http
             .get(self.url(&format!("/v1/credits/{reference}")))
+            .timeout(self.timeout(timeout))
             .bearer_auth(&self.config.api_key)
             .send()
             .await;
         match sent {
-            Ok(response) => read(response).await,
+            Ok(response) => read(response, Call::LookUp).await,
             Err(e) => transport_error(&e),
         }
     }

@@ -119,8 +119,8 @@ impl Ledger {
             recorded.status = to;
             if to == CreditStatus::Credited {
                 let points = recorded.points;
-                self.credits += 1;
-                self.points += points;
+                self.credits = self.credits.saturating_add(1);
+                self.points = self.points.saturating_add(points);
             }
         }
     }
@@ -202,13 +202,13 @@ fn decide(state: &Sandbox, req: CreditRequest) -> Decision {
             "lock poisoned",
         ));
     };
-    ledger.attempts += 1;
+    ledger.attempts = ledger.attempts.saturating_add(1);
     let attempt = {
         let r = ledger
             .references
             .entry(req.reference.as_str().into())
             .or_default();
-        r.attempts += 1;
+        r.attempts = r.attempts.saturating_add(1);
         r.attempts
     };
     if let Some(existing) = ledger.credit(&req.reference) {
@@ -283,8 +283,8 @@ fn decide(state: &Sandbox, req: CreditRequest) -> Decision {
     };
     let credit = to_wire(&req.reference, &recorded);
     if credit.status == CreditStatus::Credited {
-        ledger.credits += 1;
-        ledger.points += credit.points;
+        ledger.credits = ledger.credits.saturating_add(1);
+        ledger.points = ledger.points.saturating_add(credit.points);
     }
     ledger
         .references
@@ -338,10 +338,16 @@ async fn get_credit(
             "bad or missing API key",
         );
     }
-    let found = state.ledger.lock().ok().and_then(|mut l| {
-        l.settle(&reference);
-        l.credit(&reference)
-    });
+    let Ok(mut ledger) = state.ledger.lock() else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "lock poisoned",
+        );
+    };
+    ledger.settle(&reference);
+    let found = ledger.credit(&reference);
+    drop(ledger);
     match found {
         Some(credit) => Json(credit).into_response(),
         None => error(

@@ -74,7 +74,10 @@ async fn a_credit_is_idempotent_on_the_reference() {
         first,
         "a repeat returns the original"
     );
-    assert_eq!(c.status(&PartnerReference::from_number(1)).await, first);
+    assert_eq!(
+        c.status(&PartnerReference::from_number(1), None).await,
+        first
+    );
     assert_eq!(s.stats().credits, 1);
     assert_eq!(s.stats().attempts, 2);
     assert_eq!(
@@ -91,7 +94,7 @@ async fn an_unknown_reference_is_not_found() {
     let s = sandbox().await;
     let c = connector(s.base_url(), KEY);
     assert_eq!(
-        c.status(&PartnerReference::from_number(9)).await,
+        c.status(&PartnerReference::from_number(9), None).await,
         CreditOutcome::NotFound
     );
 }
@@ -174,7 +177,7 @@ async fn a_timeout_after_the_credit_is_unknown_and_the_look_up_finds_it() {
         "{outcome:?}"
     );
     assert!(matches!(
-        c.status(&PartnerReference::from_number(1)).await,
+        c.status(&PartnerReference::from_number(1), None).await,
         CreditOutcome::Credited { .. }
     ));
     assert_eq!(s.stats().credits, 1);
@@ -195,11 +198,11 @@ async fn pending_credits_settle_at_the_look_up() {
     ));
     assert_eq!(s.stats().credits, 0, "pending is not credited");
     assert!(matches!(
-        c.status(&PartnerReference::from_number(1)).await,
+        c.status(&PartnerReference::from_number(1), None).await,
         CreditOutcome::Credited { .. }
     ));
     assert_eq!(
-        rejected_code(&c.status(&PartnerReference::from_number(2)).await),
+        rejected_code(&c.status(&PartnerReference::from_number(2), None).await),
         "partner_member_closed"
     );
     assert_eq!(s.stats().credits, 1);

@@ -115,6 +115,12 @@ pub fn remaining(context: &Context, margin: Duration) -> Option<Duration> {
     Some(left.saturating_sub(margin.min(left / 4)))
 }
 
+/// The instant by which the invocation must have recorded its outcomes
+/// ([`remaining`] from now). `None` when the context carries no deadline.
+pub fn deadline(context: &Context, margin: Duration) -> Option<std::time::Instant> {
+    remaining(context, margin).map(|left| std::time::Instant::now() + left)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
