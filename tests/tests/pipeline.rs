@@ -445,3 +445,183 @@ async fn a_pending_credit_settles_at_the_status_look_up() {
     t.check_ledger();
     t.stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_event_that_does_not_qualify_earns_nothing() {
+    let t = spawn_stack(|_| {}).await;
+    let mut body = deal(ADA, "12550.00");
+    body["event"]["type"] = json!("opportunity.closed_lost");
+    let id = t.accept("deal-lost", &body).await;
+    let view = t.wait_for(&id, &["rejected", "credited"]).await;
+    assert_eq!(view["reason"]["code"], "event_not_qualifying");
+    assert_eq!(view["ledger"], json!([]));
+    t.stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_partner_that_keeps_failing_leaves_the_request_visible_in_the_dead_letter_queue() {
+    let t = spawn_stack(|c| c.queues.max_receive_count = 2).await;
+    let id = t
+        .accept(
+            "deal-500",
+            &deal(
+                ADA,
+                &amount_for(pointsflow_partners::sandbox::magic::ALWAYS_5XX),
+            ),
+        )
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while t.stack.queues.dispatch_dlq.depth() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the message never reached the dead-letter queue"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let view = t.get(&id).await;
+    assert_eq!(
+        view["status"], "unknown",
+        "an ambiguous outcome is never voided"
+    );
+    assert_eq!(
+        t.stack.queues.dispatch_dlq.peek_bodies(),
+        vec![json!({"request_id": id}).to_string()]
+    );
+    let sandbox = t.stack.sandbox.as_ref().unwrap();
+    assert_eq!((sandbox.stats().attempts, sandbox.stats().credits), (2, 0));
+    let budget = t
+        .stack
+        .ledger
+        .balance(&AccountId::budget(
+            &ProgramId::parse("sales-incentive").unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        budget.debits_pending,
+        pointsflow_partners::sandbox::magic::ALWAYS_5XX,
+        "the points stay reserved"
+    );
+    t.check_ledger();
+    t.stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_settled_request_whose_ledger_write_was_lost_is_brought_level_without_a_partner_call() {
+    use pointsflow_core::ledger::{Entry, EntryId};
+    use pointsflow_core::partner::CreditInstruction;
+    use pointsflow_core::ports::{LedgerWrite, PartnerConnector, RequestUpdate};
+    use pointsflow_core::program::Destination;
+    use pointsflow_core::request::Status;
+    use pointsflow_core::values::{MemberNumber, PartnerId, PartnerReference};
+
+    let t = spawn_stack(|_| {}).await;
+    let sandbox = t.stack.sandbox.as_ref().unwrap();
+    let program = ProgramId::parse("sales-incentive").unwrap();
+    let partner = PartnerId::parse("sandbox-air").unwrap();
+    let member = MemberNumber::parse("SKY1000001").unwrap();
+    let points = Points::new(100).unwrap();
+    let reference = PartnerReference::from_number(42);
+
+    // The state a crash leaves behind: the partner credited, the request
+    // recorded as credited, the reservation still pending.
+    let mut request = NewRequest {
+        source: SourceId::parse("demo").unwrap(),
+        idempotency_key: IdempotencyKey::parse("deal-crash").unwrap(),
+        program: program.clone(),
+        recipient: Recipient {
+            id: RecipientId::parse(ADA).unwrap(),
+            email: None,
+        },
+        award: Some(Award::Amount(
+            Money::parse("5000", Currency::parse("USD").unwrap()).unwrap(),
+        )),
+        event: SourceEvent {
+            kind: EventType::parse("opportunity.closed_won").unwrap(),
+            id: None,
+            occurred_at: DateTime::UNIX_EPOCH,
+            attributes: Default::default(),
+        },
+    }
+    .into_request(chrono::Utc::now());
+    t.stack.store.create(&request).await.unwrap();
+    let reservation = Entry::reserve(
+        &request.id,
+        AccountId::budget(&program),
+        AccountId::member(&partner, &member),
+        points,
+        None,
+        chrono::Utc::now(),
+    );
+    t.stack
+        .ledger
+        .apply(std::slice::from_ref(&reservation))
+        .await
+        .unwrap();
+    let connector =
+        pointsflow_partners::RestConnector::new(pointsflow_partners::RestConnectorConfig {
+            base_url: sandbox.base_url(),
+            api_key: "sandbox-partner-key".into(),
+            connect_timeout: std::time::Duration::from_millis(300),
+            request_timeout: std::time::Duration::from_millis(300),
+        })
+        .unwrap();
+    let outcome = connector
+        .credit(&CreditInstruction {
+            reference: reference.clone(),
+            member: member.clone(),
+            points,
+            partner_program: "SKY".into(),
+            timeout: None,
+        })
+        .await;
+    assert!(matches!(
+        outcome,
+        pointsflow_core::partner::CreditOutcome::Credited { .. }
+    ));
+    request.points = Some(points);
+    request.member = Some(member);
+    request.destination = Some(Destination {
+        partner,
+        partner_program: "SKY".into(),
+    });
+    request.partner_reference = Some(reference.clone());
+    let now = chrono::Utc::now();
+    request
+        .transition(Status::Reserved, now, "reserved")
+        .unwrap();
+    request
+        .transition(Status::Dispatching, now, "dispatching")
+        .unwrap();
+    request
+        .transition(Status::Credited, now, "credited")
+        .unwrap();
+    t.stack.store.update(&request).await.unwrap();
+    assert!(
+        t.stack.ledger.snapshot().unwrap().check().is_ok(),
+        "pending is consistent by itself"
+    );
+
+    // The message is delivered again.
+    let response = t
+        .stack
+        .dispatch
+        .handle(dispatch_event(request.id.as_str(), 1))
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    let entries = t.stack.ledger.entries_for(&request.id).await.unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.id == EntryId::resolution_of(&reservation.id)),
+        "posted now"
+    );
+    assert_eq!(
+        sandbox.attempts(reference.as_str()),
+        1,
+        "the partner was not called again"
+    );
+    t.check_ledger();
+    t.stack.shutdown().await;
+}

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -11,7 +12,8 @@ use lambda_runtime::{Context, LambdaEvent};
 use pointsflow_core::ledger::{AccountId, Entry};
 use pointsflow_core::money::{Currency, Money};
 use pointsflow_core::ports::{
-    Clock, LedgerRead, LedgerWrite, MemberLink, RequestCreate, RequestGet,
+    Clock, LedgerRead, LedgerWrite, MemberLink, RequestCreate, RequestGet, RequestUpdate,
+    StoreError,
 };
 use pointsflow_core::program::{Destination, PointsRule, Program, ProgramState, TransferMode};
 use pointsflow_core::request::{
@@ -28,6 +30,7 @@ use pointsflow_memory::{
 use serde_json::{Value, json};
 
 struct Harness {
+    ports: EligibilityPorts,
     eligibility: Eligibility,
     store: Arc<MemoryRequestStore>,
     ledger: Arc<MemoryLedger>,
@@ -91,7 +94,7 @@ async fn harness() -> Harness {
         None,
     ));
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(DateTime::UNIX_EPOCH));
-    let eligibility = Eligibility::new(EligibilityPorts {
+    let ports = EligibilityPorts {
         get: store.clone(),
         update: store.clone(),
         ledger: ledger.clone(),
@@ -100,8 +103,10 @@ async fn harness() -> Harness {
         enrollments: Arc::new(StaticEnrollments::new(links)),
         dispatch_queue: dispatch.clone(),
         clock,
-    });
+    };
+    let eligibility = Eligibility::new(ports.clone());
     Harness {
+        ports,
         eligibility,
         store,
         ledger,
@@ -313,4 +318,116 @@ async fn a_bad_record_fails_alone() {
         .collect();
     assert_eq!(failed, ["msg-0", "msg-2"]);
     assert_eq!(state(&h, &r).await.state(), StatusKind::Reserved);
+}
+
+/// A request store whose next updates fail: what a crash right after the
+/// previous write looks like to the retry.
+struct FailingUpdates {
+    store: Arc<MemoryRequestStore>,
+    failures: AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl RequestUpdate for FailingUpdates {
+    async fn update(&self, request: &PointsRequest) -> Result<u64, StoreError> {
+        if self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(StoreError::Unavailable("injected".into()));
+        }
+        self.store.update(request).await
+    }
+}
+
+#[tokio::test]
+async fn a_crash_after_the_reservation_is_finished_from_the_reservation() {
+    let h = harness().await;
+    let r = submit(&h, "deal-1", "sales", "005A", "12550.00").await;
+    let crashing = Eligibility::new(EligibilityPorts {
+        update: Arc::new(FailingUpdates {
+            store: h.store.clone(),
+            failures: AtomicU32::new(1),
+        }),
+        ..h.ports.clone()
+    });
+    let response = crashing.handle(sqs_event(&[message(&r)])).await.unwrap();
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert_eq!(state(&h, &r).await.state(), StatusKind::Received);
+    assert_eq!(
+        h.ledger.entries_for(&r.id).await.unwrap().len(),
+        1,
+        "the reservation was written"
+    );
+
+    // Meanwhile the program is paused: the retry must not reject a request
+    // whose points are already held, nor hold them twice.
+    let paused = Eligibility::new(EligibilityPorts {
+        programs: Arc::new(StaticCatalog::new([program(
+            "sales",
+            ProgramState::Paused,
+            1_000,
+            Some(600),
+        )])),
+        ..h.ports.clone()
+    });
+    let response = paused.handle(sqs_event(&[message(&r)])).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    let after = state(&h, &r).await;
+    assert_eq!(after.state(), StatusKind::Reserved);
+    assert_eq!(after.points.unwrap().get(), 251);
+    assert_eq!(after.member.unwrap().as_str(), "SKY005A");
+    assert_eq!(h.ledger.entries_for(&r.id).await.unwrap().len(), 1);
+    assert_eq!(h.dispatch.depth(), 1);
+    h.ledger.snapshot().unwrap().check().unwrap();
+}
+
+#[tokio::test]
+async fn a_reservation_that_raced_a_rejection_is_released() {
+    let h = harness().await;
+    let r = submit(&h, "deal-1", "sales", "005A", "12550.00").await;
+    // One delivery reserved while another, deciding on older facts, rejected.
+    let sales = ProgramId::parse("sales").unwrap();
+    let reservation = Entry::reserve(
+        &r.id,
+        AccountId::budget(&sales),
+        AccountId::member(
+            &PartnerId::parse("air").unwrap(),
+            &MemberNumber::parse("SKY005A").unwrap(),
+        ),
+        Points::new(251).unwrap(),
+        None,
+        DateTime::UNIX_EPOCH,
+    );
+    h.ledger
+        .apply(std::slice::from_ref(&reservation))
+        .await
+        .unwrap();
+    let mut rejected = state(&h, &r).await;
+    rejected
+        .transition(
+            pointsflow_core::request::Status::Rejected {
+                reason: pointsflow_core::request::Reason::new("budget_exhausted", "no budget"),
+            },
+            DateTime::UNIX_EPOCH,
+            "no budget",
+        )
+        .unwrap();
+    h.store.update(&rejected).await.unwrap();
+
+    let response = h
+        .eligibility
+        .handle(sqs_event(&[message(&r)]))
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    let budget = h.ledger.balance(&AccountId::budget(&sales)).await.unwrap();
+    assert_eq!(
+        budget.debits_pending, 0,
+        "the stranded reservation was voided"
+    );
+    assert_eq!(state(&h, &r).await.state(), StatusKind::Rejected);
+    assert_eq!(h.dispatch.depth(), 0);
+    h.ledger.snapshot().unwrap().check().unwrap();
 }

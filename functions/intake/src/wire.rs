@@ -149,7 +149,7 @@ impl CreateBody {
             })?
             .with_timezone(&Utc);
         if let Some(id) = &self.event.id
-            && (id.is_empty() || id.len() > 255 || id.chars().any(char::is_control))
+            && (id.is_empty() || id.chars().count() > 255 || id.chars().any(char::is_control))
         {
             return Err(Problem::invalid_field(
                 "/event/id",

@@ -127,66 +127,66 @@ impl MemoryQueue {
         Ok(ids)
     }
 
-    /// Takes up to `max` visible messages without waiting.
+    /// Takes up to `max` visible messages without waiting. A message received
+    /// `max_receive_count` times already goes to the dead-letter queue instead,
+    /// and leaves this queue only once the dead-letter queue has it.
     fn take(&self, max: usize) -> Result<(Vec<ReceivedMessage>, Option<Instant>), QueueError> {
         let now = Instant::now();
         let visibility = self.config.visibility_timeout;
-        let mut dead: Vec<String> = Vec::new();
         let mut out = Vec::new();
-        let next_visible;
-        {
-            let mut inner = self.inner.lock().map_err(|_| poisoned())?;
-            let inner = &mut *inner;
-            while let Some(Reverse((at, id, receipt))) = inner.in_flight.peek().copied() {
-                if at > now {
-                    break;
-                }
-                inner.in_flight.pop();
-                if inner
-                    .messages
-                    .get(&id)
-                    .is_some_and(|m| m.receipt == receipt)
-                {
-                    inner.ready.push_back(id);
-                }
+        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+        let inner = &mut *inner;
+        while let Some(Reverse((at, id, receipt))) = inner.in_flight.peek().copied() {
+            if at > now {
+                break;
             }
-            while out.len() < max {
-                let Some(id) = inner.ready.pop_front() else {
-                    break;
-                };
-                let Some(message) = inner.messages.get_mut(&id) else {
-                    continue;
-                };
-                if self.config.max_receive_count > 0
-                    && message.receive_count >= self.config.max_receive_count
-                    && self.dead_letter.is_some()
-                {
-                    if let Some(m) = inner.messages.remove(&id) {
-                        dead.push(m.body);
+            inner.in_flight.pop();
+            if inner
+                .messages
+                .get(&id)
+                .is_some_and(|m| m.receipt == receipt)
+            {
+                inner.ready.push_back(id);
+            }
+        }
+        while out.len() < max {
+            let Some(id) = inner.ready.pop_front() else {
+                break;
+            };
+            let Some(message) = inner.messages.get_mut(&id) else {
+                continue;
+            };
+            if let Some(dlq) = &self.dead_letter
+                && self.config.max_receive_count > 0
+                && message.receive_count >= self.config.max_receive_count
+            {
+                // Lock order is always queue, then its dead-letter queue.
+                match dlq.send_batch(std::slice::from_ref(&message.body)) {
+                    Ok(_) => {
+                        inner.messages.remove(&id);
+                        tracing::warn!(queue = %self.config.name, dlq = %dlq.name(), message_id = id, "message moved to the dead-letter queue");
                     }
-                    continue;
+                    Err(e) => {
+                        inner.ready.push_back(id);
+                        return Err(e);
+                    }
                 }
-                message.receive_count += 1;
-                message.receipt += 1;
-                inner
-                    .in_flight
-                    .push(Reverse((now + visibility, id, message.receipt)));
-                out.push(ReceivedMessage {
-                    message_id: id.to_string(),
-                    receipt_handle: receipt_handle(id, message.receipt),
-                    body: message.body.clone(),
-                    receive_count: message.receive_count,
-                    sent_at: message.sent_at,
-                });
+                continue;
             }
-            next_visible = inner.in_flight.peek().map(|Reverse((at, _, _))| *at);
+            message.receive_count += 1;
+            message.receipt += 1;
+            inner
+                .in_flight
+                .push(Reverse((now + visibility, id, message.receipt)));
+            out.push(ReceivedMessage {
+                message_id: id.to_string(),
+                receipt_handle: receipt_handle(id, message.receipt),
+                body: message.body.clone(),
+                receive_count: message.receive_count,
+                sent_at: message.sent_at,
+            });
         }
-        if let Some(dlq) = &self.dead_letter {
-            for chunk in dead.chunks(MAX_BATCH) {
-                dlq.send_batch(chunk)?;
-                tracing::warn!(queue = %self.config.name, dlq = %dlq.name(), count = chunk.len(), "messages moved to the dead-letter queue");
-            }
-        }
+        let next_visible = inner.in_flight.peek().map(|Reverse((at, _, _))| *at);
         Ok((out, next_visible))
     }
 
