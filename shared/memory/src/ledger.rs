@@ -2,8 +2,8 @@
 //! a transaction is all-or-nothing exactly as a DynamoDB `TransactWriteItems` is.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -14,8 +14,8 @@ use pointsflow_core::ledger::{
 use pointsflow_core::ports::{LedgerRead, LedgerWrite};
 use pointsflow_core::values::RequestId;
 
-/// An entry in the id index: hashed and compared by its id alone, so the
-/// index needs no second copy of every id.
+/// An entry in the id index: ordered by its id alone, so the index needs no
+/// second copy of every id.
 #[derive(Debug, Clone)]
 struct ById(Arc<Entry>);
 
@@ -27,9 +27,15 @@ impl PartialEq for ById {
 
 impl Eq for ById {}
 
-impl Hash for ById {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.id.hash(state);
+impl PartialOrd for ById {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ById {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.id.cmp(&other.0.id)
     }
 }
 
@@ -40,11 +46,13 @@ impl Borrow<EntryId> for ById {
 }
 
 // Entries are shared between the log and the indexes rather than copied.
+// The indexes are B-trees: they grow a node at a time, where a hash map
+// would stop every writer to rehash everything at once.
 #[derive(Debug, Default)]
 struct Book {
     entries: Vec<Arc<Entry>>,
-    index: HashSet<ById>,
-    by_request: HashMap<RequestId, Vec<Arc<Entry>>>,
+    index: BTreeSet<ById>,
+    by_request: BTreeMap<RequestId, Vec<Arc<Entry>>>,
     accounts: HashMap<AccountId, Balance>,
     caps: HashMap<CapKey, CapUsage>,
 }

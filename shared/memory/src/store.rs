@@ -1,6 +1,6 @@
 //! The request store: a map with DynamoDB's conditional-write semantics.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::RwLock;
 
 use async_trait::async_trait;
@@ -10,9 +10,9 @@ use pointsflow_core::values::RequestId;
 
 #[derive(Debug, Default)]
 pub struct MemoryRequestStore {
-    // Boxed: a growing map then moves pointers, not whole requests, and
-    // holds no more than one spare slot per pointer while it resizes.
-    items: RwLock<HashMap<RequestId, Box<PointsRequest>>>,
+    // A B-tree of boxed requests: it grows a node at a time (a hash map would
+    // stall every request to rehash them all), and moves pointers, not requests.
+    items: RwLock<BTreeMap<RequestId, Box<PointsRequest>>>,
 }
 
 fn poisoned() -> StoreError {

@@ -77,7 +77,7 @@ struct Reference {
 
 #[derive(Debug, Default)]
 struct Ledger {
-    references: HashMap<Box<str>, Reference>,
+    references: BTreeMap<Box<str>, Reference>,
     programs: HashSet<Arc<str>>,
     credits: u64,
     points: u64,
