@@ -137,39 +137,28 @@ impl Dispatch {
             .get(&destination.partner)
             .cloned()
             .ok_or_else(|| retry(format!("partner {} is not configured", destination.partner)))?;
+        // Each call gets what is left of the invocation when it starts.
         let time_left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let instruction = CreditInstruction {
+        let instruction = || CreditInstruction {
             reference: reference.clone(),
-            member,
+            member: member.clone(),
             points,
             partner_program: destination.partner_program.clone(),
-            timeout: None,
+            timeout: time_left(),
         };
         // An unsettled credit is only ever looked up. A partner that does not
         // recognise repeats is asked first whether an earlier attempt landed.
         let pending = request.state() == StatusKind::PartnerPending;
         let outcome = if pending || (!first_attempt && !connector.idempotent_on_reference()) {
             match connector.status(&reference, time_left()).await {
-                CreditOutcome::NotFound if !pending => {
-                    connector
-                        .credit(&CreditInstruction {
-                            timeout: time_left(),
-                            ..instruction
-                        })
-                        .await
-                }
+                CreditOutcome::NotFound if !pending => connector.credit(&instruction()).await,
                 CreditOutcome::NotFound => CreditOutcome::Unknown {
                     detail: "the partner has no record of a credit it reported pending".into(),
                 },
                 known => known,
             }
         } else {
-            connector
-                .credit(&CreditInstruction {
-                    timeout: time_left(),
-                    ..instruction
-                })
-                .await
+            connector.credit(&instruction()).await
         };
         self.record(request, outcome).await
     }
