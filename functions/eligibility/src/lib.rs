@@ -15,6 +15,7 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
 use pointsflow_core::ledger::{
     AccountId, CapCharge, CapKey, Entry, EntryId, EntryKind, LedgerError,
@@ -23,8 +24,9 @@ use pointsflow_core::ports::{
     Clock, Enrollments, LedgerRead, LedgerWrite, PipelineMessage, ProgramCatalog, Publish,
     RequestGet, RequestUpdate,
 };
-use pointsflow_core::program::{ProgramState, TransferMode, cap_period};
+use pointsflow_core::program::{Program, ProgramState, TransferMode, cap_period};
 use pointsflow_core::request::{PointsRequest, Reason, Status, StatusKind};
+use pointsflow_core::values::{MemberNumber, Points};
 use pointsflow_runtime::{RecordError, SqsHandler, load_request, process_batch};
 
 #[derive(Clone)]
@@ -62,6 +64,31 @@ enum Reservation {
 enum Decision {
     Reserve(Box<PointsRequest>),
     Reject(Reason),
+}
+
+/// The request as reserved: points, member and destination fixed.
+fn reserved(
+    mut request: PointsRequest,
+    points: Points,
+    member: &MemberNumber,
+    program: &Program,
+    now: DateTime<Utc>,
+    note: &str,
+) -> Result<Decision, RecordError> {
+    request.points = Some(points);
+    request.member = Some(member.clone());
+    request.destination = Some(program.destination.clone());
+    request
+        .transition(
+            Status::Reserved,
+            now,
+            format!(
+                "{points} points reserved from the {} budget for member {member}{note}",
+                program.id
+            ),
+        )
+        .map_err(|e| RecordError::Retry(e.to_string()))?;
+    Ok(Decision::Reserve(Box::new(request)))
 }
 
 impl SqsHandler for Eligibility {
@@ -123,7 +150,7 @@ impl Eligibility {
         }
     }
 
-    async fn decide(&self, mut request: PointsRequest) -> Result<Decision, RecordError> {
+    async fn decide(&self, request: PointsRequest) -> Result<Decision, RecordError> {
         let Some(program) = self.ports.programs.program(&request.program) else {
             return Ok(Decision::Reject(Reason::new(
                 "program_unknown",
@@ -237,20 +264,7 @@ impl Eligibility {
             }
             Err(e) => return Err(RecordError::Retry(format!("ledger: {e}"))),
         }
-        request.points = Some(points);
-        request.member = Some(link.member.clone());
-        request.destination = Some(program.destination.clone());
-        request
-            .transition(
-                Status::Reserved,
-                now,
-                format!(
-                    "{points} points reserved from the {} budget for member {}",
-                    program.id, link.member
-                ),
-            )
-            .map_err(|e| RecordError::Retry(e.to_string()))?;
-        Ok(Decision::Reserve(Box::new(request)))
+        reserved(request, points, &link.member, &program, now, "")
     }
 
     async fn reject(&self, message: PipelineMessage, reason: Reason) -> Result<(), RecordError> {
@@ -300,11 +314,7 @@ impl Eligibility {
 
     /// Finishes a decision whose reservation was written before a crash: the
     /// reservation, not today's rules, says what was decided.
-    fn resume(
-        &self,
-        mut request: PointsRequest,
-        reservation: &Entry,
-    ) -> Result<Decision, RecordError> {
+    fn resume(&self, request: PointsRequest, reservation: &Entry) -> Result<Decision, RecordError> {
         let AccountId::Member { partner, member } = &reservation.credit else {
             return Err(RecordError::Poison(
                 "the reservation credits no member account".into(),
@@ -324,20 +334,14 @@ impl Eligibility {
             )));
         }
         let now = self.ports.clock.now();
-        request.points = Some(reservation.amount);
-        request.member = Some(member.clone());
-        request.destination = Some(program.destination.clone());
-        request
-            .transition(
-                Status::Reserved,
-                now,
-                format!(
-                    "{} points reserved from the {} budget for member {member} (recovered)",
-                    reservation.amount, program.id
-                ),
-            )
-            .map_err(|e| RecordError::Retry(e.to_string()))?;
-        Ok(Decision::Reserve(Box::new(request)))
+        reserved(
+            request,
+            reservation.amount,
+            member,
+            &program,
+            now,
+            " (recovered)",
+        )
     }
 
     /// A rejection can race a duplicate delivery that reserved: release what it held.
