@@ -1,0 +1,359 @@
+//! The ledger: counters move with their entries in one all-or-nothing
+//! transaction, budgets and caps are never overspent, a retry is recognised,
+//! and a pending entry resolves exactly once.
+//!
+//! Every check funds its own program, so all can share one ledger.
+
+use std::sync::Arc;
+
+use pointsflow_core::ledger::{AccountId, Applied, CapCharge, CapKey, Entry, LedgerError};
+use pointsflow_core::ports::{LedgerRead, LedgerWrite};
+use pointsflow_core::values::{
+    IdempotencyKey, MemberNumber, PartnerId, Points, ProgramId, RecipientId, RequestId, SourceId,
+};
+
+use crate::t0;
+
+/// The two roles of a ledger, from one adapter.
+pub struct Ledger {
+    pub write: Arc<dyn LedgerWrite>,
+    pub read: Arc<dyn LedgerRead>,
+}
+
+/// Runs every ledger check.
+pub async fn run_all(ledger: &Ledger) {
+    reserve_post_and_void_move_the_counters(ledger).await;
+    a_budget_is_never_overdrawn(ledger).await;
+    a_cap_is_charged_with_the_reservation_and_released_by_a_void(ledger).await;
+    a_retry_is_recognised_and_a_different_entry_refused(ledger).await;
+    a_pending_entry_resolves_exactly_once(ledger).await;
+    a_transaction_is_all_or_nothing(ledger).await;
+    concurrent_reservations_never_overspend(ledger).await;
+}
+
+/// A program, its accounts and helpers, distinct per check.
+struct Fixture {
+    program: ProgramId,
+    partner: PartnerId,
+}
+
+impl Fixture {
+    fn new(name: &str) -> Self {
+        Self {
+            program: ProgramId::parse(name).unwrap(),
+            partner: PartnerId::parse("air").unwrap(),
+        }
+    }
+
+    fn budget(&self) -> AccountId {
+        AccountId::budget(&self.program)
+    }
+
+    fn member(&self, n: u32) -> AccountId {
+        AccountId::member(
+            &self.partner,
+            &MemberNumber::parse(&format!("SKY{n:07}")).unwrap(),
+        )
+    }
+
+    fn request(&self, n: u32) -> RequestId {
+        RequestId::derive(
+            &SourceId::parse("conformance").unwrap(),
+            &IdempotencyKey::parse(&format!("{}-{n}", self.program)).unwrap(),
+        )
+    }
+
+    fn cap(&self, recipient: &str, limit: u64) -> CapCharge {
+        CapCharge {
+            key: CapKey {
+                program: self.program.clone(),
+                recipient: RecipientId::parse(recipient).unwrap(),
+                period: "2026-11".into(),
+            },
+            limit: pts(limit),
+        }
+    }
+
+    fn reserve(&self, n: u32, amount: u64, cap: Option<CapCharge>) -> Entry {
+        Entry::reserve(
+            &self.request(n),
+            self.budget(),
+            self.member(n),
+            pts(amount),
+            cap,
+            t0(),
+        )
+    }
+
+    async fn fund(&self, ledger: &Ledger, amount: u64) {
+        let applied = ledger
+            .write
+            .apply(&[Entry::fund(&self.program, "initial", pts(amount), t0())])
+            .await
+            .unwrap();
+        assert_eq!(applied, Applied::Now);
+    }
+}
+
+fn pts(n: u64) -> Points {
+    Points::new(n).unwrap()
+}
+
+pub async fn reserve_post_and_void_move_the_counters(ledger: &Ledger) {
+    let f = Fixture::new("counters");
+    f.fund(ledger, 1_000).await;
+    let a = f.reserve(1, 300, None);
+    let b = f.reserve(2, 200, None);
+    ledger.write.apply(std::slice::from_ref(&a)).await.unwrap();
+    ledger.write.apply(std::slice::from_ref(&b)).await.unwrap();
+    let budget = ledger.read.balance(&f.budget()).await.unwrap();
+    assert_eq!((budget.debits_pending, budget.available()), (500, 500));
+
+    ledger.write.apply(&[Entry::post(&a, t0())]).await.unwrap();
+    ledger.write.apply(&[Entry::void(&b, t0())]).await.unwrap();
+    let budget = ledger.read.balance(&f.budget()).await.unwrap();
+    assert_eq!(
+        (
+            budget.debits_pending,
+            budget.debits_posted,
+            budget.credits_posted
+        ),
+        (0, 300, 1_000)
+    );
+    assert_eq!(budget.available(), 700);
+    let m1 = ledger.read.balance(&f.member(1)).await.unwrap();
+    assert_eq!((m1.credits_pending, m1.credits_posted), (0, 300));
+    let m2 = ledger.read.balance(&f.member(2)).await.unwrap();
+    assert_eq!((m2.credits_pending, m2.credits_posted), (0, 0));
+    let entries = ledger.read.entries_for(&f.request(1)).await.unwrap();
+    assert_eq!(entries.len(), 2);
+    assert!(entries.iter().any(|e| e.same_effect(&a)));
+}
+
+pub async fn a_budget_is_never_overdrawn(ledger: &Ledger) {
+    let f = Fixture::new("overdraft");
+    f.fund(ledger, 500).await;
+    ledger
+        .write
+        .apply(&[f.reserve(1, 400, None)])
+        .await
+        .unwrap();
+    let err = ledger
+        .write
+        .apply(&[f.reserve(2, 101, None)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LedgerError::InsufficientBudget {
+                available: 100,
+                requested: 101,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        ledger
+            .read
+            .entries_for(&f.request(2))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a refused entry was kept"
+    );
+    ledger
+        .write
+        .apply(&[f.reserve(3, 100, None)])
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger.read.balance(&f.budget()).await.unwrap().available(),
+        0
+    );
+}
+
+pub async fn a_cap_is_charged_with_the_reservation_and_released_by_a_void(ledger: &Ledger) {
+    let f = Fixture::new("caps");
+    f.fund(ledger, 10_000).await;
+    let first = f.reserve(1, 600, Some(f.cap("005A", 1_000)));
+    ledger
+        .write
+        .apply(std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    let err = ledger
+        .write
+        .apply(&[f.reserve(2, 500, Some(f.cap("005A", 1_000)))])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LedgerError::CapExceeded {
+                used: 600,
+                limit: 1_000,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    ledger
+        .write
+        .apply(&[f.reserve(3, 500, Some(f.cap("005B", 1_000)))])
+        .await
+        .unwrap();
+    let err = ledger
+        .write
+        .apply(&[f.reserve(5, 1_001, Some(f.cap("005C", 1_000)))])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LedgerError::CapExceeded { used: 0, .. }),
+        "over the cap on its own: {err:?}"
+    );
+    ledger
+        .write
+        .apply(&[Entry::void(&first, t0())])
+        .await
+        .unwrap();
+    ledger
+        .write
+        .apply(&[f.reserve(4, 1_000, Some(f.cap("005A", 1_000)))])
+        .await
+        .unwrap();
+    let budget = ledger.read.balance(&f.budget()).await.unwrap();
+    assert_eq!(
+        budget.debits_pending, 1_500,
+        "the refused reservations held no budget"
+    );
+}
+
+pub async fn a_retry_is_recognised_and_a_different_entry_refused(ledger: &Ledger) {
+    let f = Fixture::new("retries");
+    f.fund(ledger, 1_000).await;
+    let a = f.reserve(1, 300, None);
+    assert_eq!(
+        ledger.write.apply(std::slice::from_ref(&a)).await.unwrap(),
+        Applied::Now
+    );
+    let mut later = a.clone();
+    later.at = t0() + chrono::Duration::seconds(5);
+    assert_eq!(
+        ledger.write.apply(&[later]).await.unwrap(),
+        Applied::Already,
+        "time alone is not a difference"
+    );
+    let mut other = a.clone();
+    other.amount = pts(301);
+    let err = ledger.write.apply(&[other]).await.unwrap_err();
+    assert!(matches!(err, LedgerError::EntryConflict { .. }), "{err:?}");
+    assert_eq!(
+        ledger
+            .read
+            .balance(&f.budget())
+            .await
+            .unwrap()
+            .debits_pending,
+        300
+    );
+}
+
+pub async fn a_pending_entry_resolves_exactly_once(ledger: &Ledger) {
+    let f = Fixture::new("resolutions");
+    f.fund(ledger, 1_000).await;
+    let a = f.reserve(1, 300, None);
+    ledger.write.apply(std::slice::from_ref(&a)).await.unwrap();
+    assert_eq!(
+        ledger.write.apply(&[Entry::post(&a, t0())]).await.unwrap(),
+        Applied::Now
+    );
+    assert_eq!(
+        ledger.write.apply(&[Entry::post(&a, t0())]).await.unwrap(),
+        Applied::Already
+    );
+    let err = ledger
+        .write
+        .apply(&[Entry::void(&a, t0())])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LedgerError::AlreadyResolved { .. }),
+        "{err:?}"
+    );
+    let never = f.reserve(9, 10, None);
+    let err = ledger
+        .write
+        .apply(&[Entry::post(&never, t0())])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LedgerError::PendingNotFound { .. }),
+        "{err:?}"
+    );
+    let budget = ledger.read.balance(&f.budget()).await.unwrap();
+    assert_eq!((budget.debits_pending, budget.debits_posted), (0, 300));
+}
+
+pub async fn a_transaction_is_all_or_nothing(ledger: &Ledger) {
+    let f = Fixture::new("atomicity");
+    f.fund(ledger, 500).await;
+    let err = ledger
+        .write
+        .apply(&[f.reserve(1, 300, None), f.reserve(2, 300, None)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LedgerError::InsufficientBudget { .. }),
+        "{err:?}"
+    );
+    assert!(
+        ledger
+            .read
+            .entries_for(&f.request(1))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the first entry was kept"
+    );
+    assert_eq!(
+        ledger
+            .read
+            .balance(&f.budget())
+            .await
+            .unwrap()
+            .debits_pending,
+        0
+    );
+    assert!(matches!(
+        ledger.write.apply(&[]).await,
+        Err(LedgerError::TransactionSize(0))
+    ));
+}
+
+pub async fn concurrent_reservations_never_overspend(ledger: &Ledger) {
+    let f = Fixture::new("concurrency");
+    f.fund(ledger, 1_000).await;
+    let attempts = (0..40).map(|n| {
+        let write = ledger.write.clone();
+        let entry = f.reserve(n, 70, Some(f.cap("005A", 700)));
+        async move {
+            // A transient conflict is retried, as handlers do; an answer is final.
+            loop {
+                match write.apply(std::slice::from_ref(&entry)).await {
+                    Err(e) if e.is_transient() => continue,
+                    other => return other,
+                }
+            }
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(
+        ok, 10,
+        "exactly the 700 points of cap were reserved: {results:?}"
+    );
+    let budget = ledger.read.balance(&f.budget()).await.unwrap();
+    assert_eq!(budget.debits_pending, 700);
+}

@@ -1,0 +1,40 @@
+//! Publishing to a queue: every message arrives, in batches the service accepts.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use pointsflow_core::ports::{PipelineMessage, Publish};
+
+use crate::request;
+
+/// Reads back every message body the queue holds (removing them).
+pub type Drain = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<String>> + Send>> + Send + Sync>;
+
+pub struct Queue {
+    pub publish: Arc<dyn Publish>,
+    pub drain: Drain,
+}
+
+pub async fn run_all(queue: &Queue) {
+    every_message_arrives_whatever_the_count(queue).await;
+}
+
+pub async fn every_message_arrives_whatever_the_count(queue: &Queue) {
+    let messages: Vec<PipelineMessage> = (0..25)
+        .map(|i| PipelineMessage {
+            request_id: request(&format!("queue-{i}")).id,
+        })
+        .collect();
+    queue.publish.publish(&messages).await.unwrap();
+    queue.publish.publish(&messages[..1]).await.unwrap();
+    let mut got = (queue.drain)().await;
+    got.sort();
+    let mut want: Vec<String> = messages
+        .iter()
+        .chain(&messages[..1])
+        .map(|m| serde_json::to_string(m).unwrap())
+        .collect();
+    want.sort();
+    assert_eq!(got, want, "messages were lost or altered");
+}
