@@ -1,0 +1,30 @@
+//! AWS adapters for the pointsflow ports: the request store and the ledger
+//! over DynamoDB (one table, documented in docs/data-model.md), and queue
+//! publishing over SQS. They pass the same conformance suite as the embedded
+//! adapters, run against an AWS API emulator in the tests.
+//!
+//! Wire mapping (`AttributeValue` <-> domain) is private to this crate.
+
+mod item;
+mod ledger;
+mod sqs;
+mod store;
+
+pub mod emulator;
+pub mod tables;
+
+pub use ledger::DynamoLedger;
+pub use sqs::SqsPublisher;
+pub use store::DynamoRequestStore;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// The SDK configuration from the environment (credentials, region), with
+/// every service pointed at `endpoint` when one is given (an emulator).
+pub async fn sdk_config(endpoint: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(url) = endpoint {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}

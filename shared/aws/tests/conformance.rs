@@ -1,0 +1,108 @@
+//! The AWS adapters pass the conformance suite against the AWS API emulator.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pointsflow_aws::{DynamoLedger, DynamoRequestStore, SqsPublisher, emulator, tables};
+use pointsflow_core::ports::{PipelineMessage, Publish};
+
+async fn dynamodb() -> (aws_sdk_dynamodb::Client, String) {
+    let config = emulator::config().await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let table = emulator::unique_name("pf-ledger");
+    tables::create_ledger_table(&client, &table).await.unwrap();
+    (client, table)
+}
+
+async fn sqs() -> (aws_sdk_sqs::Client, String) {
+    let config = emulator::config().await;
+    let client = aws_sdk_sqs::Client::new(&config);
+    let name = emulator::unique_name("pf-queue");
+    let url = client.create_queue().queue_name(name).send().await.unwrap();
+    (client, url.queue_url().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamodb_request_store_conforms() {
+    let (client, table) = dynamodb().await;
+    let store = Arc::new(DynamoRequestStore::new(client, table));
+    let suite = pointsflow_conformance::store::Store {
+        create: store.clone(),
+        get: store.clone(),
+        update: store,
+    };
+    pointsflow_conformance::store::run_all(&suite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamodb_ledger_conforms() {
+    let (client, table) = dynamodb().await;
+    let ledger = Arc::new(DynamoLedger::new(client, table));
+    let suite = pointsflow_conformance::ledger::Ledger {
+        write: ledger.clone(),
+        read: ledger,
+    };
+    pointsflow_conformance::ledger::run_all(&suite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqs_publisher_conforms() {
+    let (client, url) = sqs().await;
+    let publisher = Arc::new(SqsPublisher::new(client.clone(), url.clone()));
+    let suite = pointsflow_conformance::queue::Queue {
+        publish: publisher,
+        drain: Box::new(move || {
+            let (client, url) = (client.clone(), url.clone());
+            Box::pin(async move {
+                let mut bodies = Vec::new();
+                loop {
+                    let out = client
+                        .receive_message()
+                        .queue_url(&url)
+                        .max_number_of_messages(10)
+                        .send()
+                        .await
+                        .unwrap();
+                    if out.messages().is_empty() {
+                        return bodies;
+                    }
+                    for m in out.messages() {
+                        bodies.push(m.body().unwrap().to_owned());
+                        client
+                            .delete_message()
+                            .queue_url(&url)
+                            .receipt_handle(m.receipt_handle().unwrap())
+                            .send()
+                            .await
+                            .unwrap();
+                    }
+                }
+            })
+        }),
+    };
+    pointsflow_conformance::queue::run_all(&suite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_that_cannot_be_sent_are_reported_by_request() {
+    let (client, url) = sqs().await;
+    client.delete_queue().queue_url(&url).send().await.unwrap();
+    let publisher = SqsPublisher::new(client, url);
+    let messages: Vec<PipelineMessage> = (0..12)
+        .map(|i| PipelineMessage {
+            request_id: pointsflow_conformance::request(&format!("lost-{i}")).id,
+        })
+        .collect();
+    let err = tokio::time::timeout(Duration::from_secs(30), publisher.publish(&messages))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.total, 12);
+    let mut failed = err.failed.clone();
+    failed.sort();
+    let mut want: Vec<_> = messages.iter().map(|m| m.request_id.clone()).collect();
+    want.sort();
+    assert_eq!(failed, want, "every unsent message is named");
+}
