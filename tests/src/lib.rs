@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use pointsflow_core::ledger::invariants;
 use pointsflow_core::values::{MemberNumber, PartnerId};
-use pointsflow_local::{LocalConfig, Stack, StackOptions};
+use pointsflow_local::{AwsOptions, AwsStack, LocalConfig, Stack, StackOptions};
 use serde_json::{Value, json};
 
 pub const API_KEY: &str = "pf_demo_4f1c2b7e9a6d4e0f";
@@ -19,10 +19,36 @@ pub const ADA: &str = "0055g00000DemoAA1";
 
 static LOGS: Once = Once::new();
 
-pub struct TestStack {
-    pub stack: Stack,
+/// The HTTP API of a running stack, as a client sees it.
+pub struct Api {
     pub client: reqwest::Client,
     pub base: String,
+}
+
+/// The local stack on the embedded adapters.
+pub struct TestStack {
+    pub stack: Stack,
+    pub api: Api,
+}
+
+impl std::ops::Deref for TestStack {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// The local stack on the AWS adapters, against the AWS API emulator.
+pub struct AwsTestStack {
+    pub stack: AwsStack,
+    pub api: Api,
+}
+
+impl std::ops::Deref for AwsTestStack {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 /// The demo config, tuned for tests: quick retries and short partner timeouts.
@@ -37,7 +63,7 @@ pub fn test_config() -> LocalConfig {
     config
 }
 
-pub async fn spawn_stack(edit: impl FnOnce(&mut LocalConfig)) -> TestStack {
+fn logs() {
     LOGS.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
             tracing_subscriber::fmt()
@@ -46,24 +72,49 @@ pub async fn spawn_stack(edit: impl FnOnce(&mut LocalConfig)) -> TestStack {
                 .init();
         }
     });
+}
+
+fn loopback() -> StackOptions {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    StackOptions {
+        listen: any,
+        sandbox_listen: any,
+    }
+}
+
+pub async fn spawn_stack(edit: impl FnOnce(&mut LocalConfig)) -> TestStack {
+    logs();
     let mut config = test_config();
     edit(&mut config);
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let stack = Stack::start(
-        config,
-        StackOptions {
-            listen: loopback,
-            sandbox_listen: loopback,
-        },
-    )
-    .await
-    .unwrap();
-    let base = stack.base_url();
-    TestStack {
-        stack,
+    let stack = Stack::start(config, loopback()).await.unwrap();
+    let api = Api {
         client: reqwest::Client::new(),
-        base,
-    }
+        base: stack.base_url(),
+    };
+    TestStack { stack, api }
+}
+
+/// The stack on the AWS adapters, with its own table and queues on the emulator.
+pub async fn spawn_aws_stack(edit: impl FnOnce(&mut LocalConfig)) -> AwsTestStack {
+    logs();
+    let mut config = test_config();
+    edit(&mut config);
+    let aws = AwsOptions {
+        endpoint: Some(pointsflow_aws::emulator::endpoint()),
+        prefix: pointsflow_aws::emulator::unique_name("pf-e2e"),
+    };
+    let stack = AwsStack::start(config, loopback(), aws).await.unwrap();
+    let api = Api {
+        client: reqwest::Client::new(),
+        base: stack.base_url(),
+    };
+    AwsTestStack { stack, api }
+}
+
+fn has_entry(view: &Value, kind: &str) -> bool {
+    view["ledger"]
+        .as_array()
+        .is_some_and(|entries| entries.iter().any(|e| e["type"] == kind))
 }
 
 /// A Closed Won deal for `recipient` worth `amount` USD.
@@ -81,7 +132,7 @@ pub fn amount_for(points: u64) -> String {
     format!("{}.00", points * 50)
 }
 
-impl TestStack {
+impl Api {
     pub async fn submit(&self, key: &str, body: &Value) -> reqwest::Response {
         self.client
             .post(format!("{}/v1/points-requests", self.base))
@@ -113,12 +164,19 @@ impl TestStack {
         response.json().await.unwrap()
     }
 
-    /// Polls until the request is in one of `states`, failing after 15 s.
+    /// Polls until the request is in one of `states`, failing after 30 s.
+    /// A settled request (`credited`, `failed`) counts once its post or void
+    /// is in the ledger too: dispatch writes the state first, then the ledger.
     pub async fn wait_for(&self, id: &str, states: &[&str]) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let view = self.get(id).await;
-            if states.iter().any(|s| view["status"] == *s) {
+            let settled = match view["status"].as_str() {
+                Some("credited") => has_entry(&view, "post_pending"),
+                Some("failed") => has_entry(&view, "void_pending"),
+                _ => true,
+            };
+            if settled && states.iter().any(|s| view["status"] == *s) {
                 return view;
             }
             assert!(
@@ -128,7 +186,9 @@ impl TestStack {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
 
+impl TestStack {
     /// Waits until both queues are empty and nothing is in flight.
     pub async fn settle(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);

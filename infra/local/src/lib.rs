@@ -1,7 +1,9 @@
 //! The local stack (`pointsflow dev`) and the pieces the `pointsflow` command uses.
 
+pub mod aws_stack;
 pub mod config;
 pub mod stack;
 
+pub use aws_stack::{AwsOptions, AwsStack};
 pub use config::LocalConfig;
 pub use stack::{Stack, StackOptions};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pointsflow_local::{LocalConfig, Stack, StackOptions};
+use pointsflow_local::{AwsOptions, AwsStack, LocalConfig, Stack, StackOptions};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -32,6 +32,13 @@ enum Command {
         /// Address of the sandbox partner (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:0")]
         sandbox_listen: SocketAddr,
+        /// Run on the AWS adapters against the AWS API at this URL (an emulator
+        /// such as moto server), instead of the embedded ones.
+        #[arg(long, env = "POINTSFLOW_AWS_ENDPOINT")]
+        aws_endpoint: Option<String>,
+        /// With --aws-endpoint: prefix of the table and queue names it creates and uses.
+        #[arg(long, default_value = "pointsflow-dev")]
+        aws_prefix: String,
     },
 }
 
@@ -49,11 +56,57 @@ async fn main() -> ExitCode {
             config,
             listen,
             sandbox_listen,
-        } => dev(config, listen, sandbox_listen).await,
+            aws_endpoint,
+            aws_prefix,
+        } => {
+            let aws = aws_endpoint.map(|endpoint| AwsOptions {
+                endpoint: Some(endpoint),
+                prefix: aws_prefix,
+            });
+            dev(
+                config,
+                StackOptions {
+                    listen,
+                    sandbox_listen,
+                },
+                aws,
+            )
+            .await
+        }
     }
 }
 
-async fn dev(config: Option<PathBuf>, listen: SocketAddr, sandbox_listen: SocketAddr) -> ExitCode {
+/// Either stack, for the command's start-wait-stop cycle.
+enum Running {
+    Embedded(Box<Stack>),
+    Aws(Box<AwsStack>),
+}
+
+impl Running {
+    fn base_url(&self) -> String {
+        match self {
+            Running::Embedded(s) => s.base_url(),
+            Running::Aws(s) => s.base_url(),
+        }
+    }
+
+    fn sandbox_url(&self) -> String {
+        let sandbox = match self {
+            Running::Embedded(s) => s.sandbox.as_ref(),
+            Running::Aws(s) => s.sandbox.as_ref(),
+        };
+        sandbox.map(|s| s.base_url()).unwrap_or_default()
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Running::Embedded(s) => s.shutdown().await,
+            Running::Aws(s) => s.shutdown().await,
+        }
+    }
+}
+
+async fn dev(config: Option<PathBuf>, options: StackOptions, aws: Option<AwsOptions>) -> ExitCode {
     let loaded = match &config {
         Some(path) => LocalConfig::load(path),
         None => LocalConfig::default_config(),
@@ -67,15 +120,15 @@ async fn dev(config: Option<PathBuf>, listen: SocketAddr, sandbox_listen: Socket
     };
     let sources: Vec<String> = config.sources.iter().map(|s| s.id.to_string()).collect();
     let programs: Vec<String> = config.programs.iter().map(|p| p.id.to_string()).collect();
-    let stack = match Stack::start(
-        config,
-        StackOptions {
-            listen,
-            sandbox_listen,
-        },
-    )
-    .await
-    {
+    let started = match aws {
+        None => Stack::start(config, options)
+            .await
+            .map(|s| Running::Embedded(Box::new(s))),
+        Some(aws) => AwsStack::start(config, options, aws)
+            .await
+            .map(|s| Running::Aws(Box::new(s))),
+    };
+    let stack = match started {
         Ok(s) => s,
         Err(e) => {
             eprintln!("pointsflow: cannot start: {e}");
@@ -84,7 +137,7 @@ async fn dev(config: Option<PathBuf>, listen: SocketAddr, sandbox_listen: Socket
     };
     tracing::info!(
         api = %stack.base_url(),
-        sandbox = %stack.sandbox.as_ref().map(|s| s.base_url()).unwrap_or_default(),
+        sandbox = %stack.sandbox_url(),
         sources = ?sources,
         programs = ?programs,
         "pointsflow is running; Ctrl-C stops it"

@@ -38,6 +38,8 @@ const MAX_HTTP_BODY: usize = 6 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
+    #[error("AWS: {0}")]
+    Aws(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -174,25 +176,25 @@ fn spawn_mapping<H: SqsHandler>(
     })
 }
 
-impl Stack {
-    pub async fn start(config: LocalConfig, options: StackOptions) -> Result<Stack, StackError> {
-        Self::start_with(config, options, Arc::new(SystemClock), Arc::new(RandomIds)).await
-    }
+/// What every stack builds the same way, whatever its adapters: the
+/// sandbox partner, the partner connectors, programs, enrollments and the
+/// intake's source credentials.
+pub(crate) struct Common {
+    pub sandbox: Option<SandboxPartner>,
+    pub partners: HashMap<PartnerId, Arc<dyn PartnerConnector>>,
+    pub catalog: Arc<StaticCatalog>,
+    pub enrollments: Arc<StaticEnrollments>,
+    pub intake: IntakeConfig,
+    pub sandbox_shutdown: CancellationToken,
+}
 
-    /// Starts the stack with an injected clock and id source (for replayable runs).
-    pub async fn start_with(
-        config: LocalConfig,
-        options: StackOptions,
-        clock: Arc<dyn Clock>,
-        ids: Arc<dyn IdSource>,
-    ) -> Result<Stack, StackError> {
-        let shutdown = CancellationToken::new();
+impl Common {
+    pub(crate) async fn start(
+        config: &LocalConfig,
+        options: &StackOptions,
+    ) -> Result<Self, StackError> {
         let sandbox_shutdown = CancellationToken::new();
-        let store = Arc::new(MemoryRequestStore::new());
-        let ledger = Arc::new(MemoryLedger::new());
-        let catalog = Arc::new(StaticCatalog::new(config.programs.clone()));
         let links = config.member_links();
-
         let sandbox = if config.uses_sandbox() {
             let partner_of = |program: &pointsflow_core::values::ProgramId| {
                 config
@@ -259,20 +261,93 @@ impl Stack {
             partners.insert(p.id.clone(), Arc::new(connector));
         }
 
-        for program in &config.programs {
-            ledger
-                .apply(&[Entry::fund(
-                    &program.id,
-                    "initial",
-                    program.budget,
-                    clock.now(),
-                )])
-                .await
-                .map_err(|source| StackError::Funding {
-                    program: program.id.to_string(),
-                    source,
-                })?;
+        Ok(Self {
+            sandbox,
+            partners,
+            catalog: Arc::new(StaticCatalog::new(config.programs.clone())),
+            enrollments: Arc::new(StaticEnrollments::new(links)),
+            intake: IntakeConfig {
+                sources: config
+                    .sources
+                    .iter()
+                    .map(|s| SourceCredential::from_api_key(s.id.clone(), &s.api_key))
+                    .collect(),
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            },
+            sandbox_shutdown,
+        })
+    }
+}
+
+/// Funds every program's budget (a no-op when already funded).
+pub(crate) async fn fund(
+    config: &LocalConfig,
+    ledger: &dyn LedgerWrite,
+    clock: &dyn Clock,
+) -> Result<(), StackError> {
+    for program in &config.programs {
+        ledger
+            .apply(&[Entry::fund(
+                &program.id,
+                "initial",
+                program.budget,
+                clock.now(),
+            )])
+            .await
+            .map_err(|source| StackError::Funding {
+                program: program.id.to_string(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// Serves intake on `listen` until `shutdown`.
+pub(crate) async fn serve(
+    listen: SocketAddr,
+    intake: Intake,
+    shutdown: CancellationToken,
+) -> Result<(SocketAddr, JoinHandle<()>), StackError> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| StackError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StackError::Listen {
+        addr: listen,
+        source,
+    })?;
+    let app = Router::new().fallback(serve_intake).with_state(intake);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+        {
+            tracing::error!(error = %e, "intake server stopped");
         }
+    });
+    tracing::info!(%addr, "intake API listening");
+    Ok((addr, task))
+}
+
+impl Stack {
+    pub async fn start(config: LocalConfig, options: StackOptions) -> Result<Stack, StackError> {
+        Self::start_with(config, options, Arc::new(SystemClock), Arc::new(RandomIds)).await
+    }
+
+    /// Starts the stack with an injected clock and id source (for replayable runs).
+    pub async fn start_with(
+        config: LocalConfig,
+        options: StackOptions,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdSource>,
+    ) -> Result<Stack, StackError> {
+        let shutdown = CancellationToken::new();
+        let common = Common::start(&config, &options).await?;
+        let store = Arc::new(MemoryRequestStore::new());
+        let ledger = Arc::new(MemoryLedger::new());
+        fund(&config, ledger.as_ref(), clock.as_ref()).await?;
 
         let (eligibility_queue, eligibility_dlq) = queue_pair("eligibility", &config);
         let (dispatch_queue, dispatch_dlq) = queue_pair("dispatch", &config);
@@ -284,20 +359,13 @@ impl Stack {
         };
 
         let intake = Intake::new(
-            IntakeConfig {
-                sources: config
-                    .sources
-                    .iter()
-                    .map(|s| SourceCredential::from_api_key(s.id.clone(), &s.api_key))
-                    .collect(),
-                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            },
+            common.intake,
             IntakePorts {
                 create: store.clone(),
                 get: store.clone(),
                 ledger: ledger.clone(),
                 eligibility_queue: eligibility_queue.clone(),
-                programs: catalog.clone(),
+                programs: common.catalog.clone(),
                 clock: clock.clone(),
             },
         );
@@ -306,8 +374,8 @@ impl Stack {
             update: store.clone(),
             ledger: ledger.clone(),
             ledger_read: ledger.clone(),
-            programs: catalog.clone(),
-            enrollments: Arc::new(StaticEnrollments::new(links)),
+            programs: common.catalog.clone(),
+            enrollments: common.enrollments,
             dispatch_queue: dispatch_queue.clone(),
             clock: clock.clone(),
         });
@@ -316,8 +384,8 @@ impl Stack {
             update: store.clone(),
             ledger_read: ledger.clone(),
             ledger_write: ledger.clone(),
-            programs: catalog,
-            partners,
+            programs: common.catalog,
+            partners: common.partners,
             ids,
             clock,
         });
@@ -340,40 +408,19 @@ impl Stack {
                 shutdown.clone(),
             ),
         ];
-
-        let listener =
-            TcpListener::bind(options.listen)
-                .await
-                .map_err(|source| StackError::Listen {
-                    addr: options.listen,
-                    source,
-                })?;
-        let intake_addr = listener.local_addr().map_err(|source| StackError::Listen {
-            addr: options.listen,
-            source,
-        })?;
-        let app = Router::new().fallback(serve_intake).with_state(intake);
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-            {
-                tracing::error!(error = %e, "intake server stopped");
-            }
-        }));
-        tracing::info!(addr = %intake_addr, "intake API listening");
+        let (intake_addr, server) = serve(options.listen, intake, shutdown.clone()).await?;
+        tasks.push(server);
 
         Ok(Stack {
             intake_addr,
-            sandbox,
+            sandbox: common.sandbox,
             store,
             ledger,
             queues,
             dispatch,
             eligibility,
             shutdown,
-            sandbox_shutdown,
+            sandbox_shutdown: common.sandbox_shutdown,
             tasks,
         })
     }
@@ -384,13 +431,29 @@ impl Stack {
 
     /// Stops taking requests, lets in-flight invocations finish, then stops the sandbox.
     pub async fn shutdown(self) {
-        self.shutdown.cancel();
-        for task in self.tasks {
-            let _ = task.await;
-        }
-        self.sandbox_shutdown.cancel();
-        if let Some(sandbox) = self.sandbox {
-            sandbox.stopped().await;
-        }
+        stop(
+            self.shutdown,
+            self.tasks,
+            self.sandbox_shutdown,
+            self.sandbox,
+        )
+        .await;
+    }
+}
+
+/// Stops a stack: intake and mappings first, in-flight work finishing, then the sandbox.
+pub(crate) async fn stop(
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    sandbox_shutdown: CancellationToken,
+    sandbox: Option<SandboxPartner>,
+) {
+    shutdown.cancel();
+    for task in tasks {
+        let _ = task.await;
+    }
+    sandbox_shutdown.cancel();
+    if let Some(sandbox) = sandbox {
+        sandbox.stopped().await;
     }
 }

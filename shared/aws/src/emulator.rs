@@ -41,11 +41,16 @@ pub fn endpoint() -> String {
     url
 }
 
-/// SDK configuration for the emulator: its endpoint, a fixed region and
-/// dummy credentials.
+/// SDK configuration for the emulator the tests use (see [`endpoint`]).
 pub async fn config() -> SdkConfig {
+    config_at(&endpoint()).await
+}
+
+/// SDK configuration for an emulator at `url`: every service there, a fixed
+/// region and dummy credentials (an emulator checks neither).
+pub async fn config_at(url: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
+        .endpoint_url(url)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(
             "testing", "testing", None, None, "emulator",

@@ -7,6 +7,7 @@
 
 mod item;
 mod ledger;
+pub mod mapping;
 mod sqs;
 mod store;
 

@@ -46,3 +46,72 @@ pub async fn create_ledger_table(client: &Client, name: &str) -> Result<(), Stri
         },
     }
 }
+
+/// A queue and its dead-letter queue, as the template declares them.
+#[derive(Debug, Clone)]
+pub struct QueuePair {
+    pub url: String,
+    pub arn: String,
+    pub dlq_url: String,
+    pub dlq_arn: String,
+}
+
+async fn queue_arn(client: &aws_sdk_sqs::Client, url: &str) -> Result<String, String> {
+    let out = client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+    out.attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .cloned()
+        .ok_or_else(|| format!("queue {url} has no ARN"))
+}
+
+/// Creates (or finds) queue `name` with a visibility timeout and a redrive
+/// policy to `{name}-dlq` after `max_receive_count` receives.
+pub async fn create_queue_pair(
+    client: &aws_sdk_sqs::Client,
+    name: &str,
+    visibility_timeout_seconds: u32,
+    max_receive_count: u32,
+) -> Result<QueuePair, String> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let sqs_err =
+        |e: aws_sdk_sqs::error::SdkError<_>| aws_sdk_sqs::error::DisplayErrorContext(e).to_string();
+    let dlq = client
+        .create_queue()
+        .queue_name(format!("{name}-dlq"))
+        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+        .send()
+        .await
+        .map_err(sqs_err)?;
+    let dlq_url = dlq.queue_url().ok_or("no DLQ url")?.to_owned();
+    let dlq_arn = queue_arn(client, &dlq_url).await?;
+    let redrive = serde_json::json!({
+        "deadLetterTargetArn": dlq_arn,
+        "maxReceiveCount": max_receive_count.to_string(),
+    })
+    .to_string();
+    let queue = client
+        .create_queue()
+        .queue_name(name)
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility_timeout_seconds.to_string(),
+        )
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .send()
+        .await
+        .map_err(sqs_err)?;
+    let url = queue.queue_url().ok_or("no queue url")?.to_owned();
+    let arn = queue_arn(client, &url).await?;
+    Ok(QueuePair {
+        url,
+        arn,
+        dlq_url,
+        dlq_arn,
+    })
+}

@@ -1,0 +1,213 @@
+//! The local stack on the AWS adapters: the same handlers, with requests and
+//! the ledger in DynamoDB and the pipeline on SQS, polled the way Lambda's
+//! event-source mapping polls. Against the AWS API emulator it needs no
+//! account; it creates the table and queues it uses, as the template declares
+//! them, if they are missing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use pointsflow_aws::mapping::SqsMappingConfig;
+use pointsflow_aws::tables::{self, QueuePair};
+use pointsflow_aws::{DynamoLedger, DynamoRequestStore, SqsPublisher};
+use pointsflow_core::time::{RandomIds, SystemClock};
+use pointsflow_dispatch::{Dispatch, DispatchPorts};
+use pointsflow_eligibility::{Eligibility, EligibilityPorts};
+use pointsflow_intake::{Intake, IntakePorts};
+use pointsflow_partners::SandboxPartner;
+use pointsflow_runtime::SqsHandler;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::LocalConfig;
+use crate::stack::{Common, StackError, StackOptions, fund, serve, stop};
+
+/// Where the AWS resources are.
+#[derive(Debug, Clone)]
+pub struct AwsOptions {
+    /// An emulator's URL; `None` uses AWS itself, from the environment's credentials.
+    pub endpoint: Option<String>,
+    /// Prefix of the table and queue names: `{prefix}-ledger`, `{prefix}-eligibility`, ...
+    pub prefix: String,
+}
+
+/// A running local stack on the AWS adapters.
+pub struct AwsStack {
+    pub intake_addr: SocketAddr,
+    pub sandbox: Option<SandboxPartner>,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub table: String,
+    pub eligibility_queue: QueuePair,
+    pub dispatch_queue: QueuePair,
+    pub store: Arc<DynamoRequestStore>,
+    pub ledger: Arc<DynamoLedger>,
+    pub eligibility: Eligibility,
+    pub dispatch: Dispatch,
+    shutdown: CancellationToken,
+    sandbox_shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for AwsStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsStack")
+            .field("intake_addr", &self.intake_addr)
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+fn spawn_sqs_mapping<H: SqsHandler>(
+    client: aws_sdk_sqs::Client,
+    config: SqsMappingConfig,
+    handler: H,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(pointsflow_aws::mapping::run(
+        client,
+        config,
+        move |event| {
+            let handler = handler.clone();
+            async move { handler.handle_batch(event).await }
+        },
+        shutdown,
+    ))
+}
+
+impl AwsStack {
+    pub async fn start(
+        config: LocalConfig,
+        options: StackOptions,
+        aws: AwsOptions,
+    ) -> Result<AwsStack, StackError> {
+        let sdk = match &aws.endpoint {
+            Some(url) => pointsflow_aws::emulator::config_at(url).await,
+            None => pointsflow_aws::sdk_config(None).await,
+        };
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let table = format!("{}-ledger", aws.prefix);
+        tables::create_ledger_table(&dynamodb, &table)
+            .await
+            .map_err(StackError::Aws)?;
+        // SQS counts visibility in whole seconds.
+        let visibility =
+            u32::try_from(config.queues.visibility_timeout_ms.div_ceil(1_000)).unwrap_or(u32::MAX);
+        let receives = config.queues.max_receive_count;
+        let eligibility_queue = tables::create_queue_pair(
+            &sqs,
+            &format!("{}-eligibility", aws.prefix),
+            visibility,
+            receives,
+        )
+        .await
+        .map_err(StackError::Aws)?;
+        let dispatch_queue = tables::create_queue_pair(
+            &sqs,
+            &format!("{}-dispatch", aws.prefix),
+            visibility,
+            receives,
+        )
+        .await
+        .map_err(StackError::Aws)?;
+
+        let shutdown = CancellationToken::new();
+        let common = Common::start(&config, &options).await?;
+        let clock = Arc::new(SystemClock);
+        let store = Arc::new(DynamoRequestStore::new(dynamodb.clone(), &table));
+        let ledger = Arc::new(DynamoLedger::new(dynamodb.clone(), &table));
+        fund(&config, ledger.as_ref(), clock.as_ref()).await?;
+        let to_eligibility = Arc::new(SqsPublisher::new(sqs.clone(), &eligibility_queue.url));
+        let to_dispatch = Arc::new(SqsPublisher::new(sqs.clone(), &dispatch_queue.url));
+
+        let intake = Intake::new(
+            common.intake,
+            IntakePorts {
+                create: store.clone(),
+                get: store.clone(),
+                ledger: ledger.clone(),
+                eligibility_queue: to_eligibility,
+                programs: common.catalog.clone(),
+                clock: clock.clone(),
+            },
+        );
+        let eligibility = Eligibility::new(EligibilityPorts {
+            get: store.clone(),
+            update: store.clone(),
+            ledger: ledger.clone(),
+            ledger_read: ledger.clone(),
+            programs: common.catalog.clone(),
+            enrollments: common.enrollments,
+            dispatch_queue: to_dispatch,
+            clock: clock.clone(),
+        });
+        let dispatch = Dispatch::new(DispatchPorts {
+            get: store.clone(),
+            update: store.clone(),
+            ledger_read: ledger.clone(),
+            ledger_write: ledger.clone(),
+            programs: common.catalog,
+            partners: common.partners,
+            ids: Arc::new(RandomIds),
+            clock,
+        });
+
+        let mapping = |name: &str, queue: &QueuePair| SqsMappingConfig {
+            queue_url: queue.url.clone(),
+            queue_arn: queue.arn.clone(),
+            batch_size: i32::try_from(config.queues.batch_size).unwrap_or(10),
+            concurrency: config.queues.concurrency,
+            function_timeout: config.queues.function_timeout(),
+            function_name: name.to_owned(),
+        };
+        let mut tasks = vec![
+            spawn_sqs_mapping(
+                sqs.clone(),
+                mapping("eligibility", &eligibility_queue),
+                eligibility.clone(),
+                shutdown.clone(),
+            ),
+            spawn_sqs_mapping(
+                sqs.clone(),
+                mapping("dispatch", &dispatch_queue),
+                dispatch.clone(),
+                shutdown.clone(),
+            ),
+        ];
+        let (intake_addr, server) = serve(options.listen, intake, shutdown.clone()).await?;
+        tasks.push(server);
+        tracing::info!(%table, eligibility = %eligibility_queue.url, dispatch = %dispatch_queue.url, "running on the AWS adapters");
+
+        Ok(AwsStack {
+            intake_addr,
+            sandbox: common.sandbox,
+            dynamodb,
+            sqs,
+            table,
+            eligibility_queue,
+            dispatch_queue,
+            store,
+            ledger,
+            eligibility,
+            dispatch,
+            shutdown,
+            sandbox_shutdown: common.sandbox_shutdown,
+            tasks,
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.intake_addr)
+    }
+
+    pub async fn shutdown(self) {
+        stop(
+            self.shutdown,
+            self.tasks,
+            self.sandbox_shutdown,
+            self.sandbox,
+        )
+        .await;
+    }
+}

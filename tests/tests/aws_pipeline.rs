@@ -1,0 +1,177 @@
+//! The pipeline on the AWS adapters against the AWS API emulator: intake ->
+//! SQS -> eligibility -> SQS -> dispatch -> sandbox partner, with requests
+//! and the ledger in DynamoDB.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use pointsflow_core::ledger::AccountId;
+use pointsflow_core::ports::LedgerRead;
+use pointsflow_core::values::{ProgramId, RequestId};
+use pointsflow_tests::{ADA, AwsTestStack, deal, spawn_aws_stack};
+use serde_json::json;
+
+async fn messages_in(t: &AwsTestStack, url: &str) -> u64 {
+    let out = t
+        .stack
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    let attributes = out.attributes().unwrap();
+    [
+        QueueAttributeName::ApproximateNumberOfMessages,
+        QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+    ]
+    .iter()
+    .map(|a| {
+        attributes
+            .get(a)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    })
+    .sum()
+}
+
+/// Waits until both pipeline queues are empty.
+async fn settle(t: &AwsTestStack) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = messages_in(t, &t.stack.eligibility_queue.url).await
+            + messages_in(t, &t.stack.dispatch_queue.url).await;
+        if left == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{left} messages never drained");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn send(t: &AwsTestStack, url: &str, body: String) {
+    t.stack
+        .sqs
+        .send_message()
+        .queue_url(url)
+        .message_body(body)
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn budget_available(t: &AwsTestStack) -> u64 {
+    let program = ProgramId::parse("sales-incentive").unwrap();
+    t.stack
+        .ledger
+        .balance(&AccountId::budget(&program))
+        .await
+        .unwrap()
+        .available()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deal_is_credited_once_with_the_ledger_in_dynamodb() {
+    let t = spawn_aws_stack(|_| {}).await;
+    let id = t.accept("aws-deal-1", &deal(ADA, "12550.00")).await;
+    let view = t.wait_for(&id, &["credited", "failed", "rejected"]).await;
+    assert_eq!(view["status"], "credited", "{view:#}");
+    let ledger: Vec<&str> = view["ledger"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(ledger, ["pending", "post_pending"]);
+    let sandbox = t.stack.sandbox.as_ref().unwrap();
+    assert_eq!((sandbox.stats().credits, sandbox.stats().points), (1, 251));
+    assert_eq!(budget_available(&t).await, 10_000_000 - 251);
+    let entries = t
+        .stack
+        .ledger
+        .entries_for(&RequestId::parse(&id).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 2, "the entries are in DynamoDB");
+    t.stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_message_delivered_again_credits_once() {
+    let t = spawn_aws_stack(|_| {}).await;
+    let id = t.accept("aws-deal-dup", &deal(ADA, "5000.00")).await;
+    let message = json!({"request_id": id}).to_string();
+    // Extra copies on both queues, while the first is still on its way.
+    for url in [
+        &t.stack.eligibility_queue.url,
+        &t.stack.eligibility_queue.url,
+        &t.stack.dispatch_queue.url,
+    ] {
+        send(&t, url, message.clone()).await;
+    }
+    t.wait_for(&id, &["credited"]).await;
+    settle(&t).await;
+    let sandbox = t.stack.sandbox.as_ref().unwrap();
+    assert_eq!(sandbox.stats().credits, 1);
+    assert_eq!(budget_available(&t).await, 10_000_000 - 100);
+    t.stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_is_retried_alone_and_ends_in_the_dead_letter_queue() {
+    let t = spawn_aws_stack(|c| {
+        c.queues.max_receive_count = 2;
+        c.queues.batch_size = 10;
+        c.queues.concurrency = 1;
+    })
+    .await;
+    // The poison goes first so it shares a batch with the good requests.
+    send(
+        &t,
+        &t.stack.eligibility_queue.url,
+        "this is not a pipeline message".into(),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            t.accept(&format!("aws-deal-good-{i}"), &deal(ADA, "1000.00"))
+                .await,
+        );
+    }
+    for id in &ids {
+        let view = t.wait_for(id, &["credited", "failed", "rejected"]).await;
+        assert_eq!(view["status"], "credited", "{view:#}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        let out = t
+            .stack
+            .sqs
+            .receive_message()
+            .queue_url(&t.stack.eligibility_queue.dlq_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        if !out.messages().is_empty() {
+            break out
+                .messages()
+                .iter()
+                .map(|m| m.body().unwrap_or("").to_owned())
+                .collect::<Vec<_>>();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the poison message never reached the dead-letter queue"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(dead, ["this is not a pipeline message"]);
+    assert_eq!(t.stack.sandbox.as_ref().unwrap().stats().credits, 3);
+    t.stack.shutdown().await;
+}
