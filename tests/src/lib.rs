@@ -53,7 +53,7 @@ impl std::ops::Deref for AwsTestStack {
 
 /// The demo config, tuned for tests: quick retries and short partner timeouts.
 pub fn test_config() -> LocalConfig {
-    let mut config = LocalConfig::default_config().unwrap();
+    let mut config = pointsflow_local::config::default_config().unwrap();
     config.queues.function_timeout_ms = 500;
     config.queues.visibility_timeout_ms = 600;
     config.sandbox.slow_response_ms = 1_500;

@@ -1,341 +1,17 @@
-//! The local stack's configuration file: sources, partners, programs and
-//! enrolled members. Every error names the entry and the field.
+//! The local stack's configuration: the shared format, and the demo
+//! configuration `pointsflow dev` starts with when given none.
 
-use std::collections::HashSet;
-use std::path::Path;
-use std::time::Duration;
+pub use pointsflow_config::*;
 
-use pointsflow_core::ports::MemberLink;
-use pointsflow_core::program::{Program, TransferMode};
-use pointsflow_core::values::{MemberNumber, PartnerId, ProgramId, RecipientId, SourceId};
-use serde::Deserialize;
+/// The configuration file format, as the local stack names it.
+pub type LocalConfig = Config;
 
 /// The configuration `pointsflow dev` starts with when given none.
 pub const DEFAULT_CONFIG: &str = include_str!("../pointsflow.toml");
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Syntax(String),
-    #[error("{entry}: {field}: {problem}")]
-    Invalid {
-        entry: String,
-        field: &'static str,
-        problem: String,
-    },
-}
-
-fn invalid(
-    entry: impl Into<String>,
-    field: &'static str,
-    problem: impl Into<String>,
-) -> ConfigError {
-    ConfigError::Invalid {
-        entry: entry.into(),
-        field,
-        problem: problem.into(),
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LocalConfig {
-    #[serde(default)]
-    pub queues: QueueSettings,
-    #[serde(default)]
-    pub sandbox: SandboxSettings,
-    pub sources: Vec<SourceEntry>,
-    pub partners: Vec<PartnerEntry>,
-    pub programs: Vec<Program>,
-    #[serde(default)]
-    pub members: Vec<MemberEntry>,
-}
-
-/// Event-source mapping and queue behaviour, as a deployed stack sets them.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct QueueSettings {
-    pub visibility_timeout_ms: u64,
-    pub max_receive_count: u32,
-    pub batch_size: usize,
-    pub concurrency: usize,
-    pub function_timeout_ms: u64,
-}
-
-impl Default for QueueSettings {
-    fn default() -> Self {
-        Self {
-            visibility_timeout_ms: 5_000,
-            max_receive_count: 5,
-            batch_size: 10,
-            concurrency: 4,
-            function_timeout_ms: 4_000,
-        }
-    }
-}
-
-impl QueueSettings {
-    pub fn visibility_timeout(&self) -> Duration {
-        Duration::from_millis(self.visibility_timeout_ms)
-    }
-
-    pub fn function_timeout(&self) -> Duration {
-        Duration::from_millis(self.function_timeout_ms)
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SandboxSettings {
-    pub api_key: String,
-    /// How long the sandbox's "timeout" magic amount takes to answer.
-    pub slow_response_ms: u64,
-}
-
-impl Default for SandboxSettings {
-    fn default() -> Self {
-        Self {
-            api_key: "sandbox-partner-key".into(),
-            slow_response_ms: 5_000,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceEntry {
-    pub id: SourceId,
-    pub api_key: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PartnerKind {
-    /// The embedded sandbox partner, started with the stack.
-    Sandbox,
-    /// A partner speaking the REST/JSON contract at `base_url`.
-    Rest,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PartnerEntry {
-    pub id: PartnerId,
-    pub kind: PartnerKind,
-    /// For `rest`: where the partner's API is.
-    #[serde(default)]
-    pub base_url: Option<String>,
-    /// For `rest`: the credential sent as a bearer token.
-    #[serde(default)]
-    pub api_key: Option<String>,
-    #[serde(default = "default_partner_timeout")]
-    pub timeout_ms: u64,
-}
-
-fn default_partner_timeout() -> u64 {
-    2_000
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MemberEntry {
-    pub program: ProgramId,
-    pub recipient: RecipientId,
-    pub member_number: String,
-    pub first_name: String,
-    pub last_name: String,
-}
-
-impl LocalConfig {
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text).map_err(|e| match e {
-            ConfigError::Syntax(s) => ConfigError::Syntax(format!("{}: {s}", path.display())),
-            other => other,
-        })
-    }
-
-    pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: LocalConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    pub fn default_config() -> Result<Self, ConfigError> {
-        Self::parse(DEFAULT_CONFIG)
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        let q = &self.queues;
-        if !(1..=10).contains(&q.batch_size) {
-            return Err(invalid("queues", "batch_size", "must be 1 to 10"));
-        }
-        if q.max_receive_count == 0 {
-            return Err(invalid(
-                "queues",
-                "max_receive_count",
-                "must be at least 1: a message that always fails must reach the dead-letter queue",
-            ));
-        }
-        if q.concurrency == 0 {
-            return Err(invalid("queues", "concurrency", "must be at least 1"));
-        }
-        if q.function_timeout_ms == 0 {
-            return Err(invalid(
-                "queues",
-                "function_timeout_ms",
-                "must be greater than 0",
-            ));
-        }
-        // As on AWS: a message must stay hidden for longer than an invocation
-        // can run, or a second invocation picks it up while the first works on it.
-        if q.visibility_timeout_ms <= q.function_timeout_ms {
-            return Err(invalid(
-                "queues",
-                "visibility_timeout_ms",
-                format!(
-                    "must be longer than function_timeout_ms ({})",
-                    q.function_timeout_ms
-                ),
-            ));
-        }
-        let mut sources = HashSet::new();
-        let mut keys = HashSet::new();
-        for s in &self.sources {
-            if !sources.insert(&s.id) {
-                return Err(invalid(format!("sources.{}", s.id), "id", "appears twice"));
-            }
-            if !keys.insert(&s.api_key) {
-                return Err(invalid(
-                    format!("sources.{}", s.id),
-                    "api_key",
-                    "is another source's key: each source needs its own",
-                ));
-            }
-            if s.api_key.len() < 16 {
-                return Err(invalid(
-                    format!("sources.{}", s.id),
-                    "api_key",
-                    "must be at least 16 characters",
-                ));
-            }
-        }
-        let mut partners = HashSet::new();
-        for p in &self.partners {
-            if !partners.insert(&p.id) {
-                return Err(invalid(format!("partners.{}", p.id), "id", "appears twice"));
-            }
-            if p.kind == PartnerKind::Rest {
-                let url = p.base_url.as_deref().unwrap_or("");
-                if !(url.starts_with("https://") || url.starts_with("http://")) {
-                    return Err(invalid(
-                        format!("partners.{}", p.id),
-                        "base_url",
-                        "a rest partner needs an http(s) base_url",
-                    ));
-                }
-                if p.api_key.as_deref().unwrap_or("").is_empty() {
-                    return Err(invalid(
-                        format!("partners.{}", p.id),
-                        "api_key",
-                        "a rest partner needs an api_key",
-                    ));
-                }
-            }
-            if p.timeout_ms == 0 || p.timeout_ms >= q.function_timeout_ms {
-                return Err(invalid(
-                    format!("partners.{}", p.id),
-                    "timeout_ms",
-                    format!(
-                        "must be greater than 0 and less than queues.function_timeout_ms ({})",
-                        q.function_timeout_ms
-                    ),
-                ));
-            }
-        }
-        let mut programs = HashSet::new();
-        for p in &self.programs {
-            let entry = format!("programs.{}", p.id);
-            if !programs.insert(&p.id) {
-                return Err(invalid(entry, "id", "appears twice"));
-            }
-            p.validate()
-                .map_err(|e| invalid(entry.clone(), e.field, e.problem))?;
-            if !partners.contains(&p.destination.partner) {
-                return Err(invalid(
-                    entry,
-                    "destination.partner",
-                    format!("no partner '{}' is configured", p.destination.partner),
-                ));
-            }
-            if let TransferMode::Scheduled { .. } = p.transfer {
-                return Err(invalid(
-                    entry,
-                    "transfer.mode",
-                    "scheduled transfer windows are not available in this version; use mode = \"realtime\"",
-                ));
-            }
-            for s in &p.sources {
-                if !sources.contains(s) {
-                    return Err(invalid(
-                        entry,
-                        "sources",
-                        format!("no source '{s}' is configured"),
-                    ));
-                }
-            }
-        }
-        let mut linked = HashSet::new();
-        for (i, m) in self.members.iter().enumerate() {
-            let entry = format!("members[{i}]");
-            if !programs.contains(&m.program) {
-                return Err(invalid(
-                    entry,
-                    "program",
-                    format!("no program '{}' is configured", m.program),
-                ));
-            }
-            MemberNumber::parse(&m.member_number)
-                .map_err(|e| invalid(entry.clone(), "member_number", e.problem))?;
-            if !linked.insert((&m.program, &m.recipient)) {
-                return Err(invalid(
-                    entry,
-                    "recipient",
-                    "is linked twice in this program",
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The member links, parsed (validation has already accepted them).
-    pub fn member_links(&self) -> Vec<MemberLink> {
-        self.members
-            .iter()
-            .filter_map(|m| {
-                Some(MemberLink {
-                    program: m.program.clone(),
-                    recipient: m.recipient.clone(),
-                    member: MemberNumber::parse(&m.member_number).ok()?,
-                    first_name: m.first_name.clone(),
-                    last_name: m.last_name.clone(),
-                })
-            })
-            .collect()
-    }
-
-    pub fn uses_sandbox(&self) -> bool {
-        self.partners.iter().any(|p| p.kind == PartnerKind::Sandbox)
-    }
+/// The demo configuration, parsed.
+pub fn default_config() -> Result<Config, ConfigError> {
+    Config::parse(DEFAULT_CONFIG)
 }
 
 #[cfg(test)]
@@ -344,7 +20,7 @@ mod tests {
 
     #[test]
     fn the_default_config_is_valid() {
-        let c = LocalConfig::default_config().unwrap();
+        let c = default_config().unwrap();
         assert!(
             c.programs
                 .iter()
@@ -356,7 +32,7 @@ mod tests {
     #[test]
     fn errors_name_the_entry_and_field() {
         let bad = DEFAULT_CONFIG.replace("partner = \"sandbox-air\"", "partner = \"nowhere\"");
-        let err = LocalConfig::parse(&bad).unwrap_err().to_string();
+        let err = Config::parse(&bad).unwrap_err().to_string();
         assert!(
             err.contains("programs.sales-incentive") && err.contains("destination.partner"),
             "{err}"
@@ -366,11 +42,11 @@ mod tests {
             "member_number = \"SKY1000001\"",
             "member_number = \"SKY-1\"",
         );
-        let err = LocalConfig::parse(&bad).unwrap_err().to_string();
+        let err = Config::parse(&bad).unwrap_err().to_string();
         assert!(err.contains("member_number"), "{err}");
 
         let bad = DEFAULT_CONFIG.replace("per = \"100\"", "per = \"0\"");
-        let err = LocalConfig::parse(&bad).unwrap_err().to_string();
+        let err = Config::parse(&bad).unwrap_err().to_string();
         assert!(err.contains("points.per"), "{err}");
     }
 
@@ -379,7 +55,7 @@ mod tests {
         let twin = format!(
             "{DEFAULT_CONFIG}\n[[sources]]\nid = \"twin\"\napi_key = \"pf_demo_4f1c2b7e9a6d4e0f\"\n"
         );
-        let err = LocalConfig::parse(&twin).unwrap_err().to_string();
+        let err = Config::parse(&twin).unwrap_err().to_string();
         assert!(
             err.contains("sources.twin") && err.contains("api_key"),
             "{err}"
@@ -389,7 +65,7 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused() {
         let bad = DEFAULT_CONFIG.replace("budget = 10000000", "budget = 10000000\nbudjet = 5");
-        let err = LocalConfig::parse(&bad).unwrap_err().to_string();
+        let err = Config::parse(&bad).unwrap_err().to_string();
         assert!(err.contains("budjet"), "{err}");
     }
 }

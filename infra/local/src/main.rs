@@ -109,7 +109,7 @@ impl Running {
 async fn dev(config: Option<PathBuf>, options: StackOptions, aws: Option<AwsOptions>) -> ExitCode {
     let loaded = match &config {
         Some(path) => LocalConfig::load(path),
-        None => LocalConfig::default_config(),
+        None => pointsflow_local::config::default_config(),
     };
     let config = match loaded {
         Ok(c) => c,

@@ -51,7 +51,7 @@ fn recipient(i: u64) -> String {
 }
 
 fn config(args: &Args) -> Result<LocalConfig, String> {
-    let mut config = LocalConfig::default_config().map_err(|e| e.to_string())?;
+    let mut config = pointsflow_local::config::default_config().map_err(|e| e.to_string())?;
     config.queues.concurrency = args.consumers;
     let program = config
         .programs
