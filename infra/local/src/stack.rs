@@ -23,9 +23,7 @@ use pointsflow_memory::{
     EventSourceMapping, MappingConfig, MemoryLedger, MemoryQueue, MemoryRequestStore, QueueConfig,
     StaticCatalog, StaticEnrollments,
 };
-use pointsflow_partners::{
-    RestConnector, RestConnectorConfig, SandboxConfig, SandboxMember, SandboxPartner,
-};
+use pointsflow_partners::{SandboxConfig, SandboxMember, SandboxPartner};
 use pointsflow_runtime::SqsHandler;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -238,28 +236,21 @@ impl Common {
             None
         };
 
-        let mut partners: HashMap<PartnerId, Arc<dyn PartnerConnector>> = HashMap::new();
-        for p in &config.partners {
-            let (base_url, api_key) = match (p.kind, &sandbox) {
-                (PartnerKind::Sandbox, Some(s)) => (s.base_url(), config.sandbox.api_key.clone()),
-                (PartnerKind::Rest, _) => (
-                    p.base_url.clone().unwrap_or_default(),
-                    p.api_key.clone().unwrap_or_default(),
-                ),
-                (PartnerKind::Sandbox, None) => continue,
-            };
-            let connector = RestConnector::new(RestConnectorConfig {
-                base_url,
-                api_key,
-                connect_timeout: Duration::from_millis(p.timeout_ms.min(1_000)),
-                request_timeout: Duration::from_millis(p.timeout_ms),
-            })
-            .map_err(|e| StackError::Partner {
-                partner: p.id.clone(),
-                problem: e.to_string(),
-            })?;
-            partners.insert(p.id.clone(), Arc::new(connector));
-        }
+        let sandbox_access = sandbox
+            .as_ref()
+            .map(|s| (s.base_url(), config.sandbox.api_key.clone()));
+        let partners = pointsflow_lambda::rest_connectors(
+            config,
+            sandbox_access
+                .as_ref()
+                .map(|(url, key)| (url.as_str(), key.as_str())),
+        )
+        .map_err(|e| match e {
+            pointsflow_lambda::WiringError::Partner { partner, problem } => {
+                StackError::Partner { partner, problem }
+            }
+            other => StackError::Aws(other.to_string()),
+        })?;
 
         Ok(Self {
             sandbox,

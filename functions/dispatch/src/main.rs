@@ -1,0 +1,30 @@
+//! The dispatch Lambda: wiring only (see pointsflow-lambda for the environment).
+
+use std::sync::Arc;
+
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use pointsflow_core::time::{RandomIds, SystemClock};
+use pointsflow_dispatch::{Dispatch, DispatchPorts};
+use pointsflow_lambda::Wiring;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    pointsflow_lambda::init_tracing();
+    let wiring = Wiring::from_env().await?;
+    let (store, ledger) = (wiring.store(), wiring.ledger());
+    let dispatch = Dispatch::new(DispatchPorts {
+        get: store.clone(),
+        update: store,
+        ledger_read: ledger.clone(),
+        ledger_write: ledger,
+        programs: wiring.catalog(),
+        partners: wiring.connectors()?,
+        ids: Arc::new(RandomIds),
+        clock: Arc::new(SystemClock),
+    });
+    let dispatch = &dispatch;
+    run(service_fn(move |event: LambdaEvent<_>| {
+        dispatch.handle(event)
+    }))
+    .await
+}

@@ -1,0 +1,30 @@
+//! The eligibility Lambda: wiring only (see pointsflow-lambda for the environment).
+
+use std::sync::Arc;
+
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use pointsflow_core::time::SystemClock;
+use pointsflow_eligibility::{Eligibility, EligibilityPorts};
+use pointsflow_lambda::{DISPATCH_QUEUE_URL, Wiring};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    pointsflow_lambda::init_tracing();
+    let wiring = Wiring::from_env().await?;
+    let (store, ledger) = (wiring.store(), wiring.ledger());
+    let eligibility = Eligibility::new(EligibilityPorts {
+        get: store.clone(),
+        update: store,
+        ledger: ledger.clone(),
+        ledger_read: ledger,
+        programs: wiring.catalog(),
+        enrollments: wiring.enrollments(),
+        dispatch_queue: wiring.publisher(DISPATCH_QUEUE_URL)?,
+        clock: Arc::new(SystemClock),
+    });
+    let eligibility = &eligibility;
+    run(service_fn(move |event: LambdaEvent<_>| {
+        eligibility.handle(event)
+    }))
+    .await
+}

@@ -1,0 +1,41 @@
+//! The intake Lambda: wiring only (see pointsflow-lambda for the environment).
+
+use std::convert::Infallible;
+
+use lambda_http::{Error, Request, run, service_fn};
+use pointsflow_core::time::SystemClock;
+use pointsflow_intake::{
+    DEFAULT_MAX_BODY_BYTES, Intake, IntakeConfig, IntakePorts, SourceCredential,
+};
+use pointsflow_lambda::{ELIGIBILITY_QUEUE_URL, Wiring};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    pointsflow_lambda::init_tracing();
+    let wiring = Wiring::from_env().await?;
+    let store = wiring.store();
+    let intake = Intake::new(
+        IntakeConfig {
+            sources: wiring
+                .config
+                .sources
+                .iter()
+                .map(|s| SourceCredential::from_api_key(s.id.clone(), &s.api_key))
+                .collect(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        },
+        IntakePorts {
+            create: store.clone(),
+            get: store,
+            ledger: wiring.ledger(),
+            eligibility_queue: wiring.publisher(ELIGIBILITY_QUEUE_URL)?,
+            programs: wiring.catalog(),
+            clock: std::sync::Arc::new(SystemClock),
+        },
+    );
+    let intake = &intake;
+    run(service_fn(move |request: Request| async move {
+        Ok::<_, Infallible>(intake.handle(request).await)
+    }))
+    .await
+}

@@ -1,0 +1,187 @@
+//! What every pointsflow Lambda does at cold start, once: set up tracing
+//! (JSON when the function's log format is JSON, levels from
+//! `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`), read its typed environment (a
+//! missing or invalid variable stops the cold start, naming it), build the
+//! SDK clients (pointed at `POINTSFLOW_AWS_ENDPOINT` when set, for an
+//! emulator), load the configuration from SSM Parameter Store, and build the
+//! adapters the handlers take. Each function's `main.rs` only picks what it
+//! needs from here.
+//!
+//! Environment: `POINTSFLOW_TABLE` (the DynamoDB table),
+//! `POINTSFLOW_CONFIG_PARAMETER` (the SSM parameter holding the TOML
+//! configuration, a SecureString since it holds source keys),
+//! `POINTSFLOW_ELIGIBILITY_QUEUE_URL` (intake), `POINTSFLOW_DISPATCH_QUEUE_URL`
+//! (eligibility), optional `POINTSFLOW_AWS_ENDPOINT`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pointsflow_aws::{DynamoLedger, DynamoRequestStore, SqsPublisher};
+use pointsflow_config::{Config, PartnerKind};
+use pointsflow_core::ports::PartnerConnector;
+use pointsflow_core::values::PartnerId;
+use pointsflow_memory::{StaticCatalog, StaticEnrollments};
+use pointsflow_partners::{RestConnector, RestConnectorConfig};
+
+pub const TABLE: &str = "POINTSFLOW_TABLE";
+pub const CONFIG_PARAMETER: &str = "POINTSFLOW_CONFIG_PARAMETER";
+pub const ELIGIBILITY_QUEUE_URL: &str = "POINTSFLOW_ELIGIBILITY_QUEUE_URL";
+pub const DISPATCH_QUEUE_URL: &str = "POINTSFLOW_DISPATCH_QUEUE_URL";
+pub const AWS_ENDPOINT: &str = "POINTSFLOW_AWS_ENDPOINT";
+
+/// Why a function cannot start. Each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {problem}")]
+    Invalid { name: &'static str, problem: String },
+    #[error("SSM parameter {parameter} (from {CONFIG_PARAMETER}): {problem}")]
+    Parameter { parameter: String, problem: String },
+    #[error("configuration in SSM parameter {parameter}: {source}")]
+    Config {
+        parameter: String,
+        source: pointsflow_config::ConfigError,
+    },
+    #[error("partner {partner}: {problem}")]
+    Partner { partner: PartnerId, problem: String },
+}
+
+/// Sets up tracing the way Lambda expects it.
+pub fn init_tracing() {
+    lambda_runtime::tracing::init_default_subscriber();
+}
+
+/// A required environment variable, non-empty.
+pub fn required(name: &'static str) -> Result<String, WiringError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v),
+        Ok(_) => Err(WiringError::Invalid {
+            name,
+            problem: "is empty".into(),
+        }),
+        Err(std::env::VarError::NotPresent) => Err(WiringError::Missing(name)),
+        Err(std::env::VarError::NotUnicode(_)) => Err(WiringError::Invalid {
+            name,
+            problem: "is not UTF-8".into(),
+        }),
+    }
+}
+
+fn optional(name: &'static str) -> Result<Option<String>, WiringError> {
+    match required(name) {
+        Ok(v) => Ok(Some(v)),
+        Err(WiringError::Missing(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The clients, configuration and adapters of one cold start.
+#[derive(Debug, Clone)]
+pub struct Wiring {
+    pub config: Config,
+    pub table: String,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl Wiring {
+    /// Reads the environment and the configuration; fails naming the variable
+    /// or the configuration field that is wrong.
+    pub async fn from_env() -> Result<Self, WiringError> {
+        let table = required(TABLE)?;
+        let parameter = required(CONFIG_PARAMETER)?;
+        let endpoint = optional(AWS_ENDPOINT)?;
+        let sdk = pointsflow_aws::sdk_config(endpoint.as_deref()).await;
+        let ssm = aws_sdk_ssm::Client::new(&sdk);
+        let text = ssm
+            .get_parameter()
+            .name(&parameter)
+            .with_decryption(true)
+            .send()
+            .await
+            .map_err(|e| WiringError::Parameter {
+                parameter: parameter.clone(),
+                problem: aws_sdk_ssm::error::DisplayErrorContext(e).to_string(),
+            })?
+            .parameter()
+            .and_then(|p| p.value())
+            .map(str::to_owned)
+            .ok_or_else(|| WiringError::Parameter {
+                parameter: parameter.clone(),
+                problem: "has no value".into(),
+            })?;
+        let config = Config::parse(&text).map_err(|source| WiringError::Config {
+            parameter: parameter.clone(),
+            source,
+        })?;
+        Ok(Self {
+            config,
+            table,
+            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+        })
+    }
+
+    pub fn store(&self) -> Arc<DynamoRequestStore> {
+        Arc::new(DynamoRequestStore::new(self.dynamodb.clone(), &self.table))
+    }
+
+    pub fn ledger(&self) -> Arc<DynamoLedger> {
+        Arc::new(DynamoLedger::new(self.dynamodb.clone(), &self.table))
+    }
+
+    /// A publisher to the queue whose URL is in `variable`.
+    pub fn publisher(&self, variable: &'static str) -> Result<Arc<SqsPublisher>, WiringError> {
+        Ok(Arc::new(SqsPublisher::new(
+            self.sqs.clone(),
+            required(variable)?,
+        )))
+    }
+
+    pub fn catalog(&self) -> Arc<StaticCatalog> {
+        Arc::new(StaticCatalog::new(self.config.programs.clone()))
+    }
+
+    pub fn enrollments(&self) -> Arc<StaticEnrollments> {
+        Arc::new(StaticEnrollments::new(self.config.member_links()))
+    }
+
+    /// The REST connectors of the configured partners. The sandbox partner
+    /// runs only in the local stack; a deployed function has none.
+    pub fn connectors(&self) -> Result<HashMap<PartnerId, Arc<dyn PartnerConnector>>, WiringError> {
+        rest_connectors(&self.config, None)
+    }
+}
+
+/// Connectors for the configured partners; `sandbox` gives the base URL and
+/// key to use for partners of kind `sandbox`, which are skipped without it.
+pub fn rest_connectors(
+    config: &Config,
+    sandbox: Option<(&str, &str)>,
+) -> Result<HashMap<PartnerId, Arc<dyn PartnerConnector>>, WiringError> {
+    let mut partners: HashMap<PartnerId, Arc<dyn PartnerConnector>> = HashMap::new();
+    for p in &config.partners {
+        let (base_url, api_key) = match (p.kind, sandbox) {
+            (PartnerKind::Sandbox, Some((url, key))) => (url.to_owned(), key.to_owned()),
+            (PartnerKind::Sandbox, None) => continue,
+            (PartnerKind::Rest, _) => (
+                p.base_url.clone().unwrap_or_default(),
+                p.api_key.clone().unwrap_or_default(),
+            ),
+        };
+        let connector = RestConnector::new(RestConnectorConfig {
+            base_url,
+            api_key,
+            connect_timeout: Duration::from_millis(p.timeout_ms.min(1_000)),
+            request_timeout: Duration::from_millis(p.timeout_ms),
+        })
+        .map_err(|e| WiringError::Partner {
+            partner: p.id.clone(),
+            problem: e.to_string(),
+        })?;
+        partners.insert(p.id.clone(), Arc::new(connector));
+    }
+    Ok(partners)
+}
