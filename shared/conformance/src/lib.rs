@@ -1,13 +1,17 @@
-//! The adapter conformance suite: what every implementation of a port must
-//! do, written once. The embedded adapters run it in their tests and the AWS
+//! Test support. The adapter conformance suite: what every implementation of
+//! a port must do, written once. The embedded adapters run it in their tests and the AWS
 //! adapters run it against the AWS API emulator, so both behave alike.
 //!
 //! Each check panics with a message saying what the adapter got wrong.
+//!
+//! And [`runtime_api`], a double of the Lambda Runtime API to run a built
+//! function binary as Lambda does.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod ledger;
 pub mod queue;
+pub mod runtime_api;
 pub mod store;
 
 use chrono::{DateTime, Utc};

@@ -185,3 +185,72 @@ pub fn rest_connectors(
     }
     Ok(partners)
 }
+
+/// Provisioning a function's AWS resources on an emulator, for tests that run
+/// the built binaries.
+pub mod testing {
+    use aws_sdk_ssm::types::ParameterType;
+    use pointsflow_aws::tables::{self, QueuePair};
+
+    use super::{AWS_ENDPOINT, CONFIG_PARAMETER, DISPATCH_QUEUE_URL, ELIGIBILITY_QUEUE_URL, TABLE};
+
+    /// The table, queues and configuration parameter of one test stack.
+    #[derive(Debug, Clone)]
+    pub struct Provisioned {
+        pub endpoint: String,
+        pub table: String,
+        pub parameter: String,
+        pub eligibility: QueuePair,
+        pub dispatch: QueuePair,
+    }
+
+    impl Provisioned {
+        /// Creates everything on the emulator at `endpoint`, the configuration
+        /// (`config_toml`) in a SecureString parameter.
+        pub async fn create(
+            endpoint: &str,
+            prefix: &str,
+            config_toml: &str,
+        ) -> Result<Self, String> {
+            let sdk = pointsflow_aws::emulator::config_at(endpoint).await;
+            let table = format!("{prefix}-ledger");
+            tables::create_ledger_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await?;
+            let sqs = aws_sdk_sqs::Client::new(&sdk);
+            let eligibility =
+                tables::create_queue_pair(&sqs, &format!("{prefix}-eligibility"), 30, 5).await?;
+            let dispatch =
+                tables::create_queue_pair(&sqs, &format!("{prefix}-dispatch"), 30, 5).await?;
+            let parameter = format!("/{prefix}/config");
+            aws_sdk_ssm::Client::new(&sdk)
+                .put_parameter()
+                .name(&parameter)
+                .value(config_toml)
+                .r#type(ParameterType::SecureString)
+                .overwrite(true)
+                .send()
+                .await
+                .map_err(|e| aws_sdk_ssm::error::DisplayErrorContext(e).to_string())?;
+            Ok(Self {
+                endpoint: endpoint.to_owned(),
+                table,
+                parameter,
+                eligibility,
+                dispatch,
+            })
+        }
+
+        /// The function environment a deployment sets, pointing here.
+        pub fn env(&self) -> Vec<(String, String)> {
+            [
+                (TABLE, self.table.clone()),
+                (CONFIG_PARAMETER, self.parameter.clone()),
+                (ELIGIBILITY_QUEUE_URL, self.eligibility.url.clone()),
+                (DISPATCH_QUEUE_URL, self.dispatch.url.clone()),
+                (AWS_ENDPOINT, self.endpoint.clone()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
+        }
+    }
+}

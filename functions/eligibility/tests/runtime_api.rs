@@ -1,0 +1,126 @@
+//! The built eligibility binary answers an SQS event through the Lambda
+//! Runtime API, with its request and ledger in DynamoDB on the emulator.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chrono::DateTime;
+use pointsflow_aws::{DynamoLedger, DynamoRequestStore};
+use pointsflow_conformance::runtime_api::{Outcome, RuntimeApi};
+use pointsflow_core::ledger::Entry;
+use pointsflow_core::money::{Currency, Money};
+use pointsflow_core::ports::{LedgerWrite, RequestCreate, RequestGet};
+use pointsflow_core::request::{Award, NewRequest, Recipient, SourceEvent, StatusKind};
+use pointsflow_core::values::{
+    EventType, IdempotencyKey, Points, ProgramId, RecipientId, SourceId,
+};
+use pointsflow_lambda::testing::Provisioned;
+use serde_json::{Value, json};
+
+const CONFIG: &str = r#"
+[[sources]]
+id = "salesforce"
+api_key = "pf_test_key_0123456789"
+
+[[partners]]
+id = "air"
+kind = "rest"
+base_url = "http://127.0.0.1:9"
+api_key = "partner-key"
+
+[[programs]]
+id = "sales-incentive"
+name = "Sales incentive"
+currency = "USD"
+budget = 1000000
+points = { rule = "rate", points = 2, per = "100" }
+transfer = { mode = "realtime" }
+destination = { partner = "air", partner_program = "SKY" }
+
+[[members]]
+program = "sales-incentive"
+recipient = "0055g00000DemoAA1"
+member_number = "SKY1000001"
+first_name = "Ada"
+last_name = "Lovelace"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_reserves_a_request_through_the_runtime_api() {
+    let endpoint = pointsflow_aws::emulator::endpoint();
+    let stack = Provisioned::create(
+        &endpoint,
+        &pointsflow_aws::emulator::unique_name("pf-fn-elig"),
+        CONFIG,
+    )
+    .await
+    .unwrap();
+    let sdk = pointsflow_aws::emulator::config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let store = DynamoRequestStore::new(dynamodb.clone(), &stack.table);
+    let ledger = DynamoLedger::new(dynamodb, &stack.table);
+    let program = ProgramId::parse("sales-incentive").unwrap();
+    ledger
+        .apply(&[Entry::fund(
+            &program,
+            "initial",
+            Points::new(1_000_000).unwrap(),
+            DateTime::UNIX_EPOCH,
+        )])
+        .await
+        .unwrap();
+    let request = NewRequest {
+        source: SourceId::parse("salesforce").unwrap(),
+        idempotency_key: IdempotencyKey::parse("deal-1").unwrap(),
+        program,
+        recipient: Recipient {
+            id: RecipientId::parse("0055g00000DemoAA1").unwrap(),
+            email: None,
+        },
+        award: Some(Award::Amount(
+            Money::parse("12550.00", Currency::parse("USD").unwrap()).unwrap(),
+        )),
+        event: SourceEvent {
+            kind: EventType::parse("opportunity.closed_won").unwrap(),
+            id: None,
+            occurred_at: DateTime::UNIX_EPOCH,
+            attributes: Default::default(),
+        },
+    }
+    .into_request(chrono::Utc::now());
+    store.create(&request).await.unwrap();
+
+    let mut event: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/tests/fixtures/sqs-event.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    event["Records"][0]["body"] = json!(json!({"request_id": request.id}).to_string());
+    let mut api = RuntimeApi::start("pointsflow-eligibility", event).await;
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pointsflow-eligibility"))
+        .envs(api.lambda_env("pointsflow-eligibility"))
+        .envs(stack.env())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let outcome = api.outcome(Duration::from_secs(60)).await;
+    let elapsed = started.elapsed();
+    child.kill().await.unwrap();
+
+    assert_eq!(
+        outcome,
+        Some(Outcome::Response(json!({"batchItemFailures": []})))
+    );
+    eprintln!("eligibility: process start to first response {elapsed:?}");
+    let stored = store.get(&request.id).await.unwrap().unwrap();
+    assert_eq!(stored.state(), StatusKind::Reserved);
+    assert_eq!(stored.points, Some(Points::new(251).unwrap()));
+}
