@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::DateTime;
 use pointsflow_aws::{DynamoLedger, DynamoRequestStore};
 use pointsflow_conformance::runtime_api::{Outcome, RuntimeApi};
+use pointsflow_conformance::template;
 use pointsflow_core::ledger::{AccountId, Entry};
 use pointsflow_core::ports::{LedgerRead, LedgerWrite, RequestCreate, RequestGet, RequestUpdate};
 use pointsflow_core::program::Destination;
@@ -139,9 +140,14 @@ destination = {{ partner = "air", partner_program = "SKY" }}
     event["Records"][0]["body"] = json!(json!({"request_id": request.id}).to_string());
     let mut api = RuntimeApi::start("pointsflow-dispatch", event).await;
     let started = Instant::now();
+    // Exactly the template's environment, and an access key of its own so
+    // the emulator can tell its calls apart.
+    let spec = template::function("DispatchFunction");
+    let key = pointsflow_aws::emulator::unique_name("dispatch").replace('-', "");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pointsflow-dispatch"))
         .envs(api.lambda_env("pointsflow-dispatch"))
-        .envs(stack.env())
+        .env("AWS_ACCESS_KEY_ID", &key)
+        .envs(stack.env_named(&spec.env).unwrap())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -150,6 +156,12 @@ destination = {{ partner = "air", partner_program = "SKY" }}
     let outcome = api.outcome(Duration::from_secs(60)).await;
     let elapsed = started.elapsed();
     child.kill().await.unwrap();
+    let called = template::calls(&endpoint, &key).await;
+    let ungranted: Vec<_> = called.difference(&spec.actions).collect();
+    assert!(
+        !called.is_empty() && ungranted.is_empty(),
+        "DispatchFunction called {ungranted:?}, which its policy in template.yaml does not grant (it called {called:?})"
+    );
 
     assert_eq!(
         outcome,

@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use pointsflow_conformance::runtime_api::{Outcome, RuntimeApi};
+use pointsflow_conformance::template;
 use pointsflow_lambda::testing::Provisioned;
 use serde_json::Value;
 
@@ -52,9 +53,14 @@ async fn the_binary_accepts_a_request_through_the_runtime_api() {
     let mut api = RuntimeApi::start("pointsflow-intake", event).await;
 
     let started = Instant::now();
+    // Exactly the template's environment, and an access key of its own so
+    // the emulator can tell its calls apart.
+    let spec = template::function("IntakeFunction");
+    let key = pointsflow_aws::emulator::unique_name("intake").replace('-', "");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pointsflow-intake"))
         .envs(api.lambda_env("pointsflow-intake"))
-        .envs(stack.env())
+        .env("AWS_ACCESS_KEY_ID", &key)
+        .envs(stack.env_named(&spec.env).unwrap())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -63,6 +69,12 @@ async fn the_binary_accepts_a_request_through_the_runtime_api() {
     let outcome = api.outcome(Duration::from_secs(60)).await;
     let elapsed = started.elapsed();
     child.kill().await.unwrap();
+    let called = template::calls(&endpoint, &key).await;
+    let ungranted: Vec<_> = called.difference(&spec.actions).collect();
+    assert!(
+        !called.is_empty() && ungranted.is_empty(),
+        "IntakeFunction called {ungranted:?}, which its policy in template.yaml does not grant (it called {called:?})"
+    );
 
     let Some(Outcome::Response(response)) = outcome else {
         panic!("no response from the binary: {outcome:?}");

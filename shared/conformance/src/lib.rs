@@ -5,7 +5,8 @@
 //! Each check panics with a message saying what the adapter got wrong.
 //!
 //! And [`runtime_api`], a double of the Lambda Runtime API to run a built
-//! function binary as Lambda does.
+//! function binary as Lambda does, and [`template`], what the deployment
+//! template gives each function.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -13,6 +14,7 @@ pub mod ledger;
 pub mod queue;
 pub mod runtime_api;
 pub mod store;
+pub mod template;
 
 use chrono::{DateTime, Utc};
 use pointsflow_core::request::{NewRequest, PointsRequest, Recipient, SourceEvent};

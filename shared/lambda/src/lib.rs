@@ -239,7 +239,28 @@ pub mod testing {
             })
         }
 
-        /// The function environment a deployment sets, pointing here.
+        /// The variables in `names` (those the template gives a function),
+        /// with this stack's values, and the emulator endpoint. A name this
+        /// stack has no value for is an error: the template sets something
+        /// no test can supply.
+        pub fn env_named<'a>(
+            &self,
+            names: impl IntoIterator<Item = &'a String>,
+        ) -> Result<Vec<(String, String)>, String> {
+            let all = self.env();
+            let mut out = Vec::new();
+            for name in names {
+                let value = all
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .ok_or_else(|| format!("no test value for the template's variable {name}"))?;
+                out.push(value.clone());
+            }
+            out.push((AWS_ENDPOINT.to_owned(), self.endpoint.clone()));
+            Ok(out)
+        }
+
+        /// Every variable a deployment sets, pointing here.
         pub fn env(&self) -> Vec<(String, String)> {
             [
                 (TABLE, self.table.clone()),
