@@ -5,13 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::DateTime;
 use pointsflow_aws::{DynamoLedger, DynamoRequestStore};
-use pointsflow_conformance::runtime_api::{Outcome, RuntimeApi};
-use pointsflow_conformance::template;
+use pointsflow_conformance::runtime_api::{self, Outcome};
 use pointsflow_core::ledger::{AccountId, Entry};
 use pointsflow_core::ports::{LedgerRead, LedgerWrite, RequestCreate, RequestGet, RequestUpdate};
 use pointsflow_core::program::Destination;
@@ -138,36 +136,19 @@ destination = {{ partner = "air", partner_program = "SKY" }}
     )
     .unwrap();
     event["Records"][0]["body"] = json!(json!({"request_id": request.id}).to_string());
-    let mut api = RuntimeApi::start("pointsflow-dispatch", event).await;
-    let started = Instant::now();
-    // Exactly the template's environment, and an access key of its own so
-    // the emulator can tell its calls apart.
-    let spec = template::function("DispatchFunction");
-    let key = pointsflow_aws::emulator::unique_name("dispatch").replace('-', "");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pointsflow-dispatch"))
-        .envs(api.lambda_env("pointsflow-dispatch"))
-        .env("AWS_ACCESS_KEY_ID", &key)
-        .envs(stack.env_named(&spec.env).unwrap())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let outcome = api.outcome(Duration::from_secs(60)).await;
-    let elapsed = started.elapsed();
-    child.kill().await.unwrap();
-    let called = template::calls(&endpoint, &key).await;
-    let ungranted: Vec<_> = called.difference(&spec.actions).collect();
-    assert!(
-        !called.is_empty() && ungranted.is_empty(),
-        "DispatchFunction called {ungranted:?}, which its policy in template.yaml does not grant (it called {called:?})"
-    );
+    let (outcome, _) = runtime_api::run_deployed(
+        env!("CARGO_BIN_EXE_pointsflow-dispatch"),
+        "DispatchFunction",
+        event,
+        |names| stack.env_named(names).unwrap(),
+        &endpoint,
+    )
+    .await;
 
     assert_eq!(
         outcome,
         Some(Outcome::Response(json!({"batchItemFailures": []})))
     );
-    eprintln!("dispatch: process start to first response {elapsed:?}");
     let stored = store.get(&request.id).await.unwrap().unwrap();
     assert_eq!(stored.state(), StatusKind::Credited);
     assert_eq!(sandbox.stats().credits, 1);

@@ -3,13 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-
 use chrono::DateTime;
 use pointsflow_aws::{DynamoLedger, DynamoRequestStore};
-use pointsflow_conformance::runtime_api::{Outcome, RuntimeApi};
-use pointsflow_conformance::template;
+use pointsflow_conformance::runtime_api::{self, Outcome};
 use pointsflow_core::ledger::Entry;
 use pointsflow_core::money::{Currency, Money};
 use pointsflow_core::ports::{LedgerWrite, RequestCreate, RequestGet};
@@ -102,36 +98,19 @@ async fn the_binary_reserves_a_request_through_the_runtime_api() {
     )
     .unwrap();
     event["Records"][0]["body"] = json!(json!({"request_id": request.id}).to_string());
-    let mut api = RuntimeApi::start("pointsflow-eligibility", event).await;
-    let started = Instant::now();
-    // Exactly the template's environment, and an access key of its own so
-    // the emulator can tell its calls apart.
-    let spec = template::function("EligibilityFunction");
-    let key = pointsflow_aws::emulator::unique_name("eligibility").replace('-', "");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pointsflow-eligibility"))
-        .envs(api.lambda_env("pointsflow-eligibility"))
-        .env("AWS_ACCESS_KEY_ID", &key)
-        .envs(stack.env_named(&spec.env).unwrap())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let outcome = api.outcome(Duration::from_secs(60)).await;
-    let elapsed = started.elapsed();
-    child.kill().await.unwrap();
-    let called = template::calls(&endpoint, &key).await;
-    let ungranted: Vec<_> = called.difference(&spec.actions).collect();
-    assert!(
-        !called.is_empty() && ungranted.is_empty(),
-        "EligibilityFunction called {ungranted:?}, which its policy in template.yaml does not grant (it called {called:?})"
-    );
+    let (outcome, _) = runtime_api::run_deployed(
+        env!("CARGO_BIN_EXE_pointsflow-eligibility"),
+        "EligibilityFunction",
+        event,
+        |names| stack.env_named(names).unwrap(),
+        &endpoint,
+    )
+    .await;
 
     assert_eq!(
         outcome,
         Some(Outcome::Response(json!({"batchItemFailures": []})))
     );
-    eprintln!("eligibility: process start to first response {elapsed:?}");
     let stored = store.get(&request.id).await.unwrap().unwrap();
     assert_eq!(stored.state(), StatusKind::Reserved);
     assert_eq!(stored.points, Some(Points::new(251).unwrap()));

@@ -4,10 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use pointsflow_conformance::runtime_api::{Outcome, RuntimeApi};
-use pointsflow_conformance::template;
+use pointsflow_conformance::runtime_api::{self, Outcome, RuntimeApi};
 use pointsflow_lambda::testing::Provisioned;
 use serde_json::Value;
 
@@ -50,31 +49,14 @@ async fn the_binary_accepts_a_request_through_the_runtime_api() {
         .unwrap(),
     )
     .unwrap();
-    let mut api = RuntimeApi::start("pointsflow-intake", event).await;
-
-    let started = Instant::now();
-    // Exactly the template's environment, and an access key of its own so
-    // the emulator can tell its calls apart.
-    let spec = template::function("IntakeFunction");
-    let key = pointsflow_aws::emulator::unique_name("intake").replace('-', "");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pointsflow-intake"))
-        .envs(api.lambda_env("pointsflow-intake"))
-        .env("AWS_ACCESS_KEY_ID", &key)
-        .envs(stack.env_named(&spec.env).unwrap())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let outcome = api.outcome(Duration::from_secs(60)).await;
-    let elapsed = started.elapsed();
-    child.kill().await.unwrap();
-    let called = template::calls(&endpoint, &key).await;
-    let ungranted: Vec<_> = called.difference(&spec.actions).collect();
-    assert!(
-        !called.is_empty() && ungranted.is_empty(),
-        "IntakeFunction called {ungranted:?}, which its policy in template.yaml does not grant (it called {called:?})"
-    );
+    let (outcome, _) = runtime_api::run_deployed(
+        env!("CARGO_BIN_EXE_pointsflow-intake"),
+        "IntakeFunction",
+        event,
+        |names| stack.env_named(names).unwrap(),
+        &endpoint,
+    )
+    .await;
 
     let Some(Outcome::Response(response)) = outcome else {
         panic!("no response from the binary: {outcome:?}");
@@ -82,7 +64,6 @@ async fn the_binary_accepts_a_request_through_the_runtime_api() {
     assert_eq!(response["statusCode"], 202, "{response:#}");
     let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["status"], "received");
-    eprintln!("intake: process start to first response {elapsed:?}");
 
     // The request is stored and queued for eligibility.
     let sqs = aws_sdk_sqs::Client::new(&pointsflow_aws::emulator::config().await);

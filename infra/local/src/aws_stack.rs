@@ -11,16 +11,15 @@ use pointsflow_aws::mapping::SqsMappingConfig;
 use pointsflow_aws::tables::{self, QueuePair};
 use pointsflow_aws::{DynamoLedger, DynamoRequestStore, SqsPublisher};
 use pointsflow_core::time::{RandomIds, SystemClock};
-use pointsflow_dispatch::{Dispatch, DispatchPorts};
-use pointsflow_eligibility::{Eligibility, EligibilityPorts};
-use pointsflow_intake::{Intake, IntakePorts};
+use pointsflow_dispatch::Dispatch;
+use pointsflow_eligibility::Eligibility;
 use pointsflow_partners::SandboxPartner;
 use pointsflow_runtime::SqsHandler;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LocalConfig;
-use crate::stack::{Common, StackError, StackOptions, fund, serve, stop};
+use crate::stack::{Common, Handlers, StackError, StackOptions, fund, serve, stop};
 
 /// Where the AWS resources are.
 #[derive(Debug, Clone)]
@@ -121,37 +120,18 @@ impl AwsStack {
         let to_eligibility = Arc::new(SqsPublisher::new(sqs.clone(), &eligibility_queue.url));
         let to_dispatch = Arc::new(SqsPublisher::new(sqs.clone(), &dispatch_queue.url));
 
-        let intake = Intake::new(
-            common.intake,
-            IntakePorts {
-                create: store.clone(),
-                get: store.clone(),
-                ledger: ledger.clone(),
-                eligibility_queue: to_eligibility,
-                programs: common.catalog.clone(),
-                clock: clock.clone(),
-            },
-        );
-        let eligibility = Eligibility::new(EligibilityPorts {
-            get: store.clone(),
-            update: store.clone(),
-            ledger: ledger.clone(),
-            ledger_read: ledger.clone(),
-            programs: common.catalog.clone(),
-            enrollments: common.enrollments,
-            dispatch_queue: to_dispatch,
-            clock: clock.clone(),
-        });
-        let dispatch = Dispatch::new(DispatchPorts {
-            get: store.clone(),
-            update: store.clone(),
-            ledger_read: ledger.clone(),
-            ledger_write: ledger.clone(),
-            programs: common.catalog,
-            partners: common.partners,
-            ids: Arc::new(RandomIds),
+        let Handlers {
+            intake,
+            eligibility,
+            dispatch,
+        } = common.handlers(
+            store.clone(),
+            ledger.clone(),
+            to_eligibility,
+            to_dispatch,
             clock,
-        });
+            Arc::new(RandomIds),
+        );
 
         let mapping = |name: &str, queue: &QueuePair| SqsMappingConfig {
             queue_url: queue.url.clone(),

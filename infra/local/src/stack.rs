@@ -11,7 +11,10 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use pointsflow_core::ledger::{Entry, LedgerError};
-use pointsflow_core::ports::{Clock, IdSource, LedgerWrite, PartnerConnector};
+use pointsflow_core::ports::{
+    Clock, IdSource, LedgerRead, LedgerWrite, PartnerConnector, Publish, RequestCreate, RequestGet,
+    RequestUpdate,
+};
 use pointsflow_core::time::{RandomIds, SystemClock};
 use pointsflow_core::values::PartnerId;
 use pointsflow_dispatch::{Dispatch, DispatchPorts};
@@ -270,6 +273,67 @@ impl Common {
     }
 }
 
+/// The three handlers, wired to one set of adapters.
+pub(crate) struct Handlers {
+    pub intake: Intake,
+    pub eligibility: Eligibility,
+    pub dispatch: Dispatch,
+}
+
+impl Common {
+    /// Builds the handlers over a request store, a ledger and the two queues.
+    pub(crate) fn handlers<S, L>(
+        &self,
+        store: Arc<S>,
+        ledger: Arc<L>,
+        to_eligibility: Arc<dyn Publish>,
+        to_dispatch: Arc<dyn Publish>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdSource>,
+    ) -> Handlers
+    where
+        S: RequestCreate + RequestGet + RequestUpdate + 'static,
+        L: LedgerRead + LedgerWrite + 'static,
+    {
+        let intake = Intake::new(
+            self.intake.clone(),
+            IntakePorts {
+                create: store.clone(),
+                get: store.clone(),
+                ledger: ledger.clone(),
+                eligibility_queue: to_eligibility,
+                programs: self.catalog.clone(),
+                clock: clock.clone(),
+            },
+        );
+        let eligibility = Eligibility::new(EligibilityPorts {
+            get: store.clone(),
+            update: store.clone(),
+            ledger: ledger.clone(),
+            ledger_read: ledger.clone(),
+            programs: self.catalog.clone(),
+            enrollments: self.enrollments.clone(),
+            dispatch_queue: to_dispatch,
+            clock: clock.clone(),
+        });
+        let dispatch = Dispatch::new(DispatchPorts {
+            get: store.clone(),
+            update: store,
+            ledger_read: ledger.clone(),
+            ledger_write: ledger,
+            programs: self.catalog.clone(),
+            partners: self.partners.clone(),
+            ids,
+            clock,
+        });
+        Handlers {
+            intake,
+            eligibility,
+            dispatch,
+        }
+    }
+}
+
 /// Funds every program's budget (a no-op when already funded).
 pub(crate) async fn fund(
     config: &LocalConfig,
@@ -349,37 +413,18 @@ impl Stack {
             dispatch_dlq,
         };
 
-        let intake = Intake::new(
-            common.intake,
-            IntakePorts {
-                create: store.clone(),
-                get: store.clone(),
-                ledger: ledger.clone(),
-                eligibility_queue: eligibility_queue.clone(),
-                programs: common.catalog.clone(),
-                clock: clock.clone(),
-            },
-        );
-        let eligibility = Eligibility::new(EligibilityPorts {
-            get: store.clone(),
-            update: store.clone(),
-            ledger: ledger.clone(),
-            ledger_read: ledger.clone(),
-            programs: common.catalog.clone(),
-            enrollments: common.enrollments,
-            dispatch_queue: dispatch_queue.clone(),
-            clock: clock.clone(),
-        });
-        let dispatch = Dispatch::new(DispatchPorts {
-            get: store.clone(),
-            update: store.clone(),
-            ledger_read: ledger.clone(),
-            ledger_write: ledger.clone(),
-            programs: common.catalog,
-            partners: common.partners,
-            ids,
+        let Handlers {
+            intake,
+            eligibility,
+            dispatch,
+        } = common.handlers(
+            store.clone(),
+            ledger.clone(),
+            eligibility_queue.clone(),
+            dispatch_queue.clone(),
             clock,
-        });
+            ids,
+        );
 
         let mapping = |name: &str| MappingConfig {
             batch_size: config.queues.batch_size,

@@ -153,3 +153,51 @@ impl RuntimeApi {
             .flatten()
     }
 }
+
+/// Runs a built function binary for one invocation of `event`, as Lambda
+/// would run it deployed from template.yaml: with exactly the environment the
+/// template gives `logical_id` (values from `env_for`), and an access key of
+/// its own so the emulator at `endpoint` can tell its calls apart. Fails if
+/// the function called an AWS action its policy does not grant. Returns the
+/// function's answer and the time from process start to it.
+pub async fn run_deployed(
+    binary: &str,
+    logical_id: &str,
+    event: Value,
+    env_for: impl FnOnce(&std::collections::BTreeSet<String>) -> Vec<(String, String)>,
+    endpoint: &str,
+) -> (Option<Outcome>, Duration) {
+    let function = std::path::Path::new(binary)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("function")
+        .to_owned();
+    let spec = crate::template::function(logical_id);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let key = format!("{}{nanos}", logical_id.to_ascii_lowercase());
+    let mut api = RuntimeApi::start(&function, event).await;
+    let started = std::time::Instant::now();
+    let mut child = tokio::process::Command::new(binary)
+        .envs(api.lambda_env(&function))
+        .env("AWS_ACCESS_KEY_ID", &key)
+        .envs(env_for(&spec.env))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let outcome = api.outcome(Duration::from_secs(60)).await;
+    let elapsed = started.elapsed();
+    child.kill().await.unwrap();
+    let called = crate::template::calls(endpoint, &key).await;
+    let ungranted: Vec<_> = called.difference(&spec.actions).collect();
+    assert!(
+        !called.is_empty() && ungranted.is_empty(),
+        "{logical_id} called {ungranted:?}, which its policy in template.yaml does not grant (it called {called:?})"
+    );
+    eprintln!("{function}: process start to first response {elapsed:?}");
+    (outcome, elapsed)
+}
