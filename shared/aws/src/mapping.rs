@@ -6,7 +6,6 @@
 //! redrive policy moves them to its dead-letter queue after
 //! `maxReceiveCount` receives, as on AWS.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
-use lambda_runtime::{Context, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
@@ -111,40 +110,17 @@ async fn invoke<H, F>(
         .iter()
         .map(|m| to_event_message(config, m))
         .collect();
-    let mut context = Context::default();
-    context.request_id = format!("{}-{worker}-{invocation}", config.function_name);
-    let deadline = chrono::Utc::now() + config.function_timeout;
-    context.deadline = u64::try_from(deadline.timestamp_millis()).unwrap_or(0);
-
-    let ids: Vec<&str> = messages.iter().filter_map(|m| m.message_id()).collect();
-    let outcome = tokio::time::timeout(
+    let failed = pointsflow_runtime::invoke_sqs_handler(
+        &config.function_name,
+        format!("{}-{worker}-{invocation}", config.function_name),
         config.function_timeout,
-        handler(LambdaEvent::new(event, context)),
+        event,
+        handler,
     )
     .await;
-    let failed: HashSet<String> = match outcome {
-        Ok(Ok(response)) => {
-            let named: HashSet<String> = response
-                .batch_item_failures
-                .into_iter()
-                .map(|f| f.item_identifier)
-                .collect();
-            if named.iter().all(|id| ids.contains(&id.as_str())) {
-                named
-            } else {
-                tracing::error!(function = %config.function_name, "batch response names an unknown message id: retrying the whole batch");
-                return;
-            }
-        }
-        Ok(Err(e)) => {
-            tracing::error!(function = %config.function_name, error = %e, "invocation failed: retrying the whole batch");
-            return;
-        }
-        Err(_) => {
-            tracing::error!(function = %config.function_name, "invocation timed out: retrying the whole batch");
-            return;
-        }
-    };
+    if failed.len() == messages.len() {
+        return;
+    }
     let mut entries = Vec::new();
     for (i, m) in messages.iter().enumerate() {
         let (Some(id), Some(handle)) = (m.message_id(), m.receipt_handle()) else {

@@ -4,13 +4,12 @@
 //! invocation, or a response naming an id that was not in the batch, leaves
 //! the whole batch on the queue.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use lambda_runtime::{Context, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use tokio_util::sync::CancellationToken;
 
 use crate::queue::{MemoryQueue, ReceivedMessage};
@@ -116,43 +115,14 @@ async fn invoke<H, F>(
         .into_iter()
         .map(|m| to_sqs_message(queue, m))
         .collect();
-    let mut context = Context::default();
-    context.request_id = format!("{}-{worker}-{invocation}", config.function_name);
-    context.invoked_function_arn = format!(
-        "arn:aws:lambda:local:000000000000:function:{}",
-        config.function_name
-    );
-    let deadline = chrono::Utc::now() + config.function_timeout;
-    context.deadline = u64::try_from(deadline.timestamp_millis()).unwrap_or(0);
-
-    let outcome = tokio::time::timeout(
+    let failed = pointsflow_runtime::invoke_sqs_handler(
+        &config.function_name,
+        format!("{}-{worker}-{invocation}", config.function_name),
         config.function_timeout,
-        handler(LambdaEvent::new(event, context)),
+        event,
+        handler,
     )
     .await;
-    let failed: HashSet<String> = match outcome {
-        Ok(Ok(response)) => {
-            let ids: HashSet<String> = response
-                .batch_item_failures
-                .into_iter()
-                .map(|f| f.item_identifier)
-                .collect();
-            if ids.iter().all(|id| handles.iter().any(|(m, _)| m == id)) {
-                ids
-            } else {
-                tracing::error!(function = %config.function_name, "batch response names an unknown message id: retrying the whole batch");
-                handles.iter().map(|(m, _)| m.clone()).collect()
-            }
-        }
-        Ok(Err(e)) => {
-            tracing::error!(function = %config.function_name, error = %e, "invocation failed: retrying the whole batch");
-            handles.iter().map(|(m, _)| m.clone()).collect()
-        }
-        Err(_) => {
-            tracing::error!(function = %config.function_name, "invocation timed out: retrying the whole batch");
-            handles.iter().map(|(m, _)| m.clone()).collect()
-        }
-    };
     for (message_id, handle) in &handles {
         if failed.contains(message_id) {
             continue;

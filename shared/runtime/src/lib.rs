@@ -121,6 +121,60 @@ pub fn deadline(context: &Context, margin: Duration) -> Option<std::time::Instan
     remaining(context, margin).map(|left| std::time::Instant::now() + left)
 }
 
+/// Invokes `handler` with `event` the way Lambda's SQS event-source mapping
+/// does: with a context whose deadline is `timeout` away, cut off after it.
+/// Returns the ids of the messages that stay on the queue: those the
+/// response names in `batchItemFailures`, or every message when the
+/// invocation failed, timed out, or named an id that was not in the batch.
+pub async fn invoke_sqs_handler<H, F>(
+    function: &str,
+    invocation: String,
+    timeout: Duration,
+    event: SqsEvent,
+    handler: &H,
+) -> std::collections::HashSet<String>
+where
+    H: Fn(LambdaEvent<SqsEvent>) -> F,
+    F: Future<Output = Result<SqsBatchResponse, lambda_runtime::Error>>,
+{
+    let all: std::collections::HashSet<String> = event
+        .records
+        .iter()
+        .filter_map(|r| r.message_id.clone())
+        .collect();
+    let mut context = Context::default();
+    context.request_id = invocation;
+    context.invoked_function_arn = format!("arn:aws:lambda:local:000000000000:function:{function}");
+    let deadline = chrono::Utc::now() + timeout;
+    context.deadline = u64::try_from(deadline.timestamp_millis()).unwrap_or(0);
+    match tokio::time::timeout(timeout, handler(LambdaEvent::new(event, context))).await {
+        Ok(Ok(response)) => {
+            let named: std::collections::HashSet<String> = response
+                .batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect();
+            if named.is_subset(&all) {
+                named
+            } else {
+                tracing::error!(
+                    function,
+                    "batch response names an unknown message id: retrying the whole batch"
+                );
+                all
+            }
+        }
+        Ok(Err(e)) => {
+            tracing::error!(function, error = %e, "invocation failed: retrying the whole batch");
+            all
+        }
+        Err(_) => {
+            tracing::error!(function, "invocation timed out: retrying the whole batch");
+            all
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
