@@ -102,6 +102,7 @@ pub async fn spawn_aws_stack(edit: impl FnOnce(&mut LocalConfig)) -> AwsTestStac
     let aws = AwsOptions {
         endpoint: Some(pointsflow_aws::emulator::endpoint()),
         prefix: pointsflow_aws::emulator::unique_name("pf-e2e"),
+        meter: None,
     };
     let stack = AwsStack::start(config, loopback(), aws).await.unwrap();
     let api = Api {

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use pointsflow_aws::mapping::SqsMappingConfig;
+use pointsflow_aws::meter::Meter;
 use pointsflow_aws::tables::{self, QueuePair};
 use pointsflow_aws::{DynamoLedger, DynamoRequestStore, SqsPublisher};
 use pointsflow_core::time::{RandomIds, SystemClock};
@@ -28,6 +29,8 @@ pub struct AwsOptions {
     pub endpoint: Option<String>,
     /// Prefix of the table and queue names: `{prefix}-ledger`, `{prefix}-eligibility`, ...
     pub prefix: String,
+    /// Counts every AWS request the stack makes (the cost benchmark).
+    pub meter: Option<Meter>,
 }
 
 /// A running local stack on the AWS adapters.
@@ -83,6 +86,10 @@ impl AwsStack {
         let sdk = match &aws.endpoint {
             Some(url) => pointsflow_aws::emulator::config_at(url).await,
             None => pointsflow_aws::sdk_config(None).await,
+        };
+        let sdk = match &aws.meter {
+            Some(meter) => pointsflow_aws::metered(sdk, meter),
+            None => sdk,
         };
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);

@@ -62,6 +62,7 @@ async fn main() -> ExitCode {
             let aws = aws_endpoint.map(|endpoint| AwsOptions {
                 endpoint: Some(endpoint),
                 prefix: aws_prefix,
+                meter: None,
             });
             dev(
                 config,

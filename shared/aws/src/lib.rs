@@ -8,6 +8,7 @@
 mod item;
 mod ledger;
 pub mod mapping;
+pub mod meter;
 mod sqs;
 mod store;
 
@@ -28,4 +29,19 @@ pub async fn sdk_config(endpoint: Option<&str>) -> SdkConfig {
         loader = loader.endpoint_url(url);
     }
     loader.load().await
+}
+
+/// `sdk`, with every request it sends counted by `meter`.
+pub fn metered(sdk: SdkConfig, meter: &meter::Meter) -> SdkConfig {
+    use aws_smithy_http_client::{Builder, tls};
+    // The SDK's own default: hyper 1 with rustls on aws-lc.
+    let client = sdk.http_client().unwrap_or_else(|| {
+        Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ))
+            .build_https()
+    });
+    let wrapped = meter.wrap(client);
+    sdk.into_builder().http_client(wrapped).build()
 }

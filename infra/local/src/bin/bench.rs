@@ -1,7 +1,9 @@
 //! `pointsflow-bench`: pushes N points requests through the local stack over
 //! HTTP and reports accepted/s, credited/s, the latency from acceptance to
-//! credit (p50/p99/max) and the process's peak memory. See the README's
-//! "Benchmark" section.
+//! credit (p50/p99/max) and the process's peak memory. With `--aws-endpoint`
+//! it runs the stack on the AWS adapters and also reports the AWS requests
+//! and DynamoDB capacity per points request, and what they cost at list
+//! prices (docs/cost.md). See the README's "Benchmark" section.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -10,11 +12,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use pointsflow_aws::meter::{Meter, Usage};
+use pointsflow_core::ledger::AccountId;
+use pointsflow_core::ports::{LedgerRead, RequestGet};
 use pointsflow_core::program::{PointsRule, TransferMode};
-use pointsflow_core::request::StatusKind;
-use pointsflow_core::values::{Points, RecipientId};
+use pointsflow_core::request::{PointsRequest, StatusKind};
+use pointsflow_core::values::{IdempotencyKey, Points, RecipientId, RequestId};
 use pointsflow_local::config::MemberEntry;
-use pointsflow_local::{LocalConfig, Stack, StackOptions};
+use pointsflow_local::{AwsOptions, AwsStack, LocalConfig, Stack, StackOptions};
+use pointsflow_partners::SandboxPartner;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,6 +43,56 @@ struct Args {
     /// Handler invocations in flight per queue.
     #[arg(long, default_value_t = 4)]
     consumers: usize,
+    /// Run on the AWS adapters against this endpoint (an emulator, e.g.
+    /// moto server) and meter every AWS request.
+    #[arg(long)]
+    aws_endpoint: Option<String>,
+    /// Billed Lambda duration assumed per invocation, for the cost estimate.
+    #[arg(long, default_value_t = 100)]
+    billed_ms: u64,
+}
+
+/// The running stack, embedded or on the AWS adapters.
+enum Running {
+    Local(Box<Stack>),
+    Aws(Box<AwsStack>, Meter),
+}
+
+impl Running {
+    fn base_url(&self) -> String {
+        match self {
+            Running::Local(s) => s.base_url(),
+            Running::Aws(s, _) => s.base_url(),
+        }
+    }
+
+    fn sandbox(&self) -> Option<&SandboxPartner> {
+        match self {
+            Running::Local(s) => s.sandbox.as_ref(),
+            Running::Aws(s, _) => s.sandbox.as_ref(),
+        }
+    }
+
+    fn store(&self) -> &dyn RequestGet {
+        match self {
+            Running::Local(s) => s.store.as_ref(),
+            Running::Aws(s, _) => s.store.as_ref(),
+        }
+    }
+
+    fn ledger(&self) -> &dyn LedgerRead {
+        match self {
+            Running::Local(s) => s.ledger.as_ref(),
+            Running::Aws(s, _) => s.ledger.as_ref(),
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Running::Local(s) => s.shutdown().await,
+            Running::Aws(s, _) => s.shutdown().await,
+        }
+    }
 }
 
 fn peak_rss_mib() -> Option<f64> {
@@ -103,27 +159,107 @@ async fn main() -> ExitCode {
     }
 }
 
+/// List prices, us-east-1, per million (docs/cost.md gives the sources).
+const API_PER_M: f64 = 1.00;
+const LAMBDA_REQUESTS_PER_M: f64 = 0.20;
+const LAMBDA_GB_SECOND_ARM64: f64 = 0.000_013_333_4;
+const SQS_PER_M: f64 = 0.40;
+const DYNAMODB_WRITE_UNITS_PER_M: f64 = 0.625;
+const DYNAMODB_READ_UNITS_PER_M: f64 = 0.125;
+/// The functions' memory (template.yaml, Globals).
+const LAMBDA_GB: f64 = 0.25;
+
+async fn start(args: &Args, config: LocalConfig) -> Result<Running, String> {
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let options = StackOptions {
+        listen: loopback,
+        sandbox_listen: loopback,
+    };
+    Ok(match &args.aws_endpoint {
+        None => Running::Local(Box::new(
+            Stack::start(config, options)
+                .await
+                .map_err(|e| e.to_string())?,
+        )),
+        Some(endpoint) => {
+            let meter = Meter::new();
+            let aws = AwsOptions {
+                endpoint: Some(endpoint.clone()),
+                prefix: pointsflow_aws::emulator::unique_name("bench"),
+                meter: Some(meter.clone()),
+            };
+            let stack = AwsStack::start(config, options, aws)
+                .await
+                .map_err(|e| e.to_string())?;
+            // Creating the table and queues and funding the budget is set-up.
+            meter.reset();
+            Running::Aws(Box::new(stack), meter)
+        }
+    })
+}
+
+/// Waits until the pipeline is quiet after the last credit: on AWS, until
+/// no DynamoDB write has been made for two seconds; embedded, until every
+/// request has left the pipeline.
+async fn settle(running: &Running, ids: &[RequestId]) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    match running {
+        Running::Aws(_, meter) => {
+            let mut last = meter.usage().write_units;
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let now = meter.usage().write_units;
+                if now == last {
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    return Err("the pipeline did not go quiet within 60 s".into());
+                }
+                last = now;
+            }
+        }
+        Running::Local(_) => loop {
+            let requests = fetch(running, ids).await?;
+            if requests.iter().all(|r| r.state().is_terminal()) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err("requests still in the pipeline after 60 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        },
+    }
+}
+
+async fn fetch(running: &Running, ids: &[RequestId]) -> Result<Vec<PointsRequest>, String> {
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::iter(ids)
+        .map(|id| async move {
+            running
+                .store()
+                .get(id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("request {id} is missing"))
+        })
+        .buffer_unordered(32)
+        .try_collect()
+        .await
+}
+
 async fn run(args: Args) -> Result<(), String> {
     let config = config(&args)?;
-    let api_key = config.sources.first().ok_or("no source")?.api_key.clone();
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let stack = Stack::start(
-        config,
-        StackOptions {
-            listen: loopback,
-            sandbox_listen: loopback,
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let url = format!("{}/v1/points-requests", stack.base_url());
+    let source = config.sources.first().ok_or("no source")?.clone();
+    let program = config.programs.first().ok_or("no program")?.id.clone();
+    let running = start(&args, config).await?;
+    let url = format!("{}/v1/points-requests", running.base_url());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency as usize)
         .build()
         .map_err(|e| e.to_string())?;
 
     println!(
-        "pushing {} requests at {}, at most {} in flight, over {} recipients, {} consumers per queue",
+        "pushing {} requests at {}, at most {} in flight, over {} recipients, {} consumers per queue, on the {}",
         args.requests,
         if args.rate == 0 {
             "full speed".to_owned()
@@ -132,7 +268,11 @@ async fn run(args: Args) -> Result<(), String> {
         },
         args.concurrency,
         args.recipients,
-        args.consumers
+        args.consumers,
+        match &args.aws_endpoint {
+            Some(e) => format!("AWS adapters at {e}"),
+            None => "embedded adapters".to_owned(),
+        }
     );
     let next = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
@@ -142,7 +282,7 @@ async fn run(args: Args) -> Result<(), String> {
         let (client, url, api_key, next, refused) = (
             client.clone(),
             url.clone(),
-            api_key.clone(),
+            source.api_key.clone(),
             next.clone(),
             refused.clone(),
         );
@@ -183,12 +323,12 @@ async fn run(args: Args) -> Result<(), String> {
     let refused = refused.load(Ordering::Relaxed);
     let expected = args.requests - refused;
 
-    let sandbox = stack.sandbox.as_ref().ok_or("no sandbox partner")?;
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let sandbox = running.sandbox().ok_or("no sandbox partner")?;
+    let deadline = Instant::now() + Duration::from_secs(600);
     while sandbox.stats().credits < expected {
         if Instant::now() > deadline {
             return Err(format!(
-                "only {} of {expected} credited after 300 s",
+                "only {} of {expected} credited after 600 s",
                 sandbox.stats().credits
             ));
         }
@@ -196,8 +336,20 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let credited_in = started.elapsed();
     let peak = peak_rss_mib();
+    let ids = (0..args.requests)
+        .map(|i| {
+            IdempotencyKey::parse(&format!("bench-{i}"))
+                .map(|key| RequestId::derive(&source.id, &key))
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    settle(&running, &ids).await?;
+    let usage = match &running {
+        Running::Aws(_, meter) => Some(meter.usage()),
+        Running::Local(_) => None,
+    };
 
-    let requests = stack.store.all().map_err(|e| e.to_string())?;
+    let requests = fetch(&running, &ids).await?;
     let first_received = requests.iter().map(|r| r.received_at).min();
     let mut timed: Vec<(Duration, chrono::DateTime<chrono::Utc>)> = requests
         .iter()
@@ -216,8 +368,26 @@ async fn run(args: Args) -> Result<(), String> {
         .take((timed.len() / 1000).max(1))
         .filter_map(|(_, at)| Some((*at - first_received?).to_std().ok()?.as_secs_f64()))
         .collect();
-    let snapshot = stack.ledger.snapshot().map_err(|e| e.to_string())?;
-    snapshot.check().map_err(|e| e.to_string())?;
+    // The budget's posted debits are exactly the points of the credited requests.
+    let credited_points: u64 = requests
+        .iter()
+        .filter(|r| r.state() == StatusKind::Credited)
+        .filter_map(|r| r.points.map(Points::get))
+        .sum();
+    let budget = running
+        .ledger()
+        .balance(&AccountId::budget(&program))
+        .await
+        .map_err(|e| e.to_string())?;
+    if budget.debits_posted != credited_points || budget.debits_pending != 0 {
+        return Err(format!(
+            "the budget does not match the credits: {budget:?}, credited {credited_points} points"
+        ));
+    }
+    if let Running::Local(stack) = &running {
+        let snapshot = stack.ledger.snapshot().map_err(|e| e.to_string())?;
+        snapshot.check().map_err(|e| e.to_string())?;
+    }
     let stats = sandbox.stats();
 
     println!();
@@ -255,10 +425,60 @@ async fn run(args: Args) -> Result<(), String> {
         }
         None => println!("peak memory       unavailable (no /proc/self/status)"),
     }
-    println!(
-        "ledger            {} entries, invariants hold",
-        snapshot.entries.len()
-    );
-    stack.shutdown().await;
+    println!("ledger            budget debits posted = credited points ({credited_points})");
+    if let Some(usage) = usage {
+        print_usage(&usage, expected, args.billed_ms);
+    }
+    running.shutdown().await;
     Ok(())
+}
+
+/// The AWS requests and capacity per points request, and their list price.
+fn print_usage(usage: &Usage, requests: u64, billed_ms: u64) {
+    let n = requests.max(1) as f64;
+    println!();
+    println!("AWS requests per points request (over {requests} requests):");
+    for ((service, operation), calls) in &usage.calls {
+        println!(
+            "  {service:<9} {operation:<22} {calls:>7}  {:>6.3}",
+            *calls as f64 / n
+        );
+    }
+    let sqs = usage.service_calls("sqs") as f64 / n;
+    let write_units = usage.write_units as f64 / n;
+    let read_units = usage.read_units / n;
+    // Lambda: one intake invocation per request, and one per SQS batch
+    // (each batch that processed messages deletes them in one call).
+    let batches = usage
+        .calls
+        .get(&("sqs".to_owned(), "DeleteMessageBatch".to_owned()))
+        .copied()
+        .unwrap_or(0) as f64;
+    let invocations = 1.0 + batches / n;
+    println!("  SQS requests              {sqs:.3}");
+    println!("  DynamoDB write units      {write_units:.3}");
+    println!("  DynamoDB read units       {read_units:.3}");
+    println!("  largest item written      {} bytes", usage.largest_item);
+    println!("  Lambda invocations        {invocations:.3}");
+
+    let api = API_PER_M;
+    let lambda_requests = LAMBDA_REQUESTS_PER_M * invocations;
+    let lambda_duration =
+        invocations * billed_ms as f64 / 1_000.0 * LAMBDA_GB * LAMBDA_GB_SECOND_ARM64 * 1e6;
+    let queues = SQS_PER_M * sqs;
+    let tables = DYNAMODB_WRITE_UNITS_PER_M * write_units + DYNAMODB_READ_UNITS_PER_M * read_units;
+    println!();
+    println!("list price per million points requests (us-east-1):");
+    println!("  API Gateway HTTP API      ${api:.2}");
+    println!("  Lambda requests           ${lambda_requests:.2}");
+    println!(
+        "  Lambda duration           ${lambda_duration:.2} ({billed_ms} ms billed per invocation, arm64, {} MB)",
+        (LAMBDA_GB * 1024.0) as u64
+    );
+    println!("  SQS                       ${queues:.2}");
+    println!("  DynamoDB on demand        ${tables:.2}");
+    println!(
+        "  total                     ${:.2}",
+        api + lambda_requests + lambda_duration + queues + tables
+    );
 }
