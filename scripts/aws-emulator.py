@@ -10,6 +10,15 @@ pass a condition that only one of them should. Serialising DynamoDB calls
 restores the isolation the ledger relies on. Other services (SQS long polls
 among them) still run concurrently.
 
+Cancelled transactions are rolled back item by item. moto rolls a cancelled
+TransactWriteItems back by deep-copying every table it touches before it
+starts, so each transaction costs time in proportion to the whole table and
+a run of a few thousand requests slows to a crawl. Here the table copy is
+skipped and the items the transaction names are saved and put back instead,
+which is the same rollback (calls are serialised, so nothing else changes
+them in between). Likewise a Query on the table's own key reads the items
+under that partition key, where moto would sort the whole table first.
+
 It also records, per access key id, the IAM actions the calls it serves need
 (a TransactWriteItems needs the action of each item it writes), and answers
 GET /_pointsflow/calls/<access key id> with them as a JSON list: tests run a
@@ -17,6 +26,7 @@ function with its own key and compare what it called with what its policy
 grants.
 """
 
+import copy
 import io
 import json
 import re
@@ -28,6 +38,8 @@ from werkzeug.serving import run_simple
 
 from moto.moto_server.threaded_moto_server import MotoRequestHandler
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+import moto.dynamodb.models as dynamodb_models
+from moto.dynamodb.models.table import Table
 
 DYNAMODB = threading.Lock()
 CALLS = defaultdict(set)
@@ -53,6 +65,84 @@ def actions(target, body):
             items = []
         return sorted({TRANSACT[k] for item in items for k in item if k in TRANSACT})
     return [BATCH.get(action, action)]
+
+
+class _TablesAreNotCopied:
+    """Stands in for the `copy` module inside moto's DynamoDB backend: a
+    table "copied" for rollback is the table itself; everything else is
+    copied as before."""
+
+    @staticmethod
+    def deepcopy(value, memo=None):
+        if isinstance(value, Table):
+            return value
+        return copy.deepcopy(value, memo)
+
+
+def _touched_items(backend, transact_items):
+    """(table, hash key, range key, a copy of the item or None) for each action."""
+    saved = []
+    for action in transact_items:
+        try:
+            _, op = next(iter(action.items()))
+            table = backend.get_table(op["TableName"])
+            keys = op.get("Key")
+            if keys is None:
+                names = [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr else [])
+                keys = {name: op["Item"][name] for name in names}
+            hash_key, range_key = backend.get_keys_value(table, keys)
+            item = table.get_item(hash_key, range_key)
+        except Exception:
+            continue  # a malformed action: moto rejects the call itself
+        saved.append((table, hash_key, range_key, copy.deepcopy(item)))
+    return saved
+
+
+def _put_back(table, hash_key, range_key, item):
+    if range_key is None:
+        if item is None:
+            table.items.pop(hash_key, None)
+        else:
+            table.items[hash_key] = item
+    elif item is None:
+        table.items.get(hash_key, {}).pop(range_key, None)
+    else:
+        table.items[hash_key][range_key] = item
+
+
+def roll_back_items_not_tables():
+    dynamodb_models.copy = _TablesAreNotCopied
+    original = dynamodb_models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self, transact_items):
+        saved = _touched_items(self, transact_items)
+        try:
+            return original(self, transact_items)
+        except Exception:
+            for table, hash_key, range_key, item in reversed(saved):
+                _put_back(table, hash_key, range_key, item)
+            raise
+
+    dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items
+
+
+def query_one_partition():
+    original = Table.query
+
+    def query(self, hash_key, *args, **kwargs):
+        # moto's backend passes the index name as the eighth positional argument.
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if index_name or hash_key is None or not self.range_key_attr:
+            return original(self, hash_key, *args, **kwargs)
+        partition = sorted(self.items.get(hash_key, {}).values(), key=lambda item: item.range_key)
+        # Safe: DynamoDB calls are serialised (isolate_dynamodb).
+        self.all_items = lambda: partition
+        try:
+            return original(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    Table.query = query
 
 
 def record_calls(app):
@@ -95,6 +185,8 @@ def isolate_dynamodb(app):
 
 def main() -> None:
     port = int(sys.argv[1])
+    roll_back_items_not_tables()
+    query_one_partition()
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(
         "127.0.0.1",

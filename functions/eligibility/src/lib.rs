@@ -27,7 +27,7 @@ use pointsflow_core::ports::{
 use pointsflow_core::program::{Program, ProgramState, TransferMode, cap_period};
 use pointsflow_core::request::{PointsRequest, Reason, Status, StatusKind};
 use pointsflow_core::values::{MemberNumber, Points};
-use pointsflow_runtime::{RecordError, SqsHandler, load_request, process_batch};
+use pointsflow_runtime::{RecordError, SqsHandler, load_request, process_batch_forwarding};
 
 #[derive(Clone)]
 pub struct EligibilityPorts {
@@ -110,21 +110,31 @@ impl Eligibility {
         &self,
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-        Ok(process_batch("eligibility", event.payload, |m| self.process(m)).await)
+        Ok(process_batch_forwarding(
+            "eligibility",
+            event.payload,
+            self.ports.dispatch_queue.as_ref(),
+            |m| self.process(m),
+        )
+        .await)
     }
 
+    /// Decides one request; returns the message for dispatch when it is reserved.
     #[tracing::instrument(name = "eligibility", skip_all, fields(request_id = %message.request_id))]
-    async fn process(&self, message: PipelineMessage) -> Result<(), RecordError> {
+    async fn process(
+        &self,
+        message: PipelineMessage,
+    ) -> Result<Option<PipelineMessage>, RecordError> {
         let request = load_request(self.ports.get.as_ref(), &message.request_id).await?;
         match request.state() {
             StatusKind::Received => {}
             // Reserved but not yet queued for dispatch (a crash, or a failed
             // send): queue it again; dispatch ignores duplicates.
-            StatusKind::Reserved => return self.to_dispatch(&request).await,
-            StatusKind::Rejected => return self.release_orphan(&request).await,
+            StatusKind::Reserved => return Ok(Some(to_dispatch(&request))),
+            StatusKind::Rejected => return self.release_orphan(&request).await.map(|()| None),
             other => {
                 tracing::debug!(state = %other, "already decided; duplicate delivery ignored");
-                return Ok(());
+                return Ok(None);
             }
         }
         let decision = match self.reservation(&request).await? {
@@ -144,9 +154,9 @@ impl Eligibility {
                     member = reserved.member.as_ref().map(|m| m.as_str()).unwrap_or(""),
                     "reserved"
                 );
-                self.to_dispatch(&reserved).await
+                Ok(Some(to_dispatch(&reserved)))
             }
-            Decision::Reject(reason) => self.reject(message, reason).await,
+            Decision::Reject(reason) => self.reject(message, reason).await.map(|()| None),
         }
     }
 
@@ -356,15 +366,10 @@ impl Eligibility {
         }
         Ok(())
     }
+}
 
-    async fn to_dispatch(&self, request: &PointsRequest) -> Result<(), RecordError> {
-        let message = PipelineMessage {
-            request_id: request.id.clone(),
-        };
-        self.ports
-            .dispatch_queue
-            .publish(std::slice::from_ref(&message))
-            .await
-            .map_err(|e| RecordError::Retry(format!("dispatch queue: {e}")))
+fn to_dispatch(request: &PointsRequest) -> PipelineMessage {
+    PipelineMessage {
+        request_id: request.id.clone(),
     }
 }

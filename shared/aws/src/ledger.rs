@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use pointsflow_core::ledger::rules;
 use pointsflow_core::ledger::{
     AccountId, Applied, Balance, CapKey, Entry, EntryId, EntryKind, LedgerError,
@@ -84,7 +84,6 @@ impl Delta {
 #[derive(Debug, Clone)]
 enum Role {
     Entry,
-    Pending(EntryId),
     Account(AccountId, u64),
     Cap(CapKey, u64, u64),
 }
@@ -210,18 +209,10 @@ impl DynamoLedger {
             actions.push(TransactWriteItem::builder().put(put).build());
             roles.push(Role::Entry);
 
-            if let Some(pending_id) = entry.pending_id()
-                && !tx.iter().any(|e| &e.id == pending_id)
-            {
-                let check = ConditionCheck::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(entry_key(pending_id, entry.request.as_ref())))
-                    .condition_expression("attribute_exists(pk)")
-                    .build()
-                    .map_err(build_err)?;
-                actions.push(TransactWriteItem::builder().condition_check(check).build());
-                roles.push(Role::Pending(pending_id.clone()));
-            }
+            // A resolution needs its pending entry, which `pendings` read
+            // (consistently) before this transaction. Entries are never
+            // deleted, so no condition check is needed here: it would only
+            // cost two write units.
 
             let amount = i128::from(entry.amount.get());
             let (debit, credit) = (entry.debit.clone(), entry.credit.clone());
@@ -392,9 +383,6 @@ impl LedgerWrite for DynamoLedger {
         };
         match role {
             Role::Entry => self.existing(entries).await,
-            Role::Pending(pending) => Err(LedgerError::PendingNotFound {
-                pending: pending.clone(),
-            }),
             Role::Account(account, needs) => {
                 let available = self.balance(account).await?.available();
                 Err(LedgerError::InsufficientBudget {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
 use lambda_runtime::{Context, LambdaEvent};
-use pointsflow_core::ports::{PipelineMessage, RequestGet, StoreError};
+use pointsflow_core::ports::{PipelineMessage, Publish, RequestGet, StoreError};
 use pointsflow_core::request::PointsRequest;
 use pointsflow_core::values::RequestId;
 
@@ -73,7 +73,69 @@ where
     F: Fn(PipelineMessage) -> Fut,
     Fut: Future<Output = Result<(), RecordError>>,
 {
-    let outcomes = join_all(event.records.iter().map(|record| {
+    let outcomes = run_records(&event, process).await;
+    respond(function, &event, outcomes)
+}
+
+/// [`process_batch`] for a stage that hands requests on to the next queue:
+/// `process` returns the message to forward, if any, and every message of
+/// the batch goes in one `publish` (one `SendMessageBatch` per ten on SQS)
+/// once all records are processed. A record whose message could not be sent
+/// is reported as failed, so its redelivery forwards it again; forwarding is
+/// the record's last step and the next stage ignores duplicates.
+pub async fn process_batch_forwarding<F, Fut>(
+    function: &str,
+    event: SqsEvent,
+    next: &dyn Publish,
+    process: F,
+) -> SqsBatchResponse
+where
+    F: Fn(PipelineMessage) -> Fut,
+    Fut: Future<Output = Result<Option<PipelineMessage>, RecordError>>,
+{
+    let outcomes = run_records(&event, process).await;
+    // A message delivered twice in one batch is forwarded once.
+    let mut forward: Vec<PipelineMessage> = Vec::new();
+    for message in outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok().and_then(Option::as_ref))
+    {
+        if !forward.contains(message) {
+            forward.push(message.clone());
+        }
+    }
+    let unsent: Vec<(RequestId, String)> = if forward.is_empty() {
+        Vec::new()
+    } else {
+        match next.publish(&forward).await {
+            Ok(()) => Vec::new(),
+            Err(e) => e
+                .failed
+                .iter()
+                .map(|id| (id.clone(), e.reason.clone()))
+                .collect(),
+        }
+    };
+    let outcomes = outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            Ok(Some(message)) => match unsent.iter().find(|(id, _)| *id == message.request_id) {
+                Some((_, reason)) => Err(RecordError::Retry(format!("next queue: {reason}"))),
+                None => Ok(()),
+            },
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        })
+        .collect();
+    respond(function, &event, outcomes)
+}
+
+async fn run_records<F, Fut, T>(event: &SqsEvent, process: F) -> Vec<Result<T, RecordError>>
+where
+    F: Fn(PipelineMessage) -> Fut,
+    Fut: Future<Output = Result<T, RecordError>>,
+{
+    join_all(event.records.iter().map(|record| {
         let parsed = parse(record);
         let process = &process;
         async move {
@@ -83,7 +145,14 @@ where
             }
         }
     }))
-    .await;
+    .await
+}
+
+fn respond(
+    function: &str,
+    event: &SqsEvent,
+    outcomes: Vec<Result<(), RecordError>>,
+) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     for (record, outcome) in event.records.iter().zip(outcomes) {
         let Err(error) = outcome else { continue };
@@ -200,5 +269,86 @@ mod tests {
             "{long:?}"
         );
         assert_eq!(remaining(&Context::default(), margin), None);
+    }
+
+    /// A queue that refuses the messages for the ids it is given, and
+    /// records every publish call.
+    struct Refusing {
+        refuse: Vec<&'static str>,
+        calls: std::sync::Mutex<Vec<Vec<RequestId>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Publish for Refusing {
+        async fn publish(
+            &self,
+            messages: &[PipelineMessage],
+        ) -> Result<(), pointsflow_core::ports::PublishError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(messages.iter().map(|m| m.request_id.clone()).collect());
+            let failed: Vec<RequestId> = messages
+                .iter()
+                .map(|m| m.request_id.clone())
+                .filter(|id| self.refuse.contains(&id.as_str()))
+                .collect();
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(pointsflow_core::ports::PublishError {
+                    failed,
+                    total: messages.len(),
+                    reason: "throttled".into(),
+                })
+            }
+        }
+    }
+
+    fn id(n: u8) -> String {
+        format!("pr_{:032x}", n)
+    }
+
+    fn record(message_id: &str, request: &str) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(message_id.into());
+        m.body = Some(format!(r#"{{"request_id":"{request}"}}"#));
+        m
+    }
+
+    #[tokio::test]
+    async fn a_batch_forwards_in_one_publish_and_fails_only_the_records_not_sent() {
+        let refused = Box::leak(id(2).into_boxed_str());
+        let queue = Refusing {
+            refuse: vec![refused],
+            calls: Default::default(),
+        };
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            record("m1", &id(1)),
+            record("m2", &id(2)),
+            record("m3", &id(3)),
+            record("m3-again", &id(3)),
+            record("m4", &id(4)),
+            record("m5", "not an id"),
+        ];
+        let response = process_batch_forwarding("test", event, &queue, |m| async move {
+            match m.request_id.as_str() {
+                // Decided, nothing to forward.
+                r if r == id(4) => Ok(None),
+                _ => Ok(Some(m)),
+            }
+        })
+        .await;
+        let failed: Vec<String> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        assert_eq!(failed, ["m2", "m5"]);
+        let calls = queue.calls.lock().unwrap();
+        assert_eq!(calls.len(), 1, "one publish for the whole batch");
+        let sent: Vec<&str> = calls[0].iter().map(|i| i.as_str()).collect();
+        assert_eq!(sent, [id(1), id(2), id(3)], "each request once");
     }
 }
