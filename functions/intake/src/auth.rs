@@ -1,48 +1,243 @@
-//! Source credentials: API keys are kept only as SHA-256 digests and compared
-//! in constant time, against every source, so timing reveals nothing.
+//! Who is calling: every source's credentials, kept as SHA-256 digests (or,
+//! for HMAC, the secrets themselves) and compared in constant time against
+//! every candidate, so timing reveals nothing. Every credential is a list:
+//! during a rotation the old and the new are both accepted.
 
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use lambda_http::http::HeaderMap;
+use pointsflow_config::{SourceEntry, SourceKind, WebhookAuthKind, WebhookSettings};
 use pointsflow_core::values::SourceId;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-#[derive(Clone)]
-pub struct SourceCredential {
-    source: SourceId,
-    key_digest: [u8; 32],
+use crate::problem::Problem;
+use crate::salesforce_id;
+
+fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
 }
 
-impl std::fmt::Debug for SourceCredential {
+/// Secrets kept as digests.
+#[derive(Clone, Default)]
+pub struct Secrets(Vec<[u8; 32]>);
+
+impl Secrets {
+    pub fn of<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Self {
+        Self(secrets.into_iter().map(digest).collect())
+    }
+
+    /// Whether `presented` is one of the secrets; looks at all of them.
+    pub fn accepts(&self, presented: &str) -> bool {
+        let presented = digest(presented);
+        let mut found = 0u8;
+        for d in &self.0 {
+            found |= d.ct_eq(&presented).unwrap_u8();
+        }
+        found == 1
+    }
+}
+
+/// How one source authenticates.
+#[derive(Clone)]
+pub enum SourceAuth {
+    /// `Authorization: Bearer` with one of these keys.
+    Api(Secrets),
+    /// A `token` query parameter, and an allowed org id in the message.
+    Salesforce {
+        tokens: Secrets,
+        org_ids: Vec<String>,
+    },
+    Webhook(WebhookAuth),
+}
+
+#[derive(Clone)]
+pub enum WebhookAuth {
+    Bearer(Secrets),
+    /// Digests of `user:password`.
+    Basic(Secrets),
+    Hmac {
+        secrets: Vec<Vec<u8>>,
+        signature_header: String,
+        timestamp_header: String,
+        tolerance_seconds: u64,
+    },
+}
+
+/// A configured source: its settings and its credentials.
+#[derive(Clone)]
+pub struct Source {
+    pub entry: SourceEntry,
+    pub auth: SourceAuth,
+}
+
+impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SourceCredential")
-            .field("source", &self.source)
+        f.debug_struct("Source")
+            .field("id", &self.entry.id)
+            .field("kind", &self.entry.kind)
             .finish_non_exhaustive()
     }
 }
 
-fn digest(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
-}
+impl Source {
+    pub fn new(entry: SourceEntry) -> Self {
+        let auth = match entry.kind {
+            SourceKind::Api => SourceAuth::Api(Secrets::of(entry.bearer_keys())),
+            SourceKind::SalesforceOutboundMessage => {
+                let sf = entry.salesforce.clone().unwrap_or_else(|| {
+                    pointsflow_config::SalesforceSettings {
+                        tokens: Vec::new(),
+                        org_ids: Vec::new(),
+                    }
+                });
+                SourceAuth::Salesforce {
+                    tokens: Secrets::of(sf.tokens.iter().map(String::as_str)),
+                    org_ids: sf
+                        .org_ids
+                        .iter()
+                        .filter_map(|o| salesforce_id::to_18(o))
+                        .collect(),
+                }
+            }
+            SourceKind::Webhook => SourceAuth::Webhook(match &entry.webhook {
+                Some(w) => webhook_auth(w),
+                None => WebhookAuth::Bearer(Secrets::default()),
+            }),
+        };
+        Self { entry, auth }
+    }
 
-impl SourceCredential {
-    pub fn from_api_key(source: SourceId, api_key: &str) -> Self {
-        Self {
-            source,
-            key_digest: digest(api_key),
-        }
+    pub fn id(&self) -> &SourceId {
+        &self.entry.id
     }
 }
 
-/// The source whose key is `presented`, if any.
-pub fn authenticate<'a>(
-    credentials: &'a [SourceCredential],
-    presented: &str,
-) -> Option<&'a SourceId> {
-    let presented = digest(presented);
+fn webhook_auth(w: &WebhookSettings) -> WebhookAuth {
+    match w.auth {
+        WebhookAuthKind::Bearer => {
+            WebhookAuth::Bearer(Secrets::of(w.keys.iter().map(String::as_str)))
+        }
+        WebhookAuthKind::Basic => {
+            let pairs: Vec<String> = w
+                .basic
+                .iter()
+                .map(|c| format!("{}:{}", c.username, c.password))
+                .collect();
+            WebhookAuth::Basic(Secrets::of(pairs.iter().map(String::as_str)))
+        }
+        WebhookAuthKind::Hmac => WebhookAuth::Hmac {
+            secrets: w.secrets.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            signature_header: w.signature_header.to_ascii_lowercase(),
+            timestamp_header: w.timestamp_header.to_ascii_lowercase(),
+            tolerance_seconds: w.tolerance_seconds,
+        },
+    }
+}
+
+/// The credential after `scheme ` in the Authorization header.
+pub fn authorization<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let (given, credential) = value.split_once(' ')?;
+    given
+        .eq_ignore_ascii_case(scheme)
+        .then(|| credential.trim())
+}
+
+/// The api source whose bearer key is presented, looking at every source.
+pub fn api_source<'a>(sources: &'a [Source], headers: &HeaderMap) -> Result<&'a Source, Problem> {
+    let presented = authorization(headers, "bearer").ok_or_else(Problem::unauthorized)?;
     let mut found = None;
-    for c in credentials {
-        if bool::from(c.key_digest.ct_eq(&presented)) {
-            found = Some(&c.source);
+    for s in sources {
+        if let SourceAuth::Api(keys) = &s.auth
+            && keys.accepts(presented)
+        {
+            found = Some(s);
         }
     }
-    found
+    found.ok_or_else(Problem::unauthorized)
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The signature a webhook sender computes: HMAC-SHA256 over
+/// `{timestamp}.{body}`, lower-case hex.
+pub fn webhook_signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
+    let mut mac = match HmacSha256::new_from_slice(secret) {
+        Ok(m) => m,
+        // HMAC takes keys of any length; this cannot happen.
+        Err(_) => return String::new(),
+    };
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Checks a webhook's credentials; `now` is Unix seconds.
+pub fn verify_webhook(
+    auth: &WebhookAuth,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Result<(), Problem> {
+    match auth {
+        WebhookAuth::Bearer(keys) => {
+            let presented = authorization(headers, "bearer").ok_or_else(Problem::unauthorized)?;
+            keys.accepts(presented)
+                .then_some(())
+                .ok_or_else(Problem::unauthorized)
+        }
+        WebhookAuth::Basic(pairs) => {
+            let presented = authorization(headers, "basic")
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(Problem::unauthorized)?;
+            pairs
+                .accepts(&presented)
+                .then_some(())
+                .ok_or_else(Problem::unauthorized)
+        }
+        WebhookAuth::Hmac {
+            secrets,
+            signature_header,
+            timestamp_header,
+            tolerance_seconds,
+        } => {
+            let header = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::trim)
+            };
+            let timestamp = header(timestamp_header).ok_or_else(|| {
+                Problem::bad_signature(format!("the {timestamp_header} header is missing"))
+            })?;
+            let signature = header(signature_header).ok_or_else(|| {
+                Problem::bad_signature(format!("the {signature_header} header is missing"))
+            })?;
+            let at: i64 = timestamp.parse().map_err(|_| {
+                Problem::bad_signature(format!("{timestamp_header} must be Unix seconds"))
+            })?;
+            if at.abs_diff(now) > *tolerance_seconds {
+                return Err(Problem::bad_signature(format!(
+                    "the signed timestamp is more than {tolerance_seconds} s from now; sign again"
+                )));
+            }
+            let presented = signature.strip_prefix("sha256=").unwrap_or(signature);
+            let presented = presented.to_ascii_lowercase();
+            let mut ok = 0u8;
+            for secret in secrets {
+                let expected = webhook_signature(secret, timestamp, body);
+                ok |= expected.as_bytes().ct_eq(presented.as_bytes()).unwrap_u8();
+            }
+            if ok == 1 {
+                Ok(())
+            } else {
+                Err(Problem::bad_signature(
+                    "the signature does not match the body and timestamp",
+                ))
+            }
+        }
+    }
 }

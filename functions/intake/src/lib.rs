@@ -1,35 +1,51 @@
 //! The intake function: the points-request HTTP API behind API Gateway.
 //!
-//! `POST /v1/points-requests` turns a source's JSON into a canonical request,
-//! stores it with a conditional put keyed by (source, Idempotency-Key) and
-//! queues it for eligibility. `GET /v1/points-requests/{id}` shows a request
-//! with its timeline and ledger entries. Every error is problem+json with a
-//! stable code, and a refused request changes nothing.
+//! `POST /v1/points-requests` takes the canonical JSON request from an `api`
+//! source; `POST /v1/sources/{source}/events` takes whatever the source's
+//! kind sends (a Salesforce Outbound Message, a signed JSON webhook, or the
+//! canonical request). Every route shares one path to storage: each event
+//! becomes a request keyed by (source, business key), stored with a
+//! conditional put, and the new ones are queued for eligibility in one
+//! batch. `GET /v1/points-requests/{id}` shows a request with its timeline
+//! and ledger entries. Errors are problem+json with a stable code (SOAP
+//! faults for Salesforce), and a refused request changes nothing.
 
 mod auth;
+mod mapping;
 mod problem;
+pub mod salesforce_id;
+pub mod soap;
 mod wire;
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
+use pointsflow_config::{SourceEntry, SourceKind};
 use pointsflow_core::ports::{
     Clock, Created, LedgerRead, PipelineMessage, ProgramCatalog, Publish, RequestCreate, RequestGet,
 };
 use pointsflow_core::request::{PointsRequest, StatusKind};
-use pointsflow_core::values::{IdempotencyKey, RequestId, SourceId};
+use pointsflow_core::values::{IdempotencyKey, RequestId};
 use serde::Serialize;
 
-pub use auth::SourceCredential;
+pub use auth::webhook_signature;
 pub use problem::Problem;
 
-/// Bodies above this are refused with 413 before they are parsed.
+use auth::{Source, SourceAuth};
+use mapping::{Candidate, Origin};
+
+/// JSON bodies above this are refused with 413 before they are parsed.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// Outbound Messages carry up to 100 records: they may be larger.
+pub const DEFAULT_MAX_SOAP_BYTES: usize = 1024 * 1024;
+/// Stores in flight at once while recording a message's events.
+const CONCURRENT_STORES: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct IntakeConfig {
-    pub sources: Vec<SourceCredential>,
+    pub sources: Vec<SourceEntry>,
     pub max_body_bytes: usize,
 }
 
@@ -47,15 +63,27 @@ pub struct IntakePorts {
 #[derive(Clone)]
 pub struct Intake {
     config: Arc<IntakeConfig>,
+    sources: Arc<Vec<Source>>,
     ports: IntakePorts,
 }
 
 impl std::fmt::Debug for Intake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Intake")
-            .field("config", &self.config)
+            .field("sources", &self.sources)
             .finish_non_exhaustive()
     }
+}
+
+/// What recording one event came to.
+#[derive(Debug)]
+enum Recorded {
+    /// Stored now.
+    New(Box<PointsRequest>),
+    /// Already there with the same payload: a retry.
+    Replay(Box<PointsRequest>),
+    /// Already there with another payload under the same key.
+    Conflict(Box<PointsRequest>),
 }
 
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
@@ -95,8 +123,10 @@ fn is_json(request: &Request) -> bool {
 
 impl Intake {
     pub fn new(config: IntakeConfig, ports: IntakePorts) -> Self {
+        let sources = config.sources.iter().cloned().map(Source::new).collect();
         Self {
             config: Arc::new(config),
+            sources: Arc::new(sources),
             ports,
         }
     }
@@ -107,40 +137,74 @@ impl Intake {
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let method = request.method().clone();
         let result = match (segments.as_slice(), &method) {
-            (["v1", "points-requests"], &Method::POST) => self.create(&request).await,
+            (["v1", "points-requests"], &Method::POST) => self.create(&request, None).await,
             (["v1", "points-requests"], _) => Err(Problem::method_not_allowed("POST")),
             (["v1", "points-requests", id], &Method::GET) => self.show(&request, id).await,
             (["v1", "points-requests", _], _) => Err(Problem::method_not_allowed("GET")),
+            (["v1", "sources", source, "events"], &Method::POST) => {
+                return self.source_event(&request, source).await;
+            }
+            (["v1", "sources", _, "events"], _) => Err(Problem::method_not_allowed("POST")),
             _ => Err(Problem::not_found(format!("no route for {method} {path}"))),
         };
         result.unwrap_or_else(Problem::into_response)
     }
 
-    fn authenticate(&self, request: &Request) -> Result<SourceId, Problem> {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .ok_or_else(Problem::unauthorized)?;
-        auth::authenticate(&self.config.sources, presented)
-            .cloned()
-            .ok_or_else(Problem::unauthorized)
+    fn source(&self, id: &str) -> Option<&Source> {
+        self.sources.iter().find(|s| s.id().as_str() == id)
     }
 
+    fn body_limit(&self, source: Option<&Source>, default: usize) -> usize {
+        source
+            .and_then(|s| s.entry.max_body_bytes)
+            .unwrap_or(default)
+    }
+
+    /// `POST /v1/sources/{source}/events`: the source's kind decides how
+    /// the body is authenticated and read.
+    #[tracing::instrument(name = "intake.source_event", skip_all, fields(source = %source_id))]
+    async fn source_event(&self, request: &Request, source_id: &str) -> Response<Body> {
+        // An unknown source and a wrong credential look alike.
+        let Some(source) = self.source(source_id) else {
+            return match request
+                .query_string_parameters_ref()
+                .and_then(|q| q.first("token"))
+            {
+                Some(_) => salesforce_fault(StatusCode::UNAUTHORIZED, Problem::unauthorized()),
+                None => Problem::unauthorized().into_response(),
+            };
+        };
+        let outcome = match source.entry.kind {
+            SourceKind::Api => self.create(request, Some(source)).await,
+            SourceKind::Webhook => self.webhook(request, source).await,
+            SourceKind::SalesforceOutboundMessage => {
+                return self.salesforce(request, source).await;
+            }
+        };
+        outcome.unwrap_or_else(Problem::into_response)
+    }
+
+    /// The canonical request, from an `api` source (at `via`, when it came
+    /// through the source's own URL).
     #[tracing::instrument(name = "intake.create", skip_all, fields(source, request_id))]
-    async fn create(&self, request: &Request) -> Result<Response<Body>, Problem> {
-        let source = self.authenticate(request)?;
-        tracing::Span::current().record("source", source.as_str());
+    async fn create(
+        &self,
+        request: &Request,
+        via: Option<&Source>,
+    ) -> Result<Response<Body>, Problem> {
+        let source = auth::api_source(&self.sources, request.headers())?;
+        if via.is_some_and(|v| v.id() != source.id()) {
+            return Err(Problem::unauthorized());
+        }
+        let source_id = source.id().clone();
+        tracing::Span::current().record("source", source_id.as_str());
         if !is_json(request) {
             return Err(Problem::unsupported_media_type());
         }
         let body: &[u8] = request.body().as_ref();
-        if body.len() > self.config.max_body_bytes {
-            return Err(Problem::payload_too_large(self.config.max_body_bytes));
+        let limit = self.body_limit(Some(source), self.config.max_body_bytes);
+        if body.len() > limit {
+            return Err(Problem::payload_too_large(limit));
         }
         let key_header = request
             .headers()
@@ -155,61 +219,258 @@ impl Intake {
 
         let parsed = wire::parse_body(body)?;
         let program_raw = parsed.program_raw().to_owned();
-        let new = parsed.into_new_request(source.clone(), key)?;
+        let new = parsed.into_new_request(source_id.clone(), key)?;
         match self.ports.programs.program(&new.program) {
-            Some(p) if p.accepts_source(&source) => {}
+            Some(p) if p.accepts_source(&source_id) => {}
             _ => return Err(Problem::unknown_program(&program_raw)),
         }
-
         let candidate = new.into_request(self.ports.clock.now());
         tracing::Span::current().record("request_id", candidate.id.as_str());
-        let created = self.ports.create.create(&candidate).await.map_err(|e| {
-            tracing::error!(error = %e, "could not store the request");
-            Problem::unavailable(
-                "the request could not be stored; retry with the same Idempotency-Key",
-            )
+        let recorded = self.record(vec![candidate], false).await?;
+        answer_one(recorded)
+    }
+
+    /// A JSON event from a webhook source, read through its mapping.
+    #[tracing::instrument(name = "intake.webhook", skip_all, fields(request_id))]
+    async fn webhook(&self, request: &Request, source: &Source) -> Result<Response<Body>, Problem> {
+        let SourceAuth::Webhook(webhook_auth) = &source.auth else {
+            return Err(Problem::internal());
+        };
+        let body: &[u8] = request.body().as_ref();
+        let limit = self.body_limit(Some(source), self.config.max_body_bytes);
+        if body.len() > limit {
+            return Err(Problem::payload_too_large(limit));
+        }
+        let now = self.ports.clock.now();
+        auth::verify_webhook(webhook_auth, request.headers(), body, now.timestamp())?;
+        if !is_json(request) {
+            return Err(Problem::unsupported_media_type());
+        }
+        let value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| Problem::malformed_json(format!("the body is not valid JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(Problem::invalid_field("", "the body must be a JSON object"));
+        }
+        let mapping = source
+            .entry
+            .mapping
+            .as_ref()
+            .ok_or_else(Problem::internal)?;
+        let id_path = mapping.event_id.as_deref().unwrap_or("/id");
+        let event_id = mapping::Fields::get(&value, id_path)
+            .map(|v| v.into_owned())
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| {
+                Problem::invalid_field(id_path, format!("{id_path}: the event's id is missing"))
+            })?;
+        let program = mapping::program_for(&source.entry, &value).ok_or_else(Problem::internal)?;
+        let origin = Origin {
+            key: format!("{event_id}:{program}"),
+            event_id,
+            attributes: serde_json::Map::new(),
+        };
+        let candidate = mapping::map_event(&source.entry, &value, origin, now).map_err(|e| {
+            Problem::invalid_field(id_path, format!("the event cannot be keyed: {e}"))
         })?;
-        match created {
-            Created::New => {
-                tracing::info!(program = %candidate.program, recipient = %candidate.recipient.id, "accepted");
-                self.enqueue(&candidate).await?;
-                Ok(accepted(&candidate, false))
+        // A field the mapping cannot read is bad input: refuse it, store nothing.
+        // An event that does not qualify is recorded as rejected.
+        if let Some(reason) = &candidate.rejected
+            && reason.code != "not_qualifying"
+        {
+            return Err(Problem::invalid_field("", reason.message.clone()));
+        }
+        tracing::Span::current().record("request_id", candidate.request.id.as_str());
+        let recorded = self.record(vec![candidate.request], false).await?;
+        answer_one(recorded)
+    }
+
+    /// A Salesforce Outbound Message: every notification recorded (or known
+    /// as a duplicate) and queued before the acknowledgement; any failure is
+    /// a fault, and Salesforce retries the whole message.
+    #[tracing::instrument(name = "intake.salesforce", skip_all, fields(org, notifications))]
+    async fn salesforce(&self, request: &Request, source: &Source) -> Response<Body> {
+        let SourceAuth::Salesforce { tokens, org_ids } = &source.auth else {
+            return salesforce_fault(StatusCode::INTERNAL_SERVER_ERROR, Problem::internal());
+        };
+        let token = request
+            .query_string_parameters_ref()
+            .and_then(|q| q.first("token"))
+            .unwrap_or("");
+        if !tokens.accepts(token) {
+            return salesforce_fault(StatusCode::UNAUTHORIZED, Problem::unauthorized());
+        }
+        let body: &[u8] = request.body().as_ref();
+        let limit = self.body_limit(Some(source), DEFAULT_MAX_SOAP_BYTES);
+        if body.len() > limit {
+            return salesforce_fault(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Problem::payload_too_large(limit),
+            );
+        }
+        let message = match soap::parse(body) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable outbound message");
+                return soap_response(
+                    StatusCode::BAD_REQUEST,
+                    soap::fault(soap::FaultCode::Client, "malformed_message", &e.to_string()),
+                );
             }
-            Created::Existing(existing) if existing.payload_hash == candidate.payload_hash => {
-                // A replay. If the first attempt stored the request but could
-                // not queue it, queue it now: eligibility ignores duplicates.
-                if existing.state() == StatusKind::Received {
-                    self.enqueue(&existing).await?;
+        };
+        let span = tracing::Span::current();
+        span.record("org", message.organization_id.as_str());
+        span.record("notifications", message.notifications.len());
+        let Some(org) = salesforce_id::to_18(&message.organization_id)
+            .filter(|org| org_ids.iter().any(|allowed| allowed == org))
+        else {
+            tracing::warn!(org = %message.organization_id, "outbound message from an org that is not allowed");
+            return soap_response(
+                StatusCode::FORBIDDEN,
+                soap::fault(
+                    soap::FaultCode::Client,
+                    "org_not_allowed",
+                    &format!(
+                        "organization {} may not send to this source",
+                        message.organization_id
+                    ),
+                ),
+            );
+        };
+        let now = self.ports.clock.now();
+        let mut candidates = Vec::with_capacity(message.notifications.len());
+        for n in &message.notifications {
+            let record = n.field("Id").and_then(salesforce_id::to_18);
+            let program = mapping::program_for(&source.entry, n);
+            let (Some(record), Some(program)) = (record, program) else {
+                return soap_response(
+                    StatusCode::BAD_REQUEST,
+                    soap::fault(
+                        soap::FaultCode::Client,
+                        "malformed_message",
+                        &format!(
+                            "notification {} has no record Id among its fields; add Id to the outbound message's fields",
+                            n.id
+                        ),
+                    ),
+                );
+            };
+            let mut attributes = serde_json::Map::new();
+            for (name, value) in [
+                ("salesforce_org_id", org.as_str()),
+                ("salesforce_object", n.object.as_str()),
+                ("salesforce_notification_id", n.id.as_str()),
+            ] {
+                attributes.insert(name.into(), serde_json::Value::String(value.to_owned()));
+            }
+            let origin = Origin {
+                key: format!("{org}:{record}:{program}"),
+                event_id: record,
+                attributes,
+            };
+            match mapping::map_event(&source.entry, n, origin, now) {
+                Ok(Candidate { request, .. }) => candidates.push(request),
+                Err(e) => {
+                    tracing::error!(error = %e, notification = %n.id, "cannot map a notification");
+                    return salesforce_fault(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        Problem::internal(),
+                    );
                 }
-                tracing::info!(state = %existing.state(), "replay of an accepted request");
-                Ok(accepted(&existing, true))
             }
-            Created::Existing(_) => {
-                tracing::warn!("idempotency key reused with a different body; nothing changed");
-                Err(Problem::idempotency_key_reused())
+        }
+        match self.record(candidates, true).await {
+            Ok(recorded) => {
+                let (mut new, mut duplicates) = (0, 0);
+                for r in &recorded {
+                    match r {
+                        Recorded::New(_) => new += 1,
+                        Recorded::Replay(_) | Recorded::Conflict(_) => duplicates += 1,
+                    }
+                }
+                tracing::info!(new, duplicates, "outbound message acknowledged");
+                soap_response(StatusCode::OK, soap::ack())
             }
+            Err(problem) => salesforce_fault(StatusCode::INTERNAL_SERVER_ERROR, problem),
         }
     }
 
-    async fn enqueue(&self, request: &PointsRequest) -> Result<(), Problem> {
-        let message = PipelineMessage {
-            request_id: request.id.clone(),
-        };
-        self.ports
-            .eligibility_queue
-            .publish(std::slice::from_ref(&message))
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, request_id = %request.id, "could not queue the request");
-                Problem::unavailable(
-                    "the request was stored but could not be queued; retry with the same Idempotency-Key",
-                )
+    /// Stores each request (a conditional put keyed by its id), then queues
+    /// every one that still needs eligibility in one publish. Fails if any
+    /// store or send fails; what was stored stays, and a retry finds it.
+    /// A key reused with another payload changes nothing, unless the source
+    /// treats that as a retry (`conflict_is_retry`: Salesforce sends a
+    /// record's latest data, so a re-sent notification may differ).
+    async fn record(
+        &self,
+        requests: Vec<PointsRequest>,
+        conflict_is_retry: bool,
+    ) -> Result<Vec<Recorded>, Problem> {
+        let create = self.ports.create.as_ref();
+        let results: Vec<_> = futures::stream::iter(requests)
+            .map(|candidate| async move {
+                let created = create.create(&candidate).await;
+                (candidate, created)
             })
+            .buffered(CONCURRENT_STORES)
+            .collect()
+            .await;
+        let mut recorded = Vec::with_capacity(results.len());
+        for (candidate, created) in results {
+            recorded.push(match created {
+                Ok(Created::New) => {
+                    tracing::info!(request_id = %candidate.id, state = %candidate.state(), program = %candidate.program, recipient = %candidate.recipient.id, "accepted");
+                    Recorded::New(Box::new(candidate))
+                }
+                Ok(Created::Existing(existing)) if existing.payload_hash == candidate.payload_hash => {
+                    tracing::info!(request_id = %existing.id, state = %existing.state(), "replay of a recorded request");
+                    Recorded::Replay(existing)
+                }
+                Ok(Created::Existing(existing)) => {
+                    tracing::warn!(request_id = %existing.id, "same business key with a different payload; nothing changed");
+                    Recorded::Conflict(existing)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, request_id = %candidate.id, "could not store the request");
+                    return Err(Problem::unavailable(
+                        "the request could not be stored; retry with the same key",
+                    ));
+                }
+            });
+        }
+        // Queue what is still `received`: new requests, and any a first
+        // attempt stored but could not queue (eligibility ignores duplicates).
+        let messages: Vec<PipelineMessage> = recorded
+            .iter()
+            .filter_map(|r| match r {
+                Recorded::New(request) => Some(request.as_ref()),
+                Recorded::Replay(request) => Some(request.as_ref()),
+                Recorded::Conflict(request) => conflict_is_retry.then_some(request.as_ref()),
+            })
+            .filter(|r| r.state() == StatusKind::Received)
+            .map(|r| PipelineMessage {
+                request_id: r.id.clone(),
+            })
+            .collect();
+        if !messages.is_empty() {
+            self.ports
+                .eligibility_queue
+                .publish(&messages)
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "could not queue requests");
+                    Problem::unavailable(
+                        "the request was stored but could not be queued; retry with the same key",
+                    )
+                })?;
+        }
+        Ok(recorded)
     }
 
     #[tracing::instrument(name = "intake.show", skip_all, fields(request_id = %id))]
     async fn show(&self, request: &Request, id: &str) -> Result<Response<Body>, Problem> {
-        let source = self.authenticate(request)?;
+        let source = auth::api_source(&self.sources, request.headers())?
+            .id()
+            .clone();
         let not_found = || Problem::not_found(format!("no points request {id}"));
         let id = RequestId::parse(id).map_err(|_| not_found())?;
         let stored = self.ports.get.get(&id).await.map_err(|e| {
@@ -229,6 +490,37 @@ impl Intake {
             &wire::RequestView::of(&stored, &entries),
         ))
     }
+}
+
+/// The answer to a single event: 202 for a new or replayed request, 409
+/// for a key reused with another payload.
+fn answer_one(mut recorded: Vec<Recorded>) -> Result<Response<Body>, Problem> {
+    match recorded.pop() {
+        Some(Recorded::New(request)) => Ok(accepted(&request, false)),
+        Some(Recorded::Replay(request)) => Ok(accepted(&request, true)),
+        Some(Recorded::Conflict(_)) => Err(Problem::idempotency_key_reused()),
+        None => Err(Problem::internal()),
+    }
+}
+
+fn soap_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/xml; charset=utf-8"),
+    );
+    response
+}
+
+/// A problem as a SOAP fault: ours (5xx) or the sender's.
+fn salesforce_fault(status: StatusCode, problem: Problem) -> Response<Body> {
+    let code = if status.is_server_error() {
+        soap::FaultCode::Server
+    } else {
+        soap::FaultCode::Client
+    };
+    soap_response(status, soap::fault(code, problem.code, &problem.detail))
 }
 
 fn accepted(request: &PointsRequest, replayed: bool) -> Response<Body> {

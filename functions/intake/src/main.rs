@@ -4,9 +4,7 @@ use std::convert::Infallible;
 
 use lambda_http::{Error, Request, run, service_fn};
 use pointsflow_core::time::SystemClock;
-use pointsflow_intake::{
-    DEFAULT_MAX_BODY_BYTES, Intake, IntakeConfig, IntakePorts, SourceCredential,
-};
+use pointsflow_intake::{DEFAULT_MAX_BODY_BYTES, Intake, IntakeConfig, IntakePorts};
 use pointsflow_lambda::{ELIGIBILITY_QUEUE_URL, Wiring};
 
 #[tokio::main]
@@ -16,12 +14,7 @@ async fn main() -> Result<(), Error> {
     let store = wiring.store();
     let intake = Intake::new(
         IntakeConfig {
-            sources: wiring
-                .config
-                .sources
-                .iter()
-                .map(|s| SourceCredential::from_api_key(s.id.clone(), &s.api_key))
-                .collect(),
+            sources: wiring.config.sources.clone(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         },
         IntakePorts {

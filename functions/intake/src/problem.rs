@@ -83,6 +83,16 @@ impl Problem {
         )
     }
 
+    /// A webhook's HMAC signature or its timestamp did not check out.
+    pub fn bad_signature(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            "The signature is missing, stale or wrong",
+            detail,
+        )
+    }
+
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "Not found", detail)
     }

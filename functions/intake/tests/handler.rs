@@ -8,11 +8,12 @@ use std::time::Duration;
 use chrono::DateTime;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
+use pointsflow_config::SourceEntry;
 use pointsflow_core::money::Currency;
 use pointsflow_core::ports::{Clock, RequestGet};
 use pointsflow_core::program::{Destination, PointsRule, Program, ProgramState, TransferMode};
-use pointsflow_core::values::{PartnerId, Points, ProgramId, RequestId, SourceId};
-use pointsflow_intake::{Intake, IntakeConfig, IntakePorts, SourceCredential};
+use pointsflow_core::values::{PartnerId, Points, ProgramId, RequestId};
+use pointsflow_intake::{Intake, IntakeConfig, IntakePorts};
 use pointsflow_memory::{
     ManualClock, MemoryLedger, MemoryQueue, MemoryRequestStore, QueueConfig, StaticCatalog,
 };
@@ -63,8 +64,8 @@ fn harness() -> Harness {
     let intake = Intake::new(
         IntakeConfig {
             sources: vec![
-                SourceCredential::from_api_key(SourceId::parse("salesforce").unwrap(), KEY),
-                SourceCredential::from_api_key(SourceId::parse("workday").unwrap(), OTHER_KEY),
+                api_source("salesforce", KEY),
+                api_source("workday", OTHER_KEY),
             ],
             max_body_bytes: 4096,
         },
@@ -82,6 +83,10 @@ fn harness() -> Harness {
         store,
         queue,
     }
+}
+
+fn api_source(id: &str, key: &str) -> SourceEntry {
+    toml::from_str(&format!("id = \"{id}\"\napi_key = \"{key}\"")).unwrap()
 }
 
 fn fixture(name: &str) -> Value {

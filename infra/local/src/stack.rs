@@ -19,9 +19,7 @@ use pointsflow_core::time::{RandomIds, SystemClock};
 use pointsflow_core::values::PartnerId;
 use pointsflow_dispatch::{Dispatch, DispatchPorts};
 use pointsflow_eligibility::{Eligibility, EligibilityPorts};
-use pointsflow_intake::{
-    DEFAULT_MAX_BODY_BYTES, Intake, IntakeConfig, IntakePorts, SourceCredential,
-};
+use pointsflow_intake::{DEFAULT_MAX_BODY_BYTES, Intake, IntakeConfig, IntakePorts};
 use pointsflow_memory::{
     EventSourceMapping, MappingConfig, MemoryLedger, MemoryQueue, MemoryRequestStore, QueueConfig,
     StaticCatalog, StaticEnrollments,
@@ -261,11 +259,7 @@ impl Common {
             catalog: Arc::new(StaticCatalog::new(config.programs.clone())),
             enrollments: Arc::new(StaticEnrollments::new(links)),
             intake: IntakeConfig {
-                sources: config
-                    .sources
-                    .iter()
-                    .map(|s| SourceCredential::from_api_key(s.id.clone(), &s.api_key))
-                    .collect(),
+                sources: config.sources.clone(),
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             },
             sandbox_shutdown,

@@ -9,8 +9,14 @@ use std::time::Duration;
 
 use pointsflow_core::ports::MemberLink;
 use pointsflow_core::program::{Program, TransferMode};
-use pointsflow_core::values::{MemberNumber, PartnerId, ProgramId, RecipientId, SourceId};
+use pointsflow_core::values::{MemberNumber, PartnerId, ProgramId, RecipientId};
 use serde::Deserialize;
+
+pub mod source;
+pub use source::{
+    BasicCredential, Condition, Mapping, Route, SalesforceSettings, SourceEntry, SourceKind,
+    WebhookAuthKind, WebhookSettings,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -105,13 +111,6 @@ impl Default for SandboxSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceEntry {
-    pub id: SourceId,
-    pub api_key: String,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PartnerKind {
@@ -204,25 +203,12 @@ impl Config {
             ));
         }
         let mut sources = HashSet::new();
-        let mut keys = HashSet::new();
+        let mut secrets = HashSet::new();
         for s in &self.sources {
             if !sources.insert(&s.id) {
                 return Err(invalid(format!("sources.{}", s.id), "id", "appears twice"));
             }
-            if !keys.insert(&s.api_key) {
-                return Err(invalid(
-                    format!("sources.{}", s.id),
-                    "api_key",
-                    "is another source's key: each source needs its own",
-                ));
-            }
-            if s.api_key.len() < 16 {
-                return Err(invalid(
-                    format!("sources.{}", s.id),
-                    "api_key",
-                    "must be at least 16 characters",
-                ));
-            }
+            source::validate(s, &mut secrets)?;
         }
         let mut partners = HashSet::new();
         for p in &self.partners {
@@ -286,6 +272,33 @@ impl Config {
                         "sources",
                         format!("no source '{s}' is configured"),
                     ));
+                }
+            }
+        }
+        for s in &self.sources {
+            let entry = format!("sources.{}", s.id);
+            let chosen = s
+                .program
+                .iter()
+                .map(|p| (p, "program"))
+                .chain(s.routes.iter().map(|r| (&r.program, "routes.program")));
+            for (program, field) in chosen {
+                match self.programs.iter().find(|p| &p.id == program) {
+                    None => {
+                        return Err(invalid(
+                            entry,
+                            field,
+                            format!("no program '{program}' is configured"),
+                        ));
+                    }
+                    Some(p) if !p.accepts_source(&s.id) => {
+                        return Err(invalid(
+                            entry,
+                            field,
+                            format!("program '{program}' does not list this source in its sources"),
+                        ));
+                    }
+                    Some(_) => {}
                 }
             }
         }

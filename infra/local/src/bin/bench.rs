@@ -282,7 +282,11 @@ async fn run(args: Args) -> Result<(), String> {
         let (client, url, api_key, next, refused) = (
             client.clone(),
             url.clone(),
-            source.api_key.clone(),
+            source
+                .bearer_keys()
+                .first()
+                .map(|k| k.to_string())
+                .unwrap_or_default(),
             next.clone(),
             refused.clone(),
         );

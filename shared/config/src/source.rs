@@ -1,0 +1,544 @@
+//! Sources: who may send events, how their bodies are read and
+//! authenticated, and how their fields map onto a points request.
+//!
+//! Three kinds share one intake path (`POST /v1/sources/{source}/events`,
+//! and the canonical `POST /v1/points-requests` for `api` sources):
+//!
+//! - `api`: the canonical JSON points request, `Authorization: Bearer` key,
+//!   `Idempotency-Key` header;
+//! - `salesforce_outbound_message`: a Salesforce Outbound Message (SOAP),
+//!   authenticated by a token in the URL and the org id in the message;
+//! - `webhook`: any JSON event (Salesforce Flow / Apex callouts, Workday,
+//!   SAP SuccessFactors, Darwinbox, ...), authenticated by a bearer key,
+//!   HTTP Basic or an HMAC-SHA256 signature.
+//!
+//! Every secret is a list, so two are valid at once during a rotation.
+
+use std::collections::HashSet;
+
+use pointsflow_core::money::Currency;
+use pointsflow_core::values::{ProgramId, SourceId};
+use serde::Deserialize;
+
+use crate::{ConfigError, invalid};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    #[default]
+    Api,
+    SalesforceOutboundMessage,
+    Webhook,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Api => "api",
+            SourceKind::SalesforceOutboundMessage => "salesforce_outbound_message",
+            SourceKind::Webhook => "webhook",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceEntry {
+    pub id: SourceId,
+    #[serde(default)]
+    pub kind: SourceKind,
+    /// `api`: the bearer key (one; use `api_keys` to rotate).
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// `api`: bearer keys, any of which is accepted.
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+    /// `salesforce_outbound_message`: the settings of the org.
+    #[serde(default)]
+    pub salesforce: Option<SalesforceSettings>,
+    /// `webhook`: how the sender authenticates.
+    #[serde(default)]
+    pub webhook: Option<WebhookSettings>,
+    /// The program every event of this source goes to, unless a route
+    /// chooses another.
+    #[serde(default)]
+    pub program: Option<ProgramId>,
+    /// Rules choosing the program from a field, the first that matches wins.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Conditions an event must meet to qualify; one that does not is
+    /// recorded as rejected with the condition it failed.
+    #[serde(default)]
+    pub qualify: Vec<Condition>,
+    /// How fields map onto a points request (not for `api` sources).
+    #[serde(default)]
+    pub mapping: Option<Mapping>,
+    /// Bodies above this many bytes are refused before they are read.
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
+}
+
+impl SourceEntry {
+    /// Every bearer key of an `api` source.
+    pub fn bearer_keys(&self) -> Vec<&str> {
+        self.api_key
+            .iter()
+            .chain(self.api_keys.iter())
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SalesforceSettings {
+    /// Tokens accepted in the endpoint URL's `token` query parameter.
+    pub tokens: Vec<String>,
+    /// The orgs allowed to send (15- or 18-character ids).
+    pub org_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookAuthKind {
+    Bearer,
+    Basic,
+    Hmac,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicCredential {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    pub auth: WebhookAuthKind,
+    /// `bearer`: keys accepted in `Authorization: Bearer`.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// `basic`: user names and passwords accepted.
+    #[serde(default)]
+    pub basic: Vec<BasicCredential>,
+    /// `hmac`: shared secrets; the signature is HMAC-SHA256 over
+    /// `{timestamp}.{body}`, hex, in `signature_header`.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[serde(default = "default_signature_header")]
+    pub signature_header: String,
+    #[serde(default = "default_timestamp_header")]
+    pub timestamp_header: String,
+    /// How far a signed timestamp may be from now, in seconds.
+    #[serde(default = "default_tolerance")]
+    pub tolerance_seconds: u64,
+}
+
+fn default_signature_header() -> String {
+    "x-pointsflow-signature".into()
+}
+
+fn default_timestamp_header() -> String {
+    "x-pointsflow-timestamp".into()
+}
+
+fn default_tolerance() -> u64 {
+    300
+}
+
+/// Where a value comes from: a Salesforce field name (`StageName`) for
+/// Outbound Messages, a JSON pointer (`/worker/id`) for webhooks.
+pub type FieldPath = String;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    /// The recipient's id in the source (a Salesforce user id, an employee id).
+    pub recipient: FieldPath,
+    #[serde(default)]
+    pub recipient_email: Option<FieldPath>,
+    /// An amount the program turns into points...
+    #[serde(default)]
+    pub amount: Option<FieldPath>,
+    /// ...in this currency field, or `currency` when the field is absent.
+    #[serde(default)]
+    pub currency_field: Option<FieldPath>,
+    #[serde(default)]
+    pub currency: Option<Currency>,
+    /// ...or a number of points.
+    #[serde(default)]
+    pub points: Option<FieldPath>,
+    /// The event's id in the source. For Outbound Messages the record id is
+    /// used when this is not set.
+    #[serde(default)]
+    pub event_id: Option<FieldPath>,
+    /// The event type the program qualifies on, e.g. `opportunity.closed_won`.
+    pub event_type: String,
+    /// When the event happened (RFC 3339 or a date); the time of receipt when absent.
+    #[serde(default)]
+    pub occurred_at: Option<FieldPath>,
+    /// Further fields kept on the request, for tracing and reports.
+    #[serde(default)]
+    pub attributes: Vec<FieldPath>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    pub field: FieldPath,
+    /// The field's value must be this...
+    #[serde(default)]
+    pub equals: Option<String>,
+    /// ...or one of these.
+    #[serde(default, rename = "in")]
+    pub one_of: Vec<String>,
+}
+
+impl Condition {
+    /// Whether a field's value (absent or nil: `None`) meets the condition.
+    pub fn holds(&self, value: Option<&str>) -> bool {
+        let Some(value) = value else {
+            return false;
+        };
+        match &self.equals {
+            Some(expected) => value == expected,
+            None => self.one_of.iter().any(|v| v == value),
+        }
+    }
+
+    /// The condition in words, for a rejection's reason.
+    pub fn describe(&self) -> String {
+        match &self.equals {
+            Some(expected) => format!("{} must be '{expected}'", self.field),
+            None => format!("{} must be one of {}", self.field, self.one_of.join(", ")),
+        }
+    }
+}
+
+/// A program chosen by a field's value.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub field: FieldPath,
+    #[serde(default)]
+    pub equals: Option<String>,
+    #[serde(default, rename = "in")]
+    pub one_of: Vec<String>,
+    pub program: ProgramId,
+}
+
+impl Route {
+    pub fn condition(&self) -> Condition {
+        Condition {
+            field: self.field.clone(),
+            equals: self.equals.clone(),
+            one_of: self.one_of.clone(),
+        }
+    }
+}
+
+/// Salesforce org ids: `00D`, then 12 or 15 more letters and digits.
+pub fn is_org_id(id: &str) -> bool {
+    (id.len() == 15 || id.len() == 18)
+        && id.starts_with("00D")
+        && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn check_secret<'a>(
+    entry: &str,
+    field: &'static str,
+    secret: &'a str,
+    min: usize,
+    seen: &mut HashSet<&'a str>,
+) -> Result<(), ConfigError> {
+    if secret.len() < min {
+        return Err(invalid(
+            entry,
+            field,
+            format!("must be at least {min} characters"),
+        ));
+    }
+    if !seen.insert(secret) {
+        return Err(invalid(
+            entry,
+            field,
+            "is used twice (here or by another source): each needs its own",
+        ));
+    }
+    Ok(())
+}
+
+fn check_path(entry: &str, field: &'static str, path: &str, json: bool) -> Result<(), ConfigError> {
+    let ok = if json {
+        path.starts_with('/') && path.len() > 1
+    } else {
+        !path.is_empty() && path.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    if ok {
+        Ok(())
+    } else if json {
+        Err(invalid(
+            entry,
+            field,
+            format!("'{path}' is not a JSON pointer such as /worker/id"),
+        ))
+    } else {
+        Err(invalid(
+            entry,
+            field,
+            format!("'{path}' is not a Salesforce field API name such as StageName"),
+        ))
+    }
+}
+
+fn check_condition(
+    entry: &str,
+    field: &'static str,
+    condition: &Condition,
+    json: bool,
+) -> Result<(), ConfigError> {
+    check_path(entry, field, &condition.field, json)?;
+    match (&condition.equals, condition.one_of.is_empty()) {
+        (Some(_), true) | (None, false) => Ok(()),
+        _ => Err(invalid(
+            entry,
+            field,
+            "needs exactly one of `equals` or `in`",
+        )),
+    }
+}
+
+/// One source on its own; `seen` collects secrets across sources.
+pub(crate) fn validate<'a>(
+    s: &'a SourceEntry,
+    seen: &mut HashSet<&'a str>,
+) -> Result<(), ConfigError> {
+    let entry = format!("sources.{}", s.id);
+    let entry = entry.as_str();
+    let json = s.kind == SourceKind::Webhook;
+    let not_for = |field: &'static str| {
+        invalid(
+            entry,
+            field,
+            format!("does not apply to a {} source", s.kind.as_str()),
+        )
+    };
+    if s.kind != SourceKind::Api && !s.bearer_keys().is_empty() {
+        return Err(not_for("api_key"));
+    }
+    if s.kind != SourceKind::SalesforceOutboundMessage && s.salesforce.is_some() {
+        return Err(not_for("salesforce"));
+    }
+    if s.kind != SourceKind::Webhook && s.webhook.is_some() {
+        return Err(not_for("webhook"));
+    }
+    if s.max_body_bytes == Some(0) {
+        return Err(invalid(entry, "max_body_bytes", "must be greater than 0"));
+    }
+    match s.kind {
+        SourceKind::Api => {
+            let keys = s.bearer_keys();
+            if keys.is_empty() {
+                return Err(invalid(entry, "api_key", "an api source needs a key"));
+            }
+            for key in keys {
+                check_secret(entry, "api_key", key, 16, seen)?;
+            }
+            for (field, present) in [
+                ("mapping", s.mapping.is_some()),
+                ("program", s.program.is_some()),
+                ("routes", !s.routes.is_empty()),
+                ("qualify", !s.qualify.is_empty()),
+            ] {
+                if present {
+                    return Err(invalid(
+                        entry,
+                        field,
+                        "does not apply to an api source: its requests name their program",
+                    ));
+                }
+            }
+            return Ok(());
+        }
+        SourceKind::SalesforceOutboundMessage => {
+            let sf = s
+                .salesforce
+                .as_ref()
+                .ok_or_else(|| invalid(entry, "salesforce", "needs tokens and org_ids"))?;
+            if sf.tokens.is_empty() {
+                return Err(invalid(
+                    entry,
+                    "salesforce.tokens",
+                    "needs at least one token",
+                ));
+            }
+            for token in &sf.tokens {
+                check_secret(entry, "salesforce.tokens", token, 24, seen)?;
+                if !token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return Err(invalid(
+                        entry,
+                        "salesforce.tokens",
+                        "may hold only letters, digits, - and _ (it goes in a URL)",
+                    ));
+                }
+            }
+            if sf.org_ids.is_empty() {
+                return Err(invalid(
+                    entry,
+                    "salesforce.org_ids",
+                    "needs at least one org id",
+                ));
+            }
+            for org in &sf.org_ids {
+                if !is_org_id(org) {
+                    return Err(invalid(
+                        entry,
+                        "salesforce.org_ids",
+                        format!("'{org}' is not a Salesforce org id (00D..., 15 or 18 characters)"),
+                    ));
+                }
+            }
+        }
+        SourceKind::Webhook => {
+            let w = s
+                .webhook
+                .as_ref()
+                .ok_or_else(|| invalid(entry, "webhook", "needs auth and its credentials"))?;
+            match w.auth {
+                WebhookAuthKind::Bearer => {
+                    if w.keys.is_empty() {
+                        return Err(invalid(entry, "webhook.keys", "bearer auth needs keys"));
+                    }
+                    for key in &w.keys {
+                        check_secret(entry, "webhook.keys", key, 16, seen)?;
+                    }
+                }
+                WebhookAuthKind::Basic => {
+                    if w.basic.is_empty() {
+                        return Err(invalid(
+                            entry,
+                            "webhook.basic",
+                            "basic auth needs a username and password",
+                        ));
+                    }
+                    for c in &w.basic {
+                        if c.username.is_empty() || c.username.contains(':') {
+                            return Err(invalid(
+                                entry,
+                                "webhook.basic.username",
+                                "must be non-empty and without ':'",
+                            ));
+                        }
+                        check_secret(entry, "webhook.basic.password", &c.password, 16, seen)?;
+                    }
+                }
+                WebhookAuthKind::Hmac => {
+                    if w.secrets.is_empty() {
+                        return Err(invalid(entry, "webhook.secrets", "hmac auth needs secrets"));
+                    }
+                    for secret in &w.secrets {
+                        check_secret(entry, "webhook.secrets", secret, 32, seen)?;
+                    }
+                    if w.tolerance_seconds == 0 || w.tolerance_seconds > 3_600 {
+                        return Err(invalid(
+                            entry,
+                            "webhook.tolerance_seconds",
+                            "must be 1 to 3600",
+                        ));
+                    }
+                    for (field, header) in [
+                        ("webhook.signature_header", &w.signature_header),
+                        ("webhook.timestamp_header", &w.timestamp_header),
+                    ] {
+                        if http_header_name(header).is_none() {
+                            return Err(invalid(entry, field, "is not an HTTP header name"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mapping = s
+        .mapping
+        .as_ref()
+        .ok_or_else(|| invalid(entry, "mapping", "needs at least recipient and event_type"))?;
+    check_path(entry, "mapping.recipient", &mapping.recipient, json)?;
+    for (field, path) in [
+        ("mapping.recipient_email", &mapping.recipient_email),
+        ("mapping.amount", &mapping.amount),
+        ("mapping.currency_field", &mapping.currency_field),
+        ("mapping.points", &mapping.points),
+        ("mapping.event_id", &mapping.event_id),
+        ("mapping.occurred_at", &mapping.occurred_at),
+    ] {
+        if let Some(path) = path {
+            check_path(entry, field, path, json)?;
+        }
+    }
+    for path in &mapping.attributes {
+        check_path(entry, "mapping.attributes", path, json)?;
+    }
+    match (&mapping.amount, &mapping.points) {
+        (Some(_), None) => {
+            if mapping.currency_field.is_none() && mapping.currency.is_none() {
+                return Err(invalid(
+                    entry,
+                    "mapping.currency",
+                    "an amount needs a currency_field or a currency",
+                ));
+            }
+        }
+        (None, Some(_)) => {}
+        _ => {
+            return Err(invalid(
+                entry,
+                "mapping.amount",
+                "map exactly one of amount or points",
+            ));
+        }
+    }
+    if json && mapping.event_id.is_none() {
+        return Err(invalid(
+            entry,
+            "mapping.event_id",
+            "a webhook needs the event's id: it is what makes a retry a duplicate",
+        ));
+    }
+    if pointsflow_core::values::EventType::parse(&mapping.event_type).is_err() {
+        return Err(invalid(
+            entry,
+            "mapping.event_type",
+            format!(
+                "'{}' is not an event type such as opportunity.closed_won",
+                mapping.event_type
+            ),
+        ));
+    }
+    for condition in &s.qualify {
+        check_condition(entry, "qualify", condition, json)?;
+    }
+    for route in &s.routes {
+        check_condition(entry, "routes", &route.condition(), json)?;
+    }
+    if s.program.is_none() {
+        return Err(invalid(
+            entry,
+            "program",
+            "name the program events go to when no route chooses another",
+        ));
+    }
+    Ok(())
+}
+
+fn http_header_name(name: &str) -> Option<()> {
+    (!name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    .then_some(())
+}
