@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Body, Request, Response};
 use pointsflow_config::{SourceEntry, SourceKind};
 use pointsflow_core::ports::{
     Clock, Created, LedgerRead, PipelineMessage, ProgramCatalog, Publish, RequestCreate, RequestGet,
@@ -166,10 +166,7 @@ impl Intake {
     async fn source_event(&self, request: &Request, source_id: &str) -> Response<Body> {
         // An unknown source and a wrong credential look alike.
         let Some(source) = self.source(source_id) else {
-            return match request
-                .query_string_parameters_ref()
-                .and_then(|q| q.first("token"))
-            {
+            return match query_param(request, "token") {
                 Some(_) => salesforce_fault(StatusCode::UNAUTHORIZED, Problem::unauthorized()),
                 None => Problem::unauthorized().into_response(),
             };
@@ -292,10 +289,7 @@ impl Intake {
         let SourceAuth::Salesforce { tokens, org_ids } = &source.auth else {
             return salesforce_fault(StatusCode::INTERNAL_SERVER_ERROR, Problem::internal());
         };
-        let token = request
-            .query_string_parameters_ref()
-            .and_then(|q| q.first("token"))
-            .unwrap_or("");
+        let token = query_param(request, "token").unwrap_or("");
         if !tokens.accepts(token) {
             return salesforce_fault(StatusCode::UNAUTHORIZED, Problem::unauthorized());
         }
@@ -501,6 +495,18 @@ fn answer_one(mut recorded: Vec<Recorded>) -> Result<Response<Body>, Problem> {
         Some(Recorded::Conflict(_)) => Err(Problem::idempotency_key_reused()),
         None => Err(Problem::internal()),
     }
+}
+
+/// A query parameter as sent. Source tokens are URL-safe by configuration,
+/// so no percent-decoding is needed to compare them.
+fn query_param<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
+    request
+        .uri()
+        .query()?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 fn soap_response(status: StatusCode, body: String) -> Response<Body> {

@@ -184,10 +184,13 @@ pub fn link(id: &RequestId) -> String {
 }
 
 /// The 202 answer: the same for the first acceptance and every replay.
+/// An event a source sent that did not qualify is `rejected`, with why.
 #[derive(Debug, Serialize)]
 pub struct Accepted<'a> {
     pub id: &'a RequestId,
     pub status: StatusKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a Reason>,
     pub program: &'a ProgramId,
     pub accepted_at: DateTime<Utc>,
     pub links: Links,
@@ -195,9 +198,23 @@ pub struct Accepted<'a> {
 
 impl<'a> Accepted<'a> {
     pub fn of(request: &'a PointsRequest) -> Self {
+        // Rejected at intake: the rejection is recorded at the time of receipt.
+        let at_intake = request
+            .timeline
+            .get(1)
+            .is_some_and(|t| t.state == StatusKind::Rejected && t.at == request.received_at);
+        let reason = match &request.status {
+            pointsflow_core::request::Status::Rejected { reason } if at_intake => Some(reason),
+            _ => None,
+        };
         Self {
             id: &request.id,
-            status: StatusKind::Received,
+            status: if reason.is_some() {
+                StatusKind::Rejected
+            } else {
+                StatusKind::Received
+            },
+            reason,
             program: &request.program,
             accepted_at: request.received_at,
             links: Links {
