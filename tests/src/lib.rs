@@ -11,11 +11,47 @@ use std::time::{Duration, Instant};
 
 use pointsflow_core::ledger::invariants;
 use pointsflow_core::values::{MemberNumber, PartnerId};
+use pointsflow_intake::soap::{Notification, OutboundMessage};
 use pointsflow_local::{AwsOptions, AwsStack, LocalConfig, Stack, StackOptions};
 use serde_json::{Value, json};
 
 pub const API_KEY: &str = "pf_demo_4f1c2b7e9a6d4e0f";
 pub const ADA: &str = "0055g00000DemoAA1";
+/// The demo config's Salesforce source: its URL token and org.
+pub const SF_TOKEN: &str = "sf_demo_token_7c1e9b2a4d6f8e0c";
+pub const SF_ORG: &str = "00D5g000004DemoEAC";
+
+/// An Opportunity notification as a Salesforce Outbound Message carries it.
+pub fn opportunity(n: usize, owner: &str, stage: &str, amount: &str) -> Notification {
+    let fields = [
+        ("Id", format!("0065g00000{n:05}AAA")),
+        ("OwnerId", owner.to_owned()),
+        ("StageName", stage.to_owned()),
+        ("Amount", amount.to_owned()),
+        ("CurrencyIsoCode", "USD".to_owned()),
+        ("CloseDate", "2026-11-20".to_owned()),
+        ("Name", format!("Deal {n}")),
+    ];
+    Notification {
+        id: format!("04l5g00000{n:05}AAA"),
+        object: "Opportunity".into(),
+        fields: fields
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Some(v)))
+            .chain([("Description".to_owned(), None)])
+            .collect(),
+    }
+}
+
+/// An Outbound Message from the demo org.
+pub fn outbound_message(notifications: Vec<Notification>) -> String {
+    OutboundMessage {
+        organization_id: SF_ORG[..15].to_owned(),
+        action_id: Some("04k5g000000DemoAAA".into()),
+        notifications,
+    }
+    .to_xml()
+}
 
 static LOGS: Once = Once::new();
 
@@ -143,6 +179,25 @@ impl Api {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Posts an Outbound Message to the demo Salesforce source; returns the
+    /// status and body.
+    pub async fn post_outbound(&self, xml: String) -> (u16, String) {
+        let response = self
+            .client
+            .post(format!(
+                "{}/v1/sources/salesforce/events?token={SF_TOKEN}",
+                self.base
+            ))
+            .header("content-type", "text/xml; charset=utf-8")
+            .header("soapaction", "\"\"")
+            .body(xml)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
     }
 
     /// Submits and returns the accepted request's id.

@@ -10,7 +10,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use pointsflow_core::ledger::AccountId;
 use pointsflow_core::ports::LedgerRead;
 use pointsflow_core::values::{ProgramId, RequestId};
-use pointsflow_tests::{ADA, AwsTestStack, deal, spawn_aws_stack};
+use pointsflow_tests::{ADA, AwsTestStack, deal, opportunity, outbound_message, spawn_aws_stack};
 use serde_json::json;
 
 async fn messages_in(t: &AwsTestStack, url: &str) -> u64 {
@@ -173,5 +173,37 @@ async fn a_poison_message_is_retried_alone_and_ends_in_the_dead_letter_queue() {
     };
     assert_eq!(dead, ["this is not a pipeline message"]);
     assert_eq!(t.stack.sandbox.as_ref().unwrap().stats().credits, 3);
+    t.stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbound_message_is_acknowledged_and_credited_once() {
+    let t = spawn_aws_stack(|_| {}).await;
+    let message = outbound_message(vec![
+        opportunity(1, ADA, "Closed Won", "12550.00"),
+        opportunity(2, ADA, "Prospecting", "90000.00"),
+        opportunity(3, ADA, "Closed Won", "5000.00"),
+    ]);
+    let (status, body) = t.post_outbound(message.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<Ack>true</Ack>"), "{body}");
+    let sandbox = t.stack.sandbox.as_ref().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sandbox.stats().credits < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the two Closed Won deals were never credited"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Salesforce retries the message: acknowledged, nothing new.
+    let (status, body) = t.post_outbound(message).await;
+    assert_eq!(status, 200, "{body}");
+    settle(&t).await;
+    assert_eq!(
+        (sandbox.stats().credits, sandbox.stats().points),
+        (2, 251 + 100)
+    );
+    assert_eq!(budget_available(&t).await, 10_000_000 - 351);
     t.stack.shutdown().await;
 }

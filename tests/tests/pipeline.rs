@@ -14,7 +14,7 @@ use pointsflow_core::request::{Award, NewRequest, Recipient, SourceEvent, Status
 use pointsflow_core::values::{
     EventType, IdempotencyKey, Points, ProgramId, RecipientId, SourceId,
 };
-use pointsflow_tests::{ADA, amount_for, deal, spawn_stack};
+use pointsflow_tests::{ADA, amount_for, deal, opportunity, outbound_message, spawn_stack};
 use serde_json::{Value, json};
 
 fn states(view: &Value) -> Vec<String> {
@@ -624,4 +624,68 @@ async fn a_settled_request_whose_ledger_write_was_lost_is_brought_level_without_
     );
     t.check_ledger();
     t.stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_deals_are_credited_once_however_often_salesforce_retries() {
+    let t = spawn_stack(|_| {}).await;
+    let message = outbound_message(vec![
+        opportunity(1, ADA, "Closed Won", &amount_for(300)),
+        opportunity(2, ADA, "Negotiation/Review", &amount_for(999)),
+    ]);
+    for _ in 0..3 {
+        let (status, body) = t.post_outbound(message.clone()).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("<Ack>true</Ack>"));
+    }
+    t.settle().await;
+    let requests = t.stack.store.all().unwrap();
+    assert_eq!(requests.len(), 2);
+    let states: Vec<StatusKind> = requests.iter().map(|r| r.state()).collect();
+    assert!(
+        states.contains(&StatusKind::Credited) && states.contains(&StatusKind::Rejected),
+        "{states:?}"
+    );
+    assert_eq!(t.sandbox_credits(), 1);
+    t.check_ledger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hris_recognition_signed_with_hmac_is_credited() {
+    let t = spawn_stack(|_| {}).await;
+    let body = json!({
+        "id": "rec-42",
+        "employee": {"id": "E1001"},
+        "award": {"points": 750, "reason": "Mentoring"},
+        "awarded_at": "2026-11-27T09:30:00Z"
+    })
+    .to_string();
+    let at = chrono::Utc::now().timestamp().to_string();
+    let signature = pointsflow_intake::webhook_signature(
+        b"hris_demo_secret_2b8f4e6a1c3d5e7f9a0b",
+        &at,
+        body.as_bytes(),
+    );
+    let response = t
+        .client
+        .post(format!("{}/v1/sources/hris/events", t.base))
+        .header("content-type", "application/json")
+        .header("x-pointsflow-timestamp", &at)
+        .header("x-pointsflow-signature", format!("sha256={signature}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    t.settle().await;
+    let requests = t.stack.store.all().unwrap();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0].state(),
+        StatusKind::Credited,
+        "{:?}",
+        requests[0].status
+    );
+    assert_eq!(requests[0].points.map(|p| p.get()), Some(750));
+    t.check_ledger();
 }

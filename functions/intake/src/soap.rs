@@ -188,6 +188,38 @@ pub fn parse(body: &[u8]) -> Result<OutboundMessage, SoapError> {
     })
 }
 
+impl OutboundMessage {
+    /// The message as Salesforce sends it (for tests, samples and benchmarks).
+    pub fn to_xml(&self) -> String {
+        let mut out = format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="{ENVELOPE_NS}" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="{XSI_NS}"><soapenv:Body><notifications xmlns="{OUTBOUND_NS}"><OrganizationId>{}</OrganizationId>"#,
+            escape(&self.organization_id)
+        );
+        match &self.action_id {
+            Some(a) => out.push_str(&format!("<ActionId>{}</ActionId>", escape(a))),
+            None => out.push_str(r#"<ActionId xsi:nil="true"/>"#),
+        }
+        out.push_str(r#"<SessionId xsi:nil="true"/>"#);
+        for n in &self.notifications {
+            out.push_str(&format!(
+                r#"<Notification><Id>{}</Id><sObject xsi:type="sf:{}" xmlns:sf="{SOBJECT_NS}">"#,
+                escape(&n.id),
+                escape(&n.object)
+            ));
+            for (name, value) in &n.fields {
+                let name = escape(name);
+                match value {
+                    Some(v) => out.push_str(&format!("<sf:{name}>{}</sf:{name}>", escape(v))),
+                    None => out.push_str(&format!(r#"<sf:{name} xsi:nil="true"/>"#)),
+                }
+            }
+            out.push_str("</sObject></Notification>");
+        }
+        out.push_str("</notifications></soapenv:Body></soapenv:Envelope>");
+        out
+    }
+}
+
 /// The acknowledgement Salesforce expects: anything else is a failure it retries.
 pub fn ack() -> String {
     format!(
@@ -340,6 +372,20 @@ mod tests {
             parse(xml.as_bytes()),
             Err(SoapError::NotificationCount(101))
         );
+    }
+
+    #[test]
+    fn a_message_reads_back_as_written() {
+        let xml = message(
+            "00D5g000004XYZA",
+            &[(
+                "04l1",
+                "Opportunity",
+                &[("Name", Some("A &lt;b&gt; &amp; 'c'")), ("Amount", None)],
+            )],
+        );
+        let m = parse(xml.as_bytes()).unwrap();
+        assert_eq!(parse(m.to_xml().as_bytes()).unwrap(), m);
     }
 
     #[test]
