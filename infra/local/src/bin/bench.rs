@@ -50,6 +50,11 @@ struct Args {
     /// Billed Lambda duration assumed per invocation, for the cost estimate.
     #[arg(long, default_value_t = 100)]
     billed_ms: u64,
+    /// Instead of the pipeline run: time parsing a Salesforce Outbound
+    /// Message of 100 notifications, and intake acknowledging this many
+    /// such messages (each answered only once all 100 are stored and queued).
+    #[arg(long, default_value_t = 0)]
+    outbound_messages: u64,
 }
 
 /// The running stack, embedded or on the AWS adapters.
@@ -247,8 +252,141 @@ async fn fetch(running: &Running, ids: &[RequestId]) -> Result<Vec<PointsRequest
         .await
 }
 
+/// A 100-notification Outbound Message from the demo org; `batch` makes its records distinct.
+fn outbound_message(config: &LocalConfig, batch: u64) -> Result<(String, String), String> {
+    use pointsflow_intake::soap::{Notification, OutboundMessage};
+    let source = config
+        .sources
+        .iter()
+        .find(|s| s.id.as_str() == "salesforce")
+        .ok_or("the default config has no salesforce source")?;
+    let sf = source.salesforce.as_ref().ok_or("no salesforce settings")?;
+    let token = sf.tokens.first().ok_or("no token")?.clone();
+    let org = sf.org_ids.first().ok_or("no org id")?[..15].to_owned();
+    let notifications = (0..100u64)
+        .map(|i| {
+            let n = batch * 100 + i;
+            let fields = [
+                ("Id", format!("0065g0{n:09}")),
+                ("OwnerId", recipient(n % 1_000)),
+                ("StageName", "Closed Won".to_owned()),
+                ("Amount", format!("{}.00", 1_000 + n % 5_000)),
+                ("CurrencyIsoCode", "USD".to_owned()),
+                ("CloseDate", "2026-11-20".to_owned()),
+                ("Name", format!("Bench deal {n}")),
+            ];
+            Notification {
+                id: format!("04l5g0{n:09}"),
+                object: "Opportunity".into(),
+                fields: fields
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), Some(v)))
+                    .collect(),
+            }
+        })
+        .collect();
+    let xml = OutboundMessage {
+        organization_id: org,
+        action_id: Some("04k5g000000BenchAAA".into()),
+        notifications,
+    }
+    .to_xml();
+    Ok((token, xml))
+}
+
+/// Waits until the sandbox has made `credits` credits and nothing moved for a second.
+async fn settle_credits(running: &Running, credits: u64) -> Result<(), String> {
+    let sandbox = running.sandbox().ok_or("no sandbox partner")?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while sandbox.stats().credits < credits {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {} of {credits} credited",
+                sandbox.stats().credits
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(())
+}
+
+async fn run_outbound(args: &Args, config: LocalConfig) -> Result<(), String> {
+    let (_, sample) = outbound_message(&config, 0)?;
+    let rounds = 1_000;
+    let mut parse_times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let parsed =
+            pointsflow_intake::soap::parse(sample.as_bytes()).map_err(|e| e.to_string())?;
+        parse_times.push(started.elapsed());
+        std::hint::black_box(parsed);
+    }
+    parse_times.sort();
+    println!(
+        "parse 100 notifications ({} KiB): p50 {:.3} ms  p99 {:.3} ms  over {rounds} parses",
+        sample.len() / 1024,
+        ms(percentile(&parse_times, 50.0)),
+        ms(percentile(&parse_times, 99.0))
+    );
+
+    let running = start(args, config.clone()).await?;
+    let client = reqwest::Client::new();
+    let mut acks = Vec::new();
+    for batch in 0..args.outbound_messages {
+        let (token, xml) = outbound_message(&config, batch + 1)?;
+        let url = format!(
+            "{}/v1/sources/salesforce/events?token={token}",
+            running.base_url()
+        );
+        for attempt in ["first", "retry"] {
+            // Measure intake alone: let the pipeline finish the previous
+            // message first (on the emulator it competes for the same server).
+            let done = if attempt == "first" { batch } else { batch + 1 };
+            settle_credits(&running, done * 100).await?;
+            let started = Instant::now();
+            let response = client
+                .post(&url)
+                .header("content-type", "text/xml; charset=utf-8")
+                .body(xml.clone())
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status();
+            let body = response.text().await.map_err(|e| e.to_string())?;
+            let took = started.elapsed();
+            if !status.is_success() || !body.contains("<Ack>true</Ack>") {
+                return Err(format!(
+                    "message {batch} ({attempt}) not acknowledged: {status} {body}"
+                ));
+            }
+            if attempt == "first" {
+                acks.push(took);
+            }
+            println!(
+                "message {batch:>3} {attempt:<5}  acknowledged in {:.1} ms",
+                ms(took)
+            );
+        }
+    }
+    acks.sort();
+    if !acks.is_empty() {
+        println!(
+            "acknowledged (first delivery, 100 stored and queued): p50 {:.1} ms  max {:.1} ms over {} messages",
+            ms(percentile(&acks, 50.0)),
+            ms(percentile(&acks, 100.0)),
+            acks.len()
+        );
+    }
+    running.shutdown().await;
+    Ok(())
+}
+
 async fn run(args: Args) -> Result<(), String> {
     let config = config(&args)?;
+    if args.outbound_messages > 0 {
+        return run_outbound(&args, config).await;
+    }
     let source = config.sources.first().ok_or("no source")?.clone();
     let program = config.programs.first().ok_or("no program")?.id.clone();
     let running = start(&args, config).await?;
