@@ -120,6 +120,10 @@ struct Harness {
 }
 
 fn harness_with(hmac_secrets: &[&str], failures: Option<(usize, usize)>) -> Harness {
+    harness_of(sources(hmac_secrets), failures)
+}
+
+fn harness_of(sources: Vec<SourceEntry>, failures: Option<(usize, usize)>) -> Harness {
     let store = Arc::new(MemoryRequestStore::new());
     let queue = Arc::new(MemoryQueue::new(
         QueueConfig {
@@ -147,7 +151,7 @@ fn harness_with(hmac_secrets: &[&str], failures: Option<(usize, usize)>) -> Harn
     };
     let intake = Intake::new(
         IntakeConfig {
-            sources: sources(hmac_secrets),
+            sources,
             max_body_bytes: 4096,
         },
         IntakePorts {
@@ -684,4 +688,117 @@ async fn an_unknown_source_is_unauthorized() {
         .await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(h.store.len(), 0);
+}
+
+/// The sources of `infra/events/{dir}/sources.toml`, validated as a whole
+/// configuration would be.
+fn sample_sources(dir: &str) -> Vec<SourceEntry> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/events");
+    let sources = std::fs::read_to_string(format!("{root}/{dir}/sources.toml")).unwrap();
+    let text = format!(
+        r#"
+[[partners]]
+id = "air"
+kind = "sandbox"
+
+[[programs]]
+id = "sales-incentive"
+name = "Sales"
+currency = "USD"
+budget = 1000000
+points = {{ rule = "rate", points = 2, per = "100" }}
+transfer = {{ mode = "realtime" }}
+destination = {{ partner = "air", partner_program = "SKY" }}
+
+[[programs]]
+id = "recognition"
+name = "Recognition"
+currency = "USD"
+budget = 1000000
+points = {{ rule = "given" }}
+transfer = {{ mode = "realtime" }}
+destination = {{ partner = "air", partner_program = "SKY" }}
+
+{sources}"#
+    );
+    pointsflow_config::Config::parse(&text)
+        .unwrap_or_else(|e| panic!("infra/events/{dir}/sources.toml: {e}"))
+        .sources
+}
+
+fn sample(path: &str) -> String {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/events");
+    std::fs::read_to_string(format!("{root}/{path}")).unwrap()
+}
+
+#[tokio::test]
+async fn the_salesforce_samples_are_accepted_as_documented() {
+    let h = harness_of(sample_sources("salesforce"), None);
+    for (source, token, file) in [
+        ("salesforce", "sf_demo_token_7c1e9b2a4d6f8e0c", "outbound-message-closed-won.xml"),
+        ("salesforce", "sf_demo_token_7c1e9b2a4d6f8e0c", "outbound-message-mixed.xml"),
+        ("salesforce-deals", "sf_deals_token_0a9b8c7d6e5f4a3b2c1d", "outbound-message-custom-object.xml"),
+    ] {
+        let response = h
+            .intake
+            .handle(api_event(
+                &format!("/v1/sources/{source}/events"),
+                &format!("token={token}"),
+                json!({"content-type": "text/xml; charset=utf-8"}),
+                &sample(&format!("salesforce/{file}")),
+            ))
+            .await;
+        assert_eq!(text(&response), ACK, "{file}");
+    }
+    // Closed Won x3 received, Closed Lost rejected.
+    assert_eq!(by_state(&h), (3, 1));
+    let flow = sample("salesforce/flow-callout.json");
+    let response = h
+        .intake
+        .handle(api_event(
+            "/v1/points-requests",
+            "",
+            json!({"content-type": "application/json", "authorization": "Bearer pf_flow_key_5d2e8a1b7c4f9e3a", "idempotency-key": "0065g00000Q4zXyAAB"}),
+            &flow,
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED, "{}", text(&response));
+}
+
+#[tokio::test]
+async fn the_hris_samples_are_accepted_as_documented() {
+    let h = harness_of(sample_sources("hris"), None);
+    let cases = [
+        ("workday", "workday.json", json!({"authorization": basic("workday-pointsflow", "wd_5b1f0c7e2a9d4e6f8a3b")})),
+        ("successfactors", "successfactors.json", json!({"authorization": basic("sf-isc-pointsflow", "sfsf_3e8d1a6c9b2f5e7a0d4c")})),
+        ("darwinbox", "darwinbox.json", json!({"authorization": "Bearer dbx_key_9c4e1b7a2d5f8e3c6a0b"})),
+    ];
+    for (source, file, mut headers) in cases {
+        headers["content-type"] = json!("application/json");
+        let response = h
+            .intake
+            .handle(api_event(&format!("/v1/sources/{source}/events"), "", headers, &sample(&format!("hris/{file}"))))
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "{file}: {}", text(&response));
+        let accepted: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+        assert_eq!(accepted["status"], "received", "{file}: {accepted}");
+    }
+    let body = sample("hris/signed-webhook.json");
+    let response = h
+        .intake
+        .handle(hris(signed("hris_demo_secret_2b8f4e6a1c3d5e7f9a0b", NOW, &body), &body))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED, "{}", text(&response));
+    assert_eq!(by_state(&h), (4, 0));
+    let points: Vec<u64> = h
+        .store
+        .all()
+        .unwrap()
+        .iter()
+        .filter_map(|r| match &r.award {
+            Some(pointsflow_core::request::Award::Points(p)) => Some(p.get()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(points.iter().sum::<u64>(), 500 + 250 + 300 + 750);
 }
