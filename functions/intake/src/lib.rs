@@ -15,7 +15,7 @@ mod mapping;
 mod problem;
 pub mod salesforce_id;
 pub mod soap;
-mod wire;
+pub mod wire;
 
 use std::sync::Arc;
 

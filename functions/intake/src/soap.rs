@@ -258,6 +258,8 @@ fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            // A parser turns a raw CR into LF; keep it as written.
+            '\r' => out.push_str("&#13;"),
             c => out.push(c),
         }
     }

@@ -735,9 +735,21 @@ fn sample(path: &str) -> String {
 async fn the_salesforce_samples_are_accepted_as_documented() {
     let h = harness_of(sample_sources("salesforce"), None);
     for (source, token, file) in [
-        ("salesforce", "sf_demo_token_7c1e9b2a4d6f8e0c", "outbound-message-closed-won.xml"),
-        ("salesforce", "sf_demo_token_7c1e9b2a4d6f8e0c", "outbound-message-mixed.xml"),
-        ("salesforce-deals", "sf_deals_token_0a9b8c7d6e5f4a3b2c1d", "outbound-message-custom-object.xml"),
+        (
+            "salesforce",
+            "sf_demo_token_7c1e9b2a4d6f8e0c",
+            "outbound-message-closed-won.xml",
+        ),
+        (
+            "salesforce",
+            "sf_demo_token_7c1e9b2a4d6f8e0c",
+            "outbound-message-mixed.xml",
+        ),
+        (
+            "salesforce-deals",
+            "sf_deals_token_0a9b8c7d6e5f4a3b2c1d",
+            "outbound-message-custom-object.xml",
+        ),
     ] {
         let response = h
             .intake
@@ -762,33 +774,68 @@ async fn the_salesforce_samples_are_accepted_as_documented() {
             &flow,
         ))
         .await;
-    assert_eq!(response.status(), StatusCode::ACCEPTED, "{}", text(&response));
+    assert_eq!(
+        response.status(),
+        StatusCode::ACCEPTED,
+        "{}",
+        text(&response)
+    );
 }
 
 #[tokio::test]
 async fn the_hris_samples_are_accepted_as_documented() {
     let h = harness_of(sample_sources("hris"), None);
     let cases = [
-        ("workday", "workday.json", json!({"authorization": basic("workday-pointsflow", "wd_5b1f0c7e2a9d4e6f8a3b")})),
-        ("successfactors", "successfactors.json", json!({"authorization": basic("sf-isc-pointsflow", "sfsf_3e8d1a6c9b2f5e7a0d4c")})),
-        ("darwinbox", "darwinbox.json", json!({"authorization": "Bearer dbx_key_9c4e1b7a2d5f8e3c6a0b"})),
+        (
+            "workday",
+            "workday.json",
+            json!({"authorization": basic("workday-pointsflow", "wd_5b1f0c7e2a9d4e6f8a3b")}),
+        ),
+        (
+            "successfactors",
+            "successfactors.json",
+            json!({"authorization": basic("sf-isc-pointsflow", "sfsf_3e8d1a6c9b2f5e7a0d4c")}),
+        ),
+        (
+            "darwinbox",
+            "darwinbox.json",
+            json!({"authorization": "Bearer dbx_key_9c4e1b7a2d5f8e3c6a0b"}),
+        ),
     ];
     for (source, file, mut headers) in cases {
         headers["content-type"] = json!("application/json");
         let response = h
             .intake
-            .handle(api_event(&format!("/v1/sources/{source}/events"), "", headers, &sample(&format!("hris/{file}"))))
+            .handle(api_event(
+                &format!("/v1/sources/{source}/events"),
+                "",
+                headers,
+                &sample(&format!("hris/{file}")),
+            ))
             .await;
-        assert_eq!(response.status(), StatusCode::ACCEPTED, "{file}: {}", text(&response));
+        assert_eq!(
+            response.status(),
+            StatusCode::ACCEPTED,
+            "{file}: {}",
+            text(&response)
+        );
         let accepted: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
         assert_eq!(accepted["status"], "received", "{file}: {accepted}");
     }
     let body = sample("hris/signed-webhook.json");
     let response = h
         .intake
-        .handle(hris(signed("hris_demo_secret_2b8f4e6a1c3d5e7f9a0b", NOW, &body), &body))
+        .handle(hris(
+            signed("hris_demo_secret_2b8f4e6a1c3d5e7f9a0b", NOW, &body),
+            &body,
+        ))
         .await;
-    assert_eq!(response.status(), StatusCode::ACCEPTED, "{}", text(&response));
+    assert_eq!(
+        response.status(),
+        StatusCode::ACCEPTED,
+        "{}",
+        text(&response)
+    );
     assert_eq!(by_state(&h), (4, 0));
     let points: Vec<u64> = h
         .store

@@ -1,0 +1,222 @@
+//! Hostile input: the readers and the routes never panic, never answer 5xx
+//! to a malformed body, and never record anything for one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::DateTime;
+use lambda_http::Request;
+use pointsflow_config::SourceEntry;
+use pointsflow_core::money::Currency;
+use pointsflow_core::program::{Destination, PointsRule, Program, ProgramState, TransferMode};
+use pointsflow_core::values::{PartnerId, Points, ProgramId};
+use pointsflow_intake::{Intake, IntakeConfig, IntakePorts, soap, wire};
+use pointsflow_memory::{
+    ManualClock, MemoryLedger, MemoryQueue, MemoryRequestStore, QueueConfig, StaticCatalog,
+};
+use proptest::prelude::*;
+use serde_json::json;
+
+const SAMPLE: &str = include_str!("../../../infra/events/salesforce/outbound-message-mixed.xml");
+
+fn intake() -> (Intake, Arc<MemoryRequestStore>) {
+    #[derive(serde::Deserialize)]
+    struct File {
+        sources: Vec<SourceEntry>,
+    }
+    let sources = toml::from_str::<File>(
+        r#"
+[[sources]]
+id = "api"
+api_key = "pf_hostile_key_0123456789"
+
+[[sources]]
+id = "salesforce"
+kind = "salesforce_outbound_message"
+program = "sales"
+salesforce = { tokens = ["sf_hostile_token_0123456789abcdef"], org_ids = ["00D5g000004Demo"] }
+mapping = { recipient = "OwnerId", amount = "Amount", currency = "USD", event_type = "opportunity.closed_won" }
+
+[[sources]]
+id = "hook"
+kind = "webhook"
+program = "sales"
+webhook = { auth = "bearer", keys = ["hook_hostile_key_0123456789"] }
+mapping = { recipient = "/who", points = "/points", event_id = "/id", event_type = "opportunity.closed_won" }
+"#,
+    )
+    .unwrap()
+    .sources;
+    let store = Arc::new(MemoryRequestStore::new());
+    let program = Program {
+        id: ProgramId::parse("sales").unwrap(),
+        name: "Sales".into(),
+        state: ProgramState::Active,
+        sources: vec![],
+        event_types: vec![],
+        currency: Currency::parse("USD").unwrap(),
+        points: PointsRule::Given,
+        monthly_cap_per_recipient: None,
+        budget: Points::new(1_000).unwrap(),
+        destination: Destination {
+            partner: PartnerId::parse("air").unwrap(),
+            partner_program: "SKY".into(),
+        },
+        transfer: TransferMode::Realtime,
+    };
+    let intake = Intake::new(
+        IntakeConfig {
+            sources,
+            max_body_bytes: 64 * 1024,
+        },
+        IntakePorts {
+            create: store.clone(),
+            get: store.clone(),
+            ledger: Arc::new(MemoryLedger::new()),
+            eligibility_queue: Arc::new(MemoryQueue::new(
+                QueueConfig {
+                    name: "eligibility".into(),
+                    visibility_timeout: Duration::from_secs(30),
+                    max_receive_count: 5,
+                },
+                None,
+            )),
+            programs: Arc::new(StaticCatalog::new([program])),
+            clock: Arc::new(ManualClock::new(DateTime::UNIX_EPOCH)),
+        },
+    );
+    (intake, store)
+}
+
+fn post(path: &str, query: &str, headers: serde_json::Value, body: &[u8]) -> Request {
+    let raw = json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "api", "domainName": "api.example.com",
+            "domainPrefix": "api",
+            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "10.0.0.1", "userAgent": "fuzz"},
+            "requestId": "id", "routeKey": "$default", "stage": "$default",
+            "time": "27/Nov/2026:16:00:00 +0000", "timeEpoch": 0
+        },
+        "body": base64_encode(body),
+        "isBase64Encoded": true
+    });
+    lambda_http::request::from_str(&raw.to_string()).unwrap()
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A valid message with bytes flipped, cut or repeated.
+fn mutated_sample() -> impl Strategy<Value = Vec<u8>> {
+    let len = SAMPLE.len();
+    prop::collection::vec((0..len, any::<u8>(), 0u8..3), 1..8).prop_map(|edits| {
+        let mut bytes = SAMPLE.as_bytes().to_vec();
+        for (at, byte, op) in edits {
+            let at = at.min(bytes.len().saturating_sub(1));
+            match op {
+                0 => bytes[at] = byte,
+                1 => bytes.truncate(at),
+                _ => {
+                    let tail = bytes[at..].to_vec();
+                    bytes.extend_from_slice(&tail[..tail.len().min(64)]);
+                }
+            }
+            if bytes.is_empty() {
+                break;
+            }
+        }
+        bytes
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_soap_reader_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = soap::parse(&bytes);
+    }
+
+    #[test]
+    fn the_soap_reader_survives_mutated_messages(bytes in mutated_sample()) {
+        let _ = soap::parse(&bytes);
+    }
+
+    #[test]
+    fn the_json_reader_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..1024)) {
+        let _ = wire::parse_body(&bytes);
+    }
+
+    #[test]
+    fn the_json_reader_never_panics_on_json(value in json_value()) {
+        if let Ok(body) = wire::parse_body(value.to_string().as_bytes()) {
+            let key = pointsflow_core::values::IdempotencyKey::parse("k").unwrap();
+            let source = pointsflow_core::values::SourceId::parse("s").unwrap();
+            let _ = body.into_new_request(source, key);
+        }
+    }
+
+    #[test]
+    fn no_route_answers_a_malformed_body_with_5xx_or_records_it(
+        bytes in prop_oneof![prop::collection::vec(any::<u8>(), 0..1024), mutated_sample()],
+        route in 0usize..3,
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (intake, store) = intake();
+        let request = match route {
+            0 => post("/v1/points-requests", "", json!({"content-type": "application/json", "authorization": "Bearer pf_hostile_key_0123456789", "idempotency-key": "k1"}), &bytes),
+            1 => post("/v1/sources/hook/events", "", json!({"content-type": "application/json", "authorization": "Bearer hook_hostile_key_0123456789"}), &bytes),
+            _ => post("/v1/sources/salesforce/events", "token=sf_hostile_token_0123456789abcdef", json!({"content-type": "text/xml"}), &bytes),
+        };
+        let response = runtime.block_on(intake.handle(request));
+        let status = response.status().as_u16();
+        prop_assert!(status < 500, "answered {status} to {:?}", String::from_utf8_lossy(&bytes));
+        // Anything refused recorded nothing.
+        if !(200..300).contains(&status) {
+            prop_assert_eq!(store.len(), 0);
+        }
+    }
+}
+
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<f64>().prop_map(|n| json!(n)),
+        ".{0,40}".prop_map(serde_json::Value::String),
+        Just(json!("sales")),
+        Just(json!("12550.00")),
+        Just(json!("USD")),
+        Just(json!("2026-11-27T16:00:00Z")),
+    ];
+    leaf.prop_recursive(4, 64, 8, |inner| {
+        let keys = prop_oneof![
+            Just("program".to_owned()),
+            Just("recipient".to_owned()),
+            Just("id".to_owned()),
+            Just("amount".to_owned()),
+            Just("value".to_owned()),
+            Just("currency".to_owned()),
+            Just("points".to_owned()),
+            Just("event".to_owned()),
+            Just("type".to_owned()),
+            Just("occurred_at".to_owned()),
+            "[a-z_]{1,8}",
+        ];
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+            prop::collection::btree_map(keys, inner, 0..6)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
