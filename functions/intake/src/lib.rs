@@ -12,7 +12,7 @@
 
 mod auth;
 mod mapping;
-mod problem;
+pub mod problem;
 pub mod salesforce_id;
 pub mod soap;
 pub mod wire;
@@ -35,6 +35,18 @@ pub use problem::Problem;
 
 use auth::{Source, SourceAuth};
 use mapping::{Candidate, Origin};
+
+/// Every route intake serves, as (method, path template); the OpenAPI
+/// document (`openapi.yaml`) describes exactly these.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/points-requests"),
+    ("GET", "/v1/points-requests/{id}"),
+    ("POST", "/v1/sources/{source}/events"),
+    ("GET", "/v1/openapi.json"),
+];
+
+/// The OpenAPI document, as JSON (built from `openapi.yaml`).
+pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
 
 /// JSON bodies above this are refused with 413 before they are parsed.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
@@ -145,6 +157,8 @@ impl Intake {
                 return self.source_event(&request, source).await;
             }
             (["v1", "sources", _, "events"], _) => Err(Problem::method_not_allowed("POST")),
+            (["v1", "openapi.json"], &Method::GET) => Ok(openapi()),
+            (["v1", "openapi.json"], _) => Err(Problem::method_not_allowed("GET")),
             _ => Err(Problem::not_found(format!("no route for {method} {path}"))),
         };
         result.unwrap_or_else(Problem::into_response)
@@ -484,6 +498,15 @@ impl Intake {
             &wire::RequestView::of(&stored, &entries),
         ))
     }
+}
+
+fn openapi() -> Response<Body> {
+    let mut response = Response::new(Body::Text(OPENAPI_JSON.to_owned()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// The answer to a single event: 202 for a new or replayed request, 409

@@ -4,6 +4,24 @@ use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
+/// Every `code` a problem can carry (documented in `openapi.yaml`).
+pub const CODES: &[&str] = &[
+    "bad_signature",
+    "idempotency_key_reused",
+    "internal",
+    "invalid_field",
+    "invalid_idempotency_key",
+    "malformed_json",
+    "method_not_allowed",
+    "missing_idempotency_key",
+    "not_found",
+    "payload_too_large",
+    "unauthorized",
+    "unavailable",
+    "unknown_program",
+    "unsupported_media_type",
+];
+
 /// An error answer. `code` is stable and documented; `detail` is for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -204,5 +222,33 @@ impl Problem {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Each constructor names its code on the line after its status: the
+    /// list of codes is complete when it holds every one of them.
+    #[test]
+    fn codes_lists_every_code_a_constructor_uses() {
+        let source = include_str!("problem.rs");
+        let lines: Vec<&str> = source.lines().map(str::trim).collect();
+        let mut used: Vec<&str> = lines
+            .windows(2)
+            .filter_map(|w| {
+                // `StatusCode::X,` then `"code",`; or both on one line.
+                let (_, after) = w[0].split_once("StatusCode::")?;
+                let rest = match after.split_once(", \"") {
+                    Some((_, rest)) => rest,
+                    None => w[1].strip_prefix('"')?,
+                };
+                rest.split('"').next()
+            })
+            .filter(|code| !code.is_empty())
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        assert!(used.len() >= 10, "found only {used:?}");
+        assert_eq!(used, super::CODES);
     }
 }

@@ -3,19 +3,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::DateTime;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use pointsflow_config::SourceEntry;
-use pointsflow_core::money::Currency;
+
+mod common;
 use pointsflow_core::ports::{Clock, RequestGet};
-use pointsflow_core::program::{Destination, PointsRule, Program, ProgramState, TransferMode};
-use pointsflow_core::values::{PartnerId, Points, ProgramId, RequestId};
+use pointsflow_core::program::Program;
+use pointsflow_core::values::RequestId;
 use pointsflow_intake::{Intake, IntakeConfig, IntakePorts};
 use pointsflow_memory::{
-    ManualClock, MemoryLedger, MemoryQueue, MemoryRequestStore, QueueConfig, StaticCatalog,
+    ManualClock, MemoryLedger, MemoryQueue, MemoryRequestStore, StaticCatalog,
 };
 use serde_json::{Value, json};
 
@@ -29,37 +29,12 @@ struct Harness {
 }
 
 fn program() -> Program {
-    Program {
-        id: ProgramId::parse("sales-incentive").unwrap(),
-        name: "Sales".into(),
-        state: ProgramState::Active,
-        sources: vec![],
-        event_types: vec![],
-        currency: Currency::parse("USD").unwrap(),
-        points: PointsRule::Rate {
-            points: Points::new(2).unwrap(),
-            per: 100.into(),
-        },
-        monthly_cap_per_recipient: None,
-        budget: Points::new(1_000_000).unwrap(),
-        destination: Destination {
-            partner: PartnerId::parse("air").unwrap(),
-            partner_program: "SKY".into(),
-        },
-        transfer: TransferMode::Realtime,
-    }
+    common::program("sales-incentive", common::rate())
 }
 
 fn harness() -> Harness {
     let store = Arc::new(MemoryRequestStore::new());
-    let queue = Arc::new(MemoryQueue::new(
-        QueueConfig {
-            name: "eligibility".into(),
-            visibility_timeout: Duration::from_secs(30),
-            max_receive_count: 5,
-        },
-        None,
-    ));
+    let queue = common::queue();
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(DateTime::UNIX_EPOCH));
     let intake = Intake::new(
         IntakeConfig {

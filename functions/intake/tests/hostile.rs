@@ -3,30 +3,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::DateTime;
 use lambda_http::Request;
-use pointsflow_config::SourceEntry;
-use pointsflow_core::money::Currency;
-use pointsflow_core::program::{Destination, PointsRule, Program, ProgramState, TransferMode};
-use pointsflow_core::values::{PartnerId, Points, ProgramId};
+use pointsflow_core::program::PointsRule;
 use pointsflow_intake::{Intake, IntakeConfig, IntakePorts, soap, wire};
-use pointsflow_memory::{
-    ManualClock, MemoryLedger, MemoryQueue, MemoryRequestStore, QueueConfig, StaticCatalog,
-};
+use pointsflow_memory::{ManualClock, MemoryLedger, MemoryRequestStore, StaticCatalog};
 use proptest::prelude::*;
 use serde_json::json;
 
 const SAMPLE: &str = include_str!("../../../infra/events/salesforce/outbound-message-mixed.xml");
 
 fn intake() -> (Intake, Arc<MemoryRequestStore>) {
-    #[derive(serde::Deserialize)]
-    struct File {
-        sources: Vec<SourceEntry>,
-    }
-    let sources = toml::from_str::<File>(
+    let sources = common::sources(
         r#"
 [[sources]]
 id = "api"
@@ -46,26 +38,9 @@ program = "sales"
 webhook = { auth = "bearer", keys = ["hook_hostile_key_0123456789"] }
 mapping = { recipient = "/who", points = "/points", event_id = "/id", event_type = "opportunity.closed_won" }
 "#,
-    )
-    .unwrap()
-    .sources;
+    );
     let store = Arc::new(MemoryRequestStore::new());
-    let program = Program {
-        id: ProgramId::parse("sales").unwrap(),
-        name: "Sales".into(),
-        state: ProgramState::Active,
-        sources: vec![],
-        event_types: vec![],
-        currency: Currency::parse("USD").unwrap(),
-        points: PointsRule::Given,
-        monthly_cap_per_recipient: None,
-        budget: Points::new(1_000).unwrap(),
-        destination: Destination {
-            partner: PartnerId::parse("air").unwrap(),
-            partner_program: "SKY".into(),
-        },
-        transfer: TransferMode::Realtime,
-    };
+    let program = common::program("sales", PointsRule::Given);
     let intake = Intake::new(
         IntakeConfig {
             sources,
@@ -75,14 +50,7 @@ mapping = { recipient = "/who", points = "/points", event_id = "/id", event_type
             create: store.clone(),
             get: store.clone(),
             ledger: Arc::new(MemoryLedger::new()),
-            eligibility_queue: Arc::new(MemoryQueue::new(
-                QueueConfig {
-                    name: "eligibility".into(),
-                    visibility_timeout: Duration::from_secs(30),
-                    max_receive_count: 5,
-                },
-                None,
-            )),
+            eligibility_queue: common::queue(),
             programs: Arc::new(StaticCatalog::new([program])),
             clock: Arc::new(ManualClock::new(DateTime::UNIX_EPOCH)),
         },
@@ -91,28 +59,7 @@ mapping = { recipient = "/who", points = "/points", event_id = "/id", event_type
 }
 
 fn post(path: &str, query: &str, headers: serde_json::Value, body: &[u8]) -> Request {
-    let raw = json!({
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": query,
-        "headers": headers,
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "api", "domainName": "api.example.com",
-            "domainPrefix": "api",
-            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "10.0.0.1", "userAgent": "fuzz"},
-            "requestId": "id", "routeKey": "$default", "stage": "$default",
-            "time": "27/Nov/2026:16:00:00 +0000", "timeEpoch": 0
-        },
-        "body": base64_encode(body),
-        "isBase64Encoded": true
-    });
-    lambda_http::request::from_str(&raw.to_string()).unwrap()
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    common::event("POST", path, query, headers, body)
 }
 
 /// A valid message with bytes flipped, cut or repeated.

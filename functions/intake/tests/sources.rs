@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -13,15 +12,16 @@ use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use pointsflow_config::SourceEntry;
-use pointsflow_core::money::Currency;
 use pointsflow_core::ports::{Clock, Created, RequestCreate, StoreError};
-use pointsflow_core::program::{Destination, PointsRule, Program, ProgramState, TransferMode};
+use pointsflow_core::program::PointsRule;
 use pointsflow_core::request::{PointsRequest, StatusKind};
-use pointsflow_core::values::{PartnerId, Points, ProgramId};
 use pointsflow_intake::{Intake, IntakeConfig, IntakePorts, webhook_signature};
 use pointsflow_memory::{
-    ManualClock, MemoryLedger, MemoryQueue, MemoryRequestStore, QueueConfig, StaticCatalog,
+    ManualClock, MemoryLedger, MemoryQueue, MemoryRequestStore, StaticCatalog,
 };
+
+mod common;
+use common::program;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "sf_test_token_0123456789abcdef";
@@ -31,25 +31,6 @@ const SECRET_NEW: &str = "hris_new_secret_0123456789abcdef0123";
 const NOW: i64 = 1_795_795_200; // 2026-11-27T16:00:00Z
 
 const ACK: &str = r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><notificationsResponse xmlns="http://soap.sforce.com/2005/09/outbound"><Ack>true</Ack></notificationsResponse></soapenv:Body></soapenv:Envelope>"#;
-
-fn program(id: &str, points: PointsRule) -> Program {
-    Program {
-        id: ProgramId::parse(id).unwrap(),
-        name: id.into(),
-        state: ProgramState::Active,
-        sources: vec![],
-        event_types: vec![],
-        currency: Currency::parse("USD").unwrap(),
-        points,
-        monthly_cap_per_recipient: None,
-        budget: Points::new(1_000_000).unwrap(),
-        destination: Destination {
-            partner: PartnerId::parse("air").unwrap(),
-            partner_program: "SKY".into(),
-        },
-        transfer: TransferMode::Realtime,
-    }
-}
 
 fn sources(hmac_secrets: &[&str]) -> Vec<SourceEntry> {
     let secrets: Vec<String> = hmac_secrets.iter().map(|s| format!("\"{s}\"")).collect();
@@ -81,11 +62,7 @@ mapping = {{ recipient = "/worker", points = "/points", event_id = "/eventId", e
 "#,
         secrets.join(", ")
     );
-    #[derive(serde::Deserialize)]
-    struct File {
-        sources: Vec<SourceEntry>,
-    }
-    toml::from_str::<File>(&text).unwrap().sources
+    common::sources(&text)
 }
 
 /// A request store whose creates fail from the `fail_from`-th on, once each,
@@ -125,14 +102,7 @@ fn harness_with(hmac_secrets: &[&str], failures: Option<(usize, usize)>) -> Harn
 
 fn harness_of(sources: Vec<SourceEntry>, failures: Option<(usize, usize)>) -> Harness {
     let store = Arc::new(MemoryRequestStore::new());
-    let queue = Arc::new(MemoryQueue::new(
-        QueueConfig {
-            name: "eligibility".into(),
-            visibility_timeout: Duration::from_secs(30),
-            max_receive_count: 5,
-        },
-        None,
-    ));
+    let queue = common::queue();
     let create: Arc<dyn RequestCreate> = match failures {
         Some((fail_from, count)) => Arc::new(Flaky {
             inner: store.clone(),
@@ -145,10 +115,6 @@ fn harness_of(sources: Vec<SourceEntry>, failures: Option<(usize, usize)>) -> Ha
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(
         DateTime::<Utc>::from_timestamp(NOW, 0).unwrap(),
     ));
-    let rate = PointsRule::Rate {
-        points: Points::new(2).unwrap(),
-        per: 100.into(),
-    };
     let intake = Intake::new(
         IntakeConfig {
             sources,
@@ -160,8 +126,8 @@ fn harness_of(sources: Vec<SourceEntry>, failures: Option<(usize, usize)>) -> Ha
             ledger: Arc::new(MemoryLedger::new()),
             eligibility_queue: queue.clone(),
             programs: Arc::new(StaticCatalog::new([
-                program("sales-incentive", rate.clone()),
-                program("renewals", rate),
+                program("sales-incentive", common::rate()),
+                program("renewals", common::rate()),
                 program("recognition", PointsRule::Given),
             ])),
             clock,
@@ -179,29 +145,7 @@ fn harness() -> Harness {
 }
 
 fn api_event(path: &str, query: &str, headers: Value, body: &str) -> Request {
-    let raw = json!({
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": query,
-        "headers": headers,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "abc123xyz",
-            "domainName": "abc123xyz.execute-api.eu-west-1.amazonaws.com",
-            "domainPrefix": "abc123xyz",
-            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1",
-                     "sourceIp": "13.108.0.1", "userAgent": "Jakarta Commons-HttpClient/3.1"},
-            "requestId": "CXk3fj2OoAMEVxA=",
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": "27/Nov/2026:16:00:00 +0000",
-            "timeEpoch": 1_795_795_200_000u64
-        },
-        "body": body,
-        "isBase64Encoded": false
-    });
-    lambda_http::request::from_str(&raw.to_string()).unwrap()
+    common::event("POST", path, query, headers, body.as_bytes())
 }
 
 fn outbound(query: &str, body: &str) -> Request {
