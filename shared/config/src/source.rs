@@ -41,7 +41,7 @@ impl SourceKind {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceEntry {
     pub id: SourceId,
@@ -89,7 +89,7 @@ impl SourceEntry {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SalesforceSettings {
     /// Tokens accepted in the endpoint URL's `token` query parameter.
@@ -106,14 +106,14 @@ pub enum WebhookAuthKind {
     Hmac,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasicCredential {
     pub username: String,
     pub password: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSettings {
     pub auth: WebhookAuthKind,
@@ -236,6 +236,64 @@ impl Route {
             equals: self.equals.clone(),
             one_of: self.one_of.clone(),
         }
+    }
+}
+
+/// Secrets never reach a log: Debug shows how many there are, not what they are.
+struct Redacted(usize);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} redacted>", self.0)
+    }
+}
+
+impl std::fmt::Debug for SourceEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceEntry")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("api_keys", &Redacted(self.bearer_keys().len()))
+            .field("salesforce", &self.salesforce)
+            .field("webhook", &self.webhook)
+            .field("program", &self.program)
+            .field("routes", &self.routes)
+            .field("qualify", &self.qualify)
+            .field("mapping", &self.mapping)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SalesforceSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SalesforceSettings")
+            .field("tokens", &Redacted(self.tokens.len()))
+            .field("org_ids", &self.org_ids)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for BasicCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicCredential")
+            .field("username", &self.username)
+            .field("password", &Redacted(1))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("auth", &self.auth)
+            .field("keys", &Redacted(self.keys.len()))
+            .field("basic", &self.basic)
+            .field("secrets", &Redacted(self.secrets.len()))
+            .field("signature_header", &self.signature_header)
+            .field("timestamp_header", &self.timestamp_header)
+            .field("tolerance_seconds", &self.tolerance_seconds)
+            .finish()
     }
 }
 
@@ -541,4 +599,116 @@ fn http_header_name(name: &str) -> Option<()> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
     .then_some(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use crate::Config;
+
+    const BASE: &str = r#"
+[[partners]]
+id = "air"
+kind = "sandbox"
+
+[[programs]]
+id = "sales"
+name = "Sales"
+currency = "USD"
+budget = 1000
+points = { rule = "given" }
+transfer = { mode = "realtime" }
+destination = { partner = "air", partner_program = "SKY" }
+"#;
+
+    fn parse(sources: &str) -> Result<Config, String> {
+        Config::parse(&format!("{BASE}\n{sources}")).map_err(|e| e.to_string())
+    }
+
+    const SALESFORCE: &str = r#"
+[[sources]]
+id = "sf"
+kind = "salesforce_outbound_message"
+program = "sales"
+salesforce = { tokens = ["sf_token_0123456789abcdefghij"], org_ids = ["00D5g000004Demo"] }
+mapping = { recipient = "OwnerId", points = "Points__c", event_type = "opportunity.closed_won" }
+"#;
+
+    #[test]
+    fn a_valid_source_of_each_kind_parses() {
+        let config = parse(&format!(
+            r#"{SALESFORCE}
+[[sources]]
+id = "api"
+api_keys = ["api_key_0123456789ab", "api_key_new_0123456789"]
+
+[[sources]]
+id = "hook"
+kind = "webhook"
+program = "sales"
+webhook = {{ auth = "hmac", secrets = ["hook_secret_0123456789abcdef0123456789"] }}
+mapping = {{ recipient = "/who", points = "/points", event_id = "/id", event_type = "recognition.awarded" }}
+"#
+        ))
+        .unwrap();
+        assert_eq!(config.sources.len(), 3);
+        let shown = format!("{:?}", config.sources);
+        for secret in ["sf_token_0123", "api_key_0123", "hook_secret_0123"] {
+            assert!(!shown.contains(secret), "a secret reached Debug: {shown}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_source_and_the_field() {
+        let cases = [
+            (SALESFORCE.replace("00D5g000004Demo", "001000000000001"), "sources.sf: salesforce.org_ids"),
+            (SALESFORCE.replace("sf_token_0123456789abcdefghij", "short"), "sources.sf: salesforce.tokens"),
+            (SALESFORCE.replace("program = \"sales\"", "program = \"nope\""), "sources.sf: program"),
+            (SALESFORCE.replace("OwnerId", "/owner"), "sources.sf: mapping.recipient"),
+            (SALESFORCE.replace("points = \"Points__c\", ", ""), "sources.sf: mapping.amount"),
+            (SALESFORCE.replace("opportunity.closed_won", "not an event type!"), "sources.sf: mapping.event_type"),
+            (
+                r#"
+[[sources]]
+id = "hook"
+kind = "webhook"
+program = "sales"
+webhook = { auth = "basic", basic = [{ username = "u", password = "short" }] }
+mapping = { recipient = "/who", points = "/points", event_id = "/id", event_type = "recognition.awarded" }
+"#
+                .to_owned(),
+                "sources.hook: webhook.basic.password",
+            ),
+            (
+                r#"
+[[sources]]
+id = "hook"
+kind = "webhook"
+program = "sales"
+webhook = { auth = "bearer", keys = ["hook_key_0123456789ab"] }
+mapping = { recipient = "/who", points = "/points", event_type = "recognition.awarded" }
+"#
+                .to_owned(),
+                "sources.hook: mapping.event_id",
+            ),
+            (
+                r#"
+[[sources]]
+id = "api"
+api_key = "api_key_0123456789ab"
+program = "sales"
+"#
+                .to_owned(),
+                "sources.api: program",
+            ),
+        ];
+        for (sources, expected) in cases {
+            let error = parse(&sources).expect_err(expected);
+            assert!(
+                error.starts_with(expected),
+                "expected {expected}, got {error}"
+            );
+        }
+    }
 }
