@@ -24,7 +24,7 @@ use pointsflow_core::ports::{
     Clock, Enrollments, LedgerRead, LedgerWrite, PipelineMessage, ProgramCatalog, Publish,
     RequestGet, RequestUpdate,
 };
-use pointsflow_core::program::{Program, ProgramState, TransferMode, cap_period};
+use pointsflow_core::program::{Evaluated, Program, cap_period};
 use pointsflow_core::request::{PointsRequest, Reason, Status, StatusKind};
 use pointsflow_core::values::{MemberNumber, Points};
 use pointsflow_runtime::{RecordError, SqsHandler, load_request, process_batch_forwarding};
@@ -167,51 +167,12 @@ impl Eligibility {
                 format!("program {} is not configured", request.program),
             )));
         };
-        match program.state {
-            ProgramState::Active => {}
-            ProgramState::Paused => {
-                return Ok(Decision::Reject(Reason::new(
-                    "program_paused",
-                    format!("program {} is paused", program.id),
-                )));
-            }
-            ProgramState::Ended => {
-                return Ok(Decision::Reject(Reason::new(
-                    "program_ended",
-                    format!("program {} has ended", program.id),
-                )));
-            }
-        }
-        if !program.accepts_source(&request.source) {
-            return Ok(Decision::Reject(Reason::new(
-                "source_not_allowed",
-                format!(
-                    "source {} may not submit to program {}",
-                    request.source, program.id
-                ),
-            )));
-        }
-        if !program.accepts_event(&request.event.kind) {
-            return Ok(Decision::Reject(Reason::new(
-                "event_not_qualifying",
-                format!(
-                    "program {} does not give points for {} events",
-                    program.id, request.event.kind
-                ),
-            )));
-        }
-        if let TransferMode::Scheduled { .. } = program.transfer {
-            return Ok(Decision::Reject(Reason::new(
-                "transfer_mode_unavailable",
-                "scheduled transfer windows are not available in this version",
-            )));
-        }
-        let points = match program
-            .points
-            .points_for(request.award.as_ref(), program.currency)
-        {
-            Ok(p) => p,
-            Err(e) => return Ok(Decision::Reject(e.reason())),
+        let Evaluated {
+            points,
+            note: rule_note,
+        } = match program.evaluate(&request) {
+            Ok(e) => e,
+            Err(reason) => return Ok(Decision::Reject(reason)),
         };
         let link = self
             .ports
@@ -274,7 +235,8 @@ impl Eligibility {
             }
             Err(e) => return Err(RecordError::Retry(format!("ledger: {e}"))),
         }
-        reserved(request, points, &link.member, &program, now, "")
+        let note = rule_note.map(|n| format!(" ({n})")).unwrap_or_default();
+        reserved(request, points, &link.member, &program, now, &note)
     }
 
     async fn reject(&self, message: PipelineMessage, reason: Reason) -> Result<(), RecordError> {

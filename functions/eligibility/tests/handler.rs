@@ -49,6 +49,9 @@ fn program(id: &str, state: ProgramState, budget: u64, cap: Option<u64>) -> Prog
             points: Points::new(2).unwrap(),
             per: 100.into(),
         },
+        conditions: vec![],
+        min_points_per_request: None,
+        max_points_per_request: None,
         monthly_cap_per_recipient: cap.map(|c| Points::new(c).unwrap()),
         budget: Points::new(budget).unwrap(),
         destination: Destination {

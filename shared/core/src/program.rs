@@ -6,8 +6,10 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
 
+use std::borrow::Cow;
+
 use crate::money::Currency;
-use crate::request::{Award, Reason};
+use crate::request::{Award, PointsRequest, Reason};
 use crate::values::{EventType, PartnerId, Points, ProgramId, SourceId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -34,6 +36,197 @@ pub enum PointsRule {
         #[serde(with = "rust_decimal::serde::str")]
         per: Decimal,
     },
+    /// A fixed number of points by the band the amount falls in: the last
+    /// tier whose `from` is at most the amount (amounts below the first
+    /// tier earn nothing).
+    Tiers { tiers: Vec<Tier> },
+}
+
+/// One band of a `tiers` rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    /// The smallest amount in the band (inclusive).
+    #[serde(with = "rust_decimal::serde::str")]
+    pub from: Decimal,
+    pub points: Points,
+}
+
+/// A condition a request must meet, on one of its fields: `amount`,
+/// `currency`, `points`, `source`, `recipient.id`, `event.type`, `event.id`
+/// or `attributes.<name>` (a field the source mapped). Either `equals`, or
+/// `in`, or numeric bounds (`gt`, `gte`, `lt`, `lte`, which combine).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleCondition {
+    pub field: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<String>,
+    #[serde(default, rename = "in", skip_serializing_if = "Vec::is_empty")]
+    pub one_of: Vec<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "decimal_str_opt"
+    )]
+    pub gt: Option<Decimal>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "decimal_str_opt"
+    )]
+    pub gte: Option<Decimal>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "decimal_str_opt"
+    )]
+    pub lt: Option<Decimal>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "decimal_str_opt"
+    )]
+    pub lte: Option<Decimal>,
+}
+
+/// Decimal bounds written as strings ("10000.50") so no precision is lost.
+mod decimal_str_opt {
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => s.serialize_str(&d.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// A string ("10000.50") or a whole number (10000).
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Whole(i64),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Whole(n) => Ok(Some(Decimal::from(n))),
+            Raw::Text(text) => {
+                text.trim().parse::<Decimal>().map(Some).map_err(|_| {
+                    serde::de::Error::custom(format!("'{text}' is not a decimal number"))
+                })
+            }
+        }
+    }
+}
+
+impl RuleCondition {
+    /// The request's value for `field`, as text; `None` when it has none.
+    fn value_of<'a>(field: &str, request: &'a PointsRequest) -> Option<Cow<'a, str>> {
+        match field {
+            "amount" => match &request.award {
+                Some(Award::Amount(m)) => Some(Cow::Owned(m.amount().to_string())),
+                _ => None,
+            },
+            "currency" => match &request.award {
+                Some(Award::Amount(m)) => Some(Cow::Owned(m.currency().to_string())),
+                _ => None,
+            },
+            "points" => match &request.award {
+                Some(Award::Points(p)) => Some(Cow::Owned(p.get().to_string())),
+                _ => None,
+            },
+            "source" => Some(Cow::Borrowed(request.source.as_str())),
+            "recipient.id" => Some(Cow::Borrowed(request.recipient.id.as_str())),
+            "event.type" => Some(Cow::Borrowed(request.event.kind.as_str())),
+            "event.id" => request.event.id.as_deref().map(Cow::Borrowed),
+            other => {
+                let name = other.strip_prefix("attributes.")?;
+                match request.event.attributes.get(name)? {
+                    serde_json::Value::String(s) => Some(Cow::Borrowed(s.as_str())),
+                    serde_json::Value::Number(n) => Some(Cow::Owned(n.to_string())),
+                    serde_json::Value::Bool(b) => Some(Cow::Owned(b.to_string())),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// Whether the request meets the condition.
+    pub fn holds(&self, request: &PointsRequest) -> bool {
+        let Some(value) = Self::value_of(&self.field, request) else {
+            return false;
+        };
+        if let Some(expected) = &self.equals {
+            return value == expected.as_str();
+        }
+        if !self.one_of.is_empty() {
+            return self.one_of.iter().any(|v| v.as_str() == value);
+        }
+        let Ok(n) = value.trim().parse::<Decimal>() else {
+            return false;
+        };
+        self.gt.is_none_or(|b| n > b)
+            && self.gte.is_none_or(|b| n >= b)
+            && self.lt.is_none_or(|b| n < b)
+            && self.lte.is_none_or(|b| n <= b)
+    }
+
+    /// The condition in words, with the request's value.
+    pub fn describe(&self, request: &PointsRequest) -> String {
+        let wanted = if let Some(e) = &self.equals {
+            format!("must be '{e}'")
+        } else if !self.one_of.is_empty() {
+            format!("must be one of {}", self.one_of.join(", "))
+        } else {
+            let bounds: Vec<String> = [
+                ("more than", self.gt),
+                ("at least", self.gte),
+                ("less than", self.lt),
+                ("at most", self.lte),
+            ]
+            .iter()
+            .filter_map(|(word, b)| b.map(|b| format!("{word} {b}")))
+            .collect();
+            format!("must be {}", bounds.join(" and "))
+        };
+        let actual =
+            Self::value_of(&self.field, request).map_or("absent".to_owned(), |v| format!("'{v}'"));
+        format!("{} {wanted} (it is {actual})", self.field)
+    }
+
+    fn problem(&self) -> Option<&'static str> {
+        let numeric = [self.gt, self.gte, self.lt, self.lte]
+            .iter()
+            .any(Option::is_some);
+        let kinds = usize::from(self.equals.is_some())
+            + usize::from(!self.one_of.is_empty())
+            + usize::from(numeric);
+        if kinds != 1 {
+            return Some("needs exactly one of equals, in, or numeric bounds (gt, gte, lt, lte)");
+        }
+        let known = matches!(
+            self.field.as_str(),
+            "amount"
+                | "currency"
+                | "points"
+                | "source"
+                | "recipient.id"
+                | "event.type"
+                | "event.id"
+        ) || self
+            .field
+            .strip_prefix("attributes.")
+            .is_some_and(|n| !n.is_empty());
+        if !known {
+            return Some(
+                "field must be amount, currency, points, source, recipient.id, event.type, event.id or attributes.<name>",
+            );
+        }
+        None
+    }
 }
 
 /// When credits are sent to the partner.
@@ -76,6 +269,15 @@ pub struct Program {
     pub event_types: Vec<EventType>,
     pub currency: Currency,
     pub points: PointsRule,
+    /// Conditions every request must meet, checked in this order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<RuleCondition>,
+    /// Fewer points than this: rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_points_per_request: Option<Points>,
+    /// More points than this: reduced to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_points_per_request: Option<Points>,
     #[serde(default)]
     pub monthly_cap_per_recipient: Option<Points>,
     pub budget: Points,
@@ -98,6 +300,8 @@ pub enum AwardError {
     ZeroPoints,
     #[error("the award is larger than the largest points value accepted")]
     TooLarge,
+    #[error("the amount is below the program's first tier")]
+    BelowFirstTier,
 }
 
 impl AwardError {
@@ -109,6 +313,7 @@ impl AwardError {
             AwardError::AwardNotAllowed => "award_not_allowed",
             AwardError::ZeroPoints => "zero_points",
             AwardError::TooLarge => "points_too_large",
+            AwardError::BelowFirstTier => "below_first_tier",
         };
         Reason::new(code, self.to_string())
     }
@@ -128,6 +333,21 @@ impl PointsRule {
             (PointsRule::Given, _) => return Err(AwardError::PointsRequired),
             (PointsRule::Rate { .. }, None | Some(Award::Points(_))) => {
                 return Err(AwardError::AmountRequired);
+            }
+            (PointsRule::Tiers { .. }, None | Some(Award::Points(_))) => {
+                return Err(AwardError::AmountRequired);
+            }
+            (PointsRule::Tiers { tiers }, Some(Award::Amount(money))) => {
+                if money.currency() != currency {
+                    return Err(AwardError::CurrencyMismatch {
+                        given: money.currency(),
+                        expected: currency,
+                    });
+                }
+                match tiers.iter().rev().find(|t| t.from <= money.amount()) {
+                    Some(t) => t.points,
+                    None => return Err(AwardError::BelowFirstTier),
+                }
             }
             (PointsRule::Rate { points, per }, Some(Award::Amount(money))) => {
                 if money.currency() != currency {
@@ -151,6 +371,14 @@ impl PointsRule {
         }
         Ok(points)
     }
+}
+
+/// What a program's rules grant one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluated {
+    pub points: Points,
+    /// Set when a rule changed the points (e.g. the per-request maximum).
+    pub note: Option<String>,
 }
 
 /// The calendar month a cap applies to, in UTC: `2026-11`.
@@ -193,6 +421,45 @@ impl Program {
             }
             _ => {}
         }
+        if let PointsRule::Tiers { tiers } = &self.points {
+            if tiers.is_empty() {
+                return Err(err("points.tiers", "needs at least one tier"));
+            }
+            if tiers.iter().any(|t| t.points.is_zero()) {
+                return Err(err("points.tiers.points", "must be greater than 0"));
+            }
+            if tiers.iter().any(|t| t.from < Decimal::ZERO) {
+                return Err(err("points.tiers.from", "must not be negative"));
+            }
+            if tiers.windows(2).any(|w| w[0].from >= w[1].from) {
+                return Err(err(
+                    "points.tiers.from",
+                    "tiers must be in increasing order of from",
+                ));
+            }
+        }
+        for c in &self.conditions {
+            if let Some(problem) = c.problem() {
+                return Err(err("conditions", problem));
+            }
+        }
+        if self.min_points_per_request.is_some_and(Points::is_zero) {
+            return Err(err(
+                "min_points_per_request",
+                "must be greater than 0 (leave it out for no minimum)",
+            ));
+        }
+        if let (Some(min), Some(max)) = (self.min_points_per_request, self.max_points_per_request)
+            && min > max
+        {
+            return Err(err(
+                "max_points_per_request",
+                "must be at least min_points_per_request",
+            ));
+        }
+        if self.max_points_per_request.is_some_and(Points::is_zero) {
+            return Err(err("max_points_per_request", "must be greater than 0"));
+        }
         if self.monthly_cap_per_recipient.is_some_and(Points::is_zero) {
             return Err(err(
                 "monthly_cap_per_recipient",
@@ -211,6 +478,92 @@ impl Program {
             }
         }
         Ok(())
+    }
+
+    /// The program's rules for one request, in their documented order:
+    /// state, source, event type, conditions, transfer mode, points, then
+    /// the per-request minimum and maximum. Enrollment, the cap and the
+    /// budget come after, at the ledger. A refusal names the rule and why.
+    pub fn evaluate(&self, request: &PointsRequest) -> Result<Evaluated, Reason> {
+        match self.state {
+            ProgramState::Active => {}
+            ProgramState::Paused => {
+                return Err(Reason::new(
+                    "program_paused",
+                    format!("program {} is paused", self.id),
+                ));
+            }
+            ProgramState::Ended => {
+                return Err(Reason::new(
+                    "program_ended",
+                    format!("program {} has ended", self.id),
+                ));
+            }
+        }
+        if !self.accepts_source(&request.source) {
+            return Err(Reason::new(
+                "source_not_allowed",
+                format!(
+                    "source {} may not submit to program {}",
+                    request.source, self.id
+                ),
+            ));
+        }
+        if !self.accepts_event(&request.event.kind) {
+            return Err(Reason::new(
+                "event_not_qualifying",
+                format!(
+                    "program {} does not give points for {} events",
+                    self.id, request.event.kind
+                ),
+            ));
+        }
+        for (i, c) in self.conditions.iter().enumerate() {
+            if !c.holds(request) {
+                return Err(Reason::new(
+                    "condition_not_met",
+                    format!(
+                        "condition {} of program {}: {}",
+                        i + 1,
+                        self.id,
+                        c.describe(request)
+                    ),
+                ));
+            }
+        }
+        if let TransferMode::Scheduled { .. } = self.transfer {
+            return Err(Reason::new(
+                "transfer_mode_unavailable",
+                "scheduled transfer windows are not available in this version",
+            ));
+        }
+        let earned = self
+            .points
+            .points_for(request.award.as_ref(), self.currency)
+            .map_err(|e| e.reason())?;
+        if let Some(min) = self.min_points_per_request
+            && earned < min
+        {
+            return Err(Reason::new(
+                "points_below_minimum",
+                format!(
+                    "{earned} points is below program {}'s minimum of {min} per request",
+                    self.id
+                ),
+            ));
+        }
+        Ok(match self.max_points_per_request {
+            Some(max) if earned > max => Evaluated {
+                points: max,
+                note: Some(format!(
+                    "{earned} points reduced to the maximum of {max} per request"
+                )),
+            },
+            _ => Evaluated {
+                points: earned,
+                note: None,
+            },
+        })
     }
 
     pub fn is_active(&self) -> bool {
@@ -312,5 +665,190 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(cap_period(at), "2026-11");
+    }
+
+    fn program_with(extra: &str) -> Program {
+        let text = format!(
+            r#"
+id = "sales"
+name = "Sales"
+currency = "USD"
+budget = 1000000
+transfer = {{ mode = "realtime" }}
+destination = {{ partner = "air", partner_program = "SKY" }}
+{extra}
+"#
+        );
+        let p: Program = toml::from_str(&text).unwrap();
+        p.validate().unwrap();
+        p
+    }
+
+    fn request(award: Option<Award>, attributes: serde_json::Value) -> PointsRequest {
+        use crate::request::{NewRequest, Recipient, SourceEvent};
+        use crate::values::{IdempotencyKey, RecipientId};
+        NewRequest {
+            source: SourceId::parse("salesforce").unwrap(),
+            idempotency_key: IdempotencyKey::parse("k").unwrap(),
+            program: ProgramId::parse("sales").unwrap(),
+            recipient: Recipient {
+                id: RecipientId::parse("0055g00000DemoAA1").unwrap(),
+                email: None,
+            },
+            award,
+            event: SourceEvent {
+                kind: EventType::parse("opportunity.closed_won").unwrap(),
+                id: Some("0065g00000Q4zXyAAB".into()),
+                occurred_at: chrono::DateTime::UNIX_EPOCH,
+                attributes: attributes.as_object().cloned().unwrap_or_default(),
+            },
+        }
+        .into_request(chrono::DateTime::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn tiers_pick_the_band_the_amount_falls_in() {
+        let p = program_with(
+            r#"points = { rule = "tiers", tiers = [{ from = "0.01", points = 100 }, { from = "10000", points = 500 }, { from = "50000.00", points = 2000 }] }"#,
+        );
+        let at = |amount: &str| {
+            p.evaluate(&request(Some(money(amount)), serde_json::json!({})))
+                .map(|e| e.points.get())
+                .map_err(|r| r.code)
+        };
+        assert_eq!(at("0.00"), Err("below_first_tier".to_owned()));
+        assert_eq!(at("0.01"), Ok(100));
+        assert_eq!(at("9999.99"), Ok(100));
+        assert_eq!(at("10000.00"), Ok(500));
+        assert_eq!(at("49999.99"), Ok(500));
+        assert_eq!(at("50000"), Ok(2000));
+        assert_eq!(at("1000000"), Ok(2000));
+        let eur = Award::Amount(Money::parse("60000", Currency::parse("EUR").unwrap()).unwrap());
+        assert_eq!(
+            p.evaluate(&request(Some(eur), serde_json::json!({})))
+                .unwrap_err()
+                .code,
+            "currency_mismatch"
+        );
+    }
+
+    #[test]
+    fn conditions_compare_strings_sets_and_numbers() {
+        let p = program_with(
+            r#"points = { rule = "rate", points = 2, per = "100" }
+conditions = [
+  { field = "attributes.stage", equals = "Closed Won" },
+  { field = "attributes.type", in = ["New Business", "Upsell"] },
+  { field = "amount", gte = 10000, lt = "1000000.00" },
+]"#,
+        );
+        let ok = serde_json::json!({"stage": "Closed Won", "type": "Upsell"});
+        assert_eq!(
+            p.evaluate(&request(Some(money("10000.00")), ok.clone()))
+                .unwrap()
+                .points
+                .get(),
+            200
+        );
+        let below = p
+            .evaluate(&request(Some(money("9999.99")), ok.clone()))
+            .unwrap_err();
+        assert_eq!(below.code, "condition_not_met");
+        assert!(below.message.contains("condition 3"), "{}", below.message);
+        assert!(
+            below.message.contains(
+                "amount must be at least 10000 and less than 1000000.00 (it is '9999.99')"
+            ),
+            "{}",
+            below.message
+        );
+        let renewal = serde_json::json!({"stage": "Closed Won", "type": "Renewal"});
+        let r = p
+            .evaluate(&request(Some(money("20000")), renewal))
+            .unwrap_err();
+        assert!(r.message.contains("condition 2"), "{}", r.message);
+        let r = p
+            .evaluate(&request(Some(money("20000")), serde_json::json!({})))
+            .unwrap_err();
+        assert!(
+            r.message
+                .contains("attributes.stage must be 'Closed Won' (it is absent)"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn minimum_refuses_and_maximum_reduces() {
+        let p = program_with(
+            r#"points = { rule = "given" }
+min_points_per_request = 10
+max_points_per_request = 5000"#,
+        );
+        let given = |n: u64| {
+            p.evaluate(&request(
+                Some(Award::Points(Points::new(n).unwrap())),
+                serde_json::json!({}),
+            ))
+        };
+        assert_eq!(given(9).unwrap_err().code, "points_below_minimum");
+        assert_eq!(given(10).unwrap().points.get(), 10);
+        assert_eq!(
+            given(5000).unwrap(),
+            Evaluated {
+                points: Points::new(5000).unwrap(),
+                note: None
+            }
+        );
+        let reduced = given(5001).unwrap();
+        assert_eq!(reduced.points.get(), 5000);
+        assert!(
+            reduced
+                .note
+                .unwrap()
+                .contains("5001 points reduced to the maximum of 5000")
+        );
+    }
+
+    #[test]
+    fn rules_run_in_the_documented_order() {
+        // Paused comes before the event type, which comes before conditions.
+        let mut p = program_with(
+            r#"points = { rule = "given" }
+event_types = ["recognition.awarded"]
+conditions = [{ field = "points", lte = 10 }]"#,
+        );
+        let r = request(
+            Some(Award::Points(Points::new(50).unwrap())),
+            serde_json::json!({}),
+        );
+        assert_eq!(p.evaluate(&r).unwrap_err().code, "event_not_qualifying");
+        p.state = ProgramState::Paused;
+        assert_eq!(p.evaluate(&r).unwrap_err().code, "program_paused");
+        p.state = ProgramState::Active;
+        p.event_types.clear();
+        assert_eq!(p.evaluate(&r).unwrap_err().code, "condition_not_met");
+    }
+
+    #[test]
+    fn bad_rules_name_their_field() {
+        let bad = |extra: &str| {
+            let text = format!(
+                "id = \"sales\"\nname = \"Sales\"\ncurrency = \"USD\"\nbudget = 1\ntransfer = {{ mode = \"realtime\" }}\ndestination = {{ partner = \"air\", partner_program = \"SKY\" }}\n{extra}"
+            );
+            toml::from_str::<Program>(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|p| p.validate().map_err(|e| e.to_string()))
+                .unwrap_err()
+        };
+        assert!(bad(r#"points = { rule = "tiers", tiers = [] }"#).contains("points.tiers"));
+        assert!(bad(r#"points = { rule = "tiers", tiers = [{ from = "100", points = 5 }, { from = "50", points = 9 }] }"#).contains("points.tiers.from"));
+        assert!(
+            bad("points = { rule = \"given\" }\nconditions = [{ field = \"amount\" }]")
+                .contains("conditions")
+        );
+        assert!(bad("points = { rule = \"given\" }\nconditions = [{ field = \"stage\", equals = \"x\" }]").contains("attributes.<name>"));
+        assert!(bad("points = { rule = \"given\" }\nconditions = [{ field = \"amount\", gte = \"ten\" }]").contains("not a decimal"));
+        assert!(bad("points = { rule = \"given\" }\nmin_points_per_request = 50\nmax_points_per_request = 10").contains("max_points_per_request"));
     }
 }

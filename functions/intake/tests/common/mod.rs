@@ -24,6 +24,9 @@ pub fn program(id: &str, points: PointsRule) -> Program {
         event_types: vec![],
         currency: Currency::parse("USD").unwrap(),
         points,
+        conditions: vec![],
+        min_points_per_request: None,
+        max_points_per_request: None,
         monthly_cap_per_recipient: None,
         budget: Points::new(1_000_000).unwrap(),
         destination: Destination {

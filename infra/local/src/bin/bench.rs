@@ -55,6 +55,10 @@ struct Args {
     /// such messages (each answered only once all 100 are stored and queued).
     #[arg(long, default_value_t = 0)]
     outbound_messages: u64,
+    /// Instead of the pipeline run: time this many evaluations of a program
+    /// with 20 rules (17 conditions, tiers, a minimum and a maximum).
+    #[arg(long, default_value_t = 0)]
+    rules: u64,
 }
 
 /// The running stack, embedded or on the AWS adapters.
@@ -382,7 +386,88 @@ async fn run_outbound(args: &Args, config: LocalConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// The rules alone: one program of 20 rules, a request that passes them all
+/// (so every rule is evaluated), timed in batches of 1,000 evaluations.
+fn run_rules(evaluations: u64) -> Result<(), String> {
+    use pointsflow_core::program::Program;
+    use pointsflow_core::request::{NewRequest, Recipient, SourceEvent};
+    use pointsflow_core::values::{EventType, IdempotencyKey, ProgramId, SourceId};
+    let mut conditions = String::new();
+    for i in 0..15 {
+        conditions.push_str(&format!(
+            "{{ field = \"attributes.f{i}\", in = [\"a\", \"b\", \"v{i}\"] }},\n"
+        ));
+    }
+    conditions.push_str("{ field = \"amount\", gte = \"1000\", lt = \"10000000\" },\n");
+    conditions.push_str("{ field = \"event.type\", equals = \"opportunity.closed_won\" },\n");
+    let program: Program = toml::from_str(&format!(
+        r#"
+id = "sales"
+name = "Sales"
+currency = "USD"
+budget = 1000000
+transfer = {{ mode = "realtime" }}
+destination = {{ partner = "air", partner_program = "SKY" }}
+min_points_per_request = 10
+max_points_per_request = 100000
+points = {{ rule = "tiers", tiers = [{{ from = "0.01", points = 100 }}, {{ from = "10000", points = 500 }}, {{ from = "50000", points = 2000 }}] }}
+conditions = [
+{conditions}]
+"#
+    ))
+    .map_err(|e| e.to_string())?;
+    program.validate().map_err(|e| e.to_string())?;
+    let attributes: serde_json::Map<String, serde_json::Value> = (0..15)
+        .map(|i| (format!("f{i}"), serde_json::Value::String(format!("v{i}"))))
+        .collect();
+    let request = NewRequest {
+        source: SourceId::parse("salesforce").map_err(|e| e.problem)?,
+        idempotency_key: IdempotencyKey::parse("bench").map_err(|e| e.problem)?,
+        program: ProgramId::parse("sales").map_err(|e| e.problem)?,
+        recipient: Recipient {
+            id: RecipientId::parse("0055g00000DemoAA1").map_err(|e| e.problem)?,
+            email: None,
+        },
+        award: Some(pointsflow_core::request::Award::Amount(
+            pointsflow_core::money::Money::parse(
+                "12550.00",
+                pointsflow_core::money::Currency::parse("USD").map_err(|e| e.problem)?,
+            )
+            .map_err(|e| e.problem)?,
+        )),
+        event: SourceEvent {
+            kind: EventType::parse("opportunity.closed_won").map_err(|e| e.problem)?,
+            id: Some("0065g00000Q4zXyAAB".into()),
+            occurred_at: chrono::Utc::now(),
+            attributes,
+        },
+    }
+    .into_request(chrono::Utc::now());
+    let rules = program.conditions.len() + 3;
+    let batch = 1_000u64;
+    let mut per_evaluation = Vec::new();
+    for _ in 0..evaluations.div_ceil(batch) {
+        let started = Instant::now();
+        for _ in 0..batch {
+            let outcome = program.evaluate(std::hint::black_box(&request));
+            std::hint::black_box(outcome).map_err(|r| r.message)?;
+        }
+        per_evaluation.push(started.elapsed() / batch as u32);
+    }
+    per_evaluation.sort();
+    println!(
+        "rules evaluation ({rules} rules, all passed): p50 {:.2} us  p99 {:.2} us per request over {} evaluations",
+        percentile(&per_evaluation, 50.0).as_secs_f64() * 1e6,
+        percentile(&per_evaluation, 99.0).as_secs_f64() * 1e6,
+        per_evaluation.len() as u64 * batch
+    );
+    Ok(())
+}
+
 async fn run(args: Args) -> Result<(), String> {
+    if args.rules > 0 {
+        return run_rules(args.rules);
+    }
     let config = config(&args)?;
     if args.outbound_messages > 0 {
         return run_outbound(&args, config).await;
