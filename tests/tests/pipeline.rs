@@ -689,3 +689,63 @@ async fn an_hris_recognition_signed_with_hmac_is_credited() {
     assert_eq!(requests[0].points.map(|p| p.get()), Some(750));
     t.check_ledger();
 }
+
+#[tokio::test]
+async fn program_conditions_and_the_per_request_maximum_decide_and_say_why() {
+    let t = spawn_stack(|c| {
+        let program = &mut c.programs[0];
+        program.conditions = toml::from_str::<toml::Table>(
+            r#"c = [{ field = "attributes.type", in = ["New Business", "Upsell"] }, { field = "amount", gte = "1000" }]"#,
+        )
+        .unwrap()["c"]
+            .clone()
+            .try_into()
+            .unwrap();
+        program.max_points_per_request = Some(Points::new(300).unwrap());
+    })
+    .await;
+    let with_type = |amount: &str, kind: &str| {
+        let mut body = deal(ADA, amount);
+        body["event"]["attributes"] = json!({ "type": kind });
+        body
+    };
+    let renewal = t.accept("cond-1", &with_type("50000.00", "Renewal")).await;
+    let small = t.accept("cond-2", &with_type("999.99", "Upsell")).await;
+    let big = t.accept("cond-3", &with_type("50000.00", "Upsell")).await;
+
+    let view = t.wait_for(&renewal, &["rejected"]).await;
+    assert_eq!(view["reason"]["code"], "condition_not_met");
+    assert!(
+        view["reason"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("attributes.type must be one of New Business, Upsell (it is 'Renewal')"),
+        "{view:#}"
+    );
+    let view = t.wait_for(&small, &["rejected"]).await;
+    assert!(
+        view["reason"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("condition 2"),
+        "{view:#}"
+    );
+    // 50,000 USD earns 1,000 points; the program pays at most 300 per request.
+    let view = t.wait_for(&big, &["credited"]).await;
+    assert_eq!(view["points"], 300);
+    let reserved = view["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["state"] == "reserved")
+        .unwrap();
+    assert!(
+        reserved["detail"]
+            .as_str()
+            .unwrap()
+            .contains("1000 points reduced to the maximum of 300"),
+        "{view:#}"
+    );
+    t.settle().await;
+    t.check_ledger();
+}
