@@ -164,6 +164,68 @@ pub fn deal(recipient: &str, amount: &str) -> Value {
     })
 }
 
+/// The contention scenario: 10 enrolled recipients, a budget that fits 50
+/// requests of 100 points and a monthly cap that fits 10 per recipient.
+pub const CONTENDERS: usize = 10;
+
+/// Edits a configuration for [`contend`]. The function timeout is long
+/// enough for a batch of 10 against the (single-threaded) AWS API emulator
+/// under this load; a timeout would only retry the batch.
+pub fn contention_config(config: &mut LocalConfig) {
+    config.queues.function_timeout_ms = 10_000;
+    config.queues.visibility_timeout_ms = 12_000;
+    let program = &mut config.programs[0];
+    program.budget = pointsflow_core::values::Points::new(50 * 100).unwrap();
+    program.monthly_cap_per_recipient =
+        Some(pointsflow_core::values::Points::new(10 * 100).unwrap());
+    let id = program.id.clone();
+    for i in 0..CONTENDERS {
+        config.members.push(pointsflow_local::config::MemberEntry {
+            program: id.clone(),
+            recipient: pointsflow_core::values::RecipientId::parse(&format!("0055g0000Race{i:04}"))
+                .unwrap(),
+            member_number: format!("SKY20{i:05}"),
+            first_name: "Race".into(),
+            last_name: format!("Contender{i}"),
+        });
+    }
+}
+
+/// Sends 200 requests of 100 points at once, 20 per recipient, and waits
+/// for every one to settle; returns how many were credited per recipient
+/// and the rejection codes.
+pub async fn contend(api: &Api) -> (Vec<usize>, BTreeMap<String, usize>) {
+    let submissions = (0..200).map(|n| {
+        let recipient = format!("0055g0000Race{:04}", n % CONTENDERS);
+        async move {
+            api.accept(&format!("race-{n}"), &deal(&recipient, "5000.00"))
+                .await
+        }
+    });
+    let ids = futures::future::join_all(submissions).await;
+    let mut credited = vec![0; CONTENDERS];
+    let mut rejected = BTreeMap::new();
+    for (n, id) in ids.iter().enumerate() {
+        let view = api
+            .wait_for_within(
+                id,
+                &["credited", "rejected", "failed"],
+                Duration::from_secs(180),
+            )
+            .await;
+        match view["status"].as_str().unwrap() {
+            "credited" => credited[n % CONTENDERS] += 1,
+            "rejected" => {
+                *rejected
+                    .entry(view["reason"]["code"].as_str().unwrap().to_owned())
+                    .or_default() += 1
+            }
+            other => panic!("{id} ended {other}: {view:#}"),
+        }
+    }
+    (credited, rejected)
+}
+
 /// The deal amount that earns exactly `points` at 2 points per 100 USD.
 pub fn amount_for(points: u64) -> String {
     format!("{}.00", points * 50)
@@ -224,7 +286,13 @@ impl Api {
     /// A settled request (`credited`, `failed`) counts once its post or void
     /// is in the ledger too: dispatch writes the state first, then the ledger.
     pub async fn wait_for(&self, id: &str, states: &[&str]) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.wait_for_within(id, states, Duration::from_secs(30))
+            .await
+    }
+
+    /// [`Api::wait_for`] with another deadline.
+    pub async fn wait_for_within(&self, id: &str, states: &[&str], within: Duration) -> Value {
+        let deadline = Instant::now() + within;
         loop {
             let view = self.get(id).await;
             let settled = match view["status"].as_str() {

@@ -207,3 +207,24 @@ async fn an_outbound_message_is_acknowledged_and_credited_once() {
     assert_eq!(budget_available(&t).await, 10_000_000 - 351);
     t.stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_never_overspend_in_dynamodb() {
+    let t = spawn_aws_stack(pointsflow_tests::contention_config).await;
+    let (credited, rejected) = pointsflow_tests::contend(&t).await;
+    assert_eq!(
+        credited.iter().sum::<usize>(),
+        50,
+        "{credited:?} {rejected:?}"
+    );
+    assert!(credited.iter().all(|&n| n <= 10), "{credited:?}");
+    assert_eq!(rejected.values().sum::<usize>(), 150, "{rejected:?}");
+    settle(&t).await;
+    assert_eq!(budget_available(&t).await, 0);
+    let sandbox = t.stack.sandbox.as_ref().unwrap();
+    assert_eq!(
+        (sandbox.stats().credits, sandbox.stats().points),
+        (50, 5_000)
+    );
+    t.stack.shutdown().await;
+}
