@@ -226,6 +226,24 @@ pub async fn contend(api: &Api) -> (Vec<usize>, BTreeMap<String, usize>) {
     (credited, rejected)
 }
 
+/// What [`contend`] must come to: exactly the 50 the budget fits, never more
+/// than the cap's 10 for anyone, and the rest refused for budget or cap.
+pub fn assert_contention(credited: &[usize], rejected: &BTreeMap<String, usize>) {
+    assert_eq!(
+        credited.iter().sum::<usize>(),
+        50,
+        "{credited:?} {rejected:?}"
+    );
+    assert!(credited.iter().all(|&n| n <= 10), "{credited:?}");
+    assert_eq!(rejected.values().sum::<usize>(), 150, "{rejected:?}");
+    assert!(
+        rejected
+            .keys()
+            .all(|k| k == "budget_exhausted" || k == "monthly_cap_reached"),
+        "{rejected:?}"
+    );
+}
+
 /// The deal amount that earns exactly `points` at 2 points per 100 USD.
 pub fn amount_for(points: u64) -> String {
     format!("{}.00", points * 50)
