@@ -168,10 +168,9 @@ impl Intake {
         self.sources.iter().find(|s| s.id().as_str() == id)
     }
 
-    fn body_limit(&self, source: Option<&Source>, default: usize) -> usize {
-        source
-            .and_then(|s| s.entry.max_body_bytes)
-            .unwrap_or(default)
+    /// The source's own body limit, else `default`.
+    fn body_limit(source: &Source, default: usize) -> usize {
+        source.entry.max_body_bytes.unwrap_or(default)
     }
 
     /// `POST /v1/sources/{source}/events`: the source's kind decides how
@@ -213,7 +212,7 @@ impl Intake {
             return Err(Problem::unsupported_media_type());
         }
         let body: &[u8] = request.body().as_ref();
-        let limit = self.body_limit(Some(source), self.config.max_body_bytes);
+        let limit = Self::body_limit(source, self.config.max_body_bytes);
         if body.len() > limit {
             return Err(Problem::payload_too_large(limit));
         }
@@ -248,7 +247,7 @@ impl Intake {
             return Err(Problem::internal());
         };
         let body: &[u8] = request.body().as_ref();
-        let limit = self.body_limit(Some(source), self.config.max_body_bytes);
+        let limit = Self::body_limit(source, self.config.max_body_bytes);
         if body.len() > limit {
             return Err(Problem::payload_too_large(limit));
         }
@@ -308,7 +307,7 @@ impl Intake {
             return salesforce_fault(StatusCode::UNAUTHORIZED, Problem::unauthorized());
         }
         let body: &[u8] = request.body().as_ref();
-        let limit = self.body_limit(Some(source), DEFAULT_MAX_SOAP_BYTES);
+        let limit = Self::body_limit(source, DEFAULT_MAX_SOAP_BYTES);
         if body.len() > limit {
             return salesforce_fault(
                 StatusCode::PAYLOAD_TOO_LARGE,
