@@ -52,6 +52,7 @@ fn program(id: &str, state: ProgramState, budget: u64, cap: Option<u64>) -> Prog
         conditions: vec![],
         min_points_per_request: None,
         max_points_per_request: None,
+        member_format: None,
         monthly_cap_per_recipient: cap.map(|c| Points::new(c).unwrap()),
         budget: Points::new(budget).unwrap(),
         destination: Destination {

@@ -312,8 +312,8 @@ impl Config {
                     format!("no program '{}' is configured", m.program),
                 ));
             }
-            MemberNumber::parse(&m.member_number)
-                .map_err(|e| invalid(entry.clone(), "member_number", e.problem))?;
+            self.member_number(m)
+                .map_err(|problem| invalid(entry.clone(), "member_number", problem))?;
             if !linked.insert((&m.program, &m.recipient)) {
                 return Err(invalid(
                     entry,
@@ -325,6 +325,19 @@ impl Config {
         Ok(())
     }
 
+    /// A member entry's number, in its program's format when it has one.
+    fn member_number(&self, m: &MemberEntry) -> Result<MemberNumber, String> {
+        let format = self
+            .programs
+            .iter()
+            .find(|p| p.id == m.program)
+            .and_then(|p| p.member_format.as_ref());
+        match format {
+            Some(f) => f.normalise(&m.member_number),
+            None => MemberNumber::parse(&m.member_number).map_err(|e| e.problem),
+        }
+    }
+
     /// The member links, parsed (validation has already accepted them).
     pub fn member_links(&self) -> Vec<MemberLink> {
         self.members
@@ -333,7 +346,7 @@ impl Config {
                 Some(MemberLink {
                     program: m.program.clone(),
                     recipient: m.recipient.clone(),
-                    member: MemberNumber::parse(&m.member_number).ok()?,
+                    member: self.member_number(m).ok()?,
                     first_name: m.first_name.clone(),
                     last_name: m.last_name.clone(),
                 })

@@ -660,6 +660,34 @@ mapping = {{ recipient = "/who", points = "/points", event_id = "/id", event_typ
     }
 
     #[test]
+    fn member_numbers_follow_their_programs_format() {
+        let with_format = BASE.replace(
+            "budget = 1000\n",
+            "budget = 1000\nmember_format = { min_length = 11, max_length = 11, characters = \"digits\", prefix = \"SKY\", check_digit = \"mod7\" }\n",
+        );
+        let member = |number: &str| {
+            Config::parse(&format!(
+                "{with_format}\n[[sources]]\nid = \"api\"\napi_key = \"api_key_0123456789ab\"\n\n[[members]]\nprogram = \"sales\"\nrecipient = \"0055g00000DemoAA1\"\nmember_number = \"{number}\"\nfirst_name = \"Ada\"\nlast_name = \"Lovelace\"\n"
+            ))
+            .map_err(|e| e.to_string())
+        };
+        let config = member(" sky10000001 ").unwrap();
+        assert_eq!(config.member_links()[0].member.as_str(), "SKY10000001");
+        assert_eq!(
+            member("SKY10000002").unwrap_err(),
+            "members[0]: member_number: its check digit is wrong (a mistyped number?)"
+        );
+        assert_eq!(
+            member("SKY1000000X").unwrap_err(),
+            "members[0]: member_number: may hold only digits after its prefix"
+        );
+        assert_eq!(
+            member("XYZ10000001").unwrap_err(),
+            "members[0]: member_number: must start with SKY"
+        );
+    }
+
+    #[test]
     fn errors_name_the_source_and_the_field() {
         let cases = [
             (SALESFORCE.replace("00D5g000004Demo", "001000000000001"), "sources.sf: salesforce.org_ids"),

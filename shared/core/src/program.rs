@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use crate::money::Currency;
 use crate::request::{Award, PointsRequest, Reason};
-use crate::values::{EventType, PartnerId, Points, ProgramId, SourceId};
+use crate::values::{EventType, MemberNumber, PartnerId, Points, ProgramId, SourceId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -280,6 +280,10 @@ pub struct Program {
     pub max_points_per_request: Option<Points>,
     #[serde(default)]
     pub monthly_cap_per_recipient: Option<Points>,
+    /// The shape of member numbers at the partner; absent: any 4 to 32
+    /// letters and digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_format: Option<MemberFormat>,
     pub budget: Points,
     pub destination: Destination,
     pub transfer: TransferMode,
@@ -373,6 +377,133 @@ impl PointsRule {
     }
 }
 
+/// Which characters a member number may hold after its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberCharacters {
+    Digits,
+    #[default]
+    Alphanumeric,
+}
+
+/// The check digit a partner's member numbers end with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckDigit {
+    #[default]
+    None,
+    /// The Luhn (mod 10) digit over every digit before it.
+    Luhn,
+    /// The remainder of the number before it divided by 7.
+    Mod7,
+}
+
+/// The shape of member numbers at a program's partner, checked when a
+/// recipient is linked, so a mistyped number is refused then, not at the
+/// first credit. Numbers are trimmed and upper-cased first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberFormat {
+    /// Lengths include the prefix and the check digit.
+    pub min_length: usize,
+    pub max_length: usize,
+    #[serde(default)]
+    pub characters: MemberCharacters,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub check_digit: CheckDigit,
+}
+
+fn luhn_valid(digits: &[u32]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| match (i % 2 == 1, d * 2) {
+            (true, doubled) if doubled > 9 => doubled - 9,
+            (true, doubled) => doubled,
+            (false, _) => d,
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+impl MemberFormat {
+    /// The member number in its normal form, or why it is not one.
+    pub fn normalise(&self, raw: &str) -> Result<MemberNumber, String> {
+        let number = raw.trim().to_ascii_uppercase();
+        let body = match &self.prefix {
+            Some(prefix) => number
+                .strip_prefix(prefix.to_ascii_uppercase().as_str())
+                .ok_or_else(|| format!("must start with {prefix}"))?,
+            None => number.as_str(),
+        };
+        let length = number.chars().count();
+        if length < self.min_length || length > self.max_length {
+            return Err(if self.min_length == self.max_length {
+                format!("must be {} characters long, not {length}", self.min_length)
+            } else {
+                format!(
+                    "must be {} to {} characters long, not {length}",
+                    self.min_length, self.max_length
+                )
+            });
+        }
+        let allowed = match self.characters {
+            MemberCharacters::Digits => body.chars().all(|c| c.is_ascii_digit()),
+            MemberCharacters::Alphanumeric => body.chars().all(|c| c.is_ascii_alphanumeric()),
+        };
+        if !allowed {
+            return Err(match self.characters {
+                MemberCharacters::Digits => "may hold only digits after its prefix".to_owned(),
+                MemberCharacters::Alphanumeric => {
+                    "may hold only letters and digits after its prefix".to_owned()
+                }
+            });
+        }
+        let digits: Option<Vec<u32>> = body.chars().map(|c| c.to_digit(10)).collect();
+        let valid = match (self.check_digit, digits) {
+            (CheckDigit::None, _) => true,
+            (_, None) => return Err("must be digits to carry a check digit".to_owned()),
+            (CheckDigit::Luhn, Some(d)) => luhn_valid(&d),
+            (CheckDigit::Mod7, Some(d)) => match d.split_last() {
+                Some((last, rest)) if !rest.is_empty() => {
+                    let value = rest
+                        .iter()
+                        .fold(0u64, |acc, &x| (acc * 10 + u64::from(x)) % 7);
+                    value == u64::from(*last)
+                }
+                _ => false,
+            },
+        };
+        if !valid {
+            return Err("its check digit is wrong (a mistyped number?)".to_owned());
+        }
+        MemberNumber::parse(&number).map_err(|e| e.problem)
+    }
+
+    fn problem(&self) -> Option<(&'static str, &'static str)> {
+        if self.min_length == 0 || self.min_length > self.max_length {
+            return Some((
+                "member_format.min_length",
+                "must be at least 1 and at most max_length",
+            ));
+        }
+        if self.max_length > 32 {
+            return Some(("member_format.max_length", "must be at most 32"));
+        }
+        if self
+            .prefix
+            .as_deref()
+            .is_some_and(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric()))
+        {
+            return Some(("member_format.prefix", "must be letters and digits"));
+        }
+        None
+    }
+}
+
 /// What a program's rules grant one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evaluated {
@@ -442,6 +573,10 @@ impl Program {
             if let Some(problem) = c.problem() {
                 return Err(err("conditions", problem));
             }
+        }
+        if let Some((field, problem)) = self.member_format.as_ref().and_then(MemberFormat::problem)
+        {
+            return Err(err(field, problem));
         }
         if self.min_points_per_request.is_some_and(Points::is_zero) {
             return Err(err(
@@ -850,5 +985,62 @@ conditions = [{ field = "points", lte = 10 }]"#,
         assert!(bad("points = { rule = \"given\" }\nconditions = [{ field = \"stage\", equals = \"x\" }]").contains("attributes.<name>"));
         assert!(bad("points = { rule = \"given\" }\nconditions = [{ field = \"amount\", gte = \"ten\" }]").contains("not a decimal"));
         assert!(bad("points = { rule = \"given\" }\nmin_points_per_request = 50\nmax_points_per_request = 10").contains("max_points_per_request"));
+    }
+
+    #[test]
+    fn member_numbers_are_normalised_and_checked() {
+        let f = MemberFormat {
+            min_length: 10,
+            max_length: 10,
+            characters: MemberCharacters::Digits,
+            prefix: None,
+            check_digit: CheckDigit::Luhn,
+        };
+        // 7992739871 + Luhn digit 3.
+        assert_eq!(
+            f.normalise(" 79927398713 ").unwrap_err(),
+            "must be 10 characters long, not 11"
+        );
+        let f = MemberFormat {
+            min_length: 11,
+            max_length: 11,
+            ..f
+        };
+        assert_eq!(
+            f.normalise(" 79927398713 ").unwrap().as_str(),
+            "79927398713"
+        );
+        assert_eq!(
+            f.normalise("79927398710").unwrap_err(),
+            "its check digit is wrong (a mistyped number?)"
+        );
+        assert_eq!(
+            f.normalise("7992739871A").unwrap_err(),
+            "may hold only digits after its prefix"
+        );
+        let sky = MemberFormat {
+            min_length: 10,
+            max_length: 12,
+            characters: MemberCharacters::Digits,
+            prefix: Some("SKY".into()),
+            check_digit: CheckDigit::Mod7,
+        };
+        // 1000000 mod 7 = 1.
+        assert_eq!(
+            sky.normalise("sky10000001").unwrap().as_str(),
+            "SKY10000001"
+        );
+        assert_eq!(
+            sky.normalise("SKY10000002").unwrap_err(),
+            "its check digit is wrong (a mistyped number?)"
+        );
+        assert_eq!(
+            sky.normalise("ABC10000001").unwrap_err(),
+            "must start with SKY"
+        );
+        assert_eq!(
+            sky.normalise("SKY1").unwrap_err(),
+            "must be 10 to 12 characters long, not 4"
+        );
     }
 }

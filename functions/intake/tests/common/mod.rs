@@ -27,6 +27,7 @@ pub fn program(id: &str, points: PointsRule) -> Program {
         conditions: vec![],
         min_points_per_request: None,
         max_points_per_request: None,
+        member_format: None,
         monthly_cap_per_recipient: None,
         budget: Points::new(1_000_000).unwrap(),
         destination: Destination {
