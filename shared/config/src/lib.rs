@@ -120,7 +120,7 @@ pub enum PartnerKind {
     Rest,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerEntry {
     pub id: PartnerId,
@@ -133,6 +133,19 @@ pub struct PartnerEntry {
     pub api_key: Option<String>,
     #[serde(default = "default_partner_timeout")]
     pub timeout_ms: u64,
+}
+
+/// The partner's credential never reaches a log.
+impl std::fmt::Debug for PartnerEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartnerEntry")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 fn default_partner_timeout() -> u64 {

@@ -612,6 +612,12 @@ mod tests {
 id = "air"
 kind = "sandbox"
 
+[[partners]]
+id = "rest-air"
+kind = "rest"
+base_url = "https://partner.example.com"
+api_key = "partner_secret_0123456789"
+
 [[programs]]
 id = "sales"
 name = "Sales"
@@ -653,8 +659,13 @@ mapping = {{ recipient = "/who", points = "/points", event_id = "/id", event_typ
         ))
         .unwrap();
         assert_eq!(config.sources.len(), 3);
-        let shown = format!("{:?}", config.sources);
-        for secret in ["sf_token_0123", "api_key_0123", "hook_secret_0123"] {
+        let shown = format!("{:?} {:?}", config.sources, config.partners);
+        for secret in [
+            "sf_token_0123",
+            "api_key_0123",
+            "hook_secret_0123",
+            "partner_secret",
+        ] {
             assert!(!shown.contains(secret), "a secret reached Debug: {shown}");
         }
     }

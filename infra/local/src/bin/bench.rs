@@ -59,6 +59,11 @@ struct Args {
     /// with 20 rules (17 conditions, tiers, a minimum and a maximum).
     #[arg(long, default_value_t = 0)]
     rules: u64,
+    /// Instead of the pipeline run: time the eligibility handler on this
+    /// many batches of 10 stored requests (embedded, or on the AWS adapters
+    /// with --aws-endpoint).
+    #[arg(long, default_value_t = 0)]
+    eligibility_batches: u64,
 }
 
 /// The running stack, embedded or on the AWS adapters.
@@ -464,11 +469,90 @@ conditions = [
     Ok(())
 }
 
+/// The eligibility handler alone, per record, on batches of 10 requests
+/// stored directly (so nothing else is queued for it meanwhile).
+async fn run_eligibility(args: &Args, config: LocalConfig) -> Result<(), String> {
+    use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+    use pointsflow_core::ports::RequestCreate;
+    use pointsflow_core::request::{Award, NewRequest, Recipient, SourceEvent};
+    use pointsflow_core::values::{EventType, ProgramId, SourceId};
+    let source = SourceId::parse("demo").map_err(|e| e.problem)?;
+    let running = start(args, config).await?;
+    let (store, eligibility): (Arc<dyn RequestCreate>, _) = match &running {
+        Running::Local(s) => (s.store.clone(), s.eligibility.clone()),
+        Running::Aws(s, _) => (s.store.clone(), s.eligibility.clone()),
+    };
+    let usd = pointsflow_core::money::Currency::parse("USD").map_err(|e| e.problem)?;
+    let mut per_record = Vec::new();
+    for batch in 0..args.eligibility_batches {
+        let mut event = SqsEvent::default();
+        for i in 0..10u64 {
+            let n = batch * 10 + i;
+            let request = NewRequest {
+                source: source.clone(),
+                idempotency_key: IdempotencyKey::parse(&format!("elig-{n}"))
+                    .map_err(|e| e.problem)?,
+                program: ProgramId::parse("sales-incentive").map_err(|e| e.problem)?,
+                recipient: Recipient {
+                    id: RecipientId::parse(&recipient(n % args.recipients))
+                        .map_err(|e| e.problem)?,
+                    email: None,
+                },
+                award: Some(Award::Amount(
+                    pointsflow_core::money::Money::parse("12550.00", usd).map_err(|e| e.problem)?,
+                )),
+                event: SourceEvent {
+                    kind: EventType::parse("opportunity.closed_won").map_err(|e| e.problem)?,
+                    id: Some(format!("elig-{n}")),
+                    occurred_at: chrono::Utc::now(),
+                    attributes: Default::default(),
+                },
+            }
+            .into_request(chrono::Utc::now());
+            store.create(&request).await.map_err(|e| e.to_string())?;
+            let mut message = SqsMessage::default();
+            message.message_id = Some(format!("m-{n}"));
+            message.body = Some(serde_json::json!({ "request_id": request.id }).to_string());
+            event.records.push(message);
+        }
+        let started = Instant::now();
+        let response = eligibility
+            .handle(lambda_runtime::LambdaEvent::new(event, Default::default()))
+            .await
+            .map_err(|e| e.to_string())?;
+        let took = started.elapsed();
+        if !response.batch_item_failures.is_empty() {
+            return Err(format!(
+                "batch {batch}: {} records failed",
+                response.batch_item_failures.len()
+            ));
+        }
+        per_record.push(took / 10);
+    }
+    per_record.sort();
+    println!(
+        "eligibility, batches of 10 on the {}: p50 {:.3} ms  p99 {:.3} ms per record over {} batches",
+        if args.aws_endpoint.is_some() {
+            "AWS adapters"
+        } else {
+            "embedded adapters"
+        },
+        ms(percentile(&per_record, 50.0)),
+        ms(percentile(&per_record, 99.0)),
+        per_record.len()
+    );
+    running.shutdown().await;
+    Ok(())
+}
+
 async fn run(args: Args) -> Result<(), String> {
     if args.rules > 0 {
         return run_rules(args.rules);
     }
     let config = config(&args)?;
+    if args.eligibility_batches > 0 {
+        return run_eligibility(&args, config).await;
+    }
     if args.outbound_messages > 0 {
         return run_outbound(&args, config).await;
     }
