@@ -84,22 +84,21 @@ impl Source {
     pub fn new(entry: SourceEntry) -> Self {
         let auth = match entry.kind {
             SourceKind::Api => SourceAuth::Api(Secrets::of(entry.bearer_keys())),
-            SourceKind::SalesforceOutboundMessage => {
-                let sf = entry.salesforce.clone().unwrap_or_else(|| {
-                    pointsflow_config::SalesforceSettings {
-                        tokens: Vec::new(),
-                        org_ids: Vec::new(),
-                    }
-                });
-                SourceAuth::Salesforce {
-                    tokens: Secrets::of(sf.tokens.iter().map(String::as_str)),
-                    org_ids: sf
-                        .org_ids
+            // Validation guarantees the settings; without them nothing is accepted.
+            SourceKind::SalesforceOutboundMessage => SourceAuth::Salesforce {
+                tokens: Secrets::of(
+                    entry
+                        .salesforce
                         .iter()
-                        .filter_map(|o| salesforce_id::to_18(o))
-                        .collect(),
-                }
-            }
+                        .flat_map(|sf| sf.tokens.iter().map(String::as_str)),
+                ),
+                org_ids: entry
+                    .salesforce
+                    .iter()
+                    .flat_map(|sf| sf.org_ids.iter())
+                    .filter_map(|o| salesforce_id::to_18(o))
+                    .collect(),
+            },
             SourceKind::Webhook => SourceAuth::Webhook(match &entry.webhook {
                 Some(w) => webhook_auth(w),
                 None => WebhookAuth::Bearer(Secrets::default()),

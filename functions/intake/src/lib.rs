@@ -279,9 +279,10 @@ impl Intake {
             event_id,
             attributes: serde_json::Map::new(),
         };
-        let candidate = mapping::map_event(&source.entry, &value, origin, now).map_err(|e| {
-            Problem::invalid_field(id_path, format!("the event cannot be keyed: {e}"))
-        })?;
+        let candidate =
+            mapping::map_event(&source.entry, &value, program, origin, now).map_err(|e| {
+                Problem::invalid_field(id_path, format!("the event cannot be keyed: {e}"))
+            })?;
         // A field the mapping cannot read is bad input: refuse it, store nothing.
         // An event that does not qualify is recorded as rejected.
         if let Some(reason) = &candidate.rejected
@@ -374,7 +375,7 @@ impl Intake {
                 event_id: record,
                 attributes,
             };
-            match mapping::map_event(&source.entry, n, origin, now) {
+            match mapping::map_event(&source.entry, n, program, origin, now) {
                 Ok(Candidate { request, .. }) => candidates.push(request),
                 Err(e) => {
                     tracing::error!(error = %e, notification = %n.id, "cannot map a notification");

@@ -125,10 +125,12 @@ fn award(mapping: &Mapping, fields: &dyn Fields) -> Result<Award, Reason> {
     Ok(Award::Amount(money))
 }
 
-/// Maps one event. `now` is the time of receipt.
+/// Maps one event for `program` (the caller's [`program_for`], which is
+/// also part of the business key). `now` is the time of receipt.
 pub fn map_event(
     source: &SourceEntry,
     fields: &dyn Fields,
+    program: ProgramId,
     origin: Origin,
     now: DateTime<Utc>,
 ) -> Result<Candidate, String> {
@@ -136,8 +138,6 @@ pub fn map_event(
         .mapping
         .as_ref()
         .ok_or_else(|| format!("source {} has no mapping", source.id))?;
-    let program = program_for(source, fields)
-        .ok_or_else(|| format!("source {} has no program", source.id))?;
     let key = IdempotencyKey::parse(&origin.key)
         .map_err(|e| format!("business key '{}': {}", origin.key, e.problem))?;
     let kind = EventType::parse(&mapping.event_type).map_err(|e| e.problem.to_string())?;
