@@ -550,7 +550,7 @@ async fn a_settled_request_whose_ledger_write_was_lost_is_brought_level_without_
         AccountId::budget(&program),
         AccountId::member(&partner, &member),
         points,
-        None,
+        Vec::new(),
         chrono::Utc::now(),
     );
     t.stack

@@ -112,7 +112,7 @@ destination = {{ partner = "air", partner_program = "SKY" }}
         AccountId::budget(&program),
         AccountId::member(&partner, &member),
         points,
-        None,
+        Vec::new(),
         now,
     );
     ledger.apply(&[reservation]).await.unwrap();

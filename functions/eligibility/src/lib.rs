@@ -5,7 +5,8 @@
 //! Checks run in this order, the first refusal deciding the reason:
 //! program known, program active, source allowed, event type qualifying,
 //! transfer mode available, points rule (currency, amount), recipient
-//! enrolled, then budget and monthly cap (atomically).
+//! enrolled, then budget and the recipient's daily and monthly caps
+//! (atomically, in the program's time zone).
 //!
 //! The reservation is written before the request's state, so a retry after
 //! a crash between the two finds the reservation and finishes that decision
@@ -17,14 +18,12 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
-use pointsflow_core::ledger::{
-    AccountId, CapCharge, CapKey, Entry, EntryId, EntryKind, LedgerError,
-};
+use pointsflow_core::ledger::{AccountId, Entry, EntryId, EntryKind, LedgerError};
 use pointsflow_core::ports::{
     Clock, Enrollments, LedgerRead, LedgerWrite, PipelineMessage, ProgramCatalog, Publish,
     RequestGet, RequestUpdate,
 };
-use pointsflow_core::program::{Evaluated, Program, cap_period};
+use pointsflow_core::program::{CapSpan, Evaluated, Program};
 use pointsflow_core::request::{PointsRequest, Reason, Status, StatusKind};
 use pointsflow_core::values::{MemberNumber, Points};
 use pointsflow_runtime::{RecordError, SqsHandler, load_request, process_batch_forwarding};
@@ -189,23 +188,16 @@ impl Eligibility {
             )));
         };
 
-        // The cap period follows the acceptance time, so every retry of this
+        // The cap periods follow the acceptance time, so every retry of this
         // decision writes the very same reservation.
-        let cap = program.monthly_cap_per_recipient.map(|limit| CapCharge {
-            key: CapKey {
-                program: program.id.clone(),
-                recipient: request.recipient.id.clone(),
-                period: cap_period(request.received_at),
-            },
-            limit,
-        });
+        let caps = program.cap_charges(&request.recipient.id, request.received_at);
         let now = self.ports.clock.now();
         let reservation = Entry::reserve(
             &request.id,
             AccountId::budget(&program.id),
             AccountId::member(&program.destination.partner, &link.member),
             points,
-            cap,
+            caps,
             now,
         );
         match self
@@ -224,12 +216,20 @@ impl Eligibility {
                     ),
                 )));
             }
-            Err(LedgerError::CapExceeded { limit, used, .. }) => {
+            Err(LedgerError::CapExceeded {
+                key, limit, used, ..
+            }) => {
+                let (code, span) = match CapSpan::of(&key) {
+                    CapSpan::Day => ("daily_cap_reached", "day"),
+                    CapSpan::Month => ("monthly_cap_reached", "month"),
+                };
                 return Ok(Decision::Reject(Reason::new(
-                    "monthly_cap_reached",
+                    code,
                     format!(
-                        "recipient {} has {used} of {limit} points this month; {points} more would exceed the cap",
-                        request.recipient.id
+                        "recipient {} has {used} of {limit} points this {span} ({}, {}); {points} more would exceed the cap",
+                        request.recipient.id,
+                        key.period,
+                        program.time_zone.name(),
                     ),
                 )));
             }

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use lambda_runtime::{Context, LambdaEvent};
-use pointsflow_core::ledger::{AccountId, Entry};
+use pointsflow_core::ledger::{AccountId, CapKey, Entry};
 use pointsflow_core::money::{Currency, Money};
 use pointsflow_core::ports::{
     Clock, LedgerRead, LedgerWrite, MemberLink, RequestCreate, RequestGet, RequestUpdate,
@@ -53,6 +53,8 @@ fn program(id: &str, state: ProgramState, budget: u64, cap: Option<u64>) -> Prog
         min_points_per_request: None,
         max_points_per_request: None,
         member_format: None,
+        daily_cap_per_recipient: None,
+        time_zone: pointsflow_core::program::Tz::UTC,
         monthly_cap_per_recipient: cap.map(|c| Points::new(c).unwrap()),
         budget: Points::new(budget).unwrap(),
         destination: Destination {
@@ -67,6 +69,11 @@ async fn harness() -> Harness {
     let programs = vec![
         program("sales", ProgramState::Active, 1_000, Some(600)),
         program("paused", ProgramState::Paused, 1_000, None),
+        Program {
+            daily_cap_per_recipient: Some(Points::new(500).unwrap()),
+            time_zone: "Asia/Tokyo".parse().unwrap(),
+            ..program("tokyo", ProgramState::Active, 100_000, Some(1_000))
+        },
     ];
     let ledger = Arc::new(MemoryLedger::new());
     for p in &programs {
@@ -80,14 +87,19 @@ async fn harness() -> Harness {
             .await
             .unwrap();
     }
-    let links =
-        [("sales", "005A"), ("sales", "005B"), ("paused", "005A")].map(|(p, r)| MemberLink {
-            program: ProgramId::parse(p).unwrap(),
-            recipient: RecipientId::parse(r).unwrap(),
-            member: MemberNumber::parse(&format!("SKY{r}")).unwrap(),
-            first_name: "Ada".into(),
-            last_name: "Lovelace".into(),
-        });
+    let links = [
+        ("sales", "005A"),
+        ("sales", "005B"),
+        ("paused", "005A"),
+        ("tokyo", "005A"),
+    ]
+    .map(|(p, r)| MemberLink {
+        program: ProgramId::parse(p).unwrap(),
+        recipient: RecipientId::parse(r).unwrap(),
+        member: MemberNumber::parse(&format!("SKY{r}")).unwrap(),
+        first_name: "Ada".into(),
+        last_name: "Lovelace".into(),
+    });
     let store = Arc::new(MemoryRequestStore::new());
     let dispatch = Arc::new(MemoryQueue::new(
         QueueConfig {
@@ -125,6 +137,18 @@ async fn submit(
     recipient: &str,
     amount: &str,
 ) -> PointsRequest {
+    submit_at(h, key, program, recipient, amount, DateTime::UNIX_EPOCH).await
+}
+
+/// A request accepted at `at`.
+async fn submit_at(
+    h: &Harness,
+    key: &str,
+    program: &str,
+    recipient: &str,
+    amount: &str,
+    at: DateTime<Utc>,
+) -> PointsRequest {
     let request = NewRequest {
         source: SourceId::parse("crm").unwrap(),
         idempotency_key: IdempotencyKey::parse(key).unwrap(),
@@ -143,7 +167,7 @@ async fn submit(
             attributes: Default::default(),
         },
     }
-    .into_request(DateTime::UNIX_EPOCH);
+    .into_request(at);
     h.store.create(&request).await.unwrap();
     request
 }
@@ -293,6 +317,71 @@ async fn the_budget_runs_out_cleanly() {
     h.ledger.snapshot().unwrap().check().unwrap();
 }
 
+#[tokio::test]
+async fn daily_and_monthly_caps_follow_the_program_calendar_across_a_month_end() {
+    // 500 points a day and 1,000 a month per recipient, in Tokyo (UTC+9).
+    let h = harness().await;
+    let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+    let cases = [
+        // 10 November in Tokyo: 300 points; the month holds 300.
+        ("2026-11-10T03:00:00Z", "15000.00", None),
+        // 19:00 on 30 November in Tokyo: 400; the day 400, the month 700.
+        ("2026-11-30T10:00:00Z", "20000.00", None),
+        // 23:00 on 30 November: 200 more would make the day 600.
+        (
+            "2026-11-30T14:00:00Z",
+            "10000.00",
+            Some("daily_cap_reached"),
+        ),
+        // 00:30 on 1 December in Tokyo, still 30 November in UTC: a new
+        // day and a new month, so 400 fit (a UTC month would hold 1,100).
+        ("2026-11-30T15:30:00Z", "20000.00", None),
+        // 29 November in Tokyo: the day is empty but the month would be 1,100.
+        (
+            "2026-11-29T03:00:00Z",
+            "20000.00",
+            Some("monthly_cap_reached"),
+        ),
+    ];
+    for (i, (t, amount, code)) in cases.iter().enumerate() {
+        let r = submit_at(&h, &format!("tz-{i}"), "tokyo", "005A", amount, at(t)).await;
+        h.eligibility
+            .handle(sqs_event(&[message(&r)]))
+            .await
+            .unwrap();
+        let after = state(&h, &r).await;
+        match code {
+            None => assert_eq!(after.state(), StatusKind::Reserved, "case {i} at {t}"),
+            Some(code) => {
+                assert_eq!(after.state(), StatusKind::Rejected, "case {i} at {t}");
+                let reason = after.status.reason().unwrap();
+                assert_eq!(reason.code, *code, "case {i}: {}", reason.message);
+                assert!(reason.message.contains("Asia/Tokyo"), "{}", reason.message);
+            }
+        }
+    }
+    let usage = |period: &str| {
+        h.ledger
+            .cap_usage(&CapKey {
+                program: ProgramId::parse("tokyo").unwrap(),
+                recipient: RecipientId::parse("005A").unwrap(),
+                period: period.into(),
+            })
+            .unwrap()
+            .used
+    };
+    assert_eq!(
+        [
+            usage("2026-11"),
+            usage("2026-12"),
+            usage("2026-11-30"),
+            usage("2026-12-01")
+        ],
+        [700, 400, 400, 400]
+    );
+    h.ledger.snapshot().unwrap().check().unwrap();
+}
+
 async fn states_of(h: &Harness, rs: &[PointsRequest]) -> Vec<(StatusKind, Option<String>)> {
     let mut out = Vec::new();
     for r in rs {
@@ -401,7 +490,7 @@ async fn a_reservation_that_raced_a_rejection_is_released() {
             &MemberNumber::parse("SKY005A").unwrap(),
         ),
         Points::new(251).unwrap(),
-        None,
+        Vec::new(),
         DateTime::UNIX_EPOCH,
     );
     h.ledger

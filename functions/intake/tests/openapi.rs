@@ -428,14 +428,14 @@ async fn every_status_and_field_is_documented_and_every_documented_one_happens()
         AccountId::budget(&program),
         AccountId::member(&PartnerId::parse("air").unwrap(), &member),
         Points::new(251).unwrap(),
-        Some(CapCharge {
+        vec![CapCharge {
             key: CapKey {
                 program: program.clone(),
                 recipient: RecipientId::parse("0055g00000DemoAA1").unwrap(),
                 period: "2026-11".into(),
             },
             limit: Points::new(50_000).unwrap(),
-        }),
+        }],
         at,
     );
     up.ledger

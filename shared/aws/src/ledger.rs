@@ -193,6 +193,7 @@ impl DynamoLedger {
         let mut caps: BTreeMap<CapKey, (i128, u64)> = BTreeMap::new();
 
         for entry in tx {
+            rules::check_cap_charges(entry)?;
             let body = serde_json::to_string(entry).map_err(|e| {
                 LedgerError::Unavailable(format!("cannot encode entry {}: {e}", entry.id))
             })?;
@@ -246,14 +247,13 @@ impl DynamoLedger {
                 }
             }
             let pending = entry.pending_id().and_then(|p| pendings.get(p));
-            if let Some(key) = rules::cap_touched(entry, pending) {
-                let charge = caps.entry(key.clone()).or_default();
-                match (&entry.kind, &entry.cap) {
-                    (EntryKind::Pending, Some(c)) => {
-                        charge.0 += amount;
-                        charge.1 = c.limit.get();
-                    }
-                    _ => charge.0 -= amount,
+            for c in rules::caps_touched(entry, pending) {
+                let charge = caps.entry(c.key.clone()).or_default();
+                if entry.kind == EntryKind::Pending {
+                    charge.0 += amount;
+                    charge.1 = c.limit.get();
+                } else {
+                    charge.0 -= amount;
                 }
             }
         }

@@ -25,6 +25,7 @@ pub async fn run_all(ledger: &Ledger) {
     reserve_post_and_void_move_the_counters(ledger).await;
     a_budget_is_never_overdrawn(ledger).await;
     a_cap_is_charged_with_the_reservation_and_released_by_a_void(ledger).await;
+    a_day_and_a_month_cap_are_charged_together(ledger).await;
     a_retry_is_recognised_and_a_different_entry_refused(ledger).await;
     a_pending_entry_resolves_exactly_once(ledger).await;
     a_transaction_is_all_or_nothing(ledger).await;
@@ -64,14 +65,28 @@ impl Fixture {
     }
 
     fn cap(&self, recipient: &str, limit: u64) -> CapCharge {
+        self.cap_in(recipient, "2026-11", limit)
+    }
+
+    fn cap_in(&self, recipient: &str, period: &str, limit: u64) -> CapCharge {
         CapCharge {
             key: CapKey {
                 program: self.program.clone(),
                 recipient: RecipientId::parse(recipient).unwrap(),
-                period: "2026-11".into(),
+                period: period.into(),
             },
             limit: pts(limit),
         }
+    }
+
+    /// A reservation charging the recipient's day (limit 500) and month (limit 1,000).
+    fn reserve_daily(&self, n: u32, amount: u64, day: &str) -> Entry {
+        let mut entry = self.reserve(n, amount, None);
+        entry.caps = vec![
+            self.cap_in("005D", day, 500),
+            self.cap_in("005D", &day[..7], 1_000),
+        ];
+        entry
     }
 
     fn reserve(&self, n: u32, amount: u64, cap: Option<CapCharge>) -> Entry {
@@ -80,7 +95,7 @@ impl Fixture {
             self.budget(),
             self.member(n),
             pts(amount),
-            cap,
+            cap.into_iter().collect(),
             t0(),
         )
     }
@@ -227,6 +242,73 @@ pub async fn a_cap_is_charged_with_the_reservation_and_released_by_a_void(ledger
     assert_eq!(
         budget.debits_pending, 1_500,
         "the refused reservations held no budget"
+    );
+}
+
+pub async fn a_day_and_a_month_cap_are_charged_together(ledger: &Ledger) {
+    let f = Fixture::new("daily-caps");
+    f.fund(ledger, 10_000).await;
+    let first = f.reserve_daily(1, 400, "2026-11-27");
+    ledger
+        .write
+        .apply(std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    let cap_exceeded = |err: LedgerError| match err {
+        LedgerError::CapExceeded { key, used, .. } => (key.period, used),
+        other => panic!("expected CapExceeded, got {other:?}"),
+    };
+    let err = ledger
+        .write
+        .apply(&[f.reserve_daily(2, 200, "2026-11-27")])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        cap_exceeded(err),
+        ("2026-11-27".into(), 400),
+        "the day is full"
+    );
+    ledger
+        .write
+        .apply(&[f.reserve_daily(3, 200, "2026-11-28")])
+        .await
+        .unwrap();
+    // The refused reservation charged neither cap: the month holds 600, not 800.
+    let err = ledger
+        .write
+        .apply(&[f.reserve_daily(4, 500, "2026-11-29")])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        cap_exceeded(err),
+        ("2026-11".into(), 600),
+        "the month is full"
+    );
+    // A void releases both.
+    ledger
+        .write
+        .apply(&[Entry::void(&first, t0())])
+        .await
+        .unwrap();
+    ledger
+        .write
+        .apply(&[f.reserve_daily(5, 500, "2026-11-27")])
+        .await
+        .unwrap();
+    let err = ledger
+        .write
+        .apply(&[f.reserve_daily(6, 1, "2026-11-27")])
+        .await
+        .unwrap_err();
+    assert_eq!(cap_exceeded(err), ("2026-11-27".into(), 500));
+    let mut twice = f.reserve(7, 1, None);
+    twice.caps = vec![f.cap("005D", 1_000), f.cap("005D", 1_000)];
+    assert!(
+        matches!(
+            ledger.write.apply(&[twice]).await,
+            Err(LedgerError::Malformed { .. })
+        ),
+        "one cap charged twice is refused"
     );
 }
 

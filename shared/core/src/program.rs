@@ -1,16 +1,18 @@
 //! Programs: who qualifies, how many points, the caps and budget that bound
 //! them, and where the points go.
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
+pub use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
 
 use std::borrow::Cow;
 
+use crate::ledger::{CapCharge, CapKey};
 use crate::money::Currency;
 use crate::request::{Award, PointsRequest, Reason};
-use crate::values::{EventType, MemberNumber, PartnerId, Points, ProgramId, SourceId};
+use crate::values::{EventType, MemberNumber, PartnerId, Points, ProgramId, RecipientId, SourceId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -88,6 +90,29 @@ pub struct RuleCondition {
         with = "decimal_str_opt"
     )]
     pub lte: Option<Decimal>,
+}
+
+/// An IANA time zone name, checked against the time zone database.
+mod time_zone {
+    use chrono_tz::Tz;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn is_utc(tz: &Tz) -> bool {
+        *tz == Tz::UTC
+    }
+
+    pub fn serialize<S: Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(tz.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Tz, D::Error> {
+        let name = String::deserialize(d)?;
+        name.trim().parse::<Tz>().map_err(|_| {
+            serde::de::Error::custom(format!(
+                "'{name}' is not an IANA time zone (e.g. Europe/London, America/New_York, UTC)"
+            ))
+        })
+    }
 }
 
 /// Decimal bounds written as strings ("10000.50") so no precision is lost.
@@ -278,8 +303,15 @@ pub struct Program {
     /// More points than this: reduced to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_points_per_request: Option<Points>,
+    /// Points one recipient may earn in a calendar month of the program's time zone.
     #[serde(default)]
     pub monthly_cap_per_recipient: Option<Points>,
+    /// Points one recipient may earn in a calendar day of the program's time zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_cap_per_recipient: Option<Points>,
+    /// The IANA time zone the program's days and months follow (`Europe/London`); UTC when absent.
+    #[serde(default, with = "time_zone", skip_serializing_if = "time_zone::is_utc")]
+    pub time_zone: Tz,
     /// The shape of member numbers at the partner; absent: any 4 to 32
     /// letters and digits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -512,9 +544,22 @@ pub struct Evaluated {
     pub note: Option<String>,
 }
 
-/// The calendar month a cap applies to, in UTC: `2026-11`.
-pub fn cap_period(at: DateTime<Utc>) -> String {
-    format!("{:04}-{:02}", at.year(), at.month())
+/// Which cap a charge is: the recipient's day or month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapSpan {
+    Day,
+    Month,
+}
+
+impl CapSpan {
+    /// The span of a cap key's period (`2026-11-27` or `2026-11`).
+    pub fn of(key: &CapKey) -> Self {
+        if key.period.len() > 7 {
+            CapSpan::Day
+        } else {
+            CapSpan::Month
+        }
+    }
 }
 
 /// A configuration error that names the program and the field.
@@ -594,6 +639,21 @@ impl Program {
         }
         if self.max_points_per_request.is_some_and(Points::is_zero) {
             return Err(err("max_points_per_request", "must be greater than 0"));
+        }
+        if self.daily_cap_per_recipient.is_some_and(Points::is_zero) {
+            return Err(err(
+                "daily_cap_per_recipient",
+                "must be greater than 0 (leave it out for no cap)",
+            ));
+        }
+        if let (Some(day), Some(month)) =
+            (self.daily_cap_per_recipient, self.monthly_cap_per_recipient)
+            && day > month
+        {
+            return Err(err(
+                "daily_cap_per_recipient",
+                "must not be more than monthly_cap_per_recipient",
+            ));
         }
         if self.monthly_cap_per_recipient.is_some_and(Points::is_zero) {
             return Err(err(
@@ -701,6 +761,26 @@ impl Program {
         })
     }
 
+    /// The caps a reservation for `recipient` charges, for the day and month
+    /// of `at` in the program's time zone: `2026-11-27` and `2026-11`.
+    pub fn cap_charges(&self, recipient: &RecipientId, at: DateTime<Utc>) -> Vec<CapCharge> {
+        let local = at.with_timezone(&self.time_zone).date_naive();
+        let key = |period: String| CapKey {
+            program: self.id.clone(),
+            recipient: recipient.clone(),
+            period,
+        };
+        let day = self.daily_cap_per_recipient.map(|limit| CapCharge {
+            key: key(local.format("%Y-%m-%d").to_string()),
+            limit,
+        });
+        let month = self.monthly_cap_per_recipient.map(|limit| CapCharge {
+            key: key(local.format("%Y-%m").to_string()),
+            limit,
+        });
+        day.into_iter().chain(month).collect()
+    }
+
     pub fn is_active(&self) -> bool {
         self.state == ProgramState::Active
     }
@@ -794,12 +874,49 @@ mod tests {
         );
     }
 
-    #[test]
-    fn cap_period_is_the_utc_month() {
-        let at = DateTime::parse_from_rfc3339("2026-11-30T23:59:59Z")
+    fn periods(p: &Program, at: &str) -> Vec<String> {
+        let at = DateTime::parse_from_rfc3339(at)
             .unwrap()
             .with_timezone(&Utc);
-        assert_eq!(cap_period(at), "2026-11");
+        p.cap_charges(&RecipientId::parse("005A").unwrap(), at)
+            .into_iter()
+            .map(|c| c.key.period)
+            .collect()
+    }
+
+    #[test]
+    fn caps_follow_the_calendar_of_the_program_time_zone() {
+        let utc = program_with(
+            "points = { rule = \"given\" }\ndaily_cap_per_recipient = 100\nmonthly_cap_per_recipient = 1000",
+        );
+        assert_eq!(
+            periods(&utc, "2026-11-30T23:59:59Z"),
+            ["2026-11-30", "2026-11"]
+        );
+        let tokyo = program_with(
+            "points = { rule = \"given\" }\ndaily_cap_per_recipient = 100\nmonthly_cap_per_recipient = 1000\ntime_zone = \"Asia/Tokyo\"",
+        );
+        // 15:00 UTC on 30 November is already 1 December in Tokyo (UTC+9).
+        assert_eq!(
+            periods(&tokyo, "2026-11-30T14:59:59Z"),
+            ["2026-11-30", "2026-11"]
+        );
+        assert_eq!(
+            periods(&tokyo, "2026-11-30T15:00:00Z"),
+            ["2026-12-01", "2026-12"]
+        );
+        let new_york = program_with(
+            "points = { rule = \"given\" }\nmonthly_cap_per_recipient = 1000\ntime_zone = \"America/New_York\"",
+        );
+        // 02:00 UTC on 1 December is still 30 November in New York (UTC-5).
+        assert_eq!(periods(&new_york, "2026-12-01T02:00:00Z"), ["2026-11"]);
+        assert!(
+            periods(
+                &program_with("points = { rule = \"given\" }"),
+                "2026-12-01T02:00:00Z"
+            )
+            .is_empty()
+        );
     }
 
     fn program_with(extra: &str) -> Program {
@@ -985,6 +1102,21 @@ conditions = [{ field = "points", lte = 10 }]"#,
         assert!(bad("points = { rule = \"given\" }\nconditions = [{ field = \"stage\", equals = \"x\" }]").contains("attributes.<name>"));
         assert!(bad("points = { rule = \"given\" }\nconditions = [{ field = \"amount\", gte = \"ten\" }]").contains("not a decimal"));
         assert!(bad("points = { rule = \"given\" }\nmin_points_per_request = 50\nmax_points_per_request = 10").contains("max_points_per_request"));
+        let tz = bad("points = { rule = \"given\" }\ntime_zone = \"Mars/Olympus\"");
+        assert!(
+            tz.contains("time_zone") && tz.contains("'Mars/Olympus' is not an IANA time zone"),
+            "{tz}"
+        );
+        assert_eq!(
+            bad("points = { rule = \"given\" }\ndaily_cap_per_recipient = 0"),
+            "program sales: daily_cap_per_recipient: must be greater than 0 (leave it out for no cap)"
+        );
+        assert_eq!(
+            bad(
+                "points = { rule = \"given\" }\ndaily_cap_per_recipient = 500\nmonthly_cap_per_recipient = 100"
+            ),
+            "program sales: daily_cap_per_recipient: must not be more than monthly_cap_per_recipient"
+        );
     }
 
     #[test]

@@ -132,7 +132,7 @@ impl Book {
                 Some(p) => self.get(p).or_else(|| tx[..i].iter().find(|e| &e.id == p)),
                 None => None,
             };
-            let cap_key = rules::cap_touched(entry, pending).cloned();
+            let touched = rules::caps_touched(entry, pending);
             let counter = |map: &HashMap<AccountId, Balance>, id: &AccountId| {
                 map.get(id)
                     .or_else(|| self.accounts.get(id))
@@ -142,18 +142,22 @@ impl Book {
             let before = Counters {
                 debit: counter(&accounts, &entry.debit),
                 credit: counter(&accounts, &entry.credit),
-                cap: cap_key.as_ref().map(|k| {
-                    caps.get(k)
-                        .or_else(|| self.caps.get(k))
-                        .copied()
-                        .unwrap_or_default()
+                caps: std::array::from_fn(|i| {
+                    touched.get(i).map(|c| {
+                        caps.get(&c.key)
+                            .or_else(|| self.caps.get(&c.key))
+                            .copied()
+                            .unwrap_or_default()
+                    })
                 }),
             };
             let after = rules::apply(entry, pending, before)?;
             accounts.insert(entry.debit.clone(), after.debit);
             accounts.insert(entry.credit.clone(), after.credit);
-            if let (Some(key), Some(usage)) = (cap_key, after.cap) {
-                caps.insert(key, usage);
+            for (charge, usage) in touched.iter().zip(after.caps) {
+                if let Some(usage) = usage {
+                    caps.insert(charge.key.clone(), usage);
+                }
             }
         }
 

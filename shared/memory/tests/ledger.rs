@@ -56,7 +56,7 @@ fn reserve(n: u32, amount: u64, cap: Option<CapCharge>) -> Entry {
         AccountId::budget(&program()),
         member(n),
         pts(amount),
-        cap,
+        cap.into_iter().collect(),
         t(),
     )
 }

@@ -28,6 +28,8 @@ pub fn program(id: &str, points: PointsRule) -> Program {
         min_points_per_request: None,
         max_points_per_request: None,
         member_format: None,
+        daily_cap_per_recipient: None,
+        time_zone: pointsflow_core::program::Tz::UTC,
         monthly_cap_per_recipient: None,
         budget: Points::new(1_000_000).unwrap(),
         destination: Destination {

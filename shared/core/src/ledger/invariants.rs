@@ -112,16 +112,20 @@ pub fn check_caps(entries: &[Entry], caps: &BTreeMap<CapKey, CapUsage>) -> Resul
     let mut used: BTreeMap<&CapKey, u64> = BTreeMap::new();
     let mut limit: BTreeMap<&CapKey, u64> = BTreeMap::new();
     for e in entries {
-        if let (EntryKind::Pending, Some(charge)) = (&e.kind, &e.cap) {
-            *used.entry(&charge.key).or_default() += e.amount.get();
-            let l = limit.entry(&charge.key).or_default();
-            *l = (*l).max(charge.limit.get());
+        if e.kind == EntryKind::Pending {
+            for charge in &e.caps {
+                *used.entry(&charge.key).or_default() += e.amount.get();
+                let l = limit.entry(&charge.key).or_default();
+                *l = (*l).max(charge.limit.get());
+            }
         }
         if let EntryKind::VoidPending { pending } = &e.kind
-            && let Some(charge) = by_id.get(pending).and_then(|p| p.cap.as_ref())
+            && let Some(p) = by_id.get(pending)
         {
-            let u = used.entry(&charge.key).or_default();
-            *u = u.wrapping_sub(e.amount.get());
+            for charge in &p.caps {
+                let u = used.entry(&charge.key).or_default();
+                *u = u.wrapping_sub(e.amount.get());
+            }
         }
     }
     for (key, want) in &used {

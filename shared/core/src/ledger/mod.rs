@@ -92,7 +92,8 @@ impl Balance {
 pub struct CapKey {
     pub program: ProgramId,
     pub recipient: RecipientId,
-    /// The calendar period, e.g. `2026-11`.
+    /// The calendar period in the program's time zone: a month (`2026-11`)
+    /// or a day (`2026-11-27`).
     pub period: String,
 }
 
@@ -170,8 +171,10 @@ pub struct Entry {
     pub amount: Points,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<RequestId>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cap: Option<CapCharge>,
+    /// The caps a reservation charges (a recipient's day and month), all
+    /// in the same transaction as the points.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caps: Vec<CapCharge>,
     pub at: DateTime<Utc>,
 }
 
@@ -185,7 +188,7 @@ impl Entry {
             && self.credit == other.credit
             && self.amount == other.amount
             && self.request == other.request
-            && self.cap == other.cap
+            && self.caps == other.caps
     }
 
     /// A reservation of `amount` from the program's budget towards a member.
@@ -194,7 +197,7 @@ impl Entry {
         budget: AccountId,
         member: AccountId,
         amount: Points,
-        cap: Option<CapCharge>,
+        caps: Vec<CapCharge>,
         at: DateTime<Utc>,
     ) -> Self {
         Entry {
@@ -204,7 +207,7 @@ impl Entry {
             credit: member,
             amount,
             request: Some(request.clone()),
-            cap,
+            caps,
             at,
         }
     }
@@ -239,7 +242,7 @@ impl Entry {
             credit: pending.credit.clone(),
             amount: pending.amount,
             request: pending.request.clone(),
-            cap: None,
+            caps: Vec::new(),
             at,
         }
     }
@@ -253,7 +256,7 @@ impl Entry {
             credit: AccountId::budget(program),
             amount,
             request: None,
-            cap: None,
+            caps: Vec::new(),
             at,
         }
     }

@@ -2,16 +2,20 @@
 //! this one definition; the DynamoDB adapter states the same checks as
 //! condition expressions.
 
-use super::{Balance, CapUsage, Entry, EntryId, EntryKind, LedgerError};
+use super::{Balance, CapCharge, CapUsage, Entry, EntryId, EntryKind, LedgerError};
 
 /// The counters an entry touches, before or after it is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counters {
     pub debit: Balance,
     pub credit: Balance,
-    /// The cap charged by a reservation, or released by the void of one.
-    pub cap: Option<CapUsage>,
+    /// The caps charged by a reservation, or released by the void of one,
+    /// in the order of [`caps_touched`].
+    pub caps: [Option<CapUsage>; MAX_CAPS],
 }
+
+/// The most caps one reservation charges: a day and a month.
+pub const MAX_CAPS: usize = 2;
 
 fn add(a: u64, b: u64, id: &EntryId) -> Result<u64, LedgerError> {
     a.checked_add(b).ok_or_else(|| LedgerError::Malformed {
@@ -55,8 +59,25 @@ pub fn check_resolution(entry: &Entry, pending: Option<&Entry>) -> Result<(), Le
             "a resolution must match its pending entry's accounts and amount",
         ));
     }
-    if entry.cap.is_some() {
+    if !entry.caps.is_empty() {
         return Err(malformed("a resolution carries no cap charge"));
+    }
+    Ok(())
+}
+
+/// Checks an entry's own cap charges: at most [`MAX_CAPS`], each cap once.
+pub fn check_cap_charges(entry: &Entry) -> Result<(), LedgerError> {
+    let caps = &entry.caps;
+    if caps.len() > MAX_CAPS
+        || caps
+            .iter()
+            .enumerate()
+            .any(|(i, c)| caps[..i].iter().any(|d| d.key == c.key))
+    {
+        return Err(LedgerError::Malformed {
+            id: entry.id.clone(),
+            problem: format!("charges more than {MAX_CAPS} caps, or one cap twice"),
+        });
     }
     Ok(())
 }
@@ -110,40 +131,37 @@ pub fn apply(
             });
         }
     }
-    after.cap = match (
-        &entry.kind,
-        &entry.cap,
-        pending.and_then(|p| p.cap.as_ref()),
-    ) {
-        (EntryKind::Pending, Some(charge), _) => {
-            let usage = before.cap.unwrap_or_default();
-            let used = add(usage.used, n, id)?;
-            if used > charge.limit.get() {
-                return Err(LedgerError::CapExceeded {
-                    key: charge.key.clone(),
-                    limit: charge.limit.get(),
-                    used: usage.used,
-                    requested: n,
-                });
+    check_cap_charges(entry)?;
+    let caps = caps_touched(entry, pending);
+    for ((charge, was), slot) in caps.iter().zip(before.caps).zip(after.caps.iter_mut()) {
+        let usage = was.unwrap_or_default();
+        *slot = Some(match entry.kind {
+            EntryKind::Pending => {
+                let used = add(usage.used, n, id)?;
+                if used > charge.limit.get() {
+                    return Err(LedgerError::CapExceeded {
+                        key: charge.key.clone(),
+                        limit: charge.limit.get(),
+                        used: usage.used,
+                        requested: n,
+                    });
+                }
+                CapUsage { used }
             }
-            Some(CapUsage { used })
-        }
-        (EntryKind::VoidPending { .. }, _, Some(_)) => {
-            let usage = before.cap.unwrap_or_default();
-            Some(CapUsage {
+            _ => CapUsage {
                 used: sub(usage.used, n, id)?,
-            })
-        }
-        _ => before.cap,
-    };
+            },
+        });
+    }
     Ok(after)
 }
 
-/// The cap an entry touches, if any: its own charge, or its pending entry's when voided.
-pub fn cap_touched<'a>(entry: &'a Entry, pending: Option<&'a Entry>) -> Option<&'a super::CapKey> {
+/// The caps an entry touches: a reservation's own charges, or its pending
+/// entry's when voided (a post leaves them charged).
+pub fn caps_touched<'a>(entry: &'a Entry, pending: Option<&'a Entry>) -> &'a [CapCharge] {
     match &entry.kind {
-        EntryKind::Pending => entry.cap.as_ref().map(|c| &c.key),
-        EntryKind::VoidPending { .. } => pending.and_then(|p| p.cap.as_ref()).map(|c| &c.key),
-        _ => None,
+        EntryKind::Pending => &entry.caps,
+        EntryKind::VoidPending { .. } => pending.map_or(&[], |p| p.caps.as_slice()),
+        _ => &[],
     }
 }
