@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 
 pub const API_KEY: &str = "pf_demo_4f1c2b7e9a6d4e0f";
 pub const ADA: &str = "0055g00000DemoAA1";
+/// The demo config's operator key.
+pub const OPERATOR_KEY: &str = "pf_ops_demo_3e8a1c5b7d9f2e4a";
 /// The demo config's Salesforce source: its URL token and org.
 pub const SF_TOKEN: &str = "sf_demo_token_7c1e9b2a4d6f8e0c";
 pub const SF_ORG: &str = "00D5g000004DemoEAC";

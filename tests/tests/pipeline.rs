@@ -14,7 +14,10 @@ use pointsflow_core::request::{Award, NewRequest, Recipient, SourceEvent, Status
 use pointsflow_core::values::{
     EventType, IdempotencyKey, Points, ProgramId, RecipientId, SourceId,
 };
-use pointsflow_tests::{ADA, amount_for, deal, opportunity, outbound_message, spawn_stack};
+use pointsflow_local::client::{ApiClient, ClientError, Decision};
+use pointsflow_tests::{
+    ADA, API_KEY, OPERATOR_KEY, amount_for, deal, opportunity, outbound_message, spawn_stack,
+};
 use serde_json::{Value, json};
 
 fn states(view: &Value) -> Vec<String> {
@@ -747,6 +750,74 @@ async fn program_conditions_and_the_per_request_maximum_decide_and_say_why() {
         "{view:#}"
     );
     t.settle().await;
+    t.check_ledger();
+}
+
+#[tokio::test]
+async fn a_deal_above_the_approval_threshold_waits_for_an_operator() {
+    // The demo program asks for approval above 25,000 points (1,250,000 USD).
+    let t = spawn_stack(|_| {}).await;
+    let ops = ApiClient::new(&t.base, OPERATOR_KEY);
+    let big = t.accept("approve-1", &deal(ADA, "1300000.00")).await;
+    let other = t.accept("approve-2", &deal(ADA, "1400000.00")).await;
+    let small = t.accept("approve-3", &deal(ADA, "1000.00")).await;
+
+    let view = t.wait_for(&big, &["awaiting_approval"]).await;
+    assert_eq!(view["reason"]["code"], "approval_required");
+    assert_eq!(view["points"], 26000);
+    assert!(view["ledger"].as_array().unwrap().is_empty(), "{view:#}");
+    t.wait_for(&small, &["credited"]).await;
+
+    // A source's key cannot decide; an operator's can, and is recorded.
+    let as_source = ApiClient::new(&t.base, API_KEY);
+    match as_source.decide(&big, Decision::Approve, None).await {
+        Err(ClientError::Problem { status: 401, .. }) => {}
+        other => panic!("a source approved: {other:?}"),
+    }
+    let shown = ops.show(&big).await.unwrap();
+    assert_eq!(shown["status"], "awaiting_approval");
+    ops.decide(&big, Decision::Approve, Some("signed off by the VP"))
+        .await
+        .unwrap();
+    // Approving again is harmless.
+    ops.decide(&big, Decision::Approve, None).await.unwrap();
+    let view = t.wait_for(&big, &["credited"]).await;
+    assert_eq!(view["approval"]["by"], "ops-demo");
+    assert_eq!(view["approval"]["decision"], "approve");
+    assert!(
+        states(&view)
+            .windows(2)
+            .any(|w| w == ["awaiting_approval", "awaiting_approval"]),
+        "the timeline records the approval: {view:#}"
+    );
+
+    t.wait_for(&other, &["awaiting_approval"]).await;
+    let declined = ops
+        .decide(&other, Decision::Decline, Some("duplicate of another deal"))
+        .await
+        .unwrap();
+    assert_eq!(declined["status"], "rejected");
+    assert_eq!(declined["reason"]["code"], "declined");
+    assert_eq!(
+        declined["reason"]["message"],
+        "declined by ops-demo: duplicate of another deal"
+    );
+    match ops.decide(&other, Decision::Approve, None).await {
+        Err(ClientError::Problem {
+            status: 409, code, ..
+        }) => assert_eq!(code, "already_decided"),
+        other => panic!("approved after a decline: {other:?}"),
+    }
+    match ops.decide(&small, Decision::Approve, None).await {
+        Err(ClientError::Problem {
+            status: 409, code, ..
+        }) => {
+            assert_eq!(code, "not_awaiting_approval")
+        }
+        other => panic!("approved a credited request: {other:?}"),
+    }
+    t.settle().await;
+    assert_eq!(t.sandbox_credits(), 2, "the approved deal and the small one");
     t.check_ledger();
 }
 

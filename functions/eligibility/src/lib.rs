@@ -3,10 +3,11 @@
 //! transaction, before handing the request to dispatch.
 //!
 //! Checks run in this order, the first refusal deciding the reason:
-//! program known, program active, source allowed, event type qualifying,
-//! transfer mode available, points rule (currency, amount), recipient
-//! enrolled, then budget and the recipient's daily and monthly caps
-//! (atomically, in the program's time zone).
+//! program known, then the program's rules ([`Program::evaluate`]), recipient
+//! enrolled, the approval threshold (above it the request waits in
+//! `awaiting_approval` until an operator approves it, and comes back here),
+//! then budget and the recipient's daily and monthly caps (atomically, in
+//! the program's time zone).
 //!
 //! The reservation is written before the request's state, so a retry after
 //! a crash between the two finds the reservation and finishes that decision
@@ -62,6 +63,8 @@ enum Reservation {
 /// What the rules decided for one request.
 enum Decision {
     Reserve(Box<PointsRequest>),
+    /// Above the approval threshold: waits for an operator, nothing reserved.
+    Wait(Box<PointsRequest>),
     Reject(Reason),
 }
 
@@ -127,6 +130,8 @@ impl Eligibility {
         let request = load_request(self.ports.get.as_ref(), &message.request_id).await?;
         match request.state() {
             StatusKind::Received => {}
+            // An operator approved it: reserve now.
+            StatusKind::AwaitingApproval if request.is_approved() => {}
             // Reserved but not yet queued for dispatch (a crash, or a failed
             // send): queue it again; dispatch ignores duplicates.
             StatusKind::Reserved => return Ok(Some(to_dispatch(&request))),
@@ -154,6 +159,14 @@ impl Eligibility {
                     "reserved"
                 );
                 Ok(Some(to_dispatch(&reserved)))
+            }
+            Decision::Wait(waiting) => {
+                self.ports.update.update(&waiting).await?;
+                tracing::info!(
+                    points = waiting.points.map(|p| p.get()).unwrap_or(0),
+                    "awaiting approval"
+                );
+                Ok(None)
             }
             Decision::Reject(reason) => self.reject(message, reason).await.map(|()| None),
         }
@@ -188,10 +201,23 @@ impl Eligibility {
             )));
         };
 
+        let now = self.ports.clock.now();
+        if !request.is_approved()
+            && let Some(reason) = program.needs_approval(points)
+        {
+            let mut waiting = request;
+            waiting.points = Some(points);
+            waiting.member = Some(link.member.clone());
+            let detail = reason.message.clone();
+            waiting
+                .transition(Status::AwaitingApproval { reason }, now, detail)
+                .map_err(|e| RecordError::Retry(e.to_string()))?;
+            return Ok(Decision::Wait(Box::new(waiting)));
+        }
+
         // The cap periods follow the acceptance time, so every retry of this
         // decision writes the very same reservation.
         let caps = program.cap_charges(&request.recipient.id, request.received_at);
-        let now = self.ports.clock.now();
         let reservation = Entry::reserve(
             &request.id,
             AccountId::budget(&program.id),
@@ -242,7 +268,12 @@ impl Eligibility {
     async fn reject(&self, message: PipelineMessage, reason: Reason) -> Result<(), RecordError> {
         // Re-read: the decision took time, and the stored version is the one to move.
         let mut request = load_request(self.ports.get.as_ref(), &message.request_id).await?;
-        if request.state() != StatusKind::Received {
+        let open = match request.state() {
+            StatusKind::Received => true,
+            StatusKind::AwaitingApproval => request.is_approved(),
+            _ => false,
+        };
+        if !open {
             return Ok(());
         }
         // A duplicate delivery may have reserved meanwhile: let its decision stand.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::{DateTime, Utc};
 use lambda_runtime::{Context, LambdaEvent};
+use pointsflow_core::approval::ApprovalDecision;
 use pointsflow_core::ledger::{AccountId, CapKey, Entry};
 use pointsflow_core::money::{Currency, Money};
 use pointsflow_core::ports::{
@@ -20,7 +21,8 @@ use pointsflow_core::request::{
     Award, NewRequest, PointsRequest, Recipient, SourceEvent, StatusKind,
 };
 use pointsflow_core::values::{
-    EventType, IdempotencyKey, MemberNumber, PartnerId, Points, ProgramId, RecipientId, SourceId,
+    EventType, IdempotencyKey, MemberNumber, OperatorId, PartnerId, Points, ProgramId, RecipientId,
+    SourceId,
 };
 use pointsflow_eligibility::{Eligibility, EligibilityPorts};
 use pointsflow_memory::{
@@ -54,6 +56,7 @@ fn program(id: &str, state: ProgramState, budget: u64, cap: Option<u64>) -> Prog
         max_points_per_request: None,
         member_format: None,
         daily_cap_per_recipient: None,
+        approval_threshold: None,
         time_zone: pointsflow_core::program::Tz::UTC,
         monthly_cap_per_recipient: cap.map(|c| Points::new(c).unwrap()),
         budget: Points::new(budget).unwrap(),
@@ -69,6 +72,10 @@ async fn harness() -> Harness {
     let programs = vec![
         program("sales", ProgramState::Active, 1_000, Some(600)),
         program("paused", ProgramState::Paused, 1_000, None),
+        Program {
+            approval_threshold: Some(Points::new(500).unwrap()),
+            ..program("approvals", ProgramState::Active, 10_000, None)
+        },
         Program {
             daily_cap_per_recipient: Some(Points::new(500).unwrap()),
             time_zone: "Asia/Tokyo".parse().unwrap(),
@@ -92,6 +99,7 @@ async fn harness() -> Harness {
         ("sales", "005B"),
         ("paused", "005A"),
         ("tokyo", "005A"),
+        ("approvals", "005A"),
     ]
     .map(|(p, r)| MemberLink {
         program: ProgramId::parse(p).unwrap(),
@@ -314,6 +322,83 @@ async fn the_budget_runs_out_cleanly() {
         .await
         .unwrap();
     assert_eq!(budget.available(), 0);
+    h.ledger.snapshot().unwrap().check().unwrap();
+}
+
+#[tokio::test]
+async fn above_the_threshold_a_request_waits_for_an_operator() {
+    let h = harness().await;
+    let anna = OperatorId::parse("ops-anna").unwrap();
+    let deliver = |r: &PointsRequest| h.eligibility.handle(sqs_event(&[message(r)]));
+    // 1,000 points against a threshold of 500: waits, nothing reserved.
+    let big = submit(&h, "big", "approvals", "005A", "50000.00").await;
+    deliver(&big).await.unwrap();
+    deliver(&big).await.unwrap();
+    let waiting = state(&h, &big).await;
+    assert_eq!(
+        waiting.state(),
+        StatusKind::AwaitingApproval,
+        "{:?}",
+        waiting.status
+    );
+    let reason = waiting.status.reason().unwrap();
+    assert_eq!(reason.code, "approval_required");
+    assert!(
+        reason.message.contains("threshold of 500"),
+        "{}",
+        reason.message
+    );
+    assert_eq!(waiting.points.unwrap().get(), 1_000);
+    assert!(h.ledger.entries_for(&big.id).await.unwrap().is_empty());
+    assert_eq!(h.dispatch.depth(), 0);
+
+    // 200 points: under the threshold, reserved at once.
+    let small = submit(&h, "small", "approvals", "005A", "10000.00").await;
+    deliver(&small).await.unwrap();
+    assert_eq!(state(&h, &small).await.state(), StatusKind::Reserved);
+
+    // Approved: the next delivery reserves it.
+    let mut approved = waiting;
+    assert!(
+        approved
+            .decide_approval(
+                ApprovalDecision::Approve,
+                &anna,
+                Some("signed off"),
+                DateTime::UNIX_EPOCH
+            )
+            .unwrap()
+    );
+    h.store.update(&approved).await.unwrap();
+    deliver(&big).await.unwrap();
+    let reserved = state(&h, &big).await;
+    assert_eq!(reserved.state(), StatusKind::Reserved);
+    assert_eq!(reserved.approval.as_ref().unwrap().by, anna);
+    assert_eq!(h.ledger.entries_for(&big.id).await.unwrap().len(), 1);
+
+    // Declined: rejected, and a late delivery reserves nothing.
+    let other = submit(&h, "other", "approvals", "005A", "60000.00").await;
+    deliver(&other).await.unwrap();
+    let mut declined = state(&h, &other).await;
+    declined
+        .decide_approval(
+            ApprovalDecision::Decline,
+            &anna,
+            Some("duplicate deal"),
+            DateTime::UNIX_EPOCH,
+        )
+        .unwrap();
+    h.store.update(&declined).await.unwrap();
+    deliver(&other).await.unwrap();
+    let after = state(&h, &other).await;
+    assert_eq!(after.status.reason().unwrap().code, "declined");
+    assert!(h.ledger.entries_for(&other.id).await.unwrap().is_empty());
+    let budget = h
+        .ledger
+        .balance(&AccountId::budget(&ProgramId::parse("approvals").unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(budget.debits_pending, 1_200);
     h.ledger.snapshot().unwrap().check().unwrap();
 }
 

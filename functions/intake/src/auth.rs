@@ -6,8 +6,8 @@
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use lambda_http::http::HeaderMap;
-use pointsflow_config::{SourceEntry, SourceKind, WebhookAuthKind, WebhookSettings};
-use pointsflow_core::values::SourceId;
+use pointsflow_config::{OperatorEntry, SourceEntry, SourceKind, WebhookAuthKind, WebhookSettings};
+use pointsflow_core::values::{OperatorId, SourceId};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -141,6 +141,63 @@ pub fn authorization<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str
     given
         .eq_ignore_ascii_case(scheme)
         .then(|| credential.trim())
+}
+
+/// An operator's id and keys.
+#[derive(Clone)]
+pub struct Operator {
+    pub id: OperatorId,
+    keys: Secrets,
+}
+
+impl Operator {
+    pub fn new(entry: &OperatorEntry) -> Self {
+        Self {
+            id: entry.id.clone(),
+            keys: Secrets::of(entry.keys()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operator")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who presented a bearer key: an api source, or an operator.
+pub enum Caller<'a> {
+    Source(&'a Source),
+    Operator(&'a Operator),
+}
+
+/// The source or operator whose bearer key is presented, looking at every one.
+pub fn caller<'a>(
+    sources: &'a [Source],
+    operators: &'a [Operator],
+    headers: &HeaderMap,
+) -> Result<Caller<'a>, Problem> {
+    if let Ok(source) = api_source(sources, headers) {
+        return Ok(Caller::Source(source));
+    }
+    operator(operators, headers).map(Caller::Operator)
+}
+
+/// The operator whose bearer key is presented.
+pub fn operator<'a>(
+    operators: &'a [Operator],
+    headers: &HeaderMap,
+) -> Result<&'a Operator, Problem> {
+    let presented = authorization(headers, "bearer").ok_or_else(Problem::operator_required)?;
+    let mut found = None;
+    for o in operators {
+        if o.keys.accepts(presented) {
+            found = Some(o);
+        }
+    }
+    found.ok_or_else(Problem::operator_required)
 }
 
 /// The api source whose bearer key is presented, looking at every source.

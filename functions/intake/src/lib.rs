@@ -7,7 +7,8 @@
 //! becomes a request keyed by (source, business key), stored with a
 //! conditional put, and the new ones are queued for eligibility in one
 //! batch. `GET /v1/points-requests/{id}` shows a request with its timeline
-//! and ledger entries. Errors are problem+json with a stable code (SOAP
+//! and ledger entries; operators approve or decline a request waiting for
+//! approval at `.../{id}/approve` and `.../{id}/decline`. Errors are problem+json with a stable code (SOAP
 //! faults for Salesforce), and a refused request changes nothing.
 
 mod auth;
@@ -22,9 +23,11 @@ use std::sync::Arc;
 use futures::StreamExt;
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use pointsflow_config::{SourceEntry, SourceKind};
+use pointsflow_config::{OperatorEntry, SourceEntry, SourceKind};
+use pointsflow_core::approval::ApprovalDecision;
 use pointsflow_core::ports::{
-    Clock, Created, LedgerRead, PipelineMessage, ProgramCatalog, Publish, RequestCreate, RequestGet,
+    Clock, Created, LedgerRead, PipelineMessage, ProgramCatalog, Publish, RequestCreate,
+    RequestGet, RequestUpdate, StoreError,
 };
 use pointsflow_core::request::{PointsRequest, StatusKind};
 use pointsflow_core::values::{IdempotencyKey, RequestId};
@@ -33,7 +36,7 @@ use serde::Serialize;
 pub use auth::webhook_signature;
 pub use problem::Problem;
 
-use auth::{Source, SourceAuth};
+use auth::{Operator, Source, SourceAuth};
 use mapping::{Candidate, Origin};
 
 /// Every route intake serves, as (method, path template); the OpenAPI
@@ -41,6 +44,8 @@ use mapping::{Candidate, Origin};
 pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/points-requests"),
     ("GET", "/v1/points-requests/{id}"),
+    ("POST", "/v1/points-requests/{id}/approve"),
+    ("POST", "/v1/points-requests/{id}/decline"),
     ("POST", "/v1/sources/{source}/events"),
     ("GET", "/v1/openapi.json"),
 ];
@@ -58,6 +63,7 @@ const CONCURRENT_STORES: usize = 16;
 #[derive(Debug, Clone)]
 pub struct IntakeConfig {
     pub sources: Vec<SourceEntry>,
+    pub operators: Vec<OperatorEntry>,
     pub max_body_bytes: usize,
 }
 
@@ -66,6 +72,7 @@ pub struct IntakeConfig {
 pub struct IntakePorts {
     pub create: Arc<dyn RequestCreate>,
     pub get: Arc<dyn RequestGet>,
+    pub update: Arc<dyn RequestUpdate>,
     pub ledger: Arc<dyn LedgerRead>,
     pub eligibility_queue: Arc<dyn Publish>,
     pub programs: Arc<dyn ProgramCatalog>,
@@ -76,6 +83,7 @@ pub struct IntakePorts {
 pub struct Intake {
     config: Arc<IntakeConfig>,
     sources: Arc<Vec<Source>>,
+    operators: Arc<Vec<Operator>>,
     ports: IntakePorts,
 }
 
@@ -136,9 +144,11 @@ fn is_json(request: &Request) -> bool {
 impl Intake {
     pub fn new(config: IntakeConfig, ports: IntakePorts) -> Self {
         let sources = config.sources.iter().cloned().map(Source::new).collect();
+        let operators = config.operators.iter().map(Operator::new).collect();
         Self {
             config: Arc::new(config),
             sources: Arc::new(sources),
+            operators: Arc::new(operators),
             ports,
         }
     }
@@ -153,6 +163,25 @@ impl Intake {
             (["v1", "points-requests"], _) => Err(Problem::method_not_allowed("POST")),
             (["v1", "points-requests", id], &Method::GET) => self.show(&request, id).await,
             (["v1", "points-requests", _], _) => Err(Problem::method_not_allowed("GET")),
+            (
+                [
+                    "v1",
+                    "points-requests",
+                    id,
+                    action @ ("approve" | "decline"),
+                ],
+                &Method::POST,
+            ) => {
+                let decision = if *action == "approve" {
+                    ApprovalDecision::Approve
+                } else {
+                    ApprovalDecision::Decline
+                };
+                self.decide(&request, id, decision).await
+            }
+            (["v1", "points-requests", _, "approve" | "decline"], _) => {
+                Err(Problem::method_not_allowed("POST"))
+            }
             (["v1", "sources", source, "events"], &Method::POST) => {
                 return self.source_event(&request, source).await;
             }
@@ -476,28 +505,116 @@ impl Intake {
 
     #[tracing::instrument(name = "intake.show", skip_all, fields(request_id = %id))]
     async fn show(&self, request: &Request, id: &str) -> Result<Response<Body>, Problem> {
-        let source = auth::api_source(&self.sources, request.headers())?
-            .id()
-            .clone();
-        let not_found = || Problem::not_found(format!("no points request {id}"));
-        let id = RequestId::parse(id).map_err(|_| not_found())?;
-        let stored = self.ports.get.get(&id).await.map_err(|e| {
+        let caller = auth::caller(&self.sources, &self.operators, request.headers())
+            .map_err(|_| Problem::unauthorized())?;
+        let stored = self.load(id).await?;
+        // Another source's request is not found, rather than forbidden: ids
+        // leak nothing. Operators see every request.
+        match caller {
+            auth::Caller::Source(source) if &stored.source != source.id() => {
+                return Err(not_found(id));
+            }
+            auth::Caller::Source(_) => {}
+            auth::Caller::Operator(operator) => {
+                tracing::info!(operator = %operator.id, request_id = %stored.id, "shown to an operator");
+            }
+        }
+        self.view(&stored).await
+    }
+
+    /// The stored request `id`, or 404.
+    async fn load(&self, id: &str) -> Result<PointsRequest, Problem> {
+        let parsed = RequestId::parse(id).map_err(|_| not_found(id))?;
+        let stored = self.ports.get.get(&parsed).await.map_err(|e| {
             tracing::error!(error = %e, "could not read the request");
             Problem::unavailable("the request could not be read; retry")
         })?;
-        // Another source's request is not found, rather than forbidden: ids leak nothing.
-        let stored = stored
-            .filter(|r| r.source == source)
-            .ok_or_else(not_found)?;
-        let entries = self.ports.ledger.entries_for(&id).await.map_err(|e| {
-            tracing::error!(error = %e, "could not read the ledger");
-            Problem::unavailable("the ledger could not be read; retry")
-        })?;
+        stored.ok_or_else(|| not_found(id))
+    }
+
+    /// A request with its ledger entries, as `GET` shows it.
+    async fn view(&self, request: &PointsRequest) -> Result<Response<Body>, Problem> {
+        let entries = self
+            .ports
+            .ledger
+            .entries_for(&request.id)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "could not read the ledger");
+                Problem::unavailable("the ledger could not be read; retry")
+            })?;
         Ok(json(
             StatusCode::OK,
-            &wire::RequestView::of(&stored, &entries),
+            &wire::RequestView::of(request, &entries),
         ))
     }
+
+    /// `POST /v1/points-requests/{id}/approve` and `/decline`: an operator's
+    /// decision on a request waiting for approval. The decision and who made
+    /// it are kept on the request; an approved request goes back to
+    /// eligibility to be reserved. Deciding the same way twice is harmless.
+    #[tracing::instrument(name = "intake.approval", skip_all, fields(request_id = %id, operator, ?decision))]
+    async fn decide(
+        &self,
+        request: &Request,
+        id: &str,
+        decision: ApprovalDecision,
+    ) -> Result<Response<Body>, Problem> {
+        let operator = auth::operator(&self.operators, request.headers())?;
+        tracing::Span::current().record("operator", operator.id.as_str());
+        let body: &[u8] = request.body().as_ref();
+        if body.len() > self.config.max_body_bytes {
+            return Err(Problem::payload_too_large(self.config.max_body_bytes));
+        }
+        let reason = wire::parse_decision(body, is_json(request))?;
+        // A concurrent change (eligibility, another operator) moves the
+        // version: read again and decide again, a few times.
+        for _ in 0..3 {
+            let mut stored = self.load(id).await?;
+            let changed = stored
+                .decide_approval(
+                    decision,
+                    &operator.id,
+                    reason.as_deref(),
+                    self.ports.clock.now(),
+                )
+                .map_err(|e| Problem::approval(&e))?;
+            if changed {
+                match self.ports.update.update(&stored).await {
+                    Ok(version) => stored.version = version,
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not store the decision");
+                        return Err(Problem::unavailable(
+                            "the decision could not be stored; retry",
+                        ));
+                    }
+                }
+                tracing::info!(%decision, "decided");
+            }
+            // Approved and still waiting (now, or a retry after a failed
+            // send): eligibility reserves it; it ignores duplicates.
+            if stored.state() == StatusKind::AwaitingApproval && stored.is_approved() {
+                let message = PipelineMessage {
+                    request_id: stored.id.clone(),
+                };
+                if let Err(e) = self.ports.eligibility_queue.publish(&[message]).await {
+                    tracing::error!(error = %e, "could not queue the approved request");
+                    return Err(Problem::unavailable(
+                        "the approval is recorded but could not be queued; send it again",
+                    ));
+                }
+            }
+            return self.view(&stored).await;
+        }
+        Err(Problem::unavailable(
+            "the request kept changing while it was decided; retry",
+        ))
+    }
+}
+
+fn not_found(id: &str) -> Problem {
+    Problem::not_found(format!("no points request {id}"))
 }
 
 fn openapi() -> Response<Body> {

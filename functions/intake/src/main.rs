@@ -15,11 +15,13 @@ async fn main() -> Result<(), Error> {
     let intake = Intake::new(
         IntakeConfig {
             sources: wiring.config.sources.clone(),
+            operators: wiring.config.operators.clone(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         },
         IntakePorts {
             create: store.clone(),
-            get: store,
+            get: store.clone(),
+            update: store,
             ledger: wiring.ledger(),
             eligibility_queue: wiring.publisher(ELIGIBILITY_QUEUE_URL)?,
             programs: wiring.catalog(),

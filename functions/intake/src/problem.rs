@@ -6,6 +6,7 @@ use serde::Serialize;
 
 /// Every `code` a problem can carry (documented in `openapi.yaml`).
 pub const CODES: &[&str] = &[
+    "already_decided",
     "bad_signature",
     "idempotency_key_reused",
     "internal",
@@ -14,6 +15,7 @@ pub const CODES: &[&str] = &[
     "malformed_json",
     "method_not_allowed",
     "missing_idempotency_key",
+    "not_awaiting_approval",
     "not_found",
     "payload_too_large",
     "unauthorized",
@@ -99,6 +101,36 @@ impl Problem {
             "Authentication required",
             "send the source's API key as 'Authorization: Bearer <key>'",
         )
+    }
+
+    /// An operator's route called without an operator's key.
+    pub fn operator_required() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Authentication required",
+            "this action needs an operator's key as 'Authorization: Bearer <key>'",
+        )
+    }
+
+    /// An approval or decline the request's state does not allow.
+    pub fn approval(error: &pointsflow_core::approval::ApprovalError) -> Self {
+        use pointsflow_core::approval::ApprovalError;
+        match error {
+            ApprovalError::NotAwaiting { .. } => Self::new(
+                StatusCode::CONFLICT,
+                "not_awaiting_approval",
+                "The request is not awaiting approval",
+                error.to_string(),
+            ),
+            ApprovalError::AlreadyDecided { .. } => Self::new(
+                StatusCode::CONFLICT,
+                "already_decided",
+                "The request was already decided the other way",
+                error.to_string(),
+            ),
+            ApprovalError::BadReason(_) => Self::invalid_field("/reason", error.to_string()),
+        }
     }
 
     /// A webhook's HMAC signature or its timestamp did not check out.

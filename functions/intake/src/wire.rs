@@ -2,6 +2,7 @@
 //! names the field as a JSON pointer.
 
 use chrono::{DateTime, Utc};
+use pointsflow_core::approval::Approval;
 use pointsflow_core::ledger::Entry;
 use pointsflow_core::money::{Currency, Money};
 use pointsflow_core::request::{
@@ -245,6 +246,8 @@ pub struct RequestView<'a> {
     pub partner_transaction: Option<&'a str>,
     pub event: &'a SourceEvent,
     pub received_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<&'a Approval>,
     pub timeline: &'a [TimelineEntry],
     pub ledger: &'a [Entry],
     pub links: Links,
@@ -265,6 +268,7 @@ impl<'a> RequestView<'a> {
             partner_transaction: request.partner_transaction.as_deref(),
             event: &request.event,
             received_at: request.received_at,
+            approval: request.approval.as_ref(),
             timeline: &request.timeline,
             ledger,
             links: Links {
@@ -272,4 +276,33 @@ impl<'a> RequestView<'a> {
             },
         }
     }
+}
+
+/// The body of an approve or decline: `{"reason": "..."}`, or no body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// The operator's reason from an approve or decline body, if any.
+pub fn parse_decision(body: &[u8], is_json: bool) -> Result<Option<String>, Problem> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    if !is_json {
+        return Err(Problem::unsupported_media_type());
+    }
+    let parsed: DecisionBody = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            Problem::invalid_field(
+                "/reason",
+                format!("the body must be {{\"reason\": \"...\"}}: {e}"),
+            )
+        } else {
+            Problem::malformed_json(format!("the body is not valid JSON: {e}"))
+        }
+    })?;
+    Ok(parsed.reason)
 }

@@ -42,11 +42,13 @@ fn harness() -> Harness {
                 api_source("salesforce", KEY),
                 api_source("workday", OTHER_KEY),
             ],
+            operators: Vec::new(),
             max_body_bytes: 4096,
         },
         IntakePorts {
             create: store.clone(),
             get: store.clone(),
+            update: store.clone(),
             ledger: Arc::new(MemoryLedger::new()),
             eligibility_queue: queue.clone(),
             programs: Arc::new(StaticCatalog::new([program()])),

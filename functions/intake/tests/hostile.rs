@@ -44,11 +44,13 @@ mapping = { recipient = "/who", points = "/points", event_id = "/id", event_type
     let intake = Intake::new(
         IntakeConfig {
             sources,
+            operators: Vec::new(),
             max_body_bytes: 64 * 1024,
         },
         IntakePorts {
             create: store.clone(),
             get: store.clone(),
+            update: store.clone(),
             ledger: Arc::new(MemoryLedger::new()),
             eligibility_queue: common::queue(),
             programs: Arc::new(StaticCatalog::new([program])),

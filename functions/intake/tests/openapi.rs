@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 const KEY: &str = "pf_contract_key_0123456789";
 const TOKEN: &str = "sf_contract_token_0123456789abcdef";
 const SECRET: &str = "hook_contract_secret_0123456789abcdef";
+const OPERATOR_KEY: &str = "ops_contract_key_0123456789";
 const NOW: i64 = 1_795_795_200;
 
 fn doc() -> Value {
@@ -38,6 +39,13 @@ fn doc() -> Value {
 
 /// A store that is down.
 struct Down;
+
+#[async_trait]
+impl RequestUpdate for Down {
+    async fn update(&self, _: &PointsRequest) -> Result<u64, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+}
 
 #[async_trait]
 impl RequestCreate for Down {
@@ -85,19 +93,28 @@ qualify = [{{ field = "/status", equals = "approved" }}]
     let store = Arc::new(MemoryRequestStore::new());
     let ledger = Arc::new(MemoryLedger::new());
     let program = common::program("sales", PointsRule::Given);
-    let (create, get): (Arc<dyn RequestCreate>, Arc<dyn RequestGet>) = if down {
-        (Arc::new(Down), Arc::new(Down))
+    let (create, get, update): (
+        Arc<dyn RequestCreate>,
+        Arc<dyn RequestGet>,
+        Arc<dyn RequestUpdate>,
+    ) = if down {
+        (Arc::new(Down), Arc::new(Down), Arc::new(Down))
     } else {
-        (store.clone(), store.clone())
+        (store.clone(), store.clone(), store.clone())
     };
     let intake = Intake::new(
         IntakeConfig {
             sources,
+            operators: vec![
+                toml::from_str(&format!("id = \"ops-anna\"\napi_key = \"{OPERATOR_KEY}\""))
+                    .unwrap(),
+            ],
             max_body_bytes: 2048,
         },
         IntakePorts {
             create,
             get,
+            update,
             ledger: ledger.clone(),
             eligibility_queue: common::queue(),
             programs: Arc::new(StaticCatalog::new([program])),
@@ -124,6 +141,17 @@ fn canonical(key: &str, body: &Value) -> Request {
         "",
         json!({"content-type": "application/json", "authorization": format!("Bearer {KEY}"), "idempotency-key": key}),
         &body.to_string(),
+    )
+}
+
+/// An operator's approve or decline of request `id`.
+fn decide(action: &str, id: &str, key: &str, content_type: &str, body: &str) -> Request {
+    request(
+        "POST",
+        &format!("/v1/points-requests/{id}/{action}"),
+        "",
+        json!({"content-type": content_type, "authorization": format!("Bearer {key}")}),
+        body,
     )
 }
 
@@ -196,6 +224,25 @@ async fn the_document_lists_exactly_the_routes_the_code_serves() {
         .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
         .collect();
     assert_eq!(documented_routes(&doc), code);
+    // The deployment routes the same ones to the function.
+    let template: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(pointsflow_conformance::template::path()).unwrap(),
+    )
+    .unwrap();
+    let deployed: BTreeSet<(String, String)> =
+        template["Resources"]["IntakeFunction"]["Properties"]["Events"]
+            .as_mapping()
+            .unwrap()
+            .values()
+            .map(|e| {
+                let p = &e["Properties"];
+                (
+                    p["Method"].as_str().unwrap().to_owned(),
+                    p["Path"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+    assert_eq!(deployed, code, "template.yaml's IntakeFunction events");
     // And the router really serves each (no "no route" 404).
     let h = harness(false);
     for (method, path) in ROUTES {
@@ -474,12 +521,36 @@ async fn every_status_and_field_is_documented_and_every_documented_one_happens()
         json!({"id": "h-2", "who": "E1", "points": 5, "status": "draft"}).to_string();
     let rejected = json_of(&up.intake.handle(hook(&rejected_body)).await).unwrap();
     let bearer = json!({"authorization": format!("Bearer {KEY}")});
+    // Three requests waiting for approval.
+    let mut waiting = Vec::new();
+    for key in ["big-1", "big-2", "big-3"] {
+        let accepted = json_of(&up.intake.handle(canonical(key, &points_body)).await).unwrap();
+        let id = RequestId::parse(accepted["id"].as_str().unwrap()).unwrap();
+        let mut r = up.store.get(&id).await.unwrap().unwrap();
+        r.transition(
+            Status::AwaitingApproval {
+                reason: pointsflow_core::request::Reason::new("approval_required", "above 500"),
+            },
+            at,
+            "waiting",
+        )
+        .unwrap();
+        up.store.update(&r).await.unwrap();
+        waiting.push(id.to_string());
+    }
+    let (w1, w2, w3) = (&waiting[0], &waiting[1], &waiting[2]);
+    let rich = rich_id.to_string();
+    let nobody = "pr_00000000000000000000000000000000";
+    let js = "application/json";
+    let long = json!({"reason": "x".repeat(4096)}).to_string();
 
     // (operation, expected status, request, harness)
     let pr = ("POST", "/v1/points-requests");
     let get = ("GET", "/v1/points-requests/{id}");
     let ev = ("POST", "/v1/sources/{source}/events");
     let spec = ("GET", "/v1/openapi.json");
+    let ap = ("POST", "/v1/points-requests/{id}/approve");
+    let de = ("POST", "/v1/points-requests/{id}/decline");
     let too_big = json!({"x": "y".repeat(4096)});
     let good_hook =
         json!({"id": "h-1", "who": "E1", "points": 5, "status": "approved"}).to_string();
@@ -632,6 +703,87 @@ async fn every_status_and_field_is_documented_and_every_documented_one_happens()
             request("GET", "/v1/openapi.json", "", json!({}), ""),
             &up,
         ),
+        (
+            ap,
+            200,
+            decide(
+                "approve",
+                w1,
+                OPERATOR_KEY,
+                js,
+                r#"{"reason": "signed off"}"#,
+            ),
+            &up,
+        ),
+        (ap, 200, decide("approve", w1, OPERATOR_KEY, js, ""), &up),
+        (ap, 400, decide("approve", w3, OPERATOR_KEY, js, "{"), &up),
+        (ap, 401, decide("approve", w3, KEY, js, ""), &up),
+        (
+            ap,
+            404,
+            decide("approve", nobody, OPERATOR_KEY, js, ""),
+            &up,
+        ),
+        (ap, 409, decide("approve", &rich, OPERATOR_KEY, js, ""), &up),
+        (ap, 413, decide("approve", w3, OPERATOR_KEY, js, &long), &up),
+        (
+            ap,
+            415,
+            decide("approve", w3, OPERATOR_KEY, "text/plain", "ok"),
+            &up,
+        ),
+        (
+            ap,
+            422,
+            decide("approve", w3, OPERATOR_KEY, js, r#"{"reason": 5}"#),
+            &up,
+        ),
+        (
+            ap,
+            503,
+            decide("approve", w3, OPERATOR_KEY, js, ""),
+            &broken,
+        ),
+        (
+            de,
+            200,
+            decide(
+                "decline",
+                w2,
+                OPERATOR_KEY,
+                js,
+                r#"{"reason": "duplicate deal"}"#,
+            ),
+            &up,
+        ),
+        (de, 400, decide("decline", w3, OPERATOR_KEY, js, "{"), &up),
+        (de, 401, decide("decline", w3, "", js, ""), &up),
+        (
+            de,
+            404,
+            decide("decline", "not-an-id", OPERATOR_KEY, js, ""),
+            &up,
+        ),
+        (
+            de,
+            409,
+            decide("decline", w1, OPERATOR_KEY, js, r#"{"reason": "no"}"#),
+            &up,
+        ),
+        (de, 413, decide("decline", w3, OPERATOR_KEY, js, &long), &up),
+        (
+            de,
+            415,
+            decide("decline", w3, OPERATOR_KEY, "text/plain", "no"),
+            &up,
+        ),
+        (de, 422, decide("decline", w3, OPERATOR_KEY, js, "{}"), &up),
+        (
+            de,
+            503,
+            decide("decline", w3, OPERATOR_KEY, js, r#"{"reason": "no"}"#),
+            &broken,
+        ),
     ];
 
     let mut checker = Checker {
@@ -666,6 +818,15 @@ async fn every_status_and_field_is_documented_and_every_documented_one_happens()
     for body in [create_body(false), create_body(true)] {
         checker.check("request", create_schema, &body).unwrap();
     }
+    for (name, body) in [
+        ("Approve", json!({"reason": "signed off"})),
+        ("Approve", json!({})),
+        ("Decline", json!({"reason": "duplicate deal"})),
+    ] {
+        checker
+            .check(name, &doc["components"]["schemas"][name], &body)
+            .unwrap();
+    }
     checker
         .check(
             "accepted",
@@ -696,6 +857,9 @@ async fn every_status_and_field_is_documented_and_every_documented_one_happens()
         "Account",
         "LedgerEntry",
         "CapCharge",
+        "Approval",
+        "Approve",
+        "Decline",
         "Problem",
     ]);
     assert!(

@@ -118,11 +118,13 @@ fn harness_of(sources: Vec<SourceEntry>, failures: Option<(usize, usize)>) -> Ha
     let intake = Intake::new(
         IntakeConfig {
             sources,
+            operators: Vec::new(),
             max_body_bytes: 4096,
         },
         IntakePorts {
             create,
             get: store.clone(),
+            update: store.clone(),
             ledger: Arc::new(MemoryLedger::new()),
             eligibility_queue: queue.clone(),
             programs: Arc::new(StaticCatalog::new([

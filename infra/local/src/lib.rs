@@ -1,6 +1,7 @@
 //! The local stack (`pointsflow dev`) and the pieces the `pointsflow` command uses.
 
 pub mod aws_stack;
+pub mod client;
 pub mod config;
 pub mod stack;
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pointsflow_local::client::{self, ApiClient, Decision};
 use pointsflow_local::{AwsOptions, AwsStack, LocalConfig, Stack, StackOptions};
 use tracing_subscriber::EnvFilter;
 
@@ -40,6 +41,38 @@ enum Command {
         #[arg(long, default_value = "pointsflow-dev")]
         aws_prefix: String,
     },
+    /// Show, approve or decline a points request, as an operator.
+    Requests {
+        /// The API: the local stack, or a deployed stack's ApiBaseUrl.
+        #[arg(long, env = "POINTSFLOW_API", default_value = "http://127.0.0.1:3000")]
+        api: String,
+        /// An operator's key (the configuration's `operators`).
+        #[arg(long, env = "POINTSFLOW_OPERATOR_KEY", hide_env_values = true)]
+        key: String,
+        /// Print the API's JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: RequestAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RequestAction {
+    /// A request with its timeline.
+    Show { id: String },
+    /// Approve a request waiting for approval; eligibility then reserves its points.
+    Approve {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Decline a request waiting for approval; it is rejected (`declined`).
+    Decline {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[tokio::main]
@@ -73,6 +106,40 @@ async fn main() -> ExitCode {
                 aws,
             )
             .await
+        }
+        Command::Requests {
+            api,
+            key,
+            json,
+            action,
+        } => requests(&ApiClient::new(&api, &key), action, json).await,
+    }
+}
+
+async fn requests(client: &ApiClient, action: RequestAction, json: bool) -> ExitCode {
+    let answer = match &action {
+        RequestAction::Show { id } => client.show(id).await,
+        RequestAction::Approve { id, reason } => {
+            client
+                .decide(id, Decision::Approve, reason.as_deref())
+                .await
+        }
+        RequestAction::Decline { id, reason } => {
+            client.decide(id, Decision::Decline, Some(reason)).await
+        }
+    };
+    match answer {
+        Ok(view) if json => {
+            println!("{view:#}");
+            ExitCode::SUCCESS
+        }
+        Ok(view) => {
+            print!("{}", client::render(&view));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pointsflow: {e}");
+            ExitCode::FAILURE
         }
     }
 }

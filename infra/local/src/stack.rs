@@ -260,6 +260,7 @@ impl Common {
             enrollments: Arc::new(StaticEnrollments::new(links)),
             intake: IntakeConfig {
                 sources: config.sources.clone(),
+                operators: config.operators.clone(),
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             },
             sandbox_shutdown,
@@ -294,6 +295,7 @@ impl Common {
             IntakePorts {
                 create: store.clone(),
                 get: store.clone(),
+                update: store.clone(),
                 ledger: ledger.clone(),
                 eligibility_queue: to_eligibility,
                 programs: self.catalog.clone(),

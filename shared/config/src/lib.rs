@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pointsflow_core::ports::MemberLink;
 use pointsflow_core::program::{Program, TransferMode};
-use pointsflow_core::values::{MemberNumber, PartnerId, ProgramId, RecipientId};
+use pointsflow_core::values::{MemberNumber, OperatorId, PartnerId, ProgramId, RecipientId};
 use serde::Deserialize;
 
 pub mod source;
@@ -59,6 +59,37 @@ pub struct Config {
     pub programs: Vec<Program>,
     #[serde(default)]
     pub members: Vec<MemberEntry>,
+    /// The people (or tools) allowed to approve, decline and inspect any request.
+    #[serde(default)]
+    pub operators: Vec<OperatorEntry>,
+}
+
+/// An operator: an id that goes into every audit record, and bearer keys.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorEntry {
+    pub id: OperatorId,
+    /// The bearer key (one; use `api_keys` to rotate).
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+}
+
+impl OperatorEntry {
+    pub fn keys(&self) -> Vec<&str> {
+        source::key_list(self.api_key.as_ref(), &self.api_keys)
+    }
+}
+
+/// An operator's keys never reach a log.
+impl std::fmt::Debug for OperatorEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorEntry")
+            .field("id", &self.id)
+            .field("api_keys", &source::Redacted(self.keys().len()))
+            .finish()
+    }
 }
 
 /// Event-source mapping and queue behaviour, as a deployed stack sets them.
@@ -222,6 +253,19 @@ impl Config {
                 return Err(invalid(format!("sources.{}", s.id), "id", "appears twice"));
             }
             source::validate(s, &mut secrets)?;
+        }
+        let mut operators = HashSet::new();
+        for o in &self.operators {
+            let entry = format!("operators.{}", o.id);
+            if !operators.insert(&o.id) {
+                return Err(invalid(entry, "id", "appears twice"));
+            }
+            if o.keys().is_empty() {
+                return Err(invalid(entry, "api_key", "an operator needs a key"));
+            }
+            for key in o.keys() {
+                source::check_secret(&entry, "api_key", key, 16, &mut secrets)?;
+            }
         }
         let mut partners = HashSet::new();
         for p in &self.partners {

@@ -81,12 +81,13 @@ pub struct SourceEntry {
 impl SourceEntry {
     /// Every bearer key of an `api` source.
     pub fn bearer_keys(&self) -> Vec<&str> {
-        self.api_key
-            .iter()
-            .chain(self.api_keys.iter())
-            .map(String::as_str)
-            .collect()
+        key_list(self.api_key.as_ref(), &self.api_keys)
     }
+}
+
+/// A single `api_key` and the `api_keys` of a rotation, as one list.
+pub(crate) fn key_list<'a>(one: Option<&'a String>, many: &'a [String]) -> Vec<&'a str> {
+    one.into_iter().chain(many).map(String::as_str).collect()
 }
 
 #[derive(Clone, Deserialize)]
@@ -240,7 +241,7 @@ impl Route {
 }
 
 /// Secrets never reach a log: Debug shows how many there are, not what they are.
-struct Redacted(usize);
+pub(crate) struct Redacted(pub(crate) usize);
 
 impl std::fmt::Debug for Redacted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -304,7 +305,7 @@ pub fn is_org_id(id: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-fn check_secret<'a>(
+pub(crate) fn check_secret<'a>(
     entry: &str,
     field: &'static str,
     secret: &'a str,
@@ -655,16 +656,24 @@ kind = "webhook"
 program = "sales"
 webhook = {{ auth = "hmac", secrets = ["hook_secret_0123456789abcdef0123456789"] }}
 mapping = {{ recipient = "/who", points = "/points", event_id = "/id", event_type = "recognition.awarded" }}
+
+[[operators]]
+id = "ops-anna"
+api_key = "operator_key_0123456789"
 "#
         ))
         .unwrap();
         assert_eq!(config.sources.len(), 3);
-        let shown = format!("{:?} {:?}", config.sources, config.partners);
+        let shown = format!(
+            "{:?} {:?} {:?}",
+            config.sources, config.partners, config.operators
+        );
         for secret in [
             "sf_token_0123",
             "api_key_0123",
             "hook_secret_0123",
             "partner_secret",
+            "operator_key",
         ] {
             assert!(!shown.contains(secret), "a secret reached Debug: {shown}");
         }
@@ -740,6 +749,18 @@ program = "sales"
 "#
                 .to_owned(),
                 "sources.api: program",
+            ),
+            (
+                format!("{SALESFORCE}\n[[operators]]\nid = \"ops-anna\"\n"),
+                "operators.ops-anna: api_key: an operator needs a key",
+            ),
+            (
+                format!("{SALESFORCE}\n[[operators]]\nid = \"ops-anna\"\napi_key = \"sf_token_0123456789abcdefghij\"\n"),
+                "operators.ops-anna: api_key: is used twice",
+            ),
+            (
+                format!("{SALESFORCE}\n[[operators]]\nid = \"Ops Anna\"\napi_key = \"operator_key_0123456789\"\n"),
+                "TOML parse error",
             ),
         ];
         for (sources, expected) in cases {

@@ -2,6 +2,7 @@
 //! programs and their rules, the request state machine, the ledger rules and
 //! the ports the handlers use.
 
+pub mod approval;
 pub mod ledger;
 pub mod money;
 pub mod partner;

@@ -306,6 +306,9 @@ pub struct Program {
     /// Points one recipient may earn in a calendar month of the program's time zone.
     #[serde(default)]
     pub monthly_cap_per_recipient: Option<Points>,
+    /// Requests for more points than this wait in `awaiting_approval` for an operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_threshold: Option<Points>,
     /// Points one recipient may earn in a calendar day of the program's time zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daily_cap_per_recipient: Option<Points>,
@@ -640,6 +643,12 @@ impl Program {
         if self.max_points_per_request.is_some_and(Points::is_zero) {
             return Err(err("max_points_per_request", "must be greater than 0"));
         }
+        if self.approval_threshold.is_some_and(Points::is_zero) {
+            return Err(err(
+                "approval_threshold",
+                "must be greater than 0 (leave it out for no approvals)",
+            ));
+        }
         if self.daily_cap_per_recipient.is_some_and(Points::is_zero) {
             return Err(err(
                 "daily_cap_per_recipient",
@@ -779,6 +788,20 @@ impl Program {
             limit,
         });
         day.into_iter().chain(month).collect()
+    }
+
+    /// Why a request for `points` must wait for an operator, if it must.
+    pub fn needs_approval(&self, points: Points) -> Option<Reason> {
+        let threshold = self.approval_threshold?;
+        (points > threshold).then(|| {
+            Reason::new(
+                "approval_required",
+                format!(
+                    "{points} points is above program {}'s approval threshold of {threshold}; an operator must approve or decline",
+                    self.id
+                ),
+            )
+        })
     }
 
     pub fn is_active(&self) -> bool {

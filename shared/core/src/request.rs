@@ -61,15 +61,24 @@ impl Reason {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Status {
     Received,
-    Rejected { reason: Reason },
-    AwaitingApproval,
+    Rejected {
+        reason: Reason,
+    },
+    /// Waiting for an operator; the reason says which rule asked for approval.
+    AwaitingApproval {
+        reason: Reason,
+    },
     Reserved,
-    Scheduled { window: String },
+    Scheduled {
+        window: String,
+    },
     Dispatching,
     Credited,
     PartnerPending,
     Unknown,
-    Failed { reason: Reason },
+    Failed {
+        reason: Reason,
+    },
     Reversed,
 }
 
@@ -160,7 +169,7 @@ impl Status {
         match self {
             Status::Received => StatusKind::Received,
             Status::Rejected { .. } => StatusKind::Rejected,
-            Status::AwaitingApproval => StatusKind::AwaitingApproval,
+            Status::AwaitingApproval { .. } => StatusKind::AwaitingApproval,
             Status::Reserved => StatusKind::Reserved,
             Status::Scheduled { .. } => StatusKind::Scheduled,
             Status::Dispatching => StatusKind::Dispatching,
@@ -174,7 +183,9 @@ impl Status {
 
     pub fn reason(&self) -> Option<&Reason> {
         match self {
-            Status::Rejected { reason } | Status::Failed { reason } => Some(reason),
+            Status::Rejected { reason }
+            | Status::Failed { reason }
+            | Status::AwaitingApproval { reason } => Some(reason),
             _ => None,
         }
     }
@@ -228,6 +239,9 @@ pub struct PointsRequest {
     pub partner_transaction: Option<String>,
     #[serde(default)]
     pub dispatch_attempts: u32,
+    /// An operator's decision on a request that needed approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::approval::Approval>,
     pub timeline: Vec<TimelineEntry>,
     /// Optimistic concurrency: incremented by every store update.
     pub version: u64,
@@ -278,6 +292,7 @@ impl NewRequest {
             partner_reference: None,
             partner_transaction: None,
             dispatch_attempts: 0,
+            approval: None,
             timeline: vec![TimelineEntry {
                 state: StatusKind::Received,
                 at: received_at,
@@ -356,7 +371,7 @@ mod tests {
         match kind {
             StatusKind::Received => Status::Received,
             StatusKind::Rejected => Status::Rejected { reason },
-            StatusKind::AwaitingApproval => Status::AwaitingApproval,
+            StatusKind::AwaitingApproval => Status::AwaitingApproval { reason },
             StatusKind::Reserved => Status::Reserved,
             StatusKind::Scheduled => Status::Scheduled { window: "w".into() },
             StatusKind::Dispatching => Status::Dispatching,

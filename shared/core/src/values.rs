@@ -117,6 +117,10 @@ string_value!(
     SourceId, "source id", |s| check_slug("source id", s)
 );
 string_value!(
+    /// An operator's id as configured, e.g. `ops-anna`: who approved, declined or reversed.
+    OperatorId, "operator id", |s| check_slug("operator id", s)
+);
+string_value!(
     /// A partner's id as configured, e.g. `sandbox-air`.
     PartnerId, "partner id", |s| check_slug("partner id", s)
 );

@@ -29,6 +29,7 @@ pub fn program(id: &str, points: PointsRule) -> Program {
         max_points_per_request: None,
         member_format: None,
         daily_cap_per_recipient: None,
+        approval_threshold: None,
         time_zone: pointsflow_core::program::Tz::UTC,
         monthly_cap_per_recipient: None,
         budget: Points::new(1_000_000).unwrap(),
