@@ -15,6 +15,7 @@ use pointsflow_core::values::{
     EventType, IdempotencyKey, Points, ProgramId, RecipientId, SourceId,
 };
 use pointsflow_local::client::{ApiClient, ClientError, Decision};
+use pointsflow_local::config::{EXAMPLE_PROGRAMS, ProgramFile};
 use pointsflow_tests::{
     ADA, API_KEY, OPERATOR_KEY, amount_for, deal, opportunity, outbound_message, spawn_stack,
 };
@@ -817,7 +818,69 @@ async fn a_deal_above_the_approval_threshold_waits_for_an_operator() {
         other => panic!("approved a credited request: {other:?}"),
     }
     t.settle().await;
-    assert_eq!(t.sandbox_credits(), 2, "the approved deal and the small one");
+    assert_eq!(
+        t.sandbox_credits(),
+        2,
+        "the approved deal and the small one"
+    );
+    t.check_ledger();
+}
+
+#[tokio::test]
+async fn a_program_file_applied_to_the_running_stack_takes_effect_without_a_restart() {
+    let t = spawn_stack(|c| c.program_refresh_ms = 100).await;
+    let ops = ApiClient::new(&t.base, OPERATOR_KEY);
+    let refreshed = || tokio::time::sleep(std::time::Duration::from_millis(250));
+    let file = |text: &str| ProgramFile::parse(text).unwrap();
+
+    // The demo programs as a file: nothing to apply.
+    let same = ops
+        .apply_programs(&file(EXAMPLE_PROGRAMS), false)
+        .await
+        .unwrap();
+    assert!(same.iter().all(|c| c.to.is_none()), "{same:?}");
+
+    let before = t.accept("prog-1", &deal(ADA, "10000.00")).await;
+    assert_eq!(t.wait_for(&before, &["credited"]).await["points"], 200);
+
+    // 4 points per 100 instead of 2: a dry run shows it and changes nothing.
+    let richer = EXAMPLE_PROGRAMS.replacen("per = \"100\"", "per = \"50\"", 1);
+    let planned = ops.apply_programs(&file(&richer), true).await.unwrap();
+    assert_eq!(planned[0].from, Some(0));
+    assert_eq!(planned[0].to, Some(1));
+    assert_eq!(planned[0].differences, ["points.per: \"100\" -> \"50\""]);
+    assert_eq!(planned[1].to, None, "recognition is unchanged");
+    let listed = ops.programs().await.unwrap();
+    assert!(
+        listed["programs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["revision"] == 0)
+    );
+
+    ops.apply_programs(&file(&richer), false).await.unwrap();
+    refreshed().await;
+    let after = t.accept("prog-2", &deal(ADA, "10000.00")).await;
+    assert_eq!(t.wait_for(&after, &["credited"]).await["points"], 400);
+
+    // Paused: new requests are rejected, saying so.
+    let paused = richer.replacen("state = \"active\"", "state = \"paused\"", 1);
+    let change = ops.apply_programs(&file(&paused), false).await.unwrap();
+    assert_eq!((change[0].from, change[0].to), (Some(1), Some(2)));
+    refreshed().await;
+    let late = t.accept("prog-3", &deal(ADA, "10000.00")).await;
+    let view = t.wait_for(&late, &["rejected"]).await;
+    assert_eq!(view["reason"]["code"], "program_paused");
+    let shown = ops.program("sales-incentive").await.unwrap().unwrap();
+    assert_eq!(shown["revision"], 2);
+    assert_eq!(shown["applied_by"], "ops-demo");
+    assert_eq!(shown["program"]["state"], "paused");
+
+    // Applied again, the file is read over revision 2 and becomes 3.
+    let stale = ops.apply_programs(&file(&richer), false).await.unwrap();
+    assert_eq!(stale[0].to, Some(3), "a fresh read applies over revision 2");
+    t.settle().await;
     t.check_ledger();
 }
 

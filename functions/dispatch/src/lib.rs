@@ -73,6 +73,7 @@ impl Dispatch {
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
         let deadline = deadline(&event.context, RECORDING_MARGIN);
+        pointsflow_runtime::catalog::refresh(self.ports.programs.as_ref()).await;
         Ok(process_batch("dispatch", event.payload, |m| self.process(m, deadline)).await)
     }
 

@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
         update: store,
         ledger_read: ledger.clone(),
         ledger_write: ledger,
-        programs: wiring.catalog(),
+        programs: wiring.catalog().await?,
         partners: wiring.connectors()?,
         ids: Arc::new(RandomIds),
         clock: Arc::new(SystemClock),

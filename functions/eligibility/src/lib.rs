@@ -112,6 +112,7 @@ impl Eligibility {
         &self,
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+        pointsflow_runtime::catalog::refresh(self.ports.programs.as_ref()).await;
         Ok(process_batch_forwarding(
             "eligibility",
             event.payload,

@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
         update: store,
         ledger: ledger.clone(),
         ledger_read: ledger,
-        programs: wiring.catalog(),
+        programs: wiring.catalog().await?,
         enrollments: wiring.enrollments(),
         dispatch_queue: wiring.publisher(DISPATCH_QUEUE_URL)?,
         clock: Arc::new(SystemClock),

@@ -14,6 +14,7 @@
 mod auth;
 mod mapping;
 pub mod problem;
+mod programs;
 pub mod salesforce_id;
 pub mod soap;
 pub mod wire;
@@ -23,12 +24,13 @@ use std::sync::Arc;
 use futures::StreamExt;
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use pointsflow_config::{OperatorEntry, SourceEntry, SourceKind};
+use pointsflow_config::{Known, OperatorEntry, SourceEntry, SourceKind};
 use pointsflow_core::approval::ApprovalDecision;
 use pointsflow_core::ports::{
-    Clock, Created, LedgerRead, PipelineMessage, ProgramCatalog, Publish, RequestCreate,
-    RequestGet, RequestUpdate, StoreError,
+    Clock, Created, LedgerRead, PipelineMessage, ProgramCatalog, ProgramStore, Publish,
+    RequestCreate, RequestGet, RequestUpdate, StoreError, StoredProgram,
 };
+use pointsflow_core::program::Program;
 use pointsflow_core::request::{PointsRequest, StatusKind};
 use pointsflow_core::values::{IdempotencyKey, RequestId};
 use serde::Serialize;
@@ -47,6 +49,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/points-requests/{id}/approve"),
     ("POST", "/v1/points-requests/{id}/decline"),
     ("POST", "/v1/sources/{source}/events"),
+    ("GET", "/v1/programs"),
+    ("GET", "/v1/programs/{program}"),
+    ("PUT", "/v1/programs/{program}"),
     ("GET", "/v1/openapi.json"),
 ];
 
@@ -64,6 +69,10 @@ const CONCURRENT_STORES: usize = 16;
 pub struct IntakeConfig {
     pub sources: Vec<SourceEntry>,
     pub operators: Vec<OperatorEntry>,
+    /// The configuration's programs, under any applied revisions.
+    pub programs: Vec<Program>,
+    /// The partners and sources an applied program may name.
+    pub known: Known,
     pub max_body_bytes: usize,
 }
 
@@ -76,6 +85,7 @@ pub struct IntakePorts {
     pub ledger: Arc<dyn LedgerRead>,
     pub eligibility_queue: Arc<dyn Publish>,
     pub programs: Arc<dyn ProgramCatalog>,
+    pub program_store: Arc<dyn ProgramStore>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -155,6 +165,7 @@ impl Intake {
 
     /// The Lambda handler: every outcome is a response, never an `Err`.
     pub async fn handle(&self, request: Request) -> Response<Body> {
+        pointsflow_runtime::catalog::refresh(self.ports.programs.as_ref()).await;
         let path = request.uri().path().trim_end_matches('/').to_owned();
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let method = request.method().clone();
@@ -186,6 +197,11 @@ impl Intake {
                 return self.source_event(&request, source).await;
             }
             (["v1", "sources", _, "events"], _) => Err(Problem::method_not_allowed("POST")),
+            (["v1", "programs"], &Method::GET) => self.list_programs(&request).await,
+            (["v1", "programs"], _) => Err(Problem::method_not_allowed("GET")),
+            (["v1", "programs", id], &Method::GET) => self.show_program(&request, id).await,
+            (["v1", "programs", id], &Method::PUT) => self.apply_program(&request, id).await,
+            (["v1", "programs", _], _) => Err(Problem::method_not_allowed("GET, PUT")),
             (["v1", "openapi.json"], &Method::GET) => Ok(openapi()),
             (["v1", "openapi.json"], _) => Err(Problem::method_not_allowed("GET")),
             _ => Err(Problem::not_found(format!("no route for {method} {path}"))),
@@ -610,6 +626,86 @@ impl Intake {
         Err(Problem::unavailable(
             "the request kept changing while it was decided; retry",
         ))
+    }
+}
+
+impl Intake {
+    /// The applied programs, read now (not the catalog's snapshot): an
+    /// operator sees what was just applied.
+    async fn applied(&self) -> Result<Vec<StoredProgram>, Problem> {
+        self.ports.program_store.programs().await.map_err(|e| {
+            tracing::error!(error = %e, "could not read the programs");
+            Problem::unavailable("the programs could not be read; retry")
+        })
+    }
+
+    /// `GET /v1/programs`: every program in force, with its revision.
+    async fn list_programs(&self, request: &Request) -> Result<Response<Body>, Problem> {
+        auth::operator(&self.operators, request.headers())?;
+        let applied = self.applied().await?;
+        let all = programs::in_force(&self.config.programs, &applied);
+        let list: Vec<&programs::ProgramView> = all.values().collect();
+        Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({ "programs": list }),
+        ))
+    }
+
+    /// `GET /v1/programs/{program}`.
+    async fn show_program(&self, request: &Request, id: &str) -> Result<Response<Body>, Problem> {
+        auth::operator(&self.operators, request.headers())?;
+        let applied = self.applied().await?;
+        let all = programs::in_force(&self.config.programs, &applied);
+        let view = all
+            .iter()
+            .find(|(p, _)| p.as_str() == id)
+            .map(|(_, v)| v)
+            .ok_or_else(|| Problem::not_found(format!("no program {id}")))?;
+        Ok(json(StatusCode::OK, view))
+    }
+
+    /// `PUT /v1/programs/{program}`: applies a revision. The same revision
+    /// applied again (a retry) answers as the first time.
+    #[tracing::instrument(name = "intake.apply_program", skip_all, fields(program = %id, operator))]
+    async fn apply_program(&self, request: &Request, id: &str) -> Result<Response<Body>, Problem> {
+        let operator = auth::operator(&self.operators, request.headers())?;
+        tracing::Span::current().record("operator", operator.id.as_str());
+        let body: &[u8] = request.body().as_ref();
+        if body.len() > self.config.max_body_bytes {
+            return Err(Problem::payload_too_large(self.config.max_body_bytes));
+        }
+        if !is_json(request) {
+            return Err(Problem::unsupported_media_type());
+        }
+        let parsed: programs::ApplyBody = wire::parse_json(body)?;
+        let stored = programs::revision_to_store(
+            id,
+            parsed,
+            &self.config.known,
+            &operator.id,
+            self.ports.clock.now(),
+        )?;
+        match self.ports.program_store.put_program(&stored).await {
+            Ok(()) => {
+                tracing::info!(revision = stored.revision, "program applied");
+                Ok(json(
+                    StatusCode::OK,
+                    &programs::ProgramView::applied(&stored),
+                ))
+            }
+            Err(e @ StoreError::Conflict { .. }) => {
+                let applied = self.applied().await?;
+                match applied.iter().find(|p| p.program.id == stored.program.id) {
+                    Some(same)
+                        if same.revision == stored.revision && same.program == stored.program =>
+                    {
+                        Ok(json(StatusCode::OK, &programs::ProgramView::applied(same)))
+                    }
+                    _ => Err(programs::put_failed(&stored.program.id, &e)),
+                }
+            }
+            Err(e) => Err(programs::put_failed(&stored.program.id, &e)),
+        }
     }
 }
 

@@ -16,6 +16,8 @@ async fn main() -> Result<(), Error> {
         IntakeConfig {
             sources: wiring.config.sources.clone(),
             operators: wiring.config.operators.clone(),
+            programs: wiring.config.programs.clone(),
+            known: wiring.config.known(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         },
         IntakePorts {
@@ -24,7 +26,8 @@ async fn main() -> Result<(), Error> {
             update: store,
             ledger: wiring.ledger(),
             eligibility_queue: wiring.publisher(ELIGIBILITY_QUEUE_URL)?,
-            programs: wiring.catalog(),
+            programs: wiring.catalog().await?,
+            program_store: wiring.program_store(),
             clock: std::sync::Arc::new(SystemClock),
         },
     );

@@ -18,6 +18,7 @@ pub const CODES: &[&str] = &[
     "not_awaiting_approval",
     "not_found",
     "payload_too_large",
+    "revision_conflict",
     "unauthorized",
     "unavailable",
     "unknown_program",
@@ -131,6 +132,16 @@ impl Problem {
             ),
             ApprovalError::BadReason(_) => Self::invalid_field("/reason", error.to_string()),
         }
+    }
+
+    /// A program revision written over another than the one stored.
+    pub fn revision_conflict(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "revision_conflict",
+            "The program changed since it was read",
+            detail,
+        )
     }
 
     /// A webhook's HMAC signature or its timestamp did not check out.

@@ -63,6 +63,12 @@ fn field<T>(pointer: &str, parsed: Result<T, ParseError>) -> Result<T, Problem> 
 /// Parses the body text: 400 if it is not JSON, 422 naming the field if it
 /// is JSON of the wrong shape.
 pub fn parse_body(bytes: &[u8]) -> Result<CreateBody, Problem> {
+    parse_json(bytes)
+}
+
+/// A JSON object body as `T`: 400 if it is not JSON, 422 naming the field
+/// (a JSON pointer) if it has the wrong shape.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| Problem::malformed_json(format!("the body is not valid JSON: {e}")))?;
     if !value.is_object() {

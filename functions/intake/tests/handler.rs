@@ -43,6 +43,8 @@ fn harness() -> Harness {
                 api_source("workday", OTHER_KEY),
             ],
             operators: Vec::new(),
+            programs: Vec::new(),
+            known: pointsflow_config::Known::default(),
             max_body_bytes: 4096,
         },
         IntakePorts {
@@ -52,6 +54,7 @@ fn harness() -> Harness {
             ledger: Arc::new(MemoryLedger::new()),
             eligibility_queue: queue.clone(),
             programs: Arc::new(StaticCatalog::new([program()])),
+            program_store: Arc::new(pointsflow_memory::MemoryProgramStore::new()),
             clock,
         },
     );

@@ -45,6 +45,8 @@ mapping = { recipient = "/who", points = "/points", event_id = "/id", event_type
         IntakeConfig {
             sources,
             operators: Vec::new(),
+            programs: Vec::new(),
+            known: pointsflow_config::Known::default(),
             max_body_bytes: 64 * 1024,
         },
         IntakePorts {
@@ -54,6 +56,7 @@ mapping = { recipient = "/who", points = "/points", event_id = "/id", event_type
             ledger: Arc::new(MemoryLedger::new()),
             eligibility_queue: common::queue(),
             programs: Arc::new(StaticCatalog::new([program])),
+            program_store: Arc::new(pointsflow_memory::MemoryProgramStore::new()),
             clock: Arc::new(ManualClock::new(DateTime::UNIX_EPOCH)),
         },
     );

@@ -12,19 +12,23 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use lambda_http::{Body, Request, Response};
+use pointsflow_config::Known;
 use pointsflow_core::ledger::{AccountId, CapCharge, CapKey, Entry};
 use pointsflow_core::ports::{
-    Created, LedgerWrite, RequestCreate, RequestGet, RequestUpdate, StoreError,
+    Created, LedgerWrite, ProgramStore, RequestCreate, RequestGet, RequestUpdate, StoreError,
+    StoredProgram,
 };
 use pointsflow_core::program::PointsRule;
 use pointsflow_core::request::{PointsRequest, Status};
 use pointsflow_core::values::{
-    MemberNumber, PartnerId, PartnerReference, Points, ProgramId, RecipientId, RequestId,
+    MemberNumber, PartnerId, PartnerReference, Points, ProgramId, RecipientId, RequestId, SourceId,
 };
 use pointsflow_intake::{
     Intake, IntakeConfig, IntakePorts, OPENAPI_JSON, ROUTES, webhook_signature,
 };
-use pointsflow_memory::{ManualClock, MemoryLedger, MemoryRequestStore, StaticCatalog};
+use pointsflow_memory::{
+    ManualClock, MemoryLedger, MemoryProgramStore, MemoryRequestStore, StaticCatalog,
+};
 use serde_json::{Value, json};
 
 const KEY: &str = "pf_contract_key_0123456789";
@@ -39,6 +43,17 @@ fn doc() -> Value {
 
 /// A store that is down.
 struct Down;
+
+#[async_trait]
+impl ProgramStore for Down {
+    async fn programs(&self) -> Result<Vec<StoredProgram>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+
+    async fn put_program(&self, _: &StoredProgram) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+}
 
 #[async_trait]
 impl RequestUpdate for Down {
@@ -102,6 +117,11 @@ qualify = [{{ field = "/status", equals = "approved" }}]
     } else {
         (store.clone(), store.clone(), store.clone())
     };
+    let program_store: Arc<dyn ProgramStore> = if down {
+        Arc::new(Down)
+    } else {
+        Arc::new(MemoryProgramStore::new())
+    };
     let intake = Intake::new(
         IntakeConfig {
             sources,
@@ -109,6 +129,13 @@ qualify = [{{ field = "/status", equals = "approved" }}]
                 toml::from_str(&format!("id = \"ops-anna\"\napi_key = \"{OPERATOR_KEY}\""))
                     .unwrap(),
             ],
+            programs: vec![program.clone()],
+            known: Known {
+                partners: vec![PartnerId::parse("air").unwrap()],
+                sources: ["api", "salesforce", "hook"]
+                    .map(|s| SourceId::parse(s).unwrap())
+                    .to_vec(),
+            },
             max_body_bytes: 2048,
         },
         IntakePorts {
@@ -118,6 +145,7 @@ qualify = [{{ field = "/status", equals = "approved" }}]
             ledger: ledger.clone(),
             eligibility_queue: common::queue(),
             programs: Arc::new(StaticCatalog::new([program])),
+            program_store,
             clock: Arc::new(ManualClock::new(
                 DateTime::<Utc>::from_timestamp(NOW, 0).unwrap(),
             )),
@@ -248,7 +276,8 @@ async fn the_document_lists_exactly_the_routes_the_code_serves() {
     for (method, path) in ROUTES {
         let concrete = path
             .replace("{id}", "pr_00000000000000000000000000000000")
-            .replace("{source}", "api");
+            .replace("{source}", "api")
+            .replace("{program}", "sales");
         let response = h
             .intake
             .handle(request(method, &concrete, "", json!({}), ""))
@@ -549,6 +578,24 @@ async fn every_status_and_field_is_documented_and_every_documented_one_happens()
     let get = ("GET", "/v1/points-requests/{id}");
     let ev = ("POST", "/v1/sources/{source}/events");
     let spec = ("GET", "/v1/openapi.json");
+    let pl = ("GET", "/v1/programs");
+    let pg = ("GET", "/v1/programs/{program}");
+    let pp = ("PUT", "/v1/programs/{program}");
+    let ops = json!({"authorization": format!("Bearer {OPERATOR_KEY}")});
+    let program_json = serde_json::to_value(common::program("sales", PointsRule::Given)).unwrap();
+    let apply = |revision: u64, budget: u64, partner: &str, content_type: &str, key: &str| {
+        let mut p = program_json.clone();
+        p["budget"] = json!(budget);
+        p["destination"]["partner"] = json!(partner);
+        request(
+            "PUT",
+            "/v1/programs/sales",
+            "",
+            json!({"content-type": content_type, "authorization": format!("Bearer {key}")}),
+            &json!({"revision": revision, "program": p}).to_string(),
+        )
+    };
+    let get_program = |path: &str, headers: &Value| request("GET", path, "", headers.clone(), "");
     let ap = ("POST", "/v1/points-requests/{id}/approve");
     let de = ("POST", "/v1/points-requests/{id}/decline");
     let too_big = json!({"x": "y".repeat(4096)});
@@ -653,7 +700,7 @@ async fn every_status_and_field_is_documented_and_every_documented_one_happens()
                 "GET",
                 &format!("/v1/points-requests/{rich_id}"),
                 "",
-                bearer,
+                bearer.clone(),
                 "",
             ),
             &broken,
@@ -703,6 +750,49 @@ async fn every_status_and_field_is_documented_and_every_documented_one_happens()
             request("GET", "/v1/openapi.json", "", json!({}), ""),
             &up,
         ),
+        (pl, 200, get_program("/v1/programs", &ops), &up),
+        (pl, 401, get_program("/v1/programs", &bearer), &up),
+        (pl, 503, get_program("/v1/programs", &ops), &broken),
+        (pp, 200, apply(1, 5_000, "air", js, OPERATOR_KEY), &up),
+        (pp, 200, apply(1, 5_000, "air", js, OPERATOR_KEY), &up),
+        (
+            pp,
+            400,
+            request(
+                "PUT",
+                "/v1/programs/sales",
+                "",
+                json!({"content-type": js, "authorization": format!("Bearer {OPERATOR_KEY}")}),
+                "{",
+            ),
+            &up,
+        ),
+        (pp, 401, apply(2, 5_000, "air", js, KEY), &up),
+        (pp, 409, apply(1, 6_000, "air", js, OPERATOR_KEY), &up),
+        (
+            pp,
+            413,
+            request(
+                "PUT",
+                "/v1/programs/sales",
+                "",
+                json!({"content-type": js, "authorization": format!("Bearer {OPERATOR_KEY}")}),
+                &long,
+            ),
+            &up,
+        ),
+        (
+            pp,
+            415,
+            apply(2, 5_000, "air", "text/plain", OPERATOR_KEY),
+            &up,
+        ),
+        (pp, 422, apply(2, 5_000, "nowhere", js, OPERATOR_KEY), &up),
+        (pp, 503, apply(1, 5_000, "air", js, OPERATOR_KEY), &broken),
+        (pg, 200, get_program("/v1/programs/sales", &ops), &up),
+        (pg, 401, get_program("/v1/programs/sales", &json!({})), &up),
+        (pg, 404, get_program("/v1/programs/nope", &ops), &up),
+        (pg, 503, get_program("/v1/programs/sales", &ops), &broken),
         (
             ap,
             200,
@@ -858,6 +948,7 @@ async fn every_status_and_field_is_documented_and_every_documented_one_happens()
         "LedgerEntry",
         "CapCharge",
         "Approval",
+        "ProgramRevision",
         "Approve",
         "Decline",
         "Problem",

@@ -119,6 +119,8 @@ fn harness_of(sources: Vec<SourceEntry>, failures: Option<(usize, usize)>) -> Ha
         IntakeConfig {
             sources,
             operators: Vec::new(),
+            programs: Vec::new(),
+            known: pointsflow_config::Known::default(),
             max_body_bytes: 4096,
         },
         IntakePorts {
@@ -132,6 +134,7 @@ fn harness_of(sources: Vec<SourceEntry>, failures: Option<(usize, usize)>) -> Ha
                 program("renewals", common::rate()),
                 program("recognition", PointsRule::Given),
             ])),
+            program_store: Arc::new(pointsflow_memory::MemoryProgramStore::new()),
             clock,
         },
     );

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use pointsflow_aws::mapping::SqsMappingConfig;
 use pointsflow_aws::meter::Meter;
 use pointsflow_aws::tables::{self, QueuePair};
-use pointsflow_aws::{DynamoLedger, DynamoRequestStore, SqsPublisher};
+use pointsflow_aws::{DynamoLedger, DynamoProgramStore, DynamoRequestStore, SqsPublisher};
 use pointsflow_core::time::{RandomIds, SystemClock};
 use pointsflow_dispatch::Dispatch;
 use pointsflow_eligibility::Eligibility;
@@ -119,7 +119,8 @@ impl AwsStack {
         .map_err(StackError::Aws)?;
 
         let shutdown = CancellationToken::new();
-        let common = Common::start(&config, &options).await?;
+        let program_store = Arc::new(DynamoProgramStore::new(dynamodb.clone(), &table));
+        let common = Common::start(&config, &options, program_store).await?;
         let clock = Arc::new(SystemClock);
         let store = Arc::new(DynamoRequestStore::new(dynamodb.clone(), &table));
         let ledger = Arc::new(DynamoLedger::new(dynamodb.clone(), &table));

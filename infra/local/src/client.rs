@@ -1,6 +1,7 @@
 //! The `pointsflow` command's client for a running stack's HTTP API (the
 //! local stack, or a deployed one at its `ApiBaseUrl`): an operator shows a
-//! request, or approves or declines one waiting for approval.
+//! request, approves or declines one waiting for approval, and lists and
+//! applies programs.
 
 use serde_json::Value;
 
@@ -106,6 +107,139 @@ impl ApiClient {
     }
 }
 
+/// What applying a program file did (or, in a dry run, would do) to one program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramChange {
+    pub id: String,
+    /// The revision in force before: 0 for the configuration's, or none.
+    pub from: Option<u64>,
+    /// The revision written (or to be written); none when unchanged.
+    pub to: Option<u64>,
+    /// `field: before -> after`, one per changed field.
+    pub differences: Vec<String>,
+}
+
+impl std::fmt::Display for ProgramChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.from, self.to) {
+            (_, None) => writeln!(f, "{}: unchanged", self.id)?,
+            (None, Some(to)) => writeln!(f, "{}: new program, revision {to}", self.id)?,
+            (Some(from), Some(to)) => writeln!(f, "{}: revision {from} -> {to}", self.id)?,
+        }
+        for d in &self.differences {
+            writeln!(f, "  {d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every leaf of a JSON value, by dotted path.
+fn leaves(prefix: &str, value: &Value, out: &mut std::collections::BTreeMap<String, String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaves(&path, v, out);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            for (i, v) in items.iter().enumerate() {
+                leaves(&format!("{prefix}[{i}]"), v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_owned(), other.to_string());
+        }
+    }
+}
+
+/// The fields that differ between two programs, as `field: before -> after`.
+pub fn differences(before: &Value, after: &Value) -> Vec<String> {
+    let (mut a, mut b) = (Default::default(), Default::default());
+    leaves("", before, &mut a);
+    leaves("", after, &mut b);
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (x, y) = (a.get(k), b.get(k));
+            (x != y).then(|| {
+                let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(none)".into());
+                format!("{k}: {} -> {}", show(x), show(y))
+            })
+        })
+        .collect()
+}
+
+impl ApiClient {
+    /// `GET /v1/programs`.
+    pub async fn programs(&self) -> Result<Value, ClientError> {
+        let url = format!("{}/v1/programs", self.base);
+        self.send(self.http.get(&url).bearer_auth(&self.key), &url)
+            .await
+    }
+
+    /// `GET /v1/programs/{id}`; `None` when there is no such program.
+    pub async fn program(&self, id: &str) -> Result<Option<Value>, ClientError> {
+        let url = format!("{}/v1/programs/{}", self.base, encode(id));
+        match self
+            .send(self.http.get(&url).bearer_auth(&self.key), &url)
+            .await
+        {
+            Ok(v) => Ok(Some(v)),
+            Err(ClientError::Problem { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Applies every program of `file` that differs from the one in force,
+    /// as the next revision; with `dry_run`, only says what would change.
+    pub async fn apply_programs(
+        &self,
+        file: &pointsflow_config::ProgramFile,
+        dry_run: bool,
+    ) -> Result<Vec<ProgramChange>, ClientError> {
+        let mut changes = Vec::new();
+        for program in &file.programs {
+            let id = program.id.to_string();
+            let wanted = serde_json::to_value(program).map_err(|e| ClientError::Unreachable {
+                url: self.base.clone(),
+                message: format!("cannot encode program {id}: {e}"),
+            })?;
+            let current = self.program(&id).await?;
+            let from = current.as_ref().and_then(|c| c["revision"].as_u64());
+            let before = current.map(|c| c["program"].clone()).unwrap_or(Value::Null);
+            let differences = differences(&before, &wanted);
+            if differences.is_empty() {
+                changes.push(ProgramChange {
+                    id,
+                    from,
+                    to: None,
+                    differences,
+                });
+                continue;
+            }
+            let to = from.map_or(1, |r| r + 1);
+            if !dry_run {
+                let url = format!("{}/v1/programs/{}", self.base, encode(&id));
+                let body = serde_json::json!({ "revision": to, "program": wanted });
+                self.send(self.http.put(&url).bearer_auth(&self.key).json(&body), &url)
+                    .await?;
+            }
+            changes.push(ProgramChange {
+                id,
+                from,
+                to: Some(to),
+                differences,
+            });
+        }
+        Ok(changes)
+    }
+}
+
 /// A path segment as typed: ids are letters, digits and `_`; anything
 /// else is percent-encoded so it cannot change the path.
 fn encode(segment: &str) -> String {
@@ -170,6 +304,21 @@ pub fn render(view: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn differences_name_each_changed_field() {
+        let before = serde_json::json!({"budget": 100, "points": {"rule": "rate", "per": "100"}, "sources": ["a"]});
+        let after = serde_json::json!({"budget": 200, "points": {"rule": "rate", "per": "100"}, "sources": ["a", "b"], "state": "paused"});
+        assert_eq!(
+            differences(&before, &after),
+            [
+                "budget: 100 -> 200",
+                "sources[1]: (none) -> \"b\"",
+                "state: (none) -> \"paused\""
+            ]
+        );
+        assert!(differences(&after, &after).is_empty());
+    }
 
     #[test]
     fn ids_cannot_escape_their_path_segment() {

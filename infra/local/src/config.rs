@@ -9,6 +9,9 @@ pub type LocalConfig = Config;
 /// The configuration `pointsflow dev` starts with when given none.
 pub const DEFAULT_CONFIG: &str = include_str!("../pointsflow.toml");
 
+/// The demo programs as a program file (`pointsflow programs apply`).
+pub const EXAMPLE_PROGRAMS: &str = include_str!("../programs.toml");
+
 /// The demo configuration, parsed.
 pub fn default_config() -> Result<Config, ConfigError> {
     Config::parse(DEFAULT_CONFIG)
@@ -48,6 +51,17 @@ mod tests {
         let bad = DEFAULT_CONFIG.replace("per = \"100\"", "per = \"0\"");
         let err = Config::parse(&bad).unwrap_err().to_string();
         assert!(err.contains("points.per"), "{err}");
+    }
+
+    #[test]
+    fn the_example_program_file_holds_the_demo_programs() {
+        let file = ProgramFile::parse(EXAMPLE_PROGRAMS).unwrap();
+        let config = default_config().unwrap();
+        file.check(&config.known()).unwrap();
+        assert_eq!(
+            file.programs, config.programs,
+            "applying it changes nothing"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pointsflow_local::client::{self, ApiClient, Decision};
+use pointsflow_local::config::ProgramFile;
 use pointsflow_local::{AwsOptions, AwsStack, LocalConfig, Stack, StackOptions};
 use tracing_subscriber::EnvFilter;
 
@@ -41,6 +42,17 @@ enum Command {
         #[arg(long, default_value = "pointsflow-dev")]
         aws_prefix: String,
     },
+    /// List, show and apply programs (a program file) on a running stack, as an operator.
+    Programs {
+        /// The API: the local stack, or a deployed stack's ApiBaseUrl.
+        #[arg(long, env = "POINTSFLOW_API", default_value = "http://127.0.0.1:3000")]
+        api: String,
+        /// An operator's key (the configuration's `operators`).
+        #[arg(long, env = "POINTSFLOW_OPERATOR_KEY", hide_env_values = true)]
+        key: String,
+        #[command(subcommand)]
+        action: ProgramAction,
+    },
     /// Show, approve or decline a points request, as an operator.
     Requests {
         /// The API: the local stack, or a deployed stack's ApiBaseUrl.
@@ -54,6 +66,22 @@ enum Command {
         json: bool,
         #[command(subcommand)]
         action: RequestAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProgramAction {
+    /// Every program in force, with its revision.
+    List,
+    /// One program in force, as JSON.
+    Show { id: String },
+    /// Apply a program file (format = 1, [[programs]] tables): each program
+    /// that differs from the one in force becomes its next revision.
+    Apply {
+        file: PathBuf,
+        /// Show the differences without applying them.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -107,12 +135,75 @@ async fn main() -> ExitCode {
             )
             .await
         }
+        Command::Programs { api, key, action } => {
+            programs(&ApiClient::new(&api, &key), action).await
+        }
         Command::Requests {
             api,
             key,
             json,
             action,
         } => requests(&ApiClient::new(&api, &key), action, json).await,
+    }
+}
+
+async fn programs(client: &ApiClient, action: ProgramAction) -> ExitCode {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("pointsflow: {e}");
+        ExitCode::FAILURE
+    };
+    match action {
+        ProgramAction::List => match client.programs().await {
+            Ok(list) => {
+                println!(
+                    "{:<24} {:>8} {:<8} {:<10} {:>14}  applied by",
+                    "program", "revision", "state", "transfer", "budget"
+                );
+                for p in list["programs"].as_array().into_iter().flatten() {
+                    let program = &p["program"];
+                    println!(
+                        "{:<24} {:>8} {:<8} {:<10} {:>14}  {}",
+                        program["id"].as_str().unwrap_or("-"),
+                        p["revision"],
+                        program["state"].as_str().unwrap_or("active"),
+                        program["transfer"]["mode"].as_str().unwrap_or("-"),
+                        program["budget"],
+                        p["applied_by"].as_str().unwrap_or("(configuration)"),
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        ProgramAction::Show { id } => match client.program(&id).await {
+            Ok(Some(p)) => {
+                println!("{p:#}");
+                ExitCode::SUCCESS
+            }
+            Ok(None) => fail(&format!("no program {id}")),
+            Err(e) => fail(&e),
+        },
+        ProgramAction::Apply { file, dry_run } => {
+            let parsed = match ProgramFile::load(&file) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("pointsflow: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match client.apply_programs(&parsed, dry_run).await {
+                Ok(changes) => {
+                    for c in &changes {
+                        print!("{c}");
+                    }
+                    if dry_run {
+                        println!("(dry run: nothing applied)");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
     }
 }
 

@@ -12,8 +12,8 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use pointsflow_core::ledger::{Entry, LedgerError};
 use pointsflow_core::ports::{
-    Clock, IdSource, LedgerRead, LedgerWrite, PartnerConnector, Publish, RequestCreate, RequestGet,
-    RequestUpdate,
+    Clock, IdSource, LedgerRead, LedgerWrite, PartnerConnector, ProgramStore, Publish,
+    RequestCreate, RequestGet, RequestUpdate,
 };
 use pointsflow_core::time::{RandomIds, SystemClock};
 use pointsflow_core::values::PartnerId;
@@ -21,11 +21,12 @@ use pointsflow_dispatch::{Dispatch, DispatchPorts};
 use pointsflow_eligibility::{Eligibility, EligibilityPorts};
 use pointsflow_intake::{DEFAULT_MAX_BODY_BYTES, Intake, IntakeConfig, IntakePorts};
 use pointsflow_memory::{
-    EventSourceMapping, MappingConfig, MemoryLedger, MemoryQueue, MemoryRequestStore, QueueConfig,
-    StaticCatalog, StaticEnrollments,
+    EventSourceMapping, MappingConfig, MemoryLedger, MemoryProgramStore, MemoryQueue,
+    MemoryRequestStore, QueueConfig, StaticEnrollments,
 };
 use pointsflow_partners::{SandboxConfig, SandboxMember, SandboxPartner};
 use pointsflow_runtime::SqsHandler;
+use pointsflow_runtime::catalog::LiveCatalog;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -181,7 +182,8 @@ fn spawn_mapping<H: SqsHandler>(
 pub(crate) struct Common {
     pub sandbox: Option<SandboxPartner>,
     pub partners: HashMap<PartnerId, Arc<dyn PartnerConnector>>,
-    pub catalog: Arc<StaticCatalog>,
+    pub catalog: Arc<LiveCatalog>,
+    pub program_store: Arc<dyn ProgramStore>,
     pub enrollments: Arc<StaticEnrollments>,
     pub intake: IntakeConfig,
     pub sandbox_shutdown: CancellationToken,
@@ -191,6 +193,7 @@ impl Common {
     pub(crate) async fn start(
         config: &LocalConfig,
         options: &StackOptions,
+        program_store: Arc<dyn ProgramStore>,
     ) -> Result<Self, StackError> {
         let sandbox_shutdown = CancellationToken::new();
         let links = config.member_links();
@@ -253,14 +256,24 @@ impl Common {
             other => StackError::Aws(other.to_string()),
         })?;
 
+        let catalog = LiveCatalog::load(
+            config.programs.clone(),
+            program_store.clone(),
+            Duration::from_millis(config.program_refresh_ms),
+        )
+        .await
+        .map_err(|e| StackError::Aws(format!("cannot read the applied programs: {e}")))?;
         Ok(Self {
             sandbox,
             partners,
-            catalog: Arc::new(StaticCatalog::new(config.programs.clone())),
+            catalog: Arc::new(catalog),
+            program_store,
             enrollments: Arc::new(StaticEnrollments::new(links)),
             intake: IntakeConfig {
                 sources: config.sources.clone(),
                 operators: config.operators.clone(),
+                programs: config.programs.clone(),
+                known: config.known(),
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             },
             sandbox_shutdown,
@@ -299,6 +312,7 @@ impl Common {
                 ledger: ledger.clone(),
                 eligibility_queue: to_eligibility,
                 programs: self.catalog.clone(),
+                program_store: self.program_store.clone(),
                 clock: clock.clone(),
             },
         );
@@ -395,7 +409,7 @@ impl Stack {
         ids: Arc<dyn IdSource>,
     ) -> Result<Stack, StackError> {
         let shutdown = CancellationToken::new();
-        let common = Common::start(&config, &options).await?;
+        let common = Common::start(&config, &options, Arc::new(MemoryProgramStore::new())).await?;
         let store = Arc::new(MemoryRequestStore::new());
         let ledger = Arc::new(MemoryLedger::new());
         fund(&config, ledger.as_ref(), clock.as_ref()).await?;

@@ -9,6 +9,7 @@ mod item;
 mod ledger;
 pub mod mapping;
 pub mod meter;
+mod programs;
 mod sqs;
 mod store;
 
@@ -16,6 +17,7 @@ pub mod emulator;
 pub mod tables;
 
 pub use ledger::DynamoLedger;
+pub use programs::DynamoProgramStore;
 pub use sqs::SqsPublisher;
 pub use store::DynamoRequestStore;
 

@@ -5,8 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pointsflow_aws::{DynamoLedger, DynamoRequestStore, SqsPublisher, emulator, tables};
-use pointsflow_core::ports::{PipelineMessage, Publish};
+use pointsflow_aws::{
+    DynamoLedger, DynamoProgramStore, DynamoRequestStore, SqsPublisher, emulator, tables,
+};
+use pointsflow_core::ports::{PipelineMessage, ProgramStore, Publish};
 
 async fn dynamodb() -> (aws_sdk_dynamodb::Client, String) {
     let config = emulator::config().await;
@@ -34,6 +36,13 @@ async fn the_dynamodb_request_store_conforms() {
         update: store,
     };
     pointsflow_conformance::store::run_all(&suite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamodb_program_store_conforms() {
+    let (client, table) = dynamodb().await;
+    let store: Arc<dyn ProgramStore> = Arc::new(DynamoProgramStore::new(client, table));
+    pointsflow_conformance::programs::run_all(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

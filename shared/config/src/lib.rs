@@ -9,10 +9,14 @@ use std::time::Duration;
 
 use pointsflow_core::ports::MemberLink;
 use pointsflow_core::program::{Program, TransferMode};
-use pointsflow_core::values::{MemberNumber, OperatorId, PartnerId, ProgramId, RecipientId};
+use pointsflow_core::values::{
+    MemberNumber, OperatorId, PartnerId, ProgramId, RecipientId, SourceId,
+};
 use serde::Deserialize;
 
+pub mod programs;
 pub mod source;
+pub use programs::{PROGRAM_FILE_FORMAT, ProgramFile};
 pub use source::{
     BasicCredential, Condition, Mapping, Route, SalesforceSettings, SourceEntry, SourceKind,
     WebhookAuthKind, WebhookSettings,
@@ -30,19 +34,19 @@ pub enum ConfigError {
     #[error("{entry}: {field}: {problem}")]
     Invalid {
         entry: String,
-        field: &'static str,
+        field: String,
         problem: String,
     },
 }
 
 fn invalid(
     entry: impl Into<String>,
-    field: &'static str,
+    field: impl Into<String>,
     problem: impl Into<String>,
 ) -> ConfigError {
     ConfigError::Invalid {
         entry: entry.into(),
-        field,
+        field: field.into(),
         problem: problem.into(),
     }
 }
@@ -50,6 +54,10 @@ fn invalid(
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// How often each function reloads the programs operators applied
+    /// (`pointsflow programs apply`), in milliseconds.
+    #[serde(default = "default_program_refresh_ms")]
+    pub program_refresh_ms: u64,
     #[serde(default)]
     pub queues: QueueSettings,
     #[serde(default)]
@@ -179,6 +187,10 @@ impl std::fmt::Debug for PartnerEntry {
     }
 }
 
+fn default_program_refresh_ms() -> u64 {
+    30_000
+}
+
 fn default_partner_timeout() -> u64 {
     2_000
 }
@@ -193,16 +205,73 @@ pub struct MemberEntry {
     pub last_name: String,
 }
 
+/// Reads the file at `path` with `parse`; a syntax error names the file.
+pub(crate) fn load_with<T>(
+    path: &Path,
+    parse: impl FnOnce(&str) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text).map_err(|e| match e {
+        ConfigError::Syntax(s) => ConfigError::Syntax(format!("{}: {s}", path.display())),
+        other => other,
+    })
+}
+
+/// The partners and sources a program may name.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    pub partners: Vec<PartnerId>,
+    pub sources: Vec<SourceId>,
+}
+
+impl Known {
+    /// A program's own rules, and that its partner and sources exist; the
+    /// error names the program and the field.
+    pub fn check(&self, p: &Program) -> Result<(), ConfigError> {
+        let entry = format!("programs.{}", p.id);
+        p.validate()
+            .map_err(|e| invalid(entry.clone(), e.field, e.problem))?;
+        if !self.partners.contains(&p.destination.partner) {
+            return Err(invalid(
+                entry,
+                "destination.partner",
+                format!("no partner '{}' is configured", p.destination.partner),
+            ));
+        }
+        if let TransferMode::Scheduled { .. } = p.transfer {
+            return Err(invalid(
+                entry,
+                "transfer.mode",
+                "scheduled transfer windows are not available in this version; use mode = \"realtime\"",
+            ));
+        }
+        for s in &p.sources {
+            if !self.sources.contains(s) {
+                return Err(invalid(
+                    entry,
+                    "sources",
+                    format!("no source '{s}' is configured"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Config {
+    /// What a program may name in this configuration.
+    pub fn known(&self) -> Known {
+        Known {
+            partners: self.partners.iter().map(|p| p.id.clone()).collect(),
+            sources: self.sources.iter().map(|s| s.id.clone()).collect(),
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text).map_err(|e| match e {
-            ConfigError::Syntax(s) => ConfigError::Syntax(format!("{}: {s}", path.display())),
-            other => other,
-        })
+        load_with(path, Self::parse)
     }
 
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
@@ -300,37 +369,20 @@ impl Config {
                 ));
             }
         }
+        if self.program_refresh_ms == 0 {
+            return Err(invalid(
+                "program_refresh_ms",
+                "program_refresh_ms",
+                "must be greater than 0",
+            ));
+        }
         let mut programs = HashSet::new();
+        let known = self.known();
         for p in &self.programs {
-            let entry = format!("programs.{}", p.id);
             if !programs.insert(&p.id) {
-                return Err(invalid(entry, "id", "appears twice"));
+                return Err(invalid(format!("programs.{}", p.id), "id", "appears twice"));
             }
-            p.validate()
-                .map_err(|e| invalid(entry.clone(), e.field, e.problem))?;
-            if !partners.contains(&p.destination.partner) {
-                return Err(invalid(
-                    entry,
-                    "destination.partner",
-                    format!("no partner '{}' is configured", p.destination.partner),
-                ));
-            }
-            if let TransferMode::Scheduled { .. } = p.transfer {
-                return Err(invalid(
-                    entry,
-                    "transfer.mode",
-                    "scheduled transfer windows are not available in this version; use mode = \"realtime\"",
-                ));
-            }
-            for s in &p.sources {
-                if !sources.contains(s) {
-                    return Err(invalid(
-                        entry,
-                        "sources",
-                        format!("no source '{s}' is configured"),
-                    ));
-                }
-            }
+            known.check(p)?;
         }
         for s in &self.sources {
             let entry = format!("sources.{}", s.id);

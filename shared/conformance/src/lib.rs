@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod ledger;
+pub mod programs;
 pub mod queue;
 pub mod runtime_api;
 pub mod store;

@@ -12,7 +12,9 @@ use crate::ledger::{AccountId, Applied, Balance, Entry, LedgerError};
 use crate::partner::{CreditInstruction, CreditOutcome};
 use crate::program::Program;
 use crate::request::PointsRequest;
-use crate::values::{MemberNumber, PartnerReference, ProgramId, RecipientId, RequestId};
+use crate::values::{
+    MemberNumber, OperatorId, PartnerReference, ProgramId, RecipientId, RequestId,
+};
 
 /// A storage failure. `Conflict` is an answer (a condition failed); the
 /// others are transient and the caller retries.
@@ -113,9 +115,37 @@ pub trait PartnerConnector: Send + Sync {
 }
 
 /// Programs as currently configured. Reads are cheap and synchronous: the
-/// catalog is a snapshot each function refreshes in the background.
+/// catalog is a snapshot, which each handler refreshes (when it is older than
+/// the refresh interval) at the start of an invocation.
+#[async_trait]
 pub trait ProgramCatalog: Send + Sync {
     fn program(&self, id: &ProgramId) -> Option<Arc<Program>>;
+
+    /// Reloads the snapshot if it is stale. On an error the last snapshot stays.
+    async fn refresh(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// A program as an operator applied it, over the configuration's: its
+/// revision (1, 2, ...) and who applied it when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredProgram {
+    pub program: Program,
+    pub revision: u64,
+    pub applied_by: OperatorId,
+    pub applied_at: DateTime<Utc>,
+}
+
+/// Where applied programs are kept (`pointsflow programs apply`).
+#[async_trait]
+pub trait ProgramStore: Send + Sync {
+    /// Every applied program, at its latest revision.
+    async fn programs(&self) -> Result<Vec<StoredProgram>, StoreError>;
+
+    /// Stores `program` if the stored revision is `program.revision - 1`
+    /// (nothing stored, for revision 1); otherwise `Conflict`.
+    async fn put_program(&self, program: &StoredProgram) -> Result<(), StoreError>;
 }
 
 /// A recipient's link to a member account at a program's partner.

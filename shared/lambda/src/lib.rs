@@ -17,12 +17,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pointsflow_aws::{DynamoLedger, DynamoRequestStore, SqsPublisher};
+use pointsflow_aws::{DynamoLedger, DynamoProgramStore, DynamoRequestStore, SqsPublisher};
 use pointsflow_config::{Config, PartnerKind};
 use pointsflow_core::ports::PartnerConnector;
 use pointsflow_core::values::PartnerId;
-use pointsflow_memory::{StaticCatalog, StaticEnrollments};
+use pointsflow_memory::StaticEnrollments;
 use pointsflow_partners::{RestConnector, RestConnectorConfig};
+use pointsflow_runtime::catalog::LiveCatalog;
 
 pub const TABLE: &str = "POINTSFLOW_TABLE";
 pub const CONFIG_PARAMETER: &str = "POINTSFLOW_CONFIG_PARAMETER";
@@ -46,6 +47,8 @@ pub enum WiringError {
     },
     #[error("partner {partner}: {problem}")]
     Partner { partner: PartnerId, problem: String },
+    #[error("cannot read the applied programs: {0}")]
+    Programs(pointsflow_core::ports::StoreError),
 }
 
 /// Sets up tracing the way Lambda expects it.
@@ -140,8 +143,21 @@ impl Wiring {
         )))
     }
 
-    pub fn catalog(&self) -> Arc<StaticCatalog> {
-        Arc::new(StaticCatalog::new(self.config.programs.clone()))
+    pub fn program_store(&self) -> Arc<DynamoProgramStore> {
+        Arc::new(DynamoProgramStore::new(self.dynamodb.clone(), &self.table))
+    }
+
+    /// The programs: the configuration's, under those operators applied,
+    /// reloaded every `program_refresh_ms`.
+    pub async fn catalog(&self) -> Result<Arc<LiveCatalog>, WiringError> {
+        let catalog = LiveCatalog::load(
+            self.config.programs.clone(),
+            self.program_store(),
+            std::time::Duration::from_millis(self.config.program_refresh_ms),
+        )
+        .await
+        .map_err(WiringError::Programs)?;
+        Ok(Arc::new(catalog))
     }
 
     pub fn enrollments(&self) -> Arc<StaticEnrollments> {

@@ -1,10 +1,13 @@
-//! Programs and enrollments held in memory, as loaded from a config file.
+//! Programs and enrollments held in memory, as loaded from a config file,
+//! and the programs operators apply.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use pointsflow_core::ports::{Enrollments, MemberLink, ProgramCatalog, StoreError};
+use pointsflow_core::ports::{
+    Enrollments, MemberLink, ProgramCatalog, ProgramStore, StoreError, StoredProgram,
+};
 use pointsflow_core::program::Program;
 use pointsflow_core::values::{ProgramId, RecipientId};
 
@@ -28,9 +31,46 @@ impl StaticCatalog {
     }
 }
 
+#[async_trait]
 impl ProgramCatalog for StaticCatalog {
     fn program(&self, id: &ProgramId) -> Option<Arc<Program>> {
         self.programs.get(id).cloned()
+    }
+}
+
+/// Applied programs, in memory.
+#[derive(Debug, Default)]
+pub struct MemoryProgramStore {
+    programs: Mutex<BTreeMap<ProgramId, StoredProgram>>,
+}
+
+impl MemoryProgramStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl ProgramStore for MemoryProgramStore {
+    async fn programs(&self) -> Result<Vec<StoredProgram>, StoreError> {
+        let programs = self
+            .programs
+            .lock()
+            .map_err(|_| StoreError::Unavailable("the program store lock is poisoned".into()))?;
+        Ok(programs.values().cloned().collect())
+    }
+
+    async fn put_program(&self, program: &StoredProgram) -> Result<(), StoreError> {
+        let mut programs = self
+            .programs
+            .lock()
+            .map_err(|_| StoreError::Unavailable("the program store lock is poisoned".into()))?;
+        let stored = programs.get(&program.program.id).map_or(0, |p| p.revision);
+        if program.revision != stored + 1 {
+            return Err(StoreError::Conflict { expected: stored });
+        }
+        programs.insert(program.program.id.clone(), program.clone());
+        Ok(())
     }
 }
 

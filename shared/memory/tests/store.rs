@@ -16,3 +16,10 @@ async fn the_embedded_store_conforms() {
     };
     pointsflow_conformance::store::run_all(&suite).await;
 }
+
+#[tokio::test]
+async fn the_embedded_program_store_conforms() {
+    let store: Arc<dyn pointsflow_core::ports::ProgramStore> =
+        Arc::new(pointsflow_memory::MemoryProgramStore::new());
+    pointsflow_conformance::programs::run_all(&store).await;
+}

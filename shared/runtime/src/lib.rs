@@ -2,6 +2,8 @@
 //! record (one bad message never fails its neighbours) and the invocation's
 //! remaining time.
 
+pub mod catalog;
+
 use std::future::Future;
 use std::time::Duration;
 
