@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::BTreeMap;
+
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::DateTime;
 use futures::future::join_all;
@@ -882,6 +884,111 @@ async fn a_program_file_applied_to_the_running_stack_takes_effect_without_a_rest
     assert_eq!(stale[0].to, Some(3), "a fresh read applies over revision 2");
     t.settle().await;
     t.check_ledger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_to_scheduled_in_flight_puts_each_request_in_exactly_one_mode() {
+    use std::time::{Duration, Instant};
+    let t = spawn_stack(|c| c.program_refresh_ms = 20).await;
+    let ops = ApiClient::new(&t.base, OPERATOR_KEY);
+    let realtime = r#"transfer = { mode = "realtime" }"#;
+    let weekly =
+        r#"transfer = { mode = "scheduled", cron = "0 18 * * FRI", time_zone = "Europe/London" }"#;
+    let scheduled = ProgramFile::parse(&EXAMPLE_PROGRAMS.replacen(realtime, weekly, 1)).unwrap();
+
+    // A steady stream of requests; the program switches once some are
+    // credited, while those after them are still being decided and
+    // credited; the stream goes on until 200 are in and 50 came after.
+    let switched = std::sync::atomic::AtomicBool::new(false);
+    let stream = async {
+        let mut accepted = Vec::new();
+        let mut after_switch = 0;
+        while accepted.len() < 200 || after_switch < 50 {
+            let i = accepted.len();
+            let id = t
+                .accept(&format!("switch-{i}"), &deal(ADA, "1000.00"))
+                .await;
+            accepted.push((id, Instant::now()));
+            if switched.load(std::sync::atomic::Ordering::SeqCst) {
+                after_switch += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        accepted
+    };
+    let switch = async {
+        while t.sandbox_credits() < 10 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let applied = ops.apply_programs(&scheduled, false).await.unwrap();
+        assert_eq!(applied[0].to, Some(1));
+        switched.store(true, std::sync::atomic::Ordering::SeqCst);
+        Instant::now()
+    };
+    let (accepted, switched_at) = tokio::join!(stream, switch);
+    // Every function has reloaded the programs by then.
+    let settled_switch = switched_at + Duration::from_millis(60);
+
+    let mut modes = BTreeMap::new();
+    for (i, (id, at)) in accepted.iter().enumerate() {
+        let view = t.wait_for(id, &["credited", "scheduled"]).await;
+        let path = states(&view);
+        let dispatched = path.iter().any(|s| s == "dispatching");
+        let held = path.iter().any(|s| s == "scheduled");
+        assert!(
+            dispatched != held,
+            "request {i} took both or neither mode: {path:?}"
+        );
+        let mode = if held {
+            let window = view["timeline"].as_array().unwrap().last().unwrap()["detail"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert!(window.contains("sales-incentive@"), "{window}");
+            assert_eq!(
+                view["ledger"].as_array().unwrap().len(),
+                1,
+                "held: reserved only"
+            );
+            "scheduled"
+        } else {
+            "realtime"
+        };
+        if *at > settled_switch {
+            assert_eq!(
+                mode, "scheduled",
+                "request {i} was accepted after the switch"
+            );
+        }
+        *modes.entry(mode).or_insert(0u64) += 1;
+    }
+    t.settle().await;
+    assert_eq!(
+        modes.values().sum::<u64>(),
+        accepted.len() as u64,
+        "none lost: {modes:?}"
+    );
+    assert_eq!(
+        modes.len(),
+        2,
+        "the switch came part way through: {modes:?}"
+    );
+    assert_eq!(
+        t.sandbox_credits(),
+        modes.get("realtime").copied().unwrap_or(0),
+        "exactly the real-time ones credited: {modes:?}"
+    );
+    t.check_ledger();
+
+    // Back to real time: new requests are credited; the held ones stay in their window.
+    ops.apply_programs(&ProgramFile::parse(EXAMPLE_PROGRAMS).unwrap(), false)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let after = t.accept("switch-back", &deal(ADA, "1000.00")).await;
+    t.wait_for(&after, &["credited"]).await;
+    let held = t.get(&accepted[accepted.len() - 1].0).await;
+    assert_eq!(held["status"], "scheduled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -68,7 +68,9 @@ enum Decision {
     Reject(Reason),
 }
 
-/// The request as reserved: points, member and destination fixed.
+/// The request as reserved: points, member and destination fixed; for a
+/// scheduled program, held for its window (the transfer mode in force at
+/// this decision is the request's for good).
 fn reserved(
     mut request: PointsRequest,
     points: Points,
@@ -77,6 +79,9 @@ fn reserved(
     now: DateTime<Utc>,
     note: &str,
 ) -> Result<Decision, RecordError> {
+    let window = program
+        .window_after(now)
+        .map_err(|e| RecordError::Retry(format!("program {}: {e}", program.id)))?;
     request.points = Some(points);
     request.member = Some(member.clone());
     request.destination = Some(program.destination.clone());
@@ -90,6 +95,21 @@ fn reserved(
             ),
         )
         .map_err(|e| RecordError::Retry(e.to_string()))?;
+    if let Some(window) = window {
+        let closes = window
+            .closes_at
+            .with_timezone(&program.time_zone)
+            .format("%Y-%m-%d %H:%M %Z");
+        request
+            .transition(
+                Status::Scheduled {
+                    window: window.id.clone(),
+                },
+                now,
+                format!("held for transfer window {} (closes {closes})", window.id),
+            )
+            .map_err(|e| RecordError::Retry(e.to_string()))?;
+    }
     Ok(Decision::Reserve(Box::new(request)))
 }
 
@@ -157,8 +177,13 @@ impl Eligibility {
                 tracing::info!(
                     points = reserved.points.map(|p| p.get()).unwrap_or(0),
                     member = reserved.member.as_ref().map(|m| m.as_str()).unwrap_or(""),
+                    state = %reserved.state(),
                     "reserved"
                 );
+                // Held for a window: dispatched when the window closes.
+                if reserved.state() == StatusKind::Scheduled {
+                    return Ok(None);
+                }
                 Ok(Some(to_dispatch(&reserved)))
             }
             Decision::Wait(waiting) => {

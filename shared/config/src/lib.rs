@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use pointsflow_core::ports::MemberLink;
-use pointsflow_core::program::{Program, TransferMode};
+use pointsflow_core::program::Program;
 use pointsflow_core::values::{
     MemberNumber, OperatorId, PartnerId, ProgramId, RecipientId, SourceId,
 };
@@ -239,13 +239,6 @@ impl Known {
                 entry,
                 "destination.partner",
                 format!("no partner '{}' is configured", p.destination.partner),
-            ));
-        }
-        if let TransferMode::Scheduled { .. } = p.transfer {
-            return Err(invalid(
-                entry,
-                "transfer.mode",
-                "scheduled transfer windows are not available in this version; use mode = \"realtime\"",
             ));
         }
         for s in &p.sources {

@@ -260,11 +260,15 @@ impl RuleCondition {
 pub enum TransferMode {
     /// Each request is credited as soon as it is eligible.
     Realtime,
-    /// Requests are held and sent at windows given by a cron expression in a
-    /// time zone, optionally one credit per member per window.
+    /// Requests are held and sent at windows given by a five-field cron
+    /// expression (minute hour day-of-month month day-of-week, e.g.
+    /// `0 18 * * FRI`) in a time zone, so a window at 18:00 Europe/London
+    /// stays at 18:00 local time across daylight-saving changes; optionally
+    /// one credit per member per window.
     Scheduled {
         cron: String,
-        time_zone: String,
+        #[serde(with = "time_zone")]
+        time_zone: Tz,
         #[serde(default)]
         consolidate: bool,
     },
@@ -547,6 +551,30 @@ pub struct Evaluated {
     pub note: Option<String>,
 }
 
+/// A five-field cron expression (no seconds, no year), as windows use it.
+pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
+    use croner::parser::{CronParser, Seconds, Year};
+    CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .year(Year::Disallowed)
+        .build()
+        .parse(expr)
+        .map_err(|e| {
+            format!(
+                "'{expr}' is not a five-field cron expression (minute hour day-of-month month day-of-week, e.g. \"0 18 * * FRI\"): {e}"
+            )
+        })
+}
+
+/// A scheduled program's transfer window: the requests decided before it
+/// closes are sent together when it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    /// `{program}@{closing time, UTC}`, e.g. `payroll@2026-11-27T18:00Z`.
+    pub id: String,
+    pub closes_at: DateTime<Utc>,
+}
+
 /// Which cap a charge is: the recipient's day or month.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CapSpan {
@@ -670,22 +698,24 @@ impl Program {
                 "must be greater than 0 (leave it out for no cap)",
             ));
         }
-        if let TransferMode::Scheduled {
-            cron, time_zone, ..
-        } = &self.transfer
+        if let TransferMode::Scheduled { cron, .. } = &self.transfer
+            && let Err(problem) = parse_cron(cron).and_then(|c| {
+                c.find_next_occurrence(&DateTime::<Utc>::UNIX_EPOCH, false)
+                    .map(|_| ())
+                    .map_err(|_| format!("'{cron}' never fires"))
+            })
         {
-            if cron.trim().is_empty() {
-                return Err(err("transfer.cron", "must not be empty"));
-            }
-            if time_zone.trim().is_empty() {
-                return Err(err("transfer.time_zone", "must not be empty"));
-            }
+            return Err(ProgramConfigError {
+                program: self.id.to_string(),
+                field: "transfer.cron",
+                problem,
+            });
         }
         Ok(())
     }
 
     /// The program's rules for one request, in their documented order:
-    /// state, source, event type, conditions, transfer mode, points, then
+    /// state, source, event type, conditions, points, then
     /// the per-request minimum and maximum. Enrollment, the cap and the
     /// budget come after, at the ledger. A refusal names the rule and why.
     pub fn evaluate(&self, request: &PointsRequest) -> Result<Evaluated, Reason> {
@@ -735,12 +765,6 @@ impl Program {
                 ));
             }
         }
-        if let TransferMode::Scheduled { .. } = self.transfer {
-            return Err(Reason::new(
-                "transfer_mode_unavailable",
-                "scheduled transfer windows are not available in this version",
-            ));
-        }
         let earned = self
             .points
             .points_for(request.award.as_ref(), self.currency)
@@ -768,6 +792,28 @@ impl Program {
                 note: None,
             },
         })
+    }
+
+    /// The window a request decided at `at` is held for: the first time the
+    /// program's cron fires after `at`, in its time zone. `None` for a
+    /// real-time program.
+    pub fn window_after(&self, at: DateTime<Utc>) -> Result<Option<Window>, String> {
+        let TransferMode::Scheduled {
+            cron, time_zone, ..
+        } = &self.transfer
+        else {
+            return Ok(None);
+        };
+        let cron = parse_cron(cron)?;
+        let local = at.with_timezone(time_zone);
+        let next = cron
+            .find_next_occurrence(&local, false)
+            .map_err(|e| format!("the cron expression never fires after {at}: {e}"))?
+            .with_timezone(&Utc);
+        Ok(Some(Window {
+            id: format!("{}@{}", self.id, next.format("%Y-%m-%dT%H:%MZ")),
+            closes_at: next,
+        }))
     }
 
     /// The caps a reservation for `recipient` charges, for the day and month
@@ -905,6 +951,70 @@ mod tests {
             .into_iter()
             .map(|c| c.key.period)
             .collect()
+    }
+
+    /// The test program with another transfer mode, checked.
+    fn with_transfer(transfer: &str) -> Result<Program, String> {
+        let mut p = program_with(r#"points = { rule = "given" }"#);
+        let table: toml::Table =
+            toml::from_str(&format!("t = {transfer}")).map_err(|e| e.to_string())?;
+        p.transfer = table["t"]
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| e.message().to_owned())?;
+        p.validate().map_err(|e| e.to_string())?;
+        Ok(p)
+    }
+
+    fn window(p: &Program, at: &str) -> String {
+        let at = DateTime::parse_from_rfc3339(at)
+            .unwrap()
+            .with_timezone(&Utc);
+        p.window_after(at).unwrap().unwrap().id
+    }
+
+    #[test]
+    fn windows_fire_at_local_time_across_daylight_saving() {
+        let weekly = with_transfer(
+            r#"{ mode = "scheduled", cron = "0 18 * * FRI", time_zone = "Europe/London" }"#,
+        )
+        .unwrap();
+        assert_eq!(
+            window(&weekly, "2026-11-27T10:00:00Z"),
+            "sales@2026-11-27T18:00Z"
+        );
+        // At the closing instant the window is closed: the next one.
+        assert_eq!(
+            window(&weekly, "2026-11-27T18:00:00Z"),
+            "sales@2026-12-04T18:00Z"
+        );
+        // British Summer Time starts on 28 March 2027: 18:00 local is 17:00 UTC.
+        assert_eq!(
+            window(&weekly, "2027-03-26T19:00:00Z"),
+            "sales@2027-04-02T17:00Z"
+        );
+        // Payroll: the 15th and the last day of the month.
+        let payroll = with_transfer(
+            r#"{ mode = "scheduled", cron = "0 17 15,L * *", time_zone = "Asia/Kolkata" }"#,
+        )
+        .unwrap();
+        // 17:00 in Kolkata (UTC+5:30) is 11:30 UTC.
+        assert_eq!(
+            window(&payroll, "2026-11-20T00:00:00Z"),
+            "sales@2026-11-30T11:30Z"
+        );
+        assert_eq!(
+            window(&payroll, "2026-11-30T12:00:00Z"),
+            "sales@2026-12-15T11:30Z"
+        );
+        assert_eq!(
+            window(&payroll, "2027-02-16T00:00:00Z"),
+            "sales@2027-02-28T11:30Z"
+        );
+        assert_eq!(
+            program_with(r#"points = { rule = "given" }"#).window_after(Utc::now()),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -1130,6 +1240,25 @@ conditions = [{ field = "points", lte = 10 }]"#,
             tz.contains("time_zone") && tz.contains("'Mars/Olympus' is not an IANA time zone"),
             "{tz}"
         );
+        let cron =
+            with_transfer(r#"{ mode = "scheduled", cron = "every friday", time_zone = "UTC" }"#)
+                .unwrap_err();
+        assert!(
+            cron.starts_with("program sales: transfer.cron: 'every friday' is not a five-field"),
+            "{cron}"
+        );
+        let seconds =
+            with_transfer(r#"{ mode = "scheduled", cron = "0 0 18 * * FRI", time_zone = "UTC" }"#)
+                .unwrap_err();
+        assert!(seconds.contains("transfer.cron"), "{seconds}");
+        let never =
+            with_transfer(r#"{ mode = "scheduled", cron = "0 0 30 2 *", time_zone = "UTC" }"#)
+                .unwrap_err();
+        assert!(never.ends_with("'0 0 30 2 *' never fires"), "{never}");
+        let zone =
+            with_transfer(r#"{ mode = "scheduled", cron = "0 18 * * FRI", time_zone = "London" }"#)
+                .unwrap_err();
+        assert!(zone.contains("'London' is not an IANA time zone"), "{zone}");
         assert_eq!(
             bad("points = { rule = \"given\" }\ndaily_cap_per_recipient = 0"),
             "program sales: daily_cap_per_recipient: must be greater than 0 (leave it out for no cap)"
