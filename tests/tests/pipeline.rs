@@ -886,6 +886,128 @@ async fn a_program_file_applied_to_the_running_stack_takes_effect_without_a_rest
     t.check_ledger();
 }
 
+#[tokio::test]
+async fn enrollment_checks_the_format_validates_with_the_partner_and_releases_waiting_requests() {
+    let t = spawn_stack(|c| {
+        let p = &mut c.programs[0];
+        p.wait_for_enrollment_hours = Some(72);
+        p.member_format = Some(
+            toml::from_str(
+                r#"min_length = 10
+max_length = 10
+characters = "digits"
+prefix = "SKY""#,
+            )
+            .unwrap(),
+        );
+    })
+    .await;
+    let ops = ApiClient::new(&t.base, OPERATOR_KEY);
+    // Grace and Katherine have accounts at the sandbox airline, but are not enrolled.
+    let grace = t.accept("enrol-1", &deal("005GRACE", "10000.00")).await;
+    let katherine = t.accept("enrol-2", &deal("005KJ", "10000.00")).await;
+    for id in [&grace, &katherine] {
+        let view = t.wait_for(id, &["awaiting_enrollment"]).await;
+        assert_eq!(view["reason"]["code"], "awaiting_enrollment");
+        assert!(view["ledger"].as_array().unwrap().is_empty());
+    }
+
+    // A number that does not fit the program's format: refused, naming the field.
+    match ops
+        .link_member(
+            "sales-incentive",
+            "005KJ",
+            "SKY12345",
+            "Katherine",
+            "Johnson",
+        )
+        .await
+    {
+        Err(ClientError::Problem {
+            status: 422,
+            code,
+            detail,
+        }) => {
+            assert_eq!(code, "invalid_field");
+            assert_eq!(detail, "/member_number: must be 10 characters long, not 8");
+        }
+        other => panic!("a bad member number was linked: {other:?}"),
+    }
+    assert_eq!(t.get(&katherine).await["status"], "awaiting_enrollment");
+
+    // Linked with her names, trimmed and upper-cased: released and credited.
+    let linked = ops
+        .link_member(
+            "sales-incentive",
+            "005KJ",
+            " sky1000006 ",
+            "Katherine",
+            "Johnson",
+        )
+        .await
+        .unwrap();
+    assert_eq!(linked["member_number"], "SKY1000006");
+    assert_eq!(linked["released"], 1);
+    let view = t.wait_for(&katherine, &["credited"]).await;
+    assert_eq!(view["member_number"], "SKY1000006");
+    let shown = ops
+        .get_path("/v1/programs/sales-incentive/members/005KJ")
+        .await
+        .unwrap();
+    assert_eq!(shown["validation"]["valid"], true);
+
+    // Linked with names the partner does not hold: refused before any reservation.
+    let linked = ops
+        .link_member(
+            "sales-incentive",
+            "005GRACE",
+            "SKY1000005",
+            "Grace",
+            "Brewster",
+        )
+        .await
+        .unwrap();
+    assert_eq!(linked["released"], 1);
+    let view = t.wait_for(&grace, &["rejected"]).await;
+    assert_eq!(view["reason"]["code"], "member_invalid");
+    assert!(
+        view["reason"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("partner_name_mismatch"),
+        "{view:#}"
+    );
+    assert!(
+        view["ledger"].as_array().unwrap().is_empty(),
+        "nothing was reserved"
+    );
+
+    // A CSV import: refused rows are reported by line, the others linked.
+    let csv = "recipient,member_number,first_name,last_name\n\
+               005GRACE,SKY1000005,Grace,Hopper\n\
+               005BAD,SKY-1,Nobody,Here\n\
+               \"005Q\",\"SKY1000007\",\"Ada\",\"King, Countess\"\n";
+    let mut seen = Vec::new();
+    let report = ops
+        .import_members("sales-incentive", csv, |done, total| {
+            seen.push((done, total))
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.linked, 2);
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].line, 3);
+    assert!(
+        report.failed[0].problem.contains("/member_number"),
+        "{report:?}"
+    );
+    assert_eq!(seen.last(), Some(&(3, 3)));
+    let regraced = t.accept("enrol-3", &deal("005GRACE", "10000.00")).await;
+    t.wait_for(&regraced, &["credited"]).await;
+    t.settle().await;
+    t.check_ledger();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switching_to_scheduled_in_flight_puts_each_request_in_exactly_one_mode() {
     use std::time::{Duration, Instant};

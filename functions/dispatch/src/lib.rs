@@ -104,6 +104,7 @@ impl Dispatch {
             }
             other @ (StatusKind::Received
             | StatusKind::AwaitingApproval
+            | StatusKind::AwaitingEnrollment
             | StatusKind::Scheduled) => {
                 return Err(RecordError::Poison(format!(
                     "a request in state {other} is not ready for dispatch"

@@ -14,36 +14,47 @@
 //! instead of deciding again; and a rejection that raced a duplicate
 //! delivery's reservation releases it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
 use pointsflow_core::ledger::{AccountId, Entry, EntryId, EntryKind, LedgerError};
+use pointsflow_core::partner::{MemberCheck, MemberCheckOutcome};
 use pointsflow_core::ports::{
-    Clock, Enrollments, LedgerRead, LedgerWrite, PipelineMessage, ProgramCatalog, Publish,
-    RequestGet, RequestUpdate,
+    Clock, Enrollments, LedgerRead, LedgerWrite, MemberLink, MemberValidation, PartnerConnector,
+    PipelineMessage, ProgramCatalog, Publish, RequestGet, RequestUpdate, WaitingForEnrollment,
 };
 use pointsflow_core::program::{CapSpan, Evaluated, Program};
 use pointsflow_core::request::{PointsRequest, Reason, Status, StatusKind};
-use pointsflow_core::values::{MemberNumber, Points};
+use pointsflow_core::values::{MemberNumber, PartnerId, Points};
 use pointsflow_runtime::{RecordError, SqsHandler, load_request, process_batch_forwarding};
 
 #[derive(Clone)]
 pub struct EligibilityPorts {
     pub get: Arc<dyn RequestGet>,
+    /// The partners, to validate a member before the first reservation.
+    pub partners: HashMap<PartnerId, Arc<dyn PartnerConnector>>,
     pub update: Arc<dyn RequestUpdate>,
     pub ledger: Arc<dyn LedgerWrite>,
     pub ledger_read: Arc<dyn LedgerRead>,
     pub programs: Arc<dyn ProgramCatalog>,
     pub enrollments: Arc<dyn Enrollments>,
     pub dispatch_queue: Arc<dyn Publish>,
+    /// The requests waiting for enrollment, swept for expiry and links.
+    pub waiting: Arc<dyn WaitingForEnrollment>,
     pub clock: Arc<dyn Clock>,
 }
+
+/// How often an instance looks again at the requests waiting for enrollment.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 pub struct Eligibility {
     ports: EligibilityPorts,
+    last_sweep: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl std::fmt::Debug for Eligibility {
@@ -63,8 +74,10 @@ enum Reservation {
 /// What the rules decided for one request.
 enum Decision {
     Reserve(Box<PointsRequest>),
-    /// Above the approval threshold: waits for an operator, nothing reserved.
+    /// Waits (for an operator, or for enrollment), nothing reserved.
     Wait(Box<PointsRequest>),
+    /// Still waiting as it was: nothing to change.
+    Unchanged,
     Reject(Reason),
 }
 
@@ -124,7 +137,65 @@ impl SqsHandler for Eligibility {
 
 impl Eligibility {
     pub fn new(ports: EligibilityPorts) -> Self {
-        Self { ports }
+        Self {
+            ports,
+            last_sweep: Arc::new(std::sync::Mutex::new(None)),
+        }
+    }
+
+    /// Decides again every request waiting for enrollment in a program that
+    /// waits: one whose recipient was linked (and whose release was missed)
+    /// goes on; one past its deadline is rejected (`enrollment_timed_out`).
+    /// Returns how many were looked at.
+    pub async fn sweep_waiting(&self) -> usize {
+        let mut looked = 0;
+        let mut forward = Vec::new();
+        for program in self.ports.programs.programs() {
+            if program.wait_for_enrollment_hours.is_none() {
+                continue;
+            }
+            let ids = match self
+                .ports
+                .waiting
+                .awaiting_enrollment(&program.id, None)
+                .await
+            {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::warn!(program = %program.id, error = %e, "could not list the requests waiting for enrollment");
+                    continue;
+                }
+            };
+            for request_id in ids {
+                looked += 1;
+                match self.process(PipelineMessage { request_id }).await {
+                    Ok(Some(next)) => forward.push(next),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "a waiting request could not be decided again; the next sweep retries")
+                    }
+                }
+            }
+        }
+        if !forward.is_empty()
+            && let Err(e) = self.ports.dispatch_queue.publish(&forward).await
+        {
+            // Reserved but not queued: a later delivery or sweep re-queues them.
+            tracing::warn!(error = %e, "could not queue the released requests for dispatch");
+        }
+        looked
+    }
+
+    /// Whether this instance's sweep is due (and marks it done).
+    fn sweep_due(&self) -> bool {
+        let Ok(mut last) = self.last_sweep.lock() else {
+            return false;
+        };
+        if last.is_some_and(|at| at.elapsed() < SWEEP_EVERY) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
     }
 
     /// The Lambda handler for the eligibility queue.
@@ -133,6 +204,9 @@ impl Eligibility {
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
         pointsflow_runtime::catalog::refresh(self.ports.programs.as_ref()).await;
+        if self.sweep_due() {
+            self.sweep_waiting().await;
+        }
         Ok(process_batch_forwarding(
             "eligibility",
             event.payload,
@@ -151,6 +225,8 @@ impl Eligibility {
         let request = load_request(self.ports.get.as_ref(), &message.request_id).await?;
         match request.state() {
             StatusKind::Received => {}
+            // Released by a link, or swept: decide again (it may still wait).
+            StatusKind::AwaitingEnrollment => {}
             // An operator approved it: reserve now.
             StatusKind::AwaitingApproval if request.is_approved() => {}
             // Reserved but not yet queued for dispatch (a crash, or a failed
@@ -188,12 +264,10 @@ impl Eligibility {
             }
             Decision::Wait(waiting) => {
                 self.ports.update.update(&waiting).await?;
-                tracing::info!(
-                    points = waiting.points.map(|p| p.get()).unwrap_or(0),
-                    "awaiting approval"
-                );
+                tracing::info!(state = %waiting.state(), "waiting");
                 Ok(None)
             }
+            Decision::Unchanged => Ok(None),
             Decision::Reject(reason) => self.reject(message, reason).await.map(|()| None),
         }
     }
@@ -212,22 +286,35 @@ impl Eligibility {
             Ok(e) => e,
             Err(reason) => return Ok(Decision::Reject(reason)),
         };
+        let now = self.ports.clock.now();
         let link = self
             .ports
             .enrollments
             .member_link(&program.id, &request.recipient.id)
             .await?;
         let Some(link) = link else {
+            return unenrolled(request, &program, now);
+        };
+        let link = self.validated(link, &program, now).await?;
+        if let Some(MemberValidation {
+            valid: false,
+            reason,
+            ..
+        }) = &link.validation
+        {
+            let why = reason
+                .as_ref()
+                .map(|r| format!("{} ({})", r.message, r.code))
+                .unwrap_or_else(|| "no reason given".into());
             return Ok(Decision::Reject(Reason::new(
-                "not_enrolled",
+                "member_invalid",
                 format!(
-                    "recipient {} has no member account linked for program {}",
-                    request.recipient.id, program.id
+                    "partner {} does not accept member {} linked to recipient {}: {why}; link the recipient again with the right number and names",
+                    program.destination.partner, link.member, request.recipient.id
                 ),
             )));
-        };
+        }
 
-        let now = self.ports.clock.now();
         if !request.is_approved()
             && let Some(reason) = program.needs_approval(points)
         {
@@ -291,11 +378,63 @@ impl Eligibility {
         reserved(request, points, &link.member, &program, now, &note)
     }
 
+    /// The link, validated with the partner if it never was (before the
+    /// first reservation for it); the answer is kept on the link.
+    async fn validated(
+        &self,
+        mut link: MemberLink,
+        program: &Program,
+        now: DateTime<Utc>,
+    ) -> Result<MemberLink, RecordError> {
+        if link.validation.is_some() {
+            return Ok(link);
+        }
+        let partner = &program.destination.partner;
+        let connector = self
+            .ports
+            .partners
+            .get(partner)
+            .ok_or_else(|| RecordError::Retry(format!("no connector for partner {partner}")))?;
+        let outcome = connector
+            .validate_member(&MemberCheck {
+                member: link.member.clone(),
+                first_name: link.first_name.clone(),
+                last_name: link.last_name.clone(),
+                partner_program: program.destination.partner_program.clone(),
+                timeout: None,
+            })
+            .await;
+        link.validation = Some(match outcome {
+            MemberCheckOutcome::Valid => MemberValidation {
+                valid: true,
+                reason: None,
+                at: now,
+            },
+            MemberCheckOutcome::Invalid(reason) => MemberValidation {
+                valid: false,
+                reason: Some(reason),
+                at: now,
+            },
+            MemberCheckOutcome::Unknown { detail } => {
+                return Err(RecordError::Retry(format!(
+                    "member validation with partner {partner}: {detail}"
+                )));
+            }
+        });
+        if !self.ports.enrollments.record_validation(&link).await? {
+            return Err(RecordError::Retry(
+                "the recipient was linked again during the member validation".into(),
+            ));
+        }
+        tracing::info!(member = %link.member, valid = link.validation.as_ref().is_some_and(|v| v.valid), "member validated with the partner");
+        Ok(link)
+    }
+
     async fn reject(&self, message: PipelineMessage, reason: Reason) -> Result<(), RecordError> {
         // Re-read: the decision took time, and the stored version is the one to move.
         let mut request = load_request(self.ports.get.as_ref(), &message.request_id).await?;
         let open = match request.state() {
-            StatusKind::Received => true,
+            StatusKind::Received | StatusKind::AwaitingEnrollment => true,
             StatusKind::AwaitingApproval => request.is_approved(),
             _ => false,
         };
@@ -385,6 +524,51 @@ impl Eligibility {
         }
         Ok(())
     }
+}
+
+/// A request whose recipient has no member link: rejected at once, or, if
+/// the program waits for enrollment, waiting until its deadline.
+fn unenrolled(
+    mut request: PointsRequest,
+    program: &Program,
+    now: DateTime<Utc>,
+) -> Result<Decision, RecordError> {
+    let who = &request.recipient.id;
+    let Some(hours) = program.wait_for_enrollment_hours else {
+        return Ok(Decision::Reject(Reason::new(
+            "not_enrolled",
+            format!(
+                "recipient {who} has no member account linked for program {}",
+                program.id
+            ),
+        )));
+    };
+    let deadline = request.received_at + chrono::Duration::hours(i64::from(hours));
+    if now >= deadline {
+        return Ok(Decision::Reject(Reason::new(
+            "enrollment_timed_out",
+            format!(
+                "recipient {who} was not linked to a member account in program {} within {hours} hours",
+                program.id
+            ),
+        )));
+    }
+    if request.state() == StatusKind::AwaitingEnrollment {
+        return Ok(Decision::Unchanged);
+    }
+    let reason = Reason::new(
+        "awaiting_enrollment",
+        format!(
+            "recipient {who} has no member account linked for program {}; the request waits until {} for the recipient to be linked",
+            program.id,
+            deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    );
+    let detail = reason.message.clone();
+    request
+        .transition(Status::AwaitingEnrollment { reason }, now, detail)
+        .map_err(|e| RecordError::Retry(e.to_string()))?;
+    Ok(Decision::Wait(Box::new(request)))
 }
 
 fn to_dispatch(request: &PointsRequest) -> PipelineMessage {

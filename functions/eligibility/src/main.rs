@@ -14,6 +14,8 @@ async fn main() -> Result<(), Error> {
     let (store, ledger) = (wiring.store(), wiring.ledger());
     let eligibility = Eligibility::new(EligibilityPorts {
         get: store.clone(),
+        waiting: store.clone(),
+        partners: wiring.connectors()?,
         update: store,
         ledger: ledger.clone(),
         ledger_read: ledger,

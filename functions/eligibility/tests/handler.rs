@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -12,22 +13,25 @@ use lambda_runtime::{Context, LambdaEvent};
 use pointsflow_core::approval::ApprovalDecision;
 use pointsflow_core::ledger::{AccountId, CapKey, Entry};
 use pointsflow_core::money::{Currency, Money};
+use pointsflow_core::partner::{
+    CreditInstruction, CreditOutcome, MemberCheck, MemberCheckOutcome, normalise_name,
+};
 use pointsflow_core::ports::{
-    Clock, LedgerRead, LedgerWrite, MemberLink, RequestCreate, RequestGet, RequestUpdate,
-    StoreError,
+    Clock, Enrollments, LedgerRead, LedgerWrite, MemberLink, PartnerConnector, RequestCreate,
+    RequestGet, RequestUpdate, StoreError, WaitingForEnrollment,
 };
 use pointsflow_core::program::{Destination, PointsRule, Program, ProgramState, TransferMode};
 use pointsflow_core::request::{
-    Award, NewRequest, PointsRequest, Recipient, SourceEvent, StatusKind,
+    Award, NewRequest, PointsRequest, Reason, Recipient, SourceEvent, StatusKind,
 };
 use pointsflow_core::values::{
-    EventType, IdempotencyKey, MemberNumber, OperatorId, PartnerId, Points, ProgramId, RecipientId,
-    SourceId,
+    EventType, IdempotencyKey, MemberNumber, OperatorId, PartnerId, PartnerReference, Points,
+    ProgramId, RecipientId, SourceId,
 };
 use pointsflow_eligibility::{Eligibility, EligibilityPorts};
 use pointsflow_memory::{
-    ManualClock, MemoryLedger, MemoryQueue, MemoryRequestStore, QueueConfig, StaticCatalog,
-    StaticEnrollments,
+    ManualClock, MemoryEnrollments, MemoryLedger, MemoryQueue, MemoryRequestStore, QueueConfig,
+    StaticCatalog,
 };
 use serde_json::{Value, json};
 
@@ -37,6 +41,52 @@ struct Harness {
     store: Arc<MemoryRequestStore>,
     ledger: Arc<MemoryLedger>,
     dispatch: Arc<MemoryQueue>,
+    enrollments: Arc<MemoryEnrollments>,
+    partner: Arc<Directory>,
+    clock: Arc<ManualClock>,
+}
+
+/// A partner's member directory: Ada Lovelace holds every `SKY...` number.
+/// It only validates members; eligibility never credits.
+#[derive(Default)]
+struct Directory {
+    validations: AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl PartnerConnector for Directory {
+    fn idempotent_on_reference(&self) -> bool {
+        true
+    }
+
+    async fn credit(&self, _: &CreditInstruction) -> CreditOutcome {
+        CreditOutcome::Unknown {
+            detail: "eligibility never credits".into(),
+        }
+    }
+
+    async fn status(&self, _: &PartnerReference, _: Option<Duration>) -> CreditOutcome {
+        CreditOutcome::NotFound
+    }
+
+    async fn validate_member(&self, check: &MemberCheck) -> MemberCheckOutcome {
+        self.validations.fetch_add(1, Ordering::SeqCst);
+        if !check.member.as_str().starts_with("SKY") {
+            return MemberCheckOutcome::Invalid(Reason::new(
+                "partner_unknown_member",
+                "no such member",
+            ));
+        }
+        if normalise_name(&check.first_name) != "ADA"
+            || normalise_name(&check.last_name) != "LOVELACE"
+        {
+            return MemberCheckOutcome::Invalid(Reason::new(
+                "partner_name_mismatch",
+                "the names do not match the member's",
+            ));
+        }
+        MemberCheckOutcome::Valid
+    }
 }
 
 fn program(id: &str, state: ProgramState, budget: u64, cap: Option<u64>) -> Program {
@@ -57,6 +107,7 @@ fn program(id: &str, state: ProgramState, budget: u64, cap: Option<u64>) -> Prog
         member_format: None,
         daily_cap_per_recipient: None,
         approval_threshold: None,
+        wait_for_enrollment_hours: None,
         time_zone: pointsflow_core::program::Tz::UTC,
         monthly_cap_per_recipient: cap.map(|c| Points::new(c).unwrap()),
         budget: Points::new(budget).unwrap(),
@@ -72,6 +123,10 @@ async fn harness() -> Harness {
     let programs = vec![
         program("sales", ProgramState::Active, 1_000, Some(600)),
         program("paused", ProgramState::Paused, 1_000, None),
+        Program {
+            wait_for_enrollment_hours: Some(24),
+            ..program("waits", ProgramState::Active, 10_000, None)
+        },
         Program {
             approval_threshold: Some(Points::new(500).unwrap()),
             ..program("approvals", ProgramState::Active, 10_000, None)
@@ -107,8 +162,11 @@ async fn harness() -> Harness {
         member: MemberNumber::parse(&format!("SKY{r}")).unwrap(),
         first_name: "Ada".into(),
         last_name: "Lovelace".into(),
+        validation: None,
     });
     let store = Arc::new(MemoryRequestStore::new());
+    let enrollments = Arc::new(MemoryEnrollments::new(links));
+    let partner = Arc::new(Directory::default());
     let dispatch = Arc::new(MemoryQueue::new(
         QueueConfig {
             name: "dispatch".into(),
@@ -117,19 +175,28 @@ async fn harness() -> Harness {
         },
         None,
     ));
-    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(DateTime::UNIX_EPOCH));
+    let manual = Arc::new(ManualClock::new(DateTime::UNIX_EPOCH));
+    let clock: Arc<dyn Clock> = manual.clone();
     let ports = EligibilityPorts {
         get: store.clone(),
+        waiting: store.clone(),
+        partners: HashMap::from([(
+            PartnerId::parse("air").unwrap(),
+            partner.clone() as Arc<dyn PartnerConnector>,
+        )]),
         update: store.clone(),
         ledger: ledger.clone(),
         ledger_read: ledger.clone(),
         programs: Arc::new(StaticCatalog::new(programs)),
-        enrollments: Arc::new(StaticEnrollments::new(links)),
+        enrollments: enrollments.clone(),
         dispatch_queue: dispatch.clone(),
         clock,
     };
     let eligibility = Eligibility::new(ports.clone());
     Harness {
+        enrollments,
+        partner,
+        clock: manual,
         ports,
         eligibility,
         store,
@@ -323,6 +390,126 @@ async fn the_budget_runs_out_cleanly() {
         .unwrap();
     assert_eq!(budget.available(), 0);
     h.ledger.snapshot().unwrap().check().unwrap();
+}
+
+fn link(program: &str, recipient: &str, member: &str, first: &str, last: &str) -> MemberLink {
+    MemberLink {
+        program: ProgramId::parse(program).unwrap(),
+        recipient: RecipientId::parse(recipient).unwrap(),
+        member: MemberNumber::parse(member).unwrap(),
+        first_name: first.into(),
+        last_name: last.into(),
+        validation: None,
+    }
+}
+
+#[tokio::test]
+async fn an_unlinked_recipient_waits_for_enrollment_until_linked_or_too_late() {
+    let h = harness().await;
+    let deliver = |r: &PointsRequest| h.eligibility.handle(sqs_event(&[message(r)]));
+    let program = ProgramId::parse("waits").unwrap();
+    let first = submit(&h, "w-1", "waits", "005W", "10000.00").await;
+    let late = submit(&h, "w-2", "waits", "005L", "10000.00").await;
+    deliver(&first).await.unwrap();
+    deliver(&late).await.unwrap();
+    for r in [&first, &late] {
+        let waiting = state(&h, r).await;
+        assert_eq!(waiting.state(), StatusKind::AwaitingEnrollment);
+        let reason = waiting.status.reason().unwrap();
+        assert_eq!(reason.code, "awaiting_enrollment");
+        assert!(
+            reason.message.contains("1970-01-02T00:00:00Z"),
+            "{}",
+            reason.message
+        );
+        assert!(h.ledger.entries_for(&r.id).await.unwrap().is_empty());
+    }
+    // A delivery while still unlinked changes nothing.
+    deliver(&first).await.unwrap();
+    assert_eq!(state(&h, &first).await.version, 1);
+    let mut waiting = h.store.awaiting_enrollment(&program, None).await.unwrap();
+    let mut expected = vec![first.id.clone(), late.id.clone()];
+    waiting.sort();
+    expected.sort();
+    assert_eq!(waiting, expected);
+
+    // Linked: the released request is validated with the partner and reserved.
+    h.enrollments
+        .put_link(&link("waits", "005W", "SKY005W", "Ada", "Lovelace"))
+        .await
+        .unwrap();
+    deliver(&first).await.unwrap();
+    assert_eq!(state(&h, &first).await.state(), StatusKind::Reserved);
+    assert_eq!(h.dispatch.depth(), 1);
+
+    // Past the 24 hours: the other one is rejected, saying why.
+    h.clock.advance(chrono::Duration::hours(24));
+    deliver(&late).await.unwrap();
+    let rejected = state(&h, &late).await;
+    assert_eq!(
+        rejected.status.reason().unwrap().code,
+        "enrollment_timed_out"
+    );
+    assert!(
+        h.store
+            .awaiting_enrollment(&program, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    h.ledger.snapshot().unwrap().check().unwrap();
+}
+
+#[tokio::test]
+async fn a_member_the_partner_refuses_fails_before_anything_is_reserved() {
+    let h = harness().await;
+    let deliver = |r: &PointsRequest| h.eligibility.handle(sqs_event(&[message(r)]));
+    h.enrollments
+        .put_link(&link("sales", "005N", "SKY005N", "Ada", "Byron"))
+        .await
+        .unwrap();
+    let r = submit(&h, "n-1", "sales", "005N", "100.00").await;
+    deliver(&r).await.unwrap();
+    let after = state(&h, &r).await;
+    let reason = after.status.reason().unwrap();
+    assert_eq!(reason.code, "member_invalid");
+    assert!(
+        reason.message.contains("partner_name_mismatch"),
+        "{}",
+        reason.message
+    );
+    assert!(
+        h.ledger.entries_for(&r.id).await.unwrap().is_empty(),
+        "nothing reserved"
+    );
+    // The answer is kept: the next request is refused without asking again.
+    let kept = h
+        .enrollments
+        .member_link(
+            &ProgramId::parse("sales").unwrap(),
+            &RecipientId::parse("005N").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!kept.validation.unwrap().valid);
+    let again = submit(&h, "n-2", "sales", "005N", "100.00").await;
+    deliver(&again).await.unwrap();
+    assert_eq!(
+        state(&h, &again).await.status.reason().unwrap().code,
+        "member_invalid"
+    );
+    assert_eq!(h.partner.validations.load(Ordering::SeqCst), 1);
+    // A valid member is validated once, then reserved without asking again.
+    let ok = [
+        submit(&h, "a-1", "sales", "005A", "100.00").await,
+        submit(&h, "a-2", "sales", "005A", "100.00").await,
+    ];
+    for r in &ok {
+        deliver(r).await.unwrap();
+        assert_eq!(state(&h, r).await.state(), StatusKind::Reserved);
+    }
+    assert_eq!(h.partner.validations.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]

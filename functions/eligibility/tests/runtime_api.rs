@@ -14,7 +14,13 @@ use pointsflow_core::values::{
     EventType, IdempotencyKey, Points, ProgramId, RecipientId, SourceId,
 };
 use pointsflow_lambda::testing::Provisioned;
+use pointsflow_partners::{SandboxConfig, SandboxMember, SandboxPartner};
 use serde_json::{Value, json};
+
+/// The configuration, with the partner at `partner_url`.
+fn config(partner_url: &str) -> String {
+    CONFIG.replace("http://127.0.0.1:9", partner_url)
+}
 
 const CONFIG: &str = r#"
 [[sources]]
@@ -25,7 +31,7 @@ api_key = "pf_test_key_0123456789"
 id = "air"
 kind = "rest"
 base_url = "http://127.0.0.1:9"
-api_key = "partner-key"
+api_key = "sandbox-partner-key"
 
 [[programs]]
 id = "sales-incentive"
@@ -47,10 +53,26 @@ last_name = "Lovelace"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_reserves_a_request_through_the_runtime_api() {
     let endpoint = pointsflow_aws::emulator::endpoint();
+    // The partner validates the member before the first reservation.
+    let partner = SandboxPartner::start(
+        SandboxConfig {
+            api_key: "sandbox-partner-key".into(),
+            members: vec![SandboxMember {
+                member_number: "SKY1000001".into(),
+                first_name: "Ada".into(),
+                last_name: "Lovelace".into(),
+            }],
+            slow_response: std::time::Duration::from_secs(1),
+        },
+        "127.0.0.1:0".parse().unwrap(),
+        Box::pin(std::future::pending()),
+    )
+    .await
+    .unwrap();
     let stack = Provisioned::create(
         &endpoint,
         &pointsflow_aws::emulator::unique_name("pf-fn-elig"),
-        CONFIG,
+        &config(&partner.base_url()),
     )
     .await
     .unwrap();

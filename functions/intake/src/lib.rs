@@ -13,6 +13,7 @@
 
 mod auth;
 mod mapping;
+mod members;
 pub mod problem;
 mod programs;
 pub mod salesforce_id;
@@ -27,12 +28,13 @@ use lambda_http::{Body, Request, Response};
 use pointsflow_config::{Known, OperatorEntry, SourceEntry, SourceKind};
 use pointsflow_core::approval::ApprovalDecision;
 use pointsflow_core::ports::{
-    Clock, Created, LedgerRead, PipelineMessage, ProgramCatalog, ProgramStore, Publish,
-    RequestCreate, RequestGet, RequestUpdate, StoreError, StoredProgram,
+    Clock, Created, Enrollments, LedgerRead, PipelineMessage, ProgramCatalog, ProgramStore,
+    Publish, RequestCreate, RequestGet, RequestUpdate, StoreError, StoredProgram,
+    WaitingForEnrollment,
 };
 use pointsflow_core::program::Program;
 use pointsflow_core::request::{PointsRequest, StatusKind};
-use pointsflow_core::values::{IdempotencyKey, RequestId};
+use pointsflow_core::values::{IdempotencyKey, ProgramId, RecipientId, RequestId};
 use serde::Serialize;
 
 pub use auth::webhook_signature;
@@ -52,6 +54,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/programs"),
     ("GET", "/v1/programs/{program}"),
     ("PUT", "/v1/programs/{program}"),
+    ("GET", "/v1/programs/{program}/members/{recipient}"),
+    ("PUT", "/v1/programs/{program}/members/{recipient}"),
     ("GET", "/v1/openapi.json"),
 ];
 
@@ -86,6 +90,8 @@ pub struct IntakePorts {
     pub eligibility_queue: Arc<dyn Publish>,
     pub programs: Arc<dyn ProgramCatalog>,
     pub program_store: Arc<dyn ProgramStore>,
+    pub enrollments: Arc<dyn Enrollments>,
+    pub waiting: Arc<dyn WaitingForEnrollment>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -202,6 +208,15 @@ impl Intake {
             (["v1", "programs", id], &Method::GET) => self.show_program(&request, id).await,
             (["v1", "programs", id], &Method::PUT) => self.apply_program(&request, id).await,
             (["v1", "programs", _], _) => Err(Problem::method_not_allowed("GET, PUT")),
+            (["v1", "programs", program, "members", recipient], &Method::GET) => {
+                self.show_link(&request, program, recipient).await
+            }
+            (["v1", "programs", program, "members", recipient], &Method::PUT) => {
+                self.link(&request, program, recipient).await
+            }
+            (["v1", "programs", _, "members", _], _) => {
+                Err(Problem::method_not_allowed("GET, PUT"))
+            }
             (["v1", "openapi.json"], &Method::GET) => Ok(openapi()),
             (["v1", "openapi.json"], _) => Err(Problem::method_not_allowed("GET")),
             _ => Err(Problem::not_found(format!("no route for {method} {path}"))),
@@ -630,6 +645,18 @@ impl Intake {
 }
 
 impl Intake {
+    /// An operator's JSON body: within the size limit, JSON, of shape `T`.
+    fn json_body<T: serde::de::DeserializeOwned>(&self, request: &Request) -> Result<T, Problem> {
+        let body: &[u8] = request.body().as_ref();
+        if body.len() > self.config.max_body_bytes {
+            return Err(Problem::payload_too_large(self.config.max_body_bytes));
+        }
+        if !is_json(request) {
+            return Err(Problem::unsupported_media_type());
+        }
+        wire::parse_json(body)
+    }
+
     /// The applied programs, read now (not the catalog's snapshot): an
     /// operator sees what was just applied.
     async fn applied(&self) -> Result<Vec<StoredProgram>, Problem> {
@@ -670,14 +697,7 @@ impl Intake {
     async fn apply_program(&self, request: &Request, id: &str) -> Result<Response<Body>, Problem> {
         let operator = auth::operator(&self.operators, request.headers())?;
         tracing::Span::current().record("operator", operator.id.as_str());
-        let body: &[u8] = request.body().as_ref();
-        if body.len() > self.config.max_body_bytes {
-            return Err(Problem::payload_too_large(self.config.max_body_bytes));
-        }
-        if !is_json(request) {
-            return Err(Problem::unsupported_media_type());
-        }
-        let parsed: programs::ApplyBody = wire::parse_json(body)?;
+        let parsed: programs::ApplyBody = self.json_body(request)?;
         let stored = programs::revision_to_store(
             id,
             parsed,
@@ -706,6 +726,111 @@ impl Intake {
             }
             Err(e) => Err(programs::put_failed(&stored.program.id, &e)),
         }
+    }
+}
+
+impl Intake {
+    /// An operator, or an api source the program accepts, may enroll.
+    fn enroller(&self, request: &Request, program: &Program) -> Result<(), Problem> {
+        match auth::caller(&self.sources, &self.operators, request.headers()) {
+            Ok(auth::Caller::Operator(_)) => Ok(()),
+            Ok(auth::Caller::Source(s)) if program.accepts_source(s.id()) => Ok(()),
+            _ => Err(Problem::unauthorized()),
+        }
+    }
+
+    fn program_named(&self, id: &str) -> Result<Arc<Program>, Problem> {
+        ProgramId::parse(id)
+            .ok()
+            .and_then(|p| self.ports.programs.program(&p))
+            .ok_or_else(|| Problem::not_found(format!("no program {id}")))
+    }
+
+    /// `GET /v1/programs/{program}/members/{recipient}`.
+    async fn show_link(
+        &self,
+        request: &Request,
+        program: &str,
+        recipient: &str,
+    ) -> Result<Response<Body>, Problem> {
+        let program = self.program_named(program)?;
+        self.enroller(request, &program)?;
+        let missing = || {
+            Problem::not_found(format!(
+                "recipient {recipient} is not linked in program {}",
+                program.id
+            ))
+        };
+        let who = RecipientId::parse(recipient).map_err(|_| missing())?;
+        let link = self
+            .ports
+            .enrollments
+            .member_link(&program.id, &who)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "could not read the link");
+                Problem::unavailable("the link could not be read; retry")
+            })?
+            .ok_or_else(missing)?;
+        Ok(json(StatusCode::OK, &members::LinkView::of(&link, None)))
+    }
+
+    /// `PUT /v1/programs/{program}/members/{recipient}`: links the recipient
+    /// and releases its requests waiting for enrollment. The same link
+    /// again keeps the partner's validation of it.
+    #[tracing::instrument(name = "intake.link", skip_all, fields(program = %program, recipient = %recipient))]
+    async fn link(
+        &self,
+        request: &Request,
+        program: &str,
+        recipient: &str,
+    ) -> Result<Response<Body>, Problem> {
+        let program = self.program_named(program)?;
+        self.enroller(request, &program)?;
+        let parsed: members::LinkBody = self.json_body(request)?;
+        let mut link = members::link_from(&program, recipient, parsed)?;
+        let unavailable = |e: StoreError| {
+            tracing::error!(error = %e, "could not store the link");
+            Problem::unavailable("the link could not be stored; retry")
+        };
+        let current = self
+            .ports
+            .enrollments
+            .member_link(&program.id, &link.recipient)
+            .await
+            .map_err(unavailable)?;
+        match current {
+            Some(same) if same.same_member(&link) => link = same,
+            _ => self
+                .ports
+                .enrollments
+                .put_link(&link)
+                .await
+                .map_err(unavailable)?,
+        }
+        let waiting = self
+            .ports
+            .waiting
+            .awaiting_enrollment(&program.id, Some(&link.recipient))
+            .await
+            .map_err(unavailable)?;
+        let messages: Vec<PipelineMessage> = waiting
+            .into_iter()
+            .map(|request_id| PipelineMessage { request_id })
+            .collect();
+        if !messages.is_empty()
+            && let Err(e) = self.ports.eligibility_queue.publish(&messages).await
+        {
+            tracing::error!(error = %e, "could not release the waiting requests");
+            return Err(Problem::unavailable(
+                "the link is stored but its waiting requests could not be released; send it again",
+            ));
+        }
+        tracing::info!(member = %link.member, released = messages.len(), "linked");
+        Ok(json(
+            StatusCode::OK,
+            &members::LinkView::of(&link, Some(messages.len())),
+        ))
     }
 }
 

@@ -28,6 +28,8 @@ async fn main() -> Result<(), Error> {
             eligibility_queue: wiring.publisher(ELIGIBILITY_QUEUE_URL)?,
             programs: wiring.catalog().await?,
             program_store: wiring.program_store(),
+            enrollments: wiring.enrollments(),
+            waiting: wiring.store(),
             clock: std::sync::Arc::new(SystemClock),
         },
     );

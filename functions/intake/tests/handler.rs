@@ -55,6 +55,8 @@ fn harness() -> Harness {
             eligibility_queue: queue.clone(),
             programs: Arc::new(StaticCatalog::new([program()])),
             program_store: Arc::new(pointsflow_memory::MemoryProgramStore::new()),
+            enrollments: Arc::new(pointsflow_memory::MemoryEnrollments::default()),
+            waiting: store.clone(),
             clock,
         },
     );

@@ -57,6 +57,8 @@ mapping = { recipient = "/who", points = "/points", event_id = "/id", event_type
             eligibility_queue: common::queue(),
             programs: Arc::new(StaticCatalog::new([program])),
             program_store: Arc::new(pointsflow_memory::MemoryProgramStore::new()),
+            enrollments: Arc::new(pointsflow_memory::MemoryEnrollments::default()),
+            waiting: store.clone(),
             clock: Arc::new(ManualClock::new(DateTime::UNIX_EPOCH)),
         },
     );

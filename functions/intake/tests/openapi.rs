@@ -15,8 +15,8 @@ use lambda_http::{Body, Request, Response};
 use pointsflow_config::Known;
 use pointsflow_core::ledger::{AccountId, CapCharge, CapKey, Entry};
 use pointsflow_core::ports::{
-    Created, LedgerWrite, ProgramStore, RequestCreate, RequestGet, RequestUpdate, StoreError,
-    StoredProgram,
+    Created, Enrollments, LedgerWrite, MemberLink, MemberValidation, ProgramStore, RequestCreate,
+    RequestGet, RequestUpdate, StoreError, StoredProgram, WaitingForEnrollment,
 };
 use pointsflow_core::program::PointsRule;
 use pointsflow_core::request::{PointsRequest, Status};
@@ -27,7 +27,8 @@ use pointsflow_intake::{
     Intake, IntakeConfig, IntakePorts, OPENAPI_JSON, ROUTES, webhook_signature,
 };
 use pointsflow_memory::{
-    ManualClock, MemoryLedger, MemoryProgramStore, MemoryRequestStore, StaticCatalog,
+    ManualClock, MemoryEnrollments, MemoryLedger, MemoryProgramStore, MemoryRequestStore,
+    StaticCatalog,
 };
 use serde_json::{Value, json};
 
@@ -51,6 +52,36 @@ impl ProgramStore for Down {
     }
 
     async fn put_program(&self, _: &StoredProgram) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+}
+
+#[async_trait]
+impl Enrollments for Down {
+    async fn member_link(
+        &self,
+        _: &ProgramId,
+        _: &RecipientId,
+    ) -> Result<Option<MemberLink>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+
+    async fn put_link(&self, _: &MemberLink) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+
+    async fn record_validation(&self, _: &MemberLink) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+}
+
+#[async_trait]
+impl WaitingForEnrollment for Down {
+    async fn awaiting_enrollment(
+        &self,
+        _: &ProgramId,
+        _: Option<&RecipientId>,
+    ) -> Result<Vec<RequestId>, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
 }
@@ -122,6 +153,27 @@ qualify = [{{ field = "/status", equals = "approved" }}]
     } else {
         Arc::new(MemoryProgramStore::new())
     };
+    let (enrollments, waiting): (Arc<dyn Enrollments>, Arc<dyn WaitingForEnrollment>) = if down {
+        (Arc::new(Down), Arc::new(Down))
+    } else {
+        let mut validated = MemberLink {
+            program: ProgramId::parse("sales").unwrap(),
+            recipient: RecipientId::parse("E-9").unwrap(),
+            member: MemberNumber::parse("SKY1000009").unwrap(),
+            first_name: "Grace".into(),
+            last_name: "Hopper".into(),
+            validation: None,
+        };
+        validated.validation = Some(MemberValidation {
+            valid: false,
+            reason: Some(pointsflow_core::request::Reason::new(
+                "partner_name_mismatch",
+                "the names do not match",
+            )),
+            at: DateTime::<Utc>::from_timestamp(NOW, 0).unwrap(),
+        });
+        (Arc::new(MemoryEnrollments::new([validated])), store.clone())
+    };
     let intake = Intake::new(
         IntakeConfig {
             sources,
@@ -146,6 +198,8 @@ qualify = [{{ field = "/status", equals = "approved" }}]
             eligibility_queue: common::queue(),
             programs: Arc::new(StaticCatalog::new([program])),
             program_store,
+            enrollments,
+            waiting,
             clock: Arc::new(ManualClock::new(
                 DateTime::<Utc>::from_timestamp(NOW, 0).unwrap(),
             )),
@@ -277,7 +331,8 @@ async fn the_document_lists_exactly_the_routes_the_code_serves() {
         let concrete = path
             .replace("{id}", "pr_00000000000000000000000000000000")
             .replace("{source}", "api")
-            .replace("{program}", "sales");
+            .replace("{program}", "sales")
+            .replace("{recipient}", "E-1");
         let response = h
             .intake
             .handle(request(method, &concrete, "", json!({}), ""))
@@ -596,6 +651,20 @@ async fn every_status_and_field_is_documented_and_every_documented_one_happens()
         )
     };
     let get_program = |path: &str, headers: &Value| request("GET", path, "", headers.clone(), "");
+    let ml = ("GET", "/v1/programs/{program}/members/{recipient}");
+    let mp = ("PUT", "/v1/programs/{program}/members/{recipient}");
+    let member = |path: &str, key: &str, content_type: &str, body: &str| {
+        let method = if body.is_empty() { "GET" } else { "PUT" };
+        request(
+            method,
+            path,
+            "",
+            json!({"content-type": content_type, "authorization": format!("Bearer {key}")}),
+            body,
+        )
+    };
+    let grace =
+        r#"{"member_number": " sky1000005 ", "first_name": "Grace", "last_name": "Hopper"}"#;
     let ap = ("POST", "/v1/points-requests/{id}/approve");
     let de = ("POST", "/v1/points-requests/{id}/decline");
     let too_big = json!({"x": "y".repeat(4096)});
@@ -749,6 +818,105 @@ async fn every_status_and_field_is_documented_and_every_documented_one_happens()
             200,
             request("GET", "/v1/openapi.json", "", json!({}), ""),
             &up,
+        ),
+        (
+            mp,
+            200,
+            member("/v1/programs/sales/members/E-5", OPERATOR_KEY, js, grace),
+            &up,
+        ),
+        (
+            mp,
+            200,
+            member("/v1/programs/sales/members/E-6", KEY, js, grace),
+            &up,
+        ),
+        (
+            mp,
+            400,
+            member("/v1/programs/sales/members/E-5", OPERATOR_KEY, js, "{"),
+            &up,
+        ),
+        (
+            mp,
+            401,
+            member(
+                "/v1/programs/sales/members/E-5",
+                "nobody-0123456789",
+                js,
+                grace,
+            ),
+            &up,
+        ),
+        (
+            mp,
+            404,
+            member("/v1/programs/nope/members/E-5", OPERATOR_KEY, js, grace),
+            &up,
+        ),
+        (
+            mp,
+            413,
+            member("/v1/programs/sales/members/E-5", OPERATOR_KEY, js, &long),
+            &up,
+        ),
+        (
+            mp,
+            415,
+            member(
+                "/v1/programs/sales/members/E-5",
+                OPERATOR_KEY,
+                "text/plain",
+                grace,
+            ),
+            &up,
+        ),
+        (
+            mp,
+            422,
+            member(
+                "/v1/programs/sales/members/E-5",
+                OPERATOR_KEY,
+                js,
+                r#"{"member_number": "SKY 1", "first_name": "G", "last_name": "H"}"#,
+            ),
+            &up,
+        ),
+        (
+            mp,
+            503,
+            member("/v1/programs/sales/members/E-5", OPERATOR_KEY, js, grace),
+            &broken,
+        ),
+        (
+            ml,
+            200,
+            member("/v1/programs/sales/members/E-5", OPERATOR_KEY, js, ""),
+            &up,
+        ),
+        (
+            ml,
+            200,
+            member("/v1/programs/sales/members/E-9", OPERATOR_KEY, js, ""),
+            &up,
+        ),
+        (
+            ml,
+            401,
+            member("/v1/programs/sales/members/E-5", "", js, ""),
+            &up,
+        ),
+        (
+            ml,
+            404,
+            member("/v1/programs/sales/members/E-404", OPERATOR_KEY, js, ""),
+            &up,
+        ),
+        (
+            ml,
+            503,
+            member("/v1/programs/sales/members/E-5", OPERATOR_KEY, js, ""),
+            &broken,
         ),
         (pl, 200, get_program("/v1/programs", &ops), &up),
         (pl, 401, get_program("/v1/programs", &bearer), &up),
@@ -949,6 +1117,8 @@ async fn every_status_and_field_is_documented_and_every_documented_one_happens()
         "CapCharge",
         "Approval",
         "ProgramRevision",
+        "MemberLink",
+        "MemberValidation",
         "Approve",
         "Decline",
         "Problem",

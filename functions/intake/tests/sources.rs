@@ -135,6 +135,8 @@ fn harness_of(sources: Vec<SourceEntry>, failures: Option<(usize, usize)>) -> Ha
                 program("recognition", PointsRule::Given),
             ])),
             program_store: Arc::new(pointsflow_memory::MemoryProgramStore::new()),
+            enrollments: Arc::new(pointsflow_memory::MemoryEnrollments::default()),
+            waiting: store.clone(),
             clock,
         },
     );

@@ -10,10 +10,13 @@ use std::sync::Arc;
 use pointsflow_aws::mapping::SqsMappingConfig;
 use pointsflow_aws::meter::Meter;
 use pointsflow_aws::tables::{self, QueuePair};
-use pointsflow_aws::{DynamoLedger, DynamoProgramStore, DynamoRequestStore, SqsPublisher};
+use pointsflow_aws::{
+    DynamoEnrollments, DynamoLedger, DynamoProgramStore, DynamoRequestStore, SqsPublisher,
+};
 use pointsflow_core::time::{RandomIds, SystemClock};
 use pointsflow_dispatch::Dispatch;
 use pointsflow_eligibility::Eligibility;
+use pointsflow_memory::LayeredEnrollments;
 use pointsflow_partners::SandboxPartner;
 use pointsflow_runtime::SqsHandler;
 use tokio::task::JoinHandle;
@@ -120,7 +123,11 @@ impl AwsStack {
 
         let shutdown = CancellationToken::new();
         let program_store = Arc::new(DynamoProgramStore::new(dynamodb.clone(), &table));
-        let common = Common::start(&config, &options, program_store).await?;
+        let enrollments = Arc::new(LayeredEnrollments::new(
+            config.member_links(),
+            Arc::new(DynamoEnrollments::new(dynamodb.clone(), &table)),
+        ));
+        let common = Common::start(&config, &options, program_store, enrollments).await?;
         let clock = Arc::new(SystemClock);
         let store = Arc::new(DynamoRequestStore::new(dynamodb.clone(), &table));
         let ledger = Arc::new(DynamoLedger::new(dynamodb.clone(), &table));

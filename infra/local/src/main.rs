@@ -53,6 +53,17 @@ enum Command {
         #[command(subcommand)]
         action: ProgramAction,
     },
+    /// Link recipients to member accounts (enrollment), as an operator.
+    Members {
+        /// The API: the local stack, or a deployed stack's ApiBaseUrl.
+        #[arg(long, env = "POINTSFLOW_API", default_value = "http://127.0.0.1:3000")]
+        api: String,
+        /// An operator's key (the configuration's `operators`).
+        #[arg(long, env = "POINTSFLOW_OPERATOR_KEY", hide_env_values = true)]
+        key: String,
+        #[command(subcommand)]
+        action: MemberAction,
+    },
     /// Show, approve or decline a points request, as an operator.
     Requests {
         /// The API: the local stack, or a deployed stack's ApiBaseUrl.
@@ -82,6 +93,27 @@ enum ProgramAction {
         /// Show the differences without applying them.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MemberAction {
+    /// Link one recipient: `link PROGRAM RECIPIENT MEMBER_NUMBER FIRST LAST`.
+    Link {
+        program: String,
+        recipient: String,
+        member_number: String,
+        first_name: String,
+        last_name: String,
+    },
+    /// A recipient's link, with the partner's validation of it.
+    Show { program: String, recipient: String },
+    /// Link every row of a CSV file (header: recipient, member_number,
+    /// first_name, last_name); refused rows are listed with their line.
+    Import {
+        #[arg(long)]
+        program: String,
+        file: PathBuf,
     },
 }
 
@@ -138,6 +170,7 @@ async fn main() -> ExitCode {
         Command::Programs { api, key, action } => {
             programs(&ApiClient::new(&api, &key), action).await
         }
+        Command::Members { api, key, action } => members(&ApiClient::new(&api, &key), action).await,
         Command::Requests {
             api,
             key,
@@ -203,6 +236,85 @@ async fn programs(client: &ApiClient, action: ProgramAction) -> ExitCode {
                 }
                 Err(e) => fail(&e),
             }
+        }
+    }
+}
+
+async fn members(client: &ApiClient, action: MemberAction) -> ExitCode {
+    let shown = match action {
+        MemberAction::Link {
+            program,
+            recipient,
+            member_number,
+            first_name,
+            last_name,
+        } => {
+            client
+                .link_member(
+                    &program,
+                    &recipient,
+                    &member_number,
+                    &first_name,
+                    &last_name,
+                )
+                .await
+        }
+        MemberAction::Show { program, recipient } => {
+            let url = format!("/v1/programs/{program}/members/{recipient}");
+            client.get_path(&url).await
+        }
+        MemberAction::Import { program, file } => {
+            let text = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("pointsflow: cannot read {}: {e}", file.display());
+                    return ExitCode::from(2);
+                }
+            };
+            let imported = client
+                .import_members(&program, &text, |done, total| {
+                    let width = 30;
+                    let filled = (done * width).checked_div(total).unwrap_or(width);
+                    eprint!(
+                        "\r[{}{}] {done}/{total}",
+                        "#".repeat(filled),
+                        " ".repeat(width - filled)
+                    );
+                })
+                .await;
+            eprintln!();
+            return match imported {
+                Ok(report) => {
+                    println!(
+                        "linked {}, released {} waiting requests, refused {}",
+                        report.linked,
+                        report.released,
+                        report.failed.len()
+                    );
+                    for f in &report.failed {
+                        println!("  line {}: {}", f.line, f.problem);
+                    }
+                    if report.failed.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("pointsflow: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
+    match shown {
+        Ok(view) => {
+            println!("{view:#}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pointsflow: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -12,8 +12,8 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use pointsflow_core::ledger::{Entry, LedgerError};
 use pointsflow_core::ports::{
-    Clock, IdSource, LedgerRead, LedgerWrite, PartnerConnector, ProgramStore, Publish,
-    RequestCreate, RequestGet, RequestUpdate,
+    Clock, Enrollments, IdSource, LedgerRead, LedgerWrite, PartnerConnector, ProgramStore, Publish,
+    RequestCreate, RequestGet, RequestUpdate, WaitingForEnrollment,
 };
 use pointsflow_core::time::{RandomIds, SystemClock};
 use pointsflow_core::values::PartnerId;
@@ -21,8 +21,8 @@ use pointsflow_dispatch::{Dispatch, DispatchPorts};
 use pointsflow_eligibility::{Eligibility, EligibilityPorts};
 use pointsflow_intake::{DEFAULT_MAX_BODY_BYTES, Intake, IntakeConfig, IntakePorts};
 use pointsflow_memory::{
-    EventSourceMapping, MappingConfig, MemoryLedger, MemoryProgramStore, MemoryQueue,
-    MemoryRequestStore, QueueConfig, StaticEnrollments,
+    EventSourceMapping, MappingConfig, MemoryEnrollments, MemoryLedger, MemoryProgramStore,
+    MemoryQueue, MemoryRequestStore, QueueConfig,
 };
 use pointsflow_partners::{SandboxConfig, SandboxMember, SandboxPartner};
 use pointsflow_runtime::SqsHandler;
@@ -184,7 +184,7 @@ pub(crate) struct Common {
     pub partners: HashMap<PartnerId, Arc<dyn PartnerConnector>>,
     pub catalog: Arc<LiveCatalog>,
     pub program_store: Arc<dyn ProgramStore>,
-    pub enrollments: Arc<StaticEnrollments>,
+    pub enrollments: Arc<dyn Enrollments>,
     pub intake: IntakeConfig,
     pub sandbox_shutdown: CancellationToken,
 }
@@ -194,6 +194,7 @@ impl Common {
         config: &LocalConfig,
         options: &StackOptions,
         program_store: Arc<dyn ProgramStore>,
+        enrollments: Arc<dyn Enrollments>,
     ) -> Result<Self, StackError> {
         let sandbox_shutdown = CancellationToken::new();
         let links = config.member_links();
@@ -219,6 +220,11 @@ impl Common {
                     first_name: l.first_name.clone(),
                     last_name: l.last_name.clone(),
                 })
+                .chain(config.sandbox.members.iter().map(|m| SandboxMember {
+                    member_number: m.member_number.clone(),
+                    first_name: m.first_name.clone(),
+                    last_name: m.last_name.clone(),
+                }))
                 .collect();
             let stop = sandbox_shutdown.clone();
             let sandbox = SandboxPartner::start(
@@ -268,7 +274,7 @@ impl Common {
             partners,
             catalog: Arc::new(catalog),
             program_store,
-            enrollments: Arc::new(StaticEnrollments::new(links)),
+            enrollments,
             intake: IntakeConfig {
                 sources: config.sources.clone(),
                 operators: config.operators.clone(),
@@ -300,7 +306,7 @@ impl Common {
         ids: Arc<dyn IdSource>,
     ) -> Handlers
     where
-        S: RequestCreate + RequestGet + RequestUpdate + 'static,
+        S: RequestCreate + RequestGet + RequestUpdate + WaitingForEnrollment + 'static,
         L: LedgerRead + LedgerWrite + 'static,
     {
         let intake = Intake::new(
@@ -313,11 +319,15 @@ impl Common {
                 eligibility_queue: to_eligibility,
                 programs: self.catalog.clone(),
                 program_store: self.program_store.clone(),
+                enrollments: self.enrollments.clone(),
+                waiting: store.clone(),
                 clock: clock.clone(),
             },
         );
         let eligibility = Eligibility::new(EligibilityPorts {
             get: store.clone(),
+            waiting: store.clone(),
+            partners: self.partners.clone(),
             update: store.clone(),
             ledger: ledger.clone(),
             ledger_read: ledger.clone(),
@@ -409,7 +419,13 @@ impl Stack {
         ids: Arc<dyn IdSource>,
     ) -> Result<Stack, StackError> {
         let shutdown = CancellationToken::new();
-        let common = Common::start(&config, &options, Arc::new(MemoryProgramStore::new())).await?;
+        let common = Common::start(
+            &config,
+            &options,
+            Arc::new(MemoryProgramStore::new()),
+            Arc::new(MemoryEnrollments::new(config.member_links())),
+        )
+        .await?;
         let store = Arc::new(MemoryRequestStore::new());
         let ledger = Arc::new(MemoryLedger::new());
         fund(&config, ledger.as_ref(), clock.as_ref()).await?;

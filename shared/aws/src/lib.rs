@@ -5,6 +5,7 @@
 //!
 //! Wire mapping (`AttributeValue` <-> domain) is private to this crate.
 
+mod enrollments;
 mod item;
 mod ledger;
 pub mod mapping;
@@ -16,6 +17,7 @@ mod store;
 pub mod emulator;
 pub mod tables;
 
+pub use enrollments::DynamoEnrollments;
 pub use ledger::DynamoLedger;
 pub use programs::DynamoProgramStore;
 pub use sqs::SqsPublisher;

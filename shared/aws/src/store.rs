@@ -7,11 +7,14 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
-use pointsflow_core::ports::{Created, RequestCreate, RequestGet, RequestUpdate, StoreError};
-use pointsflow_core::request::PointsRequest;
-use pointsflow_core::values::RequestId;
+use pointsflow_core::ports::{
+    Created, RequestCreate, RequestGet, RequestUpdate, StoreError, WaitingForEnrollment,
+};
+use pointsflow_core::request::{PointsRequest, StatusKind};
+use pointsflow_core::values::{ProgramId, RecipientId, RequestId};
 
-use crate::item::{self, DOC, Item, doc, n, s};
+use crate::item::{self, DOC, Item, doc, get_s, n, s};
+use crate::tables;
 
 const REQUEST_SK: &str = "REQUEST";
 
@@ -40,6 +43,18 @@ fn to_item(request: &PointsRequest, version: u64) -> Result<Item, StoreError> {
     item.insert("state".into(), s(stored.state().as_str()));
     item.insert("program".into(), s(stored.program.as_str()));
     item.insert("source".into(), s(stored.source.as_str()));
+    // The sparse `waiting` index holds only requests waiting for enrollment.
+    if stored.state() == StatusKind::AwaitingEnrollment {
+        item.insert(
+            tables::WAIT_PK.into(),
+            s(format!("WAIT#{}", stored.program)),
+        );
+        item.insert(
+            tables::WAIT_SK.into(),
+            s(format!("{}#{}", stored.received_at.to_rfc3339(), stored.id)),
+        );
+        item.insert("recipient".into(), s(stored.recipient.id.as_str()));
+    }
     Ok(item)
 }
 
@@ -141,6 +156,50 @@ impl RequestUpdate for DynamoRequestStore {
                 }
                 other => Err(unavailable(other)),
             },
+        }
+    }
+}
+
+#[async_trait]
+impl WaitingForEnrollment for DynamoRequestStore {
+    async fn awaiting_enrollment(
+        &self,
+        program: &ProgramId,
+        recipient: Option<&RecipientId>,
+    ) -> Result<Vec<RequestId>, StoreError> {
+        let mut ids = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(tables::WAITING_INDEX)
+                .key_condition_expression("wait_pk = :pk")
+                .expression_attribute_values(":pk", s(format!("WAIT#{program}")))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| unavailable(e.into_service_error()))?;
+            for item in page.items() {
+                let read =
+                    |name| get_s(item, name).map_err(|e| StoreError::Unavailable(e.to_string()));
+                if recipient.is_some_and(|r| read("recipient").ok() != Some(r.as_str())) {
+                    continue;
+                }
+                let pk = read(item::PK)?;
+                let id = pk
+                    .strip_prefix("REQ#")
+                    .and_then(|id| RequestId::parse(id).ok())
+                    .ok_or_else(|| {
+                        StoreError::Unavailable(format!("malformed request key {pk}"))
+                    })?;
+                ids.push(id);
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => return Ok(ids),
+            }
         }
     }
 }

@@ -9,8 +9,14 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
 };
+
+/// The sparse index of requests waiting for enrollment, by program.
+pub const WAITING_INDEX: &str = "waiting";
+pub const WAIT_PK: &str = "wait_pk";
+pub const WAIT_SK: &str = "wait_sk";
 
 /// Creates the ledger table if it does not exist yet.
 pub async fn create_ledger_table(client: &Client, name: &str) -> Result<(), String> {
@@ -28,6 +34,18 @@ pub async fn create_ledger_table(client: &Client, name: &str) -> Result<(), Stri
             .build()
             .map_err(|e| e.to_string())
     };
+    let waiting = GlobalSecondaryIndex::builder()
+        .index_name(WAITING_INDEX)
+        .key_schema(key(WAIT_PK, KeyType::Hash)?)
+        .key_schema(key(WAIT_SK, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .non_key_attributes("recipient")
+                .build(),
+        )
+        .build()
+        .map_err(|e| e.to_string())?;
     let created = client
         .create_table()
         .table_name(name)
@@ -36,6 +54,9 @@ pub async fn create_ledger_table(client: &Client, name: &str) -> Result<(), Stri
         .key_schema(key("sk", KeyType::Range)?)
         .attribute_definitions(attribute("pk")?)
         .attribute_definitions(attribute("sk")?)
+        .attribute_definitions(attribute(WAIT_PK)?)
+        .attribute_definitions(attribute(WAIT_SK)?)
+        .global_secondary_indexes(waiting)
         .send()
         .await;
     match created {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pointsflow_aws::{
-    DynamoLedger, DynamoProgramStore, DynamoRequestStore, SqsPublisher, emulator, tables,
+    DynamoEnrollments, DynamoLedger, DynamoProgramStore, DynamoRequestStore, SqsPublisher,
+    emulator, tables,
 };
 use pointsflow_core::ports::{PipelineMessage, ProgramStore, Publish};
 
@@ -43,6 +44,20 @@ async fn the_dynamodb_program_store_conforms() {
     let (client, table) = dynamodb().await;
     let store: Arc<dyn ProgramStore> = Arc::new(DynamoProgramStore::new(client, table));
     pointsflow_conformance::programs::run_all(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamodb_enrollments_conform() {
+    let (client, table) = dynamodb().await;
+    let store = Arc::new(DynamoRequestStore::new(client.clone(), &table));
+    let suite = pointsflow_conformance::enrollment::Enrollment {
+        links: Arc::new(DynamoEnrollments::new(client, table)),
+        create: store.clone(),
+        get: store.clone(),
+        update: store.clone(),
+        waiting: store,
+    };
+    pointsflow_conformance::enrollment::run_all(&suite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

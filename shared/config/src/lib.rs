@@ -139,6 +139,18 @@ pub struct SandboxSettings {
     pub api_key: String,
     /// How long the sandbox's "timeout" magic amount takes to answer.
     pub slow_response_ms: u64,
+    /// Accounts at the sandbox airline besides the enrolled `[[members]]`:
+    /// people who can be linked (and validated) later.
+    pub members: Vec<SandboxAccount>,
+}
+
+/// An account at the sandbox partner.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxAccount {
+    pub member_number: String,
+    pub first_name: String,
+    pub last_name: String,
 }
 
 impl Default for SandboxSettings {
@@ -146,6 +158,7 @@ impl Default for SandboxSettings {
         Self {
             api_key: "sandbox-partner-key".into(),
             slow_response_ms: 5_000,
+            members: Vec::new(),
         }
     }
 }
@@ -451,6 +464,7 @@ impl Config {
                     member: self.member_number(m).ok()?,
                     first_name: m.first_name.clone(),
                     last_name: m.last_name.clone(),
+                    validation: None,
                 })
             })
             .collect()

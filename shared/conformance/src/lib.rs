@@ -10,6 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod enrollment;
 pub mod ledger;
 pub mod programs;
 pub mod queue;

@@ -33,3 +33,66 @@ pub enum CreditOutcome {
     /// Timeout, 5xx, connection failure: the credit may or may not have happened.
     Unknown { detail: String },
 }
+
+/// A member validation: does the partner know this member number with these
+/// names, in this program?
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberCheck {
+    pub member: MemberNumber,
+    pub first_name: String,
+    pub last_name: String,
+    pub partner_program: String,
+    #[serde(skip)]
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// The partner's answer to a member validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberCheckOutcome {
+    Valid,
+    /// Unknown member, names that do not match, a closed account: the
+    /// partner's code and sentence.
+    Invalid(Reason),
+    /// No answer (timeout, 5xx): ask again later.
+    Unknown {
+        detail: String,
+    },
+}
+
+/// A person's name as partners compare it: letters and digits only, upper
+/// case, Latin accents removed, so `  José  O'Brien-Smith` and
+/// `JOSE OBRIENSMITH` are the same name.
+pub fn normalise_name(name: &str) -> String {
+    name.chars()
+        .flat_map(char::to_uppercase)
+        .map(|c| match c {
+            'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' | 'Ā' => 'A',
+            'Ç' | 'Ć' | 'Č' => 'C',
+            'È' | 'É' | 'Ê' | 'Ë' | 'Ē' | 'Ę' | 'Ě' => 'E',
+            'Ì' | 'Í' | 'Î' | 'Ï' | 'Ī' => 'I',
+            'Ñ' | 'Ń' | 'Ň' => 'N',
+            'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' | 'Ø' | 'Ō' => 'O',
+            'Ù' | 'Ú' | 'Û' | 'Ü' | 'Ū' | 'Ů' => 'U',
+            'Ý' | 'Ÿ' => 'Y',
+            'Š' | 'Ś' => 'S',
+            'Ž' | 'Ź' | 'Ż' => 'Z',
+            'Ł' => 'L',
+            'Ř' => 'R',
+            other => other,
+        })
+        .filter(|c| c.is_alphanumeric())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_name;
+
+    #[test]
+    fn names_compare_without_case_spacing_punctuation_or_accents() {
+        assert_eq!(normalise_name("  José  O'Brien-Smith "), "JOSEOBRIENSMITH");
+        assert_eq!(normalise_name("jose obriensmith"), "JOSEOBRIENSMITH");
+        assert_eq!(normalise_name("Łukasz Żółć"), "LUKASZZOLC");
+        assert_ne!(normalise_name("Ada"), normalise_name("Adam"));
+    }
+}

@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::{AccountId, Applied, Balance, Entry, LedgerError};
-use crate::partner::{CreditInstruction, CreditOutcome};
+use crate::partner::{CreditInstruction, CreditOutcome, MemberCheck, MemberCheckOutcome};
 use crate::program::Program;
-use crate::request::PointsRequest;
+use crate::request::{PointsRequest, Reason};
 use crate::values::{
     MemberNumber, OperatorId, PartnerReference, ProgramId, RecipientId, RequestId,
 };
@@ -112,6 +112,9 @@ pub trait PartnerConnector: Send + Sync {
         reference: &PartnerReference,
         timeout: Option<Duration>,
     ) -> CreditOutcome;
+
+    /// Whether the partner knows the member with these names.
+    async fn validate_member(&self, check: &MemberCheck) -> MemberCheckOutcome;
 }
 
 /// Programs as currently configured. Reads are cheap and synchronous: the
@@ -120,6 +123,9 @@ pub trait PartnerConnector: Send + Sync {
 #[async_trait]
 pub trait ProgramCatalog: Send + Sync {
     fn program(&self, id: &ProgramId) -> Option<Arc<Program>>;
+
+    /// Every program in the snapshot.
+    fn programs(&self) -> Vec<Arc<Program>>;
 
     /// Reloads the snapshot if it is stale. On an error the last snapshot stays.
     async fn refresh(&self) -> Result<(), StoreError> {
@@ -156,6 +162,20 @@ pub struct MemberLink {
     pub member: MemberNumber,
     pub first_name: String,
     pub last_name: String,
+    /// What the partner said of this member and these names, once asked
+    /// (before the first reservation for the link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<MemberValidation>,
+}
+
+/// The partner's answer to a member validation, kept on the link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberValidation {
+    pub valid: bool,
+    /// The partner's reason when not valid, e.g. `name_mismatch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    pub at: DateTime<Utc>,
 }
 
 #[async_trait]
@@ -165,4 +185,33 @@ pub trait Enrollments: Send + Sync {
         program: &ProgramId,
         recipient: &RecipientId,
     ) -> Result<Option<MemberLink>, StoreError>;
+
+    /// Stores the link, replacing the recipient's previous one in the program.
+    async fn put_link(&self, link: &MemberLink) -> Result<(), StoreError>;
+
+    /// Stores `link` with its validation only if the link stored now (if
+    /// any) is still to the same member with the same names; `false` when
+    /// the recipient was linked anew meanwhile.
+    async fn record_validation(&self, link: &MemberLink) -> Result<bool, StoreError>;
+}
+
+impl MemberLink {
+    /// Whether `other` links the same member under the same names.
+    pub fn same_member(&self, other: &MemberLink) -> bool {
+        self.member == other.member
+            && self.first_name == other.first_name
+            && self.last_name == other.last_name
+    }
+}
+
+/// The requests waiting for a recipient's enrollment in a program.
+#[async_trait]
+pub trait WaitingForEnrollment: Send + Sync {
+    /// The ids of the requests in `awaiting_enrollment` for `recipient` in
+    /// `program` (every recipient when `None`), oldest first.
+    async fn awaiting_enrollment(
+        &self,
+        program: &ProgramId,
+        recipient: Option<&RecipientId>,
+    ) -> Result<Vec<RequestId>, StoreError>;
 }

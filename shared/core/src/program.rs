@@ -310,6 +310,11 @@ pub struct Program {
     /// Points one recipient may earn in a calendar month of the program's time zone.
     #[serde(default)]
     pub monthly_cap_per_recipient: Option<Points>,
+    /// A request for a recipient with no member link waits this many hours
+    /// in `awaiting_enrollment` (linking the recipient releases it), then is
+    /// rejected (`enrollment_timed_out`); absent: rejected at once (`not_enrolled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_for_enrollment_hours: Option<u32>,
     /// Requests for more points than this wait in `awaiting_approval` for an operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_threshold: Option<Points>,
@@ -670,6 +675,15 @@ impl Program {
         }
         if self.max_points_per_request.is_some_and(Points::is_zero) {
             return Err(err("max_points_per_request", "must be greater than 0"));
+        }
+        if self
+            .wait_for_enrollment_hours
+            .is_some_and(|h| !(1..=8760).contains(&h))
+        {
+            return Err(err(
+                "wait_for_enrollment_hours",
+                "must be 1 to 8760 (a year); leave it out to reject at once",
+            ));
         }
         if self.approval_threshold.is_some_and(Points::is_zero) {
             return Err(err(

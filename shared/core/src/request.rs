@@ -68,6 +68,10 @@ pub enum Status {
     AwaitingApproval {
         reason: Reason,
     },
+    /// The recipient has no member account linked yet; linking one releases it.
+    AwaitingEnrollment {
+        reason: Reason,
+    },
     Reserved,
     Scheduled {
         window: String,
@@ -89,6 +93,7 @@ pub enum StatusKind {
     Received,
     Rejected,
     AwaitingApproval,
+    AwaitingEnrollment,
     Reserved,
     Scheduled,
     Dispatching,
@@ -100,10 +105,11 @@ pub enum StatusKind {
 }
 
 impl StatusKind {
-    pub const ALL: [StatusKind; 11] = [
+    pub const ALL: [StatusKind; 12] = [
         StatusKind::Received,
         StatusKind::Rejected,
         StatusKind::AwaitingApproval,
+        StatusKind::AwaitingEnrollment,
         StatusKind::Reserved,
         StatusKind::Scheduled,
         StatusKind::Dispatching,
@@ -119,6 +125,7 @@ impl StatusKind {
             StatusKind::Received => "received",
             StatusKind::Rejected => "rejected",
             StatusKind::AwaitingApproval => "awaiting_approval",
+            StatusKind::AwaitingEnrollment => "awaiting_enrollment",
             StatusKind::Reserved => "reserved",
             StatusKind::Scheduled => "scheduled",
             StatusKind::Dispatching => "dispatching",
@@ -138,7 +145,10 @@ impl StatusKind {
         use StatusKind::*;
         matches!(
             (self, to),
-            (Received, Rejected | AwaitingApproval | Reserved)
+            (
+                Received,
+                Rejected | AwaitingApproval | AwaitingEnrollment | Reserved
+            ) | (AwaitingEnrollment, Rejected | AwaitingApproval | Reserved)
                 | (AwaitingApproval, Reserved | Rejected)
                 | (Reserved, Scheduled | Dispatching)
                 | (Scheduled, Dispatching)
@@ -170,6 +180,7 @@ impl Status {
             Status::Received => StatusKind::Received,
             Status::Rejected { .. } => StatusKind::Rejected,
             Status::AwaitingApproval { .. } => StatusKind::AwaitingApproval,
+            Status::AwaitingEnrollment { .. } => StatusKind::AwaitingEnrollment,
             Status::Reserved => StatusKind::Reserved,
             Status::Scheduled { .. } => StatusKind::Scheduled,
             Status::Dispatching => StatusKind::Dispatching,
@@ -185,7 +196,8 @@ impl Status {
         match self {
             Status::Rejected { reason }
             | Status::Failed { reason }
-            | Status::AwaitingApproval { reason } => Some(reason),
+            | Status::AwaitingApproval { reason }
+            | Status::AwaitingEnrollment { reason } => Some(reason),
             _ => None,
         }
     }
@@ -371,7 +383,10 @@ mod tests {
         match kind {
             StatusKind::Received => Status::Received,
             StatusKind::Rejected => Status::Rejected { reason },
-            StatusKind::AwaitingApproval => Status::AwaitingApproval { reason },
+            StatusKind::AwaitingApproval => Status::AwaitingApproval {
+                reason: reason.clone(),
+            },
+            StatusKind::AwaitingEnrollment => Status::AwaitingEnrollment { reason },
             StatusKind::Reserved => Status::Reserved,
             StatusKind::Scheduled => Status::Scheduled { window: "w".into() },
             StatusKind::Dispatching => Status::Dispatching,
@@ -388,6 +403,10 @@ mod tests {
         &[
             (Received, Rejected),
             (Received, AwaitingApproval),
+            (Received, AwaitingEnrollment),
+            (AwaitingEnrollment, Rejected),
+            (AwaitingEnrollment, AwaitingApproval),
+            (AwaitingEnrollment, Reserved),
             (Received, Reserved),
             (AwaitingApproval, Reserved),
             (AwaitingApproval, Rejected),

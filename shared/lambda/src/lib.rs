@@ -17,11 +17,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pointsflow_aws::{DynamoLedger, DynamoProgramStore, DynamoRequestStore, SqsPublisher};
+use pointsflow_aws::{
+    DynamoEnrollments, DynamoLedger, DynamoProgramStore, DynamoRequestStore, SqsPublisher,
+};
 use pointsflow_config::{Config, PartnerKind};
 use pointsflow_core::ports::PartnerConnector;
 use pointsflow_core::values::PartnerId;
-use pointsflow_memory::StaticEnrollments;
+use pointsflow_memory::LayeredEnrollments;
 use pointsflow_partners::{RestConnector, RestConnectorConfig};
 use pointsflow_runtime::catalog::LiveCatalog;
 
@@ -160,8 +162,12 @@ impl Wiring {
         Ok(Arc::new(catalog))
     }
 
-    pub fn enrollments(&self) -> Arc<StaticEnrollments> {
-        Arc::new(StaticEnrollments::new(self.config.member_links()))
+    /// The configuration's member links, under those linked since.
+    pub fn enrollments(&self) -> Arc<LayeredEnrollments> {
+        Arc::new(LayeredEnrollments::new(
+            self.config.member_links(),
+            Arc::new(DynamoEnrollments::new(self.dynamodb.clone(), &self.table)),
+        ))
     }
 
     /// The REST connectors of the configured partners. The sandbox partner

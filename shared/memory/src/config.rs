@@ -2,7 +2,7 @@
 //! and the programs operators apply.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use pointsflow_core::ports::{
@@ -25,16 +25,16 @@ impl StaticCatalog {
                 .collect(),
         }
     }
-
-    pub fn all(&self) -> impl Iterator<Item = &Arc<Program>> {
-        self.programs.values()
-    }
 }
 
 #[async_trait]
 impl ProgramCatalog for StaticCatalog {
     fn program(&self, id: &ProgramId) -> Option<Arc<Program>> {
         self.programs.get(id).cloned()
+    }
+
+    fn programs(&self) -> Vec<Arc<Program>> {
+        self.programs.values().cloned().collect()
     }
 }
 
@@ -74,32 +74,98 @@ impl ProgramStore for MemoryProgramStore {
     }
 }
 
+/// Member links in memory: the configuration's `[[members]]`, and those
+/// linked since (`PUT /v1/programs/{program}/members/{recipient}`).
 #[derive(Debug, Default)]
-pub struct StaticEnrollments {
-    links: HashMap<(ProgramId, RecipientId), MemberLink>,
+pub struct MemoryEnrollments {
+    links: RwLock<HashMap<(ProgramId, RecipientId), MemberLink>>,
 }
 
-impl StaticEnrollments {
+impl MemoryEnrollments {
     pub fn new(links: impl IntoIterator<Item = MemberLink>) -> Self {
         Self {
-            links: links
-                .into_iter()
-                .map(|l| ((l.program.clone(), l.recipient.clone()), l))
-                .collect(),
+            links: RwLock::new(
+                links
+                    .into_iter()
+                    .map(|l| ((l.program.clone(), l.recipient.clone()), l))
+                    .collect(),
+            ),
         }
     }
 }
 
+fn poisoned() -> StoreError {
+    StoreError::Unavailable("the enrollment lock is poisoned".into())
+}
+
 #[async_trait]
-impl Enrollments for StaticEnrollments {
+impl Enrollments for MemoryEnrollments {
     async fn member_link(
         &self,
         program: &ProgramId,
         recipient: &RecipientId,
     ) -> Result<Option<MemberLink>, StoreError> {
-        Ok(self
-            .links
-            .get(&(program.clone(), recipient.clone()))
-            .cloned())
+        let links = self.links.read().map_err(|_| poisoned())?;
+        Ok(links.get(&(program.clone(), recipient.clone())).cloned())
+    }
+
+    async fn put_link(&self, link: &MemberLink) -> Result<(), StoreError> {
+        let mut links = self.links.write().map_err(|_| poisoned())?;
+        links.insert((link.program.clone(), link.recipient.clone()), link.clone());
+        Ok(())
+    }
+
+    async fn record_validation(&self, link: &MemberLink) -> Result<bool, StoreError> {
+        let mut links = self.links.write().map_err(|_| poisoned())?;
+        let key = (link.program.clone(), link.recipient.clone());
+        if links
+            .get(&key)
+            .is_some_and(|stored| !stored.same_member(link))
+        {
+            return Ok(false);
+        }
+        links.insert(key, link.clone());
+        Ok(true)
+    }
+}
+
+/// The configuration's links under a store's: a link stored since (a new
+/// one, or a configured one with its validation) wins.
+pub struct LayeredEnrollments {
+    configured: MemoryEnrollments,
+    store: Arc<dyn Enrollments>,
+}
+
+impl LayeredEnrollments {
+    pub fn new(
+        configured: impl IntoIterator<Item = MemberLink>,
+        store: Arc<dyn Enrollments>,
+    ) -> Self {
+        Self {
+            configured: MemoryEnrollments::new(configured),
+            store,
+        }
+    }
+}
+
+#[async_trait]
+impl Enrollments for LayeredEnrollments {
+    async fn member_link(
+        &self,
+        program: &ProgramId,
+        recipient: &RecipientId,
+    ) -> Result<Option<MemberLink>, StoreError> {
+        match self.store.member_link(program, recipient).await? {
+            Some(link) => Ok(Some(link)),
+            None => self.configured.member_link(program, recipient).await,
+        }
+    }
+
+    async fn put_link(&self, link: &MemberLink) -> Result<(), StoreError> {
+        self.store.put_link(link).await
+    }
+
+    async fn record_validation(&self, link: &MemberLink) -> Result<bool, StoreError> {
+        self.store.record_validation(link).await
     }
 }

@@ -11,7 +11,7 @@ mod queue;
 mod replay;
 mod store;
 
-pub use config::{MemoryProgramStore, StaticCatalog, StaticEnrollments};
+pub use config::{LayeredEnrollments, MemoryEnrollments, MemoryProgramStore, StaticCatalog};
 pub use ledger::{LedgerSnapshot, MemoryLedger};
 pub use mapping::{EventSourceMapping, MappingConfig};
 pub use queue::{MemoryQueue, QueueConfig, QueueError, ReceivedMessage};

@@ -23,3 +23,16 @@ async fn the_embedded_program_store_conforms() {
         Arc::new(pointsflow_memory::MemoryProgramStore::new());
     pointsflow_conformance::programs::run_all(&store).await;
 }
+
+#[tokio::test]
+async fn the_embedded_enrollments_conform() {
+    let store = Arc::new(MemoryRequestStore::new());
+    let suite = pointsflow_conformance::enrollment::Enrollment {
+        links: Arc::new(pointsflow_memory::MemoryEnrollments::default()),
+        create: store.clone(),
+        get: store.clone(),
+        update: store.clone(),
+        waiting: store,
+    };
+    pointsflow_conformance::enrollment::run_all(&suite).await;
+}

@@ -5,13 +5,15 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pointsflow_core::partner::{CreditInstruction, CreditOutcome};
+use pointsflow_core::partner::{CreditInstruction, CreditOutcome, MemberCheck, MemberCheckOutcome};
 use pointsflow_core::ports::PartnerConnector;
 use pointsflow_core::request::Reason;
 use pointsflow_core::values::PartnerReference;
 use reqwest::StatusCode;
 
-use crate::wire::{Credit, CreditRequest, CreditStatus, ErrorBody};
+use crate::wire::{
+    Credit, CreditRequest, CreditStatus, ErrorBody, MemberValidation, ValidateMemberRequest,
+};
 
 #[derive(Debug, Clone)]
 pub struct RestConnectorConfig {
@@ -158,6 +160,49 @@ impl PartnerConnector for RestConnector {
         match sent {
             Ok(response) => read(response, Call::Credit).await,
             Err(e) => transport_error(&e),
+        }
+    }
+
+    #[tracing::instrument(skip(self, check), fields(member = %check.member))]
+    async fn validate_member(&self, check: &MemberCheck) -> MemberCheckOutcome {
+        let body = ValidateMemberRequest {
+            member_number: check.member.to_string(),
+            first_name: check.first_name.clone(),
+            last_name: check.last_name.clone(),
+            program: check.partner_program.clone(),
+        };
+        let sent = self
+            .http
+            .post(self.url("/v1/members/validate"))
+            .bearer_auth(&self.config.api_key)
+            .timeout(self.timeout(check.timeout))
+            .json(&body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                return MemberCheckOutcome::Unknown {
+                    detail: format!("member validation: {e}"),
+                };
+            }
+        };
+        let status = response.status();
+        if status != StatusCode::OK {
+            return MemberCheckOutcome::Unknown {
+                detail: format!("member validation answered {status}"),
+            };
+        }
+        match response.json::<MemberValidation>().await {
+            Ok(v) if v.valid => MemberCheckOutcome::Valid,
+            Ok(v) => MemberCheckOutcome::Invalid(Reason::new(
+                &format!("partner_{}", v.code.as_deref().unwrap_or("member_invalid")),
+                v.message
+                    .unwrap_or_else(|| "the partner does not accept this member".into()),
+            )),
+            Err(e) => MemberCheckOutcome::Unknown {
+                detail: format!("member validation: unreadable answer: {e}"),
+            },
         }
     }
 

@@ -16,7 +16,11 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
-use crate::wire::{Credit, CreditRequest, CreditStatus, ErrorBody, Statement};
+use crate::wire::{
+    Credit, CreditRequest, CreditStatus, ErrorBody, MemberValidation, Statement,
+    ValidateMemberRequest,
+};
+use pointsflow_core::partner::normalise_name;
 
 /// Point amounts that make the sandbox misbehave, as partners' sandboxes do.
 pub mod magic {
@@ -392,6 +396,42 @@ impl Sandbox {
     }
 }
 
+/// `POST /v1/members/validate`: the member must exist and the names match
+/// after normalisation (case, spacing, punctuation and accents ignored).
+async fn validate_member(
+    State(state): State<Arc<Sandbox>>,
+    headers: HeaderMap,
+    Json(req): Json<ValidateMemberRequest>,
+) -> Response {
+    if !authorised(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "bad API key");
+    }
+    let invalid = |code: &str, message: String| MemberValidation {
+        valid: false,
+        code: Some(code.into()),
+        message: Some(message),
+    };
+    let number = req.member_number.trim().to_ascii_uppercase();
+    let answer = match state.members.get(number.as_str()) {
+        None => invalid("unknown_member", format!("no member {number}")),
+        Some(m)
+            if normalise_name(&m.first_name) != normalise_name(&req.first_name)
+                || normalise_name(&m.last_name) != normalise_name(&req.last_name) =>
+        {
+            invalid(
+                "name_mismatch",
+                format!("the names given do not match member {number}'s"),
+            )
+        }
+        Some(_) => MemberValidation {
+            valid: true,
+            code: None,
+            message: None,
+        },
+    };
+    (StatusCode::OK, Json(answer)).into_response()
+}
+
 impl SandboxPartner {
     /// Binds `addr` (port 0 for any free port) and serves until `shutdown` resolves.
     pub async fn start(
@@ -417,6 +457,7 @@ impl SandboxPartner {
         let app = Router::new()
             .route("/v1/credits", post(create_credit))
             .route("/v1/credits/{reference}", get(get_credit))
+            .route("/v1/members/validate", post(validate_member))
             .route("/v1/statement", get(statement))
             .route("/v1/stats", get(stats))
             .with_state(state.clone());

@@ -47,3 +47,24 @@ pub struct ErrorBody {
 pub struct Statement {
     pub credits: Vec<Credit>,
 }
+
+/// `POST /v1/members/validate`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateMemberRequest {
+    pub member_number: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub program: String,
+}
+
+/// The answer to a member validation (200): valid, or why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberValidation {
+    pub valid: bool,
+    /// When not valid: `unknown_member`, `name_mismatch`, `member_closed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

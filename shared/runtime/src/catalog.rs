@@ -92,20 +92,19 @@ impl LiveCatalog {
         };
         Ok(())
     }
-
-    /// Every program as the catalog has it now.
-    pub fn all(&self) -> Vec<Arc<Program>> {
-        self.snapshot
-            .read()
-            .map(|s| s.programs.values().cloned().collect())
-            .unwrap_or_default()
-    }
 }
 
 #[async_trait]
 impl ProgramCatalog for LiveCatalog {
     fn program(&self, id: &ProgramId) -> Option<Arc<Program>> {
         self.snapshot.read().ok()?.programs.get(id).cloned()
+    }
+
+    fn programs(&self) -> Vec<Arc<Program>> {
+        self.snapshot
+            .read()
+            .map(|s| s.programs.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     async fn refresh(&self) -> Result<(), StoreError> {

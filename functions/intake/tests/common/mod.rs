@@ -30,6 +30,7 @@ pub fn program(id: &str, points: PointsRule) -> Program {
         member_format: None,
         daily_cap_per_recipient: None,
         approval_threshold: None,
+        wait_for_enrollment_hours: None,
         time_zone: pointsflow_core::program::Tz::UTC,
         monthly_cap_per_recipient: None,
         budget: Points::new(1_000_000).unwrap(),

@@ -1,0 +1,117 @@
+//! Enrollment: member links read back as written and replaced whole, and the
+//! requests waiting for a recipient's enrollment found by program and
+//! recipient, and only while they wait.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use pointsflow_core::ports::{
+    Enrollments, MemberLink, MemberValidation, RequestCreate, RequestGet, RequestUpdate,
+    WaitingForEnrollment,
+};
+use pointsflow_core::request::{Reason, Status};
+use pointsflow_core::values::{MemberNumber, ProgramId, RecipientId};
+
+use crate::{request, t0};
+
+/// An adapter's enrollments and the request store beside them.
+pub struct Enrollment {
+    pub links: Arc<dyn Enrollments>,
+    pub create: Arc<dyn RequestCreate>,
+    pub get: Arc<dyn RequestGet>,
+    pub update: Arc<dyn RequestUpdate>,
+    pub waiting: Arc<dyn WaitingForEnrollment>,
+}
+
+pub async fn run_all(e: &Enrollment) {
+    links_are_replaced_whole(e).await;
+    waiting_requests_are_found_while_they_wait(e).await;
+}
+
+fn link(recipient: &str, member: &str) -> MemberLink {
+    MemberLink {
+        program: ProgramId::parse("p").unwrap(),
+        recipient: RecipientId::parse(recipient).unwrap(),
+        member: MemberNumber::parse(member).unwrap(),
+        first_name: "Grace".into(),
+        last_name: "Hopper".into(),
+        validation: None,
+    }
+}
+
+pub async fn links_are_replaced_whole(e: &Enrollment) {
+    let program = ProgramId::parse("p").unwrap();
+    let who = RecipientId::parse("E-1").unwrap();
+    assert_eq!(e.links.member_link(&program, &who).await.unwrap(), None);
+    let first = link("E-1", "SKY1000009");
+    e.links.put_link(&first).await.unwrap();
+    assert_eq!(
+        e.links.member_link(&program, &who).await.unwrap(),
+        Some(first)
+    );
+    let mut second = link("E-1", "SKY2000002");
+    second.validation = Some(MemberValidation {
+        valid: false,
+        reason: Some(Reason::new("name_mismatch", "the names do not match")),
+        at: t0(),
+    });
+    e.links.put_link(&second).await.unwrap();
+    assert_eq!(
+        e.links.member_link(&program, &who).await.unwrap(),
+        Some(second)
+    );
+}
+
+pub async fn waiting_requests_are_found_while_they_wait(e: &Enrollment) {
+    let program = ProgramId::parse("p").unwrap();
+    let mut ids = Vec::new();
+    for (i, recipient) in ["W-1", "W-2", "W-1"].iter().enumerate() {
+        let mut r = request(&format!("waiting-{i}"));
+        r.recipient.id = RecipientId::parse(recipient).unwrap();
+        r.received_at = t0() + Duration::seconds(i as i64);
+        e.create.create(&r).await.unwrap();
+        r.transition(
+            Status::AwaitingEnrollment {
+                reason: Reason::new("awaiting_enrollment", "no member link"),
+            },
+            t0(),
+            "waiting",
+        )
+        .unwrap();
+        r.version = e.update.update(&r).await.unwrap();
+        ids.push(r);
+    }
+    let w1 = RecipientId::parse("W-1").unwrap();
+    let found = e
+        .waiting
+        .awaiting_enrollment(&program, Some(&w1))
+        .await
+        .unwrap();
+    assert_eq!(
+        found,
+        vec![ids[0].id.clone(), ids[2].id.clone()],
+        "W-1's, oldest first"
+    );
+    let all = e.waiting.awaiting_enrollment(&program, None).await.unwrap();
+    assert_eq!(all.len(), 3, "{all:?}");
+    // Released: no longer waiting.
+    let mut released = e.get.get(&ids[0].id).await.unwrap().unwrap();
+    released
+        .transition(Status::Reserved, t0(), "linked")
+        .unwrap();
+    e.update.update(&released).await.unwrap();
+    let found = e
+        .waiting
+        .awaiting_enrollment(&program, Some(&w1))
+        .await
+        .unwrap();
+    assert_eq!(found, vec![ids[2].id.clone()]);
+    let other = ProgramId::parse("q").unwrap();
+    assert!(
+        e.waiting
+            .awaiting_enrollment(&other, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
