@@ -10,7 +10,11 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use pointsflow_core::ledger::AccountId;
 use pointsflow_core::ports::LedgerRead;
 use pointsflow_core::values::{ProgramId, RequestId};
-use pointsflow_tests::{ADA, AwsTestStack, deal, opportunity, outbound_message, spawn_aws_stack};
+use pointsflow_local::client::ApiClient;
+use pointsflow_local::config::{EXAMPLE_PROGRAMS, ProgramFile};
+use pointsflow_tests::{
+    ADA, AwsTestStack, OPERATOR_KEY, deal, opportunity, outbound_message, spawn_aws_stack,
+};
 use serde_json::json;
 
 async fn messages_in(t: &AwsTestStack, url: &str) -> u64 {
@@ -221,4 +225,61 @@ async fn concurrent_requests_never_overspend_in_dynamodb() {
         (50, 5_000)
     );
     t.stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn programs_applied_and_members_linked_live_in_dynamodb() {
+    let t = spawn_aws_stack(|c| {
+        c.program_refresh_ms = 50;
+        c.waiting_sweep_ms = 3_600_000;
+        c.programs[0].wait_for_enrollment_hours = Some(72);
+    })
+    .await;
+    let ops = ApiClient::new(&t.base, OPERATOR_KEY);
+    // Waiting for enrollment, found through the table's sparse index and
+    // released by the link.
+    let waiting = t.accept("aws-enrol-1", &deal("005GRACE", "10000.00")).await;
+    t.wait_for(&waiting, &["awaiting_enrollment"]).await;
+    let linked = ops
+        .link_member(
+            "sales-incentive",
+            "005GRACE",
+            "SKY1000005",
+            "Grace",
+            "Hopper",
+        )
+        .await
+        .unwrap();
+    assert_eq!(linked["released"], 1);
+    t.wait_for(&waiting, &["credited"]).await;
+    let shown = ops
+        .get_path("/v1/programs/sales-incentive/members/005GRACE")
+        .await
+        .unwrap();
+    assert_eq!(
+        shown["validation"]["valid"], true,
+        "the validation is kept in DynamoDB"
+    );
+
+    // A revision applied over the API, stored in DynamoDB, reaches eligibility.
+    let richer = EXAMPLE_PROGRAMS.replacen("per = \"100\"", "per = \"50\"", 1);
+    let applied = ops
+        .apply_programs(&ProgramFile::parse(&richer).unwrap(), false)
+        .await
+        .unwrap();
+    assert_eq!(applied[0].to, Some(1));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = t.accept("aws-prog-1", &deal(ADA, "10000.00")).await;
+    assert_eq!(t.wait_for(&after, &["credited"]).await["points"], 400);
+    let listed = ops.programs().await.unwrap();
+    let sales = listed["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["program"]["id"] == "sales-incentive")
+        .unwrap()
+        .clone();
+    assert_eq!(sales["revision"], 1);
+    assert_eq!(sales["applied_by"], "ops-demo");
+    settle(&t).await;
 }

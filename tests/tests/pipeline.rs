@@ -1008,6 +1008,53 @@ prefix = "SKY""#,
     t.check_ledger();
 }
 
+#[tokio::test]
+async fn a_paused_program_that_holds_releases_its_requests_when_it_resumes() {
+    // Releases come from the resume itself: the sweep is far away.
+    let t = spawn_stack(|c| {
+        c.waiting_sweep_ms = 3_600_000;
+        c.program_refresh_ms = 50;
+    })
+    .await;
+    let ops = ApiClient::new(&t.base, OPERATOR_KEY);
+    let active = EXAMPLE_PROGRAMS.replacen(
+        "state = \"active\"",
+        "state = \"active\"\nwhen_paused = \"hold\"",
+        1,
+    );
+    let paused = active.replacen("state = \"active\"", "state = \"paused\"", 1);
+    ops.apply_programs(&ProgramFile::parse(&paused).unwrap(), false)
+        .await
+        .unwrap();
+    // The intake and eligibility catalogs reload every program_refresh_ms.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let api = &t.api;
+    let ids = join_all((0..5).map(|i| async move {
+        api.accept(&format!("hold-{i}"), &deal(ADA, "1000.00"))
+            .await
+    }))
+    .await;
+    for id in &ids {
+        let view = t.wait_for(id, &["held"]).await;
+        assert_eq!(view["reason"]["code"], "program_paused");
+        assert!(
+            view["ledger"].as_array().unwrap().is_empty(),
+            "held: nothing reserved"
+        );
+    }
+    let resumed = ops
+        .apply_programs(&ProgramFile::parse(&active).unwrap(), false)
+        .await
+        .unwrap();
+    assert_eq!(resumed[0].differences, ["state: \"paused\" -> \"active\""]);
+    for id in &ids {
+        let view = t.wait_for(id, &["credited"]).await;
+        assert!(states(&view).contains(&"held".to_owned()), "{view:#}");
+    }
+    t.settle().await;
+    t.check_ledger();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switching_to_scheduled_in_flight_puts_each_request_in_exactly_one_mode() {
     use std::time::{Duration, Instant};

@@ -105,6 +105,7 @@ impl Dispatch {
             other @ (StatusKind::Received
             | StatusKind::AwaitingApproval
             | StatusKind::AwaitingEnrollment
+            | StatusKind::Held
             | StatusKind::Scheduled) => {
                 return Err(RecordError::Poison(format!(
                     "a request in state {other} is not ready for dispatch"

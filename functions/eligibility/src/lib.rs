@@ -25,9 +25,9 @@ use pointsflow_core::ledger::{AccountId, Entry, EntryId, EntryKind, LedgerError}
 use pointsflow_core::partner::{MemberCheck, MemberCheckOutcome};
 use pointsflow_core::ports::{
     Clock, Enrollments, LedgerRead, LedgerWrite, MemberLink, MemberValidation, PartnerConnector,
-    PipelineMessage, ProgramCatalog, Publish, RequestGet, RequestUpdate, WaitingForEnrollment,
+    PipelineMessage, ProgramCatalog, Publish, RequestGet, RequestUpdate, WaitingRequests,
 };
-use pointsflow_core::program::{CapSpan, Evaluated, Program};
+use pointsflow_core::program::{CapSpan, Evaluated, Program, ProgramState, WhenPaused};
 use pointsflow_core::request::{PointsRequest, Reason, Status, StatusKind};
 use pointsflow_core::values::{MemberNumber, PartnerId, Points};
 use pointsflow_runtime::{RecordError, SqsHandler, load_request, process_batch_forwarding};
@@ -44,7 +44,7 @@ pub struct EligibilityPorts {
     pub enrollments: Arc<dyn Enrollments>,
     pub dispatch_queue: Arc<dyn Publish>,
     /// The requests waiting for enrollment, swept for expiry and links.
-    pub waiting: Arc<dyn WaitingForEnrollment>,
+    pub waiting: Arc<dyn WaitingRequests>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -54,6 +54,7 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 pub struct Eligibility {
     ports: EligibilityPorts,
+    sweep_every: Duration,
     last_sweep: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
@@ -139,14 +140,21 @@ impl Eligibility {
     pub fn new(ports: EligibilityPorts) -> Self {
         Self {
             ports,
+            sweep_every: SWEEP_EVERY,
             last_sweep: Arc::new(std::sync::Mutex::new(None)),
         }
     }
 
+    /// Another interval between sweeps of the waiting requests.
+    pub fn with_sweep_every(mut self, every: Duration) -> Self {
+        self.sweep_every = every;
+        self
+    }
+
     /// Decides again every request waiting for enrollment in a program that
-    /// waits: one whose recipient was linked (and whose release was missed)
-    /// goes on; one past its deadline is rejected (`enrollment_timed_out`).
-    /// Returns how many were looked at.
+    /// waits, and every request held by a program no longer paused: one
+    /// whose release was missed goes on; one past its enrollment deadline
+    /// is rejected (`enrollment_timed_out`). Returns how many were looked at.
     pub async fn sweep_waiting(&self) -> usize {
         let mut looked = 0;
         let mut forward = Vec::new();
@@ -157,7 +165,7 @@ impl Eligibility {
             let ids = match self
                 .ports
                 .waiting
-                .awaiting_enrollment(&program.id, None)
+                .waiting(&program.id, StatusKind::AwaitingEnrollment, None)
                 .await
             {
                 Ok(ids) => ids,
@@ -191,7 +199,7 @@ impl Eligibility {
         let Ok(mut last) = self.last_sweep.lock() else {
             return false;
         };
-        if last.is_some_and(|at| at.elapsed() < SWEEP_EVERY) {
+        if last.is_some_and(|at| at.elapsed() < self.sweep_every) {
             return false;
         }
         *last = Some(Instant::now());
@@ -225,8 +233,9 @@ impl Eligibility {
         let request = load_request(self.ports.get.as_ref(), &message.request_id).await?;
         match request.state() {
             StatusKind::Received => {}
-            // Released by a link, or swept: decide again (it may still wait).
-            StatusKind::AwaitingEnrollment => {}
+            // Released (a link, the program resuming), or swept: decide
+            // again (it may still wait).
+            StatusKind::AwaitingEnrollment | StatusKind::Held => {}
             // An operator approved it: reserve now.
             StatusKind::AwaitingApproval if request.is_approved() => {}
             // Reserved but not yet queued for dispatch (a crash, or a failed
@@ -279,6 +288,25 @@ impl Eligibility {
                 format!("program {} is not configured", request.program),
             )));
         };
+        let now = self.ports.clock.now();
+        let holds =
+            |p: &Program| p.state == ProgramState::Paused && p.when_paused == WhenPaused::Hold;
+        let program = if holds(&program) && request.state() == StatusKind::Held {
+            // Released because the program resumed: this copy of the
+            // programs may not know yet.
+            if let Err(e) = self.ports.programs.reload().await {
+                tracing::warn!(error = %e, "could not reload the programs");
+            }
+            self.ports
+                .programs
+                .program(&request.program)
+                .unwrap_or(program)
+        } else {
+            program
+        };
+        if holds(&program) {
+            return held(request, &program, now);
+        }
         let Evaluated {
             points,
             note: rule_note,
@@ -286,7 +314,6 @@ impl Eligibility {
             Ok(e) => e,
             Err(reason) => return Ok(Decision::Reject(reason)),
         };
-        let now = self.ports.clock.now();
         let link = self
             .ports
             .enrollments
@@ -434,7 +461,7 @@ impl Eligibility {
         // Re-read: the decision took time, and the stored version is the one to move.
         let mut request = load_request(self.ports.get.as_ref(), &message.request_id).await?;
         let open = match request.state() {
-            StatusKind::Received | StatusKind::AwaitingEnrollment => true,
+            StatusKind::Received | StatusKind::AwaitingEnrollment | StatusKind::Held => true,
             StatusKind::AwaitingApproval => request.is_approved(),
             _ => false,
         };
@@ -524,6 +551,30 @@ impl Eligibility {
         }
         Ok(())
     }
+}
+
+/// A request to a paused program that holds its requests: held until the
+/// program is active again (unchanged if it is held already).
+fn held(
+    mut request: PointsRequest,
+    program: &Program,
+    now: DateTime<Utc>,
+) -> Result<Decision, RecordError> {
+    if request.state() == StatusKind::Held {
+        return Ok(Decision::Unchanged);
+    }
+    let reason = Reason::new(
+        "program_paused",
+        format!(
+            "program {} is paused; the request is held until the program is active again",
+            program.id
+        ),
+    );
+    let detail = reason.message.clone();
+    request
+        .transition(Status::Held { reason }, now, detail)
+        .map_err(|e| RecordError::Retry(e.to_string()))?;
+    Ok(Decision::Wait(Box::new(request)))
 }
 
 /// A request whose recipient has no member link: rejected at once, or, if

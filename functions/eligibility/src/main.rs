@@ -12,6 +12,7 @@ async fn main() -> Result<(), Error> {
     pointsflow_lambda::init_tracing();
     let wiring = Wiring::from_env().await?;
     let (store, ledger) = (wiring.store(), wiring.ledger());
+    let sweep_every = std::time::Duration::from_millis(wiring.config.waiting_sweep_ms);
     let eligibility = Eligibility::new(EligibilityPorts {
         get: store.clone(),
         waiting: store.clone(),
@@ -23,7 +24,8 @@ async fn main() -> Result<(), Error> {
         enrollments: wiring.enrollments(),
         dispatch_queue: wiring.publisher(DISPATCH_QUEUE_URL)?,
         clock: Arc::new(SystemClock),
-    });
+    })
+    .with_sweep_every(sweep_every);
     let eligibility = &eligibility;
     run(service_fn(move |event: LambdaEvent<_>| {
         eligibility.handle(event)

@@ -18,7 +18,7 @@ use pointsflow_core::partner::{
 };
 use pointsflow_core::ports::{
     Clock, Enrollments, LedgerRead, LedgerWrite, MemberLink, PartnerConnector, RequestCreate,
-    RequestGet, RequestUpdate, StoreError, WaitingForEnrollment,
+    RequestGet, RequestUpdate, StoreError, WaitingRequests,
 };
 use pointsflow_core::program::{Destination, PointsRule, Program, ProgramState, TransferMode};
 use pointsflow_core::request::{
@@ -108,6 +108,7 @@ fn program(id: &str, state: ProgramState, budget: u64, cap: Option<u64>) -> Prog
         daily_cap_per_recipient: None,
         approval_threshold: None,
         wait_for_enrollment_hours: None,
+        when_paused: Default::default(),
         time_zone: pointsflow_core::program::Tz::UTC,
         monthly_cap_per_recipient: cap.map(|c| Points::new(c).unwrap()),
         budget: Points::new(budget).unwrap(),
@@ -427,7 +428,11 @@ async fn an_unlinked_recipient_waits_for_enrollment_until_linked_or_too_late() {
     // A delivery while still unlinked changes nothing.
     deliver(&first).await.unwrap();
     assert_eq!(state(&h, &first).await.version, 1);
-    let mut waiting = h.store.awaiting_enrollment(&program, None).await.unwrap();
+    let mut waiting = h
+        .store
+        .waiting(&program, StatusKind::AwaitingEnrollment, None)
+        .await
+        .unwrap();
     let mut expected = vec![first.id.clone(), late.id.clone()];
     waiting.sort();
     expected.sort();
@@ -452,7 +457,7 @@ async fn an_unlinked_recipient_waits_for_enrollment_until_linked_or_too_late() {
     );
     assert!(
         h.store
-            .awaiting_enrollment(&program, None)
+            .waiting(&program, StatusKind::AwaitingEnrollment, None)
             .await
             .unwrap()
             .is_empty()

@@ -29,10 +29,9 @@ use pointsflow_config::{Known, OperatorEntry, SourceEntry, SourceKind};
 use pointsflow_core::approval::ApprovalDecision;
 use pointsflow_core::ports::{
     Clock, Created, Enrollments, LedgerRead, PipelineMessage, ProgramCatalog, ProgramStore,
-    Publish, RequestCreate, RequestGet, RequestUpdate, StoreError, StoredProgram,
-    WaitingForEnrollment,
+    Publish, RequestCreate, RequestGet, RequestUpdate, StoreError, StoredProgram, WaitingRequests,
 };
-use pointsflow_core::program::Program;
+use pointsflow_core::program::{Program, ProgramState};
 use pointsflow_core::request::{PointsRequest, StatusKind};
 use pointsflow_core::values::{IdempotencyKey, ProgramId, RecipientId, RequestId};
 use serde::Serialize;
@@ -91,7 +90,7 @@ pub struct IntakePorts {
     pub programs: Arc<dyn ProgramCatalog>,
     pub program_store: Arc<dyn ProgramStore>,
     pub enrollments: Arc<dyn Enrollments>,
-    pub waiting: Arc<dyn WaitingForEnrollment>,
+    pub waiting: Arc<dyn WaitingRequests>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -666,6 +665,41 @@ impl Intake {
         })
     }
 
+    /// A program no longer paused releases the requests it held: they go
+    /// back to eligibility (which reloads the programs to see the change).
+    async fn release_held(&self, program: &Program) -> Result<(), Problem> {
+        if program.state == ProgramState::Paused {
+            return Ok(());
+        }
+        let unavailable = |what: String| {
+            tracing::error!(error = %what, "could not release the held requests");
+            Problem::unavailable(
+                "the program is applied but its held requests could not be released; apply it again",
+            )
+        };
+        let held = self
+            .ports
+            .waiting
+            .waiting(&program.id, StatusKind::Held, None)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let messages: Vec<PipelineMessage> = held
+            .into_iter()
+            .map(|request_id| PipelineMessage { request_id })
+            .collect();
+        for chunk in messages.chunks(10) {
+            self.ports
+                .eligibility_queue
+                .publish(chunk)
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+        }
+        if !messages.is_empty() {
+            tracing::info!(released = messages.len(), "held requests released");
+        }
+        Ok(())
+    }
+
     /// `GET /v1/programs`: every program in force, with its revision.
     async fn list_programs(&self, request: &Request) -> Result<Response<Body>, Problem> {
         auth::operator(&self.operators, request.headers())?;
@@ -708,6 +742,7 @@ impl Intake {
         match self.ports.program_store.put_program(&stored).await {
             Ok(()) => {
                 tracing::info!(revision = stored.revision, "program applied");
+                self.release_held(&stored.program).await?;
                 Ok(json(
                     StatusCode::OK,
                     &programs::ProgramView::applied(&stored),
@@ -719,6 +754,7 @@ impl Intake {
                     Some(same)
                         if same.revision == stored.revision && same.program == stored.program =>
                     {
+                        self.release_held(&same.program).await?;
                         Ok(json(StatusCode::OK, &programs::ProgramView::applied(same)))
                     }
                     _ => Err(programs::put_failed(&stored.program.id, &e)),
@@ -811,7 +847,11 @@ impl Intake {
         let waiting = self
             .ports
             .waiting
-            .awaiting_enrollment(&program.id, Some(&link.recipient))
+            .waiting(
+                &program.id,
+                StatusKind::AwaitingEnrollment,
+                Some(&link.recipient),
+            )
             .await
             .map_err(unavailable)?;
         let messages: Vec<PipelineMessage> = waiting

@@ -16,7 +16,7 @@ use pointsflow_config::Known;
 use pointsflow_core::ledger::{AccountId, CapCharge, CapKey, Entry};
 use pointsflow_core::ports::{
     Created, Enrollments, LedgerWrite, MemberLink, MemberValidation, ProgramStore, RequestCreate,
-    RequestGet, RequestUpdate, StoreError, StoredProgram, WaitingForEnrollment,
+    RequestGet, RequestUpdate, StoreError, StoredProgram, WaitingRequests,
 };
 use pointsflow_core::program::PointsRule;
 use pointsflow_core::request::{PointsRequest, Status};
@@ -76,10 +76,11 @@ impl Enrollments for Down {
 }
 
 #[async_trait]
-impl WaitingForEnrollment for Down {
-    async fn awaiting_enrollment(
+impl WaitingRequests for Down {
+    async fn waiting(
         &self,
         _: &ProgramId,
+        _: pointsflow_core::request::StatusKind,
         _: Option<&RecipientId>,
     ) -> Result<Vec<RequestId>, StoreError> {
         Err(StoreError::Unavailable("down".into()))
@@ -153,7 +154,7 @@ qualify = [{{ field = "/status", equals = "approved" }}]
     } else {
         Arc::new(MemoryProgramStore::new())
     };
-    let (enrollments, waiting): (Arc<dyn Enrollments>, Arc<dyn WaitingForEnrollment>) = if down {
+    let (enrollments, waiting): (Arc<dyn Enrollments>, Arc<dyn WaitingRequests>) = if down {
         (Arc::new(Down), Arc::new(Down))
     } else {
         let mut validated = MemberLink {

@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use pointsflow_core::ledger::{Entry, LedgerError};
 use pointsflow_core::ports::{
     Clock, Enrollments, IdSource, LedgerRead, LedgerWrite, PartnerConnector, ProgramStore, Publish,
-    RequestCreate, RequestGet, RequestUpdate, WaitingForEnrollment,
+    RequestCreate, RequestGet, RequestUpdate, WaitingRequests,
 };
 use pointsflow_core::time::{RandomIds, SystemClock};
 use pointsflow_core::values::PartnerId;
@@ -185,6 +185,7 @@ pub(crate) struct Common {
     pub catalog: Arc<LiveCatalog>,
     pub program_store: Arc<dyn ProgramStore>,
     pub enrollments: Arc<dyn Enrollments>,
+    pub sweep_every: Duration,
     pub intake: IntakeConfig,
     pub sandbox_shutdown: CancellationToken,
 }
@@ -275,6 +276,7 @@ impl Common {
             catalog: Arc::new(catalog),
             program_store,
             enrollments,
+            sweep_every: Duration::from_millis(config.waiting_sweep_ms),
             intake: IntakeConfig {
                 sources: config.sources.clone(),
                 operators: config.operators.clone(),
@@ -306,7 +308,7 @@ impl Common {
         ids: Arc<dyn IdSource>,
     ) -> Handlers
     where
-        S: RequestCreate + RequestGet + RequestUpdate + WaitingForEnrollment + 'static,
+        S: RequestCreate + RequestGet + RequestUpdate + WaitingRequests + 'static,
         L: LedgerRead + LedgerWrite + 'static,
     {
         let intake = Intake::new(
@@ -335,7 +337,8 @@ impl Common {
             enrollments: self.enrollments.clone(),
             dispatch_queue: to_dispatch,
             clock: clock.clone(),
-        });
+        })
+        .with_sweep_every(self.sweep_every);
         let dispatch = Dispatch::new(DispatchPorts {
             get: store.clone(),
             update: store,

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use pointsflow_core::ports::{
-    Created, RequestCreate, RequestGet, RequestUpdate, StoreError, WaitingForEnrollment,
+    Created, RequestCreate, RequestGet, RequestUpdate, StoreError, WaitingRequests,
 };
 use pointsflow_core::request::{PointsRequest, StatusKind};
 use pointsflow_core::values::{ProgramId, RecipientId, RequestId};
@@ -20,6 +20,11 @@ const REQUEST_SK: &str = "REQUEST";
 
 pub(crate) fn request_pk(id: &RequestId) -> String {
     format!("REQ#{id}")
+}
+
+/// The `waiting` index's partition of a program's requests in `state`.
+fn wait_pk(program: &ProgramId, state: StatusKind) -> String {
+    format!("WAIT#{program}#{state}")
 }
 
 #[derive(Debug, Clone)]
@@ -43,11 +48,11 @@ fn to_item(request: &PointsRequest, version: u64) -> Result<Item, StoreError> {
     item.insert("state".into(), s(stored.state().as_str()));
     item.insert("program".into(), s(stored.program.as_str()));
     item.insert("source".into(), s(stored.source.as_str()));
-    // The sparse `waiting` index holds only requests waiting for enrollment.
-    if stored.state() == StatusKind::AwaitingEnrollment {
+    // The sparse `waiting` index holds only requests in a waiting state.
+    if stored.state().is_waiting() {
         item.insert(
             tables::WAIT_PK.into(),
-            s(format!("WAIT#{}", stored.program)),
+            s(wait_pk(&stored.program, stored.state())),
         );
         item.insert(
             tables::WAIT_SK.into(),
@@ -161,10 +166,11 @@ impl RequestUpdate for DynamoRequestStore {
 }
 
 #[async_trait]
-impl WaitingForEnrollment for DynamoRequestStore {
-    async fn awaiting_enrollment(
+impl WaitingRequests for DynamoRequestStore {
+    async fn waiting(
         &self,
         program: &ProgramId,
+        state: StatusKind,
         recipient: Option<&RecipientId>,
     ) -> Result<Vec<RequestId>, StoreError> {
         let mut ids = Vec::new();
@@ -176,7 +182,7 @@ impl WaitingForEnrollment for DynamoRequestStore {
                 .table_name(&self.table)
                 .index_name(tables::WAITING_INDEX)
                 .key_condition_expression("wait_pk = :pk")
-                .expression_attribute_values(":pk", s(format!("WAIT#{program}")))
+                .expression_attribute_values(":pk", s(wait_pk(program, state)))
                 .set_exclusive_start_key(start)
                 .send()
                 .await

@@ -58,6 +58,10 @@ pub struct Config {
     /// (`pointsflow programs apply`), in milliseconds.
     #[serde(default = "default_program_refresh_ms")]
     pub program_refresh_ms: u64,
+    /// How often eligibility looks again at the requests waiting for
+    /// enrollment or held by a paused program, in milliseconds.
+    #[serde(default = "default_waiting_sweep_ms")]
+    pub waiting_sweep_ms: u64,
     #[serde(default)]
     pub queues: QueueSettings,
     #[serde(default)]
@@ -202,6 +206,10 @@ impl std::fmt::Debug for PartnerEntry {
 
 fn default_program_refresh_ms() -> u64 {
     30_000
+}
+
+fn default_waiting_sweep_ms() -> u64 {
+    60_000
 }
 
 fn default_partner_timeout() -> u64 {
@@ -374,6 +382,13 @@ impl Config {
                     ),
                 ));
             }
+        }
+        if self.waiting_sweep_ms == 0 {
+            return Err(invalid(
+                "waiting_sweep_ms",
+                "waiting_sweep_ms",
+                "must be greater than 0",
+            ));
         }
         if self.program_refresh_ms == 0 {
             return Err(invalid(

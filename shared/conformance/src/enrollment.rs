@@ -1,15 +1,15 @@
 //! Enrollment: member links read back as written and replaced whole, and the
-//! requests waiting for a recipient's enrollment found by program and
-//! recipient, and only while they wait.
+//! requests in a waiting state (for enrollment, held) found by program,
+//! state and recipient, and only while they wait.
 
 use std::sync::Arc;
 
 use chrono::Duration;
 use pointsflow_core::ports::{
     Enrollments, MemberLink, MemberValidation, RequestCreate, RequestGet, RequestUpdate,
-    WaitingForEnrollment,
+    WaitingRequests,
 };
-use pointsflow_core::request::{Reason, Status};
+use pointsflow_core::request::{Reason, Status, StatusKind};
 use pointsflow_core::values::{MemberNumber, ProgramId, RecipientId};
 
 use crate::{request, t0};
@@ -20,7 +20,7 @@ pub struct Enrollment {
     pub create: Arc<dyn RequestCreate>,
     pub get: Arc<dyn RequestGet>,
     pub update: Arc<dyn RequestUpdate>,
-    pub waiting: Arc<dyn WaitingForEnrollment>,
+    pub waiting: Arc<dyn WaitingRequests>,
 }
 
 pub async fn run_all(e: &Enrollment) {
@@ -84,7 +84,7 @@ pub async fn waiting_requests_are_found_while_they_wait(e: &Enrollment) {
     let w1 = RecipientId::parse("W-1").unwrap();
     let found = e
         .waiting
-        .awaiting_enrollment(&program, Some(&w1))
+        .waiting(&program, StatusKind::AwaitingEnrollment, Some(&w1))
         .await
         .unwrap();
     assert_eq!(
@@ -92,7 +92,11 @@ pub async fn waiting_requests_are_found_while_they_wait(e: &Enrollment) {
         vec![ids[0].id.clone(), ids[2].id.clone()],
         "W-1's, oldest first"
     );
-    let all = e.waiting.awaiting_enrollment(&program, None).await.unwrap();
+    let all = e
+        .waiting
+        .waiting(&program, StatusKind::AwaitingEnrollment, None)
+        .await
+        .unwrap();
     assert_eq!(all.len(), 3, "{all:?}");
     // Released: no longer waiting.
     let mut released = e.get.get(&ids[0].id).await.unwrap().unwrap();
@@ -102,14 +106,39 @@ pub async fn waiting_requests_are_found_while_they_wait(e: &Enrollment) {
     e.update.update(&released).await.unwrap();
     let found = e
         .waiting
-        .awaiting_enrollment(&program, Some(&w1))
+        .waiting(&program, StatusKind::AwaitingEnrollment, Some(&w1))
         .await
         .unwrap();
     assert_eq!(found, vec![ids[2].id.clone()]);
+    // Moved to another waiting state: found under that state only.
+    let mut held = e.get.get(&ids[2].id).await.unwrap().unwrap();
+    held.transition(
+        Status::Held {
+            reason: Reason::new("program_paused", "paused"),
+        },
+        t0(),
+        "paused",
+    )
+    .unwrap();
+    e.update.update(&held).await.unwrap();
+    assert!(
+        e.waiting
+            .waiting(&program, StatusKind::AwaitingEnrollment, Some(&w1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        e.waiting
+            .waiting(&program, StatusKind::Held, None)
+            .await
+            .unwrap(),
+        vec![ids[2].id.clone()]
+    );
     let other = ProgramId::parse("q").unwrap();
     assert!(
         e.waiting
-            .awaiting_enrollment(&other, None)
+            .waiting(&other, StatusKind::AwaitingEnrollment, None)
             .await
             .unwrap()
             .is_empty()

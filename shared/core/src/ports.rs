@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::ledger::{AccountId, Applied, Balance, Entry, LedgerError};
 use crate::partner::{CreditInstruction, CreditOutcome, MemberCheck, MemberCheckOutcome};
 use crate::program::Program;
-use crate::request::{PointsRequest, Reason};
+use crate::request::{PointsRequest, Reason, StatusKind};
 use crate::values::{
     MemberNumber, OperatorId, PartnerReference, ProgramId, RecipientId, RequestId,
 };
@@ -131,6 +131,12 @@ pub trait ProgramCatalog: Send + Sync {
     async fn refresh(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// Reloads the snapshot now, whatever its age (a release that says the
+    /// program changed).
+    async fn reload(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A program as an operator applied it, over the configuration's: its
@@ -204,14 +210,17 @@ impl MemberLink {
     }
 }
 
-/// The requests waiting for a recipient's enrollment in a program.
+/// The requests of a program waiting in a state something else releases:
+/// `awaiting_enrollment` (a link) or `held` (the program resuming).
 #[async_trait]
-pub trait WaitingForEnrollment: Send + Sync {
-    /// The ids of the requests in `awaiting_enrollment` for `recipient` in
-    /// `program` (every recipient when `None`), oldest first.
-    async fn awaiting_enrollment(
+pub trait WaitingRequests: Send + Sync {
+    /// The ids of the requests in `state` for `recipient` in `program`
+    /// (every recipient when `None`), oldest first. Only the waiting states
+    /// are indexed: any other state finds nothing.
+    async fn waiting(
         &self,
         program: &ProgramId,
+        state: StatusKind,
         recipient: Option<&RecipientId>,
     ) -> Result<Vec<RequestId>, StoreError>;
 }

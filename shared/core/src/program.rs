@@ -14,6 +14,17 @@ use crate::money::Currency;
 use crate::request::{Award, PointsRequest, Reason};
 use crate::values::{EventType, MemberNumber, PartnerId, Points, ProgramId, RecipientId, SourceId};
 
+/// What a paused program does with the requests it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenPaused {
+    /// Rejected (`program_paused`).
+    #[default]
+    Reject,
+    /// Held (`held`) until the program is active again, then decided.
+    Hold,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ProgramState {
@@ -90,6 +101,10 @@ pub struct RuleCondition {
         with = "decimal_str_opt"
     )]
     pub lte: Option<Decimal>,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// An IANA time zone name, checked against the time zone database.
@@ -290,6 +305,9 @@ pub struct Program {
     pub name: String,
     #[serde(default)]
     pub state: ProgramState,
+    /// Whether a paused program rejects or holds its requests.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub when_paused: WhenPaused,
     /// Sources allowed to submit to this program; empty means any configured source.
     #[serde(default)]
     pub sources: Vec<SourceId>,

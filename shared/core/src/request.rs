@@ -72,6 +72,10 @@ pub enum Status {
     AwaitingEnrollment {
         reason: Reason,
     },
+    /// The program is paused and holds its requests; resuming releases them.
+    Held {
+        reason: Reason,
+    },
     Reserved,
     Scheduled {
         window: String,
@@ -87,13 +91,14 @@ pub enum Status {
 }
 
 /// A state without its data: what the transition table and the timeline speak of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusKind {
     Received,
     Rejected,
     AwaitingApproval,
     AwaitingEnrollment,
+    Held,
     Reserved,
     Scheduled,
     Dispatching,
@@ -105,11 +110,12 @@ pub enum StatusKind {
 }
 
 impl StatusKind {
-    pub const ALL: [StatusKind; 12] = [
+    pub const ALL: [StatusKind; 13] = [
         StatusKind::Received,
         StatusKind::Rejected,
         StatusKind::AwaitingApproval,
         StatusKind::AwaitingEnrollment,
+        StatusKind::Held,
         StatusKind::Reserved,
         StatusKind::Scheduled,
         StatusKind::Dispatching,
@@ -126,6 +132,7 @@ impl StatusKind {
             StatusKind::Rejected => "rejected",
             StatusKind::AwaitingApproval => "awaiting_approval",
             StatusKind::AwaitingEnrollment => "awaiting_enrollment",
+            StatusKind::Held => "held",
             StatusKind::Reserved => "reserved",
             StatusKind::Scheduled => "scheduled",
             StatusKind::Dispatching => "dispatching",
@@ -147,9 +154,14 @@ impl StatusKind {
             (self, to),
             (
                 Received,
+                Rejected | AwaitingApproval | AwaitingEnrollment | Held | Reserved
+            ) | (
+                AwaitingEnrollment,
+                Rejected | AwaitingApproval | Held | Reserved
+            ) | (
+                Held,
                 Rejected | AwaitingApproval | AwaitingEnrollment | Reserved
-            ) | (AwaitingEnrollment, Rejected | AwaitingApproval | Reserved)
-                | (AwaitingApproval, Reserved | Rejected)
+            ) | (AwaitingApproval, Reserved | Rejected)
                 | (Reserved, Scheduled | Dispatching)
                 | (Scheduled, Dispatching)
                 | (Dispatching, Credited | PartnerPending | Unknown | Failed)
@@ -157,6 +169,12 @@ impl StatusKind {
                 | (Unknown, Credited | Failed | PartnerPending | Unknown)
                 | (Credited, Reversed)
         )
+    }
+
+    /// The states a request waits in until something outside eligibility
+    /// releases it (a link, the program resuming); stores index them.
+    pub fn is_waiting(self) -> bool {
+        matches!(self, StatusKind::AwaitingEnrollment | StatusKind::Held)
     }
 
     /// No transition leaves a terminal state except `credited -> reversed`.
@@ -181,6 +199,7 @@ impl Status {
             Status::Rejected { .. } => StatusKind::Rejected,
             Status::AwaitingApproval { .. } => StatusKind::AwaitingApproval,
             Status::AwaitingEnrollment { .. } => StatusKind::AwaitingEnrollment,
+            Status::Held { .. } => StatusKind::Held,
             Status::Reserved => StatusKind::Reserved,
             Status::Scheduled { .. } => StatusKind::Scheduled,
             Status::Dispatching => StatusKind::Dispatching,
@@ -197,7 +216,8 @@ impl Status {
             Status::Rejected { reason }
             | Status::Failed { reason }
             | Status::AwaitingApproval { reason }
-            | Status::AwaitingEnrollment { reason } => Some(reason),
+            | Status::AwaitingEnrollment { reason }
+            | Status::Held { reason } => Some(reason),
             _ => None,
         }
     }
@@ -386,7 +406,10 @@ mod tests {
             StatusKind::AwaitingApproval => Status::AwaitingApproval {
                 reason: reason.clone(),
             },
-            StatusKind::AwaitingEnrollment => Status::AwaitingEnrollment { reason },
+            StatusKind::AwaitingEnrollment => Status::AwaitingEnrollment {
+                reason: reason.clone(),
+            },
+            StatusKind::Held => Status::Held { reason },
             StatusKind::Reserved => Status::Reserved,
             StatusKind::Scheduled => Status::Scheduled { window: "w".into() },
             StatusKind::Dispatching => Status::Dispatching,
@@ -407,6 +430,12 @@ mod tests {
             (AwaitingEnrollment, Rejected),
             (AwaitingEnrollment, AwaitingApproval),
             (AwaitingEnrollment, Reserved),
+            (AwaitingEnrollment, Held),
+            (Received, Held),
+            (Held, Rejected),
+            (Held, AwaitingApproval),
+            (Held, AwaitingEnrollment),
+            (Held, Reserved),
             (Received, Reserved),
             (AwaitingApproval, Reserved),
             (AwaitingApproval, Rejected),

@@ -6,7 +6,7 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pointsflow_core::ports::{
-    Created, RequestCreate, RequestGet, RequestUpdate, StoreError, WaitingForEnrollment,
+    Created, RequestCreate, RequestGet, RequestUpdate, StoreError, WaitingRequests,
 };
 use pointsflow_core::request::{PointsRequest, StatusKind};
 use pointsflow_core::values::{ProgramId, RecipientId, RequestId};
@@ -21,9 +21,9 @@ struct Items {
     // A B-tree of boxed requests: it grows a node at a time (a hash map would
     // stall every request to rehash them all), and moves pointers, not requests.
     requests: BTreeMap<RequestId, Box<PointsRequest>>,
-    /// The requests in `awaiting_enrollment`, by program and recipient,
+    /// The requests in a waiting state, by program, state and recipient,
     /// oldest first (the DynamoDB adapter's sparse index).
-    waiting: BTreeMap<(ProgramId, RecipientId), Waiting>,
+    waiting: BTreeMap<(ProgramId, StatusKind, RecipientId), Waiting>,
 }
 
 /// One recipient's waiting requests, by acceptance time.
@@ -31,16 +31,22 @@ type Waiting = BTreeSet<(DateTime<Utc>, RequestId)>;
 
 impl Items {
     /// Keeps the waiting index in step with a request's new state.
-    fn index(&mut self, request: &PointsRequest) {
-        let key = (request.program.clone(), request.recipient.id.clone());
+    fn index(&mut self, before: Option<StatusKind>, request: &PointsRequest) {
+        let key = |state| (request.program.clone(), state, request.recipient.id.clone());
         let entry = (request.received_at, request.id.clone());
-        if request.state() == StatusKind::AwaitingEnrollment {
-            self.waiting.entry(key).or_default().insert(entry);
-        } else if let Some(set) = self.waiting.get_mut(&key) {
+        if let Some(old) = before.filter(|s| s.is_waiting())
+            && let Some(set) = self.waiting.get_mut(&key(old))
+        {
             set.remove(&entry);
             if set.is_empty() {
-                self.waiting.remove(&key);
+                self.waiting.remove(&key(old));
             }
+        }
+        if request.state().is_waiting() {
+            self.waiting
+                .entry(key(request.state()))
+                .or_default()
+                .insert(entry);
         }
     }
 }
@@ -78,7 +84,7 @@ impl RequestCreate for MemoryRequestStore {
         }
         let mut stored = Box::new(request.clone());
         stored.version = 0;
-        items.index(&stored);
+        items.index(None, &stored);
         items.requests.insert(stored.id.clone(), stored);
         Ok(Created::New)
     }
@@ -105,26 +111,30 @@ impl RequestUpdate for MemoryRequestStore {
                 expected: request.version,
             });
         }
+        let before = stored.state();
         let mut next = Box::new(request.clone());
         next.version = request.version + 1;
         *stored = next;
-        items.index(request);
+        items.index(Some(before), request);
         Ok(request.version + 1)
     }
 }
 
 #[async_trait]
-impl WaitingForEnrollment for MemoryRequestStore {
-    async fn awaiting_enrollment(
+impl WaitingRequests for MemoryRequestStore {
+    async fn waiting(
         &self,
         program: &ProgramId,
+        state: StatusKind,
         recipient: Option<&RecipientId>,
     ) -> Result<Vec<RequestId>, StoreError> {
         let items = self.items.read().map_err(|_| poisoned())?;
         let mut found: Vec<(DateTime<Utc>, RequestId)> = items
             .waiting
             .iter()
-            .filter(|((p, r), _)| p == program && recipient.is_none_or(|want| want == r))
+            .filter(|((p, s, r), _)| {
+                p == program && *s == state && recipient.is_none_or(|want| want == r)
+            })
             .flat_map(|(_, set)| set.iter().cloned())
             .collect();
         found.sort();

@@ -77,8 +77,7 @@ impl LiveCatalog {
             .unwrap_or(true)
     }
 
-    /// Reloads now, whatever the snapshot's age.
-    pub async fn reload(&self) -> Result<(), StoreError> {
+    async fn load_now(&self) -> Result<(), StoreError> {
         let _one = self.reloading.lock().await;
         let applied = self.store.programs().await?;
         let programs = merge(&self.configured, applied);
@@ -109,9 +108,13 @@ impl ProgramCatalog for LiveCatalog {
 
     async fn refresh(&self) -> Result<(), StoreError> {
         if self.is_stale() {
-            self.reload().await?;
+            self.load_now().await?;
         }
         Ok(())
+    }
+
+    async fn reload(&self) -> Result<(), StoreError> {
+        self.load_now().await
     }
 }
 

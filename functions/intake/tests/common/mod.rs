@@ -31,6 +31,7 @@ pub fn program(id: &str, points: PointsRule) -> Program {
         daily_cap_per_recipient: None,
         approval_threshold: None,
         wait_for_enrollment_hours: None,
+        when_paused: Default::default(),
         time_zone: pointsflow_core::program::Tz::UTC,
         monthly_cap_per_recipient: None,
         budget: Points::new(1_000_000).unwrap(),
