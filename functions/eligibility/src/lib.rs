@@ -159,21 +159,24 @@ impl Eligibility {
         let mut looked = 0;
         let mut forward = Vec::new();
         for program in self.ports.programs.programs() {
-            if program.wait_for_enrollment_hours.is_none() {
-                continue;
+            // Waiting for enrollment: released or timed out. Held: released
+            // once the program is no longer paused (a missed release).
+            let mut states = Vec::new();
+            if program.wait_for_enrollment_hours.is_some() {
+                states.push(StatusKind::AwaitingEnrollment);
             }
-            let ids = match self
-                .ports
-                .waiting
-                .waiting(&program.id, StatusKind::AwaitingEnrollment, None)
-                .await
-            {
-                Ok(ids) => ids,
-                Err(e) => {
-                    tracing::warn!(program = %program.id, error = %e, "could not list the requests waiting for enrollment");
-                    continue;
+            if program.state != ProgramState::Paused {
+                states.push(StatusKind::Held);
+            }
+            let mut ids = Vec::new();
+            for state in states {
+                match self.ports.waiting.waiting(&program.id, state, None).await {
+                    Ok(found) => ids.extend(found),
+                    Err(e) => {
+                        tracing::warn!(program = %program.id, %state, error = %e, "could not list the waiting requests");
+                    }
                 }
-            };
+            }
             for request_id in ids {
                 looked += 1;
                 match self.process(PipelineMessage { request_id }).await {

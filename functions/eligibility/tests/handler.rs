@@ -17,10 +17,12 @@ use pointsflow_core::partner::{
     CreditInstruction, CreditOutcome, MemberCheck, MemberCheckOutcome, normalise_name,
 };
 use pointsflow_core::ports::{
-    Clock, Enrollments, LedgerRead, LedgerWrite, MemberLink, PartnerConnector, RequestCreate,
-    RequestGet, RequestUpdate, StoreError, WaitingRequests,
+    Clock, Enrollments, LedgerRead, LedgerWrite, MemberLink, PartnerConnector, ProgramStore,
+    RequestCreate, RequestGet, RequestUpdate, StoreError, StoredProgram, WaitingRequests,
 };
-use pointsflow_core::program::{Destination, PointsRule, Program, ProgramState, TransferMode};
+use pointsflow_core::program::{
+    Destination, PointsRule, Program, ProgramState, TransferMode, WhenPaused,
+};
 use pointsflow_core::request::{
     Award, NewRequest, PointsRequest, Reason, Recipient, SourceEvent, StatusKind,
 };
@@ -30,9 +32,10 @@ use pointsflow_core::values::{
 };
 use pointsflow_eligibility::{Eligibility, EligibilityPorts};
 use pointsflow_memory::{
-    ManualClock, MemoryEnrollments, MemoryLedger, MemoryQueue, MemoryRequestStore, QueueConfig,
-    StaticCatalog,
+    ManualClock, MemoryEnrollments, MemoryLedger, MemoryProgramStore, MemoryQueue,
+    MemoryRequestStore, QueueConfig, StaticCatalog,
 };
+use pointsflow_runtime::catalog::LiveCatalog;
 use serde_json::{Value, json};
 
 struct Harness {
@@ -42,6 +45,7 @@ struct Harness {
     ledger: Arc<MemoryLedger>,
     dispatch: Arc<MemoryQueue>,
     enrollments: Arc<MemoryEnrollments>,
+    program_store: Arc<MemoryProgramStore>,
     partner: Arc<Directory>,
     clock: Arc<ManualClock>,
 }
@@ -125,6 +129,10 @@ async fn harness() -> Harness {
         program("sales", ProgramState::Active, 1_000, Some(600)),
         program("paused", ProgramState::Paused, 1_000, None),
         Program {
+            when_paused: WhenPaused::Hold,
+            ..program("holds", ProgramState::Paused, 1_000, None)
+        },
+        Program {
             wait_for_enrollment_hours: Some(24),
             ..program("waits", ProgramState::Active, 10_000, None)
         },
@@ -155,6 +163,7 @@ async fn harness() -> Harness {
         ("sales", "005B"),
         ("paused", "005A"),
         ("tokyo", "005A"),
+        ("holds", "005A"),
         ("approvals", "005A"),
     ]
     .map(|(p, r)| MemberLink {
@@ -167,6 +176,14 @@ async fn harness() -> Harness {
     });
     let store = Arc::new(MemoryRequestStore::new());
     let enrollments = Arc::new(MemoryEnrollments::new(links));
+    // The configuration's programs under those applied since, reloaded at
+    // every refresh.
+    let program_store = Arc::new(MemoryProgramStore::new());
+    let catalog = Arc::new(
+        LiveCatalog::load(programs, program_store.clone(), Duration::ZERO)
+            .await
+            .unwrap(),
+    );
     let partner = Arc::new(Directory::default());
     let dispatch = Arc::new(MemoryQueue::new(
         QueueConfig {
@@ -188,7 +205,7 @@ async fn harness() -> Harness {
         update: store.clone(),
         ledger: ledger.clone(),
         ledger_read: ledger.clone(),
-        programs: Arc::new(StaticCatalog::new(programs)),
+        programs: catalog,
         enrollments: enrollments.clone(),
         dispatch_queue: dispatch.clone(),
         clock,
@@ -196,6 +213,7 @@ async fn harness() -> Harness {
     let eligibility = Eligibility::new(ports.clone());
     Harness {
         enrollments,
+        program_store,
         partner,
         clock: manual,
         ports,
@@ -515,6 +533,46 @@ async fn a_member_the_partner_refuses_fails_before_anything_is_reserved() {
         assert_eq!(state(&h, r).await.state(), StatusKind::Reserved);
     }
     assert_eq!(h.partner.validations.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_held_request_is_released_by_the_sweep_once_its_program_resumes() {
+    let h = harness().await;
+    let holds = ProgramId::parse("holds").unwrap();
+    let r = submit(&h, "h-1", "holds", "005A", "100.00").await;
+    h.eligibility
+        .handle(sqs_event(&[message(&r)]))
+        .await
+        .unwrap();
+    let held = state(&h, &r).await;
+    assert_eq!(held.state(), StatusKind::Held);
+    assert_eq!(held.status.reason().unwrap().code, "program_paused");
+    assert!(h.ledger.entries_for(&r.id).await.unwrap().is_empty());
+    // Still paused: the sweep leaves it.
+    assert_eq!(h.eligibility.sweep_waiting().await, 0);
+    // Resumed by a revision, and the release never came: the sweep finds it.
+    let mut active = h.ports.programs.program(&holds).unwrap().as_ref().clone();
+    active.state = ProgramState::Active;
+    h.program_store
+        .put_program(&StoredProgram {
+            program: active,
+            revision: 1,
+            applied_by: OperatorId::parse("ops-anna").unwrap(),
+            applied_at: DateTime::UNIX_EPOCH,
+        })
+        .await
+        .unwrap();
+    h.ports.programs.refresh().await.unwrap();
+    assert_eq!(h.eligibility.sweep_waiting().await, 1);
+    assert_eq!(state(&h, &r).await.state(), StatusKind::Reserved);
+    assert_eq!(h.dispatch.depth(), 1);
+    assert!(
+        h.store
+            .waiting(&holds, StatusKind::Held, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
