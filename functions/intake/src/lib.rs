@@ -7,9 +7,12 @@
 //! becomes a request keyed by (source, business key), stored with a
 //! conditional put, and the new ones are queued for eligibility in one
 //! batch. `GET /v1/points-requests/{id}` shows a request with its timeline
-//! and ledger entries; operators approve or decline a request waiting for
-//! approval at `.../{id}/approve` and `.../{id}/decline`. Errors are problem+json with a stable code (SOAP
-//! faults for Salesforce), and a refused request changes nothing.
+//! and ledger entries. Operators (their own keys) approve or decline a
+//! request waiting for approval (`.../{id}/approve`, `.../{id}/decline`),
+//! apply program revisions (`/v1/programs`) and link recipients to member
+//! accounts (`/v1/programs/{program}/members/{recipient}`). Errors are
+//! problem+json with a stable code (SOAP faults for Salesforce), and a
+//! refused request changes nothing.
 
 mod auth;
 mod mapping;
