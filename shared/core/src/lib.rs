@@ -9,5 +9,6 @@ pub mod partner;
 pub mod ports;
 pub mod program;
 pub mod request;
+pub mod schedule;
 pub mod time;
 pub mod values;

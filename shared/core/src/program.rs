@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use crate::ledger::{CapCharge, CapKey};
 use crate::money::Currency;
 use crate::request::{Award, PointsRequest, Reason};
+use crate::schedule::WindowCron;
 use crate::values::{EventType, MemberNumber, PartnerId, Points, ProgramId, RecipientId, SourceId};
 
 /// What a paused program does with the requests it receives.
@@ -574,21 +575,6 @@ pub struct Evaluated {
     pub note: Option<String>,
 }
 
-/// A five-field cron expression (no seconds, no year), as windows use it.
-pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
-    use croner::parser::{CronParser, Seconds, Year};
-    CronParser::builder()
-        .seconds(Seconds::Disallowed)
-        .year(Year::Disallowed)
-        .build()
-        .parse(expr)
-        .map_err(|e| {
-            format!(
-                "'{expr}' is not a five-field cron expression (minute hour day-of-month month day-of-week, e.g. \"0 18 * * FRI\"): {e}"
-            )
-        })
-}
-
 /// A scheduled program's transfer window: the requests decided before it
 /// closes are sent together when it does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -731,8 +717,8 @@ impl Program {
             ));
         }
         if let TransferMode::Scheduled { cron, .. } = &self.transfer
-            && let Err(problem) = parse_cron(cron).and_then(|c| {
-                c.find_next_occurrence(&DateTime::<Utc>::UNIX_EPOCH, false)
+            && let Err(problem) = WindowCron::parse(cron).and_then(|c| {
+                c.next_after(&DateTime::<Utc>::UNIX_EPOCH)
                     .map(|_| ())
                     .map_err(|_| format!("'{cron}' never fires"))
             })
@@ -836,10 +822,9 @@ impl Program {
         else {
             return Ok(None);
         };
-        let cron = parse_cron(cron)?;
         let local = at.with_timezone(time_zone);
-        let next = cron
-            .find_next_occurrence(&local, false)
+        let next = WindowCron::parse(cron)?
+            .next_after(&local)
             .map_err(|e| format!("the cron expression never fires after {at}: {e}"))?
             .with_timezone(&Utc);
         Ok(Some(Window {
