@@ -32,6 +32,7 @@ async fn the_binary_credits_a_reserved_request_through_the_runtime_api() {
                 last_name: "Lovelace".into(),
             }],
             slow_response: Duration::from_secs(5),
+            behaviour: Default::default(),
         },
         SocketAddr::from(([127, 0, 0, 1], 0)),
         Box::pin(std::future::pending()),

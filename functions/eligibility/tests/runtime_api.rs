@@ -63,6 +63,7 @@ async fn the_binary_reserves_a_request_through_the_runtime_api() {
                 last_name: "Lovelace".into(),
             }],
             slow_response: std::time::Duration::from_secs(1),
+            behaviour: Default::default(),
         },
         "127.0.0.1:0".parse().unwrap(),
         Box::pin(std::future::pending()),

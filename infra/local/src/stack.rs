@@ -24,7 +24,7 @@ use pointsflow_memory::{
     EventSourceMapping, MappingConfig, MemoryEnrollments, MemoryLedger, MemoryProgramStore,
     MemoryQueue, MemoryRequestStore, QueueConfig,
 };
-use pointsflow_partners::{SandboxConfig, SandboxMember, SandboxPartner};
+use pointsflow_partners::{SandboxBehaviour, SandboxConfig, SandboxMember, SandboxPartner};
 use pointsflow_runtime::SqsHandler;
 use pointsflow_runtime::catalog::LiveCatalog;
 use tokio::net::TcpListener;
@@ -233,6 +233,11 @@ impl Common {
                     api_key: config.sandbox.api_key.clone(),
                     members,
                     slow_response: Duration::from_millis(config.sandbox.slow_response_ms),
+                    behaviour: SandboxBehaviour {
+                        latency: Duration::from_millis(config.sandbox.latency_ms),
+                        failure_rate: config.sandbox.failure_rate,
+                        rate_limit_per_second: config.sandbox.rate_limit_per_second,
+                    },
                 },
                 options.sandbox_listen,
                 Box::pin(async move { stop.cancelled().await }),

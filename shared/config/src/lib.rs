@@ -146,6 +146,12 @@ pub struct SandboxSettings {
     /// Accounts at the sandbox airline besides the enrolled `[[members]]`:
     /// people who can be linked (and validated) later.
     pub members: Vec<SandboxAccount>,
+    /// Added to every answer.
+    pub latency_ms: u64,
+    /// The share of calls answered 503 with nothing done (0 to 1).
+    pub failure_rate: f64,
+    /// Calls admitted per second; the rest are answered 429.
+    pub rate_limit_per_second: Option<u32>,
 }
 
 /// An account at the sandbox partner.
@@ -163,6 +169,9 @@ impl Default for SandboxSettings {
             api_key: "sandbox-partner-key".into(),
             slow_response_ms: 5_000,
             members: Vec::new(),
+            latency_ms: 0,
+            failure_rate: 0.0,
+            rate_limit_per_second: None,
         }
     }
 }
@@ -327,6 +336,17 @@ impl Config {
                     "must be longer than function_timeout_ms ({})",
                     q.function_timeout_ms
                 ),
+            ));
+        }
+        let sandbox = &self.sandbox;
+        if !(0.0..=1.0).contains(&sandbox.failure_rate) {
+            return Err(invalid("sandbox", "failure_rate", "must be 0 to 1"));
+        }
+        if sandbox.rate_limit_per_second == Some(0) {
+            return Err(invalid(
+                "sandbox",
+                "rate_limit_per_second",
+                "must be at least 1 (leave it out for no limit)",
             ));
         }
         let mut sources = HashSet::new();

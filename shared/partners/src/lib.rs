@@ -6,4 +6,6 @@ pub mod sandbox;
 pub mod wire;
 
 pub use rest::{RestConnector, RestConnectorConfig};
-pub use sandbox::{SandboxConfig, SandboxMember, SandboxPartner, SandboxStats, Shutdown};
+pub use sandbox::{
+    SandboxBehaviour, SandboxConfig, SandboxMember, SandboxPartner, SandboxStats, Shutdown,
+};

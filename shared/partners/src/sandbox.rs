@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -55,6 +55,20 @@ pub struct SandboxConfig {
     pub members: Vec<SandboxMember>,
     /// How long a "timeout" answer takes.
     pub slow_response: Duration,
+    pub behaviour: SandboxBehaviour,
+}
+
+/// How the sandbox misbehaves beyond the magic amounts, on every credit,
+/// status look-up and member validation.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SandboxBehaviour {
+    /// Added to every answer.
+    pub latency: Duration,
+    /// The share of calls answered `503 unavailable` with nothing done (0 to 1).
+    pub failure_rate: f64,
+    /// Calls admitted per wall-clock second; the others are answered
+    /// `429 rate_limited` (with `Retry-After: 1`) and nothing is done.
+    pub rate_limit_per_second: Option<u32>,
 }
 
 /// A credit as the sandbox keeps it: compact, sharing member and program
@@ -151,6 +165,64 @@ struct Sandbox {
     config: SandboxConfig,
     members: HashMap<Arc<str>, SandboxMember>,
     ledger: Mutex<Ledger>,
+    limiter: Mutex<Limiter>,
+}
+
+/// Calls admitted in the current wall-clock second, and the most ever.
+#[derive(Debug, Default)]
+struct Limiter {
+    second: i64,
+    admitted: u32,
+    throttled: u64,
+    max_per_second: u32,
+}
+
+impl Sandbox {
+    /// The configured misbehaviour for one call: `Some(answer)` when the
+    /// call is refused (429 over the rate limit, 503 by the failure rate).
+    async fn misbehave(&self) -> Option<Response> {
+        let b = self.config.behaviour;
+        if !b.latency.is_zero() {
+            tokio::time::sleep(b.latency).await;
+        }
+        let Ok(mut limiter) = self.limiter.lock() else {
+            return Some(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "lock poisoned",
+            ));
+        };
+        let now = chrono::Utc::now().timestamp();
+        if limiter.second != now {
+            limiter.second = now;
+            limiter.admitted = 0;
+        }
+        if b.rate_limit_per_second
+            .is_some_and(|limit| limiter.admitted >= limit)
+        {
+            limiter.throttled += 1;
+            let mut answer = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests this second; retry after 1 s with the same reference",
+            );
+            answer
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(1u32));
+            return Some(answer);
+        }
+        limiter.admitted += 1;
+        limiter.max_per_second = limiter.max_per_second.max(limiter.admitted);
+        drop(limiter);
+        if b.failure_rate > 0.0 && rand::random::<f64>() < b.failure_rate {
+            return Some(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "simulated failure; retry with the same reference",
+            ));
+        }
+        None
+    }
 }
 
 /// Totals for dashboards and benchmarks: `credits` and `points` count settled
@@ -160,6 +232,10 @@ pub struct SandboxStats {
     pub credits: u64,
     pub points: u64,
     pub attempts: u64,
+    /// Calls answered 429 for the rate limit.
+    pub throttled: u64,
+    /// The most calls admitted in one wall-clock second.
+    pub max_per_second: u32,
 }
 
 /// A running sandbox partner.
@@ -320,6 +396,9 @@ async fn create_credit(
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
     };
+    if let Some(refused) = state.misbehave().await {
+        return refused;
+    }
     match decide(&state, req) {
         Decision::Answer(status, credit) => (status, Json(credit)).into_response(),
         Decision::Slow(credit) => {
@@ -342,6 +421,9 @@ async fn get_credit(
             "bad or missing API key",
         );
     }
+    if let Some(refused) = state.misbehave().await {
+        return refused;
+    }
     let Ok(mut ledger) = state.ledger.lock() else {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -362,7 +444,35 @@ async fn get_credit(
     }
 }
 
-async fn statement(State(state): State<Arc<Sandbox>>, headers: HeaderMap) -> Response {
+/// `from` / `to` of a statement: an RFC 3339 instant, or a date (its
+/// midnight, UTC).
+fn instant(raw: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc())
+        })
+}
+
+#[derive(Debug, Deserialize)]
+struct StatementQuery {
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+}
+
+/// `GET /v1/statement[?from=...&to=...]`: the credits created in
+/// `[from, to)`, every credit without bounds.
+async fn statement(
+    State(state): State<Arc<Sandbox>>,
+    headers: HeaderMap,
+    Query(query): Query<StatementQuery>,
+) -> Response {
     if !authorised(&state, &headers) {
         return error(
             StatusCode::UNAUTHORIZED,
@@ -370,10 +480,31 @@ async fn statement(State(state): State<Arc<Sandbox>>, headers: HeaderMap) -> Res
             "bad or missing API key",
         );
     }
+    // A bound that is given but unreadable: its text.
+    let bound = |raw: &Option<String>| match raw {
+        None => Ok(None),
+        Some(r) => instant(r).map(Some).ok_or_else(|| r.clone()),
+    };
+    let (from, to) = match (bound(&query.from), bound(&query.to)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(bad), _) | (_, Err(bad)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("'{bad}' is neither a date (2026-11-27) nor an RFC 3339 time"),
+            );
+        }
+    };
     let mut credits: Vec<Credit> = state
         .ledger
         .lock()
-        .map(|l| l.credits().map(|(r, c)| to_wire(r, c)).collect())
+        .map(|l| {
+            l.credits()
+                .map(|(r, c)| to_wire(r, c))
+                .filter(|c| from.is_none_or(|f| c.created_at >= f))
+                .filter(|c| to.is_none_or(|t| c.created_at < t))
+                .collect()
+        })
         .unwrap_or_default();
     credits.sort_by(|a, b| a.transaction_id.cmp(&b.transaction_id));
     Json(Statement { credits }).into_response()
@@ -385,12 +516,19 @@ async fn stats(State(state): State<Arc<Sandbox>>) -> Response {
 
 impl Sandbox {
     fn stats(&self) -> SandboxStats {
+        let (throttled, max_per_second) = self
+            .limiter
+            .lock()
+            .map(|l| (l.throttled, l.max_per_second))
+            .unwrap_or_default();
         self.ledger
             .lock()
             .map(|l| SandboxStats {
                 credits: l.credits,
                 points: l.points,
                 attempts: l.attempts,
+                throttled,
+                max_per_second,
             })
             .unwrap_or_default()
     }
@@ -405,6 +543,9 @@ async fn validate_member(
 ) -> Response {
     if !authorised(&state, &headers) {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "bad API key");
+    }
+    if let Some(refused) = state.misbehave().await {
+        return refused;
     }
     let invalid = |code: &str, message: String| MemberValidation {
         valid: false,
@@ -453,6 +594,7 @@ impl SandboxPartner {
             config,
             members,
             ledger: Mutex::new(Ledger::default()),
+            limiter: Mutex::new(Limiter::default()),
         });
         let app = Router::new()
             .route("/v1/credits", post(create_credit))

@@ -11,12 +11,17 @@ use pointsflow_core::ports::PartnerConnector;
 use pointsflow_core::values::{MemberNumber, PartnerReference, Points};
 use pointsflow_partners::sandbox::magic;
 use pointsflow_partners::{
-    RestConnector, RestConnectorConfig, SandboxConfig, SandboxMember, SandboxPartner,
+    RestConnector, RestConnectorConfig, SandboxBehaviour, SandboxConfig, SandboxMember,
+    SandboxPartner,
 };
 
 const KEY: &str = "sandbox-test-key";
 
 async fn sandbox() -> SandboxPartner {
+    sandbox_with(SandboxBehaviour::default()).await
+}
+
+async fn sandbox_with(behaviour: SandboxBehaviour) -> SandboxPartner {
     SandboxPartner::start(
         SandboxConfig {
             api_key: KEY.into(),
@@ -26,6 +31,7 @@ async fn sandbox() -> SandboxPartner {
                 last_name: "Lovelace".into(),
             }],
             slow_response: Duration::from_millis(800),
+            behaviour,
         },
         SocketAddr::from(([127, 0, 0, 1], 0)),
         Box::pin(std::future::pending()),
@@ -224,4 +230,101 @@ async fn an_instruction_timeout_shortens_the_call() {
         started.elapsed() < Duration::from_millis(300),
         "the connector's own timeout was used"
     );
+}
+
+#[tokio::test]
+async fn over_the_rate_limit_calls_are_refused_with_429_and_nothing_credited() {
+    let s = sandbox_with(SandboxBehaviour {
+        rate_limit_per_second: Some(3),
+        ..SandboxBehaviour::default()
+    })
+    .await;
+    let c = connector(s.base_url(), KEY);
+    let c = &c;
+    let outcomes = futures::future::join_all(
+        (0..12u128).map(|n| async move { c.credit(&instruction(100 + n, 100)).await }),
+    )
+    .await;
+    let credited = outcomes
+        .iter()
+        .filter(|o| matches!(o, CreditOutcome::Credited { .. }))
+        .count();
+    let unknown = outcomes
+        .iter()
+        .filter(|o| matches!(o, CreditOutcome::Unknown { .. }))
+        .count();
+    assert_eq!(credited + unknown, 12, "{outcomes:?}");
+    // 12 calls within at most two wall-clock seconds: at most 3 in each.
+    assert!(credited <= 6, "{credited} credited");
+    let stats = s.stats();
+    assert!(stats.max_per_second <= 3, "{stats:?}");
+    assert_eq!(stats.throttled as usize, unknown);
+    assert_eq!(
+        stats.credits as usize, credited,
+        "a refused call credits nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_partner_answers_503_and_credits_nothing() {
+    let s = sandbox_with(SandboxBehaviour {
+        failure_rate: 1.0,
+        ..SandboxBehaviour::default()
+    })
+    .await;
+    let c = connector(s.base_url(), KEY);
+    assert!(matches!(
+        c.credit(&instruction(7, 100)).await,
+        CreditOutcome::Unknown { .. }
+    ));
+    assert!(matches!(
+        c.status(&PartnerReference::from_number(7), None).await,
+        CreditOutcome::Unknown { .. }
+    ));
+    assert_eq!(s.stats().credits, 0);
+}
+
+#[tokio::test]
+async fn a_slow_partner_times_the_connector_out() {
+    let s = sandbox_with(SandboxBehaviour {
+        latency: Duration::from_millis(600),
+        ..SandboxBehaviour::default()
+    })
+    .await;
+    let c = connector(s.base_url(), KEY);
+    assert!(matches!(
+        c.credit(&instruction(8, 100)).await,
+        CreditOutcome::Unknown { .. }
+    ));
+}
+
+#[tokio::test]
+async fn the_statement_lists_credits_by_date() {
+    let s = sandbox().await;
+    let c = connector(s.base_url(), KEY);
+    assert!(matches!(
+        c.credit(&instruction(9, 100)).await,
+        CreditOutcome::Credited { .. }
+    ));
+    let http = reqwest::Client::new();
+    let statement = |query: String| {
+        let http = http.clone();
+        let url = format!("{}/v1/statement{query}", s.base_url());
+        async move {
+            let r = http.get(url).bearer_auth(KEY).send().await.unwrap();
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.json().await.unwrap();
+            (status, body)
+        }
+    };
+    let today = chrono::Utc::now().date_naive();
+    let tomorrow = today.succ_opt().unwrap();
+    let (status, body) = statement(format!("?from={today}&to={tomorrow}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["credits"].as_array().unwrap().len(), 1);
+    let (_, body) = statement(format!("?to={today}")).await;
+    assert!(body["credits"].as_array().unwrap().is_empty());
+    let (status, body) = statement("?from=yesterday".into()).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["code"], "invalid_request");
 }
