@@ -77,8 +77,14 @@ impl LiveCatalog {
             .unwrap_or(true)
     }
 
-    async fn load_now(&self) -> Result<(), StoreError> {
+    /// Reloads; with `only_if_stale`, not when another invocation reloaded
+    /// while this one waited for the lock (one Query per interval, not one
+    /// per concurrent invocation).
+    async fn load_now(&self, only_if_stale: bool) -> Result<(), StoreError> {
         let _one = self.reloading.lock().await;
+        if only_if_stale && !self.is_stale() {
+            return Ok(());
+        }
         let applied = self.store.programs().await?;
         let programs = merge(&self.configured, applied);
         let mut snapshot = self
@@ -108,13 +114,13 @@ impl ProgramCatalog for LiveCatalog {
 
     async fn refresh(&self) -> Result<(), StoreError> {
         if self.is_stale() {
-            self.load_now().await?;
+            self.load_now(true).await?;
         }
         Ok(())
     }
 
     async fn reload(&self) -> Result<(), StoreError> {
-        self.load_now().await
+        self.load_now(false).await
     }
 }
 
