@@ -365,3 +365,101 @@ impl TestStack {
         .unwrap();
     }
 }
+
+/// A window schedule that never fires during a test (the tests fire windows
+/// themselves): midnight UTC on the first of January.
+pub const YEARLY: &str = "0 0 1 1 *";
+
+/// Makes `sales-incentive` a scheduled program (consolidating or not) with
+/// no approval threshold, and enrolls `members` more recipients (with
+/// accounts at the sandbox airline); returns their recipient ids.
+pub fn scheduled_config(
+    config: &mut LocalConfig,
+    consolidate: bool,
+    members: usize,
+) -> Vec<String> {
+    let program = &mut config.programs[0];
+    program.transfer = serde_json::from_value(json!({
+        "mode": "scheduled", "cron": YEARLY, "time_zone": "UTC", "consolidate": consolidate
+    }))
+    .unwrap();
+    program.approval_threshold = None;
+    let id = program.id.clone();
+    (0..members)
+        .map(|i| {
+            let recipient = format!("0055g000Win{i:05}");
+            config.members.push(pointsflow_local::config::MemberEntry {
+                program: id.clone(),
+                recipient: pointsflow_core::values::RecipientId::parse(&recipient).unwrap(),
+                member_number: format!("SKY4{i:06}"),
+                first_name: "Window".into(),
+                last_name: format!("Member{i}"),
+            });
+            recipient
+        })
+        .collect()
+}
+
+/// Fires the schedule of `window` (`program@YYYY-MM-DDTHH:MMZ`) at `dispatch`.
+pub async fn fire(
+    dispatch: &pointsflow_dispatch::Dispatch,
+    window: &str,
+) -> pointsflow_core::window::WindowRun {
+    let window = pointsflow_core::window::WindowId::parse(window).unwrap();
+    dispatch
+        .window_closed(&pointsflow_dispatch::window::WindowClosed {
+            program: window.program().clone(),
+            scheduled_time: window.closes_at(),
+        })
+        .await
+        .unwrap()
+}
+
+/// A window's run with its settled credits counted.
+pub async fn progress(
+    windows: &dyn pointsflow_core::window::WindowStore,
+    window: &str,
+) -> pointsflow_core::window::WindowRun {
+    let window = pointsflow_core::window::WindowId::parse(window).unwrap();
+    let run = windows.run(&window).await.unwrap().unwrap();
+    let settled = windows.settled(&window).await.unwrap();
+    run.with_settled(&settled)
+}
+
+/// Submits `per_member` deals for each recipient (amounts varying), waits
+/// until every one is `scheduled`, and returns (request id, recipient,
+/// points) for each, and their window.
+pub async fn schedule_deals(
+    api: &Api,
+    recipients: &[String],
+    per_member: usize,
+    tag: &str,
+) -> (Vec<(String, String, u64)>, String) {
+    let mut wanted = Vec::new();
+    for (r, recipient) in recipients.iter().enumerate() {
+        for k in 0..per_member {
+            wanted.push((recipient.clone(), 100 + ((r * 7 + k * 13) % 50) as u64 * 10));
+        }
+    }
+    let mut out = Vec::new();
+    for chunk in wanted.chunks(50) {
+        let ids =
+            futures::future::join_all(chunk.iter().enumerate().map(|(i, (recipient, points))| {
+                let key = format!("{tag}-{recipient}-{i}-{}", out.len());
+                async move {
+                    api.accept(&key, &deal(recipient, &amount_for(*points)))
+                        .await
+                }
+            }))
+            .await;
+        for (id, (recipient, points)) in ids.into_iter().zip(chunk) {
+            out.push((id, recipient.clone(), *points));
+        }
+    }
+    let mut window = String::new();
+    for (id, _, _) in &out {
+        let view = api.wait_for(id, &["scheduled"]).await;
+        window = view["window"].as_str().unwrap().to_owned();
+    }
+    (out, window)
+}

@@ -13,7 +13,8 @@ use pointsflow_core::values::{ProgramId, RequestId};
 use pointsflow_local::client::ApiClient;
 use pointsflow_local::config::{EXAMPLE_PROGRAMS, ProgramFile};
 use pointsflow_tests::{
-    ADA, AwsTestStack, OPERATOR_KEY, deal, opportunity, outbound_message, spawn_aws_stack,
+    ADA, AwsTestStack, OPERATOR_KEY, deal, fire, opportunity, outbound_message, progress,
+    schedule_deals, scheduled_config, spawn_aws_stack,
 };
 use serde_json::json;
 
@@ -282,4 +283,92 @@ async fn programs_applied_and_members_linked_live_in_dynamodb() {
     assert_eq!(sales["revision"], 1);
     assert_eq!(sales["applied_by"], "ops-demo");
     settle(&t).await;
+}
+
+/// What each window member should have been credited (see `scheduled_config`).
+fn window_sums(requests: &[(String, String, u64)]) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for (_, recipient, points) in requests {
+        let n: usize = recipient.trim_start_matches("0055g000Win").parse().unwrap();
+        *out.entry(format!("SKY4{n:06}")).or_default() += points;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_fired_three_times_is_dispatched_once_on_dynamodb_and_sqs() {
+    let mut recipients = Vec::new();
+    let t = spawn_aws_stack(|c| {
+        recipients = scheduled_config(c, true, 4);
+        c.queues.function_timeout_ms = 10_000;
+        c.queues.visibility_timeout_ms = 12_000;
+    })
+    .await;
+    let (requests, window) = schedule_deals(&t, &recipients, 3, "aws-thrice").await;
+    let sandbox = t.stack.sandbox.as_ref().unwrap();
+    assert_eq!(sandbox.stats().credits, 0);
+    let (a, b, c) = tokio::join!(
+        fire(&t.stack.dispatch, &window),
+        fire(&t.stack.dispatch, &window),
+        fire(&t.stack.dispatch, &window)
+    );
+    assert!([a, b, c].iter().all(|r| r.window.to_string() == window));
+    for (id, _, _) in &requests {
+        t.wait_for(id, &["credited"]).await;
+    }
+    settle(&t).await;
+    assert_eq!(sandbox.stats().credits, 4, "one credit per member, once");
+    assert_eq!(sandbox.credited_by_member(), window_sums(&requests));
+    let total: u64 = requests.iter().map(|r| r.2).sum();
+    assert_eq!(budget_available(&t).await, 10_000_000 - total);
+    let run = progress(t.stack.windows.as_ref(), &window).await;
+    assert_eq!(run.planning_runs, 1);
+    assert_eq!(
+        (
+            run.counts.requests,
+            run.counts.credited,
+            run.counts.credited_points
+        ),
+        (12, 4, total)
+    );
+    t.stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_run_killed_half_way_resumes_on_dynamodb_and_sqs() {
+    let mut recipients = Vec::new();
+    let mut t = spawn_aws_stack(|c| {
+        recipients = scheduled_config(c, true, 40);
+        c.sandbox.latency_ms = 20;
+        c.queues.function_timeout_ms = 10_000;
+        c.queues.visibility_timeout_ms = 1_000;
+    })
+    .await;
+    let (requests, window) = schedule_deals(&t, &recipients, 2, "aws-kill").await;
+    fire(&t.stack.dispatch, &window).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while t.stack.sandbox.as_ref().unwrap().stats().credits < 15 {
+        assert!(Instant::now() < deadline, "never got going");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    t.stack.crash_dispatch();
+    let at_crash = t.stack.sandbox.as_ref().unwrap().stats().credits;
+    assert!(at_crash < 40, "the kill came too late to test anything");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    t.stack.restart_dispatch();
+    for (id, _, _) in &requests {
+        t.wait_for_within(id, &["credited"], Duration::from_secs(60))
+            .await;
+    }
+    settle(&t).await;
+    let sandbox = t.stack.sandbox.as_ref().unwrap();
+    assert_eq!(
+        sandbox.stats().credits,
+        40,
+        "every member credited exactly once"
+    );
+    assert_eq!(sandbox.credited_by_member(), window_sums(&requests));
+    let total: u64 = requests.iter().map(|r| r.2).sum();
+    assert_eq!(budget_available(&t).await, 10_000_000 - total);
+    t.stack.shutdown().await;
 }

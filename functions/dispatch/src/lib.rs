@@ -20,11 +20,71 @@ use pointsflow_core::ports::{
     RequestGet, RequestUpdate,
 };
 use pointsflow_core::request::{PointsRequest, Status, StatusKind};
-use pointsflow_core::values::PartnerId;
+use pointsflow_core::values::{MemberNumber, PartnerId, PartnerReference, Points};
+use pointsflow_core::window::{PublishWork, ScheduledRequests, WindowStore, WindowWork};
+use serde::Deserialize;
+
+pub mod window;
 use pointsflow_runtime::{RecordError, SqsHandler, deadline, load_request, process_batch};
 
 /// Time kept back from the invocation's deadline to record a partner's answer.
 const RECORDING_MARGIN: Duration = Duration::from_secs(2);
+
+/// Posts or voids a reservation: [`Entry::post`] or [`Entry::void`].
+pub(crate) type Resolve = fn(&Entry, chrono::DateTime<chrono::Utc>) -> Entry;
+
+/// Which partner call a credit gets next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// No call has been made under the reference.
+    First,
+    /// A call was made (or may have been) and its outcome is not known.
+    Retry,
+    /// The partner accepted the credit for later settlement.
+    Pending,
+}
+
+/// Calls the partner for a credit under `reference`. An unsettled credit is
+/// only ever looked up; a partner that does not recognise repeats is asked
+/// first whether an earlier attempt landed. Each call gets what is left of
+/// the invocation when it starts.
+pub(crate) async fn call_partner(
+    connector: &dyn PartnerConnector,
+    attempt: Attempt,
+    reference: &PartnerReference,
+    member: &MemberNumber,
+    points: Points,
+    partner_program: &str,
+    deadline: Option<Instant>,
+) -> CreditOutcome {
+    let time_left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    let credit = || async {
+        connector
+            .credit(&CreditInstruction {
+                reference: reference.clone(),
+                member: member.clone(),
+                points,
+                partner_program: partner_program.to_owned(),
+                timeout: time_left(),
+            })
+            .await
+    };
+    let look_up = match attempt {
+        Attempt::First => false,
+        Attempt::Retry => !connector.idempotent_on_reference(),
+        Attempt::Pending => true,
+    };
+    if !look_up {
+        return credit().await;
+    }
+    match connector.status(reference, time_left()).await {
+        CreditOutcome::NotFound if attempt == Attempt::Retry => credit().await,
+        CreditOutcome::NotFound => CreditOutcome::Unknown {
+            detail: "the partner has no record of a credit it reported pending".into(),
+        },
+        known => known,
+    }
+}
 
 #[derive(Clone)]
 pub struct DispatchPorts {
@@ -36,6 +96,20 @@ pub struct DispatchPorts {
     pub partners: HashMap<PartnerId, Arc<dyn PartnerConnector>>,
     pub ids: Arc<dyn IdSource>,
     pub clock: Arc<dyn Clock>,
+    /// Scheduled windows: the requests they hold, their runs and credits,
+    /// and the dispatch queue their work goes through.
+    pub scheduled: Arc<dyn ScheduledRequests>,
+    pub windows: Arc<dyn WindowStore>,
+    pub work: Arc<dyn PublishWork>,
+}
+
+/// What the dispatch queue carries: a request reserved by eligibility, or
+/// work on a scheduled window.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum DispatchMessage {
+    Request(PipelineMessage),
+    Window(WindowWork),
 }
 
 #[derive(Clone)]
@@ -67,6 +141,26 @@ impl Dispatch {
         Self { ports }
     }
 
+    /// The Lambda handler: an SQS batch from the dispatch queue, or a
+    /// window's schedule firing (EventBridge Scheduler invokes the function
+    /// with a [`window::ScheduledEvent`]).
+    pub async fn handle_any(
+        &self,
+        event: LambdaEvent<serde_json::Value>,
+    ) -> Result<serde_json::Value, lambda_runtime::Error> {
+        let (payload, context) = event.into_parts();
+        if payload.get("Records").is_some() {
+            let sqs: SqsEvent = serde_json::from_value(payload)?;
+            let response = self.handle(LambdaEvent::new(sqs, context)).await?;
+            return Ok(serde_json::to_value(response)?);
+        }
+        let scheduled: window::ScheduledEvent = serde_json::from_value(payload)
+            .map_err(|e| format!("neither an SQS batch nor a window event: {e}"))?;
+        let window::ScheduledEvent::WindowClosed(closed) = scheduled;
+        let run = self.window_closed(&closed).await?;
+        Ok(serde_json::to_value(run)?)
+    }
+
     /// The Lambda handler for the dispatch queue.
     pub async fn handle(
         &self,
@@ -74,7 +168,18 @@ impl Dispatch {
     ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
         let deadline = deadline(&event.context, RECORDING_MARGIN);
         pointsflow_runtime::catalog::refresh(self.ports.programs.as_ref()).await;
-        Ok(process_batch("dispatch", event.payload, |m| self.process(m, deadline)).await)
+        Ok(process_batch("dispatch", event.payload, |m| async move {
+            match m {
+                DispatchMessage::Request(m) => self.process(m, deadline).await,
+                DispatchMessage::Window(WindowWork::Plan { window }) => {
+                    self.plan(&window, deadline).await
+                }
+                DispatchMessage::Window(WindowWork::Credit { credit }) => {
+                    self.process_credit(&credit, deadline).await
+                }
+            }
+        })
+        .await)
     }
 
     #[tracing::instrument(name = "dispatch", skip_all, fields(request_id = %message.request_id))]
@@ -84,6 +189,10 @@ impl Dispatch {
         deadline: Option<Instant>,
     ) -> Result<(), RecordError> {
         let mut request = load_request(self.ports.get.as_ref(), &message.request_id).await?;
+        // A scheduled request travels in its window's credit.
+        if let Some(credit) = request.credit.clone() {
+            return self.process_credit(&credit, deadline).await;
+        }
         let first_attempt = match request.state() {
             StatusKind::Reserved => {
                 self.fix_reference(&mut request).await?;
@@ -140,29 +249,21 @@ impl Dispatch {
             .get(&destination.partner)
             .cloned()
             .ok_or_else(|| retry(format!("partner {} is not configured", destination.partner)))?;
-        // Each call gets what is left of the invocation when it starts.
-        let time_left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let instruction = || CreditInstruction {
-            reference: reference.clone(),
-            member: member.clone(),
+        let attempt = match request.state() {
+            StatusKind::PartnerPending => Attempt::Pending,
+            _ if first_attempt => Attempt::First,
+            _ => Attempt::Retry,
+        };
+        let outcome = call_partner(
+            connector.as_ref(),
+            attempt,
+            &reference,
+            &member,
             points,
-            partner_program: destination.partner_program.clone(),
-            timeout: time_left(),
-        };
-        // An unsettled credit is only ever looked up. A partner that does not
-        // recognise repeats is asked first whether an earlier attempt landed.
-        let pending = request.state() == StatusKind::PartnerPending;
-        let outcome = if pending || (!first_attempt && !connector.idempotent_on_reference()) {
-            match connector.status(&reference, time_left()).await {
-                CreditOutcome::NotFound if !pending => connector.credit(&instruction()).await,
-                CreditOutcome::NotFound => CreditOutcome::Unknown {
-                    detail: "the partner has no record of a credit it reported pending".into(),
-                },
-                known => known,
-            }
-        } else {
-            connector.credit(&instruction()).await
-        };
+            &destination.partner_program,
+            deadline,
+        )
+        .await;
         self.record(request, outcome).await
     }
 
@@ -176,10 +277,10 @@ impl Dispatch {
 
     /// Posts or voids the reservation of a request already settled, if that
     /// has not happened yet. Applying a resolution twice is a no-op.
-    async fn ensure_resolved(
+    pub(crate) async fn ensure_resolved(
         &self,
         request: &PointsRequest,
-        resolve: fn(&Entry, chrono::DateTime<chrono::Utc>) -> Entry,
+        resolve: Resolve,
     ) -> Result<(), RecordError> {
         let pending = self.reservation(request).await?;
         match self
@@ -236,10 +337,10 @@ impl Dispatch {
     /// void). The state goes first: once it is written no delivery calls the
     /// partner again, and a crash before the ledger write is healed by the
     /// next delivery ([`Self::ensure_resolved`]).
-    async fn settle(
+    pub(crate) async fn settle(
         &self,
         mut request: PointsRequest,
-        resolve: fn(&Entry, chrono::DateTime<chrono::Utc>) -> Entry,
+        resolve: Resolve,
         to: Status,
         detail: String,
     ) -> Result<(), RecordError> {

@@ -5,13 +5,14 @@ use std::sync::Arc;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use pointsflow_core::time::{RandomIds, SystemClock};
 use pointsflow_dispatch::{Dispatch, DispatchPorts};
-use pointsflow_lambda::Wiring;
+use pointsflow_lambda::{DISPATCH_QUEUE_URL, Wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     pointsflow_lambda::init_tracing();
     let wiring = Wiring::from_env().await?;
     let (store, ledger) = (wiring.store(), wiring.ledger());
+    let store_for_windows = store.clone();
     let dispatch = Dispatch::new(DispatchPorts {
         get: store.clone(),
         update: store,
@@ -21,10 +22,13 @@ async fn main() -> Result<(), Error> {
         partners: wiring.connectors()?,
         ids: Arc::new(RandomIds),
         clock: Arc::new(SystemClock),
+        scheduled: store_for_windows,
+        windows: wiring.window_store(),
+        work: wiring.publisher(DISPATCH_QUEUE_URL)?,
     });
     let dispatch = &dispatch;
     run(service_fn(move |event: LambdaEvent<_>| {
-        dispatch.handle(event)
+        dispatch.handle_any(event)
     }))
     .await
 }

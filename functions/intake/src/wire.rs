@@ -6,12 +6,14 @@ use pointsflow_core::approval::Approval;
 use pointsflow_core::ledger::Entry;
 use pointsflow_core::money::{Currency, Money};
 use pointsflow_core::request::{
-    Award, NewRequest, PointsRequest, Reason, Recipient, SourceEvent, StatusKind, TimelineEntry,
+    Award, NewRequest, PointsRequest, Reason, Recipient, SourceEvent, Status, StatusKind,
+    TimelineEntry,
 };
 use pointsflow_core::values::{
     Email, EventType, IdempotencyKey, MemberNumber, ParseError, PartnerReference, Points,
     ProgramId, RecipientId, RequestId, SourceId,
 };
+use pointsflow_core::window::CreditId;
 use serde::{Deserialize, Serialize};
 
 use crate::problem::Problem;
@@ -250,6 +252,12 @@ pub struct RequestView<'a> {
     pub partner_reference: Option<&'a PartnerReference>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partner_transaction: Option<&'a str>,
+    /// The scheduled window the request is held for or was sent in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// The window credit that carries it (with its requests, one partner credit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credit: Option<&'a CreditId>,
     pub event: &'a SourceEvent,
     pub received_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -272,6 +280,15 @@ impl<'a> RequestView<'a> {
             member_number: request.member.as_ref(),
             partner_reference: request.partner_reference.as_ref(),
             partner_transaction: request.partner_transaction.as_deref(),
+            window: match &request.status {
+                Status::Scheduled { window } => Some(window.clone()),
+                _ => request
+                    .credit
+                    .as_ref()
+                    .and_then(CreditId::window)
+                    .map(|w| w.to_string()),
+            },
+            credit: request.credit.as_ref(),
             event: &request.event,
             received_at: request.received_at,
             approval: request.approval.as_ref(),

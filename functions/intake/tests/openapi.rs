@@ -551,6 +551,10 @@ async fn every_status_and_field_is_documented_and_every_documented_one_happens()
     rich.member = Some(member.clone());
     rich.partner_reference = Some(PartnerReference::from_number(7));
     rich.partner_transaction = Some("AIR-1".into());
+    // Sent in a consolidated window credit.
+    rich.credit = Some(
+        pointsflow_core::window::CreditId::parse("sales@2026-11-27T18:00Z/air/SKY1000001").unwrap(),
+    );
     for to in [Status::Reserved, Status::Dispatching, Status::Credited] {
         rich.transition(to, at, "step").unwrap();
     }

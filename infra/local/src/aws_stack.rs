@@ -11,7 +11,8 @@ use pointsflow_aws::mapping::SqsMappingConfig;
 use pointsflow_aws::meter::Meter;
 use pointsflow_aws::tables::{self, QueuePair};
 use pointsflow_aws::{
-    DynamoEnrollments, DynamoLedger, DynamoProgramStore, DynamoRequestStore, SqsPublisher,
+    DynamoEnrollments, DynamoLedger, DynamoProgramStore, DynamoRequestStore, DynamoWindowStore,
+    SqsPublisher,
 };
 use pointsflow_core::time::{RandomIds, SystemClock};
 use pointsflow_dispatch::Dispatch;
@@ -23,7 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LocalConfig;
-use crate::stack::{Common, Handlers, StackError, StackOptions, fund, serve, stop};
+use crate::stack::{Adapters, Common, Handlers, StackError, StackOptions, fund, serve, stop};
 
 /// Where the AWS resources are.
 #[derive(Debug, Clone)]
@@ -47,11 +48,14 @@ pub struct AwsStack {
     pub dispatch_queue: QueuePair,
     pub store: Arc<DynamoRequestStore>,
     pub ledger: Arc<DynamoLedger>,
+    pub windows: Arc<DynamoWindowStore>,
     pub eligibility: Eligibility,
     pub dispatch: Dispatch,
     shutdown: CancellationToken,
     sandbox_shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    dispatch_mapping: Option<JoinHandle<()>>,
+    dispatch_config: SqsMappingConfig,
 }
 
 impl std::fmt::Debug for AwsStack {
@@ -131,6 +135,7 @@ impl AwsStack {
         let clock = Arc::new(SystemClock);
         let store = Arc::new(DynamoRequestStore::new(dynamodb.clone(), &table));
         let ledger = Arc::new(DynamoLedger::new(dynamodb.clone(), &table));
+        let windows = Arc::new(DynamoWindowStore::new(dynamodb.clone(), &table));
         fund(&config, ledger.as_ref(), clock.as_ref()).await?;
         let to_eligibility = Arc::new(SqsPublisher::new(sqs.clone(), &eligibility_queue.url));
         let to_dispatch = Arc::new(SqsPublisher::new(sqs.clone(), &dispatch_queue.url));
@@ -139,14 +144,16 @@ impl AwsStack {
             intake,
             eligibility,
             dispatch,
-        } = common.handlers(
-            store.clone(),
-            ledger.clone(),
+        } = common.handlers(Adapters {
+            store: store.clone(),
+            ledger: ledger.clone(),
             to_eligibility,
-            to_dispatch,
+            to_dispatch: to_dispatch.clone(),
+            work: to_dispatch,
+            windows: windows.clone(),
             clock,
-            Arc::new(RandomIds),
-        );
+            ids: Arc::new(RandomIds),
+        });
 
         let mapping = |name: &str, queue: &QueuePair| SqsMappingConfig {
             queue_url: queue.url.clone(),
@@ -156,20 +163,19 @@ impl AwsStack {
             function_timeout: config.queues.function_timeout(),
             function_name: name.to_owned(),
         };
-        let mut tasks = vec![
-            spawn_sqs_mapping(
-                sqs.clone(),
-                mapping("eligibility", &eligibility_queue),
-                eligibility.clone(),
-                shutdown.clone(),
-            ),
-            spawn_sqs_mapping(
-                sqs.clone(),
-                mapping("dispatch", &dispatch_queue),
-                dispatch.clone(),
-                shutdown.clone(),
-            ),
-        ];
+        let mut tasks = vec![spawn_sqs_mapping(
+            sqs.clone(),
+            mapping("eligibility", &eligibility_queue),
+            eligibility.clone(),
+            shutdown.clone(),
+        )];
+        let dispatch_config = mapping("dispatch", &dispatch_queue);
+        let dispatch_mapping = spawn_sqs_mapping(
+            sqs.clone(),
+            dispatch_config.clone(),
+            dispatch.clone(),
+            shutdown.clone(),
+        );
         let (intake_addr, server) = serve(options.listen, intake, shutdown.clone()).await?;
         tasks.push(server);
         tracing::info!(%table, eligibility = %eligibility_queue.url, dispatch = %dispatch_queue.url, "running on the AWS adapters");
@@ -184,12 +190,35 @@ impl AwsStack {
             dispatch_queue,
             store,
             ledger,
+            windows,
             eligibility,
             dispatch,
             shutdown,
             sandbox_shutdown: common.sandbox_shutdown,
             tasks,
+            dispatch_mapping: Some(dispatch_mapping),
+            dispatch_config,
         })
+    }
+
+    /// Kills the dispatch function mid-flight, as a crash would (see
+    /// [`crate::Stack::crash_dispatch`]).
+    pub fn crash_dispatch(&mut self) {
+        if let Some(task) = self.dispatch_mapping.take() {
+            task.abort();
+        }
+    }
+
+    /// Starts the dispatch function again after [`Self::crash_dispatch`].
+    pub fn restart_dispatch(&mut self) {
+        if self.dispatch_mapping.is_none() {
+            self.dispatch_mapping = Some(spawn_sqs_mapping(
+                self.sqs.clone(),
+                self.dispatch_config.clone(),
+                self.dispatch.clone(),
+                self.shutdown.clone(),
+            ));
+        }
     }
 
     pub fn base_url(&self) -> String {
@@ -197,12 +226,8 @@ impl AwsStack {
     }
 
     pub async fn shutdown(self) {
-        stop(
-            self.shutdown,
-            self.tasks,
-            self.sandbox_shutdown,
-            self.sandbox,
-        )
-        .await;
+        let mut tasks = self.tasks;
+        tasks.extend(self.dispatch_mapping);
+        stop(self.shutdown, tasks, self.sandbox_shutdown, self.sandbox).await;
     }
 }

@@ -17,12 +17,13 @@ use pointsflow_core::ports::{
 };
 use pointsflow_core::time::{RandomIds, SystemClock};
 use pointsflow_core::values::PartnerId;
+use pointsflow_core::window::{PublishWork, ScheduledRequests, WindowStore};
 use pointsflow_dispatch::{Dispatch, DispatchPorts};
 use pointsflow_eligibility::{Eligibility, EligibilityPorts};
 use pointsflow_intake::{DEFAULT_MAX_BODY_BYTES, Intake, IntakeConfig, IntakePorts};
 use pointsflow_memory::{
     EventSourceMapping, MappingConfig, MemoryEnrollments, MemoryLedger, MemoryProgramStore,
-    MemoryQueue, MemoryRequestStore, QueueConfig,
+    MemoryQueue, MemoryRequestStore, MemoryWindowStore, QueueConfig,
 };
 use pointsflow_partners::{SandboxBehaviour, SandboxConfig, SandboxMember, SandboxPartner};
 use pointsflow_runtime::SqsHandler;
@@ -84,12 +85,15 @@ pub struct Stack {
     pub sandbox: Option<SandboxPartner>,
     pub store: Arc<MemoryRequestStore>,
     pub ledger: Arc<MemoryLedger>,
+    pub windows: Arc<MemoryWindowStore>,
     pub queues: Queues,
     pub dispatch: Dispatch,
     pub eligibility: Eligibility,
     shutdown: CancellationToken,
     sandbox_shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    dispatch_mapping: Option<JoinHandle<()>>,
+    mapping_config: MappingConfig,
 }
 
 impl std::fmt::Debug for Stack {
@@ -301,21 +305,41 @@ pub(crate) struct Handlers {
     pub dispatch: Dispatch,
 }
 
+/// The adapters of one stack, embedded or AWS.
+pub(crate) struct Adapters<S, L> {
+    pub store: Arc<S>,
+    pub ledger: Arc<L>,
+    pub to_eligibility: Arc<dyn Publish>,
+    pub to_dispatch: Arc<dyn Publish>,
+    /// The dispatch queue again, for window work.
+    pub work: Arc<dyn PublishWork>,
+    pub windows: Arc<dyn WindowStore>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdSource>,
+}
+
 impl Common {
-    /// Builds the handlers over a request store, a ledger and the two queues.
-    pub(crate) fn handlers<S, L>(
-        &self,
-        store: Arc<S>,
-        ledger: Arc<L>,
-        to_eligibility: Arc<dyn Publish>,
-        to_dispatch: Arc<dyn Publish>,
-        clock: Arc<dyn Clock>,
-        ids: Arc<dyn IdSource>,
-    ) -> Handlers
+    /// Builds the handlers over one stack's adapters.
+    pub(crate) fn handlers<S, L>(&self, adapters: Adapters<S, L>) -> Handlers
     where
-        S: RequestCreate + RequestGet + RequestUpdate + WaitingRequests + 'static,
+        S: RequestCreate
+            + RequestGet
+            + RequestUpdate
+            + WaitingRequests
+            + ScheduledRequests
+            + 'static,
         L: LedgerRead + LedgerWrite + 'static,
     {
+        let Adapters {
+            store,
+            ledger,
+            to_eligibility,
+            to_dispatch,
+            work,
+            windows,
+            clock,
+            ids,
+        } = adapters;
         let intake = Intake::new(
             self.intake.clone(),
             IntakePorts {
@@ -346,13 +370,16 @@ impl Common {
         .with_sweep_every(self.sweep_every);
         let dispatch = Dispatch::new(DispatchPorts {
             get: store.clone(),
-            update: store,
+            update: store.clone(),
             ledger_read: ledger.clone(),
             ledger_write: ledger,
             programs: self.catalog.clone(),
             partners: self.partners.clone(),
             ids,
             clock,
+            scheduled: store,
+            windows,
+            work,
         });
         Handlers {
             intake,
@@ -436,6 +463,7 @@ impl Stack {
         .await?;
         let store = Arc::new(MemoryRequestStore::new());
         let ledger = Arc::new(MemoryLedger::new());
+        let windows = Arc::new(MemoryWindowStore::new());
         fund(&config, ledger.as_ref(), clock.as_ref()).await?;
 
         let (eligibility_queue, eligibility_dlq) = queue_pair("eligibility", &config);
@@ -451,14 +479,16 @@ impl Stack {
             intake,
             eligibility,
             dispatch,
-        } = common.handlers(
-            store.clone(),
-            ledger.clone(),
-            eligibility_queue.clone(),
-            dispatch_queue.clone(),
+        } = common.handlers(Adapters {
+            store: store.clone(),
+            ledger: ledger.clone(),
+            to_eligibility: eligibility_queue.clone(),
+            to_dispatch: dispatch_queue.clone(),
+            work: dispatch_queue.clone(),
+            windows: windows.clone(),
             clock,
             ids,
-        );
+        });
 
         let mapping = |name: &str| MappingConfig {
             batch_size: config.queues.batch_size,
@@ -466,18 +496,16 @@ impl Stack {
             function_timeout: config.queues.function_timeout(),
             function_name: name.to_owned(),
         };
-        let mut tasks = vec![
-            spawn_mapping(
-                EventSourceMapping::new(eligibility_queue, mapping("eligibility")),
-                eligibility.clone(),
-                shutdown.clone(),
-            ),
-            spawn_mapping(
-                EventSourceMapping::new(dispatch_queue, mapping("dispatch")),
-                dispatch.clone(),
-                shutdown.clone(),
-            ),
-        ];
+        let mut tasks = vec![spawn_mapping(
+            EventSourceMapping::new(eligibility_queue, mapping("eligibility")),
+            eligibility.clone(),
+            shutdown.clone(),
+        )];
+        let dispatch_mapping = spawn_mapping(
+            EventSourceMapping::new(dispatch_queue, mapping("dispatch")),
+            dispatch.clone(),
+            shutdown.clone(),
+        );
         let (intake_addr, server) = serve(options.listen, intake, shutdown.clone()).await?;
         tasks.push(server);
 
@@ -486,13 +514,36 @@ impl Stack {
             sandbox: common.sandbox,
             store,
             ledger,
+            windows,
             queues,
             dispatch,
             eligibility,
             shutdown,
             sandbox_shutdown: common.sandbox_shutdown,
             tasks,
+            dispatch_mapping: Some(dispatch_mapping),
+            mapping_config: mapping("dispatch"),
         })
+    }
+
+    /// Kills the dispatch function mid-flight, as a crash would: its
+    /// invocations stop wherever they are, their messages stay on the
+    /// queue and come back after the visibility timeout.
+    pub fn crash_dispatch(&mut self) {
+        if let Some(task) = self.dispatch_mapping.take() {
+            task.abort();
+        }
+    }
+
+    /// Starts the dispatch function again after [`Self::crash_dispatch`].
+    pub fn restart_dispatch(&mut self) {
+        if self.dispatch_mapping.is_none() {
+            self.dispatch_mapping = Some(spawn_mapping(
+                EventSourceMapping::new(self.queues.dispatch.clone(), self.mapping_config.clone()),
+                self.dispatch.clone(),
+                self.shutdown.clone(),
+            ));
+        }
     }
 
     pub fn base_url(&self) -> String {
@@ -501,13 +552,9 @@ impl Stack {
 
     /// Stops taking requests, lets in-flight invocations finish, then stops the sandbox.
     pub async fn shutdown(self) {
-        stop(
-            self.shutdown,
-            self.tasks,
-            self.sandbox_shutdown,
-            self.sandbox,
-        )
-        .await;
+        let mut tasks = self.tasks;
+        tasks.extend(self.dispatch_mapping);
+        stop(self.shutdown, tasks, self.sandbox_shutdown, self.sandbox).await;
     }
 }
 

@@ -13,6 +13,8 @@ pub mod meter;
 mod programs;
 mod sqs;
 mod store;
+mod versioned;
+mod windows;
 
 pub mod emulator;
 pub mod tables;
@@ -22,6 +24,7 @@ pub use ledger::DynamoLedger;
 pub use programs::DynamoProgramStore;
 pub use sqs::SqsPublisher;
 pub use store::DynamoRequestStore;
+pub use windows::DynamoWindowStore;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 

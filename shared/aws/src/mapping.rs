@@ -54,7 +54,9 @@ pub async fn run<H, F>(
     H: Fn(LambdaEvent<SqsEvent>) -> F + Send + Sync + Clone + 'static,
     F: Future<Output = Result<SqsBatchResponse, lambda_runtime::Error>> + Send,
 {
-    let mut workers = Vec::new();
+    // Dropping this future (an aborted task: a crash) aborts the workers
+    // mid-invocation; their messages come back after the visibility timeout.
+    let mut workers = tokio::task::JoinSet::new();
     for worker in 0..config.concurrency.max(1) {
         let (client, config, handler, shutdown) = (
             client.clone(),
@@ -62,7 +64,7 @@ pub async fn run<H, F>(
             handler.clone(),
             shutdown.clone(),
         );
-        workers.push(tokio::spawn(async move {
+        workers.spawn(async move {
             let mut invocation: u64 = 0;
             loop {
                 let received = tokio::select! {
@@ -87,11 +89,9 @@ pub async fn run<H, F>(
                 invocation += 1;
                 invoke(&client, &config, &handler, &messages, worker, invocation).await;
             }
-        }));
+        });
     }
-    for w in workers {
-        let _ = w.await;
-    }
+    while workers.join_next().await.is_some() {}
 }
 
 async fn invoke<H, F>(

@@ -6,8 +6,9 @@ use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use pointsflow_core::ports::{PipelineMessage, Publish, PublishError};
+use pointsflow_core::ports::{PipelineMessage, Publish, PublishError, StoreError};
 use pointsflow_core::values::RequestId;
+use pointsflow_core::window::{PublishWork, WindowWork};
 
 /// SQS takes at most 10 entries per batch.
 const MAX_BATCH: usize = 10;
@@ -26,22 +27,18 @@ impl SqsPublisher {
         }
     }
 
-    /// Sends one batch; returns the messages that were not accepted, with why.
-    async fn send(&self, batch: &[PipelineMessage]) -> Vec<(PipelineMessage, String)> {
-        let mut entries = Vec::with_capacity(batch.len());
-        for (i, message) in batch.iter().enumerate() {
-            let built = serde_json::to_string(message)
-                .map_err(|e| e.to_string())
-                .and_then(|body| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(body)
-                        .build()
-                        .map_err(|e| e.to_string())
-                });
-            match built {
+    /// Sends one batch of at most ten bodies; returns the positions of
+    /// those that were not accepted, with why.
+    async fn send_bodies(&self, bodies: &[String]) -> Vec<(usize, String)> {
+        let mut entries = Vec::with_capacity(bodies.len());
+        for (i, body) in bodies.iter().enumerate() {
+            match SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(body)
+                .build()
+            {
                 Ok(entry) => entries.push(entry),
-                Err(e) => return batch.iter().map(|m| (m.clone(), e.clone())).collect(),
+                Err(e) => return (0..bodies.len()).map(|i| (i, e.to_string())).collect(),
             }
         }
         let sent = self
@@ -56,16 +53,41 @@ impl SqsPublisher {
                 .failed()
                 .iter()
                 .filter_map(|f| {
-                    let message = f.id().parse::<usize>().ok().and_then(|i| batch.get(i))?;
-                    let why = format!("{}: {}", f.code(), f.message().unwrap_or(""));
-                    Some((message.clone(), why))
+                    let i = f.id().parse::<usize>().ok().filter(|i| *i < bodies.len())?;
+                    Some((i, format!("{}: {}", f.code(), f.message().unwrap_or(""))))
                 })
                 .collect(),
             Err(e) => {
                 let why = DisplayErrorContext(e).to_string();
-                batch.iter().map(|m| (m.clone(), why.clone())).collect()
+                (0..bodies.len()).map(|i| (i, why.clone())).collect()
             }
         }
+    }
+
+    /// Sends `messages` in batches of ten; entries the service failed are
+    /// sent once more. Returns those still not sent, with why.
+    async fn send_all<M: serde::Serialize + Clone>(&self, messages: &[M]) -> Vec<(M, String)> {
+        let mut failed = Vec::new();
+        for chunk in messages.chunks(MAX_BATCH) {
+            let encoded: Result<Vec<String>, _> = chunk.iter().map(serde_json::to_string).collect();
+            let bodies = match encoded {
+                Ok(b) => b,
+                Err(e) => {
+                    failed.extend(chunk.iter().map(|m| (m.clone(), e.to_string())));
+                    continue;
+                }
+            };
+            let first = self.send_bodies(&bodies).await;
+            if first.is_empty() {
+                continue;
+            }
+            let again: Vec<String> = first.iter().map(|(i, _)| bodies[*i].clone()).collect();
+            for (j, why) in self.send_bodies(&again).await {
+                let i = first[j].0;
+                failed.push((chunk[i].clone(), why));
+            }
+        }
+        failed
     }
 }
 
@@ -75,17 +97,10 @@ impl Publish for SqsPublisher {
     async fn publish(&self, messages: &[PipelineMessage]) -> Result<(), PublishError> {
         let mut failed: Vec<RequestId> = Vec::new();
         let mut reason = String::new();
-        for chunk in messages.chunks(MAX_BATCH) {
-            let first = self.send(chunk).await;
-            if first.is_empty() {
-                continue;
-            }
-            let again: Vec<PipelineMessage> = first.into_iter().map(|(m, _)| m).collect();
-            for (message, why) in self.send(&again).await {
-                tracing::error!(request_id = %message.request_id, %why, "message not sent");
-                failed.push(message.request_id);
-                reason = why;
-            }
+        for (message, why) in self.send_all(messages).await {
+            tracing::error!(request_id = %message.request_id, %why, "message not sent");
+            failed.push(message.request_id);
+            reason = why;
         }
         if failed.is_empty() {
             Ok(())
@@ -95,6 +110,22 @@ impl Publish for SqsPublisher {
                 total: messages.len(),
                 reason,
             })
+        }
+    }
+}
+
+#[async_trait]
+impl PublishWork for SqsPublisher {
+    #[tracing::instrument(skip_all, fields(messages = work.len()))]
+    async fn publish_work(&self, work: &[WindowWork]) -> Result<(), StoreError> {
+        let failed = self.send_all(work).await;
+        match failed.first() {
+            None => Ok(()),
+            Some((_, why)) => Err(StoreError::Unavailable(format!(
+                "{} of {} window messages not sent: {why}",
+                failed.len(),
+                work.len()
+            ))),
         }
     }
 }

@@ -5,16 +5,18 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use pointsflow_core::ports::{
     Created, RequestCreate, RequestGet, RequestUpdate, StoreError, WaitingRequests,
 };
 use pointsflow_core::request::{PointsRequest, StatusKind};
-use pointsflow_core::values::{ProgramId, RecipientId, RequestId};
+use pointsflow_core::values::{MemberNumber, PartnerId, Points, ProgramId, RecipientId, RequestId};
+use pointsflow_core::window::{
+    ScheduledCursor, ScheduledEntry, ScheduledPage, ScheduledRequests, WindowId,
+};
 
-use crate::item::{self, DOC, Item, doc, get_s, n, s};
+use crate::item::{self, Item, get_s, n, s};
 use crate::tables;
+use crate::versioned::{Versioned, VersionedTable};
 
 const REQUEST_SK: &str = "REQUEST";
 
@@ -27,55 +29,92 @@ fn wait_pk(program: &ProgramId, state: StatusKind) -> String {
     format!("WAIT#{program}#{state}")
 }
 
+/// The index partition of a program's scheduled requests.
+fn scheduled_pk(program: &ProgramId) -> String {
+    format!("SCHED#{program}")
+}
+
+fn scheduled_sk(member: &MemberNumber, id: &RequestId) -> String {
+    format!("{member}#{id}")
+}
+
+fn scheduled_from(item: &Item) -> Result<ScheduledEntry, StoreError> {
+    let bad = |e: String| StoreError::Unavailable(format!("malformed scheduled entry: {e}"));
+    let read = |name| get_s(item, name).map_err(|e| bad(e.to_string()));
+    let id = read(item::PK)?
+        .strip_prefix("REQ#")
+        .ok_or_else(|| bad("request key".into()))
+        .and_then(|id| RequestId::parse(id).map_err(|e| bad(e.to_string())))?;
+    Ok(ScheduledEntry {
+        id,
+        member: MemberNumber::parse(read("member")?).map_err(|e| bad(e.to_string()))?,
+        partner: PartnerId::parse(read("partner")?).map_err(|e| bad(e.to_string()))?,
+        partner_program: read("partner_program")?.to_owned(),
+        points: Points::new(item::counter(item, "points").map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?,
+        window: WindowId::parse(read("window")?).map_err(bad)?,
+    })
+}
+
 #[derive(Debug, Clone)]
 pub struct DynamoRequestStore {
-    client: Client,
-    table: String,
+    items: VersionedTable,
 }
 
 fn unavailable(e: impl std::error::Error) -> StoreError {
     StoreError::Unavailable(DisplayErrorContext(e).to_string())
 }
 
-fn to_item(request: &PointsRequest, version: u64) -> Result<Item, StoreError> {
-    let mut stored = request.clone();
-    stored.version = version;
-    let body = serde_json::to_string(&stored)
-        .map_err(|e| StoreError::Unavailable(format!("cannot encode the request: {e}")))?;
-    let mut item = item::key(request_pk(&request.id), REQUEST_SK);
-    item.insert(DOC.into(), s(body));
-    item.insert("version".into(), n(version));
-    item.insert("state".into(), s(stored.state().as_str()));
-    item.insert("program".into(), s(stored.program.as_str()));
-    item.insert("source".into(), s(stored.source.as_str()));
-    // The sparse `waiting` index holds only requests in a waiting state.
-    if stored.state().is_waiting() {
-        item.insert(
-            tables::WAIT_PK.into(),
-            s(wait_pk(&stored.program, stored.state())),
-        );
-        item.insert(
-            tables::WAIT_SK.into(),
-            s(format!("{}#{}", stored.received_at.to_rfc3339(), stored.id)),
-        );
-        item.insert("recipient".into(), s(stored.recipient.id.as_str()));
+impl Versioned for PointsRequest {
+    fn key(&self) -> Item {
+        item::key(request_pk(&self.id), REQUEST_SK)
     }
-    Ok(item)
-}
-
-fn from_item(item: &Item) -> Result<PointsRequest, StoreError> {
-    let mut request: PointsRequest =
-        doc(item).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    request.version =
-        item::counter(item, "version").map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    Ok(request)
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+    fn extra(&self, item: &mut Item) {
+        item.insert("state".into(), s(self.state().as_str()));
+        item.insert("program".into(), s(self.program.as_str()));
+        item.insert("source".into(), s(self.source.as_str()));
+        // The sparse `waiting` index holds only requests in a waiting state.
+        if self.state().is_waiting() {
+            item.insert(
+                tables::WAIT_PK.into(),
+                s(wait_pk(&self.program, self.state())),
+            );
+            item.insert(
+                tables::WAIT_SK.into(),
+                s(format!("{}#{}", self.received_at.to_rfc3339(), self.id)),
+            );
+            item.insert("recipient".into(), s(self.recipient.id.as_str()));
+        }
+        // Scheduled requests are in the same index, by program, in member
+        // order, with what the window planner needs.
+        if let Some(entry) = pointsflow_core::window::scheduled_entry(self) {
+            item.insert(tables::WAIT_PK.into(), s(scheduled_pk(&self.program)));
+            item.insert(
+                tables::WAIT_SK.into(),
+                s(scheduled_sk(&entry.member, &entry.id)),
+            );
+            item.insert("member".into(), s(entry.member.as_str()));
+            item.insert("partner".into(), s(entry.partner.as_str()));
+            item.insert("partner_program".into(), s(entry.partner_program));
+            item.insert("points".into(), n(entry.points.get()));
+            item.insert("window".into(), s(entry.window.to_string()));
+        }
+    }
 }
 
 impl DynamoRequestStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
-            client,
-            table: table.into(),
+            items: VersionedTable {
+                client,
+                table: table.into(),
+            },
         }
     }
 }
@@ -84,30 +123,12 @@ impl DynamoRequestStore {
 impl RequestCreate for DynamoRequestStore {
     #[tracing::instrument(skip_all, fields(request_id = %request.id))]
     async fn create(&self, request: &PointsRequest) -> Result<Created, StoreError> {
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(request, 0)?))
-            .condition_expression("attribute_not_exists(pk)")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(Created::New),
-            Err(e) => match e.into_service_error() {
-                PutItemError::ConditionalCheckFailedException(failed) => {
-                    let existing = match failed.item() {
-                        Some(item) => from_item(item)?,
-                        None => self.get(&request.id).await?.ok_or(StoreError::Unavailable(
-                            "the create's condition failed but no item is there".into(),
-                        ))?,
-                    };
-                    Ok(Created::Existing(Box::new(existing)))
-                }
-                other => Err(unavailable(other)),
-            },
-        }
+        let mut fresh = request.clone();
+        fresh.version = 0;
+        Ok(match self.items.create(&fresh).await? {
+            None => Created::New,
+            Some(existing) => Created::Existing(Box::new(existing)),
+        })
     }
 }
 
@@ -115,16 +136,7 @@ impl RequestCreate for DynamoRequestStore {
 impl RequestGet for DynamoRequestStore {
     #[tracing::instrument(skip_all, fields(request_id = %id))]
     async fn get(&self, id: &RequestId) -> Result<Option<PointsRequest>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(item::key(request_pk(id), REQUEST_SK)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable(e.into_service_error()))?;
-        out.item().map(from_item).transpose()
+        self.items.read(item::key(request_pk(id), REQUEST_SK)).await
     }
 }
 
@@ -132,36 +144,7 @@ impl RequestGet for DynamoRequestStore {
 impl RequestUpdate for DynamoRequestStore {
     #[tracing::instrument(skip_all, fields(request_id = %request.id, version = request.version))]
     async fn update(&self, request: &PointsRequest) -> Result<u64, StoreError> {
-        let next = request.version + 1;
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(request, next)?))
-            .condition_expression("attribute_exists(pk) AND version = :expected")
-            .expression_attribute_values(":expected", n(request.version))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(next),
-            Err(e) => match e.into_service_error() {
-                PutItemError::ConditionalCheckFailedException(failed) => {
-                    let exists = match failed.item() {
-                        Some(_) => true,
-                        None => self.get(&request.id).await?.is_some(),
-                    };
-                    Err(if exists {
-                        StoreError::Conflict {
-                            expected: request.version,
-                        }
-                    } else {
-                        StoreError::NotFound
-                    })
-                }
-                other => Err(unavailable(other)),
-            },
-        }
+        self.items.save(request).await
     }
 }
 
@@ -177,9 +160,10 @@ impl WaitingRequests for DynamoRequestStore {
         let mut start = None;
         loop {
             let page = self
+                .items
                 .client
                 .query()
-                .table_name(&self.table)
+                .table_name(&self.items.table)
                 .index_name(tables::WAITING_INDEX)
                 .key_condition_expression("wait_pk = :pk")
                 .expression_attribute_values(":pk", s(wait_pk(program, state)))
@@ -207,5 +191,47 @@ impl WaitingRequests for DynamoRequestStore {
                 _ => return Ok(ids),
             }
         }
+    }
+}
+
+#[async_trait]
+impl ScheduledRequests for DynamoRequestStore {
+    async fn scheduled(
+        &self,
+        program: &ProgramId,
+        after: Option<&ScheduledCursor>,
+        limit: usize,
+    ) -> Result<ScheduledPage, StoreError> {
+        // The index is read eventually consistently: a request scheduled a
+        // moment ago may show up only in a later window's run.
+        let start = after.map(|c| {
+            let mut key = item::key(request_pk(&c.request), REQUEST_SK);
+            key.insert(tables::WAIT_PK.into(), s(scheduled_pk(program)));
+            key.insert(
+                tables::WAIT_SK.into(),
+                s(scheduled_sk(&c.member, &c.request)),
+            );
+            key
+        });
+        let page = self
+            .items
+            .client
+            .query()
+            .table_name(&self.items.table)
+            .index_name(tables::WAITING_INDEX)
+            .key_condition_expression("wait_pk = :pk")
+            .expression_attribute_values(":pk", s(scheduled_pk(program)))
+            .set_exclusive_start_key(start)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| unavailable(e.into_service_error()))?;
+        let entries = page
+            .items()
+            .iter()
+            .map(scheduled_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = page.last_evaluated_key().is_some_and(|k| !k.is_empty());
+        Ok(ScheduledPage { entries, more })
     }
 }

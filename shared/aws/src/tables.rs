@@ -17,6 +17,18 @@ use aws_sdk_dynamodb::types::{
 pub const WAITING_INDEX: &str = "waiting";
 pub const WAIT_PK: &str = "wait_pk";
 pub const WAIT_SK: &str = "wait_sk";
+/// What the index projects beside its keys: a waiting request's recipient,
+/// a scheduled request's member, destination, points and window, and a
+/// window credit's points and number of requests.
+pub const INDEXED_ATTRIBUTES: [&str; 7] = [
+    "recipient",
+    "member",
+    "partner",
+    "partner_program",
+    "points",
+    "window",
+    "requests",
+];
 
 /// Creates the ledger table if it does not exist yet.
 pub async fn create_ledger_table(client: &Client, name: &str) -> Result<(), String> {
@@ -41,7 +53,9 @@ pub async fn create_ledger_table(client: &Client, name: &str) -> Result<(), Stri
         .projection(
             Projection::builder()
                 .projection_type(ProjectionType::Include)
-                .non_key_attributes("recipient")
+                .set_non_key_attributes(Some(
+                    INDEXED_ATTRIBUTES.iter().map(|a| (*a).to_owned()).collect(),
+                ))
                 .build(),
         )
         .build()

@@ -40,6 +40,20 @@ async fn the_dynamodb_request_store_conforms() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamodb_window_store_and_scheduled_index_conform() {
+    let (client, table) = dynamodb().await;
+    let store = Arc::new(DynamoRequestStore::new(client.clone(), &table));
+    let suite = pointsflow_conformance::windows::Windows {
+        windows: Arc::new(pointsflow_aws::DynamoWindowStore::new(client, table)),
+        scheduled: store.clone(),
+        create: store.clone(),
+        get: store.clone(),
+        update: store,
+    };
+    pointsflow_conformance::windows::run_all(&suite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dynamodb_program_store_conforms() {
     let (client, table) = dynamodb().await;
     let store: Arc<dyn ProgramStore> = Arc::new(DynamoProgramStore::new(client, table));

@@ -17,6 +17,7 @@ pub mod queue;
 pub mod runtime_api;
 pub mod store;
 pub mod template;
+pub mod windows;
 
 use chrono::{DateTime, Utc};
 use pointsflow_core::request::{NewRequest, PointsRequest, Recipient, SourceEvent};

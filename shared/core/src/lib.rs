@@ -12,3 +12,4 @@ pub mod request;
 pub mod schedule;
 pub mod time;
 pub mod values;
+pub mod window;

@@ -271,6 +271,10 @@ pub struct PointsRequest {
     pub partner_transaction: Option<String>,
     #[serde(default)]
     pub dispatch_attempts: u32,
+    /// The window credit that carries this request to the partner (a
+    /// scheduled program's), whose reference it shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit: Option<crate::window::CreditId>,
     /// An operator's decision on a request that needed approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<crate::approval::Approval>,
@@ -324,6 +328,7 @@ impl NewRequest {
             partner_reference: None,
             partner_transaction: None,
             dispatch_attempts: 0,
+            credit: None,
             approval: None,
             timeline: vec![TimelineEntry {
                 state: StatusKind::Received,

@@ -11,14 +11,15 @@
 //! `POINTSFLOW_CONFIG_PARAMETER` (the SSM parameter holding the TOML
 //! configuration, a SecureString since it holds source keys),
 //! `POINTSFLOW_ELIGIBILITY_QUEUE_URL` (intake), `POINTSFLOW_DISPATCH_QUEUE_URL`
-//! (eligibility), optional `POINTSFLOW_AWS_ENDPOINT`.
+//! (eligibility, and dispatch for its window work), optional `POINTSFLOW_AWS_ENDPOINT`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use pointsflow_aws::{
-    DynamoEnrollments, DynamoLedger, DynamoProgramStore, DynamoRequestStore, SqsPublisher,
+    DynamoEnrollments, DynamoLedger, DynamoProgramStore, DynamoRequestStore, DynamoWindowStore,
+    SqsPublisher,
 };
 use pointsflow_config::{Config, PartnerKind};
 use pointsflow_core::ports::PartnerConnector;
@@ -143,6 +144,10 @@ impl Wiring {
             self.sqs.clone(),
             required(variable)?,
         )))
+    }
+
+    pub fn window_store(&self) -> Arc<DynamoWindowStore> {
+        Arc::new(DynamoWindowStore::new(self.dynamodb.clone(), &self.table))
     }
 
     pub fn program_store(&self) -> Arc<DynamoProgramStore> {

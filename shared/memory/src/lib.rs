@@ -10,6 +10,7 @@ mod mapping;
 mod queue;
 mod replay;
 mod store;
+mod windows;
 
 pub use config::{LayeredEnrollments, MemoryEnrollments, MemoryProgramStore, StaticCatalog};
 pub use ledger::{LedgerSnapshot, MemoryLedger};
@@ -17,3 +18,4 @@ pub use mapping::{EventSourceMapping, MappingConfig};
 pub use queue::{MemoryQueue, QueueConfig, QueueError, ReceivedMessage};
 pub use replay::{ManualClock, SeededIds};
 pub use store::MemoryRequestStore;
+pub use windows::MemoryWindowStore;

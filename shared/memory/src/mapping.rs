@@ -62,13 +62,16 @@ impl EventSourceMapping {
         H: Fn(LambdaEvent<SqsEvent>) -> F + Send + Sync + Clone + 'static,
         F: Future<Output = Result<SqsBatchResponse, lambda_runtime::Error>> + Send,
     {
-        let mut workers = Vec::new();
+        // Dropping this future (an aborted task: a crash) aborts the
+        // workers mid-invocation; their messages come back after the
+        // visibility timeout, as after a Lambda crash.
+        let mut workers = tokio::task::JoinSet::new();
         for worker in 0..self.config.concurrency.max(1) {
             let queue = self.queue.clone();
             let config = self.config.clone();
             let handler = handler.clone();
             let shutdown = shutdown.clone();
-            workers.push(tokio::spawn(async move {
+            workers.spawn(async move {
                 let mut invocation: u64 = 0;
                 loop {
                     let received = tokio::select! {
@@ -87,11 +90,9 @@ impl EventSourceMapping {
                     invocation += 1;
                     invoke(&queue, &config, &handler, messages, worker, invocation).await;
                 }
-            }));
+            });
         }
-        for w in workers {
-            let _ = w.await;
-        }
+        while workers.join_next().await.is_some() {}
     }
 }
 

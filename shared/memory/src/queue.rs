@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pointsflow_core::ports::{PipelineMessage, Publish, PublishError};
+use pointsflow_core::ports::{PipelineMessage, Publish, PublishError, StoreError};
+use pointsflow_core::window::{PublishWork, WindowWork};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -287,6 +288,22 @@ impl Publish for MemoryQueue {
                 reason,
             })
         }
+    }
+}
+
+#[async_trait]
+impl PublishWork for MemoryQueue {
+    async fn publish_work(&self, work: &[WindowWork]) -> Result<(), StoreError> {
+        for chunk in work.chunks(MAX_BATCH) {
+            let bodies = chunk
+                .iter()
+                .map(serde_json::to_string)
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(|e| StoreError::Unavailable(format!("cannot encode window work: {e}")))?;
+            self.send_batch(&bodies)
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        }
+        Ok(())
     }
 }
 

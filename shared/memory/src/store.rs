@@ -10,6 +10,7 @@ use pointsflow_core::ports::{
 };
 use pointsflow_core::request::{PointsRequest, StatusKind};
 use pointsflow_core::values::{ProgramId, RecipientId, RequestId};
+use pointsflow_core::window::{ScheduledCursor, ScheduledEntry, ScheduledPage, ScheduledRequests};
 
 #[derive(Debug, Default)]
 pub struct MemoryRequestStore {
@@ -24,6 +25,9 @@ struct Items {
     /// The requests in a waiting state, by program, state and recipient,
     /// oldest first (the DynamoDB adapter's sparse index).
     waiting: BTreeMap<(ProgramId, StatusKind, RecipientId), Waiting>,
+    /// The requests held `scheduled`, by program, in member order (the
+    /// DynamoDB adapter's `scheduled` partition of the same index).
+    scheduled: BTreeMap<ProgramId, BTreeMap<ScheduledCursor, ScheduledEntry>>,
 }
 
 /// One recipient's waiting requests, by acceptance time.
@@ -48,7 +52,30 @@ impl Items {
                 .or_default()
                 .insert(entry);
         }
+        // A scheduled request's member is fixed: its position is the same.
+        if before == Some(StatusKind::Scheduled)
+            && let Some(member) = request.member.clone()
+            && let Some(program) = self.scheduled.get_mut(&request.program)
+        {
+            program.remove(&ScheduledCursor {
+                member,
+                request: request.id.clone(),
+            });
+        }
+        if request.state() == StatusKind::Scheduled
+            && let Some(entry) = scheduled_entry(request)
+        {
+            self.scheduled
+                .entry(request.program.clone())
+                .or_default()
+                .insert(entry.cursor(), entry);
+        }
     }
+}
+
+/// A scheduled request's index entry: what the window planner needs.
+fn scheduled_entry(request: &PointsRequest) -> Option<ScheduledEntry> {
+    pointsflow_core::window::scheduled_entry(request)
 }
 
 fn poisoned() -> StoreError {
@@ -117,6 +144,28 @@ impl RequestUpdate for MemoryRequestStore {
         *stored = next;
         items.index(Some(before), request);
         Ok(request.version + 1)
+    }
+}
+
+#[async_trait]
+impl ScheduledRequests for MemoryRequestStore {
+    async fn scheduled(
+        &self,
+        program: &ProgramId,
+        after: Option<&ScheduledCursor>,
+        limit: usize,
+    ) -> Result<ScheduledPage, StoreError> {
+        use std::ops::Bound;
+        let items = self.items.read().map_err(|_| poisoned())?;
+        let Some(index) = items.scheduled.get(program) else {
+            return Ok(ScheduledPage::default());
+        };
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut range = index.range::<ScheduledCursor, _>((from, Bound::Unbounded));
+        let entries: Vec<ScheduledEntry> =
+            range.by_ref().take(limit).map(|(_, e)| e.clone()).collect();
+        let more = range.next().is_some();
+        Ok(ScheduledPage { entries, more })
     }
 }
 

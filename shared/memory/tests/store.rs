@@ -36,3 +36,16 @@ async fn the_embedded_enrollments_conform() {
     };
     pointsflow_conformance::enrollment::run_all(&suite).await;
 }
+
+#[tokio::test]
+async fn the_embedded_window_store_and_scheduled_index_conform() {
+    let store = Arc::new(MemoryRequestStore::new());
+    let suite = pointsflow_conformance::windows::Windows {
+        windows: Arc::new(pointsflow_memory::MemoryWindowStore::new()),
+        scheduled: store.clone(),
+        create: store.clone(),
+        get: store.clone(),
+        update: store,
+    };
+    pointsflow_conformance::windows::run_all(&suite).await;
+}

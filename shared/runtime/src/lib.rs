@@ -60,7 +60,7 @@ pub async fn load_request(
         .ok_or_else(|| RecordError::Retry("request not found".into()))
 }
 
-fn parse(record: &SqsMessage) -> Result<PipelineMessage, RecordError> {
+fn parse<M: serde::de::DeserializeOwned>(record: &SqsMessage) -> Result<M, RecordError> {
     let body = record
         .body
         .as_deref()
@@ -70,9 +70,14 @@ fn parse(record: &SqsMessage) -> Result<PipelineMessage, RecordError> {
 
 /// Runs `process` on every record of the batch concurrently and reports the
 /// records that failed, by message id, as `batchItemFailures`.
-pub async fn process_batch<F, Fut>(function: &str, event: SqsEvent, process: F) -> SqsBatchResponse
+pub async fn process_batch<M, F, Fut>(
+    function: &str,
+    event: SqsEvent,
+    process: F,
+) -> SqsBatchResponse
 where
-    F: Fn(PipelineMessage) -> Fut,
+    M: serde::de::DeserializeOwned,
+    F: Fn(M) -> Fut,
     Fut: Future<Output = Result<(), RecordError>>,
 {
     let outcomes = run_records(&event, process).await;
@@ -132,9 +137,10 @@ where
     respond(function, &event, outcomes)
 }
 
-async fn run_records<F, Fut, T>(event: &SqsEvent, process: F) -> Vec<Result<T, RecordError>>
+async fn run_records<M, F, Fut, T>(event: &SqsEvent, process: F) -> Vec<Result<T, RecordError>>
 where
-    F: Fn(PipelineMessage) -> Fut,
+    M: serde::de::DeserializeOwned,
+    F: Fn(M) -> Fut,
     Fut: Future<Output = Result<T, RecordError>>,
 {
     join_all(event.records.iter().map(|record| {

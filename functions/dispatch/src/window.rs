@@ -1,0 +1,570 @@
+//! Scheduled windows in dispatch: a window's schedule fires
+//! ([`Dispatch::window_closed`]), its run is claimed once and planned a page
+//! at a time through the dispatch queue ([`Dispatch::plan`]), and each
+//! planned credit is sent and settled on its own message
+//! ([`Dispatch::process_credit`]). No invocation holds a whole window.
+//!
+//! A request moves into a credit by its own conditional write (`scheduled`
+//! -> `dispatching`, carrying the credit's id and reference), so it is in
+//! at most one credit whatever races: a planner that resumes, two planners
+//! of one window, or the next window's. A credit is made as a draft listing
+//! the requests planning means to move, then the moves, then the credit is
+//! finished with those that moved: a planner that stops part way leaves a
+//! draft the next one finishes.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use pointsflow_core::ledger::Entry;
+use pointsflow_core::ports::StoreError;
+use pointsflow_core::program::TransferMode;
+use pointsflow_core::request::{PointsRequest, Reason, Status, StatusKind};
+use pointsflow_core::values::{PartnerId, Points, ProgramId, RequestId};
+use pointsflow_core::window::{
+    Claim, CreditCreated, CreditId, CreditState, MAX_REQUESTS_PER_CREDIT, RunCounts, RunState,
+    ScheduledEntry, WindowCredit, WindowId, WindowRun, WindowWork, credit_state_after,
+};
+use pointsflow_runtime::{RecordError, load_request};
+use serde::{Deserialize, Serialize};
+
+use crate::{Attempt, Dispatch, Resolve, call_partner, retry};
+
+/// Scheduled requests read per page while planning.
+pub const PLAN_PAGE: usize = 1_000;
+
+/// Requests of one credit moved or settled at once.
+const CONCURRENCY: usize = 16;
+
+/// Time a planning page may take, at most: a planner stops and hands on
+/// (a `plan` message to itself) when less than this is left.
+const PAGE_BUDGET: Duration = Duration::from_secs(10);
+
+/// A run that has saved no progress for this long is planned again when its
+/// schedule fires again (its planning message was lost).
+pub const STALE_PLANNING: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// What a window's schedule sends dispatch (EventBridge Scheduler's input,
+/// `scheduled_time` filled in by the scheduler; the local stack's scheduler
+/// sends the same).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowClosed {
+    pub program: ProgramId,
+    pub scheduled_time: DateTime<Utc>,
+}
+
+/// A scheduled event for dispatch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ScheduledEvent {
+    WindowClosed(WindowClosed),
+}
+
+/// Why a window could not be started: the scheduler retries the invocation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    #[error("program {0} is not configured")]
+    UnknownProgram(ProgramId),
+    #[error("window store: {0}")]
+    Store(#[from] StoreError),
+}
+
+fn store_retry(e: StoreError) -> RecordError {
+    match e {
+        StoreError::Conflict { .. } => {
+            RecordError::Retry("changed by another invocation; looking again".into())
+        }
+        other => RecordError::Retry(format!("window store: {other}")),
+    }
+}
+
+impl Dispatch {
+    /// A window's schedule fired: claims the window's run and queues its
+    /// planning. A window whose run exists already is left alone (the
+    /// schedule delivers at least once), unless its planning has made no
+    /// progress for [`STALE_PLANNING`]: then its planning is queued again.
+    pub async fn window_closed(&self, event: &WindowClosed) -> Result<WindowRun, WindowError> {
+        pointsflow_runtime::catalog::refresh(self.ports.programs.as_ref()).await;
+        let program = self
+            .ports
+            .programs
+            .program(&event.program)
+            .ok_or_else(|| WindowError::UnknownProgram(event.program.clone()))?;
+        // A program switched to real time still sends what it scheduled.
+        let consolidate = match &program.transfer {
+            TransferMode::Scheduled { consolidate, .. } => *consolidate,
+            TransferMode::Realtime => false,
+        };
+        let window = WindowId::new(&program.id, event.scheduled_time);
+        let now = self.ports.clock.now();
+        let run = WindowRun::new(window.clone(), consolidate, now);
+        match self.ports.windows.claim(&run).await? {
+            Claim::Started(mut run) => {
+                tracing::info!(%window, "window closed; planning it");
+                if let Err(e) = self.queue_planning(&window).await {
+                    // Make the next firing (the scheduler's retry) plan it.
+                    run.progress_at = now - STALE_PLANNING;
+                    let _ = self.ports.windows.save_run(&run).await;
+                    return Err(e.into());
+                }
+                Ok(run)
+            }
+            Claim::Existing(run)
+                if run.state == RunState::Planning && now - run.progress_at >= STALE_PLANNING =>
+            {
+                tracing::warn!(%window, "window planning made no progress; queued again");
+                self.queue_planning(&window).await?;
+                Ok(run)
+            }
+            Claim::Existing(run) => {
+                tracing::info!(%window, state = ?run.state, "window already claimed; nothing to do");
+                Ok(run)
+            }
+        }
+    }
+
+    async fn queue_planning(&self, window: &WindowId) -> Result<(), StoreError> {
+        self.ports
+            .work
+            .publish_work(&[WindowWork::Plan {
+                window: window.clone(),
+            }])
+            .await
+    }
+
+    /// Plans a window, from where its run stopped, until done or until the
+    /// invocation runs short; then queues its own continuation.
+    #[tracing::instrument(name = "plan", skip_all, fields(window = %window))]
+    pub async fn plan(
+        &self,
+        window: &WindowId,
+        deadline: Option<Instant>,
+    ) -> Result<(), RecordError> {
+        let Some(mut run) = self.ports.windows.run(window).await.map_err(store_retry)? else {
+            return Err(RecordError::Poison(format!("window {window} has no run")));
+        };
+        if run.state == RunState::Planned {
+            return Ok(());
+        }
+        // Taking the turn: a planner racing this one conflicts on its next save.
+        run.planning_runs += 1;
+        run.progress_at = self.ports.clock.now();
+        run.version = self
+            .ports
+            .windows
+            .save_run(&run)
+            .await
+            .map_err(store_retry)?;
+        let mut after = run.cursor.clone();
+        let mut carry: Vec<ScheduledEntry> = Vec::new();
+        loop {
+            let page = self
+                .ports
+                .scheduled
+                .scheduled(window.program(), after.as_ref(), PLAN_PAGE)
+                .await
+                .map_err(store_retry)?;
+            if let Some(last) = page.entries.last() {
+                after = Some(last.cursor());
+            }
+            // Whole members only: the last one may go on in the next page.
+            let mut members: Vec<Vec<ScheduledEntry>> = Vec::new();
+            for entry in page.entries {
+                if carry.first().is_some_and(|c| c.member != entry.member) {
+                    members.push(std::mem::take(&mut carry));
+                }
+                carry.push(entry);
+            }
+            if !page.more && !carry.is_empty() {
+                members.push(std::mem::take(&mut carry));
+            }
+            if members.is_empty() && page.more {
+                continue;
+            }
+            let mut counts = RunCounts::default();
+            let mut work = Vec::new();
+            for member in &members {
+                self.plan_member(&run, member, &mut counts, &mut work)
+                    .await?;
+            }
+            if !work.is_empty() {
+                self.ports
+                    .work
+                    .publish_work(&work)
+                    .await
+                    .map_err(store_retry)?;
+            }
+            if let Some(last) = members.last().and_then(|m| m.last()) {
+                run.cursor = Some(last.cursor());
+            }
+            run.counts.add(&counts);
+            let now = self.ports.clock.now();
+            run.progress_at = now;
+            if !page.more {
+                run.state = RunState::Planned;
+                run.planned_at = Some(now);
+            }
+            run.version = self
+                .ports
+                .windows
+                .save_run(&run)
+                .await
+                .map_err(store_retry)?;
+            if !page.more {
+                tracing::info!(
+                    requests = run.counts.requests,
+                    credits = run.counts.credits,
+                    "window planned"
+                );
+                return Ok(());
+            }
+            if deadline.is_some_and(|d| Instant::now() + PAGE_BUDGET > d) {
+                self.queue_planning(window).await.map_err(store_retry)?;
+                tracing::info!(
+                    planned = run.counts.requests,
+                    "planning goes on in a new invocation"
+                );
+                return Ok(());
+            }
+        }
+    }
+
+    /// Plans one member's scheduled requests (those of this window or an
+    /// earlier one; later ones wait for their own window).
+    async fn plan_member(
+        &self,
+        run: &WindowRun,
+        entries: &[ScheduledEntry],
+        counts: &mut RunCounts,
+        work: &mut Vec<WindowWork>,
+    ) -> Result<(), RecordError> {
+        let due: Vec<&ScheduledEntry> = entries
+            .iter()
+            .filter(|e| e.window.closes_at() <= run.window.closes_at())
+            .collect();
+        let mut credits: Vec<(CreditId, Vec<&ScheduledEntry>)> = Vec::new();
+        if run.consolidate {
+            let mut by_destination: BTreeMap<(&PartnerId, &str), Vec<&ScheduledEntry>> =
+                BTreeMap::new();
+            for e in due {
+                by_destination
+                    .entry((&e.partner, e.partner_program.as_str()))
+                    .or_default()
+                    .push(e);
+            }
+            for ((partner, _), entries) in by_destination {
+                for (i, chunk) in entries.chunks(MAX_REQUESTS_PER_CREDIT).enumerate() {
+                    let part = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                    let id = CreditId::consolidated(&run.window, partner, &chunk[0].member, part);
+                    credits.push((id, chunk.to_vec()));
+                }
+            }
+        } else {
+            for e in due {
+                credits.push((CreditId::single(&run.window, &e.id), vec![e]));
+            }
+        }
+        let mut planned_any = false;
+        for (id, entries) in credits {
+            let credit = self.plan_credit(run, id, &entries).await?;
+            if credit.state == CreditState::Empty {
+                continue;
+            }
+            planned_any = true;
+            counts.credits += 1;
+            counts.requests += credit.requests.len() as u64;
+            counts.points += credit.points.get();
+            work.push(WindowWork::Credit { credit: credit.id });
+        }
+        if planned_any {
+            counts.members += 1;
+        }
+        Ok(())
+    }
+
+    /// Makes (or finishes) one credit: the draft, the requests' moves, the
+    /// credit with the requests that moved.
+    async fn plan_credit(
+        &self,
+        run: &WindowRun,
+        id: CreditId,
+        entries: &[&ScheduledEntry],
+    ) -> Result<WindowCredit, RecordError> {
+        let first = entries[0];
+        let points = entries
+            .iter()
+            .try_fold(Points::ZERO, |sum, e| sum.checked_add(e.points))
+            .ok_or_else(|| RecordError::Poison(format!("credit {id}: points overflow")))?;
+        let draft = WindowCredit {
+            id: id.clone(),
+            window: run.window.clone(),
+            partner: first.partner.clone(),
+            partner_program: first.partner_program.clone(),
+            member: first.member.clone(),
+            reference: self.ports.ids.partner_reference(),
+            points,
+            requests: entries.iter().map(|e| e.id.clone()).collect(),
+            state: CreditState::Planning,
+            attempts: 0,
+            partner_transaction: None,
+            planned_at: self.ports.clock.now(),
+            settled_at: None,
+            version: 0,
+        };
+        let mut credit = match self
+            .ports
+            .windows
+            .create_credit(&draft)
+            .await
+            .map_err(store_retry)?
+        {
+            CreditCreated::New => draft,
+            CreditCreated::Existing(existing) => *existing,
+        };
+        if credit.state != CreditState::Planning {
+            return Ok(credit);
+        }
+        let moved: Vec<Option<(RequestId, Points)>> =
+            futures::stream::iter(credit.requests.clone())
+                .map(|request| {
+                    let credit = &credit;
+                    async move { self.move_into(credit, &request).await }
+                })
+                .buffered(CONCURRENCY)
+                .try_collect()
+                .await?;
+        let moved: Vec<(RequestId, Points)> = moved.into_iter().flatten().collect();
+        credit.points = moved
+            .iter()
+            .try_fold(Points::ZERO, |sum, (_, p)| sum.checked_add(*p))
+            .unwrap_or(points);
+        credit.requests = moved.into_iter().map(|(id, _)| id).collect();
+        credit.state = if credit.requests.is_empty() {
+            CreditState::Empty
+        } else {
+            CreditState::Planned
+        };
+        credit.version = self
+            .ports
+            .windows
+            .save_credit(&credit)
+            .await
+            .map_err(store_retry)?;
+        Ok(credit)
+    }
+
+    /// Moves a scheduled request into `credit`; `None` when it is in another
+    /// credit or no longer scheduled.
+    async fn move_into(
+        &self,
+        credit: &WindowCredit,
+        id: &RequestId,
+    ) -> Result<Option<(RequestId, Points)>, RecordError> {
+        for _ in 0..3 {
+            let mut request = load_request(self.ports.get.as_ref(), id).await?;
+            let points = request.points.unwrap_or_default();
+            if request.credit.as_ref() == Some(&credit.id) {
+                return Ok(Some((request.id, points)));
+            }
+            if request.state() != StatusKind::Scheduled || request.credit.is_some() {
+                return Ok(None);
+            }
+            request.partner_reference = Some(credit.reference.clone());
+            request.credit = Some(credit.id.clone());
+            request
+                .transition(
+                    Status::Dispatching,
+                    self.ports.clock.now(),
+                    format!(
+                        "window {} closed: sent in credit {} (reference {})",
+                        credit.window, credit.id, credit.reference
+                    ),
+                )
+                .map_err(retry)?;
+            match self.ports.update.update(&request).await {
+                Ok(_) => return Ok(Some((request.id, points))),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RecordError::Retry(format!(
+            "request {id} kept changing while planned"
+        )))
+    }
+
+    /// Sends one window credit, or settles its requests once the partner
+    /// has answered for good.
+    #[tracing::instrument(name = "credit", skip_all, fields(credit = %id))]
+    pub async fn process_credit(
+        &self,
+        id: &CreditId,
+        deadline: Option<Instant>,
+    ) -> Result<(), RecordError> {
+        let Some(mut credit) = self.ports.windows.credit(id).await.map_err(store_retry)? else {
+            return Err(RecordError::Retry("credit not found".into()));
+        };
+        let attempt = match &credit.state {
+            // Its planner queues it once planned.
+            CreditState::Planning | CreditState::Empty => return Ok(()),
+            CreditState::Credited { .. } | CreditState::Failed { .. } => {
+                return self.settle_requests(&credit).await;
+            }
+            CreditState::Planned => Attempt::First,
+            CreditState::Dispatching | CreditState::Unknown => Attempt::Retry,
+            CreditState::PartnerPending => Attempt::Pending,
+        };
+        if attempt != Attempt::Pending {
+            // Counted before the call: two deliveries that read the same
+            // credit cannot both call the partner.
+            credit.attempts = credit.attempts.saturating_add(1);
+            if attempt == Attempt::First {
+                credit.state = CreditState::Dispatching;
+            }
+            credit.version = self
+                .ports
+                .windows
+                .save_credit(&credit)
+                .await
+                .map_err(store_retry)?;
+        }
+        let connector = self
+            .ports
+            .partners
+            .get(&credit.partner)
+            .cloned()
+            .ok_or_else(|| retry(format!("partner {} is not configured", credit.partner)))?;
+        let outcome = call_partner(
+            connector.as_ref(),
+            attempt,
+            &credit.reference,
+            &credit.member,
+            credit.points,
+            &credit.partner_program,
+            deadline,
+        )
+        .await;
+        let detail = match &outcome {
+            pointsflow_core::partner::CreditOutcome::Unknown { detail } => detail.clone(),
+            _ => String::new(),
+        };
+        match credit_state_after(&outcome) {
+            Some(settled) if settled.is_settled() => {
+                if let CreditState::Credited { transaction } = &settled {
+                    credit.partner_transaction = Some(transaction.clone());
+                }
+                credit.state = settled;
+                credit.settled_at = Some(self.ports.clock.now());
+                credit.version = self
+                    .ports
+                    .windows
+                    .save_credit(&credit)
+                    .await
+                    .map_err(store_retry)?;
+                self.settle_requests(&credit).await
+            }
+            Some(pending) => {
+                if let pointsflow_core::partner::CreditOutcome::Pending {
+                    transaction: Some(t),
+                } = &outcome
+                {
+                    credit.partner_transaction = Some(t.clone());
+                }
+                credit.state = pending;
+                self.ports
+                    .windows
+                    .save_credit(&credit)
+                    .await
+                    .map_err(store_retry)?;
+                Err(RecordError::Retry(
+                    "partner credit pending; checking again later".into(),
+                ))
+            }
+            None if attempt == Attempt::Pending => Err(RecordError::Retry(format!(
+                "status look-up inconclusive: {detail}"
+            ))),
+            None => {
+                credit.state = CreditState::Unknown;
+                self.ports
+                    .windows
+                    .save_credit(&credit)
+                    .await
+                    .map_err(store_retry)?;
+                tracing::warn!(reference = %credit.reference, %detail, "partner outcome unknown");
+                Err(RecordError::Retry(format!(
+                    "partner outcome unknown: {detail}; will retry under the same reference"
+                )))
+            }
+        }
+    }
+
+    /// Gives every request of a settled credit its final state and resolves
+    /// its reservation; requests already settled are checked against the ledger.
+    async fn settle_requests(&self, credit: &WindowCredit) -> Result<(), RecordError> {
+        futures::stream::iter(credit.requests.clone())
+            .map(|id| async move { self.settle_request(credit, &id).await })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn settle_request(
+        &self,
+        credit: &WindowCredit,
+        id: &RequestId,
+    ) -> Result<(), RecordError> {
+        let mut request: PointsRequest = load_request(self.ports.get.as_ref(), id).await?;
+        if request.credit.as_ref() != Some(&credit.id) {
+            return Err(RecordError::Poison(format!(
+                "request {id} is listed in credit {} but not in it",
+                credit.id
+            )));
+        }
+        let (resolve, to, detail): (Resolve, Status, String) = match &credit.state {
+            CreditState::Credited { transaction } => {
+                request.partner_transaction = Some(transaction.clone());
+                (
+                    Entry::post,
+                    Status::Credited,
+                    format!(
+                        "partner credited {} points to member {} in credit {} of {} request(s) (transaction {transaction})",
+                        credit.points,
+                        credit.member,
+                        credit.id,
+                        credit.requests.len()
+                    ),
+                )
+            }
+            CreditState::Failed { reason } => (
+                Entry::void,
+                Status::Failed {
+                    reason: Reason::new(&reason.code, reason.message.clone()),
+                },
+                format!(
+                    "{}; credit {} refused, reservation voided, budget released",
+                    reason.message, credit.id
+                ),
+            ),
+            other => {
+                return Err(RecordError::Poison(format!(
+                    "credit {} is not settled ({other:?})",
+                    credit.id
+                )));
+            }
+        };
+        match request.state() {
+            StatusKind::Credited | StatusKind::Failed => {
+                self.ensure_resolved(&request, resolve).await
+            }
+            StatusKind::Dispatching | StatusKind::Unknown | StatusKind::PartnerPending => {
+                self.settle(request, resolve, to, detail).await
+            }
+            other => Err(RecordError::Poison(format!(
+                "request {id} in credit {} is {other}",
+                credit.id
+            ))),
+        }
+    }
+}

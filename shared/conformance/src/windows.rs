@@ -1,0 +1,249 @@
+//! Scheduled windows: a window's run is claimed once and saved over the
+//! version read; a credit is created once and saved over the version read;
+//! settled credits add up to the window's progress; and the request store
+//! indexes scheduled requests by program in member order, page by page.
+
+use std::sync::Arc;
+
+use pointsflow_core::ports::{RequestCreate, RequestGet, RequestUpdate, StoreError};
+use pointsflow_core::program::Destination;
+use pointsflow_core::request::{Reason, Status, StatusKind};
+use pointsflow_core::values::{MemberNumber, PartnerId, PartnerReference, Points, ProgramId};
+use pointsflow_core::window::{
+    Claim, CreditCreated, CreditId, CreditState, RunState, ScheduledCursor, ScheduledRequests,
+    WindowCredit, WindowId, WindowRun, WindowStore,
+};
+
+use crate::{request, t0};
+
+/// The window roles of one adapter, with the request store that indexes.
+pub struct Windows {
+    pub windows: Arc<dyn WindowStore>,
+    pub scheduled: Arc<dyn ScheduledRequests>,
+    pub create: Arc<dyn RequestCreate>,
+    pub get: Arc<dyn RequestGet>,
+    pub update: Arc<dyn RequestUpdate>,
+}
+
+pub async fn run_all(suite: &Windows) {
+    a_window_is_claimed_once(suite).await;
+    credits_are_created_once_and_saved_over_their_version(suite).await;
+    scheduled_requests_are_paged_in_member_order(suite).await;
+}
+
+fn window(program: &str) -> WindowId {
+    WindowId::parse(&format!("{program}@2026-11-27T18:00Z")).unwrap()
+}
+
+pub async fn a_window_is_claimed_once(suite: &Windows) {
+    let w = window("claim");
+    let run = WindowRun::new(w.clone(), true, t0());
+    let Claim::Started(mut started) = suite.windows.claim(&run).await.unwrap() else {
+        panic!("the first claim must start the run");
+    };
+    assert_eq!(started.version, 0);
+    match suite.windows.claim(&run).await.unwrap() {
+        Claim::Existing(existing) => assert_eq!(existing, started),
+        Claim::Started(_) => panic!("a second claim started the window again"),
+    }
+    let stale = started.clone();
+    started.planning_runs = 1;
+    started.counts.requests = 10;
+    started.cursor = Some(ScheduledCursor {
+        member: MemberNumber::parse("SKY0000001").unwrap(),
+        request: request("claim-cursor").id,
+    });
+    assert_eq!(suite.windows.save_run(&started).await.unwrap(), 1);
+    assert_eq!(
+        suite.windows.save_run(&stale).await,
+        Err(StoreError::Conflict { expected: 0 }),
+        "a save over a stale read must fail"
+    );
+    let stored = suite.windows.run(&w).await.unwrap().unwrap();
+    assert_eq!(stored.version, 1);
+    assert_eq!(stored.cursor, started.cursor, "the cursor round-trips");
+    assert_eq!(stored.counts.requests, 10);
+    assert_eq!(stored.state, RunState::Planning);
+    assert_eq!(suite.windows.run(&window("none")).await.unwrap(), None);
+}
+
+fn credit(w: &WindowId, member: &str, points: u64, requests: usize) -> WindowCredit {
+    let member = MemberNumber::parse(member).unwrap();
+    let partner = PartnerId::parse("air").unwrap();
+    WindowCredit {
+        id: CreditId::consolidated(w, &partner, &member, 1),
+        window: w.clone(),
+        partner,
+        partner_program: "SKY".into(),
+        member,
+        reference: PartnerReference::from_number(u128::from(points)),
+        points: Points::new(points).unwrap(),
+        requests: (0..requests)
+            .map(|i| request(&format!("credit-{points}-{i}")).id)
+            .collect(),
+        state: CreditState::Planning,
+        attempts: 0,
+        partner_transaction: None,
+        planned_at: t0(),
+        settled_at: None,
+        version: 0,
+    }
+}
+
+pub async fn credits_are_created_once_and_saved_over_their_version(suite: &Windows) {
+    let w = window("credits");
+    suite
+        .windows
+        .claim(&WindowRun::new(w.clone(), true, t0()))
+        .await
+        .unwrap();
+    let a = credit(&w, "SKY0000001", 300, 3);
+    assert_eq!(
+        suite.windows.create_credit(&a).await.unwrap(),
+        CreditCreated::New
+    );
+    let mut again = a.clone();
+    again.reference = PartnerReference::from_number(9);
+    match suite.windows.create_credit(&again).await.unwrap() {
+        CreditCreated::Existing(existing) => {
+            assert_eq!(*existing, a, "the stored credit came back changed")
+        }
+        CreditCreated::New => panic!("a second create replaced the credit"),
+    }
+    let mut planned = a.clone();
+    planned.state = CreditState::Planned;
+    assert_eq!(suite.windows.save_credit(&planned).await.unwrap(), 1);
+    assert_eq!(
+        suite.windows.save_credit(&a).await,
+        Err(StoreError::Conflict { expected: 0 }),
+        "a save over a stale read must fail"
+    );
+    // Settled credits add up to the window's progress; others do not.
+    planned.version = 1;
+    planned.state = CreditState::Credited {
+        transaction: "T1".into(),
+    };
+    planned.partner_transaction = Some("T1".into());
+    planned.settled_at = Some(t0());
+    planned.attempts = 2;
+    suite.windows.save_credit(&planned).await.unwrap();
+    let mut b = credit(&w, "SKY0000002", 50, 2);
+    b.state = CreditState::Failed {
+        reason: Reason::new("member_blocked", "blocked"),
+    };
+    suite.windows.create_credit(&b).await.unwrap();
+    let c = credit(&w, "SKY0000003", 70, 1);
+    suite.windows.create_credit(&c).await.unwrap();
+    let settled = suite.windows.settled(&w).await.unwrap();
+    assert_eq!(
+        (
+            settled.credited,
+            settled.credited_requests,
+            settled.credited_points,
+            settled.failed,
+            settled.failed_requests
+        ),
+        (1, 3, 300, 1, 2)
+    );
+    let stored = suite.windows.credit(&planned.id).await.unwrap().unwrap();
+    assert_eq!(stored.version, 2);
+    planned.version = 2;
+    assert_eq!(stored, planned, "every field round-trips");
+    assert_eq!(
+        suite.windows.settled(&window("other")).await.unwrap(),
+        Default::default()
+    );
+}
+
+pub async fn scheduled_requests_are_paged_in_member_order(suite: &Windows) {
+    let program = ProgramId::parse("paged").unwrap();
+    let w = window("paged");
+    let destination = Destination {
+        partner: PartnerId::parse("air").unwrap(),
+        partner_program: "SKY".into(),
+    };
+    // 7 requests of 3 members, created out of order; one more request that
+    // is reserved but not scheduled, which the index does not hold.
+    let members = ["SKY0000003", "SKY0000001", "SKY0000002"];
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let mut r = request(&format!("paged-{i}"));
+        r.program = program.clone();
+        r.points = Some(Points::new(10 + i).unwrap());
+        r.member = Some(MemberNumber::parse(members[i as usize % 3]).unwrap());
+        r.destination = Some(destination.clone());
+        r.transition(Status::Reserved, t0(), "reserved").unwrap();
+        suite.create.create(&r).await.unwrap();
+        let mut stored = suite.get.get(&r.id).await.unwrap().unwrap();
+        if i < 6 {
+            stored
+                .transition(
+                    Status::Scheduled {
+                        window: w.to_string(),
+                    },
+                    t0(),
+                    "held",
+                )
+                .unwrap();
+            suite.update.update(&stored).await.unwrap();
+            ids.push((stored.member.clone().unwrap(), stored.id.clone()));
+        }
+    }
+    ids.sort();
+    // The index is eventually consistent on DynamoDB: wait for it.
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        seen.clear();
+        let mut after = None;
+        loop {
+            let page = suite
+                .scheduled
+                .scheduled(&program, after.as_ref(), 4)
+                .await
+                .unwrap();
+            assert!(page.entries.len() <= 4, "a page holds at most the limit");
+            after = page.entries.last().map(|e| e.cursor());
+            seen.extend(page.entries);
+            if !page.more {
+                break;
+            }
+        }
+        if seen.len() == ids.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let order: Vec<_> = seen
+        .iter()
+        .map(|e| (e.member.clone(), e.id.clone()))
+        .collect();
+    assert_eq!(order, ids, "every scheduled request, in member order");
+    let first = &seen[0];
+    assert_eq!(first.window, w);
+    assert_eq!(first.partner, destination.partner);
+    assert_eq!(first.partner_program, "SKY");
+    let stored = suite.get.get(&first.id).await.unwrap().unwrap();
+    assert_eq!(Some(first.points), stored.points);
+
+    // A request that leaves `scheduled` leaves the index.
+    let mut moved = stored;
+    moved.transition(Status::Dispatching, t0(), "sent").unwrap();
+    suite.update.update(&moved).await.unwrap();
+    for _ in 0..50 {
+        let page = suite
+            .scheduled
+            .scheduled(&program, None, 100)
+            .await
+            .unwrap();
+        if page.entries.iter().all(|e| e.id != moved.id) {
+            assert_eq!(page.entries.len(), ids.len() - 1);
+            assert!(page.entries.iter().all(|e| e.id != moved.id));
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!(
+        "a request no longer {} stayed in the index",
+        StatusKind::Scheduled
+    );
+}

@@ -1,0 +1,121 @@
+//! Window runs and credits, with the conditional writes of the DynamoDB adapter.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use pointsflow_core::ports::StoreError;
+use pointsflow_core::window::{
+    Claim, CreditCreated, CreditId, RunCounts, WindowCredit, WindowId, WindowRun, WindowStore,
+    settled_counts,
+};
+
+#[derive(Debug, Default)]
+pub struct MemoryWindowStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    runs: HashMap<WindowId, WindowRun>,
+    credits: HashMap<CreditId, WindowCredit>,
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Unavailable("window store lock poisoned".into())
+}
+
+impl MemoryWindowStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every credit of `window`, for tests and reports.
+    pub fn credits_of(&self, window: &WindowId) -> Vec<WindowCredit> {
+        let inner = match self.inner.lock() {
+            Ok(i) => i,
+            Err(_) => return Vec::new(),
+        };
+        inner
+            .credits
+            .values()
+            .filter(|c| &c.window == window)
+            .cloned()
+            .collect()
+    }
+}
+
+#[async_trait]
+impl WindowStore for MemoryWindowStore {
+    async fn claim(&self, run: &WindowRun) -> Result<Claim, StoreError> {
+        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+        if let Some(existing) = inner.runs.get(&run.window) {
+            return Ok(Claim::Existing(existing.clone()));
+        }
+        let mut stored = run.clone();
+        stored.version = 0;
+        inner.runs.insert(run.window.clone(), stored.clone());
+        Ok(Claim::Started(stored))
+    }
+
+    async fn run(&self, window: &WindowId) -> Result<Option<WindowRun>, StoreError> {
+        let inner = self.inner.lock().map_err(|_| poisoned())?;
+        Ok(inner.runs.get(window).cloned())
+    }
+
+    async fn save_run(&self, run: &WindowRun) -> Result<u64, StoreError> {
+        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+        let stored = inner
+            .runs
+            .get_mut(&run.window)
+            .ok_or(StoreError::NotFound)?;
+        if stored.version != run.version {
+            return Err(StoreError::Conflict {
+                expected: run.version,
+            });
+        }
+        let mut next = run.clone();
+        next.version = run.version + 1;
+        *stored = next;
+        Ok(run.version + 1)
+    }
+
+    async fn create_credit(&self, credit: &WindowCredit) -> Result<CreditCreated, StoreError> {
+        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+        if let Some(existing) = inner.credits.get(&credit.id) {
+            return Ok(CreditCreated::Existing(Box::new(existing.clone())));
+        }
+        let mut stored = credit.clone();
+        stored.version = 0;
+        inner.credits.insert(credit.id.clone(), stored);
+        Ok(CreditCreated::New)
+    }
+
+    async fn credit(&self, id: &CreditId) -> Result<Option<WindowCredit>, StoreError> {
+        let inner = self.inner.lock().map_err(|_| poisoned())?;
+        Ok(inner.credits.get(id).cloned())
+    }
+
+    async fn save_credit(&self, credit: &WindowCredit) -> Result<u64, StoreError> {
+        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+        let stored = inner.credits.get(&credit.id).ok_or(StoreError::NotFound)?;
+        if stored.version != credit.version {
+            return Err(StoreError::Conflict {
+                expected: credit.version,
+            });
+        }
+        let mut next = credit.clone();
+        next.version = credit.version + 1;
+        inner.credits.insert(credit.id.clone(), next);
+        Ok(credit.version + 1)
+    }
+
+    async fn settled(&self, window: &WindowId) -> Result<RunCounts, StoreError> {
+        let inner = self.inner.lock().map_err(|_| poisoned())?;
+        let mut counts = RunCounts::default();
+        for credit in inner.credits.values().filter(|c| &c.window == window) {
+            counts.add(&settled_counts(credit));
+        }
+        Ok(counts)
+    }
+}
