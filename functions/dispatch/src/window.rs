@@ -7,10 +7,13 @@
 //! A request moves into a credit by its own conditional write (`scheduled`
 //! -> `dispatching`, carrying the credit's id and reference), so it is in
 //! at most one credit whatever races: a planner that resumes, two planners
-//! of one window, or the next window's. A credit is made as a draft listing
-//! the requests planning means to move, then the moves, then the credit is
-//! finished with those that moved: a planner that stops part way leaves a
-//! draft the next one finishes.
+//! of one window, or the next window's. For each page, the ids of its
+//! credits are saved on the run first; each credit is made as a draft
+//! listing the requests planning means to move, then the moves, then the
+//! credit is finished with those that moved; then the run's cursor and
+//! counters move past the page. A planner that stops part way leaves the
+//! page's credits on the run, and the next one finishes them (their
+//! requests have left the scheduled index) before it reads the page again.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -23,8 +26,8 @@ use pointsflow_core::program::TransferMode;
 use pointsflow_core::request::{PointsRequest, Reason, Status, StatusKind};
 use pointsflow_core::values::{PartnerId, Points, ProgramId, RequestId};
 use pointsflow_core::window::{
-    Claim, CreditCreated, CreditId, CreditState, MAX_REQUESTS_PER_CREDIT, RunCounts, RunState,
-    ScheduledEntry, WindowCredit, WindowId, WindowRun, WindowWork, credit_state_after,
+    Claim, CreditCreated, CreditId, CreditState, MAX_REQUESTS_PER_CREDIT, RunState, ScheduledEntry,
+    WindowCredit, WindowId, WindowRun, WindowWork, credit_state_after,
 };
 use pointsflow_runtime::{RecordError, load_request};
 use serde::{Deserialize, Serialize};
@@ -78,6 +81,40 @@ fn store_retry(e: StoreError) -> RecordError {
         }
         other => RecordError::Retry(format!("window store: {other}")),
     }
+}
+
+/// The credits one member's scheduled requests go in: those of this window
+/// or an earlier one (later ones wait for their own window), one credit per
+/// destination with consolidation (split past [`MAX_REQUESTS_PER_CREDIT`]),
+/// one per request without.
+fn credits_of<'a>(
+    run: &WindowRun,
+    entries: &'a [ScheduledEntry],
+) -> Vec<(CreditId, Vec<&'a ScheduledEntry>)> {
+    let due = entries
+        .iter()
+        .filter(|e| e.window.closes_at() <= run.window.closes_at());
+    if !run.consolidate {
+        return due
+            .map(|e| (CreditId::single(&run.window, &e.id), vec![e]))
+            .collect();
+    }
+    let mut by_destination: BTreeMap<(&PartnerId, &str), Vec<&ScheduledEntry>> = BTreeMap::new();
+    for e in due {
+        by_destination
+            .entry((&e.partner, e.partner_program.as_str()))
+            .or_default()
+            .push(e);
+    }
+    let mut credits = Vec::new();
+    for ((partner, _), entries) in by_destination {
+        for (i, chunk) in entries.chunks(MAX_REQUESTS_PER_CREDIT).enumerate() {
+            let part = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            let id = CreditId::consolidated(&run.window, partner, &chunk[0].member, part);
+            credits.push((id, chunk.to_vec()));
+        }
+    }
+    credits
 }
 
 impl Dispatch {
@@ -157,6 +194,8 @@ impl Dispatch {
             .save_run(&run)
             .await
             .map_err(store_retry)?;
+        // A planner that stopped part way through a page: its credits first.
+        let finished = self.finish_in_progress(&mut run).await?;
         let mut after = run.cursor.clone();
         let mut carry: Vec<ScheduledEntry> = Vec::new();
         loop {
@@ -183,23 +222,30 @@ impl Dispatch {
             if members.is_empty() && page.more {
                 continue;
             }
-            let mut counts = RunCounts::default();
-            let mut work = Vec::new();
-            for member in &members {
-                self.plan_member(&run, member, &mut counts, &mut work)
-                    .await?;
-            }
-            if !work.is_empty() {
-                self.ports
-                    .work
-                    .publish_work(&work)
+            let credits: Vec<(CreditId, Vec<&ScheduledEntry>)> = members
+                .iter()
+                .flat_map(|m| credits_of(&run, m))
+                .filter(|(id, _)| !finished.contains(id))
+                .collect();
+            // The page's credits are on the run before any request moves.
+            run.in_progress = credits.iter().map(|(id, _)| id.clone()).collect();
+            if !run.in_progress.is_empty() {
+                run.version = self
+                    .ports
+                    .windows
+                    .save_run(&run)
                     .await
                     .map_err(store_retry)?;
             }
+            let mut planned = Vec::new();
+            for (id, entries) in credits {
+                planned.push(self.plan_credit(&run, id, &entries).await?);
+            }
+            self.count_and_queue(&mut run, &planned).await?;
+            run.in_progress.clear();
             if let Some(last) = members.last().and_then(|m| m.last()) {
                 run.cursor = Some(last.cursor());
             }
-            run.counts.add(&counts);
             let now = self.ports.clock.now();
             run.progress_at = now;
             if !page.more {
@@ -231,61 +277,76 @@ impl Dispatch {
         }
     }
 
-    /// Plans one member's scheduled requests (those of this window or an
-    /// earlier one; later ones wait for their own window).
-    async fn plan_member(
+    /// Finishes the credits a stopped planner left on the run, counts and
+    /// queues them, and saves the run; returns the ids of those it found,
+    /// which the page read again must not plan twice.
+    async fn finish_in_progress(
         &self,
-        run: &WindowRun,
-        entries: &[ScheduledEntry],
-        counts: &mut RunCounts,
-        work: &mut Vec<WindowWork>,
+        run: &mut WindowRun,
+    ) -> Result<std::collections::HashSet<CreditId>, RecordError> {
+        let ids = std::mem::take(&mut run.in_progress);
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        tracing::warn!(
+            credits = ids.len(),
+            "resuming a page a stopped planner left"
+        );
+        let mut finished = Vec::new();
+        for id in &ids {
+            // A credit never made leaves its requests in the index: the page
+            // read again plans them.
+            if let Some(credit) = self.ports.windows.credit(id).await.map_err(store_retry)? {
+                finished.push(self.finish_credit(credit).await?);
+            }
+        }
+        self.count_and_queue(run, &finished).await?;
+        run.version = self
+            .ports
+            .windows
+            .save_run(run)
+            .await
+            .map_err(store_retry)?;
+        Ok(finished.into_iter().map(|c| c.id).collect())
+    }
+
+    /// Adds planned credits to the run's counters (not yet saved) and queues
+    /// them for sending.
+    async fn count_and_queue(
+        &self,
+        run: &mut WindowRun,
+        credits: &[WindowCredit],
     ) -> Result<(), RecordError> {
-        let due: Vec<&ScheduledEntry> = entries
+        let sent: Vec<&WindowCredit> = credits
             .iter()
-            .filter(|e| e.window.closes_at() <= run.window.closes_at())
+            .filter(|c| c.state != CreditState::Empty)
             .collect();
-        let mut credits: Vec<(CreditId, Vec<&ScheduledEntry>)> = Vec::new();
-        if run.consolidate {
-            let mut by_destination: BTreeMap<(&PartnerId, &str), Vec<&ScheduledEntry>> =
-                BTreeMap::new();
-            for e in due {
-                by_destination
-                    .entry((&e.partner, e.partner_program.as_str()))
-                    .or_default()
-                    .push(e);
-            }
-            for ((partner, _), entries) in by_destination {
-                for (i, chunk) in entries.chunks(MAX_REQUESTS_PER_CREDIT).enumerate() {
-                    let part = u32::try_from(i + 1).unwrap_or(u32::MAX);
-                    let id = CreditId::consolidated(&run.window, partner, &chunk[0].member, part);
-                    credits.push((id, chunk.to_vec()));
-                }
-            }
-        } else {
-            for e in due {
-                credits.push((CreditId::single(&run.window, &e.id), vec![e]));
-            }
+        let members: std::collections::BTreeSet<&pointsflow_core::values::MemberNumber> =
+            sent.iter().map(|c| &c.member).collect();
+        run.counts.members += members.len() as u64;
+        for credit in &sent {
+            run.counts.credits += 1;
+            run.counts.requests += credit.requests.len() as u64;
+            run.counts.points += credit.points.get();
         }
-        let mut planned_any = false;
-        for (id, entries) in credits {
-            let credit = self.plan_credit(run, id, &entries).await?;
-            if credit.state == CreditState::Empty {
-                continue;
-            }
-            planned_any = true;
-            counts.credits += 1;
-            counts.requests += credit.requests.len() as u64;
-            counts.points += credit.points.get();
-            work.push(WindowWork::Credit { credit: credit.id });
-        }
-        if planned_any {
-            counts.members += 1;
+        let work: Vec<WindowWork> = sent
+            .iter()
+            .map(|c| WindowWork::Credit {
+                credit: c.id.clone(),
+            })
+            .collect();
+        if !work.is_empty() {
+            self.ports
+                .work
+                .publish_work(&work)
+                .await
+                .map_err(store_retry)?;
         }
         Ok(())
     }
 
-    /// Makes (or finishes) one credit: the draft, the requests' moves, the
-    /// credit with the requests that moved.
+    /// Makes (or finishes) one credit: the draft listing the requests it
+    /// means to carry, then [`Self::finish_credit`].
     async fn plan_credit(
         &self,
         run: &WindowRun,
@@ -313,7 +374,7 @@ impl Dispatch {
             settled_at: None,
             version: 0,
         };
-        let mut credit = match self
+        let credit = match self
             .ports
             .windows
             .create_credit(&draft)
@@ -323,6 +384,12 @@ impl Dispatch {
             CreditCreated::New => draft,
             CreditCreated::Existing(existing) => *existing,
         };
+        self.finish_credit(credit).await
+    }
+
+    /// Moves a draft's requests into it and finishes it with those that
+    /// moved (a credit finished already is returned as it is).
+    async fn finish_credit(&self, mut credit: WindowCredit) -> Result<WindowCredit, RecordError> {
         if credit.state != CreditState::Planning {
             return Ok(credit);
         }
@@ -339,7 +406,7 @@ impl Dispatch {
         credit.points = moved
             .iter()
             .try_fold(Points::ZERO, |sum, (_, p)| sum.checked_add(*p))
-            .unwrap_or(points);
+            .ok_or_else(|| RecordError::Poison(format!("credit {}: points overflow", credit.id)))?;
         credit.requests = moved.into_iter().map(|(id, _)| id).collect();
         credit.state = if credit.requests.is_empty() {
             CreditState::Empty

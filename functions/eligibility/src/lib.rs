@@ -30,6 +30,7 @@ use pointsflow_core::ports::{
 use pointsflow_core::program::{CapSpan, Evaluated, Program, ProgramState, WhenPaused};
 use pointsflow_core::request::{PointsRequest, Reason, Status, StatusKind};
 use pointsflow_core::values::{MemberNumber, PartnerId, Points};
+use pointsflow_core::window::{WindowId, WindowSchedules};
 use pointsflow_runtime::{RecordError, SqsHandler, load_request, process_batch_forwarding};
 
 #[derive(Clone)]
@@ -45,6 +46,8 @@ pub struct EligibilityPorts {
     pub dispatch_queue: Arc<dyn Publish>,
     /// The requests waiting for enrollment, swept for expiry and links.
     pub waiting: Arc<dyn WaitingRequests>,
+    /// Arms the schedule of each window a request is held for.
+    pub schedules: Arc<dyn WindowSchedules>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -56,6 +59,8 @@ pub struct Eligibility {
     ports: EligibilityPorts,
     sweep_every: Duration,
     last_sweep: Arc<std::sync::Mutex<Option<Instant>>>,
+    /// The windows this instance has armed (each is armed once per instance).
+    armed: Arc<std::sync::Mutex<std::collections::HashSet<WindowId>>>,
 }
 
 impl std::fmt::Debug for Eligibility {
@@ -142,6 +147,7 @@ impl Eligibility {
             ports,
             sweep_every: SWEEP_EVERY,
             last_sweep: Arc::new(std::sync::Mutex::new(None)),
+            armed: Arc::default(),
         }
     }
 
@@ -261,6 +267,10 @@ impl Eligibility {
         };
         match decision {
             Decision::Reserve(reserved) => {
+                // Its window is armed before it is held for it.
+                if let Status::Scheduled { window } = &reserved.status {
+                    self.arm(window).await?;
+                }
                 self.ports.update.update(&reserved).await?;
                 tracing::info!(
                     points = reserved.points.map(|p| p.get()).unwrap_or(0),
@@ -282,6 +292,27 @@ impl Eligibility {
             Decision::Unchanged => Ok(None),
             Decision::Reject(reason) => self.reject(message, reason).await.map(|()| None),
         }
+    }
+
+    /// Makes sure `window`'s schedule exists (once per window per instance).
+    async fn arm(&self, window: &str) -> Result<(), RecordError> {
+        let window = WindowId::parse(window).map_err(RecordError::Poison)?;
+        let known = |w: &WindowId| self.armed.lock().map(|a| a.contains(w)).unwrap_or(false);
+        if known(&window) {
+            return Ok(());
+        }
+        self.ports
+            .schedules
+            .arm(&window)
+            .await
+            .map_err(|e| RecordError::Retry(format!("arming window {window}: {e}")))?;
+        if let Ok(mut armed) = self.armed.lock() {
+            if armed.len() >= 1_024 {
+                armed.clear();
+            }
+            armed.insert(window);
+        }
+        Ok(())
     }
 
     async fn decide(&self, request: PointsRequest) -> Result<Decision, RecordError> {

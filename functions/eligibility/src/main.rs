@@ -23,6 +23,7 @@ async fn main() -> Result<(), Error> {
         programs: wiring.catalog().await?,
         enrollments: wiring.enrollments(),
         dispatch_queue: wiring.publisher(DISPATCH_QUEUE_URL)?,
+        schedules: wiring.schedules()?,
         clock: Arc::new(SystemClock),
     })
     .with_sweep_every(sweep_every);

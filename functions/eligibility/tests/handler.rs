@@ -208,6 +208,7 @@ async fn harness() -> Harness {
         programs: catalog,
         enrollments: enrollments.clone(),
         dispatch_queue: dispatch.clone(),
+        schedules: Arc::new(pointsflow_memory::MemorySchedules::new()),
         clock,
     };
     let eligibility = Eligibility::new(ports.clone());

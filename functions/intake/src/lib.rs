@@ -37,6 +37,7 @@ use pointsflow_core::ports::{
 use pointsflow_core::program::{Program, ProgramState};
 use pointsflow_core::request::{PointsRequest, StatusKind};
 use pointsflow_core::values::{IdempotencyKey, ProgramId, RecipientId, RequestId};
+use pointsflow_core::window::{WindowId, WindowSchedules, WindowStore};
 use serde::Serialize;
 
 pub use auth::webhook_signature;
@@ -58,6 +59,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/programs/{program}"),
     ("GET", "/v1/programs/{program}/members/{recipient}"),
     ("PUT", "/v1/programs/{program}/members/{recipient}"),
+    ("GET", "/v1/windows/{window}"),
     ("GET", "/v1/openapi.json"),
 ];
 
@@ -94,6 +96,10 @@ pub struct IntakePorts {
     pub program_store: Arc<dyn ProgramStore>,
     pub enrollments: Arc<dyn Enrollments>,
     pub waiting: Arc<dyn WaitingRequests>,
+    /// Scheduled windows: their progress, and their schedules (armed when a
+    /// scheduled program is applied).
+    pub windows: Arc<dyn WindowStore>,
+    pub schedules: Arc<dyn WindowSchedules>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -219,6 +225,8 @@ impl Intake {
             (["v1", "programs", _, "members", _], _) => {
                 Err(Problem::method_not_allowed("GET, PUT"))
             }
+            (["v1", "windows", window], &Method::GET) => self.show_window(&request, window).await,
+            (["v1", "windows", _], _) => Err(Problem::method_not_allowed("GET")),
             (["v1", "openapi.json"], &Method::GET) => Ok(openapi()),
             (["v1", "openapi.json"], _) => Err(Problem::method_not_allowed("GET")),
             _ => Err(Problem::not_found(format!("no route for {method} {path}"))),
@@ -670,6 +678,64 @@ impl Intake {
 
     /// A program no longer paused releases the requests it held: they go
     /// back to eligibility (which reloads the programs to see the change).
+    /// What applying a program sets going: its held requests released (if
+    /// it is active) and its next window armed (if it is scheduled).
+    async fn after_apply(&self, program: &Program) -> Result<(), Problem> {
+        self.release_held(program).await?;
+        match program.window_after(self.ports.clock.now()) {
+            Ok(Some(window)) => {
+                let window = WindowId::new(&program.id, window.closes_at);
+                self.ports.schedules.arm(&window).await.map_err(|e| {
+                    tracing::error!(error = %e, %window, "could not arm the next window");
+                    Problem::unavailable(
+                        "the program is applied but its next window could not be scheduled; apply it again",
+                    )
+                })?;
+                tracing::info!(%window, "next window armed");
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, "the program's windows cannot be computed");
+                Ok(())
+            }
+        }
+    }
+
+    /// `GET /v1/windows/{window}`: a scheduled window's run and progress.
+    async fn show_window(&self, request: &Request, id: &str) -> Result<Response<Body>, Problem> {
+        auth::operator(&self.operators, request.headers())?;
+        let decoded = id
+            .replace("%40", "@")
+            .replace("%3A", ":")
+            .replace("%3a", ":");
+        let window = WindowId::parse(&decoded)
+            .map_err(|e| Problem::not_found(format!("no window {id}: {e}")))?;
+        let unavailable = |e: StoreError| {
+            tracing::error!(error = %e, "window store unavailable");
+            Problem::unavailable("the window store is unavailable; try again")
+        };
+        let run = self
+            .ports
+            .windows
+            .run(&window)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| {
+                Problem::not_found(format!("window {window} has not been dispatched (yet)"))
+            })?;
+        let settled = self
+            .ports
+            .windows
+            .settled(&window)
+            .await
+            .map_err(unavailable)?;
+        Ok(json(
+            StatusCode::OK,
+            &wire::WindowView::of(&run.with_settled(&settled)),
+        ))
+    }
+
     async fn release_held(&self, program: &Program) -> Result<(), Problem> {
         if program.state == ProgramState::Paused {
             return Ok(());
@@ -745,7 +811,7 @@ impl Intake {
         match self.ports.program_store.put_program(&stored).await {
             Ok(()) => {
                 tracing::info!(revision = stored.revision, "program applied");
-                self.release_held(&stored.program).await?;
+                self.after_apply(&stored.program).await?;
                 Ok(json(
                     StatusCode::OK,
                     &programs::ProgramView::applied(&stored),
@@ -757,7 +823,7 @@ impl Intake {
                     Some(same)
                         if same.revision == stored.revision && same.program == stored.program =>
                     {
-                        self.release_held(&same.program).await?;
+                        self.after_apply(&same.program).await?;
                         Ok(json(StatusCode::OK, &programs::ProgramView::applied(same)))
                     }
                     _ => Err(programs::put_failed(&stored.program.id, &e)),

@@ -30,6 +30,8 @@ async fn main() -> Result<(), Error> {
             program_store: wiring.program_store(),
             enrollments: wiring.enrollments(),
             waiting: wiring.store(),
+            windows: wiring.window_store(),
+            schedules: wiring.schedules()?,
             clock: std::sync::Arc::new(SystemClock),
         },
     );

@@ -57,6 +57,8 @@ fn harness() -> Harness {
             program_store: Arc::new(pointsflow_memory::MemoryProgramStore::new()),
             enrollments: Arc::new(pointsflow_memory::MemoryEnrollments::default()),
             waiting: store.clone(),
+            windows: Arc::new(pointsflow_memory::MemoryWindowStore::new()),
+            schedules: Arc::new(pointsflow_memory::MemorySchedules::new()),
             clock,
         },
     );

@@ -59,6 +59,8 @@ mapping = { recipient = "/who", points = "/points", event_id = "/id", event_type
             program_store: Arc::new(pointsflow_memory::MemoryProgramStore::new()),
             enrollments: Arc::new(pointsflow_memory::MemoryEnrollments::default()),
             waiting: store.clone(),
+            windows: Arc::new(pointsflow_memory::MemoryWindowStore::new()),
+            schedules: Arc::new(pointsflow_memory::MemorySchedules::new()),
             clock: Arc::new(ManualClock::new(DateTime::UNIX_EPOCH)),
         },
     );

@@ -23,6 +23,9 @@ use pointsflow_core::request::{PointsRequest, Status};
 use pointsflow_core::values::{
     MemberNumber, PartnerId, PartnerReference, Points, ProgramId, RecipientId, RequestId, SourceId,
 };
+use pointsflow_core::window::{
+    Claim, CreditCreated, CreditId, RunCounts, WindowCredit, WindowId, WindowRun, WindowStore,
+};
 use pointsflow_intake::{
     Intake, IntakeConfig, IntakePorts, OPENAPI_JSON, ROUTES, webhook_signature,
 };
@@ -108,8 +111,34 @@ impl RequestGet for Down {
     }
 }
 
+#[async_trait]
+impl WindowStore for Down {
+    async fn claim(&self, _: &WindowRun) -> Result<Claim, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn run(&self, _: &WindowId) -> Result<Option<WindowRun>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn save_run(&self, _: &WindowRun) -> Result<u64, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn create_credit(&self, _: &WindowCredit) -> Result<CreditCreated, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn credit(&self, _: &CreditId) -> Result<Option<WindowCredit>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn save_credit(&self, _: &WindowCredit) -> Result<u64, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn settled(&self, _: &WindowId) -> Result<RunCounts, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+}
+
 struct Harness {
     intake: Intake,
+    windows: Arc<dyn WindowStore>,
     store: Arc<MemoryRequestStore>,
     ledger: Arc<MemoryLedger>,
 }
@@ -175,6 +204,11 @@ qualify = [{{ field = "/status", equals = "approved" }}]
         });
         (Arc::new(MemoryEnrollments::new([validated])), store.clone())
     };
+    let windows: Arc<dyn WindowStore> = if down {
+        Arc::new(Down)
+    } else {
+        Arc::new(pointsflow_memory::MemoryWindowStore::new())
+    };
     let intake = Intake::new(
         IntakeConfig {
             sources,
@@ -201,6 +235,8 @@ qualify = [{{ field = "/status", equals = "approved" }}]
             program_store,
             enrollments,
             waiting,
+            windows: windows.clone(),
+            schedules: Arc::new(pointsflow_memory::MemorySchedules::new()),
             clock: Arc::new(ManualClock::new(
                 DateTime::<Utc>::from_timestamp(NOW, 0).unwrap(),
             )),
@@ -208,6 +244,7 @@ qualify = [{{ field = "/status", equals = "approved" }}]
     );
     Harness {
         intake,
+        windows,
         store,
         ledger,
     }
@@ -628,6 +665,22 @@ async fn every_status_and_field_is_documented_and_every_documented_one_happens()
         waiting.push(id.to_string());
     }
     let (w1, w2, w3) = (&waiting[0], &waiting[1], &waiting[2]);
+    // A window that has fired and been planned.
+    let window = WindowId::parse("sales@2026-11-27T18:00Z").unwrap();
+    let Claim::Started(mut run) = up
+        .windows
+        .claim(&WindowRun::new(window.clone(), true, at))
+        .await
+        .unwrap()
+    else {
+        panic!("a fresh window");
+    };
+    run.state = pointsflow_core::window::RunState::Planned;
+    run.planned_at = Some(at);
+    up.windows.save_run(&run).await.unwrap();
+    let gw = ("GET", "/v1/windows/{window}");
+    let show_window =
+        |path: &str, headers: &Value, method: &str| request(method, path, "", headers.clone(), "");
     let rich = rich_id.to_string();
     let nobody = "pr_00000000000000000000000000000000";
     let js = "application/json";
@@ -678,6 +731,36 @@ async fn every_status_and_field_is_documented_and_every_documented_one_happens()
     let changed_hook =
         json!({"id": "h-1", "who": "E1", "points": 6, "status": "approved"}).to_string();
     let scenarios: Vec<((&str, &str), u16, Request, &Harness)> = vec![
+        (
+            gw,
+            200,
+            show_window("/v1/windows/sales@2026-11-27T18:00Z", &ops, "GET"),
+            &up,
+        ),
+        (
+            gw,
+            401,
+            show_window("/v1/windows/sales@2026-11-27T18:00Z", &bearer, "GET"),
+            &up,
+        ),
+        (
+            gw,
+            404,
+            show_window("/v1/windows/sales@2026-11-28T18:00Z", &ops, "GET"),
+            &up,
+        ),
+        (
+            gw,
+            405,
+            show_window("/v1/windows/sales@2026-11-27T18:00Z", &ops, "DELETE"),
+            &up,
+        ),
+        (
+            gw,
+            503,
+            show_window("/v1/windows/sales@2026-11-27T18:00Z", &ops, "GET"),
+            &broken,
+        ),
         (pr, 202, canonical("k-1", &points_body), &up),
         (
             pr,

@@ -137,6 +137,8 @@ fn harness_of(sources: Vec<SourceEntry>, failures: Option<(usize, usize)>) -> Ha
             program_store: Arc::new(pointsflow_memory::MemoryProgramStore::new()),
             enrollments: Arc::new(pointsflow_memory::MemoryEnrollments::default()),
             waiting: store.clone(),
+            windows: Arc::new(pointsflow_memory::MemoryWindowStore::new()),
+            schedules: Arc::new(pointsflow_memory::MemorySchedules::new()),
             clock,
         },
     );

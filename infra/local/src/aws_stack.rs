@@ -17,14 +17,16 @@ use pointsflow_aws::{
 use pointsflow_core::time::{RandomIds, SystemClock};
 use pointsflow_dispatch::Dispatch;
 use pointsflow_eligibility::Eligibility;
-use pointsflow_memory::LayeredEnrollments;
+use pointsflow_memory::{LayeredEnrollments, MemorySchedules};
 use pointsflow_partners::SandboxPartner;
 use pointsflow_runtime::SqsHandler;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LocalConfig;
-use crate::stack::{Adapters, Common, Handlers, StackError, StackOptions, fund, serve, stop};
+use crate::stack::{
+    Adapters, Common, Handlers, StackError, StackOptions, fund, serve, spawn_scheduler, stop,
+};
 
 /// Where the AWS resources are.
 #[derive(Debug, Clone)]
@@ -136,6 +138,8 @@ impl AwsStack {
         let store = Arc::new(DynamoRequestStore::new(dynamodb.clone(), &table));
         let ledger = Arc::new(DynamoLedger::new(dynamodb.clone(), &table));
         let windows = Arc::new(DynamoWindowStore::new(dynamodb.clone(), &table));
+        // Windows fire in process: EventBridge Scheduler cannot invoke these handlers.
+        let schedules = Arc::new(MemorySchedules::new());
         fund(&config, ledger.as_ref(), clock.as_ref()).await?;
         let to_eligibility = Arc::new(SqsPublisher::new(sqs.clone(), &eligibility_queue.url));
         let to_dispatch = Arc::new(SqsPublisher::new(sqs.clone(), &dispatch_queue.url));
@@ -151,6 +155,7 @@ impl AwsStack {
             to_dispatch: to_dispatch.clone(),
             work: to_dispatch,
             windows: windows.clone(),
+            schedules: schedules.clone(),
             clock,
             ids: Arc::new(RandomIds),
         });
@@ -176,6 +181,12 @@ impl AwsStack {
             dispatch.clone(),
             shutdown.clone(),
         );
+        tasks.push(spawn_scheduler(
+            schedules.clone(),
+            &common.catalog,
+            dispatch.clone(),
+            shutdown.clone(),
+        ));
         let (intake_addr, server) = serve(options.listen, intake, shutdown.clone()).await?;
         tasks.push(server);
         tracing::info!(%table, eligibility = %eligibility_queue.url, dispatch = %dispatch_queue.url, "running on the AWS adapters");

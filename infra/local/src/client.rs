@@ -451,6 +451,43 @@ pub fn render(view: &Value) -> String {
     out
 }
 
+/// A window's run for people: what it planned and where its credits are.
+pub fn render_window(view: &Value) -> String {
+    let n = |field: &str| view[field].as_u64().unwrap_or(0);
+    let mut out = String::new();
+    out.push_str(&format!(
+        "window    {} ({}, {})\n",
+        view["window"].as_str().unwrap_or("?"),
+        view["state"].as_str().unwrap_or("?"),
+        if view["consolidate"] == true {
+            "one credit per member"
+        } else {
+            "one credit per request"
+        }
+    ));
+    out.push_str(&format!(
+        "planned   {} requests from {} members in {} credits, {} points ({} planning invocation(s))\n",
+        n("requests"),
+        n("members"),
+        n("credits"),
+        n("points"),
+        n("planning_runs")
+    ));
+    out.push_str(&format!(
+        "credited  {} credits: {} requests, {} points\n",
+        n("credited"),
+        n("credited_requests"),
+        n("credited_points")
+    ));
+    out.push_str(&format!(
+        "failed    {} credits: {} requests\n",
+        n("failed"),
+        n("failed_requests")
+    ));
+    out.push_str(&format!("pending   {} credits\n", n("pending")));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 pub mod aws_stack;
 pub mod client;
 pub mod config;
+pub mod rig;
 pub mod stack;
 
 pub use aws_stack::{AwsOptions, AwsStack};

@@ -78,6 +78,28 @@ enum Command {
         #[command(subcommand)]
         action: RequestAction,
     },
+    /// A scheduled window's progress, as an operator.
+    Windows {
+        /// The API: the local stack, or a deployed stack's ApiBaseUrl.
+        #[arg(long, env = "POINTSFLOW_API", default_value = "http://127.0.0.1:3000")]
+        api: String,
+        /// An operator's key (the configuration's `operators`).
+        #[arg(long, env = "POINTSFLOW_OPERATOR_KEY", hide_env_values = true)]
+        key: String,
+        /// Print the API's JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: WindowAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WindowAction {
+    /// A window's run: requests and members planned, credits sent,
+    /// confirmed, refused and pending. WINDOW is `program@YYYY-MM-DDTHH:MMZ`
+    /// (the `window` of a request held for it).
+    Show { window: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,6 +199,30 @@ async fn main() -> ExitCode {
             json,
             action,
         } => requests(&ApiClient::new(&api, &key), action, json).await,
+        Command::Windows {
+            api,
+            key,
+            json,
+            action: WindowAction::Show { window },
+        } => {
+            match ApiClient::new(&api, &key)
+                .get_path(&format!("/v1/windows/{window}"))
+                .await
+            {
+                Ok(view) if json => {
+                    println!("{view:#}");
+                    ExitCode::SUCCESS
+                }
+                Ok(view) => {
+                    print!("{}", client::render_window(&view));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("pointsflow: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

@@ -12,18 +12,21 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use pointsflow_core::ledger::{Entry, LedgerError};
 use pointsflow_core::ports::{
-    Clock, Enrollments, IdSource, LedgerRead, LedgerWrite, PartnerConnector, ProgramStore, Publish,
-    RequestCreate, RequestGet, RequestUpdate, WaitingRequests,
+    Clock, Enrollments, IdSource, LedgerRead, LedgerWrite, PartnerConnector, ProgramCatalog,
+    ProgramStore, Publish, RequestCreate, RequestGet, RequestUpdate, WaitingRequests,
 };
 use pointsflow_core::time::{RandomIds, SystemClock};
 use pointsflow_core::values::PartnerId;
-use pointsflow_core::window::{PublishWork, ScheduledRequests, WindowStore};
+use pointsflow_core::window::{
+    PublishWork, ScheduledRequests, WindowId, WindowSchedules, WindowStore,
+};
+use pointsflow_dispatch::window::WindowClosed;
 use pointsflow_dispatch::{Dispatch, DispatchPorts};
 use pointsflow_eligibility::{Eligibility, EligibilityPorts};
 use pointsflow_intake::{DEFAULT_MAX_BODY_BYTES, Intake, IntakeConfig, IntakePorts};
 use pointsflow_memory::{
     EventSourceMapping, MappingConfig, MemoryEnrollments, MemoryLedger, MemoryProgramStore,
-    MemoryQueue, MemoryRequestStore, MemoryWindowStore, QueueConfig,
+    MemoryQueue, MemoryRequestStore, MemorySchedules, MemoryWindowStore, QueueConfig,
 };
 use pointsflow_partners::{SandboxBehaviour, SandboxConfig, SandboxMember, SandboxPartner};
 use pointsflow_runtime::SqsHandler;
@@ -86,6 +89,7 @@ pub struct Stack {
     pub store: Arc<MemoryRequestStore>,
     pub ledger: Arc<MemoryLedger>,
     pub windows: Arc<MemoryWindowStore>,
+    pub schedules: Arc<MemorySchedules>,
     pub queues: Queues,
     pub dispatch: Dispatch,
     pub eligibility: Eligibility,
@@ -162,7 +166,7 @@ fn lambda_to_axum(response: http::Response<lambda_http::Body>) -> axum::response
 }
 
 /// Runs a queue's event-source mapping over `handler`.
-fn spawn_mapping<H: SqsHandler>(
+pub(crate) fn spawn_mapping<H: SqsHandler>(
     mapping: EventSourceMapping,
     handler: H,
     shutdown: CancellationToken,
@@ -173,6 +177,52 @@ fn spawn_mapping<H: SqsHandler>(
                 move |event| {
                     let handler = handler.clone();
                     async move { handler.handle_batch(event).await }
+                },
+                shutdown,
+            )
+            .await;
+    })
+}
+
+/// The embedded scheduler: fires each armed window at dispatch, as
+/// EventBridge Scheduler invokes the dispatch function. The next window of
+/// every scheduled program is armed at start (a stack stopped over a
+/// window's closing time sends that window's requests in the next one).
+pub(crate) fn spawn_scheduler(
+    schedules: Arc<MemorySchedules>,
+    catalog: &LiveCatalog,
+    dispatch: Dispatch,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let now = chrono::Utc::now();
+    let next: Vec<WindowId> = catalog
+        .programs()
+        .iter()
+        .filter_map(|p| {
+            let window = p.window_after(now).ok().flatten()?;
+            Some(WindowId::new(&p.id, window.closes_at))
+        })
+        .collect();
+    tokio::spawn(async move {
+        for window in &next {
+            let _ = schedules.arm(window).await;
+        }
+        schedules
+            .run(
+                |window| {
+                    let dispatch = dispatch.clone();
+                    async move {
+                        let event = WindowClosed {
+                            program: window.program().clone(),
+                            scheduled_time: window.closes_at(),
+                        };
+                        match dispatch.window_closed(&event).await {
+                            Ok(run) => tracing::info!(%window, state = ?run.state, "window fired"),
+                            Err(e) => {
+                                tracing::error!(%window, error = %e, "window could not start")
+                            }
+                        }
+                    }
                 },
                 shutdown,
             )
@@ -314,6 +364,7 @@ pub(crate) struct Adapters<S, L> {
     /// The dispatch queue again, for window work.
     pub work: Arc<dyn PublishWork>,
     pub windows: Arc<dyn WindowStore>,
+    pub schedules: Arc<dyn WindowSchedules>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdSource>,
 }
@@ -337,6 +388,7 @@ impl Common {
             to_dispatch,
             work,
             windows,
+            schedules,
             clock,
             ids,
         } = adapters;
@@ -352,6 +404,8 @@ impl Common {
                 program_store: self.program_store.clone(),
                 enrollments: self.enrollments.clone(),
                 waiting: store.clone(),
+                windows: windows.clone(),
+                schedules: schedules.clone(),
                 clock: clock.clone(),
             },
         );
@@ -365,6 +419,7 @@ impl Common {
             programs: self.catalog.clone(),
             enrollments: self.enrollments.clone(),
             dispatch_queue: to_dispatch,
+            schedules: schedules.clone(),
             clock: clock.clone(),
         })
         .with_sweep_every(self.sweep_every);
@@ -464,6 +519,7 @@ impl Stack {
         let store = Arc::new(MemoryRequestStore::new());
         let ledger = Arc::new(MemoryLedger::new());
         let windows = Arc::new(MemoryWindowStore::new());
+        let schedules = Arc::new(MemorySchedules::new());
         fund(&config, ledger.as_ref(), clock.as_ref()).await?;
 
         let (eligibility_queue, eligibility_dlq) = queue_pair("eligibility", &config);
@@ -486,6 +542,7 @@ impl Stack {
             to_dispatch: dispatch_queue.clone(),
             work: dispatch_queue.clone(),
             windows: windows.clone(),
+            schedules: schedules.clone(),
             clock,
             ids,
         });
@@ -506,6 +563,12 @@ impl Stack {
             dispatch.clone(),
             shutdown.clone(),
         );
+        tasks.push(spawn_scheduler(
+            schedules.clone(),
+            &common.catalog,
+            dispatch.clone(),
+            shutdown.clone(),
+        ));
         let (intake_addr, server) = serve(options.listen, intake, shutdown.clone()).await?;
         tasks.push(server);
 
@@ -515,6 +578,7 @@ impl Stack {
             store,
             ledger,
             windows,
+            schedules,
             queues,
             dispatch,
             eligibility,

@@ -144,3 +144,46 @@ async fn messages_that_cannot_be_sent_are_reported_by_request() {
     want.sort();
     assert_eq!(failed, want, "every unsent message is named");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_is_armed_as_one_one_time_schedule_invoking_dispatch() {
+    use pointsflow_aws::{EventBridgeSchedules, ScheduleTarget, window_event};
+    use pointsflow_core::window::{WindowId, WindowSchedules};
+    let config = emulator::config().await;
+    let client = aws_sdk_scheduler::Client::new(&config);
+    let target = ScheduleTarget {
+        prefix: emulator::unique_name("pf"),
+        group: "default".into(),
+        function_arn: "arn:aws:lambda:us-east-1:123456789012:function:pf-dispatch".into(),
+        role_arn: "arn:aws:iam::123456789012:role/pf-scheduler".into(),
+        dead_letter_arn: Some("arn:aws:sqs:us-east-1:123456789012:pf-dispatch-dlq".into()),
+    };
+    let schedules = EventBridgeSchedules::new(client.clone(), target.clone());
+    let window = WindowId::parse("payroll@2026-11-27T18:00Z").unwrap();
+    schedules.arm(&window).await.unwrap();
+    schedules.arm(&window).await.unwrap();
+    let name = schedules.name(&window);
+    assert!(name.starts_with(&target.prefix) && name.ends_with("-payroll-20261127T1800"));
+    let got = client
+        .get_schedule()
+        .name(&name)
+        .group_name("default")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.schedule_expression(), Some("at(2026-11-27T18:00:00)"));
+    assert_eq!(got.schedule_expression_timezone(), Some("UTC"));
+    let sent = got.target().unwrap();
+    assert_eq!(sent.arn(), target.function_arn);
+    assert_eq!(sent.role_arn(), target.role_arn);
+    assert_eq!(sent.input(), Some(window_event(&window).as_str()));
+    let event: serde_json::Value = serde_json::from_str(sent.input().unwrap()).unwrap();
+    assert_eq!(
+        event,
+        serde_json::json!({"window_closed": {"program": "payroll", "scheduled_time": "2026-11-27T18:00:00Z"}})
+    );
+    // A program id too long for a readable name still gets a valid one.
+    let long = WindowId::parse(&format!("{}@2026-11-27T18:00Z", "p".repeat(64))).unwrap();
+    assert!(schedules.name(&long).len() <= 64);
+    schedules.arm(&long).await.unwrap();
+}

@@ -194,6 +194,11 @@ pub struct WindowRun {
     /// Planning resumes after this request; `None` before the first page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<ScheduledCursor>,
+    /// The credits of the page being planned, saved before any request
+    /// moves into them: a planner that resumes finishes these first (their
+    /// requests have left the scheduled index).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_progress: Vec<CreditId>,
     pub counts: RunCounts,
     pub started_at: DateTime<Utc>,
     /// When planning last saved a page (or started).
@@ -213,6 +218,7 @@ impl WindowRun {
             consolidate,
             state: RunState::Planning,
             cursor: None,
+            in_progress: Vec::new(),
             counts: RunCounts::default(),
             started_at: now,
             progress_at: now,
@@ -409,6 +415,16 @@ pub trait WindowStore: Send + Sync {
     /// `failed*` counts; the others are zero). Counted from the credits
     /// themselves, so no single counter is written by every settlement.
     async fn settled(&self, window: &WindowId) -> Result<RunCounts, StoreError>;
+}
+
+/// When windows close: each window of a scheduled program has a one-time
+/// schedule that invokes dispatch with the window's closing time. The
+/// closing time comes from the program's own cron and time zone, so the
+/// schedule fires at 18:00 London whatever the daylight-saving offset.
+#[async_trait]
+pub trait WindowSchedules: Send + Sync {
+    /// Makes sure `window` has its schedule. Arming a window again is harmless.
+    async fn arm(&self, window: &WindowId) -> Result<(), StoreError>;
 }
 
 /// Work on a window, sent through the dispatch queue.

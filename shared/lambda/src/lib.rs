@@ -11,7 +11,10 @@
 //! `POINTSFLOW_CONFIG_PARAMETER` (the SSM parameter holding the TOML
 //! configuration, a SecureString since it holds source keys),
 //! `POINTSFLOW_ELIGIBILITY_QUEUE_URL` (intake), `POINTSFLOW_DISPATCH_QUEUE_URL`
-//! (eligibility, and dispatch for its window work), optional `POINTSFLOW_AWS_ENDPOINT`.
+//! (eligibility, and dispatch for its window work); for the functions that
+//! arm window schedules (intake, eligibility) `POINTSFLOW_SCHEDULE_PREFIX`,
+//! `POINTSFLOW_DISPATCH_FUNCTION_ARN`, `POINTSFLOW_SCHEDULER_ROLE_ARN` and
+//! `POINTSFLOW_SCHEDULE_DEAD_LETTER_ARN`; optional `POINTSFLOW_AWS_ENDPOINT`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,7 +22,7 @@ use std::time::Duration;
 
 use pointsflow_aws::{
     DynamoEnrollments, DynamoLedger, DynamoProgramStore, DynamoRequestStore, DynamoWindowStore,
-    SqsPublisher,
+    EventBridgeSchedules, ScheduleTarget, SqsPublisher,
 };
 use pointsflow_config::{Config, PartnerKind};
 use pointsflow_core::ports::PartnerConnector;
@@ -33,6 +36,10 @@ pub const CONFIG_PARAMETER: &str = "POINTSFLOW_CONFIG_PARAMETER";
 pub const ELIGIBILITY_QUEUE_URL: &str = "POINTSFLOW_ELIGIBILITY_QUEUE_URL";
 pub const DISPATCH_QUEUE_URL: &str = "POINTSFLOW_DISPATCH_QUEUE_URL";
 pub const AWS_ENDPOINT: &str = "POINTSFLOW_AWS_ENDPOINT";
+pub const SCHEDULE_PREFIX: &str = "POINTSFLOW_SCHEDULE_PREFIX";
+pub const DISPATCH_FUNCTION_ARN: &str = "POINTSFLOW_DISPATCH_FUNCTION_ARN";
+pub const SCHEDULER_ROLE_ARN: &str = "POINTSFLOW_SCHEDULER_ROLE_ARN";
+pub const SCHEDULE_DEAD_LETTER_ARN: &str = "POINTSFLOW_SCHEDULE_DEAD_LETTER_ARN";
 
 /// Why a function cannot start. Each names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +97,7 @@ pub struct Wiring {
     pub table: String,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub scheduler: aws_sdk_scheduler::Client,
 }
 
 impl Wiring {
@@ -127,6 +135,7 @@ impl Wiring {
             table,
             dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
             sqs: aws_sdk_sqs::Client::new(&sdk),
+            scheduler: aws_sdk_scheduler::Client::new(&sdk),
         })
     }
 
@@ -143,6 +152,20 @@ impl Wiring {
         Ok(Arc::new(SqsPublisher::new(
             self.sqs.clone(),
             required(variable)?,
+        )))
+    }
+
+    /// Window schedules on EventBridge Scheduler, invoking the dispatch function.
+    pub fn schedules(&self) -> Result<Arc<EventBridgeSchedules>, WiringError> {
+        Ok(Arc::new(EventBridgeSchedules::new(
+            self.scheduler.clone(),
+            ScheduleTarget {
+                prefix: required(SCHEDULE_PREFIX)?,
+                group: "default".into(),
+                function_arn: required(DISPATCH_FUNCTION_ARN)?,
+                role_arn: required(SCHEDULER_ROLE_ARN)?,
+                dead_letter_arn: Some(required(SCHEDULE_DEAD_LETTER_ARN)?),
+            },
         )))
     }
 
@@ -219,7 +242,11 @@ pub mod testing {
     use aws_sdk_ssm::types::ParameterType;
     use pointsflow_aws::tables::{self, QueuePair};
 
-    use super::{AWS_ENDPOINT, CONFIG_PARAMETER, DISPATCH_QUEUE_URL, ELIGIBILITY_QUEUE_URL, TABLE};
+    use super::{
+        AWS_ENDPOINT, CONFIG_PARAMETER, DISPATCH_FUNCTION_ARN, DISPATCH_QUEUE_URL,
+        ELIGIBILITY_QUEUE_URL, SCHEDULE_DEAD_LETTER_ARN, SCHEDULE_PREFIX, SCHEDULER_ROLE_ARN,
+        TABLE,
+    };
 
     /// The table, queues and configuration parameter of one test stack.
     #[derive(Debug, Clone)]
@@ -294,6 +321,19 @@ pub mod testing {
                 (CONFIG_PARAMETER, self.parameter.clone()),
                 (ELIGIBILITY_QUEUE_URL, self.eligibility.url.clone()),
                 (DISPATCH_QUEUE_URL, self.dispatch.url.clone()),
+                (
+                    SCHEDULE_PREFIX,
+                    self.table.trim_end_matches("-ledger").to_owned(),
+                ),
+                (
+                    DISPATCH_FUNCTION_ARN,
+                    "arn:aws:lambda:us-east-1:123456789012:function:pointsflow-dispatch".to_owned(),
+                ),
+                (
+                    SCHEDULER_ROLE_ARN,
+                    "arn:aws:iam::123456789012:role/pointsflow-scheduler".to_owned(),
+                ),
+                (SCHEDULE_DEAD_LETTER_ARN, self.dispatch.dlq_arn.clone()),
                 (AWS_ENDPOINT, self.endpoint.clone()),
             ]
             .into_iter()

@@ -9,6 +9,7 @@ mod ledger;
 mod mapping;
 mod queue;
 mod replay;
+mod schedules;
 mod store;
 mod windows;
 
@@ -17,5 +18,6 @@ pub use ledger::{LedgerSnapshot, MemoryLedger};
 pub use mapping::{EventSourceMapping, MappingConfig};
 pub use queue::{MemoryQueue, QueueConfig, QueueError, ReceivedMessage};
 pub use replay::{ManualClock, SeededIds};
+pub use schedules::MemorySchedules;
 pub use store::MemoryRequestStore;
 pub use windows::MemoryWindowStore;

@@ -64,6 +64,15 @@ struct Args {
     /// with --aws-endpoint).
     #[arg(long, default_value_t = 0)]
     eligibility_batches: u64,
+    /// Instead of the pipeline run: a consolidated scheduled window of this
+    /// many members (each with --per-member requests), planned and
+    /// dispatched on the embedded adapters against the sandbox partner by
+    /// --consumers dispatch invocations at once.
+    #[arg(long, default_value_t = 0)]
+    window_members: usize,
+    /// With --window-members: requests per member.
+    #[arg(long, default_value_t = 10)]
+    per_member: usize,
 }
 
 /// The running stack, embedded or on the AWS adapters.
@@ -549,6 +558,9 @@ async fn run(args: Args) -> Result<(), String> {
     if args.rules > 0 {
         return run_rules(args.rules);
     }
+    if args.window_members > 0 {
+        return run_window(&args).await;
+    }
     let config = config(&args)?;
     if args.eligibility_batches > 0 {
         return run_eligibility(&args, config).await;
@@ -792,4 +804,130 @@ fn print_usage(usage: &Usage, requests: u64, billed_ms: u64) {
         "  total                     ${:.2}",
         api + lambda_requests + lambda_duration + queues + tables
     );
+}
+
+/// A consolidated window on the embedded adapters against the sandbox.
+async fn run_window(args: &Args) -> Result<(), String> {
+    use pointsflow_core::window::{WindowId, WindowStore};
+    use pointsflow_local::rig::{WindowRig, member_number};
+    use pointsflow_partners::{
+        RestConnector, RestConnectorConfig, SandboxBehaviour, SandboxConfig, SandboxMember,
+    };
+    let members = args.window_members;
+    let requests = members * args.per_member;
+    let mut program = pointsflow_local::config::default_config()
+        .map_err(|e| e.to_string())?
+        .programs
+        .remove(0);
+    program.transfer = serde_json::from_value(serde_json::json!({
+        "mode": "scheduled", "cron": "0 18 * * *", "time_zone": "UTC", "consolidate": true
+    }))
+    .map_err(|e| e.to_string())?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = shutdown.clone();
+    let sandbox = SandboxPartner::start(
+        SandboxConfig {
+            api_key: "bench".into(),
+            members: (0..members)
+                .map(|i| SandboxMember {
+                    member_number: member_number(i),
+                    first_name: "Bench".into(),
+                    last_name: format!("Member{i}"),
+                })
+                .collect(),
+            slow_response: Duration::from_secs(1),
+            behaviour: SandboxBehaviour::default(),
+        },
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        Box::pin(async move { stop.cancelled().await }),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let connector = RestConnector::new(RestConnectorConfig {
+        base_url: sandbox.base_url(),
+        api_key: "bench".into(),
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(5),
+    })
+    .map_err(|e| e.to_string())?;
+    let window = WindowId::parse(&format!("{}@2030-01-01T18:00Z", program.id))?;
+    let windows = Arc::new(pointsflow_memory::MemoryWindowStore::new());
+    let rig = WindowRig::new(
+        program,
+        windows.clone(),
+        Arc::new(connector),
+        window.clone(),
+    );
+    println!(
+        "window of {requests} requests from {members} members, consolidated, {} dispatch invocations at once, embedded adapters, sandbox partner (no added latency)",
+        args.consumers
+    );
+    let seeding = Instant::now();
+    let owed = rig.seed(members, args.per_member).await?;
+    println!(
+        "seeded            {requests} scheduled requests in {:.1} s (set-up, not timed below; {:.0} MiB)",
+        seeding.elapsed().as_secs_f64(),
+        peak_rss_mib().unwrap_or(0.0)
+    );
+    let mapping = rig.mapping(args.consumers, shutdown.clone());
+    let started = Instant::now();
+    rig.fire().await?;
+    let mut planned_in = None;
+    let done = loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let run = windows
+            .run(&window)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the window has no run")?;
+        if planned_in.is_none() && run.state == pointsflow_core::window::RunState::Planned {
+            planned_in = Some(started.elapsed());
+        }
+        let settled = windows.settled(&window).await.map_err(|e| e.to_string())?;
+        let run = run.with_settled(&settled);
+        if planned_in.is_some() && run.counts.pending() == 0 && rig.queue.depth() == 0 {
+            break run;
+        }
+        if started.elapsed() > Duration::from_secs(1_800) {
+            return Err("the window did not finish within 30 minutes".into());
+        }
+    };
+    let elapsed = started.elapsed();
+    shutdown.cancel();
+    let _ = mapping.await;
+    let stats = sandbox.stats();
+    let credited = sandbox.credited_by_member();
+    if credited != owed {
+        return Err("the partner's credits per member differ from what was owed".into());
+    }
+    rig.ledger
+        .snapshot()
+        .map_err(|e| e.to_string())?
+        .check()
+        .map_err(|e| e.to_string())?;
+    println!(
+        "planned           {} requests from {} members into {} credits in {:.1} s",
+        done.counts.requests,
+        done.counts.members,
+        done.counts.credits,
+        planned_in.unwrap_or_default().as_secs_f64()
+    );
+    println!(
+        "partner calls     {} ({} credits, {} points; each member credited their sum once)",
+        stats.attempts, stats.credits, stats.points
+    );
+    println!(
+        "end to end        {:.1} s from the schedule firing to the last credit settled ({:.0} credits/s, {:.0} requests/s)",
+        elapsed.as_secs_f64(),
+        done.counts.credits as f64 / elapsed.as_secs_f64(),
+        done.counts.requests as f64 / elapsed.as_secs_f64()
+    );
+    match peak_rss_mib() {
+        Some(mib) => println!(
+            "peak memory       {mib:.0} MiB (VmHWM of this process: the requests, ledger and sandbox included)"
+        ),
+        None => println!("peak memory       unavailable (no /proc/self/status)"),
+    }
+    sandbox.stopped().await;
+    Ok(())
 }
