@@ -94,6 +94,8 @@ pub fn test_config() -> LocalConfig {
     let mut config = pointsflow_local::config::default_config().unwrap();
     config.queues.function_timeout_ms = 500;
     config.queues.visibility_timeout_ms = 600;
+    config.queues.retry_base_ms = 20;
+    config.queues.retry_cap_ms = 300;
     config.sandbox.slow_response_ms = 1_500;
     for p in &mut config.partners {
         p.timeout_ms = 300;

@@ -17,7 +17,7 @@ use pointsflow_core::ledger::{Applied, Entry, EntryId, EntryKind};
 use pointsflow_core::partner::{CreditInstruction, CreditOutcome};
 use pointsflow_core::ports::{
     Clock, IdSource, LedgerRead, LedgerWrite, PartnerConnector, PipelineMessage, ProgramCatalog,
-    RequestGet, RequestUpdate,
+    Redelivery, RequestGet, RequestUpdate,
 };
 use pointsflow_core::request::{PointsRequest, Status, StatusKind};
 use pointsflow_core::values::{MemberNumber, PartnerId, PartnerReference, Points};
@@ -25,7 +25,9 @@ use pointsflow_core::window::{PublishWork, ScheduledRequests, WindowStore, Windo
 use serde::Deserialize;
 
 pub mod window;
-use pointsflow_runtime::{RecordError, SqsHandler, deadline, load_request, process_batch};
+use pointsflow_runtime::{
+    Backoff, RecordError, SqsHandler, deadline, load_request, process_batch_with_backoff,
+};
 
 /// Time kept back from the invocation's deadline to record a partner's answer.
 const RECORDING_MARGIN: Duration = Duration::from_secs(2);
@@ -42,6 +44,18 @@ pub(crate) enum Attempt {
     Retry,
     /// The partner accepted the credit for later settlement.
     Pending,
+}
+
+/// A partner call that was not made (rate limit, open circuit, the
+/// partner's 429): nothing changed, so the message is sent again to arrive
+/// when a call can be made, without counting towards the receive limit.
+pub(crate) fn not_attempted(retry_after: Duration, reason: &str) -> RecordError {
+    // A little jitter, so deferred messages do not all come back at once.
+    let jitter = Duration::from_millis(rand::random::<u64>() % 1_000);
+    RecordError::Defer(
+        retry_after + jitter,
+        format!("partner not called: {reason}"),
+    )
 }
 
 /// Calls the partner for a credit under `reference`. An unsettled credit is
@@ -101,6 +115,9 @@ pub struct DispatchPorts {
     pub scheduled: Arc<dyn ScheduledRequests>,
     pub windows: Arc<dyn WindowStore>,
     pub work: Arc<dyn PublishWork>,
+    /// How a retried message is put back on the dispatch queue (after a
+    /// backoff, or deferred while a partner cannot be called).
+    pub redelivery: Arc<dyn Redelivery>,
 }
 
 /// What the dispatch queue carries: a request reserved by eligibility, or
@@ -115,6 +132,7 @@ pub enum DispatchMessage {
 #[derive(Clone)]
 pub struct Dispatch {
     ports: DispatchPorts,
+    backoff: Backoff,
 }
 
 impl std::fmt::Debug for Dispatch {
@@ -138,7 +156,16 @@ impl SqsHandler for Dispatch {
 
 impl Dispatch {
     pub fn new(ports: DispatchPorts) -> Self {
-        Self { ports }
+        Self {
+            ports,
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// Retries wait as `backoff` says (capped exponential, full jitter).
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
     }
 
     /// The Lambda handler: an SQS batch from the dispatch queue, or a
@@ -168,17 +195,23 @@ impl Dispatch {
     ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
         let deadline = deadline(&event.context, RECORDING_MARGIN);
         pointsflow_runtime::catalog::refresh(self.ports.programs.as_ref()).await;
-        Ok(process_batch("dispatch", event.payload, |m| async move {
-            match m {
-                DispatchMessage::Request(m) => self.process(m, deadline).await,
-                DispatchMessage::Window(WindowWork::Plan { window }) => {
-                    self.plan(&window, deadline).await
+        Ok(process_batch_with_backoff(
+            "dispatch",
+            event.payload,
+            self.backoff,
+            self.ports.redelivery.as_ref(),
+            |m| async move {
+                match m {
+                    DispatchMessage::Request(m) => self.process(m, deadline).await,
+                    DispatchMessage::Window(WindowWork::Plan { window }) => {
+                        self.plan(&window, deadline).await
+                    }
+                    DispatchMessage::Window(WindowWork::Credit { credit }) => {
+                        self.process_credit(&credit, deadline).await
+                    }
                 }
-                DispatchMessage::Window(WindowWork::Credit { credit }) => {
-                    self.process_credit(&credit, deadline).await
-                }
-            }
-        })
+            },
+        )
         .await)
     }
 
@@ -363,6 +396,10 @@ impl Dispatch {
     ) -> Result<(), RecordError> {
         let now = self.ports.clock.now();
         match outcome {
+            CreditOutcome::NotAttempted {
+                retry_after,
+                reason,
+            } => Err(not_attempted(retry_after, &reason)),
             CreditOutcome::Credited { transaction } => {
                 let detail = format!(
                     "partner credited {} points to member {} (transaction {transaction})",

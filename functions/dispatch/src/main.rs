@@ -6,6 +6,7 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use pointsflow_core::time::{RandomIds, SystemClock};
 use pointsflow_dispatch::{Dispatch, DispatchPorts};
 use pointsflow_lambda::{DISPATCH_QUEUE_URL, Wiring};
+use pointsflow_runtime::Backoff;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -25,6 +26,11 @@ async fn main() -> Result<(), Error> {
         scheduled: store_for_windows,
         windows: wiring.window_store(),
         work: wiring.publisher(DISPATCH_QUEUE_URL)?,
+        redelivery: wiring.redelivery(DISPATCH_QUEUE_URL)?,
+    })
+    .with_backoff(Backoff {
+        base: wiring.config.queues.retry_base(),
+        cap: wiring.config.queues.retry_cap(),
     });
     let dispatch = &dispatch;
     run(service_fn(move |event: LambdaEvent<_>| {

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use pointsflow_core::ledger::Entry;
+use pointsflow_core::partner::CreditOutcome;
 use pointsflow_core::ports::StoreError;
 use pointsflow_core::program::TransferMode;
 use pointsflow_core::request::{PointsRequest, Reason, Status, StatusKind};
@@ -32,7 +33,7 @@ use pointsflow_core::window::{
 use pointsflow_runtime::{RecordError, load_request};
 use serde::{Deserialize, Serialize};
 
-use crate::{Attempt, Dispatch, Resolve, call_partner, retry};
+use crate::{Attempt, Dispatch, Resolve, call_partner, not_attempted, retry};
 
 /// Scheduled requests read per page while planning.
 pub const PLAN_PAGE: usize = 1_000;
@@ -513,7 +514,11 @@ impl Dispatch {
         )
         .await;
         let detail = match &outcome {
-            pointsflow_core::partner::CreditOutcome::Unknown { detail } => detail.clone(),
+            CreditOutcome::Unknown { detail } => detail.clone(),
+            CreditOutcome::NotAttempted {
+                retry_after,
+                reason,
+            } => return Err(not_attempted(*retry_after, reason)),
             _ => String::new(),
         };
         match credit_state_after(&outcome) {
@@ -532,7 +537,7 @@ impl Dispatch {
                 self.settle_requests(&credit).await
             }
             Some(pending) => {
-                if let pointsflow_core::partner::CreditOutcome::Pending {
+                if let CreditOutcome::Pending {
                     transaction: Some(t),
                 } = &outcome
                 {

@@ -11,8 +11,8 @@ use pointsflow_aws::mapping::SqsMappingConfig;
 use pointsflow_aws::meter::Meter;
 use pointsflow_aws::tables::{self, QueuePair};
 use pointsflow_aws::{
-    DynamoEnrollments, DynamoLedger, DynamoProgramStore, DynamoRequestStore, DynamoWindowStore,
-    SqsPublisher,
+    DynamoEnrollments, DynamoLedger, DynamoPartnerState, DynamoProgramStore, DynamoRequestStore,
+    DynamoWindowStore, SqsPublisher, SqsRedelivery,
 };
 use pointsflow_core::time::{RandomIds, SystemClock};
 use pointsflow_dispatch::Dispatch;
@@ -133,7 +133,15 @@ impl AwsStack {
             config.member_links(),
             Arc::new(DynamoEnrollments::new(dynamodb.clone(), &table)),
         ));
-        let common = Common::start(&config, &options, program_store, enrollments).await?;
+        let partner_state = Arc::new(DynamoPartnerState::new(dynamodb.clone(), &table));
+        let common = Common::start(
+            &config,
+            &options,
+            program_store,
+            enrollments,
+            (partner_state.clone(), partner_state),
+        )
+        .await?;
         let clock = Arc::new(SystemClock);
         let store = Arc::new(DynamoRequestStore::new(dynamodb.clone(), &table));
         let ledger = Arc::new(DynamoLedger::new(dynamodb.clone(), &table));
@@ -156,6 +164,7 @@ impl AwsStack {
             work: to_dispatch,
             windows: windows.clone(),
             schedules: schedules.clone(),
+            redelivery: Arc::new(SqsRedelivery::new(sqs.clone(), &dispatch_queue.url)),
             clock,
             ids: Arc::new(RandomIds),
         });

@@ -88,6 +88,7 @@ impl WindowRig {
             scheduled: store.clone(),
             windows: windows.clone(),
             work: queue.clone(),
+            redelivery: queue.clone(),
         });
         Self {
             store,

@@ -10,10 +10,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::response::IntoResponse;
+use pointsflow_core::governance::{CircuitStore, RateLimiter};
 use pointsflow_core::ledger::{Entry, LedgerError};
 use pointsflow_core::ports::{
     Clock, Enrollments, IdSource, LedgerRead, LedgerWrite, PartnerConnector, ProgramCatalog,
-    ProgramStore, Publish, RequestCreate, RequestGet, RequestUpdate, WaitingRequests,
+    ProgramStore, Publish, Redelivery, RequestCreate, RequestGet, RequestUpdate, WaitingRequests,
 };
 use pointsflow_core::time::{RandomIds, SystemClock};
 use pointsflow_core::values::PartnerId;
@@ -25,12 +26,13 @@ use pointsflow_dispatch::{Dispatch, DispatchPorts};
 use pointsflow_eligibility::{Eligibility, EligibilityPorts};
 use pointsflow_intake::{DEFAULT_MAX_BODY_BYTES, Intake, IntakeConfig, IntakePorts};
 use pointsflow_memory::{
-    EventSourceMapping, MappingConfig, MemoryEnrollments, MemoryLedger, MemoryProgramStore,
-    MemoryQueue, MemoryRequestStore, MemorySchedules, MemoryWindowStore, QueueConfig,
+    EventSourceMapping, MappingConfig, MemoryEnrollments, MemoryLedger, MemoryPartnerState,
+    MemoryProgramStore, MemoryQueue, MemoryRequestStore, MemorySchedules, MemoryWindowStore,
+    QueueConfig,
 };
 use pointsflow_partners::{SandboxBehaviour, SandboxConfig, SandboxMember, SandboxPartner};
-use pointsflow_runtime::SqsHandler;
 use pointsflow_runtime::catalog::LiveCatalog;
+use pointsflow_runtime::{Backoff, SqsHandler};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -90,6 +92,8 @@ pub struct Stack {
     pub ledger: Arc<MemoryLedger>,
     pub windows: Arc<MemoryWindowStore>,
     pub schedules: Arc<MemorySchedules>,
+    /// The partners' rate limits and circuits.
+    pub partner_state: Arc<MemoryPartnerState>,
     pub queues: Queues,
     pub dispatch: Dispatch,
     pub eligibility: Eligibility,
@@ -240,6 +244,7 @@ pub(crate) struct Common {
     pub program_store: Arc<dyn ProgramStore>,
     pub enrollments: Arc<dyn Enrollments>,
     pub sweep_every: Duration,
+    pub backoff: Backoff,
     pub intake: IntakeConfig,
     pub sandbox_shutdown: CancellationToken,
 }
@@ -250,6 +255,7 @@ impl Common {
         options: &StackOptions,
         program_store: Arc<dyn ProgramStore>,
         enrollments: Arc<dyn Enrollments>,
+        limits: (Arc<dyn RateLimiter>, Arc<dyn CircuitStore>),
     ) -> Result<Self, StackError> {
         let sandbox_shutdown = CancellationToken::new();
         let links = config.member_links();
@@ -321,6 +327,8 @@ impl Common {
             }
             other => StackError::Aws(other.to_string()),
         })?;
+        let partners =
+            pointsflow_lambda::govern(config, partners, limits.0, limits.1, Arc::new(SystemClock));
 
         let catalog = LiveCatalog::load(
             config.programs.clone(),
@@ -336,6 +344,10 @@ impl Common {
             program_store,
             enrollments,
             sweep_every: Duration::from_millis(config.waiting_sweep_ms),
+            backoff: Backoff {
+                base: config.queues.retry_base(),
+                cap: config.queues.retry_cap(),
+            },
             intake: IntakeConfig {
                 sources: config.sources.clone(),
                 operators: config.operators.clone(),
@@ -365,6 +377,8 @@ pub(crate) struct Adapters<S, L> {
     pub work: Arc<dyn PublishWork>,
     pub windows: Arc<dyn WindowStore>,
     pub schedules: Arc<dyn WindowSchedules>,
+    /// The dispatch queue's retries.
+    pub redelivery: Arc<dyn Redelivery>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdSource>,
 }
@@ -389,6 +403,7 @@ impl Common {
             work,
             windows,
             schedules,
+            redelivery,
             clock,
             ids,
         } = adapters;
@@ -435,7 +450,9 @@ impl Common {
             scheduled: store,
             windows,
             work,
-        });
+            redelivery,
+        })
+        .with_backoff(self.backoff);
         Handlers {
             intake,
             eligibility,
@@ -509,11 +526,13 @@ impl Stack {
         ids: Arc<dyn IdSource>,
     ) -> Result<Stack, StackError> {
         let shutdown = CancellationToken::new();
+        let partner_state = Arc::new(MemoryPartnerState::new());
         let common = Common::start(
             &config,
             &options,
             Arc::new(MemoryProgramStore::new()),
             Arc::new(MemoryEnrollments::new(config.member_links())),
+            (partner_state.clone(), partner_state.clone()),
         )
         .await?;
         let store = Arc::new(MemoryRequestStore::new());
@@ -543,6 +562,7 @@ impl Stack {
             work: dispatch_queue.clone(),
             windows: windows.clone(),
             schedules: schedules.clone(),
+            redelivery: dispatch_queue.clone(),
             clock,
             ids,
         });
@@ -579,6 +599,7 @@ impl Stack {
             ledger,
             windows,
             schedules,
+            partner_state,
             queues,
             dispatch,
             eligibility,

@@ -6,6 +6,7 @@
 //! Wire mapping (`AttributeValue` <-> domain) is private to this crate.
 
 mod enrollments;
+mod governance;
 mod item;
 mod ledger;
 pub mod mapping;
@@ -21,10 +22,11 @@ pub mod emulator;
 pub mod tables;
 
 pub use enrollments::DynamoEnrollments;
+pub use governance::DynamoPartnerState;
 pub use ledger::DynamoLedger;
 pub use programs::DynamoProgramStore;
 pub use schedules::{EventBridgeSchedules, ScheduleTarget, window_event};
-pub use sqs::SqsPublisher;
+pub use sqs::{SqsPublisher, SqsRedelivery};
 pub use store::DynamoRequestStore;
 pub use windows::DynamoWindowStore;
 

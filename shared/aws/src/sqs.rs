@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use pointsflow_core::ports::{PipelineMessage, Publish, PublishError, StoreError};
+use pointsflow_core::ports::{PipelineMessage, Publish, PublishError, Redelivery, StoreError};
 use pointsflow_core::values::RequestId;
 use pointsflow_core::window::{PublishWork, WindowWork};
 
@@ -127,5 +127,59 @@ impl PublishWork for SqsPublisher {
                 work.len()
             ))),
         }
+    }
+}
+
+/// Retries on SQS: `ChangeMessageVisibility` on the consumer's queue, and
+/// `SendMessage` with `DelaySeconds` for a deferral.
+#[derive(Debug, Clone)]
+pub struct SqsRedelivery {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsRedelivery {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+/// Whole seconds, rounded up, at most `max`.
+fn seconds(delay: std::time::Duration, max: u64) -> i32 {
+    i32::try_from(delay.as_millis().div_ceil(1_000).min(u128::from(max))).unwrap_or(0)
+}
+
+#[async_trait]
+impl Redelivery for SqsRedelivery {
+    async fn retry_after(
+        &self,
+        receipt_handle: &str,
+        delay: std::time::Duration,
+    ) -> Result<(), String> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            // SQS allows up to 12 hours.
+            .visibility_timeout(seconds(delay, 43_200))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| DisplayErrorContext(e).to_string())
+    }
+
+    async fn send_later(&self, body: &str, delay: std::time::Duration) -> Result<(), String> {
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .delay_seconds(seconds(delay, 900))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| DisplayErrorContext(e).to_string())
     }
 }

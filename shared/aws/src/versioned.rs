@@ -81,6 +81,11 @@ impl VersionedTable {
     }
 
     pub async fn read<T: Versioned>(&self, key: Item) -> Result<Option<T>, StoreError> {
+        self.get(key).await?.as_ref().map(from_item).transpose()
+    }
+
+    /// The item at `key`, read consistently.
+    pub async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -90,7 +95,7 @@ impl VersionedTable {
             .send()
             .await
             .map_err(|e| unavailable(e.into_service_error()))?;
-        out.item().map(from_item).transpose()
+        Ok(out.item().cloned())
     }
 
     pub async fn save<T: Versioned>(&self, value: &T) -> Result<u64, StoreError> {

@@ -187,3 +187,10 @@ async fn a_window_is_armed_as_one_one_time_schedule_invoking_dispatch() {
     assert!(schedules.name(&long).len() <= 64);
     schedules.arm(&long).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamodb_partner_limits_conform() {
+    let (client, table) = dynamodb().await;
+    let state = Arc::new(pointsflow_aws::DynamoPartnerState::new(client, table));
+    pointsflow_conformance::governance::run_all(state.clone(), state).await;
+}

@@ -113,6 +113,11 @@ pub struct QueueSettings {
     pub batch_size: usize,
     pub concurrency: usize,
     pub function_timeout_ms: u64,
+    /// Dispatch's retries (here and deployed): the `n`th waits a random time
+    /// up to `min(retry_cap_ms, retry_base_ms * 2^(n-1))`, set on the
+    /// queue as the message's visibility.
+    pub retry_base_ms: u64,
+    pub retry_cap_ms: u64,
 }
 
 impl Default for QueueSettings {
@@ -123,6 +128,8 @@ impl Default for QueueSettings {
             batch_size: 10,
             concurrency: 4,
             function_timeout_ms: 4_000,
+            retry_base_ms: 1_000,
+            retry_cap_ms: 300_000,
         }
     }
 }
@@ -134,6 +141,14 @@ impl QueueSettings {
 
     pub fn function_timeout(&self) -> Duration {
         Duration::from_millis(self.function_timeout_ms)
+    }
+
+    pub fn retry_base(&self) -> Duration {
+        Duration::from_millis(self.retry_base_ms)
+    }
+
+    pub fn retry_cap(&self) -> Duration {
+        Duration::from_millis(self.retry_cap_ms)
     }
 }
 
@@ -198,6 +213,38 @@ pub struct PartnerEntry {
     pub api_key: Option<String>,
     #[serde(default = "default_partner_timeout")]
     pub timeout_ms: u64,
+    /// Calls per second the partner allows. pointsflow spaces its calls
+    /// (credits, look-ups, validations, from every function at once) to
+    /// stay under it; absent for no limit.
+    #[serde(default)]
+    pub rate_limit_per_second: Option<u32>,
+    /// Consecutive failed calls (timeouts, 5xx, no connection) after which
+    /// the partner's circuit opens: no calls, messages wait on the queue.
+    #[serde(default = "default_circuit_failures")]
+    pub circuit_failures: u32,
+    /// How long an open circuit waits before one probe call.
+    #[serde(default = "default_circuit_open_ms")]
+    pub circuit_open_ms: u64,
+}
+
+fn default_circuit_failures() -> u32 {
+    5
+}
+
+fn default_circuit_open_ms() -> u64 {
+    30_000
+}
+
+impl PartnerEntry {
+    /// The partner's rate limit and circuit breaker settings.
+    pub fn limits(&self) -> pointsflow_core::governance::PartnerLimits {
+        pointsflow_core::governance::PartnerLimits {
+            rate_limit_per_second: self.rate_limit_per_second,
+            circuit_failures: self.circuit_failures,
+            circuit_open: Duration::from_millis(self.circuit_open_ms),
+            probe_timeout: Duration::from_millis(self.timeout_ms.saturating_mul(2).max(1_000)),
+        }
+    }
 }
 
 /// The partner's credential never reaches a log.
@@ -209,6 +256,9 @@ impl std::fmt::Debug for PartnerEntry {
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("timeout_ms", &self.timeout_ms)
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("circuit_failures", &self.circuit_failures)
+            .field("circuit_open_ms", &self.circuit_open_ms)
             .finish()
     }
 }
@@ -338,6 +388,13 @@ impl Config {
                 ),
             ));
         }
+        if q.retry_base_ms == 0 || q.retry_cap_ms < q.retry_base_ms {
+            return Err(invalid(
+                "queues",
+                "retry_cap_ms",
+                "retry_base_ms must be positive and retry_cap_ms at least retry_base_ms",
+            ));
+        }
         let sandbox = &self.sandbox;
         if !(0.0..=1.0).contains(&sandbox.failure_rate) {
             return Err(invalid("sandbox", "failure_rate", "must be 0 to 1"));
@@ -374,6 +431,20 @@ impl Config {
         for p in &self.partners {
             if !partners.insert(&p.id) {
                 return Err(invalid(format!("partners.{}", p.id), "id", "appears twice"));
+            }
+            let entry = format!("partners.{}", p.id);
+            if p.rate_limit_per_second == Some(0) {
+                return Err(invalid(
+                    &entry,
+                    "rate_limit_per_second",
+                    "must be at least 1 (leave it out for no limit)",
+                ));
+            }
+            if p.circuit_failures == 0 {
+                return Err(invalid(&entry, "circuit_failures", "must be at least 1"));
+            }
+            if p.circuit_open_ms < 1_000 {
+                return Err(invalid(&entry, "circuit_open_ms", "must be at least 1000"));
             }
             if p.kind == PartnerKind::Rest {
                 let url = p.base_url.as_deref().unwrap_or("");

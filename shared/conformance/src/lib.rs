@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod enrollment;
+pub mod governance;
 pub mod ledger;
 pub mod programs;
 pub mod queue;

@@ -32,6 +32,13 @@ pub enum CreditOutcome {
     NotFound,
     /// Timeout, 5xx, connection failure: the credit may or may not have happened.
     Unknown { detail: String },
+    /// The call was not made, or the partner refused it before doing
+    /// anything (its rate limit, 429; pointsflow's own rate limit or an
+    /// open circuit): ask again after `retry_after`.
+    NotAttempted {
+        retry_after: std::time::Duration,
+        reason: String,
+    },
 }
 
 /// A member validation: does the partner know this member number with these

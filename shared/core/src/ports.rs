@@ -87,6 +87,20 @@ pub trait Publish: Send + Sync {
     async fn publish(&self, messages: &[PipelineMessage]) -> Result<(), PublishError>;
 }
 
+/// How a consumer puts a message it will retry back on its queue.
+#[async_trait]
+pub trait Redelivery: Send + Sync {
+    /// Makes a received message visible again after `delay`
+    /// (`ChangeMessageVisibility`); it keeps counting towards the queue's
+    /// receive limit.
+    async fn retry_after(&self, receipt_handle: &str, delay: Duration) -> Result<(), String>;
+
+    /// Sends `body` anew, to be delivered after `delay` (at most 15
+    /// minutes): a fresh message, so waiting does not count towards the
+    /// receive limit. The caller then reports the original done.
+    async fn send_later(&self, body: &str, delay: Duration) -> Result<(), String>;
+}
+
 /// The time, injected so a run can be replayed.
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;

@@ -489,7 +489,9 @@ pub fn credit_state_after(outcome: &CreditOutcome) -> Option<CreditState> {
             reason: reason.clone(),
         }),
         CreditOutcome::Pending { .. } => Some(CreditState::PartnerPending),
-        CreditOutcome::Unknown { .. } | CreditOutcome::NotFound => None,
+        CreditOutcome::Unknown { .. }
+        | CreditOutcome::NotFound
+        | CreditOutcome::NotAttempted { .. } => None,
     }
 }
 

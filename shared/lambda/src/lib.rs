@@ -21,15 +21,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pointsflow_aws::{
-    DynamoEnrollments, DynamoLedger, DynamoProgramStore, DynamoRequestStore, DynamoWindowStore,
-    EventBridgeSchedules, ScheduleTarget, SqsPublisher,
+    DynamoEnrollments, DynamoLedger, DynamoPartnerState, DynamoProgramStore, DynamoRequestStore,
+    DynamoWindowStore, EventBridgeSchedules, ScheduleTarget, SqsPublisher, SqsRedelivery,
 };
 use pointsflow_config::{Config, PartnerKind};
-use pointsflow_core::ports::PartnerConnector;
+use pointsflow_core::governance::{CircuitStore, RateLimiter};
+use pointsflow_core::ports::{Clock, PartnerConnector};
 use pointsflow_core::values::PartnerId;
 use pointsflow_memory::LayeredEnrollments;
 use pointsflow_partners::{RestConnector, RestConnectorConfig};
 use pointsflow_runtime::catalog::LiveCatalog;
+use pointsflow_runtime::governed::Governed;
 
 pub const TABLE: &str = "POINTSFLOW_TABLE";
 pub const CONFIG_PARAMETER: &str = "POINTSFLOW_CONFIG_PARAMETER";
@@ -173,6 +175,14 @@ impl Wiring {
         Arc::new(DynamoWindowStore::new(self.dynamodb.clone(), &self.table))
     }
 
+    /// Retries on the queue whose URL is in `variable` (the function's own).
+    pub fn redelivery(&self, variable: &'static str) -> Result<Arc<SqsRedelivery>, WiringError> {
+        Ok(Arc::new(SqsRedelivery::new(
+            self.sqs.clone(),
+            required(variable)?,
+        )))
+    }
+
     pub fn program_store(&self) -> Arc<DynamoProgramStore> {
         Arc::new(DynamoProgramStore::new(self.dynamodb.clone(), &self.table))
     }
@@ -198,11 +208,52 @@ impl Wiring {
         ))
     }
 
-    /// The REST connectors of the configured partners. The sandbox partner
+    /// The REST connectors of the configured partners, each behind its rate
+    /// limit and circuit breaker (kept in the table). The sandbox partner
     /// runs only in the local stack; a deployed function has none.
     pub fn connectors(&self) -> Result<HashMap<PartnerId, Arc<dyn PartnerConnector>>, WiringError> {
-        rest_connectors(&self.config, None)
+        let state = Arc::new(DynamoPartnerState::new(self.dynamodb.clone(), &self.table));
+        Ok(govern(
+            &self.config,
+            rest_connectors(&self.config, None)?,
+            state.clone(),
+            state,
+            Arc::new(pointsflow_core::time::SystemClock),
+        ))
     }
+}
+
+/// Puts each partner's connector behind the partner's rate limit and
+/// circuit breaker (its configuration's `rate_limit_per_second`,
+/// `circuit_failures`, `circuit_open_ms`), their state in `limiter` and
+/// `circuits`, shared by every invocation.
+pub fn govern(
+    config: &Config,
+    partners: HashMap<PartnerId, Arc<dyn PartnerConnector>>,
+    limiter: Arc<dyn RateLimiter>,
+    circuits: Arc<dyn CircuitStore>,
+    clock: Arc<dyn Clock>,
+) -> HashMap<PartnerId, Arc<dyn PartnerConnector>> {
+    partners
+        .into_iter()
+        .map(|(id, connector)| {
+            let limits = config
+                .partners
+                .iter()
+                .find(|p| p.id == id)
+                .map(|p| p.limits())
+                .unwrap_or_default();
+            let governed: Arc<dyn PartnerConnector> = Arc::new(Governed::new(
+                connector,
+                id.clone(),
+                limits,
+                limiter.clone(),
+                circuits.clone(),
+                clock.clone(),
+            ));
+            (id, governed)
+        })
+        .collect()
 }
 
 /// Connectors for the configured partners; `sandbox` gives the base URL and

@@ -5,6 +5,7 @@
 //! event-source mapping that invokes handlers the way Lambda does.
 
 mod config;
+mod governance;
 mod ledger;
 mod mapping;
 mod queue;
@@ -14,6 +15,7 @@ mod store;
 mod windows;
 
 pub use config::{LayeredEnrollments, MemoryEnrollments, MemoryProgramStore, StaticCatalog};
+pub use governance::MemoryPartnerState;
 pub use ledger::{LedgerSnapshot, MemoryLedger};
 pub use mapping::{EventSourceMapping, MappingConfig};
 pub use queue::{MemoryQueue, QueueConfig, QueueError, ReceivedMessage};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pointsflow_core::ports::{PipelineMessage, Publish, PublishError, StoreError};
+use pointsflow_core::ports::{PipelineMessage, Publish, PublishError, Redelivery, StoreError};
 use pointsflow_core::window::{PublishWork, WindowWork};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -126,6 +126,30 @@ impl MemoryQueue {
         }
         self.notify.notify_waiters();
         Ok(ids)
+    }
+
+    /// `SendMessage` with `DelaySeconds`: the message becomes visible after `delay`.
+    pub fn send_delayed(&self, body: &str, delay: Duration) -> Result<String, QueueError> {
+        let id = {
+            let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+            inner.next_id += 1;
+            let id = inner.next_id;
+            inner.messages.insert(
+                id,
+                Stored {
+                    body: body.to_owned(),
+                    receive_count: 0,
+                    receipt: 0,
+                    sent_at: Utc::now(),
+                },
+            );
+            inner
+                .in_flight
+                .push(Reverse((Instant::now() + delay, id, 0)));
+            id
+        };
+        self.notify.notify_waiters();
+        Ok(id.to_string())
     }
 
     /// Takes up to `max` visible messages without waiting. A message received
@@ -292,6 +316,20 @@ impl Publish for MemoryQueue {
 }
 
 #[async_trait]
+impl Redelivery for MemoryQueue {
+    async fn retry_after(&self, receipt_handle: &str, delay: Duration) -> Result<(), String> {
+        self.change_visibility(receipt_handle, delay)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn send_later(&self, body: &str, delay: Duration) -> Result<(), String> {
+        self.send_delayed(body, delay)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[async_trait]
 impl PublishWork for MemoryQueue {
     async fn publish_work(&self, work: &[WindowWork]) -> Result<(), StoreError> {
         for chunk in work.chunks(MAX_BATCH) {
@@ -397,6 +435,17 @@ mod tests {
         q.change_visibility(&m.receipt_handle, Duration::ZERO)
             .unwrap();
         assert_eq!(q.receive(10, Duration::ZERO).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delayed_message_is_invisible_until_its_delay() {
+        let (q, _) = queue(5);
+        q.send_delayed("later", Duration::from_secs(10)).unwrap();
+        assert_eq!(q.depth(), 1);
+        assert!(q.receive(10, Duration::ZERO).await.unwrap().is_empty());
+        tokio::time::advance(Duration::from_secs(11)).await;
+        let got = q.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!((got[0].body.as_str(), got[0].receive_count), ("later", 1));
     }
 
     #[tokio::test]

@@ -49,3 +49,9 @@ async fn the_embedded_window_store_and_scheduled_index_conform() {
     };
     pointsflow_conformance::windows::run_all(&suite).await;
 }
+
+#[tokio::test]
+async fn the_embedded_partner_limits_conform() {
+    let state = Arc::new(pointsflow_memory::MemoryPartnerState::new());
+    pointsflow_conformance::governance::run_all(state.clone(), state).await;
+}

@@ -83,6 +83,22 @@ enum Call {
 
 async fn read(response: reqwest::Response, call: Call) -> CreditOutcome {
     let status = response.status();
+    // The partner's rate limit: refused before anything was done.
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs,
+            );
+        return CreditOutcome::NotAttempted {
+            retry_after,
+            reason: "the partner answered 429 (rate limited)".into(),
+        };
+    }
     let body = match response.bytes().await {
         Ok(b) => b,
         Err(e) => {
@@ -116,8 +132,8 @@ async fn read(response: reqwest::Response, call: Call) -> CreditOutcome {
                 .unwrap_or_else(|| ("rejected".into(), detail.clone()));
             CreditOutcome::Rejected(Reason::new(&format!("partner_{code}"), message))
         }
-        // Everything else (401/403 from a credential problem, 409, 429, 5xx)
-        // is retried under the same reference; nothing is given up on.
+        // Everything else (401/403 from a credential problem, 409, 5xx) is
+        // retried under the same reference; nothing is given up on.
         _ => CreditOutcome::Unknown { detail },
     }
 }

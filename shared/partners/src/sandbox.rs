@@ -166,11 +166,14 @@ struct Sandbox {
     members: HashMap<Arc<str>, SandboxMember>,
     ledger: Mutex<Ledger>,
     limiter: Mutex<Limiter>,
+    /// An outage: every call answered 503, nothing done.
+    down: std::sync::atomic::AtomicBool,
 }
 
 /// Calls admitted in the current wall-clock second, and the most ever.
 #[derive(Debug, Default)]
 struct Limiter {
+    calls: u64,
     second: i64,
     admitted: u32,
     throttled: u64,
@@ -192,6 +195,7 @@ impl Sandbox {
                 "lock poisoned",
             ));
         };
+        limiter.calls += 1;
         let now = chrono::Utc::now().timestamp();
         if limiter.second != now {
             limiter.second = now;
@@ -214,6 +218,13 @@ impl Sandbox {
         limiter.admitted += 1;
         limiter.max_per_second = limiter.max_per_second.max(limiter.admitted);
         drop(limiter);
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Some(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the partner is down; retry with the same reference",
+            ));
+        }
         if b.failure_rate > 0.0 && rand::random::<f64>() < b.failure_rate {
             return Some(error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -232,6 +243,9 @@ pub struct SandboxStats {
     pub credits: u64,
     pub points: u64,
     pub attempts: u64,
+    /// Every call received (credits, look-ups, validations), answered or refused.
+    #[serde(default)]
+    pub calls: u64,
     /// Calls answered 429 for the rate limit.
     pub throttled: u64,
     /// The most calls admitted in one wall-clock second.
@@ -516,10 +530,10 @@ async fn stats(State(state): State<Arc<Sandbox>>) -> Response {
 
 impl Sandbox {
     fn stats(&self) -> SandboxStats {
-        let (throttled, max_per_second) = self
+        let (calls, throttled, max_per_second) = self
             .limiter
             .lock()
-            .map(|l| (l.throttled, l.max_per_second))
+            .map(|l| (l.calls, l.throttled, l.max_per_second))
             .unwrap_or_default();
         self.ledger
             .lock()
@@ -527,6 +541,7 @@ impl Sandbox {
                 credits: l.credits,
                 points: l.points,
                 attempts: l.attempts,
+                calls,
                 throttled,
                 max_per_second,
             })
@@ -595,6 +610,7 @@ impl SandboxPartner {
             members,
             ledger: Mutex::new(Ledger::default()),
             limiter: Mutex::new(Limiter::default()),
+            down: std::sync::atomic::AtomicBool::new(false),
         });
         let app = Router::new()
             .route("/v1/credits", post(create_credit))
@@ -627,6 +643,14 @@ impl SandboxPartner {
 
     pub fn stats(&self) -> SandboxStats {
         self.state.stats()
+    }
+
+    /// Starts or ends an outage: while down, every call (credit, look-up,
+    /// validation) is answered 503 and nothing is done.
+    pub fn set_down(&self, down: bool) {
+        self.state
+            .down
+            .store(down, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Points credited per member, for reconciliation with the ledger.

@@ -249,16 +249,20 @@ async fn over_the_rate_limit_calls_are_refused_with_429_and_nothing_credited() {
         .iter()
         .filter(|o| matches!(o, CreditOutcome::Credited { .. }))
         .count();
-    let unknown = outcomes
+    // A 429 is the partner refusing before doing anything: not attempted,
+    // to be asked again after its Retry-After.
+    let refused = outcomes
         .iter()
-        .filter(|o| matches!(o, CreditOutcome::Unknown { .. }))
+        .filter(|o| {
+            matches!(o, CreditOutcome::NotAttempted { retry_after, .. } if *retry_after == Duration::from_secs(1))
+        })
         .count();
-    assert_eq!(credited + unknown, 12, "{outcomes:?}");
+    assert_eq!(credited + refused, 12, "{outcomes:?}");
     // 12 calls within at most two wall-clock seconds: at most 3 in each.
     assert!(credited <= 6, "{credited} credited");
     let stats = s.stats();
     assert!(stats.max_per_second <= 3, "{stats:?}");
-    assert_eq!(stats.throttled as usize, unknown);
+    assert_eq!(stats.throttled as usize, refused);
     assert_eq!(
         stats.credits as usize, credited,
         "a refused call credits nothing"

@@ -3,6 +3,7 @@
 //! remaining time.
 
 pub mod catalog;
+pub mod governed;
 
 use std::future::Future;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
 use lambda_runtime::{Context, LambdaEvent};
-use pointsflow_core::ports::{PipelineMessage, Publish, RequestGet, StoreError};
+use pointsflow_core::ports::{PipelineMessage, Publish, Redelivery, RequestGet, StoreError};
 use pointsflow_core::request::PointsRequest;
 use pointsflow_core::values::RequestId;
 
@@ -22,13 +23,21 @@ pub trait SqsHandler: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<SqsBatchResponse, lambda_runtime::Error>> + Send;
 }
 
-/// Why a record was not processed. Both leave the message on the queue, to be
-/// retried after its visibility timeout and, past the receive limit, moved to
-/// the dead-letter queue where an operator sees it.
+/// Why a record was not processed. The message stays on the queue, to be
+/// retried (after its visibility timeout, or the delay the handler's
+/// [`Backoff`] gives it) and, past the receive limit, moved to the
+/// dead-letter queue where an operator sees it; except a deferred one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordError {
     /// Worth retrying: a conflict, a throttle, an outage, an unsettled partner answer.
     Retry(String),
+    /// Worth retrying after this long at the earliest (a partner's Retry-After).
+    RetryAfter(Duration, String),
+    /// Nothing was attempted and nothing can be for this long (a partner's
+    /// circuit is open): the message is sent again to arrive then, so the
+    /// wait does not count towards the receive limit and never ends in the
+    /// dead-letter queue.
+    Defer(Duration, String),
     /// The message itself is bad; retrying will not help.
     Poison(String),
 }
@@ -37,6 +46,8 @@ impl std::fmt::Display for RecordError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RecordError::Retry(s) => write!(f, "retry: {s}"),
+            RecordError::RetryAfter(d, s) => write!(f, "retry after {d:?}: {s}"),
+            RecordError::Defer(d, s) => write!(f, "deferred {d:?}: {s}"),
             RecordError::Poison(s) => write!(f, "poison message: {s}"),
         }
     }
@@ -156,6 +167,98 @@ where
     .await
 }
 
+/// Capped exponential backoff with full jitter: the `n`th retry waits a
+/// random time between zero and `min(cap, base * 2^(n-1))`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Backoff {
+    /// The longest wait before the `attempt`th retry (1 for the first).
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(30);
+        self.base.saturating_mul(1u32 << doublings).min(self.cap)
+    }
+
+    /// The wait before the `attempt`th retry: uniform in `[0, ceiling]`.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let ceiling = self.ceiling(attempt);
+        ceiling.mul_f64(rand::random::<f64>())
+    }
+}
+
+/// How long SQS can hold a message back: `DelaySeconds` is at most 15 minutes.
+pub const MAX_SEND_DELAY: Duration = Duration::from_secs(900);
+
+/// [`process_batch`] that also schedules each retry: a `Retry` comes back
+/// after [`Backoff::delay`] for its receive count, a `RetryAfter` after its
+/// delay, and a `Defer` is sent again to arrive after its delay (and the
+/// original reported done). Delays are set on the queue
+/// (`ChangeMessageVisibility`, `DelaySeconds`), never slept in the function.
+pub async fn process_batch_with_backoff<M, F, Fut>(
+    function: &str,
+    event: SqsEvent,
+    backoff: Backoff,
+    redelivery: &dyn Redelivery,
+    process: F,
+) -> SqsBatchResponse
+where
+    M: serde::de::DeserializeOwned,
+    F: Fn(M) -> Fut,
+    Fut: Future<Output = Result<(), RecordError>>,
+{
+    let outcomes = run_records(&event, process).await;
+    let mut settled = Vec::with_capacity(outcomes.len());
+    for (record, outcome) in event.records.iter().zip(outcomes) {
+        settled.push(match outcome {
+            Err(RecordError::Defer(delay, why)) => {
+                let body = record.body.as_deref().unwrap_or_default();
+                match redelivery.send_later(body, delay.min(MAX_SEND_DELAY)).await {
+                    Ok(()) => {
+                        tracing::info!(function, ?delay, %why, "record deferred: sent again to arrive later");
+                        Ok(())
+                    }
+                    Err(e) => Err(RecordError::Retry(format!("{why}; could not defer it: {e}"))),
+                }
+            }
+            Err(e @ (RecordError::Retry(_) | RecordError::RetryAfter(..))) => {
+                let delay = match &e {
+                    RecordError::RetryAfter(d, _) => *d,
+                    _ => backoff.delay(receive_count(record)),
+                };
+                if let Some(handle) = record.receipt_handle.as_deref()
+                    && let Err(why) = redelivery.retry_after(handle, delay).await
+                {
+                    tracing::warn!(function, error = %why, "could not delay the retry; it comes back after the visibility timeout");
+                }
+                Err(e)
+            }
+            other => other,
+        });
+    }
+    respond(function, &event, settled)
+}
+
+/// How many times the record has been received (1 on the first delivery).
+fn receive_count(record: &SqsMessage) -> u32 {
+    record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
 fn respond(
     function: &str,
     event: &SqsEvent,
@@ -166,7 +269,9 @@ fn respond(
         let Err(error) = outcome else { continue };
         let message_id = record.message_id.clone().unwrap_or_default();
         match &error {
-            RecordError::Retry(detail) => {
+            RecordError::Retry(detail)
+            | RecordError::RetryAfter(_, detail)
+            | RecordError::Defer(_, detail) => {
                 tracing::warn!(function, %message_id, %detail, "record left on the queue for a retry")
             }
             RecordError::Poison(detail) => {
@@ -261,6 +366,110 @@ mod tests {
         let deadline = chrono::Utc::now() + left;
         c.deadline = u64::try_from(deadline.timestamp_millis()).unwrap_or(0);
         c
+    }
+
+    #[test]
+    fn backoff_is_capped_exponential_with_full_jitter() {
+        let b = Backoff {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(2),
+        };
+        assert_eq!(b.ceiling(1), Duration::from_millis(100));
+        assert_eq!(b.ceiling(3), Duration::from_millis(400));
+        assert_eq!(b.ceiling(10), Duration::from_secs(2), "capped");
+        assert_eq!(b.ceiling(u32::MAX), Duration::from_secs(2));
+        let delays: Vec<Duration> = (0..200).map(|_| b.delay(4)).collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_millis(800)));
+        // Full jitter: spread over the whole range, not bunched at the top.
+        assert!(delays.iter().any(|d| *d < Duration::from_millis(200)));
+        assert!(delays.iter().any(|d| *d > Duration::from_millis(600)));
+    }
+
+    /// Records what the runtime asked of the queue.
+    #[derive(Default)]
+    struct Recorded {
+        delayed: std::sync::Mutex<Vec<(String, Duration)>>,
+        resent: std::sync::Mutex<Vec<(String, Duration)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Redelivery for Recorded {
+        async fn retry_after(&self, handle: &str, delay: Duration) -> Result<(), String> {
+            self.delayed
+                .lock()
+                .unwrap()
+                .push((handle.to_owned(), delay));
+            Ok(())
+        }
+        async fn send_later(&self, body: &str, delay: Duration) -> Result<(), String> {
+            self.resent.lock().unwrap().push((body.to_owned(), delay));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_are_delayed_on_the_queue_and_deferrals_sent_again() {
+        let record = |id: &str, count: u32| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(id.into());
+            m.receipt_handle = Some(format!("rh-{id}"));
+            m.body = Some(format!("\"{id}\""));
+            m.attributes
+                .insert("ApproximateReceiveCount".into(), count.to_string());
+            m
+        };
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            record("ok", 1),
+            record("retry", 3),
+            record("later", 1),
+            record("defer", 9),
+        ];
+        let queue = Recorded::default();
+        let backoff = Backoff {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(10),
+        };
+        let response =
+            process_batch_with_backoff("test", event, backoff, &queue, |m: String| async move {
+                match m.as_str() {
+                    "ok" => Ok(()),
+                    "retry" => Err(RecordError::Retry("5xx".into())),
+                    "later" => Err(RecordError::RetryAfter(
+                        Duration::from_secs(7),
+                        "429".into(),
+                    )),
+                    _ => Err(RecordError::Defer(
+                        Duration::from_secs(3_600),
+                        "circuit open".into(),
+                    )),
+                }
+            })
+            .await;
+        let failed: Vec<String> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        assert_eq!(
+            failed,
+            ["retry", "later"],
+            "a deferred message is done here"
+        );
+        let delayed = queue.delayed.lock().unwrap().clone();
+        assert_eq!(delayed.len(), 2);
+        assert_eq!(delayed[0].0, "rh-retry");
+        assert!(
+            delayed[0].1 <= Duration::from_millis(400),
+            "third receive: up to 4 x base"
+        );
+        assert_eq!(delayed[1], ("rh-later".to_owned(), Duration::from_secs(7)));
+        let resent = queue.resent.lock().unwrap().clone();
+        assert_eq!(
+            resent,
+            [("\"defer\"".to_owned(), MAX_SEND_DELAY)],
+            "sent again, at most 15 minutes out"
+        );
     }
 
     #[test]

@@ -1,0 +1,156 @@
+//! Being a good client of a partner, through the local stack: retries back
+//! off (with jitter, on the queue), a partner's circuit opens after repeated
+//! failures and keeps messages queued (never in the dead-letter queue) until
+//! a probe finds the partner back, and a partner's rate limit is never
+//! exceeded however many dispatchers run at once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use pointsflow_core::governance::CircuitState;
+use pointsflow_core::governance::CircuitStore;
+use pointsflow_core::values::PartnerId;
+use pointsflow_tests::{ADA, TestStack, deal, spawn_stack};
+
+fn sandbox_air() -> PartnerId {
+    PartnerId::parse("sandbox-air").unwrap()
+}
+
+async fn circuit_state(t: &TestStack) -> CircuitState {
+    t.stack
+        .partner_state
+        .circuit(&sandbox_air())
+        .await
+        .unwrap()
+        .state
+}
+
+fn calls(t: &TestStack) -> u64 {
+    t.stack.sandbox.as_ref().unwrap().stats().calls
+}
+
+/// The partner's circuit opens after 3 failures and probes after 1 s.
+fn flaky_partner(c: &mut pointsflow_local::LocalConfig) {
+    for p in &mut c.partners {
+        p.circuit_failures = 3;
+        p.circuit_open_ms = 1_000;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_5xx_is_backed_off_then_credited_once() {
+    let t = spawn_stack(flaky_partner).await;
+    let sandbox = t.stack.sandbox.as_ref().unwrap();
+    // A short burst: the request's first calls fail, then the partner is back.
+    let warm = t.accept("warm", &deal(ADA, "1000.00")).await;
+    t.wait_for(&warm, &["credited"]).await;
+    let before = calls(&t);
+    sandbox.set_down(true);
+    let id = t.accept("burst", &deal(ADA, "2000.00")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while calls(&t) < before + 2 {
+        assert!(Instant::now() < deadline, "never retried");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sandbox.set_down(false);
+    let view = t.wait_for(&id, &["credited"]).await;
+    t.settle().await;
+    assert_eq!(sandbox.stats().credits, 2, "credited once, after the burst");
+    let references: std::collections::BTreeSet<_> = view["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["detail"].as_str())
+        .filter(|d| d.contains("partner reference"))
+        .collect();
+    assert_eq!(
+        references.len(),
+        1,
+        "one reference, fixed before the first call"
+    );
+    assert_eq!(t.stack.queues.dispatch_dlq.depth(), 0);
+    t.check_ledger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_circuit_keeps_messages_queued_and_closes_when_the_partner_is_back() {
+    let t = spawn_stack(flaky_partner).await;
+    let sandbox = t.stack.sandbox.as_ref().unwrap();
+    let warm = t.accept("warm", &deal(ADA, "1000.00")).await;
+    t.wait_for(&warm, &["credited"]).await;
+    sandbox.set_down(true);
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(
+            t.accept(&format!("outage-{i}"), &deal(ADA, "1000.00"))
+                .await,
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while circuit_state(&t).await == CircuitState::Closed {
+        assert!(Instant::now() < deadline, "the circuit never opened");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Open: the partner is left alone (at most a probe a second), the
+    // messages wait on the queue, none is given up on.
+    let at_open = calls(&t);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let during = calls(&t) - at_open;
+    assert!(during <= 3, "{during} calls while the circuit was open");
+    assert_eq!(
+        t.stack.queues.dispatch_dlq.depth(),
+        0,
+        "nothing in the dead-letter queue"
+    );
+    for id in &ids {
+        let status = t.get(id).await["status"].clone();
+        assert!(
+            status == "dispatching" || status == "unknown",
+            "a request waiting out the outage is {status}"
+        );
+    }
+    // The partner is back: the next probe closes the circuit and every
+    // request is credited, once.
+    sandbox.set_down(false);
+    for id in &ids {
+        t.wait_for(id, &["credited"]).await;
+    }
+    t.settle().await;
+    assert_eq!(circuit_state(&t).await, CircuitState::Closed);
+    assert_eq!(sandbox.stats().credits, 21);
+    assert_eq!(t.stack.queues.dispatch_dlq.depth(), 0);
+    t.check_ledger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_of_10_per_second_is_never_exceeded_by_4_dispatchers() {
+    let t = spawn_stack(|c| {
+        c.sandbox.rate_limit_per_second = Some(10);
+        c.queues.concurrency = 4;
+        // Long enough to wait for a slot.
+        c.queues.function_timeout_ms = 5_000;
+        c.queues.visibility_timeout_ms = 6_000;
+        for p in &mut c.partners {
+            p.rate_limit_per_second = Some(10);
+            p.timeout_ms = 1_000;
+        }
+    })
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(t.accept(&format!("paced-{i}"), &deal(ADA, "1000.00")).await);
+    }
+    for id in &ids {
+        t.wait_for(id, &["credited"]).await;
+    }
+    let stats = t.stack.sandbox.as_ref().unwrap().stats();
+    assert_eq!(stats.throttled, 0, "the partner never answered 429");
+    assert!(
+        stats.max_per_second <= 10,
+        "{} in one second",
+        stats.max_per_second
+    );
+    assert_eq!(stats.credits, 40);
+    t.check_ledger();
+}
