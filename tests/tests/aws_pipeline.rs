@@ -372,3 +372,104 @@ async fn a_window_run_killed_half_way_resumes_on_dynamodb_and_sqs() {
     assert_eq!(budget_available(&t).await, 10_000_000 - total);
     t.stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_outcomes_are_resolved_by_reference_on_dynamodb_and_sqs() {
+    use pointsflow_partners::sandbox::magic;
+    let t = spawn_aws_stack(|c| {
+        c.queues.function_timeout_ms = 10_000;
+        c.queues.visibility_timeout_ms = 12_000;
+        c.queues.max_receive_count = 20;
+    })
+    .await;
+    let amount = |points| pointsflow_tests::amount_for(points);
+    // The partner credits, then the answer is lost (a timeout); a credit
+    // pending at the partner that settles credited; one that settles failed.
+    let timeout = t
+        .accept(
+            "aws-timeout",
+            &deal(ADA, &amount(magic::TIMEOUT_AFTER_CREDIT)),
+        )
+        .await;
+    let credited = t
+        .accept(
+            "aws-pending-ok",
+            &deal(ADA, &amount(magic::PENDING_THEN_CREDITED)),
+        )
+        .await;
+    let failed = t
+        .accept(
+            "aws-pending-ko",
+            &deal(ADA, &amount(magic::PENDING_THEN_FAILED)),
+        )
+        .await;
+    let path = |view: &serde_json::Value| -> Vec<String> {
+        view["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["state"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let view = t
+        .wait_for_within(&timeout, &["credited", "failed"], Duration::from_secs(60))
+        .await;
+    assert_eq!(view["status"], "credited", "{view:#}");
+    assert!(
+        path(&view).contains(&"unknown".to_owned()),
+        "{:?}",
+        path(&view)
+    );
+    let view = t
+        .wait_for_within(&credited, &["credited", "failed"], Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        path(&view),
+        [
+            "received",
+            "reserved",
+            "dispatching",
+            "partner_pending",
+            "credited"
+        ]
+    );
+    let view = t
+        .wait_for_within(&failed, &["credited", "failed"], Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        path(&view),
+        [
+            "received",
+            "reserved",
+            "dispatching",
+            "partner_pending",
+            "failed"
+        ]
+    );
+    assert_eq!(view["reason"]["code"], "partner_member_closed");
+    settle(&t).await;
+    let sandbox = t.stack.sandbox.as_ref().unwrap();
+    let stats = sandbox.stats();
+    assert_eq!(
+        stats.credits, 2,
+        "the timed-out credit once, the pending one once"
+    );
+    assert_eq!(
+        stats.points,
+        magic::TIMEOUT_AFTER_CREDIT + magic::PENDING_THEN_CREDITED
+    );
+    // The failed one's points went back to the budget, and its cap with them.
+    assert_eq!(
+        budget_available(&t).await,
+        10_000_000 - magic::TIMEOUT_AFTER_CREDIT - magic::PENDING_THEN_CREDITED
+    );
+    let program = ProgramId::parse("sales-incentive").unwrap();
+    let budget = t
+        .stack
+        .ledger
+        .balance(&AccountId::budget(&program))
+        .await
+        .unwrap();
+    assert_eq!(budget.debits_pending, 0, "nothing left reserved");
+    t.stack.shutdown().await;
+}
