@@ -473,3 +473,46 @@ async fn ambiguous_outcomes_are_resolved_by_reference_on_dynamodb_and_sqs() {
     assert_eq!(budget.debits_pending, 0, "nothing left reserved");
     t.stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_outcome_given_up_on_is_resolved_by_the_resolver_on_dynamodb_and_sqs() {
+    let t = spawn_aws_stack(|c| {
+        c.queues.max_receive_count = 2;
+        c.queues.function_timeout_ms = 10_000;
+        c.queues.visibility_timeout_ms = 12_000;
+        c.resolve_after_ms = 0;
+        for p in &mut c.partners {
+            p.circuit_failures = 1_000;
+        }
+    })
+    .await;
+    let sandbox = t.stack.sandbox.as_ref().unwrap();
+    let warm = t.accept("aws-warm", &deal(ADA, "1000.00")).await;
+    t.wait_for(&warm, &["credited"]).await;
+    sandbox.set_down(true);
+    let id = t.accept("aws-given-up", &deal(ADA, "2000.00")).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while messages_in(&t, &t.stack.dispatch_queue.dlq_url).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "never reached the dead-letter queue"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(t.get(&id).await["status"], "unknown");
+    sandbox.set_down(false);
+    let mut requeued = 0;
+    // The index is eventually consistent: the next runs find it.
+    for _ in 0..20 {
+        requeued = t.stack.dispatch.resolve_unsettled().await.unwrap().requeued;
+        if requeued > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(requeued, 1);
+    t.wait_for_within(&id, &["credited"], Duration::from_secs(60))
+        .await;
+    assert_eq!(sandbox.stats().credits, 2, "credited once");
+    t.stack.shutdown().await;
+}

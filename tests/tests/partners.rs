@@ -154,3 +154,48 @@ async fn a_rate_limit_of_10_per_second_is_never_exceeded_by_4_dispatchers() {
     assert_eq!(stats.credits, 40);
     t.check_ledger();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_outcome_given_up_on_by_the_queue_is_resolved_by_the_resolver() {
+    let t = spawn_stack(|c| {
+        // Two receives, then the dead-letter queue; no circuit in the way.
+        c.queues.max_receive_count = 2;
+        c.resolve_after_ms = 0;
+        for p in &mut c.partners {
+            p.circuit_failures = 1_000;
+        }
+    })
+    .await;
+    let sandbox = t.stack.sandbox.as_ref().unwrap();
+    let warm = t.accept("warm", &deal(ADA, "1000.00")).await;
+    t.wait_for(&warm, &["credited"]).await;
+    sandbox.set_down(true);
+    let id = t.accept("given-up", &deal(ADA, "2000.00")).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while t.stack.queues.dispatch_dlq.depth() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "never reached the dead-letter queue"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(t.get(&id).await["status"], "unknown");
+    sandbox.set_down(false);
+    // The schedule's run finds it and queues it again: looked up under its
+    // reference, credited once.
+    let report = t.stack.dispatch.resolve_unsettled().await.unwrap();
+    assert_eq!(report.requeued, 1);
+    let view = t.wait_for(&id, &["credited"]).await;
+    assert_eq!(sandbox.stats().credits, 2);
+    let references: std::collections::BTreeSet<_> = view["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["detail"].as_str())
+        .filter(|d| d.contains("partner reference"))
+        .collect();
+    assert_eq!(references.len(), 1, "never sent under a new reference");
+    let again = t.stack.dispatch.resolve_unsettled().await.unwrap();
+    assert_eq!(again.requeued, 0, "nothing left unsettled");
+    t.check_ledger();
+}

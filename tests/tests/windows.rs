@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use pointsflow_core::partner::{CreditInstruction, CreditOutcome, MemberCheck, MemberCheckOutcome};
 use pointsflow_core::ports::{PartnerConnector, StoreError};
 use pointsflow_core::request::StatusKind;
+use pointsflow_core::unsettled::{Unsettled, UnsettledIndex};
 use pointsflow_core::values::PartnerReference;
 use pointsflow_core::window::{
     Claim, CreditCreated, CreditId, CreditState, RunCounts, RunState, ScheduledRequests,
@@ -391,6 +392,17 @@ struct Crashing {
 
 fn crashed() -> StoreError {
     StoreError::Unavailable("crashed".into())
+}
+
+#[async_trait::async_trait]
+impl UnsettledIndex for Crashing {
+    async fn unsettled(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<Unsettled>, StoreError> {
+        self.inner.unsettled(before, limit).await
+    }
 }
 
 #[async_trait::async_trait]

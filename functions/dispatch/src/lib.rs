@@ -17,13 +17,15 @@ use pointsflow_core::ledger::{Applied, Entry, EntryId, EntryKind};
 use pointsflow_core::partner::{CreditInstruction, CreditOutcome};
 use pointsflow_core::ports::{
     Clock, IdSource, LedgerRead, LedgerWrite, PartnerConnector, PipelineMessage, ProgramCatalog,
-    Redelivery, RequestGet, RequestUpdate,
+    Publish, Redelivery, RequestGet, RequestUpdate,
 };
 use pointsflow_core::request::{PointsRequest, Status, StatusKind};
+use pointsflow_core::unsettled::UnsettledIndex;
 use pointsflow_core::values::{MemberNumber, PartnerId, PartnerReference, Points};
 use pointsflow_core::window::{PublishWork, ScheduledRequests, WindowStore, WindowWork};
 use serde::Deserialize;
 
+pub mod resolve;
 pub mod window;
 use pointsflow_runtime::{
     Backoff, RecordError, SqsHandler, deadline, load_request, process_batch_with_backoff,
@@ -118,6 +120,11 @@ pub struct DispatchPorts {
     /// How a retried message is put back on the dispatch queue (after a
     /// backoff, or deferred while a partner cannot be called).
     pub redelivery: Arc<dyn Redelivery>,
+    /// Requests whose outcome is not settled (window credits are found in
+    /// `windows`), and the dispatch queue to send them back to for another
+    /// look-up.
+    pub unsettled_requests: Arc<dyn UnsettledIndex>,
+    pub requeue: Arc<dyn Publish>,
 }
 
 /// What the dispatch queue carries: a request reserved by eligibility, or
@@ -133,6 +140,7 @@ pub enum DispatchMessage {
 pub struct Dispatch {
     ports: DispatchPorts,
     backoff: Backoff,
+    resolution: resolve::Resolution,
 }
 
 impl std::fmt::Debug for Dispatch {
@@ -159,7 +167,14 @@ impl Dispatch {
         Self {
             ports,
             backoff: Backoff::default(),
+            resolution: resolve::Resolution::default(),
         }
+    }
+
+    /// Unsettled credits are looked up again as `resolution` says.
+    pub fn with_resolution(mut self, resolution: resolve::Resolution) -> Self {
+        self.resolution = resolution;
+        self
     }
 
     /// Retries wait as `backoff` says (capped exponential, full jitter).
@@ -183,9 +198,16 @@ impl Dispatch {
         }
         let scheduled: window::ScheduledEvent = serde_json::from_value(payload)
             .map_err(|e| format!("neither an SQS batch nor a window event: {e}"))?;
-        let window::ScheduledEvent::WindowClosed(closed) = scheduled;
-        let run = self.window_closed(&closed).await?;
-        Ok(serde_json::to_value(run)?)
+        match scheduled {
+            window::ScheduledEvent::WindowClosed(closed) => {
+                let run = self.window_closed(&closed).await?;
+                Ok(serde_json::to_value(run)?)
+            }
+            window::ScheduledEvent::ResolveUnsettled {} => {
+                let report = self.resolve_unsettled().await?;
+                Ok(serde_json::to_value(report)?)
+            }
+        }
     }
 
     /// The Lambda handler for the dispatch queue.

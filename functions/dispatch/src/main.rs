@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use pointsflow_core::time::{RandomIds, SystemClock};
+use pointsflow_dispatch::resolve::Resolution;
 use pointsflow_dispatch::{Dispatch, DispatchPorts};
-use pointsflow_lambda::{DISPATCH_QUEUE_URL, Wiring};
+use pointsflow_lambda::{DISPATCH_QUEUE_URL, STACK, Wiring};
 use pointsflow_runtime::Backoff;
 
 #[tokio::main]
@@ -27,6 +28,12 @@ async fn main() -> Result<(), Error> {
         windows: wiring.window_store(),
         work: wiring.publisher(DISPATCH_QUEUE_URL)?,
         redelivery: wiring.redelivery(DISPATCH_QUEUE_URL)?,
+        unsettled_requests: wiring.store(),
+        requeue: wiring.publisher(DISPATCH_QUEUE_URL)?,
+    })
+    .with_resolution(Resolution {
+        after: std::time::Duration::from_millis(wiring.config.resolve_after_ms),
+        metric_stack: std::env::var(STACK).ok(),
     })
     .with_backoff(Backoff {
         base: wiring.config.queues.retry_base(),

@@ -64,6 +64,8 @@ pub struct WindowClosed {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum ScheduledEvent {
     WindowClosed(WindowClosed),
+    /// Look up again every credit unsettled for too long (see [`crate::resolve`]).
+    ResolveUnsettled {},
 }
 
 /// Why a window could not be started: the scheduler retries the invocation.
@@ -372,6 +374,7 @@ impl Dispatch {
             attempts: 0,
             partner_transaction: None,
             planned_at: self.ports.clock.now(),
+            unsettled_since: None,
             settled_at: None,
             version: 0,
         };
@@ -527,6 +530,7 @@ impl Dispatch {
                     credit.partner_transaction = Some(transaction.clone());
                 }
                 credit.state = settled;
+                credit.unsettled_since = None;
                 credit.settled_at = Some(self.ports.clock.now());
                 credit.version = self
                     .ports
@@ -544,6 +548,7 @@ impl Dispatch {
                     credit.partner_transaction = Some(t.clone());
                 }
                 credit.state = pending;
+                credit.unsettled_since.get_or_insert(self.ports.clock.now());
                 self.ports
                     .windows
                     .save_credit(&credit)
@@ -558,6 +563,7 @@ impl Dispatch {
             ))),
             None => {
                 credit.state = CreditState::Unknown;
+                credit.unsettled_since.get_or_insert(self.ports.clock.now());
                 self.ports
                     .windows
                     .save_credit(&credit)

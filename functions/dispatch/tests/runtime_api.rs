@@ -159,3 +159,74 @@ destination = {{ partner = "air", partner_program = "SKY" }}
         .unwrap();
     assert_eq!(account.credits_posted, 300);
 }
+
+fn event_file(name: &str) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/../../infra/events/dispatch/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_answers_a_window_closing_and_the_resolver_schedule() {
+    let config = r#"
+[[sources]]
+id = "hris"
+api_key = "pf_test_key_0123456789"
+
+[[partners]]
+id = "air"
+kind = "rest"
+base_url = "http://127.0.0.1:9"
+api_key = "partner-key"
+
+[[programs]]
+id = "payroll-bonus"
+name = "Payroll bonus"
+currency = "USD"
+budget = 1000000
+points = { rule = "given" }
+transfer = { mode = "scheduled", cron = "0 18 * * *", time_zone = "Europe/London", consolidate = true }
+destination = { partner = "air", partner_program = "SKY" }
+"#;
+    let endpoint = pointsflow_aws::emulator::endpoint();
+    let stack = Provisioned::create(
+        &endpoint,
+        &pointsflow_aws::emulator::unique_name("pf-fn-win"),
+        config,
+    )
+    .await
+    .unwrap();
+    let (outcome, _) = runtime_api::run_deployed(
+        env!("CARGO_BIN_EXE_pointsflow-dispatch"),
+        "DispatchFunction",
+        event_file("window-closed.json"),
+        |names| stack.env_named(names).unwrap(),
+        &endpoint,
+    )
+    .await;
+    let Some(Outcome::Response(run)) = outcome else {
+        panic!("no response: {outcome:?}");
+    };
+    assert_eq!(run["window"], "payroll-bonus@2030-01-01T18:00Z");
+    assert_eq!(run["state"], "planning", "claimed; its planning is queued");
+
+    let (outcome, _) = runtime_api::run_deployed(
+        env!("CARGO_BIN_EXE_pointsflow-dispatch"),
+        "DispatchFunction",
+        event_file("resolve-unsettled.json"),
+        |names| stack.env_named(names).unwrap(),
+        &endpoint,
+    )
+    .await;
+    assert_eq!(
+        outcome,
+        Some(Outcome::Response(
+            json!({"requeued": 0, "oldest_age_seconds": 0})
+        ))
+    );
+}

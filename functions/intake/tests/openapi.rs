@@ -112,6 +112,17 @@ impl RequestGet for Down {
 }
 
 #[async_trait]
+impl pointsflow_core::unsettled::UnsettledIndex for Down {
+    async fn unsettled(
+        &self,
+        _: DateTime<Utc>,
+        _: usize,
+    ) -> Result<Vec<pointsflow_core::unsettled::Unsettled>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+}
+
+#[async_trait]
 impl WindowStore for Down {
     async fn claim(&self, _: &WindowRun) -> Result<Claim, StoreError> {
         Err(StoreError::Unavailable("down".into()))

@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::LocalConfig;
 use crate::stack::{
-    Adapters, Common, Handlers, StackError, StackOptions, fund, serve, spawn_scheduler, stop,
+    Adapters, Common, Handlers, StackError, StackOptions, fund, serve, spawn_resolver,
+    spawn_scheduler, stop,
 };
 
 /// Where the AWS resources are.
@@ -151,6 +152,7 @@ impl AwsStack {
         fund(&config, ledger.as_ref(), clock.as_ref()).await?;
         let to_eligibility = Arc::new(SqsPublisher::new(sqs.clone(), &eligibility_queue.url));
         let to_dispatch = Arc::new(SqsPublisher::new(sqs.clone(), &dispatch_queue.url));
+        let to_dispatch_again = to_dispatch.clone();
 
         let Handlers {
             intake,
@@ -165,6 +167,8 @@ impl AwsStack {
             windows: windows.clone(),
             schedules: schedules.clone(),
             redelivery: Arc::new(SqsRedelivery::new(sqs.clone(), &dispatch_queue.url)),
+            unsettled_requests: store.clone(),
+            requeue: to_dispatch_again.clone(),
             clock,
             ids: Arc::new(RandomIds),
         });
@@ -194,6 +198,11 @@ impl AwsStack {
             schedules.clone(),
             &common.catalog,
             dispatch.clone(),
+            shutdown.clone(),
+        ));
+        tasks.push(spawn_resolver(
+            dispatch.clone(),
+            common.resolve_every,
             shutdown.clone(),
         ));
         let (intake_addr, server) = serve(options.listen, intake, shutdown.clone()).await?;

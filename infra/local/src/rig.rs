@@ -89,6 +89,8 @@ impl WindowRig {
             windows: windows.clone(),
             work: queue.clone(),
             redelivery: queue.clone(),
+            unsettled_requests: store.clone(),
+            requeue: queue.clone(),
         });
         Self {
             store,

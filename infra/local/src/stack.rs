@@ -17,6 +17,7 @@ use pointsflow_core::ports::{
     ProgramStore, Publish, Redelivery, RequestCreate, RequestGet, RequestUpdate, WaitingRequests,
 };
 use pointsflow_core::time::{RandomIds, SystemClock};
+use pointsflow_core::unsettled::UnsettledIndex;
 use pointsflow_core::values::PartnerId;
 use pointsflow_core::window::{
     PublishWork, ScheduledRequests, WindowId, WindowSchedules, WindowStore,
@@ -234,6 +235,26 @@ pub(crate) fn spawn_scheduler(
     })
 }
 
+/// Runs dispatch's resolver of unsettled credits every `every`, as the
+/// deployed stack's `ResolveUnsettledSchedule` does.
+pub(crate) fn spawn_resolver(
+    dispatch: Dispatch,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            if let Err(e) = dispatch.resolve_unsettled().await {
+                tracing::error!(error = %e, "the resolver of unsettled credits failed");
+            }
+        }
+    })
+}
+
 /// What every stack builds the same way, whatever its adapters: the
 /// sandbox partner, the partner connectors, programs, enrollments and the
 /// intake's source credentials.
@@ -245,6 +266,8 @@ pub(crate) struct Common {
     pub enrollments: Arc<dyn Enrollments>,
     pub sweep_every: Duration,
     pub backoff: Backoff,
+    pub resolve_after: Duration,
+    pub resolve_every: Duration,
     pub intake: IntakeConfig,
     pub sandbox_shutdown: CancellationToken,
 }
@@ -348,6 +371,8 @@ impl Common {
                 base: config.queues.retry_base(),
                 cap: config.queues.retry_cap(),
             },
+            resolve_after: Duration::from_millis(config.resolve_after_ms),
+            resolve_every: Duration::from_millis(config.resolve_every_ms),
             intake: IntakeConfig {
                 sources: config.sources.clone(),
                 operators: config.operators.clone(),
@@ -379,6 +404,9 @@ pub(crate) struct Adapters<S, L> {
     pub schedules: Arc<dyn WindowSchedules>,
     /// The dispatch queue's retries.
     pub redelivery: Arc<dyn Redelivery>,
+    /// The unsettled requests, and the dispatch queue again.
+    pub unsettled_requests: Arc<dyn UnsettledIndex>,
+    pub requeue: Arc<dyn Publish>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdSource>,
 }
@@ -404,6 +432,8 @@ impl Common {
             windows,
             schedules,
             redelivery,
+            unsettled_requests,
+            requeue,
             clock,
             ids,
         } = adapters;
@@ -451,8 +481,14 @@ impl Common {
             windows,
             work,
             redelivery,
+            unsettled_requests,
+            requeue,
         })
-        .with_backoff(self.backoff);
+        .with_backoff(self.backoff)
+        .with_resolution(pointsflow_dispatch::resolve::Resolution {
+            after: self.resolve_after,
+            metric_stack: None,
+        });
         Handlers {
             intake,
             eligibility,
@@ -563,6 +599,8 @@ impl Stack {
             windows: windows.clone(),
             schedules: schedules.clone(),
             redelivery: dispatch_queue.clone(),
+            unsettled_requests: store.clone(),
+            requeue: dispatch_queue.clone(),
             clock,
             ids,
         });
@@ -587,6 +625,11 @@ impl Stack {
             schedules.clone(),
             &common.catalog,
             dispatch.clone(),
+            shutdown.clone(),
+        ));
+        tasks.push(spawn_resolver(
+            dispatch.clone(),
+            common.resolve_every,
             shutdown.clone(),
         ));
         let (intake_addr, server) = serve(options.listen, intake, shutdown.clone()).await?;

@@ -15,6 +15,7 @@ mod programs;
 mod schedules;
 mod sqs;
 mod store;
+mod unsettled;
 mod versioned;
 mod windows;
 

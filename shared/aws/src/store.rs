@@ -9,6 +9,7 @@ use pointsflow_core::ports::{
     Created, RequestCreate, RequestGet, RequestUpdate, StoreError, WaitingRequests,
 };
 use pointsflow_core::request::{PointsRequest, StatusKind};
+use pointsflow_core::unsettled::{Unsettled, UnsettledIndex, UnsettledItem};
 use pointsflow_core::values::{MemberNumber, PartnerId, Points, ProgramId, RecipientId, RequestId};
 use pointsflow_core::window::{
     ScheduledCursor, ScheduledEntry, ScheduledPage, ScheduledRequests, WindowId,
@@ -90,6 +91,9 @@ impl Versioned for PointsRequest {
                 s(format!("{}#{}", self.received_at.to_rfc3339(), self.id)),
             );
             item.insert("recipient".into(), s(self.recipient.id.as_str()));
+        }
+        if let Some(since) = pointsflow_core::unsettled::request_unsettled_since(self) {
+            crate::unsettled::index(item, &request_pk(&self.id), since);
         }
         // Scheduled requests are in the same index, by program, in member
         // order, with what the window planner needs.
@@ -233,5 +237,27 @@ impl ScheduledRequests for DynamoRequestStore {
             .collect::<Result<Vec<_>, _>>()?;
         let more = page.last_evaluated_key().is_some_and(|k| !k.is_empty());
         Ok(ScheduledPage { entries, more })
+    }
+}
+
+#[async_trait]
+impl UnsettledIndex for DynamoRequestStore {
+    async fn unsettled(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<Unsettled>, StoreError> {
+        crate::unsettled::query(&self.items, "REQ#", before, limit)
+            .await?
+            .into_iter()
+            .map(|(since, id)| {
+                let id = RequestId::parse(&id)
+                    .map_err(|e| StoreError::Unavailable(format!("malformed request key: {e}")))?;
+                Ok(Unsettled {
+                    since,
+                    item: UnsettledItem::Request(id),
+                })
+            })
+            .collect()
     }
 }

@@ -17,6 +17,12 @@ use aws_sdk_dynamodb::types::{
 pub const WAITING_INDEX: &str = "waiting";
 pub const WAIT_PK: &str = "wait_pk";
 pub const WAIT_SK: &str = "wait_sk";
+/// The sparse index of requests and credits whose partner outcome is not
+/// settled (`unknown`, `partner_pending`), keys only.
+pub const UNSETTLED_INDEX: &str = "unsettled";
+pub const UNSETTLED_PK: &str = "unsettled_pk";
+pub const UNSETTLED_SK: &str = "unsettled_sk";
+
 /// What the index projects beside its keys: a waiting request's recipient,
 /// a scheduled request's member, destination, points and window, and a
 /// window credit's points and number of requests.
@@ -60,6 +66,17 @@ pub async fn create_ledger_table(client: &Client, name: &str) -> Result<(), Stri
         )
         .build()
         .map_err(|e| e.to_string())?;
+    let unsettled = GlobalSecondaryIndex::builder()
+        .index_name(UNSETTLED_INDEX)
+        .key_schema(key(UNSETTLED_PK, KeyType::Hash)?)
+        .key_schema(key(UNSETTLED_SK, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .map_err(|e| e.to_string())?;
     let created = client
         .create_table()
         .table_name(name)
@@ -70,7 +87,10 @@ pub async fn create_ledger_table(client: &Client, name: &str) -> Result<(), Stri
         .attribute_definitions(attribute("sk")?)
         .attribute_definitions(attribute(WAIT_PK)?)
         .attribute_definitions(attribute(WAIT_SK)?)
+        .attribute_definitions(attribute(UNSETTLED_PK)?)
+        .attribute_definitions(attribute(UNSETTLED_SK)?)
         .global_secondary_indexes(waiting)
+        .global_secondary_indexes(unsettled)
         .send()
         .await;
     match created {

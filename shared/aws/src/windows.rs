@@ -13,6 +13,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use pointsflow_core::ports::StoreError;
+use pointsflow_core::unsettled::{
+    Unsettled, UnsettledIndex, UnsettledItem, credit_unsettled_since,
+};
 use pointsflow_core::window::{
     Claim, CreditCreated, CreditId, CreditState, RunCounts, WindowCredit, WindowId, WindowRun,
     WindowStore,
@@ -89,6 +92,9 @@ impl Versioned for WindowCredit {
         );
         item.insert("points".into(), n(self.points.get()));
         item.insert("requests".into(), n(self.requests.len()));
+        if let Some(since) = credit_unsettled_since(self) {
+            crate::unsettled::index(item, &format!("CREDIT#{}", self.id), since);
+        }
     }
 }
 
@@ -189,5 +195,27 @@ impl WindowStore for DynamoWindowStore {
             failed_requests,
             ..RunCounts::default()
         })
+    }
+}
+
+#[async_trait]
+impl UnsettledIndex for DynamoWindowStore {
+    async fn unsettled(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<Unsettled>, StoreError> {
+        crate::unsettled::query(&self.items, "CREDIT#", before, limit)
+            .await?
+            .into_iter()
+            .map(|(since, id)| {
+                Ok(Unsettled {
+                    since,
+                    item: UnsettledItem::Credit(
+                        CreditId::parse(&id).map_err(StoreError::Unavailable)?,
+                    ),
+                })
+            })
+            .collect()
     }
 }

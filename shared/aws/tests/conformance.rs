@@ -48,7 +48,8 @@ async fn the_dynamodb_window_store_and_scheduled_index_conform() {
         scheduled: store.clone(),
         create: store.clone(),
         get: store.clone(),
-        update: store,
+        update: store.clone(),
+        unsettled: store,
     };
     pointsflow_conformance::windows::run_all(&suite).await;
 }

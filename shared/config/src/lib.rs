@@ -62,6 +62,14 @@ pub struct Config {
     /// enrollment or held by a paused program, in milliseconds.
     #[serde(default = "default_waiting_sweep_ms")]
     pub waiting_sweep_ms: u64,
+    /// A credit whose outcome at the partner has been unknown or pending
+    /// for longer than this is queued again for a look-up by the resolver.
+    #[serde(default = "default_resolve_after_ms")]
+    pub resolve_after_ms: u64,
+    /// How often the local stack runs the resolver (deployed, the
+    /// template's `ResolveUnsettledEvery` schedule does).
+    #[serde(default = "default_resolve_every_ms")]
+    pub resolve_every_ms: u64,
     #[serde(default)]
     pub queues: QueueSettings,
     #[serde(default)]
@@ -271,6 +279,14 @@ fn default_waiting_sweep_ms() -> u64 {
     60_000
 }
 
+fn default_resolve_after_ms() -> u64 {
+    300_000
+}
+
+fn default_resolve_every_ms() -> u64 {
+    60_000
+}
+
 fn default_partner_timeout() -> u64 {
     2_000
 }
@@ -473,6 +489,13 @@ impl Config {
                     ),
                 ));
             }
+        }
+        if self.resolve_every_ms == 0 {
+            return Err(invalid(
+                "resolve_every_ms",
+                "resolve_every_ms",
+                "must be greater than 0",
+            ));
         }
         if self.waiting_sweep_ms == 0 {
             return Err(invalid(

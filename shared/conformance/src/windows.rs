@@ -8,6 +8,7 @@ use std::sync::Arc;
 use pointsflow_core::ports::{RequestCreate, RequestGet, RequestUpdate, StoreError};
 use pointsflow_core::program::Destination;
 use pointsflow_core::request::{Reason, Status, StatusKind};
+use pointsflow_core::unsettled::{Unsettled, UnsettledIndex, UnsettledItem};
 use pointsflow_core::values::{MemberNumber, PartnerId, PartnerReference, Points, ProgramId};
 use pointsflow_core::window::{
     Claim, CreditCreated, CreditId, CreditState, RunState, ScheduledCursor, ScheduledRequests,
@@ -23,12 +24,80 @@ pub struct Windows {
     pub create: Arc<dyn RequestCreate>,
     pub get: Arc<dyn RequestGet>,
     pub update: Arc<dyn RequestUpdate>,
+    pub unsettled: Arc<dyn UnsettledIndex>,
 }
 
 pub async fn run_all(suite: &Windows) {
     a_window_is_claimed_once(suite).await;
     credits_are_created_once_and_saved_over_their_version(suite).await;
     scheduled_requests_are_paged_in_member_order(suite).await;
+    unsettled_requests_and_credits_are_found_oldest_first(suite).await;
+}
+
+pub async fn unsettled_requests_and_credits_are_found_oldest_first(suite: &Windows) {
+    let at = |s: i64| t0() + chrono::TimeDelta::seconds(s);
+    // A request whose answer was lost at t0+10, then looked up again at +20
+    // (still unknown): unsettled since +10.
+    let mut r = request("unsettled-request");
+    r.transition(Status::Reserved, at(0), "reserved").unwrap();
+    r.transition(Status::Dispatching, at(5), "sent").unwrap();
+    r.transition(Status::Unknown, at(10), "lost").unwrap();
+    r.transition(Status::Unknown, at(20), "again").unwrap();
+    suite.create.create(&r).await.unwrap();
+    // A window credit pending at the partner since +30.
+    let w = window("unsettled");
+    let mut c = credit(&w, "SKY0000009", 10, 1);
+    c.state = CreditState::PartnerPending;
+    c.unsettled_since = Some(at(30));
+    suite.windows.create_credit(&c).await.unwrap();
+    let find = |before| async move {
+        let mut all = suite.unsettled.unsettled(before, 100).await.unwrap();
+        all.extend(suite.windows.unsettled(before, 100).await.unwrap());
+        all.sort();
+        all
+    };
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        found = find(at(60)).await;
+        if found.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        found,
+        vec![
+            Unsettled {
+                since: at(10),
+                item: UnsettledItem::Request(r.id.clone())
+            },
+            Unsettled {
+                since: at(30),
+                item: UnsettledItem::Credit(c.id.clone())
+            },
+        ],
+        "both, oldest first, since they first stopped being known"
+    );
+    assert_eq!(find(at(15)).await.len(), 1, "only what is older than asked");
+    // Settled: gone from the index.
+    let mut settled = suite.get.get(&r.id).await.unwrap().unwrap();
+    settled
+        .transition(Status::Credited, at(40), "found")
+        .unwrap();
+    suite.update.update(&settled).await.unwrap();
+    let mut done = suite.windows.credit(&c.id).await.unwrap().unwrap();
+    done.state = CreditState::Credited {
+        transaction: "T".into(),
+    };
+    done.unsettled_since = None;
+    suite.windows.save_credit(&done).await.unwrap();
+    for _ in 0..50 {
+        if find(at(60)).await.is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("settled items stayed in the unsettled index");
 }
 
 fn window(program: &str) -> WindowId {
@@ -85,6 +154,7 @@ fn credit(w: &WindowId, member: &str, points: u64, requests: usize) -> WindowCre
         attempts: 0,
         partner_transaction: None,
         planned_at: t0(),
+        unsettled_since: None,
         settled_at: None,
         version: 0,
     }

@@ -12,5 +12,6 @@ pub mod program;
 pub mod request;
 pub mod schedule;
 pub mod time;
+pub mod unsettled;
 pub mod values;
 pub mod window;

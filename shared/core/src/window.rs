@@ -356,6 +356,10 @@ pub struct WindowCredit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partner_transaction: Option<String>,
     pub planned_at: DateTime<Utc>,
+    /// When its outcome first stopped being known (`unknown` or
+    /// `partner_pending`), until it settles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsettled_since: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settled_at: Option<DateTime<Utc>>,
     #[serde(skip)]
@@ -391,9 +395,10 @@ pub enum Claim {
     Existing(WindowRun),
 }
 
-/// Window runs and their credits.
+/// Window runs and their credits (and the credits not settled at the
+/// partner, as an [`crate::unsettled::UnsettledIndex`]).
 #[async_trait]
-pub trait WindowStore: Send + Sync {
+pub trait WindowStore: crate::unsettled::UnsettledIndex + Send + Sync {
     /// Creates `run` unless the window has one.
     async fn claim(&self, run: &WindowRun) -> Result<Claim, StoreError>;
 

@@ -39,6 +39,8 @@ pub const ELIGIBILITY_QUEUE_URL: &str = "POINTSFLOW_ELIGIBILITY_QUEUE_URL";
 pub const DISPATCH_QUEUE_URL: &str = "POINTSFLOW_DISPATCH_QUEUE_URL";
 pub const AWS_ENDPOINT: &str = "POINTSFLOW_AWS_ENDPOINT";
 pub const SCHEDULE_PREFIX: &str = "POINTSFLOW_SCHEDULE_PREFIX";
+/// The stack's name, for the metrics dispatch reports (optional).
+pub const STACK: &str = "POINTSFLOW_STACK";
 pub const DISPATCH_FUNCTION_ARN: &str = "POINTSFLOW_DISPATCH_FUNCTION_ARN";
 pub const SCHEDULER_ROLE_ARN: &str = "POINTSFLOW_SCHEDULER_ROLE_ARN";
 pub const SCHEDULE_DEAD_LETTER_ARN: &str = "POINTSFLOW_SCHEDULE_DEAD_LETTER_ARN";
@@ -296,7 +298,7 @@ pub mod testing {
     use super::{
         AWS_ENDPOINT, CONFIG_PARAMETER, DISPATCH_FUNCTION_ARN, DISPATCH_QUEUE_URL,
         ELIGIBILITY_QUEUE_URL, SCHEDULE_DEAD_LETTER_ARN, SCHEDULE_PREFIX, SCHEDULER_ROLE_ARN,
-        TABLE,
+        STACK, TABLE,
     };
 
     /// The table, queues and configuration parameter of one test stack.
@@ -385,6 +387,7 @@ pub mod testing {
                     "arn:aws:iam::123456789012:role/pointsflow-scheduler".to_owned(),
                 ),
                 (SCHEDULE_DEAD_LETTER_ARN, self.dispatch.dlq_arn.clone()),
+                (STACK, self.table.trim_end_matches("-ledger").to_owned()),
                 (AWS_ENDPOINT, self.endpoint.clone()),
             ]
             .into_iter()

@@ -9,6 +9,7 @@ use pointsflow_core::ports::{
     Created, RequestCreate, RequestGet, RequestUpdate, StoreError, WaitingRequests,
 };
 use pointsflow_core::request::{PointsRequest, StatusKind};
+use pointsflow_core::unsettled::{Unsettled, UnsettledIndex, UnsettledItem};
 use pointsflow_core::values::{ProgramId, RecipientId, RequestId};
 use pointsflow_core::window::{ScheduledCursor, ScheduledEntry, ScheduledPage, ScheduledRequests};
 
@@ -28,6 +29,8 @@ struct Items {
     /// The requests held `scheduled`, by program, in member order (the
     /// DynamoDB adapter's `scheduled` partition of the same index).
     scheduled: BTreeMap<ProgramId, BTreeMap<ScheduledCursor, ScheduledEntry>>,
+    /// Requests whose credit is unsettled, and since when.
+    unsettled: BTreeMap<RequestId, DateTime<Utc>>,
 }
 
 /// One recipient's waiting requests, by acceptance time.
@@ -61,6 +64,14 @@ impl Items {
                 member,
                 request: request.id.clone(),
             });
+        }
+        match pointsflow_core::unsettled::request_unsettled_since(request) {
+            Some(since) => {
+                self.unsettled.insert(request.id.clone(), since);
+            }
+            None => {
+                self.unsettled.remove(&request.id);
+            }
         }
         if request.state() == StatusKind::Scheduled
             && let Some(entry) = scheduled_entry(request)
@@ -144,6 +155,29 @@ impl RequestUpdate for MemoryRequestStore {
         *stored = next;
         items.index(Some(before), request);
         Ok(request.version + 1)
+    }
+}
+
+#[async_trait]
+impl UnsettledIndex for MemoryRequestStore {
+    async fn unsettled(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Unsettled>, StoreError> {
+        let items = self.items.read().map_err(|_| poisoned())?;
+        let mut found: Vec<Unsettled> = items
+            .unsettled
+            .iter()
+            .filter(|(_, since)| **since < before)
+            .map(|(id, since)| Unsettled {
+                since: *since,
+                item: UnsettledItem::Request(id.clone()),
+            })
+            .collect();
+        found.sort();
+        found.truncate(limit);
+        Ok(found)
     }
 }
 

@@ -5,6 +5,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use pointsflow_core::ports::StoreError;
+use pointsflow_core::unsettled::{
+    Unsettled, UnsettledIndex, UnsettledItem, credit_unsettled_since,
+};
 use pointsflow_core::window::{
     Claim, CreditCreated, CreditId, RunCounts, WindowCredit, WindowId, WindowRun, WindowStore,
     settled_counts,
@@ -117,5 +120,30 @@ impl WindowStore for MemoryWindowStore {
             counts.add(&settled_counts(credit));
         }
         Ok(counts)
+    }
+}
+
+#[async_trait]
+impl UnsettledIndex for MemoryWindowStore {
+    async fn unsettled(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<Unsettled>, StoreError> {
+        let inner = self.inner.lock().map_err(|_| poisoned())?;
+        let mut found: Vec<Unsettled> = inner
+            .credits
+            .values()
+            .filter_map(|c| {
+                let since = credit_unsettled_since(c).filter(|s| *s < before)?;
+                Some(Unsettled {
+                    since,
+                    item: UnsettledItem::Credit(c.id.clone()),
+                })
+            })
+            .collect();
+        found.sort();
+        found.truncate(limit);
+        Ok(found)
     }
 }

@@ -1,0 +1,97 @@
+//! Credits sent to a partner whose outcome is not settled: requests and
+//! window credits in `unknown` (an answer lost) or `partner_pending` (the
+//! partner settles later). Dispatch looks each one up again on its queue;
+//! on a schedule it also finds those that have waited too long (their
+//! message given up on, say) and queues them again, so every one is looked
+//! up under its own reference until it settles, and reports the oldest.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::ports::StoreError;
+use crate::request::{PointsRequest, StatusKind};
+use crate::values::RequestId;
+use crate::window::{CreditId, CreditState, WindowCredit};
+
+/// What is unsettled.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UnsettledItem {
+    Request(RequestId),
+    Credit(CreditId),
+}
+
+/// An unsettled credit and since when.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Unsettled {
+    pub since: DateTime<Utc>,
+    pub item: UnsettledItem,
+}
+
+/// The index is spread over this many partitions (keyed by a hash of the
+/// id), so many unsettled credits at once never crowd one partition.
+pub const SHARDS: u32 = 8;
+
+/// The shard of an item id (FNV-1a, stable across builds).
+pub fn shard(id: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in id.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % SHARDS
+}
+
+fn is_unsettled(state: StatusKind) -> bool {
+    matches!(state, StatusKind::Unknown | StatusKind::PartnerPending)
+}
+
+/// Since when a request has been unsettled (`unknown` or `partner_pending`,
+/// through any repeated look-ups), or `None` when it is not.
+pub fn request_unsettled_since(request: &PointsRequest) -> Option<DateTime<Utc>> {
+    if !is_unsettled(request.state()) {
+        return None;
+    }
+    request
+        .timeline
+        .iter()
+        .rev()
+        .take_while(|e| is_unsettled(e.state))
+        .last()
+        .map(|e| e.at)
+}
+
+/// Since when a window credit has been unsettled, or `None`.
+pub fn credit_unsettled_since(credit: &WindowCredit) -> Option<DateTime<Utc>> {
+    match credit.state {
+        CreditState::Unknown | CreditState::PartnerPending => {
+            Some(credit.unsettled_since.unwrap_or(credit.planned_at))
+        }
+        _ => None,
+    }
+}
+
+/// Where unsettled items are found.
+#[async_trait]
+pub trait UnsettledIndex: Send + Sync {
+    /// Items unsettled since before `before`, oldest first, at most `limit`.
+    async fn unsettled(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Unsettled>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_spread_ids() {
+        let mut seen = [0u32; SHARDS as usize];
+        for i in 0..800 {
+            seen[shard(&format!("pr_{i:032x}")) as usize] += 1;
+        }
+        assert!(seen.iter().all(|n| *n > 50), "{seen:?}");
+        assert_eq!(shard("x"), shard("x"));
+    }
+}
