@@ -465,3 +465,16 @@ pub async fn schedule_deals(
     }
     (out, window)
 }
+
+/// The timeline's "partner reference ... fixed" entries: one per reference
+/// a request was ever given.
+pub fn fixed_references(view: &Value) -> Vec<String> {
+    view["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["detail"].as_str())
+        .filter(|d| d.starts_with("partner reference"))
+        .map(str::to_owned)
+        .collect()
+}

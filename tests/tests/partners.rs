@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use pointsflow_core::governance::CircuitState;
 use pointsflow_core::governance::CircuitStore;
 use pointsflow_core::values::PartnerId;
-use pointsflow_tests::{ADA, TestStack, deal, spawn_stack};
+use pointsflow_tests::{ADA, TestStack, deal, fixed_references, spawn_stack};
 
 fn sandbox_air() -> PartnerId {
     PartnerId::parse("sandbox-air").unwrap()
@@ -187,14 +187,11 @@ async fn an_unknown_outcome_given_up_on_by_the_queue_is_resolved_by_the_resolver
     assert_eq!(report.requeued, 1);
     let view = t.wait_for(&id, &["credited"]).await;
     assert_eq!(sandbox.stats().credits, 2);
-    let references: std::collections::BTreeSet<_> = view["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["detail"].as_str())
-        .filter(|d| d.contains("partner reference"))
-        .collect();
-    assert_eq!(references.len(), 1, "never sent under a new reference");
+    assert_eq!(
+        fixed_references(&view).len(),
+        1,
+        "never sent under a new reference"
+    );
     let again = t.stack.dispatch.resolve_unsettled().await.unwrap();
     assert_eq!(again.requeued, 0, "nothing left unsettled");
     t.check_ledger();

@@ -19,7 +19,8 @@ use pointsflow_core::values::{
 use pointsflow_local::client::{ApiClient, ClientError, Decision};
 use pointsflow_local::config::{EXAMPLE_PROGRAMS, ProgramFile};
 use pointsflow_tests::{
-    ADA, API_KEY, OPERATOR_KEY, amount_for, deal, opportunity, outbound_message, spawn_stack,
+    ADA, API_KEY, OPERATOR_KEY, amount_for, deal, fixed_references, opportunity, outbound_message,
+    spawn_stack,
 };
 use serde_json::{Value, json};
 
@@ -179,17 +180,6 @@ async fn a_partner_rejection_fails_the_request_and_restores_the_budget() {
     assert_eq!(t.sandbox_credits(), 0);
     t.check_ledger();
     t.stack.shutdown().await;
-}
-
-fn fixed_references(view: &Value) -> Vec<String> {
-    view["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["detail"].as_str())
-        .filter(|d| d.starts_with("partner reference"))
-        .map(str::to_owned)
-        .collect()
 }
 
 #[tokio::test]
