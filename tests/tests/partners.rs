@@ -57,15 +57,8 @@ async fn a_burst_of_5xx_is_backed_off_then_credited_once() {
     let view = t.wait_for(&id, &["credited"]).await;
     t.settle().await;
     assert_eq!(sandbox.stats().credits, 2, "credited once, after the burst");
-    let references: std::collections::BTreeSet<_> = view["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["detail"].as_str())
-        .filter(|d| d.contains("partner reference"))
-        .collect();
     assert_eq!(
-        references.len(),
+        fixed_references(&view).len(),
         1,
         "one reference, fixed before the first call"
     );
