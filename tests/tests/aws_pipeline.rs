@@ -516,3 +516,38 @@ async fn an_unknown_outcome_given_up_on_is_resolved_by_the_resolver_on_dynamodb_
     assert_eq!(sandbox.stats().credits, 2, "credited once");
     t.stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_from_a_loyalty_commerce_partner_is_looked_up_not_ordered_again_on_dynamodb_and_sqs()
+ {
+    use pointsflow_partners::sandbox::magic;
+    let t = spawn_aws_stack(|c| {
+        c.queues.function_timeout_ms = 10_000;
+        c.queues.visibility_timeout_ms = 12_000;
+        for p in &mut c.partners {
+            p.protocol = pointsflow_local::config::PartnerProtocol::LoyaltyCommerce;
+        }
+    })
+    .await;
+    let lost = t
+        .accept(
+            "aws-lcp-lost",
+            &deal(
+                ADA,
+                &pointsflow_tests::amount_for(magic::TIMEOUT_AFTER_CREDIT),
+            ),
+        )
+        .await;
+    let view = t
+        .wait_for_within(&lost, &["credited", "failed"], Duration::from_secs(60))
+        .await;
+    assert_eq!(view["status"], "credited", "{view:#}");
+    settle(&t).await;
+    let sandbox = t.stack.sandbox.as_ref().unwrap();
+    assert_eq!(sandbox.stats().credits, 1, "the order was placed once");
+    assert_eq!(
+        budget_available(&t).await,
+        10_000_000 - magic::TIMEOUT_AFTER_CREDIT
+    );
+    t.stack.shutdown().await;
+}

@@ -189,3 +189,53 @@ async fn an_unknown_outcome_given_up_on_by_the_queue_is_resolved_by_the_resolver
     assert_eq!(again.requeued, 0, "nothing left unsettled");
     t.check_ledger();
 }
+
+/// The partner speaks the loyalty-commerce protocol (the sandbox speaks both).
+fn loyalty_commerce(c: &mut pointsflow_local::LocalConfig) {
+    for p in &mut c.partners {
+        p.protocol = pointsflow_local::config::PartnerProtocol::LoyaltyCommerce;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_not_idempotent_on_the_reference_is_looked_up_before_every_retry() {
+    use pointsflow_partners::sandbox::magic;
+    let t = spawn_stack(loyalty_commerce).await;
+    let amount = |points| pointsflow_tests::amount_for(points);
+    let plain = t.accept("lcp-plain", &deal(ADA, "1000.00")).await;
+    // The order is placed and credited, and the answer lost: placing it
+    // again would credit twice; the look-up finds it.
+    let lost = t
+        .accept("lcp-lost", &deal(ADA, &amount(magic::TIMEOUT_AFTER_CREDIT)))
+        .await;
+    let pending_ok = t
+        .accept(
+            "lcp-pending-ok",
+            &deal(ADA, &amount(magic::PENDING_THEN_CREDITED)),
+        )
+        .await;
+    let pending_ko = t
+        .accept(
+            "lcp-pending-ko",
+            &deal(ADA, &amount(magic::PENDING_THEN_FAILED)),
+        )
+        .await;
+    t.wait_for(&plain, &["credited"]).await;
+    let view = t.wait_for(&lost, &["credited"]).await;
+    assert!(
+        view["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["state"] == "unknown"),
+        "{view:#}"
+    );
+    assert_eq!(fixed_references(&view).len(), 1);
+    t.wait_for(&pending_ok, &["credited"]).await;
+    let failed = t.wait_for(&pending_ko, &["failed"]).await;
+    assert_eq!(failed["reason"]["code"], "partner_member_closed");
+    t.settle().await;
+    let stats = t.stack.sandbox.as_ref().unwrap().stats();
+    assert_eq!(stats.credits, 3, "each credited order placed once");
+    t.check_ledger();
+}

@@ -566,6 +566,7 @@ async fn a_settled_request_whose_ledger_write_was_lost_is_brought_level_without_
         .credit(&CreditInstruction {
             reference: reference.clone(),
             member: member.clone(),
+            member_name: None,
             points,
             partner_program: "SKY".into(),
             timeout: None,

@@ -589,3 +589,23 @@ async fn a_window_delivered_many_times_over_is_planned_and_credited_once() {
     rig.pump(10_000).await;
     assert_window_exact(&rig, &airline, &owed, 50).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_credit_to_a_loyalty_commerce_partner_validates_the_member_by_name() {
+    let mut recipients = Vec::new();
+    let t = spawn_stack(|c| {
+        recipients = scheduled_config(c, true, 3);
+        for p in &mut c.partners {
+            p.protocol = pointsflow_local::config::PartnerProtocol::LoyaltyCommerce;
+        }
+    })
+    .await;
+    let (requests, window) = schedule_deals(&t, &recipients, 3, "lcp-window").await;
+    fire(&t.stack.dispatch, &window).await;
+    t.settle().await;
+    all_credited(&t, &requests).await;
+    assert_eq!(t.sandbox_credits(), 3, "one order per member");
+    let sandbox = t.stack.sandbox.as_ref().unwrap();
+    assert_eq!(sandbox.credited_by_member(), expected_by_member(&requests));
+    t.check_ledger();
+}

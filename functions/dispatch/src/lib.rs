@@ -21,7 +21,7 @@ use pointsflow_core::ports::{
 };
 use pointsflow_core::request::{PointsRequest, Status, StatusKind};
 use pointsflow_core::unsettled::UnsettledIndex;
-use pointsflow_core::values::{MemberNumber, PartnerId, PartnerReference, Points};
+use pointsflow_core::values::PartnerId;
 use pointsflow_core::window::{PublishWork, ScheduledRequests, WindowStore, WindowWork};
 use serde::Deserialize;
 
@@ -67,21 +67,16 @@ pub(crate) fn not_attempted(retry_after: Duration, reason: &str) -> RecordError 
 pub(crate) async fn call_partner(
     connector: &dyn PartnerConnector,
     attempt: Attempt,
-    reference: &PartnerReference,
-    member: &MemberNumber,
-    points: Points,
-    partner_program: &str,
+    instruction: &CreditInstruction,
     deadline: Option<Instant>,
 ) -> CreditOutcome {
     let time_left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    let reference = &instruction.reference;
     let credit = || async {
         connector
             .credit(&CreditInstruction {
-                reference: reference.clone(),
-                member: member.clone(),
-                points,
-                partner_program: partner_program.to_owned(),
                 timeout: time_left(),
+                ..instruction.clone()
             })
             .await
     };
@@ -309,16 +304,15 @@ impl Dispatch {
             _ if first_attempt => Attempt::First,
             _ => Attempt::Retry,
         };
-        let outcome = call_partner(
-            connector.as_ref(),
-            attempt,
-            &reference,
-            &member,
+        let instruction = CreditInstruction {
+            reference,
+            member,
+            member_name: request.member_name.clone(),
             points,
-            &destination.partner_program,
-            deadline,
-        )
-        .await;
+            partner_program: destination.partner_program.clone(),
+            timeout: None,
+        };
+        let outcome = call_partner(connector.as_ref(), attempt, &instruction, deadline).await;
         self.record(request, outcome).await
     }
 

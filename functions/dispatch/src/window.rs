@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use pointsflow_core::ledger::Entry;
-use pointsflow_core::partner::CreditOutcome;
+use pointsflow_core::partner::{CreditInstruction, CreditOutcome};
 use pointsflow_core::ports::StoreError;
 use pointsflow_core::program::TransferMode;
-use pointsflow_core::request::{PointsRequest, Reason, Status, StatusKind};
+use pointsflow_core::request::{PersonName, PointsRequest, Reason, Status, StatusKind};
 use pointsflow_core::values::{PartnerId, Points, ProgramId, RequestId};
 use pointsflow_core::window::{
     Claim, CreditCreated, CreditId, CreditState, MAX_REQUESTS_PER_CREDIT, RunState, ScheduledEntry,
@@ -367,6 +367,7 @@ impl Dispatch {
             partner: first.partner.clone(),
             partner_program: first.partner_program.clone(),
             member: first.member.clone(),
+            member_name: None,
             reference: self.ports.ids.partner_reference(),
             points,
             requests: entries.iter().map(|e| e.id.clone()).collect(),
@@ -397,7 +398,7 @@ impl Dispatch {
         if credit.state != CreditState::Planning {
             return Ok(credit);
         }
-        let moved: Vec<Option<(RequestId, Points)>> =
+        let moved: Vec<Option<(RequestId, Points, Option<PersonName>)>> =
             futures::stream::iter(credit.requests.clone())
                 .map(|request| {
                     let credit = &credit;
@@ -406,12 +407,14 @@ impl Dispatch {
                 .buffered(CONCURRENCY)
                 .try_collect()
                 .await?;
-        let moved: Vec<(RequestId, Points)> = moved.into_iter().flatten().collect();
+        let moved: Vec<(RequestId, Points, Option<PersonName>)> =
+            moved.into_iter().flatten().collect();
+        credit.member_name = moved.iter().find_map(|(_, _, n)| n.clone());
         credit.points = moved
             .iter()
-            .try_fold(Points::ZERO, |sum, (_, p)| sum.checked_add(*p))
+            .try_fold(Points::ZERO, |sum, (_, p, _)| sum.checked_add(*p))
             .ok_or_else(|| RecordError::Poison(format!("credit {}: points overflow", credit.id)))?;
-        credit.requests = moved.into_iter().map(|(id, _)| id).collect();
+        credit.requests = moved.into_iter().map(|(id, _, _)| id).collect();
         credit.state = if credit.requests.is_empty() {
             CreditState::Empty
         } else {
@@ -432,12 +435,12 @@ impl Dispatch {
         &self,
         credit: &WindowCredit,
         id: &RequestId,
-    ) -> Result<Option<(RequestId, Points)>, RecordError> {
+    ) -> Result<Option<(RequestId, Points, Option<PersonName>)>, RecordError> {
         for _ in 0..3 {
             let mut request = load_request(self.ports.get.as_ref(), id).await?;
             let points = request.points.unwrap_or_default();
             if request.credit.as_ref() == Some(&credit.id) {
-                return Ok(Some((request.id, points)));
+                return Ok(Some((request.id, points, request.member_name)));
             }
             if request.state() != StatusKind::Scheduled || request.credit.is_some() {
                 return Ok(None);
@@ -455,7 +458,7 @@ impl Dispatch {
                 )
                 .map_err(retry)?;
             match self.ports.update.update(&request).await {
-                Ok(_) => return Ok(Some((request.id, points))),
+                Ok(_) => return Ok(Some((request.id, points, request.member_name))),
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -506,16 +509,15 @@ impl Dispatch {
             .get(&credit.partner)
             .cloned()
             .ok_or_else(|| retry(format!("partner {} is not configured", credit.partner)))?;
-        let outcome = call_partner(
-            connector.as_ref(),
-            attempt,
-            &credit.reference,
-            &credit.member,
-            credit.points,
-            &credit.partner_program,
-            deadline,
-        )
-        .await;
+        let instruction = CreditInstruction {
+            reference: credit.reference.clone(),
+            member: credit.member.clone(),
+            member_name: credit.member_name.clone(),
+            points: credit.points,
+            partner_program: credit.partner_program.clone(),
+            timeout: None,
+        };
+        let outcome = call_partner(connector.as_ref(), attempt, &instruction, deadline).await;
         let detail = match &outcome {
             CreditOutcome::Unknown { detail } => detail.clone(),
             CreditOutcome::NotAttempted {

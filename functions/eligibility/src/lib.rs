@@ -28,7 +28,7 @@ use pointsflow_core::ports::{
     PipelineMessage, ProgramCatalog, Publish, RequestGet, RequestUpdate, WaitingRequests,
 };
 use pointsflow_core::program::{CapSpan, Evaluated, Program, ProgramState, WhenPaused};
-use pointsflow_core::request::{PointsRequest, Reason, Status, StatusKind};
+use pointsflow_core::request::{PersonName, PointsRequest, Reason, Status, StatusKind};
 use pointsflow_core::values::{MemberNumber, PartnerId, Points};
 use pointsflow_core::window::{WindowId, WindowSchedules};
 use pointsflow_runtime::{RecordError, SqsHandler, load_request, process_batch_forwarding};
@@ -93,7 +93,7 @@ enum Decision {
 fn reserved(
     mut request: PointsRequest,
     points: Points,
-    member: &MemberNumber,
+    (member, member_name): (&MemberNumber, Option<PersonName>),
     program: &Program,
     now: DateTime<Utc>,
     note: &str,
@@ -103,6 +103,7 @@ fn reserved(
         .map_err(|e| RecordError::Retry(format!("program {}: {e}", program.id)))?;
     request.points = Some(points);
     request.member = Some(member.clone());
+    request.member_name = member_name;
     request.destination = Some(program.destination.clone());
     request
         .transition(
@@ -257,7 +258,7 @@ impl Eligibility {
             }
         }
         let decision = match self.reservation(&request).await? {
-            Some(Reservation::Live(entry)) => self.resume(request, &entry)?,
+            Some(Reservation::Live(entry)) => self.resume(request, &entry).await?,
             Some(Reservation::Resolved) => {
                 return Err(RecordError::Poison(
                     "the request is received but its reservation is already resolved".into(),
@@ -436,7 +437,18 @@ impl Eligibility {
             Err(e) => return Err(RecordError::Retry(format!("ledger: {e}"))),
         }
         let note = rule_note.map(|n| format!(" ({n})")).unwrap_or_default();
-        reserved(request, points, &link.member, &program, now, &note)
+        let name = PersonName {
+            first_name: link.first_name.clone(),
+            last_name: link.last_name.clone(),
+        };
+        reserved(
+            request,
+            points,
+            (&link.member, Some(name)),
+            &program,
+            now,
+            &note,
+        )
     }
 
     /// The link, validated with the partner if it never was (before the
@@ -543,7 +555,11 @@ impl Eligibility {
 
     /// Finishes a decision whose reservation was written before a crash: the
     /// reservation, not today's rules, says what was decided.
-    fn resume(&self, request: PointsRequest, reservation: &Entry) -> Result<Decision, RecordError> {
+    async fn resume(
+        &self,
+        request: PointsRequest,
+        reservation: &Entry,
+    ) -> Result<Decision, RecordError> {
         let AccountId::Member { partner, member } = &reservation.credit else {
             return Err(RecordError::Poison(
                 "the reservation credits no member account".into(),
@@ -563,10 +579,24 @@ impl Eligibility {
             )));
         }
         let now = self.ports.clock.now();
+        // The names of the link, if it still links the member reserved for.
+        let name = match self
+            .ports
+            .enrollments
+            .member_link(&request.program, &request.recipient.id)
+            .await
+        {
+            Ok(Some(link)) if &link.member == member => Some(PersonName {
+                first_name: link.first_name,
+                last_name: link.last_name,
+            }),
+            Ok(_) => None,
+            Err(e) => return Err(RecordError::Retry(format!("enrollments: {e}"))),
+        };
         reserved(
             request,
             reservation.amount,
-            member,
+            (member, name),
             &program,
             now,
             " (recovered)",

@@ -208,11 +208,25 @@ pub enum PartnerKind {
     Rest,
 }
 
+/// The API a partner speaks (docs/partners.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartnerProtocol {
+    #[default]
+    Rest,
+    LoyaltyCommerce,
+}
+
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerEntry {
     pub id: PartnerId,
     pub kind: PartnerKind,
+    /// The partner's API: `rest` (the REST/JSON contract, idempotent on
+    /// our reference) or `loyalty_commerce` (validate the member with
+    /// names, then place an order; not idempotent). The sandbox speaks both.
+    #[serde(default)]
+    pub protocol: PartnerProtocol,
     /// For `rest`: where the partner's API is.
     #[serde(default)]
     pub base_url: Option<String>,
@@ -261,6 +275,7 @@ impl std::fmt::Debug for PartnerEntry {
         f.debug_struct("PartnerEntry")
             .field("id", &self.id)
             .field("kind", &self.kind)
+            .field("protocol", &self.protocol)
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("timeout_ms", &self.timeout_ms)

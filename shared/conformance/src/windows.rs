@@ -145,6 +145,10 @@ fn credit(w: &WindowId, member: &str, points: u64, requests: usize) -> WindowCre
         partner,
         partner_program: "SKY".into(),
         member,
+        member_name: Some(pointsflow_core::request::PersonName {
+            first_name: "Ada".into(),
+            last_name: "Lovelace".into(),
+        }),
         reference: PartnerReference::from_number(u128::from(points)),
         points: Points::new(points).unwrap(),
         requests: (0..requests)

@@ -10,6 +10,9 @@ use crate::values::{MemberNumber, PartnerReference, Points};
 pub struct CreditInstruction {
     pub reference: PartnerReference,
     pub member: MemberNumber,
+    /// The member's names, for partners that validate before crediting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_name: Option<crate::request::PersonName>,
     pub points: Points,
     /// The program's code at the partner.
     pub partner_program: String,

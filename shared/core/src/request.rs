@@ -56,6 +56,14 @@ impl Reason {
     }
 }
 
+/// A member's names as the partner holds them (from the enrollment link):
+/// partners that validate a member before a credit ask for them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonName {
+    pub first_name: String,
+    pub last_name: String,
+}
+
 /// The states of DESIGN.md, with the data each one carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -258,6 +266,10 @@ pub struct PointsRequest {
     /// Set by eligibility: the member account that will be credited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<MemberNumber>,
+    /// Set by eligibility: the member's names on the link, for partners
+    /// that validate the member before each credit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_name: Option<PersonName>,
     /// Set by eligibility: where the points go, as the program said when
     /// they were reserved. Dispatch credits there even if the program's
     /// destination changes later.
@@ -324,6 +336,7 @@ impl NewRequest {
             status: Status::Received,
             points: None,
             member: None,
+            member_name: None,
             destination: None,
             partner_reference: None,
             partner_transaction: None,

@@ -344,6 +344,10 @@ pub struct WindowCredit {
     pub partner: PartnerId,
     pub partner_program: String,
     pub member: MemberNumber,
+    /// The member's names (from its requests), for partners that validate
+    /// before crediting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_name: Option<crate::request::PersonName>,
     /// Fixed when the credit is made; every call and look-up uses it.
     pub reference: PartnerReference,
     /// The sum of the requests' points.

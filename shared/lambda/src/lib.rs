@@ -24,12 +24,12 @@ use pointsflow_aws::{
     DynamoEnrollments, DynamoLedger, DynamoPartnerState, DynamoProgramStore, DynamoRequestStore,
     DynamoWindowStore, EventBridgeSchedules, ScheduleTarget, SqsPublisher, SqsRedelivery,
 };
-use pointsflow_config::{Config, PartnerKind};
+use pointsflow_config::{Config, PartnerKind, PartnerProtocol};
 use pointsflow_core::governance::{CircuitStore, RateLimiter};
 use pointsflow_core::ports::{Clock, PartnerConnector};
 use pointsflow_core::values::PartnerId;
 use pointsflow_memory::LayeredEnrollments;
-use pointsflow_partners::{RestConnector, RestConnectorConfig};
+use pointsflow_partners::{LoyaltyConnector, RestConnector, RestConnectorConfig};
 use pointsflow_runtime::catalog::LiveCatalog;
 use pointsflow_runtime::governed::Governed;
 
@@ -274,17 +274,23 @@ pub fn rest_connectors(
                 p.api_key.clone().unwrap_or_default(),
             ),
         };
-        let connector = RestConnector::new(RestConnectorConfig {
+        let settings = RestConnectorConfig {
             base_url,
             api_key,
             connect_timeout: Duration::from_millis(p.timeout_ms.min(1_000)),
             request_timeout: Duration::from_millis(p.timeout_ms),
-        })
-        .map_err(|e| WiringError::Partner {
+        };
+        let failed = |e: pointsflow_partners::rest::BuildError| WiringError::Partner {
             partner: p.id.clone(),
             problem: e.to_string(),
-        })?;
-        partners.insert(p.id.clone(), Arc::new(connector));
+        };
+        let connector: Arc<dyn PartnerConnector> = match p.protocol {
+            PartnerProtocol::Rest => Arc::new(RestConnector::new(settings).map_err(failed)?),
+            PartnerProtocol::LoyaltyCommerce => {
+                Arc::new(LoyaltyConnector::new(settings).map_err(failed)?)
+            }
+        };
+        partners.insert(p.id.clone(), connector);
     }
     Ok(partners)
 }

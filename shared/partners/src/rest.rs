@@ -27,15 +27,19 @@ pub struct RestConnectorConfig {
 
 #[derive(Debug, Clone)]
 pub struct RestConnector {
-    config: RestConnectorConfig,
-    http: reqwest::Client,
+    client: PartnerHttp,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("could not build the HTTP client: {0}")]
-pub struct BuildError(#[from] reqwest::Error);
+/// An HTTP client for one partner: its base URL, key and timeouts. Each
+/// call's timeout is the configured one or what the caller has left, the
+/// shorter.
+#[derive(Debug, Clone)]
+pub(crate) struct PartnerHttp {
+    pub config: RestConnectorConfig,
+    pub http: reqwest::Client,
+}
 
-impl RestConnector {
+impl PartnerHttp {
     pub fn new(config: RestConnectorConfig) -> Result<Self, BuildError> {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
@@ -45,13 +49,46 @@ impl RestConnector {
         Ok(Self { config, http })
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.config.base_url.trim_end_matches('/'))
     }
 
-    fn timeout(&self, requested: Option<Duration>) -> Duration {
+    pub fn timeout(&self, requested: Option<Duration>) -> Duration {
         requested.map_or(self.config.request_timeout, |t| {
             t.min(self.config.request_timeout)
+        })
+    }
+}
+
+/// A 429's `Retry-After` (whole seconds), 1 s when absent.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Duration {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::from_secs(1), Duration::from_secs)
+}
+
+/// What a transport failure was, for an `Unknown` outcome.
+pub(crate) fn transport_detail(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "transport error"
+    };
+    format!("{kind}: {e}")
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not build the HTTP client: {0}")]
+pub struct BuildError(#[from] reqwest::Error);
+
+impl RestConnector {
+    pub fn new(config: RestConnectorConfig) -> Result<Self, BuildError> {
+        Ok(Self {
+            client: PartnerHttp::new(config)?,
         })
     }
 }
@@ -139,15 +176,8 @@ async fn read(response: reqwest::Response, call: Call) -> CreditOutcome {
 }
 
 fn transport_error(e: &reqwest::Error) -> CreditOutcome {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "transport error"
-    };
     CreditOutcome::Unknown {
-        detail: format!("{kind}: {e}"),
+        detail: transport_detail(e),
     }
 }
 
@@ -166,10 +196,11 @@ impl PartnerConnector for RestConnector {
             program: instruction.partner_program.clone(),
         };
         let sent = self
+            .client
             .http
-            .post(self.url("/v1/credits"))
-            .bearer_auth(&self.config.api_key)
-            .timeout(self.timeout(instruction.timeout))
+            .post(self.client.url("/v1/credits"))
+            .bearer_auth(&self.client.config.api_key)
+            .timeout(self.client.timeout(instruction.timeout))
             .json(&body)
             .send()
             .await;
@@ -188,10 +219,11 @@ impl PartnerConnector for RestConnector {
             program: check.partner_program.clone(),
         };
         let sent = self
+            .client
             .http
-            .post(self.url("/v1/members/validate"))
-            .bearer_auth(&self.config.api_key)
-            .timeout(self.timeout(check.timeout))
+            .post(self.client.url("/v1/members/validate"))
+            .bearer_auth(&self.client.config.api_key)
+            .timeout(self.client.timeout(check.timeout))
             .json(&body)
             .send()
             .await;
@@ -229,10 +261,11 @@ impl PartnerConnector for RestConnector {
         timeout: Option<Duration>,
     ) -> CreditOutcome {
         let sent = self
+            .client
             .http
-            .get(self.url(&format!("/v1/credits/{reference}")))
-            .timeout(self.timeout(timeout))
-            .bearer_auth(&self.config.api_key)
+            .get(self.client.url(&format!("/v1/credits/{reference}")))
+            .timeout(self.client.timeout(timeout))
+            .bearer_auth(&self.client.config.api_key)
             .send()
             .await;
         match sent {

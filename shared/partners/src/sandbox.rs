@@ -22,6 +22,8 @@ use crate::wire::{
 };
 use pointsflow_core::partner::normalise_name;
 
+mod lcp;
+
 /// Point amounts that make the sandbox misbehave, as partners' sandboxes do.
 pub mod magic {
     /// Refused for good: `422 member_blocked`, nothing credited.
@@ -82,6 +84,8 @@ struct Recorded {
     member: Arc<str>,
     program: Arc<str>,
     points: u64,
+    /// Points of it reversed since (loyalty-commerce orders).
+    reversed: u64,
     created_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -96,6 +100,8 @@ struct Reference {
 #[derive(Debug, Default)]
 struct Ledger {
     references: BTreeMap<Box<str>, Reference>,
+    /// Loyalty-commerce member validations: id -> member.
+    validations: HashMap<Box<str>, Arc<str>>,
     programs: HashSet<Arc<str>>,
     credits: u64,
     points: u64,
@@ -373,6 +379,7 @@ fn decide(state: &Sandbox, req: CreditRequest) -> Decision {
         member: member.clone(),
         program: ledger.intern_program(&req.program),
         points: req.points,
+        reversed: 0,
         created_at: chrono::Utc::now(),
     };
     let credit = to_wire(&req.reference, &recorded);
@@ -618,6 +625,9 @@ impl SandboxPartner {
             .route("/v1/members/validate", post(validate_member))
             .route("/v1/statement", get(statement))
             .route("/v1/stats", get(stats))
+            .route("/lcp/v1/member-validations", post(lcp::member_validation))
+            .route("/lcp/v1/orders", post(lcp::place_order).get(lcp::orders))
+            .route("/lcp/v1/orders/{id}/reversals", post(lcp::reverse))
             .with_state(state.clone());
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -661,7 +671,7 @@ impl SandboxPartner {
                 .credits()
                 .filter(|(_, c)| c.status == CreditStatus::Credited)
             {
-                *out.entry(c.member.to_string()).or_default() += c.points;
+                *out.entry(c.member.to_string()).or_default() += c.points - c.reversed;
             }
         }
         out

@@ -54,6 +54,7 @@ fn instruction(reference: u128, points: u64) -> CreditInstruction {
     CreditInstruction {
         reference: PartnerReference::from_number(reference),
         member: MemberNumber::parse("SKY1000001").unwrap(),
+        member_name: None,
         points: Points::new(points).unwrap(),
         partner_program: "SKY".into(),
         timeout: None,
