@@ -106,10 +106,14 @@ pub fn test_config() -> LocalConfig {
 fn logs() {
     LOGS.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            tracing_subscriber::fmt()
+            use pointsflow_runtime::masking::{Masker, MaskingWriter};
+            let _ = tracing_subscriber::fmt()
                 .with_env_filter("info")
-                .with_test_writer()
-                .init();
+                .with_writer(MaskingWriter::new(
+                    std::io::stderr,
+                    Masker::new(test_config().secrets()),
+                ))
+                .try_init();
         }
     });
 }

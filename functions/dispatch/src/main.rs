@@ -11,8 +11,8 @@ use pointsflow_runtime::Backoff;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    pointsflow_lambda::init_tracing();
     let wiring = Wiring::from_env().await?;
+    pointsflow_lambda::init_tracing(&wiring.config);
     let (store, ledger) = (wiring.store(), wiring.ledger());
     let store_for_windows = store.clone();
     let dispatch = Dispatch::new(DispatchPorts {

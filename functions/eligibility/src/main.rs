@@ -9,8 +9,8 @@ use pointsflow_lambda::{DISPATCH_QUEUE_URL, Wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    pointsflow_lambda::init_tracing();
     let wiring = Wiring::from_env().await?;
+    pointsflow_lambda::init_tracing(&wiring.config);
     let (store, ledger) = (wiring.store(), wiring.ledger());
     let sweep_every = std::time::Duration::from_millis(wiring.config.waiting_sweep_ms);
     let eligibility = Eligibility::new(EligibilityPorts {

@@ -9,8 +9,8 @@ use pointsflow_lambda::{ELIGIBILITY_QUEUE_URL, Wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    pointsflow_lambda::init_tracing();
     let wiring = Wiring::from_env().await?;
+    pointsflow_lambda::init_tracing(&wiring.config);
     let store = wiring.store();
     let intake = Intake::new(
         IntakeConfig {

@@ -157,15 +157,27 @@ enum RequestAction {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+/// Logs for people, every line masked: no member number, email address or
+/// secret of `config` reaches them.
+fn init_tracing(config: Option<&LocalConfig>) {
+    use pointsflow_runtime::masking::{Masker, MaskingWriter};
+    let secrets = config.map(LocalConfig::secrets).unwrap_or_default();
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        .with_writer(MaskingWriter::new(std::io::stdout, Masker::new(secrets)))
         .compact()
-        .init();
+        .try_init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `dev` sets up logging once its configuration (and so its secrets) is read.
+    if !matches!(cli.command, Command::Dev { .. }) {
+        init_tracing(None);
+    }
     match cli.command {
         Command::Dev {
             config,
@@ -435,6 +447,7 @@ async fn dev(config: Option<PathBuf>, options: StackOptions, aws: Option<AwsOpti
             return ExitCode::from(2);
         }
     };
+    init_tracing(Some(&config));
     let sources: Vec<String> = config.sources.iter().map(|s| s.id.to_string()).collect();
     let programs: Vec<String> = config.programs.iter().map(|p| p.id.to_string()).collect();
     let started = match aws {

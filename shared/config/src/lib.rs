@@ -598,6 +598,31 @@ impl Config {
     }
 
     /// The member links, parsed (validation has already accepted them).
+    /// Every secret the configuration holds (source keys, Salesforce
+    /// tokens, webhook keys, passwords and HMAC secrets, partner, operator
+    /// and sandbox keys), for the log masking.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for s in &self.sources {
+            out.extend(s.bearer_keys().into_iter().map(str::to_owned));
+            if let Some(sf) = &s.salesforce {
+                out.extend(sf.tokens.iter().cloned());
+            }
+            if let Some(w) = &s.webhook {
+                out.extend(w.keys.iter().cloned());
+                out.extend(w.secrets.iter().cloned());
+                out.extend(w.basic.iter().map(|b| b.password.clone()));
+            }
+        }
+        out.extend(self.partners.iter().filter_map(|p| p.api_key.clone()));
+        for o in &self.operators {
+            out.extend(o.keys().into_iter().map(str::to_owned));
+        }
+        out.push(self.sandbox.api_key.clone());
+        out.retain(|s| !s.is_empty());
+        out
+    }
+
     pub fn member_links(&self) -> Vec<MemberLink> {
         self.members
             .iter()

@@ -65,9 +65,34 @@ pub enum WiringError {
     Programs(pointsflow_core::ports::StoreError),
 }
 
-/// Sets up tracing the way Lambda expects it.
-pub fn init_tracing() {
-    lambda_runtime::tracing::init_default_subscriber();
+/// Sets up tracing the way Lambda expects it (JSON when the function's log
+/// format is JSON, levels from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`), every
+/// line masked: no member number, email address or secret of `config`
+/// reaches the logs.
+pub fn init_tracing(config: &Config) {
+    use pointsflow_runtime::masking::{Masker, MaskingWriter};
+    use tracing_subscriber::EnvFilter;
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into())
+        .to_lowercase();
+    let writer = MaskingWriter::new(std::io::stdout, Masker::new(config.secrets()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(level))
+        .with_writer(writer)
+        .with_target(false);
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    // A second initialisation (tests) is a no-op.
+    let _ = if json {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .without_time()
+            .try_init()
+    } else {
+        builder.without_time().try_init()
+    };
 }
 
 /// A required environment variable, non-empty.

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod governed;
+pub mod masking;
 
 use std::future::Future;
 use std::time::Duration;

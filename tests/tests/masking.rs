@@ -1,0 +1,153 @@
+//! No log line carries a member number, an email address or a secret. This
+//! test binary logs everything the stack does at debug level, through the
+//! same masking writer the deployed functions and `pointsflow dev` use,
+//! while requests of every kind go through (API deals, a Salesforce
+//! Outbound Message, a signed HRIS webhook with an email, a refusal, an
+//! enrollment, an operator's approval), then reads every line.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
+
+use pointsflow_local::client::{ApiClient, Decision};
+use pointsflow_runtime::masking::{Masker, MaskingWriter};
+use pointsflow_tests::{
+    ADA, OPERATOR_KEY, amount_for, deal, opportunity, outbound_message, spawn_stack, test_config,
+};
+use serde_json::json;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_log_line_carries_a_member_number_an_email_or_a_secret() {
+    let config = test_config();
+    let captured = Captured::default();
+    let sink = captured.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter("debug,hyper=info,reqwest=info,h2=info")
+        .json()
+        .with_current_span(true)
+        .with_writer(MaskingWriter::new(
+            move || sink.clone(),
+            Masker::new(config.secrets()),
+        ))
+        .init();
+
+    let t = spawn_stack(|c| {
+        c.programs[0].approval_threshold =
+            Some(pointsflow_core::values::Points::new(10_000).unwrap());
+    })
+    .await;
+    // Deals: credited, refused by the partner, above the approval threshold.
+    let credited = t.accept("mask-1", &deal(ADA, "1000.00")).await;
+    let refused = t
+        .accept(
+            "mask-2",
+            &deal(
+                ADA,
+                &amount_for(pointsflow_partners::sandbox::magic::REJECT),
+            ),
+        )
+        .await;
+    let big = t.accept("mask-3", &deal(ADA, "600000.00")).await;
+    t.wait_for(&credited, &["credited"]).await;
+    t.wait_for(&refused, &["failed"]).await;
+    t.wait_for(&big, &["awaiting_approval"]).await;
+    let ops = ApiClient::new(&t.base, OPERATOR_KEY);
+    ops.decide(
+        &big,
+        Decision::Approve,
+        Some("checked with ada.lovelace@example.com"),
+    )
+    .await
+    .unwrap();
+    t.wait_for(&big, &["credited"]).await;
+    // A Salesforce Outbound Message.
+    let (status, _) = t
+        .post_outbound(outbound_message(vec![opportunity(
+            1,
+            "0055g00000DemoAA2",
+            "Closed Won",
+            "2000.00",
+        )]))
+        .await;
+    assert_eq!(status, 200);
+    // An HRIS recognition carrying the employee's email.
+    let body = json!({
+        "id": "rec-mask",
+        "employee": {"id": "E1001", "email": "alan.turing@example.com"},
+        "award": {"points": 75, "reason": "Mentoring"},
+        "awarded_at": "2026-11-27T09:30:00Z"
+    })
+    .to_string();
+    let at = chrono::Utc::now().timestamp().to_string();
+    let signature = pointsflow_intake::webhook_signature(
+        b"hris_demo_secret_2b8f4e6a1c3d5e7f9a0b",
+        &at,
+        body.as_bytes(),
+    );
+    let response = t
+        .client
+        .post(format!("{}/v1/sources/hris/events", t.base))
+        .header("content-type", "application/json")
+        .header("x-pointsflow-timestamp", &at)
+        .header("x-pointsflow-signature", format!("sha256={signature}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    // An enrollment with the partner's validation.
+    ops.link_member(
+        "sales-incentive",
+        "005GRACE",
+        "SKY1000005",
+        "Grace",
+        "Hopper",
+    )
+    .await
+    .unwrap();
+    t.settle().await;
+    t.stack.shutdown().await;
+
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines = text.lines().count();
+    assert!(lines > 20, "the run logged ({lines} lines)");
+    let mut leaks = Vec::new();
+    let members = config
+        .members
+        .iter()
+        .map(|m| m.member_number.clone())
+        .chain(
+            config
+                .sandbox
+                .members
+                .iter()
+                .map(|m| m.member_number.clone()),
+        );
+    for needle in config.secrets().into_iter().chain(members).chain([
+        "ada.lovelace@example.com".to_owned(),
+        "alan.turing@example.com".to_owned(),
+    ]) {
+        if let Some(line) = text.lines().find(|l| l.contains(&needle)) {
+            leaks.push(format!("{needle} in {line}"));
+        }
+    }
+    assert!(leaks.is_empty(), "leaked: {leaks:#?}");
+    assert!(
+        text.contains("******0001"),
+        "member numbers were logged, masked"
+    );
+}
