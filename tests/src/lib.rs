@@ -289,6 +289,28 @@ impl Api {
     }
 
     /// Submits and returns the accepted request's id.
+    /// Posts `body` to the demo HRIS source, signed with its HMAC secret
+    /// and the current time; returns the status.
+    pub async fn post_signed_hris(&self, body: String) -> u16 {
+        let at = chrono::Utc::now().timestamp().to_string();
+        let signature = pointsflow_intake::webhook_signature(
+            b"hris_demo_secret_2b8f4e6a1c3d5e7f9a0b",
+            &at,
+            body.as_bytes(),
+        );
+        self.client
+            .post(format!("{}/v1/sources/hris/events", self.base))
+            .header("content-type", "application/json")
+            .header("x-pointsflow-timestamp", &at)
+            .header("x-pointsflow-signature", format!("sha256={signature}"))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     pub async fn accept(&self, key: &str, body: &Value) -> String {
         let response = self.submit(key, body).await;
         assert_eq!(response.status(), 202);

@@ -657,23 +657,7 @@ async fn an_hris_recognition_signed_with_hmac_is_credited() {
         "awarded_at": "2026-11-27T09:30:00Z"
     })
     .to_string();
-    let at = chrono::Utc::now().timestamp().to_string();
-    let signature = pointsflow_intake::webhook_signature(
-        b"hris_demo_secret_2b8f4e6a1c3d5e7f9a0b",
-        &at,
-        body.as_bytes(),
-    );
-    let response = t
-        .client
-        .post(format!("{}/v1/sources/hris/events", t.base))
-        .header("content-type", "application/json")
-        .header("x-pointsflow-timestamp", &at)
-        .header("x-pointsflow-signature", format!("sha256={signature}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    assert_eq!(t.post_signed_hris(body).await, 202);
     t.settle().await;
     let requests = t.stack.store.all().unwrap();
     assert_eq!(requests.len(), 1);
