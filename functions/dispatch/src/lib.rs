@@ -27,6 +27,7 @@ use serde::Deserialize;
 
 pub mod resolve;
 pub mod window;
+use pointsflow_runtime::metrics::Unit;
 use pointsflow_runtime::{
     Backoff, RecordError, SqsHandler, deadline, load_request, process_batch_with_backoff,
 };
@@ -402,6 +403,21 @@ impl Dispatch {
             .apply(&[resolve(&pending, now)])
             .await
             .map_err(retry)?;
+        let program = ("Program", request.program.as_str());
+        if request.state() == StatusKind::Credited {
+            let points = request.points.map_or(0, |p| p.get());
+            let seconds = (now - request.received_at).num_milliseconds() as f64 / 1e3;
+            pointsflow_runtime::metrics::put(
+                program,
+                &[
+                    ("RequestsCredited", 1.0, Unit::Count),
+                    ("PointsCredited", points as f64, Unit::None),
+                    ("ReceiptToCreditSeconds", seconds, Unit::Seconds),
+                ],
+            );
+        } else {
+            pointsflow_runtime::metrics::put(program, &[("RequestsFailed", 1.0, Unit::Count)]);
+        }
         Ok(())
     }
 

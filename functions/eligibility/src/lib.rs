@@ -527,6 +527,7 @@ impl Eligibility {
             .map_err(|e| RecordError::Retry(e.to_string()))?;
         self.ports.update.update(&request).await?;
         tracing::info!(%code, "rejected");
+        pointsflow_runtime::metrics::count(request.program.as_str(), "RequestsRejected");
         Ok(())
     }
 

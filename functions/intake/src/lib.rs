@@ -497,6 +497,7 @@ impl Intake {
             recorded.push(match created {
                 Ok(Created::New) => {
                     tracing::info!(request_id = %candidate.id, state = %candidate.state(), program = %candidate.program, recipient = %candidate.recipient.id, "accepted");
+                    pointsflow_runtime::metrics::count(candidate.program.as_str(), "RequestsReceived");
                     Recorded::New(Box::new(candidate))
                 }
                 Ok(Created::Existing(existing)) if existing.payload_hash == candidate.payload_hash => {

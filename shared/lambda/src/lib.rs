@@ -81,6 +81,9 @@ pub fn init_tracing(config: &Config) {
         .with_env_filter(EnvFilter::new(level))
         .with_writer(writer)
         .with_target(false);
+    if let Ok(stack) = std::env::var(STACK) {
+        pointsflow_runtime::metrics::to_stdout(stack);
+    }
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     // A second initialisation (tests) is a no-op.
     let _ = if json {

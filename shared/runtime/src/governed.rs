@@ -182,8 +182,25 @@ impl Governed {
             Ok(c) => c,
             Err(why) => return not_now(why),
         };
+        let started = std::time::Instant::now();
         let outcome = call.await;
-        self.record(circuit, outcome.answered()).await;
+        let answered = outcome.answered();
+        crate::metrics::put(
+            ("Partner", self.partner.as_str()),
+            &[
+                (
+                    "PartnerLatencyMs",
+                    started.elapsed().as_secs_f64() * 1e3,
+                    crate::metrics::Unit::Milliseconds,
+                ),
+                (
+                    "PartnerErrors",
+                    if answered { 0.0 } else { 1.0 },
+                    crate::metrics::Unit::Count,
+                ),
+            ],
+        );
+        self.record(circuit, answered).await;
         outcome
     }
 }

@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod governed;
 pub mod masking;
+pub mod metrics;
 
 use std::future::Future;
 use std::time::Duration;
