@@ -134,4 +134,19 @@ async fn no_log_line_carries_a_member_number_an_email_or_a_secret() {
         text.contains("******0001"),
         "member numbers were logged, masked"
     );
+    // Every line eligibility and dispatch log about a request names it, its
+    // program, its state and its source record.
+    let mut about_requests = 0;
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let span = &v["span"];
+        if !matches!(span["name"].as_str(), Some("eligibility" | "dispatch")) {
+            continue;
+        }
+        about_requests += 1;
+        for field in ["request_id", "program", "state", "source_record"] {
+            assert!(span[field].is_string(), "{field} missing from {line}");
+        }
+    }
+    assert!(about_requests > 5, "{about_requests} lines about requests");
 }

@@ -233,7 +233,7 @@ impl Dispatch {
         .await)
     }
 
-    #[tracing::instrument(name = "dispatch", skip_all, fields(request_id = %message.request_id))]
+    #[tracing::instrument(name = "dispatch", skip_all, fields(request_id = %message.request_id, program, state, source_record))]
     async fn process(
         &self,
         message: PipelineMessage,

@@ -235,7 +235,7 @@ impl Eligibility {
     }
 
     /// Decides one request; returns the message for dispatch when it is reserved.
-    #[tracing::instrument(name = "eligibility", skip_all, fields(request_id = %message.request_id))]
+    #[tracing::instrument(name = "eligibility", skip_all, fields(request_id = %message.request_id, program, state, source_record))]
     async fn process(
         &self,
         message: PipelineMessage,

@@ -496,7 +496,7 @@ impl Intake {
         for (candidate, created) in results {
             recorded.push(match created {
                 Ok(Created::New) => {
-                    tracing::info!(request_id = %candidate.id, state = %candidate.state(), program = %candidate.program, recipient = %candidate.recipient.id, "accepted");
+                    tracing::info!(request_id = %candidate.id, state = %candidate.state(), program = %candidate.program, source_record = candidate.event.id.as_deref().unwrap_or("-"), recipient = %candidate.recipient.id, "accepted");
                     pointsflow_runtime::metrics::count(candidate.program.as_str(), "RequestsReceived");
                     Recorded::New(Box::new(candidate))
                 }

@@ -67,10 +67,22 @@ pub async fn load_request(
     store: &dyn RequestGet,
     id: &RequestId,
 ) -> Result<PointsRequest, RecordError> {
-    store
+    let request = store
         .get(id)
         .await?
-        .ok_or_else(|| RecordError::Retry("request not found".into()))
+        .ok_or_else(|| RecordError::Retry("request not found".into()))?;
+    describe_request(&request);
+    Ok(request)
+}
+
+/// Puts the request's program, state and source record id on the current
+/// span (declared with those fields empty), so every log line about the
+/// request carries them.
+pub fn describe_request(request: &PointsRequest) {
+    let span = tracing::Span::current();
+    span.record("program", request.program.as_str());
+    span.record("state", request.state().as_str());
+    span.record("source_record", request.event.id.as_deref().unwrap_or("-"));
 }
 
 fn parse<M: serde::de::DeserializeOwned>(record: &SqsMessage) -> Result<M, RecordError> {
