@@ -18,7 +18,11 @@ async fn requests_and_partner_calls_are_reported_as_metrics() {
         "test-stack",
         Arc::new(move |line: &str| sink.lock().unwrap().push(line.to_owned())),
     );
-    let t = spawn_stack(|_| {}).await;
+    let t = spawn_stack(|c| {
+        // Any reservation leaves less than the whole budget: reported low.
+        c.programs[0].budget_alert_below = Some(c.programs[0].budget);
+    })
+    .await;
     let credited = t.accept("metric-1", &deal(ADA, "1000.00")).await;
     let failed = t
         .accept(
@@ -60,6 +64,10 @@ async fn requests_and_partner_calls_are_reported_as_metrics() {
     assert_eq!(sum("RequestsCredited", "Program", program), 1.0);
     assert_eq!(sum("RequestsFailed", "Program", program), 1.0);
     assert_eq!(sum("PointsCredited", "Program", program), 20.0);
+    assert!(
+        sum("BudgetLow", "Program", program) >= 1.0,
+        "the budget below its alert"
+    );
     let latencies = metrics
         .iter()
         .filter(|m| m["Partner"] == "sandbox-air" && m["PartnerLatencyMs"].as_f64().is_some())

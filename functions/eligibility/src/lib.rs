@@ -295,6 +295,38 @@ impl Eligibility {
         }
     }
 
+    /// Reports a budget that has fallen below the program's
+    /// `budget_alert_below` (a warning and the metric `BudgetLow`). A
+    /// failed read only loses the report: the reservation stands.
+    async fn check_budget(&self, program: &Program) {
+        let Some(below) = program.budget_alert_below else {
+            return;
+        };
+        match self
+            .ports
+            .ledger_read
+            .balance(&AccountId::budget(&program.id))
+            .await
+        {
+            Ok(balance) if balance.available() < below.get() => {
+                tracing::warn!(program = %program.id, available = balance.available(), alert_below = below.get(), "budget low");
+                pointsflow_runtime::metrics::put(
+                    ("Program", program.id.as_str()),
+                    &[
+                        ("BudgetLow", 1.0, pointsflow_runtime::metrics::Unit::Count),
+                        (
+                            "BudgetAvailable",
+                            balance.available() as f64,
+                            pointsflow_runtime::metrics::Unit::None,
+                        ),
+                    ],
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not read the budget to check it"),
+        }
+    }
+
     /// Makes sure `window`'s schedule exists (once per window per instance).
     async fn arm(&self, window: &str) -> Result<(), RecordError> {
         let window = WindowId::parse(window).map_err(RecordError::Poison)?;
@@ -407,7 +439,7 @@ impl Eligibility {
             .apply(std::slice::from_ref(&reservation))
             .await
         {
-            Ok(_) => {}
+            Ok(_) => self.check_budget(&program).await,
             Err(LedgerError::InsufficientBudget { available, .. }) => {
                 return Ok(Decision::Reject(Reason::new(
                     "budget_exhausted",

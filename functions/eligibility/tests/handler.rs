@@ -111,6 +111,7 @@ fn program(id: &str, state: ProgramState, budget: u64, cap: Option<u64>) -> Prog
         member_format: None,
         daily_cap_per_recipient: None,
         approval_threshold: None,
+        budget_alert_below: None,
         wait_for_enrollment_hours: None,
         when_paused: Default::default(),
         time_zone: pointsflow_core::program::Tz::UTC,

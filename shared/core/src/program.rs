@@ -337,6 +337,10 @@ pub struct Program {
     /// Requests for more points than this wait in `awaiting_approval` for an operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_threshold: Option<Points>,
+    /// When the budget's available points fall below this, each reservation
+    /// reports it (the metric `BudgetLow` and its alarm); absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_alert_below: Option<Points>,
     /// Points one recipient may earn in a calendar day of the program's time zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daily_cap_per_recipient: Option<Points>,
@@ -687,6 +691,15 @@ impl Program {
             return Err(err(
                 "wait_for_enrollment_hours",
                 "must be 1 to 8760 (a year); leave it out to reject at once",
+            ));
+        }
+        if self
+            .budget_alert_below
+            .is_some_and(|below| below.is_zero() || below > self.budget)
+        {
+            return Err(err(
+                "budget_alert_below",
+                "must be greater than 0 and at most the budget (leave it out for no alert)",
             ));
         }
         if self.approval_threshold.is_some_and(Points::is_zero) {

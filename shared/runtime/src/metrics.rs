@@ -51,7 +51,8 @@ impl Unit {
 }
 
 /// The line for `values` under `dimension` (`Program` or `Partner`, with
-/// `Stack`), or `None` when no emitter is set.
+/// `Stack`); each value is also aggregated per stack alone, which the
+/// stack's alarms watch.
 pub fn line(
     stack: &str,
     dimension: (&str, &str),
@@ -65,7 +66,7 @@ pub fn line(
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": "pointsflow",
-                "Dimensions": [["Stack", dimension.0]],
+                "Dimensions": [["Stack", dimension.0], ["Stack"]],
                 "Metrics": values
                     .iter()
                     .map(|(name, _, unit)| serde_json::json!({"Name": name, "Unit": unit.as_str()}))

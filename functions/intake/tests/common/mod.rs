@@ -30,6 +30,7 @@ pub fn program(id: &str, points: PointsRule) -> Program {
         member_format: None,
         daily_cap_per_recipient: None,
         approval_threshold: None,
+        budget_alert_below: None,
         wait_for_enrollment_hours: None,
         when_paused: Default::default(),
         time_zone: pointsflow_core::program::Tz::UTC,
