@@ -24,10 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LocalConfig;
-use crate::stack::{
-    Adapters, Common, Handlers, StackError, StackOptions, fund, serve, spawn_resolver,
-    spawn_scheduler, stop,
-};
+use crate::stack::{Adapters, Common, Handlers, StackError, StackOptions, fund, serve, stop};
 
 /// Where the AWS resources are.
 #[derive(Debug, Clone)]
@@ -194,17 +191,7 @@ impl AwsStack {
             dispatch.clone(),
             shutdown.clone(),
         );
-        tasks.push(spawn_scheduler(
-            schedules.clone(),
-            &common.catalog,
-            dispatch.clone(),
-            shutdown.clone(),
-        ));
-        tasks.push(spawn_resolver(
-            dispatch.clone(),
-            common.resolve_every,
-            shutdown.clone(),
-        ));
+        tasks.extend(common.spawn_schedules(schedules.clone(), &dispatch, &shutdown));
         let (intake_addr, server) = serve(options.listen, intake, shutdown.clone()).await?;
         tasks.push(server);
         tracing::info!(%table, eligibility = %eligibility_queue.url, dispatch = %dispatch_queue.url, "running on the AWS adapters");

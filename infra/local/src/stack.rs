@@ -193,7 +193,7 @@ pub(crate) fn spawn_mapping<H: SqsHandler>(
 /// EventBridge Scheduler invokes the dispatch function. The next window of
 /// every scheduled program is armed at start (a stack stopped over a
 /// window's closing time sends that window's requests in the next one).
-pub(crate) fn spawn_scheduler(
+fn spawn_scheduler(
     schedules: Arc<MemorySchedules>,
     catalog: &LiveCatalog,
     dispatch: Dispatch,
@@ -235,9 +235,25 @@ pub(crate) fn spawn_scheduler(
     })
 }
 
+impl Common {
+    /// What EventBridge Scheduler invokes when deployed: the windows (fired
+    /// from `schedules`) and the resolver of unsettled credits.
+    pub(crate) fn spawn_schedules(
+        &self,
+        schedules: Arc<MemorySchedules>,
+        dispatch: &Dispatch,
+        shutdown: &CancellationToken,
+    ) -> [JoinHandle<()>; 2] {
+        [
+            spawn_scheduler(schedules, &self.catalog, dispatch.clone(), shutdown.clone()),
+            spawn_resolver(dispatch.clone(), self.resolve_every, shutdown.clone()),
+        ]
+    }
+}
+
 /// Runs dispatch's resolver of unsettled credits every `every`, as the
 /// deployed stack's `ResolveUnsettledSchedule` does.
-pub(crate) fn spawn_resolver(
+fn spawn_resolver(
     dispatch: Dispatch,
     every: Duration,
     shutdown: CancellationToken,
@@ -621,17 +637,7 @@ impl Stack {
             dispatch.clone(),
             shutdown.clone(),
         );
-        tasks.push(spawn_scheduler(
-            schedules.clone(),
-            &common.catalog,
-            dispatch.clone(),
-            shutdown.clone(),
-        ));
-        tasks.push(spawn_resolver(
-            dispatch.clone(),
-            common.resolve_every,
-            shutdown.clone(),
-        ));
+        tasks.extend(common.spawn_schedules(schedules.clone(), &dispatch, &shutdown));
         let (intake_addr, server) = serve(options.listen, intake, shutdown.clone()).await?;
         tasks.push(server);
 
