@@ -94,23 +94,8 @@ fn parse<M: serde::de::DeserializeOwned>(record: &SqsMessage) -> Result<M, Recor
 }
 
 /// Runs `process` on every record of the batch concurrently and reports the
-/// records that failed, by message id, as `batchItemFailures`.
-pub async fn process_batch<M, F, Fut>(
-    function: &str,
-    event: SqsEvent,
-    process: F,
-) -> SqsBatchResponse
-where
-    M: serde::de::DeserializeOwned,
-    F: Fn(M) -> Fut,
-    Fut: Future<Output = Result<(), RecordError>>,
-{
-    let outcomes = run_records(&event, process).await;
-    respond(function, &event, outcomes)
-}
-
-/// [`process_batch`] for a stage that hands requests on to the next queue:
-/// `process` returns the message to forward, if any, and every message of
+/// records that failed, by message id, as `batchItemFailures`, for a stage
+/// that hands requests on to the next queue: `process` returns the message to forward, if any, and every message of
 /// the batch goes in one `publish` (one `SendMessageBatch` per ten on SQS)
 /// once all records are processed. A record whose message could not be sent
 /// is reported as failed, so its redelivery forwards it again; forwarding is
@@ -215,7 +200,9 @@ impl Backoff {
 /// How long SQS can hold a message back: `DelaySeconds` is at most 15 minutes.
 pub const MAX_SEND_DELAY: Duration = Duration::from_secs(900);
 
-/// [`process_batch`] that also schedules each retry: a `Retry` comes back
+/// Runs `process` on every record of the batch concurrently and reports the
+/// records that failed, by message id, as `batchItemFailures`; and
+/// schedules each retry: a `Retry` comes back
 /// after [`Backoff::delay`] for its receive count, a `RetryAfter` after its
 /// delay, and a `Defer` is sent again to arrive after its delay (and the
 /// original reported done). Delays are set on the queue
