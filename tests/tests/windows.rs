@@ -368,6 +368,15 @@ impl PartnerConnector for Airline {
     async fn validate_member(&self, _: &MemberCheck) -> MemberCheckOutcome {
         MemberCheckOutcome::Valid
     }
+    async fn reverse(
+        &self,
+        _: &pointsflow_core::partner::ReversalInstruction,
+    ) -> pointsflow_core::partner::ReversalOutcome {
+        pointsflow_core::partner::ReversalOutcome::Refused(pointsflow_core::request::Reason::new(
+            "not_supported",
+            "this test partner does not reverse",
+        ))
+    }
 }
 
 impl Airline {

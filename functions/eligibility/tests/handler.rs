@@ -73,6 +73,16 @@ impl PartnerConnector for Directory {
         CreditOutcome::NotFound
     }
 
+    async fn reverse(
+        &self,
+        _: &pointsflow_core::partner::ReversalInstruction,
+    ) -> pointsflow_core::partner::ReversalOutcome {
+        pointsflow_core::partner::ReversalOutcome::Refused(pointsflow_core::request::Reason::new(
+            "not_supported",
+            "this test partner does not reverse",
+        ))
+    }
+
     async fn validate_member(&self, check: &MemberCheck) -> MemberCheckOutcome {
         self.validations.fetch_add(1, Ordering::SeqCst);
         if !check.member.as_str().starts_with("SKY") {

@@ -14,7 +14,7 @@
 //! problem+json with a stable code (SOAP faults for Salesforce), and a
 //! refused request changes nothing.
 
-mod auth;
+pub mod auth;
 mod mapping;
 mod members;
 pub mod problem;
@@ -609,49 +609,42 @@ impl Intake {
             return Err(Problem::payload_too_large(self.config.max_body_bytes));
         }
         let reason = wire::parse_decision(body, is_json(request))?;
-        // A concurrent change (eligibility, another operator) moves the
-        // version: read again and decide again, a few times.
-        for _ in 0..3 {
-            let mut stored = self.load(id).await?;
-            let changed = stored
-                .decide_approval(
-                    decision,
-                    &operator.id,
-                    reason.as_deref(),
-                    self.ports.clock.now(),
-                )
-                .map_err(|e| Problem::approval(&e))?;
-            if changed {
-                match self.ports.update.update(&stored).await {
-                    Ok(version) => stored.version = version,
-                    Err(StoreError::Conflict { .. }) => continue,
-                    Err(e) => {
-                        tracing::error!(error = %e, "could not store the decision");
-                        return Err(Problem::unavailable(
-                            "the decision could not be stored; retry",
-                        ));
-                    }
-                }
-                tracing::info!(%decision, "decided");
+        let parsed = RequestId::parse(id).map_err(|_| not_found(id))?;
+        let ports = pointsflow_runtime::approvals::DecidePorts {
+            get: self.ports.get.as_ref(),
+            update: self.ports.update.as_ref(),
+            eligibility: self.ports.eligibility_queue.as_ref(),
+            clock: self.ports.clock.as_ref(),
+        };
+        use pointsflow_runtime::approvals::DecideError;
+        match pointsflow_runtime::approvals::decide(
+            ports,
+            &parsed,
+            decision,
+            &operator.id,
+            reason.as_deref(),
+        )
+        .await
+        {
+            Ok((stored, _)) => self.view(&stored).await,
+            Err(DecideError::NotFound) => Err(not_found(id)),
+            Err(DecideError::Approval(e)) => Err(Problem::approval(&e)),
+            Err(e @ DecideError::NotQueued(_)) => {
+                tracing::error!(error = %e, "could not queue the approved request");
+                Err(Problem::unavailable(
+                    "the approval is recorded but could not be queued; send it again",
+                ))
             }
-            // Approved and still waiting (now, or a retry after a failed
-            // send): eligibility reserves it; it ignores duplicates.
-            if stored.state() == StatusKind::AwaitingApproval && stored.is_approved() {
-                let message = PipelineMessage {
-                    request_id: stored.id.clone(),
-                };
-                if let Err(e) = self.ports.eligibility_queue.publish(&[message]).await {
-                    tracing::error!(error = %e, "could not queue the approved request");
-                    return Err(Problem::unavailable(
-                        "the approval is recorded but could not be queued; send it again",
-                    ));
-                }
+            Err(e @ DecideError::Unavailable(_)) => {
+                tracing::error!(error = %e, "could not store the decision");
+                Err(Problem::unavailable(
+                    "the decision could not be stored; retry",
+                ))
             }
-            return self.view(&stored).await;
+            Err(DecideError::Busy) => Err(Problem::unavailable(
+                "the request kept changing while it was decided; retry",
+            )),
         }
-        Err(Problem::unavailable(
-            "the request kept changing while it was decided; retry",
-        ))
     }
 }
 

@@ -11,13 +11,15 @@ use pointsflow_aws::mapping::SqsMappingConfig;
 use pointsflow_aws::meter::Meter;
 use pointsflow_aws::tables::{self, QueuePair};
 use pointsflow_aws::{
-    DynamoEnrollments, DynamoLedger, DynamoPartnerState, DynamoProgramStore, DynamoRequestStore,
-    DynamoWindowStore, SqsPublisher, SqsRedelivery,
+    DynamoAuditLog, DynamoEnrollments, DynamoLedger, DynamoPartnerState, DynamoProgramStore,
+    DynamoRequestStore, DynamoWindowStore, SqsDeadLetters, SqsPublisher, SqsRedelivery,
 };
+use pointsflow_core::operations::DeadLetters;
 use pointsflow_core::time::{RandomIds, SystemClock};
 use pointsflow_dispatch::Dispatch;
 use pointsflow_eligibility::Eligibility;
 use pointsflow_memory::{LayeredEnrollments, MemorySchedules};
+use pointsflow_operations::{Operations, QueueName};
 use pointsflow_partners::SandboxPartner;
 use pointsflow_runtime::SqsHandler;
 use tokio::task::JoinHandle;
@@ -51,6 +53,7 @@ pub struct AwsStack {
     pub windows: Arc<DynamoWindowStore>,
     pub eligibility: Eligibility,
     pub dispatch: Dispatch,
+    pub operations: Operations,
     shutdown: CancellationToken,
     sandbox_shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -151,10 +154,18 @@ impl AwsStack {
         let to_dispatch = Arc::new(SqsPublisher::new(sqs.clone(), &dispatch_queue.url));
         let to_dispatch_again = to_dispatch.clone();
 
+        let dead_letters = |queue: &QueuePair| -> Arc<dyn DeadLetters> {
+            Arc::new(SqsDeadLetters::new(sqs.clone(), &queue.dlq_url, &queue.url))
+        };
+        let dead_letters = std::collections::HashMap::from([
+            (QueueName::Eligibility, dead_letters(&eligibility_queue)),
+            (QueueName::Dispatch, dead_letters(&dispatch_queue)),
+        ]);
         let Handlers {
             intake,
             eligibility,
             dispatch,
+            operations,
         } = common.handlers(Adapters {
             store: store.clone(),
             ledger: ledger.clone(),
@@ -168,6 +179,8 @@ impl AwsStack {
             requeue: to_dispatch_again.clone(),
             clock,
             ids: Arc::new(RandomIds),
+            audit: Arc::new(DynamoAuditLog::new(dynamodb.clone(), &table)),
+            dead_letters,
         });
 
         let mapping = |name: &str, queue: &QueuePair| SqsMappingConfig {
@@ -192,11 +205,19 @@ impl AwsStack {
             shutdown.clone(),
         );
         tasks.extend(common.spawn_schedules(schedules.clone(), &dispatch, &shutdown));
-        let (intake_addr, server) = serve(options.listen, intake, shutdown.clone()).await?;
+        let (intake_addr, server) = serve(
+            options.listen,
+            intake,
+            operations.clone(),
+            config.operators.clone(),
+            shutdown.clone(),
+        )
+        .await?;
         tasks.push(server);
         tracing::info!(%table, eligibility = %eligibility_queue.url, dispatch = %dispatch_queue.url, "running on the AWS adapters");
 
         Ok(AwsStack {
+            operations,
             intake_addr,
             sandbox: common.sandbox,
             dynamodb,

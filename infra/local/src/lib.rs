@@ -3,6 +3,7 @@
 pub mod aws_stack;
 pub mod client;
 pub mod config;
+pub mod ops;
 pub mod rig;
 pub mod stack;
 

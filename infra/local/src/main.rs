@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use pointsflow_local::client::{self, ApiClient, Decision};
 use pointsflow_local::config::ProgramFile;
+use pointsflow_local::ops::{self, Target};
 use pointsflow_local::{AwsOptions, AwsStack, LocalConfig, Stack, StackOptions};
 use tracing_subscriber::EnvFilter;
 
@@ -78,6 +79,32 @@ enum Command {
         #[command(subcommand)]
         action: RequestAction,
     },
+    /// The operations function's commands, as an operator: find a request,
+    /// approve, decline, resolve, reverse, redrive a dead-letter queue, read
+    /// the audit log. Against the local stack (`--api`, `--key`) or a
+    /// deployed stack (`--stack`, with the shell's AWS credentials).
+    Ops {
+        /// The local stack's API.
+        #[arg(long, env = "POINTSFLOW_API", default_value = "http://127.0.0.1:3000")]
+        api: String,
+        /// An operator's key (the configuration's `operators`), for the local stack.
+        #[arg(long, env = "POINTSFLOW_OPERATOR_KEY", hide_env_values = true)]
+        key: Option<String>,
+        /// A deployed stack's name: its function `{stack}-operations` is invoked.
+        #[arg(long, env = "POINTSFLOW_STACK")]
+        stack: Option<String>,
+        /// Who you are, recorded in the audit log (with --stack).
+        #[arg(long, env = "POINTSFLOW_OPERATOR")]
+        operator: Option<String>,
+        /// With --stack: the AWS API at this URL instead of AWS (an emulator).
+        #[arg(long, env = "POINTSFLOW_AWS_ENDPOINT")]
+        aws_endpoint: Option<String>,
+        /// Print the function's JSON answer instead of a table or summary.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: OpsAction,
+    },
     /// A scheduled window's progress, as an operator.
     Windows {
         /// The API: the local stack, or a deployed stack's ApiBaseUrl.
@@ -91,6 +118,71 @@ enum Command {
         json: bool,
         #[command(subcommand)]
         action: WindowAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OpsAction {
+    /// A request with its whole timeline, reversals and ledger entries.
+    Get { id: String },
+    /// Requests by what you know of them (at least one filter).
+    Search {
+        /// The source system's record id, e.g. the Opportunity id.
+        #[arg(long)]
+        source_record: Option<String>,
+        #[arg(long)]
+        recipient: Option<String>,
+        #[arg(long)]
+        member: Option<String>,
+        /// A state: received, awaiting_approval, credited, failed, unknown, ...
+        #[arg(long)]
+        status: Option<String>,
+        /// A scheduled window, `program@YYYY-MM-DDTHH:MMZ`.
+        #[arg(long)]
+        window: Option<String>,
+        #[arg(long)]
+        program: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Approve a request waiting for approval.
+    Approve {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Decline a request waiting for approval.
+    Decline {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Look an unsettled request's outcome up at the partner now.
+    Resolve { id: String },
+    /// Take back points of a credited request: all that is left, or --points.
+    Reverse {
+        id: String,
+        #[arg(long)]
+        points: Option<u64>,
+        #[arg(long)]
+        reason: String,
+        /// Your id for this reversal; the same id again changes nothing.
+        #[arg(long)]
+        reversal_id: Option<String>,
+    },
+    /// Move a dead-letter queue's messages back to their queue, after a fix.
+    Redrive {
+        /// eligibility or dispatch.
+        #[arg(long)]
+        queue: String,
+        /// Move at most this many.
+        #[arg(long)]
+        max: Option<u64>,
+    },
+    /// The commands operators ran on a day (UTC, YYYY-MM-DD; today by default).
+    Audit {
+        #[arg(long)]
+        day: Option<String>,
     },
 }
 
@@ -211,6 +303,35 @@ async fn main() -> ExitCode {
             json,
             action,
         } => requests(&ApiClient::new(&api, &key), action, json).await,
+        Command::Ops {
+            api,
+            key,
+            stack,
+            operator,
+            aws_endpoint,
+            json,
+            action,
+        } => {
+            let target = match (stack, key) {
+                (Some(stack), _) => {
+                    let Some(operator) = operator else {
+                        eprintln!(
+                            "pointsflow: --stack needs --operator (who you are, for the audit log)"
+                        );
+                        return ExitCode::from(2);
+                    };
+                    Target::deployed(&stack, &operator, aws_endpoint.as_deref()).await
+                }
+                (None, Some(key)) => Target::local(&api, &key),
+                (None, None) => {
+                    eprintln!(
+                        "pointsflow: give --key (the local stack) or --stack (a deployed stack)"
+                    );
+                    return ExitCode::from(2);
+                }
+            };
+            ops(&target, action, json).await
+        }
         Command::Windows {
             api,
             key,
@@ -234,6 +355,110 @@ async fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// The JSON command an action stands for.
+fn ops_command(action: OpsAction) -> (&'static str, serde_json::Value) {
+    use serde_json::json;
+    let mut fields = serde_json::Map::new();
+    let mut put = |name: &str, value: Option<serde_json::Value>| {
+        if let Some(v) = value {
+            fields.insert(name.to_owned(), v);
+        }
+    };
+    let name = match action {
+        OpsAction::Get { id } => {
+            put("request_id", Some(json!(id)));
+            "get"
+        }
+        OpsAction::Search {
+            source_record,
+            recipient,
+            member,
+            status,
+            window,
+            program,
+            limit,
+        } => {
+            put("source_record", source_record.map(|v| json!(v)));
+            put("recipient", recipient.map(|v| json!(v)));
+            put("member", member.map(|v| json!(v)));
+            put("status", status.map(|v| json!(v)));
+            put("window", window.map(|v| json!(v)));
+            put("program", program.map(|v| json!(v)));
+            put("limit", limit.map(|v| json!(v)));
+            "search"
+        }
+        OpsAction::Approve { id, reason } => {
+            put("request_id", Some(json!(id)));
+            put("reason", reason.map(|v| json!(v)));
+            "approve"
+        }
+        OpsAction::Decline { id, reason } => {
+            put("request_id", Some(json!(id)));
+            put("reason", Some(json!(reason)));
+            "decline"
+        }
+        OpsAction::Resolve { id } => {
+            put("request_id", Some(json!(id)));
+            "resolve"
+        }
+        OpsAction::Reverse {
+            id,
+            points,
+            reason,
+            reversal_id,
+        } => {
+            put("request_id", Some(json!(id)));
+            put("points", points.map(|v| json!(v)));
+            put("reason", Some(json!(reason)));
+            put("reversal_id", reversal_id.map(|v| json!(v)));
+            "reverse"
+        }
+        OpsAction::Redrive { queue, max } => {
+            put("queue", Some(json!(queue)));
+            put("max", max.map(|v| json!(v)));
+            "redrive"
+        }
+        OpsAction::Audit { day } => {
+            put("day", day.map(|v| json!(v)));
+            "audit"
+        }
+    };
+    fields.insert("command".into(), json!(name));
+    (name, serde_json::Value::Object(fields))
+}
+
+async fn ops(target: &Target, action: OpsAction, json: bool) -> ExitCode {
+    let (name, command) = ops_command(action);
+    let answer = if name == "redrive" {
+        ops::redrive(
+            target,
+            command["queue"].as_str().unwrap_or_default(),
+            command["max"].as_u64(),
+        )
+        .await
+    } else {
+        target.invoke(command).await
+    };
+    match answer {
+        Ok(answer) => {
+            if json {
+                println!("{answer:#}");
+            } else {
+                print!("{}", ops::render(name, &answer));
+            }
+            if answer["ok"] == true {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("pointsflow: {e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -331,13 +556,7 @@ async fn members(client: &ApiClient, action: MemberAction) -> ExitCode {
             };
             let imported = client
                 .import_members(&program, &text, |done, total| {
-                    let width = 30;
-                    let filled = (done * width).checked_div(total).unwrap_or(width);
-                    eprint!(
-                        "\r[{}{}] {done}/{total}",
-                        "#".repeat(filled),
-                        " ".repeat(width - filled)
-                    );
+                    ops::progress_bar(done as u64, total as u64)
                 })
                 .await;
             eprintln!();

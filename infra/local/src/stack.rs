@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use pointsflow_core::governance::{CircuitStore, RateLimiter};
 use pointsflow_core::ledger::{Entry, LedgerError};
+use pointsflow_core::operations::{AuditLog, DeadLetters, RequestSearch};
 use pointsflow_core::ports::{
     Clock, Enrollments, IdSource, LedgerRead, LedgerWrite, PartnerConnector, ProgramCatalog,
     ProgramStore, Publish, Redelivery, RequestCreate, RequestGet, RequestUpdate, WaitingRequests,
@@ -27,10 +28,11 @@ use pointsflow_dispatch::{Dispatch, DispatchPorts};
 use pointsflow_eligibility::{Eligibility, EligibilityPorts};
 use pointsflow_intake::{DEFAULT_MAX_BODY_BYTES, Intake, IntakeConfig, IntakePorts};
 use pointsflow_memory::{
-    EventSourceMapping, MappingConfig, MemoryEnrollments, MemoryLedger, MemoryPartnerState,
-    MemoryProgramStore, MemoryQueue, MemoryRequestStore, MemorySchedules, MemoryWindowStore,
-    QueueConfig,
+    EventSourceMapping, MappingConfig, MemoryAuditLog, MemoryDeadLetters, MemoryEnrollments,
+    MemoryLedger, MemoryPartnerState, MemoryProgramStore, MemoryQueue, MemoryRequestStore,
+    MemorySchedules, MemoryWindowStore, QueueConfig,
 };
+use pointsflow_operations::{Operations, OperationsPorts, QueueName};
 use pointsflow_partners::{SandboxBehaviour, SandboxConfig, SandboxMember, SandboxPartner};
 use pointsflow_runtime::catalog::LiveCatalog;
 use pointsflow_runtime::{Backoff, SqsHandler};
@@ -98,6 +100,9 @@ pub struct Stack {
     pub queues: Queues,
     pub dispatch: Dispatch,
     pub eligibility: Eligibility,
+    pub operations: Operations,
+    /// The operators' audit log.
+    pub audit: Arc<MemoryAuditLog>,
     shutdown: CancellationToken,
     sandbox_shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -157,6 +162,55 @@ async fn serve_intake(
     };
     let response = intake.handle(http::Request::from_parts(parts, body)).await;
     lambda_to_axum(response)
+}
+
+/// Where the local stack serves the operations function.
+pub const LOCAL_OPERATIONS_PATH: &str = "/local/operations";
+
+#[derive(Clone)]
+struct LocalOperations {
+    operations: Operations,
+    operators: Arc<Vec<pointsflow_intake::auth::Operator>>,
+}
+
+/// `POST /local/operations`: the invocation's JSON, run as the operator
+/// whose key is the bearer token.
+async fn serve_operations(
+    State(local): State<LocalOperations>,
+    headers: http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let refuse = |status: http::StatusCode, code: &str, message: &str| {
+        (
+            status,
+            axum::Json(serde_json::json!({
+                "ok": false,
+                "error": {"code": code, "message": message, "retryable": false}
+            })),
+        )
+            .into_response()
+    };
+    let Ok(operator) = pointsflow_intake::auth::operator(&local.operators, &headers) else {
+        return refuse(
+            http::StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "an operator's key is needed (Authorization: Bearer ...)",
+        );
+    };
+    let mut event: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return refuse(
+                http::StatusCode::BAD_REQUEST,
+                "invalid_command",
+                &format!("the body is not JSON: {e}"),
+            );
+        }
+    };
+    if let Some(fields) = event.as_object_mut() {
+        fields.insert("operator".into(), operator.id.as_str().into());
+    }
+    axum::Json(local.operations.invoke(event).await).into_response()
 }
 
 fn lambda_to_axum(response: http::Response<lambda_http::Body>) -> axum::response::Response {
@@ -401,11 +455,12 @@ impl Common {
     }
 }
 
-/// The three handlers, wired to one set of adapters.
+/// The four handlers, wired to one set of adapters.
 pub(crate) struct Handlers {
     pub intake: Intake,
     pub eligibility: Eligibility,
     pub dispatch: Dispatch,
+    pub operations: Operations,
 }
 
 /// The adapters of one stack, embedded or AWS.
@@ -425,6 +480,9 @@ pub(crate) struct Adapters<S, L> {
     pub requeue: Arc<dyn Publish>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdSource>,
+    /// The operators' audit log, and the dead-letter queues they redrive.
+    pub audit: Arc<dyn AuditLog>,
+    pub dead_letters: HashMap<QueueName, Arc<dyn DeadLetters>>,
 }
 
 impl Common {
@@ -436,6 +494,7 @@ impl Common {
             + RequestUpdate
             + WaitingRequests
             + ScheduledRequests
+            + RequestSearch
             + 'static,
         L: LedgerRead + LedgerWrite + 'static,
     {
@@ -452,6 +511,8 @@ impl Common {
             requeue,
             clock,
             ids,
+            audit,
+            dead_letters,
         } = adapters;
         let intake = Intake::new(
             self.intake.clone(),
@@ -460,7 +521,7 @@ impl Common {
                 get: store.clone(),
                 update: store.clone(),
                 ledger: ledger.clone(),
-                eligibility_queue: to_eligibility,
+                eligibility_queue: to_eligibility.clone(),
                 programs: self.catalog.clone(),
                 program_store: self.program_store.clone(),
                 enrollments: self.enrollments.clone(),
@@ -479,11 +540,25 @@ impl Common {
             ledger_read: ledger.clone(),
             programs: self.catalog.clone(),
             enrollments: self.enrollments.clone(),
-            dispatch_queue: to_dispatch,
+            dispatch_queue: to_dispatch.clone(),
             schedules: schedules.clone(),
             clock: clock.clone(),
         })
         .with_sweep_every(self.sweep_every);
+        let operations = Operations::new(OperationsPorts {
+            get: store.clone(),
+            update: store.clone(),
+            search: store.clone(),
+            ledger_read: ledger.clone(),
+            ledger_write: ledger.clone(),
+            programs: self.catalog.clone(),
+            partners: self.partners.clone(),
+            clock: clock.clone(),
+            eligibility: to_eligibility,
+            dispatch: to_dispatch,
+            audit,
+            dead_letters,
+        });
         let dispatch = Dispatch::new(DispatchPorts {
             get: store.clone(),
             update: store.clone(),
@@ -509,6 +584,7 @@ impl Common {
             intake,
             eligibility,
             dispatch,
+            operations,
         }
     }
 }
@@ -536,10 +612,14 @@ pub(crate) async fn fund(
     Ok(())
 }
 
-/// Serves intake on `listen` until `shutdown`.
+/// Serves intake on `listen` until `shutdown`, and the operations
+/// function at `POST /local/operations` (as invoking the deployed function
+/// would; an operator's key says who runs the command).
 pub(crate) async fn serve(
     listen: SocketAddr,
     intake: Intake,
+    operations: Operations,
+    operators: Vec<pointsflow_config::OperatorEntry>,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, JoinHandle<()>), StackError> {
     let listener = TcpListener::bind(listen)
@@ -552,7 +632,22 @@ pub(crate) async fn serve(
         addr: listen,
         source,
     })?;
-    let app = Router::new().fallback(serve_intake).with_state(intake);
+    let local_ops = LocalOperations {
+        operations,
+        operators: Arc::new(
+            operators
+                .iter()
+                .map(pointsflow_intake::auth::Operator::new)
+                .collect(),
+        ),
+    };
+    let app = Router::new()
+        .route(
+            LOCAL_OPERATIONS_PATH,
+            axum::routing::post(serve_operations).with_state(local_ops),
+        )
+        .fallback(serve_intake)
+        .with_state(intake);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -602,10 +697,28 @@ impl Stack {
             dispatch_dlq,
         };
 
+        let audit = Arc::new(MemoryAuditLog::new());
+        let dead_letters: HashMap<QueueName, Arc<dyn DeadLetters>> = HashMap::from([
+            (
+                QueueName::Eligibility,
+                Arc::new(MemoryDeadLetters {
+                    dead_letter: queues.eligibility_dlq.clone(),
+                    source: queues.eligibility.clone(),
+                }) as Arc<dyn DeadLetters>,
+            ),
+            (
+                QueueName::Dispatch,
+                Arc::new(MemoryDeadLetters {
+                    dead_letter: queues.dispatch_dlq.clone(),
+                    source: queues.dispatch.clone(),
+                }) as Arc<dyn DeadLetters>,
+            ),
+        ]);
         let Handlers {
             intake,
             eligibility,
             dispatch,
+            operations,
         } = common.handlers(Adapters {
             store: store.clone(),
             ledger: ledger.clone(),
@@ -619,6 +732,8 @@ impl Stack {
             requeue: dispatch_queue.clone(),
             clock,
             ids,
+            audit: audit.clone(),
+            dead_letters,
         });
 
         let mapping = |name: &str| MappingConfig {
@@ -638,7 +753,14 @@ impl Stack {
             shutdown.clone(),
         );
         tasks.extend(common.spawn_schedules(schedules.clone(), &dispatch, &shutdown));
-        let (intake_addr, server) = serve(options.listen, intake, shutdown.clone()).await?;
+        let (intake_addr, server) = serve(
+            options.listen,
+            intake,
+            operations.clone(),
+            config.operators.clone(),
+            shutdown.clone(),
+        )
+        .await?;
         tasks.push(server);
 
         Ok(Stack {
@@ -652,6 +774,8 @@ impl Stack {
             queues,
             dispatch,
             eligibility,
+            operations,
+            audit,
             shutdown,
             sandbox_shutdown: common.sandbox_shutdown,
             tasks,

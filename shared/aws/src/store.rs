@@ -121,6 +121,14 @@ impl DynamoRequestStore {
             },
         }
     }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.items.client
+    }
+
+    pub(crate) fn table(&self) -> &str {
+        &self.items.table
+    }
 }
 
 #[async_trait]

@@ -44,6 +44,42 @@ pub enum CreditOutcome {
     },
 }
 
+/// A reversal of points a credit gave: all of them or part, under our own
+/// id for the reversal (a partner that keeps it answers a repeat with the
+/// first answer; one that does not is asked what it reversed already).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReversalInstruction {
+    /// The credit's reference (ours, fixed before it was first sent).
+    pub reference: PartnerReference,
+    /// The partner's id for the credit, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<String>,
+    /// Our id for this reversal, unique within the credit.
+    pub reversal_id: String,
+    pub points: Points,
+    /// The points of this credit our earlier reversals took back: with
+    /// them, a partner that cannot look a reversal up by our id tells
+    /// whether this one happened already.
+    pub reversed_before: u64,
+    pub reason: String,
+    #[serde(skip)]
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// What a reversal came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReversalOutcome {
+    /// The points are taken back (now, or by an earlier attempt with this id).
+    Reversed { reversal: String },
+    /// Refused for good: more than the credit gave, a credit that is not
+    /// credited, an unknown reference. Nothing changed at the partner.
+    Refused(Reason),
+    /// No answer (timeout, 5xx): ask again with the same id.
+    Unknown { detail: String },
+    /// Not sent (a rate limit, an open circuit): ask again later.
+    NotAttempted { reason: String },
+}
+
 /// A member validation: does the partner know this member number with these
 /// names, in this program?
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

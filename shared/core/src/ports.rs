@@ -9,7 +9,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::{AccountId, Applied, Balance, Entry, LedgerError};
-use crate::partner::{CreditInstruction, CreditOutcome, MemberCheck, MemberCheckOutcome};
+use crate::partner::{
+    CreditInstruction, CreditOutcome, MemberCheck, MemberCheckOutcome, ReversalInstruction,
+    ReversalOutcome,
+};
 use crate::program::Program;
 use crate::request::{PointsRequest, Reason, StatusKind};
 use crate::values::{
@@ -129,6 +132,9 @@ pub trait PartnerConnector: Send + Sync {
 
     /// Whether the partner knows the member with these names.
     async fn validate_member(&self, check: &MemberCheck) -> MemberCheckOutcome;
+
+    /// Takes back points a credit gave, never more than it gave.
+    async fn reverse(&self, reversal: &ReversalInstruction) -> ReversalOutcome;
 }
 
 /// Programs as currently configured. Reads are cheap and synchronous: the

@@ -290,6 +290,9 @@ pub struct PointsRequest {
     /// An operator's decision on a request that needed approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<crate::approval::Approval>,
+    /// Reversals of the credit, in the order they were asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reversals: Vec<crate::reversal::Reversal>,
     pub timeline: Vec<TimelineEntry>,
     /// Optimistic concurrency: incremented by every store update.
     pub version: u64,
@@ -343,6 +346,7 @@ impl NewRequest {
             dispatch_attempts: 0,
             credit: None,
             approval: None,
+            reversals: Vec::new(),
             timeline: vec![TimelineEntry {
                 state: StatusKind::Received,
                 at: received_at,
@@ -390,7 +394,7 @@ impl PointsRequest {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::money::Currency;
 

@@ -14,15 +14,18 @@
 //! (eligibility, and dispatch for its window work); for the functions that
 //! arm window schedules (intake, eligibility) `POINTSFLOW_SCHEDULE_PREFIX`,
 //! `POINTSFLOW_DISPATCH_FUNCTION_ARN`, `POINTSFLOW_SCHEDULER_ROLE_ARN` and
-//! `POINTSFLOW_SCHEDULE_DEAD_LETTER_ARN`; optional `POINTSFLOW_AWS_ENDPOINT`.
+//! `POINTSFLOW_SCHEDULE_DEAD_LETTER_ARN`; for operations, which redrives
+//! them, `POINTSFLOW_ELIGIBILITY_DLQ_URL` and `POINTSFLOW_DISPATCH_DLQ_URL`;
+//! optional `POINTSFLOW_AWS_ENDPOINT`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use pointsflow_aws::{
-    DynamoEnrollments, DynamoLedger, DynamoPartnerState, DynamoProgramStore, DynamoRequestStore,
-    DynamoWindowStore, EventBridgeSchedules, ScheduleTarget, SqsPublisher, SqsRedelivery,
+    DynamoAuditLog, DynamoEnrollments, DynamoLedger, DynamoPartnerState, DynamoProgramStore,
+    DynamoRequestStore, DynamoWindowStore, EventBridgeSchedules, ScheduleTarget, SqsDeadLetters,
+    SqsPublisher, SqsRedelivery,
 };
 use pointsflow_config::{Config, PartnerKind, PartnerProtocol};
 use pointsflow_core::governance::{CircuitStore, RateLimiter};
@@ -37,6 +40,8 @@ pub const TABLE: &str = "POINTSFLOW_TABLE";
 pub const CONFIG_PARAMETER: &str = "POINTSFLOW_CONFIG_PARAMETER";
 pub const ELIGIBILITY_QUEUE_URL: &str = "POINTSFLOW_ELIGIBILITY_QUEUE_URL";
 pub const DISPATCH_QUEUE_URL: &str = "POINTSFLOW_DISPATCH_QUEUE_URL";
+pub const ELIGIBILITY_DLQ_URL: &str = "POINTSFLOW_ELIGIBILITY_DLQ_URL";
+pub const DISPATCH_DLQ_URL: &str = "POINTSFLOW_DISPATCH_DLQ_URL";
 pub const AWS_ENDPOINT: &str = "POINTSFLOW_AWS_ENDPOINT";
 pub const SCHEDULE_PREFIX: &str = "POINTSFLOW_SCHEDULE_PREFIX";
 /// The stack's name, for the metrics dispatch reports (optional).
@@ -201,6 +206,25 @@ impl Wiring {
         )))
     }
 
+    /// The audit log of operators' commands, in the table.
+    pub fn audit_log(&self) -> Arc<DynamoAuditLog> {
+        Arc::new(DynamoAuditLog::new(self.dynamodb.clone(), &self.table))
+    }
+
+    /// The dead-letter queue whose URL is in `dead_letter`, redriven into
+    /// the queue whose URL is in `source`.
+    pub fn dead_letters(
+        &self,
+        dead_letter: &'static str,
+        source: &'static str,
+    ) -> Result<Arc<SqsDeadLetters>, WiringError> {
+        Ok(Arc::new(SqsDeadLetters::new(
+            self.sqs.clone(),
+            required(dead_letter)?,
+            required(source)?,
+        )))
+    }
+
     pub fn window_store(&self) -> Arc<DynamoWindowStore> {
         Arc::new(DynamoWindowStore::new(self.dynamodb.clone(), &self.table))
     }
@@ -330,9 +354,9 @@ pub mod testing {
     use pointsflow_aws::tables::{self, QueuePair};
 
     use super::{
-        AWS_ENDPOINT, CONFIG_PARAMETER, DISPATCH_FUNCTION_ARN, DISPATCH_QUEUE_URL,
-        ELIGIBILITY_QUEUE_URL, SCHEDULE_DEAD_LETTER_ARN, SCHEDULE_PREFIX, SCHEDULER_ROLE_ARN,
-        STACK, TABLE,
+        AWS_ENDPOINT, CONFIG_PARAMETER, DISPATCH_DLQ_URL, DISPATCH_FUNCTION_ARN,
+        DISPATCH_QUEUE_URL, ELIGIBILITY_DLQ_URL, ELIGIBILITY_QUEUE_URL, SCHEDULE_DEAD_LETTER_ARN,
+        SCHEDULE_PREFIX, SCHEDULER_ROLE_ARN, STACK, TABLE,
     };
 
     /// The table, queues and configuration parameter of one test stack.
@@ -408,6 +432,8 @@ pub mod testing {
                 (CONFIG_PARAMETER, self.parameter.clone()),
                 (ELIGIBILITY_QUEUE_URL, self.eligibility.url.clone()),
                 (DISPATCH_QUEUE_URL, self.dispatch.url.clone()),
+                (ELIGIBILITY_DLQ_URL, self.eligibility.dlq_url.clone()),
+                (DISPATCH_DLQ_URL, self.dispatch.dlq_url.clone()),
                 (
                     SCHEDULE_PREFIX,
                     self.table.trim_end_matches("-ledger").to_owned(),

@@ -8,6 +8,7 @@ mod config;
 mod governance;
 mod ledger;
 mod mapping;
+mod operations;
 mod queue;
 mod replay;
 mod schedules;
@@ -18,6 +19,7 @@ pub use config::{LayeredEnrollments, MemoryEnrollments, MemoryProgramStore, Stat
 pub use governance::MemoryPartnerState;
 pub use ledger::{LedgerSnapshot, MemoryLedger};
 pub use mapping::{EventSourceMapping, MappingConfig};
+pub use operations::{MemoryAuditLog, MemoryDeadLetters};
 pub use queue::{MemoryQueue, QueueConfig, QueueError, ReceivedMessage};
 pub use replay::{ManualClock, SeededIds};
 pub use schedules::MemorySchedules;

@@ -21,7 +21,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pointsflow_core::partner::{CreditInstruction, CreditOutcome, MemberCheck, MemberCheckOutcome};
+use pointsflow_core::partner::{
+    CreditInstruction, CreditOutcome, MemberCheck, MemberCheckOutcome, ReversalInstruction,
+    ReversalOutcome,
+};
 use pointsflow_core::ports::PartnerConnector;
 use pointsflow_core::request::Reason;
 use pointsflow_core::values::{PartnerReference, Points};
@@ -85,6 +88,9 @@ pub struct Order {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_code: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Points of the order reversed since.
+    #[serde(default)]
+    pub reversed_amount: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,21 +110,6 @@ pub struct Reversal {
     pub id: String,
     pub order_id: String,
     pub amount: u64,
-}
-
-/// What a reversal request came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReversalOutcome {
-    Reversed {
-        reversal: String,
-    },
-    /// Refused for good (more than was credited, an order not credited).
-    Refused(Reason),
-    /// No answer: ask again (a repeated reversal of the same amount is
-    /// refused once the order is reversed, so look the order up first).
-    Unknown {
-        detail: String,
-    },
 }
 
 #[derive(Debug, Clone)]
@@ -223,7 +214,9 @@ impl LoyaltyConnector {
     }
 
     /// Reverses `points` of a credited order (`transaction` is its id).
-    pub async fn reverse(
+    /// Not idempotent: a repeat reverses again, so the trait's `reverse`
+    /// looks the order up first.
+    pub async fn reverse_order(
         &self,
         transaction: &str,
         points: Points,
@@ -243,11 +236,25 @@ impl LoyaltyConnector {
         match self.call::<Reversal>(post, None).await {
             Ok(r) => ReversalOutcome::Reversed { reversal: r.id },
             Err(Failure::Refused(reason)) => ReversalOutcome::Refused(reason),
-            Err(Failure::Throttled(_)) => ReversalOutcome::Unknown {
-                detail: "the partner answered 429 (rate limited)".into(),
+            Err(Failure::Throttled(_)) => ReversalOutcome::NotAttempted {
+                reason: "the partner answered 429 (rate limited)".into(),
             },
             Err(Failure::Other(detail)) => ReversalOutcome::Unknown { detail },
         }
+    }
+
+    /// The orders placed under our reference.
+    async fn orders(
+        &self,
+        reference: &PartnerReference,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<Order>, Failure> {
+        // A reference is letters, digits, '-' and '_': nothing to encode.
+        let get = self.client.http.get(
+            self.client
+                .url(&format!("/lcp/v1/orders?orderReference={reference}")),
+        );
+        self.call::<Orders>(get, timeout).await.map(|o| o.orders)
     }
 }
 
@@ -324,13 +331,8 @@ impl PartnerConnector for LoyaltyConnector {
         reference: &PartnerReference,
         timeout: Option<Duration>,
     ) -> CreditOutcome {
-        // A reference is letters, digits, '-' and '_': nothing to encode.
-        let get = self.client.http.get(
-            self.client
-                .url(&format!("/lcp/v1/orders?orderReference={reference}")),
-        );
-        let orders = match self.call::<Orders>(get, timeout).await {
-            Ok(o) => o.orders,
+        let orders = match self.orders(reference, timeout).await {
+            Ok(o) => o,
             Err(Failure::Throttled(after)) => return throttled(after),
             // A look-up that errs says nothing about the order.
             Err(Failure::Refused(reason)) => {
@@ -350,6 +352,53 @@ impl PartnerConnector for LoyaltyConnector {
             .or_else(|| orders.iter().find(|o| o.status == OrderStatus::Pending))
             .or_else(|| orders.first())
             .map_or(CreditOutcome::NotFound, order_outcome)
+    }
+
+    /// Orders are not idempotent on a reversal: the order is looked up
+    /// first, and a reversal its reversed amount already covers is not
+    /// asked for again.
+    #[tracing::instrument(skip(self, reversal), fields(reference = %reversal.reference, reversal = %reversal.reversal_id))]
+    async fn reverse(&self, reversal: &ReversalInstruction) -> ReversalOutcome {
+        let orders = match self.orders(&reversal.reference, reversal.timeout).await {
+            Ok(o) => o,
+            Err(Failure::Throttled(_)) => {
+                return ReversalOutcome::NotAttempted {
+                    reason: "the partner answered 429 (rate limited)".into(),
+                };
+            }
+            Err(Failure::Refused(reason)) => {
+                return ReversalOutcome::Unknown {
+                    detail: reason.message,
+                };
+            }
+            Err(Failure::Other(detail)) => return ReversalOutcome::Unknown { detail },
+        };
+        let Some(order) = orders
+            .iter()
+            .find(|o| matches!(o.status, OrderStatus::Credited | OrderStatus::Reversed))
+        else {
+            return ReversalOutcome::Refused(refusal(
+                "not_credited",
+                format!("no credited order under {}", reversal.reference),
+            ));
+        };
+        let wanted = reversal.reversed_before + reversal.points.get();
+        if order.reversed_amount >= wanted {
+            return ReversalOutcome::Reversed {
+                reversal: format!("{}-{wanted}", order.id),
+            };
+        }
+        if order.reversed_amount != reversal.reversed_before {
+            return ReversalOutcome::Refused(refusal(
+                "reversed_elsewhere",
+                format!(
+                    "order {} has {} points reversed, not the {} pointsflow reversed",
+                    order.id, order.reversed_amount, reversal.reversed_before
+                ),
+            ));
+        }
+        self.reverse_order(&order.id, reversal.points, &reversal.reason)
+            .await
     }
 
     async fn validate_member(&self, check: &MemberCheck) -> MemberCheckOutcome {

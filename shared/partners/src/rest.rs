@@ -5,14 +5,18 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pointsflow_core::partner::{CreditInstruction, CreditOutcome, MemberCheck, MemberCheckOutcome};
+use pointsflow_core::partner::{
+    CreditInstruction, CreditOutcome, MemberCheck, MemberCheckOutcome, ReversalInstruction,
+    ReversalOutcome,
+};
 use pointsflow_core::ports::PartnerConnector;
 use pointsflow_core::request::Reason;
 use pointsflow_core::values::PartnerReference;
 use reqwest::StatusCode;
 
 use crate::wire::{
-    Credit, CreditRequest, CreditStatus, ErrorBody, MemberValidation, ValidateMemberRequest,
+    Credit, CreditRequest, CreditStatus, ErrorBody, MemberValidation, ReversalAnswer,
+    ReversalRequest, ValidateMemberRequest,
 };
 
 #[derive(Debug, Clone)]
@@ -250,6 +254,72 @@ impl PartnerConnector for RestConnector {
             )),
             Err(e) => MemberCheckOutcome::Unknown {
                 detail: format!("member validation: unreadable answer: {e}"),
+            },
+        }
+    }
+
+    #[tracing::instrument(skip(self, reversal), fields(reference = %reversal.reference, reversal = %reversal.reversal_id))]
+    async fn reverse(&self, reversal: &ReversalInstruction) -> ReversalOutcome {
+        let body = ReversalRequest {
+            reversal_id: reversal.reversal_id.clone(),
+            points: reversal.points.get(),
+            reason: reversal.reason.clone(),
+        };
+        let sent = self
+            .client
+            .http
+            .post(
+                self.client
+                    .url(&format!("/v1/credits/{}/reversals", reversal.reference)),
+            )
+            .bearer_auth(&self.client.config.api_key)
+            .timeout(self.client.timeout(reversal.timeout))
+            .json(&body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                return ReversalOutcome::Unknown {
+                    detail: transport_detail(&e),
+                };
+            }
+        };
+        let status = response.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return ReversalOutcome::NotAttempted {
+                reason: "the partner answered 429 (rate limited)".into(),
+            };
+        }
+        let body = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                return ReversalOutcome::Unknown {
+                    detail: format!("HTTP {status}, body unreadable: {e}"),
+                };
+            }
+        };
+        if status.is_success() {
+            return match serde_json::from_slice::<ReversalAnswer>(&body) {
+                Ok(a) => ReversalOutcome::Reversed {
+                    reversal: a.reversal_id,
+                },
+                Err(e) => ReversalOutcome::Unknown {
+                    detail: format!("HTTP {status} with an unreadable body: {e}"),
+                },
+            };
+        }
+        let error: Option<ErrorBody> = serde_json::from_slice(&body).ok();
+        match (status, error) {
+            (
+                StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND | StatusCode::UNPROCESSABLE_ENTITY,
+                Some(e),
+            ) => ReversalOutcome::Refused(Reason::new(&format!("partner_{}", e.code), e.message)),
+            (_, e) => ReversalOutcome::Unknown {
+                detail: e.map_or_else(
+                    || format!("HTTP {status}"),
+                    |e| format!("HTTP {status} {}: {}", e.code, e.message),
+                ),
             },
         }
     }

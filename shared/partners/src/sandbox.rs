@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::wire::{
-    Credit, CreditRequest, CreditStatus, ErrorBody, MemberValidation, Statement,
-    ValidateMemberRequest,
+    Credit, CreditRequest, CreditStatus, ErrorBody, MemberValidation, ReversalAnswer,
+    ReversalRequest, Statement, ValidateMemberRequest,
 };
 use pointsflow_core::partner::normalise_name;
 
@@ -84,8 +84,10 @@ struct Recorded {
     member: Arc<str>,
     program: Arc<str>,
     points: u64,
-    /// Points of it reversed since (loyalty-commerce orders).
+    /// Points of it reversed since.
     reversed: u64,
+    /// The reversals asked for on the REST contract: our id and its points.
+    reversals: Vec<(Box<str>, u64)>,
     created_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -119,6 +121,7 @@ fn to_wire(reference: &str, r: &Recorded) -> Credit {
         program: r.program.to_string(),
         created_at: r.created_at,
         failure_code: (r.status == CreditStatus::Failed).then(|| "member_closed".to_owned()),
+        reversed_points: r.reversed,
     }
 }
 
@@ -380,6 +383,7 @@ fn decide(state: &Sandbox, req: CreditRequest) -> Decision {
         program: ledger.intern_program(&req.program),
         points: req.points,
         reversed: 0,
+        reversals: Vec::new(),
         created_at: chrono::Utc::now(),
     };
     let credit = to_wire(&req.reference, &recorded);
@@ -463,6 +467,89 @@ async fn get_credit(
             "no credit with this reference",
         ),
     }
+}
+
+/// `POST /v1/credits/{reference}/reversals`: takes back points of a
+/// credited credit, never more than it gave; the same `reversal_id` again
+/// is answered with the first answer and changes nothing.
+async fn reverse_credit(
+    State(state): State<Arc<Sandbox>>,
+    headers: HeaderMap,
+    Path(reference): Path<String>,
+    Json(req): Json<ReversalRequest>,
+) -> Response {
+    if !authorised(&state, &headers) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "bad or missing API key",
+        );
+    }
+    if let Some(refused) = state.misbehave().await {
+        return refused;
+    }
+    let Ok(mut ledger) = state.ledger.lock() else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "lock poisoned",
+        );
+    };
+    let Some(recorded) = ledger
+        .references
+        .get_mut(reference.as_str())
+        .and_then(|r| r.credit.as_deref_mut())
+    else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no credit with this reference",
+        );
+    };
+    let answer = |points: u64, reversed_points: u64| ReversalAnswer {
+        reversal_id: req.reversal_id.clone(),
+        reference: reference.clone(),
+        points,
+        reversed_points,
+    };
+    if let Some((_, points)) = recorded
+        .reversals
+        .iter()
+        .find(|(id, _)| **id == *req.reversal_id)
+    {
+        if *points != req.points {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "reversal_id_reused",
+                "this reversal id was used for another number of points",
+            );
+        }
+        return (StatusCode::OK, Json(answer(*points, recorded.reversed))).into_response();
+    }
+    if recorded.status != CreditStatus::Credited {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_credited",
+            "only a credited credit can be reversed",
+        );
+    }
+    if req.points == 0 || recorded.reversed + req.points > recorded.points {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reversal_exceeds_credit",
+            format!(
+                "{} of {} points are reversed already; {} more would exceed the credit",
+                recorded.reversed, recorded.points, req.points
+            ),
+        );
+    }
+    recorded.reversed += req.points;
+    recorded
+        .reversals
+        .push((req.reversal_id.as_str().into(), req.points));
+    let body = answer(req.points, recorded.reversed);
+    drop(ledger);
+    (StatusCode::CREATED, Json(body)).into_response()
 }
 
 /// `from` / `to` of a statement: an RFC 3339 instant, or a date (its
@@ -622,6 +709,7 @@ impl SandboxPartner {
         let app = Router::new()
             .route("/v1/credits", post(create_credit))
             .route("/v1/credits/{reference}", get(get_credit))
+            .route("/v1/credits/{reference}/reversals", post(reverse_credit))
             .route("/v1/members/validate", post(validate_member))
             .route("/v1/statement", get(statement))
             .route("/v1/stats", get(stats))

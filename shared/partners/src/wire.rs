@@ -33,6 +33,32 @@ pub struct Credit {
     pub created_at: chrono::DateTime<chrono::Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_code: Option<String>,
+    /// Points of the credit reversed since.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reversed_points: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// `POST /v1/credits/{reference}/reversals`: idempotent on `reversal_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReversalRequest {
+    pub reversal_id: String,
+    pub points: u64,
+    pub reason: String,
+}
+
+/// The answer to a reversal (201 new, 200 a repeat of the same id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReversalAnswer {
+    pub reversal_id: String,
+    pub reference: String,
+    pub points: u64,
+    /// Every point of the credit reversed so far, this reversal included.
+    pub reversed_points: u64,
 }
 
 /// Any 4xx/5xx body.

@@ -8,11 +8,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use pointsflow_core::partner::ReversalOutcome;
 use pointsflow_core::partner::{CreditInstruction, CreditOutcome, MemberCheck, MemberCheckOutcome};
 use pointsflow_core::ports::PartnerConnector;
 use pointsflow_core::request::PersonName;
 use pointsflow_core::values::{MemberNumber, PartnerReference, Points};
-use pointsflow_partners::loyalty::ReversalOutcome;
 use pointsflow_partners::sandbox::magic;
 use pointsflow_partners::{
     LoyaltyConnector, RestConnectorConfig, SandboxConfig, SandboxMember, SandboxPartner,
@@ -161,12 +161,12 @@ async fn a_reversal_never_exceeds_the_credit() {
     };
     let half = Points::new(150).unwrap();
     assert!(matches!(
-        c.reverse(&transaction, half, "deal reopened").await,
+        c.reverse_order(&transaction, half, "deal reopened").await,
         ReversalOutcome::Reversed { .. }
     ));
     assert_eq!(s.credited_by_member()["SKY1000001"], 150);
     match c
-        .reverse(&transaction, Points::new(151).unwrap(), "again")
+        .reverse_order(&transaction, Points::new(151).unwrap(), "again")
         .await
     {
         ReversalOutcome::Refused(reason) => {
@@ -176,7 +176,7 @@ async fn a_reversal_never_exceeds_the_credit() {
     }
     assert!(
         matches!(
-            c.reverse("SBX9999999999", half, "none").await,
+            c.reverse_order("SBX9999999999", half, "none").await,
             ReversalOutcome::Unknown { .. }
         ),
         "an unknown order is a 404: asked again, never assumed"

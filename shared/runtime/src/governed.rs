@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pointsflow_core::governance::{CircuitStore, Gate, PartnerLimits, RateLimiter, Slot};
-use pointsflow_core::partner::{CreditInstruction, CreditOutcome, MemberCheck, MemberCheckOutcome};
+use pointsflow_core::partner::{
+    CreditInstruction, CreditOutcome, MemberCheck, MemberCheckOutcome, ReversalInstruction,
+    ReversalOutcome,
+};
 use pointsflow_core::ports::{Clock, PartnerConnector, StoreError};
 use pointsflow_core::values::{PartnerId, PartnerReference};
 
@@ -48,6 +51,12 @@ trait Answered {
 impl Answered for CreditOutcome {
     fn answered(&self) -> bool {
         !matches!(self, CreditOutcome::Unknown { .. })
+    }
+}
+
+impl Answered for ReversalOutcome {
+    fn answered(&self) -> bool {
+        !matches!(self, ReversalOutcome::Unknown { .. })
     }
 }
 
@@ -236,6 +245,15 @@ impl PartnerConnector for Governed {
             timeout,
             not_attempted,
             self.inner.status(reference, timeout),
+        )
+        .await
+    }
+
+    async fn reverse(&self, reversal: &ReversalInstruction) -> ReversalOutcome {
+        self.governed(
+            reversal.timeout,
+            |why| ReversalOutcome::NotAttempted { reason: why.reason },
+            self.inner.reverse(reversal),
         )
         .await
     }

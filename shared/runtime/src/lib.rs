@@ -2,6 +2,7 @@
 //! record (one bad message never fails its neighbours) and the invocation's
 //! remaining time.
 
+pub mod approvals;
 pub mod catalog;
 pub mod governed;
 pub mod masking;

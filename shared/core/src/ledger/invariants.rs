@@ -145,7 +145,8 @@ pub fn check_caps(entries: &[Entry], caps: &BTreeMap<CapKey, CapUsage>) -> Resul
     Ok(())
 }
 
-/// The partner's credits per member equal the ledger's posted credits.
+/// The partner's credits per member, net of reversals, equal the ledger's
+/// posted credits net of its reversal entries.
 pub fn check_partner_matches(
     accounts: &BTreeMap<AccountId, Balance>,
     partner: &PartnerId,
@@ -154,8 +155,10 @@ pub fn check_partner_matches(
     let ledger: BTreeMap<&MemberNumber, u64> = accounts
         .iter()
         .filter_map(|(id, b)| match id {
-            AccountId::Member { partner: p, member } if p == partner && b.credits_posted > 0 => {
-                Some((member, b.credits_posted))
+            AccountId::Member { partner: p, member }
+                if p == partner && b.credits_posted > b.debits_posted =>
+            {
+                Some((member, b.credits_posted - b.debits_posted))
             }
             _ => None,
         })

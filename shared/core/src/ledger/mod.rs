@@ -132,6 +132,11 @@ impl EntryId {
         Self(format!("{}:resolve", pending.0))
     }
 
+    /// A reversal of a request's credit, under the reversal's id.
+    pub fn reversal(request: &RequestId, reversal: &str) -> Self {
+        Self(format!("{request}:reverse:{reversal}"))
+    }
+
     pub fn funding(program: &ProgramId, label: &str) -> Self {
         Self(format!("fund:{program}:{label}"))
     }
@@ -245,6 +250,27 @@ impl Entry {
             caps: Vec::new(),
             at,
         }
+    }
+
+    /// Takes `amount` of a posted reservation back from the member to the
+    /// budget it came from: a new entry, the reservation is not touched.
+    pub fn reversal(
+        reservation: &Entry,
+        reversal: &str,
+        amount: Points,
+        at: DateTime<Utc>,
+    ) -> Option<Self> {
+        let request = reservation.request.as_ref()?;
+        Some(Entry {
+            id: EntryId::reversal(request, reversal),
+            kind: EntryKind::Posted,
+            debit: reservation.credit.clone(),
+            credit: reservation.debit.clone(),
+            amount,
+            request: Some(request.clone()),
+            caps: Vec::new(),
+            at,
+        })
     }
 
     /// Funds a program's budget with `amount`.

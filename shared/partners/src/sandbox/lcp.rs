@@ -58,6 +58,7 @@ fn to_order(key: &str, credit: &Credit, reversed: u64) -> Order {
         amount: credit.points,
         failure_code: credit.failure_code.clone(),
         created_at: credit.created_at,
+        reversed_amount: reversed,
     }
 }
 

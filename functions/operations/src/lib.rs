@@ -1,0 +1,875 @@
+//! The operations function: the commands operators run on requests, from a
+//! console test event, the `pointsflow` CLI or a schedule. An invocation is
+//! a JSON object naming the operator and the command:
+//!
+//! ```json
+//! {"operator": "ana", "command": "reverse", "request_id": "req_...",
+//!  "points": 500, "reason": "deal reopened"}
+//! ```
+//!
+//! Every command is validated before anything is read, recorded in the
+//! audit log when it starts and again when it ends (who, when, what, the
+//! result), and answered with `{"ok": true, "result": ...}` or
+//! `{"ok": false, "error": {"code", "message", "retryable"}}`. A command run
+//! twice has the effect of once: approvals and declines are kept on the
+//! request, a reversal has an id (derived from the command when none is
+//! given), a resolve or a redrive does again only what is still to do.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use pointsflow_core::approval::ApprovalDecision;
+use pointsflow_core::ledger::{Entry, EntryId, EntryKind};
+use pointsflow_core::operations::{
+    AuditEntry, AuditLog, AuditOutcome, DeadLetters, RequestSearch, SearchFilter,
+};
+use pointsflow_core::partner::{ReversalInstruction, ReversalOutcome};
+use pointsflow_core::ports::{
+    Clock, LedgerRead, LedgerWrite, PartnerConnector, PipelineMessage, ProgramCatalog, Publish,
+    RequestGet, RequestUpdate, StoreError,
+};
+use pointsflow_core::request::{PointsRequest, StatusKind};
+use pointsflow_core::reversal::{Requested, Reversal, ReversalState};
+use pointsflow_core::values::{OperatorId, PartnerId, Points, RequestId};
+use pointsflow_runtime::approvals::{DecideError, DecidePorts};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The most requests one `search` returns.
+pub const MAX_SEARCH_RESULTS: usize = 1_000;
+/// The most messages one `redrive` moves.
+pub const MAX_REDRIVE: u64 = 100_000;
+
+/// The dead-letter queues an operator can redrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueName {
+    Eligibility,
+    Dispatch,
+}
+
+/// The commands, as an invocation names them (`"command": "get"`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// A request with its whole timeline and ledger entries.
+    Get { request_id: RequestId },
+    /// Requests by source record id, recipient, member number, status,
+    /// window or program.
+    Search {
+        #[serde(default)]
+        source_record: Option<String>,
+        #[serde(default)]
+        recipient: Option<pointsflow_core::values::RecipientId>,
+        #[serde(default)]
+        member: Option<pointsflow_core::values::MemberNumber>,
+        #[serde(default)]
+        status: Option<StatusKind>,
+        #[serde(default)]
+        window: Option<String>,
+        #[serde(default)]
+        program: Option<pointsflow_core::values::ProgramId>,
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    Approve {
+        request_id: RequestId,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    Decline {
+        request_id: RequestId,
+        reason: String,
+    },
+    /// Looks the partner's outcome of an unsettled request up now.
+    Resolve { request_id: RequestId },
+    /// Takes back `points` of a credited request (everything left when
+    /// absent). `reversal_id` makes a repeat harmless; without one it is
+    /// derived from the request, the points and the reason.
+    Reverse {
+        request_id: RequestId,
+        #[serde(default)]
+        points: Option<Points>,
+        reason: String,
+        #[serde(default)]
+        reversal_id: Option<String>,
+    },
+    /// The commands operators ran on a day (UTC; today when absent).
+    Audit {
+        #[serde(default)]
+        day: Option<chrono::NaiveDate>,
+    },
+    /// Moves dead letters back to their queue after a fix.
+    Redrive {
+        queue: QueueName,
+        #[serde(default)]
+        max: Option<u64>,
+    },
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Get { .. } => "get",
+            Command::Search { .. } => "search",
+            Command::Approve { .. } => "approve",
+            Command::Decline { .. } => "decline",
+            Command::Resolve { .. } => "resolve",
+            Command::Reverse { .. } => "reverse",
+            Command::Audit { .. } => "audit",
+            Command::Redrive { .. } => "redrive",
+        }
+    }
+
+    fn request(&self) -> Option<&RequestId> {
+        match self {
+            Command::Get { request_id }
+            | Command::Approve { request_id, .. }
+            | Command::Decline { request_id, .. }
+            | Command::Resolve { request_id }
+            | Command::Reverse { request_id, .. } => Some(request_id),
+            _ => None,
+        }
+    }
+}
+
+/// A command that could not be carried out: a stable code, a sentence, and
+/// whether running it again later may succeed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct OpError {
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl OpError {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    pub fn retryable(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            retryable: true,
+            ..Self::new(code, message)
+        }
+    }
+
+    fn unavailable(what: &str, e: impl std::fmt::Display) -> Self {
+        Self::retryable("unavailable", format!("{what}: {e}; run the command again"))
+    }
+
+    fn not_found(id: &RequestId) -> Self {
+        Self::new("not_found", format!("no request {id}"))
+    }
+}
+
+impl From<StoreError> for OpError {
+    fn from(e: StoreError) -> Self {
+        Self::unavailable("the store", e)
+    }
+}
+
+/// What an invocation is answered with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// The audit entry of this invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<OpError>,
+}
+
+/// An invocation, parsed: who runs which command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    pub operator: OperatorId,
+    pub command: Command,
+    /// The command as given, for the audit log.
+    pub arguments: Value,
+}
+
+impl Invocation {
+    /// Reads `{"operator": ..., "command": ..., ...}`; the error names the
+    /// field that is wrong.
+    pub fn parse(event: Value) -> Result<Self, OpError> {
+        let Value::Object(mut fields) = event else {
+            return Err(OpError::new(
+                "invalid_command",
+                "an invocation is a JSON object with 'operator' and 'command'",
+            ));
+        };
+        let operator = match fields.remove("operator") {
+            Some(Value::String(s)) => OperatorId::parse(&s)
+                .map_err(|e| OpError::new("invalid_command", format!("operator: {e}")))?,
+            Some(_) => {
+                return Err(OpError::new(
+                    "invalid_command",
+                    "operator: must be a string (who is running the command)",
+                ));
+            }
+            None => {
+                return Err(OpError::new(
+                    "invalid_command",
+                    "operator: missing (who is running the command)",
+                ));
+            }
+        };
+        let arguments = Value::Object(fields);
+        let command: Command = serde_path_to_error::deserialize(&arguments).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            OpError::new(
+                "invalid_command",
+                if path == "." {
+                    inner.to_string()
+                } else {
+                    format!("{path}: {inner}")
+                },
+            )
+        })?;
+        Ok(Self {
+            operator,
+            command,
+            arguments,
+        })
+    }
+}
+
+/// The ports the commands use.
+#[derive(Clone)]
+pub struct OperationsPorts {
+    pub get: Arc<dyn RequestGet>,
+    pub update: Arc<dyn RequestUpdate>,
+    pub search: Arc<dyn RequestSearch>,
+    pub ledger_read: Arc<dyn LedgerRead>,
+    pub ledger_write: Arc<dyn LedgerWrite>,
+    pub programs: Arc<dyn ProgramCatalog>,
+    pub partners: HashMap<PartnerId, Arc<dyn PartnerConnector>>,
+    pub clock: Arc<dyn Clock>,
+    /// Where approved requests go to be reserved.
+    pub eligibility: Arc<dyn Publish>,
+    /// Where requests go for a status look-up.
+    pub dispatch: Arc<dyn Publish>,
+    pub audit: Arc<dyn AuditLog>,
+    pub dead_letters: HashMap<QueueName, Arc<dyn DeadLetters>>,
+}
+
+#[derive(Clone)]
+pub struct Operations {
+    ports: OperationsPorts,
+}
+
+impl std::fmt::Debug for Operations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operations").finish_non_exhaustive()
+    }
+}
+
+fn audit_id(now: DateTime<Utc>) -> String {
+    format!(
+        "{}-{:08x}",
+        now.format("%Y%m%dT%H%M%S%.6fZ"),
+        rand::random::<u32>()
+    )
+}
+
+/// A reversal's id when the operator gave none: the same request, points
+/// and reason give the same id, so the same command twice reverses once.
+fn derived_reversal_id(request: &RequestId, points: Option<Points>, reason: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(request.as_str().as_bytes());
+    h.update(b"\0");
+    h.update(points.map_or("all".to_owned(), |p| p.get().to_string()));
+    h.update(b"\0");
+    h.update(reason.trim().as_bytes());
+    format!("op-{}", &hex::encode(h.finalize())[..16])
+}
+
+impl Operations {
+    pub fn new(ports: OperationsPorts) -> Self {
+        Self { ports }
+    }
+
+    /// The Lambda handler: any JSON in, an [`Answer`] out (never an error
+    /// the console shows as a failed invocation for a bad command).
+    pub async fn handle(
+        &self,
+        event: lambda_runtime::LambdaEvent<Value>,
+    ) -> Result<Value, lambda_runtime::Error> {
+        let answer = self.invoke(event.payload).await;
+        Ok(serde_json::to_value(answer)?)
+    }
+
+    /// Parses, audits and runs one invocation.
+    pub async fn invoke(&self, event: Value) -> Answer {
+        let invocation = match Invocation::parse(event) {
+            Ok(i) => i,
+            Err(error) => {
+                tracing::warn!(code = %error.code, message = %error.message, "refused an invocation");
+                return Answer {
+                    ok: false,
+                    command: None,
+                    audit_id: None,
+                    result: None,
+                    error: Some(error),
+                };
+            }
+        };
+        self.run(invocation).await
+    }
+
+    #[tracing::instrument(name = "operations", skip_all, fields(command = invocation.command.name(), operator = %invocation.operator, request_id))]
+    pub async fn run(&self, invocation: Invocation) -> Answer {
+        let name = invocation.command.name();
+        if let Some(id) = invocation.command.request() {
+            tracing::Span::current().record("request_id", id.as_str());
+        }
+        let mut entry = AuditEntry {
+            id: audit_id(self.ports.clock.now()),
+            operator: invocation.operator.clone(),
+            command: name.to_owned(),
+            arguments: invocation.arguments.clone(),
+            request: invocation.command.request().map(|r| r.to_string()),
+            started_at: self.ports.clock.now(),
+            outcome: None,
+        };
+        let answer = |ok: bool, result: Option<Value>, error: Option<OpError>, id: &str| Answer {
+            ok,
+            command: Some(name.to_owned()),
+            audit_id: Some(id.to_owned()),
+            result,
+            error,
+        };
+        // Nothing is done that the audit log does not show.
+        if let Err(e) = self.ports.audit.record(&entry).await {
+            tracing::error!(error = %e, "could not write the audit entry; nothing done");
+            return answer(
+                false,
+                None,
+                Some(OpError::unavailable("the audit log", e)),
+                &entry.id,
+            );
+        }
+        let outcome = self.execute(&invocation).await;
+        let (ok, code, summary) = match &outcome {
+            Ok((_, summary)) => (true, "ok".to_owned(), summary.clone()),
+            Err(e) => (false, e.code.clone(), e.message.clone()),
+        };
+        entry.outcome = Some(AuditOutcome {
+            ok,
+            code,
+            summary,
+            finished_at: self.ports.clock.now(),
+        });
+        if let Err(e) = self.ports.audit.record(&entry).await {
+            // The start is recorded; the command's own records (the
+            // request's timeline, the ledger) say what it did.
+            tracing::error!(error = %e, "could not record the command's end in the audit log");
+        }
+        match outcome {
+            Ok((result, summary)) => {
+                tracing::info!(%summary, "done");
+                answer(true, Some(result), None, &entry.id)
+            }
+            Err(error) => {
+                tracing::warn!(code = %error.code, message = %error.message, "refused");
+                answer(false, None, Some(error), &entry.id)
+            }
+        }
+    }
+
+    /// Runs the command: its result and a one-line summary for the audit log.
+    async fn execute(&self, invocation: &Invocation) -> Result<(Value, String), OpError> {
+        let by = &invocation.operator;
+        match &invocation.command {
+            Command::Get { request_id } => {
+                let request = self.load(request_id).await?;
+                let entries = self.entries(request_id).await?;
+                let summary = format!("{request_id} is {}", request.state());
+                Ok((json!({ "request": request, "entries": entries }), summary))
+            }
+            Command::Search {
+                source_record,
+                recipient,
+                member,
+                status,
+                window,
+                program,
+                limit,
+            } => {
+                let filter = SearchFilter {
+                    source_record: source_record.clone(),
+                    recipient: recipient.clone(),
+                    member: member.clone(),
+                    status: *status,
+                    window: window.clone(),
+                    program: program.clone(),
+                };
+                self.search(&filter, *limit).await
+            }
+            Command::Approve { request_id, reason } => {
+                self.decide(request_id, ApprovalDecision::Approve, by, reason.as_deref())
+                    .await
+            }
+            Command::Decline { request_id, reason } => {
+                self.decide(request_id, ApprovalDecision::Decline, by, Some(reason))
+                    .await
+            }
+            Command::Resolve { request_id } => self.resolve(request_id).await,
+            Command::Reverse {
+                request_id,
+                points,
+                reason,
+                reversal_id,
+            } => {
+                let id = reversal_id
+                    .clone()
+                    .unwrap_or_else(|| derived_reversal_id(request_id, *points, reason));
+                let reversal = self
+                    .reverse(request_id, &id, *points, reason, by.as_str())
+                    .await?;
+                let summary = format!(
+                    "reversal {} of {} points: {}",
+                    reversal.id,
+                    reversal.points,
+                    state_name(&reversal.state)
+                );
+                Ok((
+                    json!({ "request_id": request_id, "reversal": reversal }),
+                    summary,
+                ))
+            }
+            Command::Audit { day } => {
+                let day = day.unwrap_or_else(|| self.ports.clock.now().date_naive());
+                let entries = self.ports.audit.entries(day).await?;
+                let summary = format!("{} commands on {day}", entries.len());
+                Ok((json!({ "day": day, "entries": entries }), summary))
+            }
+            Command::Redrive { queue, max } => self.redrive(*queue, *max).await,
+        }
+    }
+
+    async fn load(&self, id: &RequestId) -> Result<PointsRequest, OpError> {
+        self.ports
+            .get
+            .get(id)
+            .await?
+            .ok_or_else(|| OpError::not_found(id))
+    }
+
+    async fn entries(&self, id: &RequestId) -> Result<Vec<Entry>, OpError> {
+        self.ports
+            .ledger_read
+            .entries_for(id)
+            .await
+            .map_err(|e| OpError::unavailable("the ledger", e))
+    }
+
+    async fn search(
+        &self,
+        filter: &SearchFilter,
+        limit: Option<usize>,
+    ) -> Result<(Value, String), OpError> {
+        if filter.is_empty() {
+            return Err(OpError::new(
+                "invalid_command",
+                "search needs at least one of source_record, recipient, member, status, window, program",
+            ));
+        }
+        let limit = limit.unwrap_or(100);
+        if limit == 0 || limit > MAX_SEARCH_RESULTS {
+            return Err(OpError::new(
+                "invalid_command",
+                format!("limit: must be 1 to {MAX_SEARCH_RESULTS}"),
+            ));
+        }
+        let found = self.ports.search.search(filter, limit).await?;
+        let rows: Vec<Value> = found
+            .iter()
+            .map(|r| {
+                json!({
+                    "request_id": r.id,
+                    "source": r.source,
+                    "source_record": r.event.id,
+                    "program": r.program,
+                    "recipient": r.recipient.id,
+                    "member": r.member,
+                    "state": r.state(),
+                    "points": r.points,
+                    "received_at": r.received_at,
+                })
+            })
+            .collect();
+        let summary = format!("{} requests found", rows.len());
+        Ok((
+            json!({ "requests": rows, "truncated": found.len() == limit }),
+            summary,
+        ))
+    }
+
+    async fn decide(
+        &self,
+        id: &RequestId,
+        decision: ApprovalDecision,
+        by: &OperatorId,
+        reason: Option<&str>,
+    ) -> Result<(Value, String), OpError> {
+        let ports = DecidePorts {
+            get: self.ports.get.as_ref(),
+            update: self.ports.update.as_ref(),
+            eligibility: self.ports.eligibility.as_ref(),
+            clock: self.ports.clock.as_ref(),
+        };
+        match pointsflow_runtime::approvals::decide(ports, id, decision, by, reason).await {
+            Ok((request, changed)) => {
+                let summary = format!(
+                    "{id} {decision}{}; now {}",
+                    if changed { "" } else { " already" },
+                    request.state()
+                );
+                Ok((
+                    json!({ "request_id": id, "state": request.state(), "changed": changed, "approval": request.approval }),
+                    summary,
+                ))
+            }
+            Err(DecideError::NotFound) => Err(OpError::not_found(id)),
+            Err(DecideError::Approval(e)) => Err(OpError::new(e.code(), e.to_string())),
+            Err(
+                e @ (DecideError::Unavailable(_) | DecideError::NotQueued(_) | DecideError::Busy),
+            ) => Err(OpError::retryable(
+                "unavailable",
+                format!("{e}; run the command again"),
+            )),
+        }
+    }
+
+    /// Queues an unsettled request for dispatch to look its outcome up
+    /// under its own reference (a window credit's requests: the credit).
+    async fn resolve(&self, id: &RequestId) -> Result<(Value, String), OpError> {
+        let request = self.load(id).await?;
+        let state = request.state();
+        if !matches!(
+            state,
+            StatusKind::Dispatching | StatusKind::Unknown | StatusKind::PartnerPending
+        ) {
+            return Err(OpError::new(
+                "not_unsettled",
+                format!(
+                    "the request is {state}; only a dispatching, unknown or partner_pending request has an outcome to look up"
+                ),
+            ));
+        }
+        self.ports
+            .dispatch
+            .publish(&[PipelineMessage {
+                request_id: id.clone(),
+            }])
+            .await
+            .map_err(|e| OpError::unavailable("the dispatch queue", e))?;
+        Ok((
+            json!({ "request_id": id, "state": state, "queued": true, "reference": request.partner_reference }),
+            format!("{id} ({state}) queued for a status look-up"),
+        ))
+    }
+
+    /// Records the reversal on the request, asks the partner, writes the
+    /// ledger entry, and settles the reversal on the request; each step is
+    /// safe to run again, so a repeat (or a run after a crash) finishes
+    /// what is left.
+    pub async fn reverse(
+        &self,
+        id: &RequestId,
+        reversal_id: &str,
+        points: Option<Points>,
+        reason: &str,
+        by: &str,
+    ) -> Result<Reversal, OpError> {
+        let (mut request, reversal) = self
+            .record_reversal(id, reversal_id, points, reason, by)
+            .await?;
+        if reversal.state != ReversalState::Requested {
+            return Ok(reversal);
+        }
+        let entries = self.entries(id).await?;
+        let reservation = posted_reservation(&request, &entries)?;
+        let destination = match &request.destination {
+            Some(d) => d.clone(),
+            None => self
+                .ports
+                .programs
+                .program(&request.program)
+                .ok_or_else(|| {
+                    OpError::new(
+                        "not_found",
+                        format!("program {} is not configured", request.program),
+                    )
+                })?
+                .destination
+                .clone(),
+        };
+        let connector = self
+            .ports
+            .partners
+            .get(&destination.partner)
+            .ok_or_else(|| {
+                OpError::retryable(
+                    "partner_not_configured",
+                    format!("partner {} is not configured", destination.partner),
+                )
+            })?;
+        let reference = request.partner_reference.clone().ok_or_else(|| {
+            OpError::new(
+                "ledger_mismatch",
+                "a credited request without a partner reference",
+            )
+        })?;
+        let before: u64 = request
+            .reversals
+            .iter()
+            .filter(|r| r.id != reversal.id && matches!(r.state, ReversalState::Done { .. }))
+            .map(|r| r.points.get())
+            .sum();
+        let instruction = ReversalInstruction {
+            reference,
+            transaction: request.partner_transaction.clone(),
+            reversal_id: reversal.id.clone(),
+            points: reversal.points,
+            reversed_before: before,
+            reason: reversal.reason.clone(),
+            timeout: None,
+        };
+        let settled = match connector.reverse(&instruction).await {
+            ReversalOutcome::Reversed {
+                reversal: partner_reversal,
+            } => {
+                let now = self.ports.clock.now();
+                let entry = Entry::reversal(&reservation, &reversal.id, reversal.points, now)
+                    .ok_or_else(|| {
+                        OpError::new("ledger_mismatch", "the reservation names no request")
+                    })?;
+                self.ports.ledger_write.apply(&[entry]).await.map_err(|e| {
+                    if e.is_transient() {
+                        OpError::unavailable("the ledger", e)
+                    } else {
+                        OpError::new("ledger_mismatch", e.to_string())
+                    }
+                })?;
+                ReversalState::Done { partner_reversal }
+            }
+            ReversalOutcome::Refused(reason) => ReversalState::Refused { reason },
+            ReversalOutcome::Unknown { detail } => {
+                return Err(OpError::retryable(
+                    "partner_unavailable",
+                    format!(
+                        "the partner did not answer ({detail}); the reversal is recorded: run the same command again"
+                    ),
+                ));
+            }
+            ReversalOutcome::NotAttempted { reason } => {
+                return Err(OpError::retryable(
+                    "partner_unavailable",
+                    format!(
+                        "the partner was not called ({reason}); the reversal is recorded: run the same command again"
+                    ),
+                ));
+            }
+        };
+        // Settle it on the request, reading again on a conflict.
+        for _ in 0..5 {
+            let changed = request
+                .settle_reversal(&reversal.id, settled.clone(), self.ports.clock.now())
+                .map_err(|e| OpError::new(e.code(), e.to_string()))?;
+            if !changed {
+                break;
+            }
+            match self.ports.update.update(&request).await {
+                Ok(_) => {
+                    if matches!(settled, ReversalState::Done { .. }) {
+                        pointsflow_runtime::metrics::put(
+                            ("Program", request.program.as_str()),
+                            &[
+                                (
+                                    "RequestsReversed",
+                                    1.0,
+                                    pointsflow_runtime::metrics::Unit::Count,
+                                ),
+                                (
+                                    "PointsReversed",
+                                    reversal.points.get() as f64,
+                                    pointsflow_runtime::metrics::Unit::Count,
+                                ),
+                            ],
+                        );
+                    }
+                    break;
+                }
+                Err(StoreError::Conflict { .. }) => request = self.load(id).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let done = Reversal {
+            state: settled.clone(),
+            ..reversal
+        };
+        match settled {
+            ReversalState::Refused { reason } => Err(OpError::new(
+                "partner_refused",
+                format!(
+                    "the partner refused reversal {}: {} ({})",
+                    done.id, reason.message, reason.code
+                ),
+            )),
+            _ => Ok(done),
+        }
+    }
+
+    /// Records (or finds) the reversal on the request.
+    async fn record_reversal(
+        &self,
+        id: &RequestId,
+        reversal_id: &str,
+        points: Option<Points>,
+        reason: &str,
+        by: &str,
+    ) -> Result<(PointsRequest, Reversal), OpError> {
+        for _ in 0..5 {
+            let mut request = self.load(id).await?;
+            let requested = request
+                .request_reversal(reversal_id, points, reason, by, self.ports.clock.now())
+                .map_err(|e| OpError::new(e.code(), e.to_string()))?;
+            match requested {
+                Requested::Existing(r) => return Ok((request, r)),
+                Requested::New(r) => match self.ports.update.update(&request).await {
+                    Ok(version) => {
+                        request.version = version;
+                        return Ok((request, r));
+                    }
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                },
+            }
+        }
+        Err(OpError::retryable(
+            "unavailable",
+            "the request kept changing; run the command again",
+        ))
+    }
+
+    async fn redrive(
+        &self,
+        queue: QueueName,
+        max: Option<u64>,
+    ) -> Result<(Value, String), OpError> {
+        let max = max.unwrap_or(MAX_REDRIVE);
+        if max == 0 || max > MAX_REDRIVE {
+            return Err(OpError::new(
+                "invalid_command",
+                format!("max: must be 1 to {MAX_REDRIVE}"),
+            ));
+        }
+        let dlq = self.ports.dead_letters.get(&queue).ok_or_else(|| {
+            OpError::new(
+                "invalid_command",
+                format!("queue: {queue:?} has no dead-letter queue here"),
+            )
+        })?;
+        let report = dlq
+            .redrive(max)
+            .await
+            .map_err(|e| OpError::unavailable("the queue", e))?;
+        let summary = format!(
+            "{} moved, {} failed, {} left",
+            report.moved, report.failed, report.left
+        );
+        Ok((json!({ "queue": queue, "report": report }), summary))
+    }
+}
+
+fn state_name(state: &ReversalState) -> &'static str {
+    match state {
+        ReversalState::Requested => "requested",
+        ReversalState::Done { .. } => "done",
+        ReversalState::Refused { .. } => "refused",
+    }
+}
+
+/// The request's reservation, which must be posted before anything can be
+/// taken back.
+fn posted_reservation(request: &PointsRequest, entries: &[Entry]) -> Result<Entry, OpError> {
+    let id = EntryId::reservation(&request.id);
+    let reservation = entries
+        .iter()
+        .find(|e| e.id == id && e.kind == EntryKind::Pending)
+        .ok_or_else(|| {
+            OpError::new(
+                "ledger_mismatch",
+                "the request has no reservation in the ledger",
+            )
+        })?;
+    if !entries
+        .iter()
+        .any(|e| matches!(&e.kind, EntryKind::PostPending { pending } if pending == &id))
+    {
+        return Err(OpError::retryable(
+            "ledger_mismatch",
+            "the request's reservation is not posted yet; run the command again shortly",
+        ));
+    }
+    Ok(reservation.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    /// Every sample console event is a valid invocation.
+    #[test]
+    fn the_sample_events_parse() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/events/operations");
+        let mut seen = std::collections::BTreeSet::new();
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let path = file.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let invocation = Invocation::parse(serde_json::from_str(&text).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            seen.insert(invocation.command.name());
+        }
+        for command in [
+            "get", "search", "approve", "decline", "resolve", "reverse", "audit", "redrive",
+        ] {
+            assert!(seen.contains(command), "no sample event for {command}");
+        }
+    }
+
+    #[test]
+    fn a_derived_reversal_id_is_the_same_for_the_same_command() {
+        let id = RequestId::parse("pr_3c5a0d4e9b1f2a7c8d6e0f1a2b3c4d5e").unwrap();
+        let p = Points::new(100).ok();
+        assert_eq!(
+            derived_reversal_id(&id, p, "lost"),
+            derived_reversal_id(&id, p, " lost ")
+        );
+        assert_ne!(
+            derived_reversal_id(&id, p, "lost"),
+            derived_reversal_id(&id, None, "lost")
+        );
+        assert_ne!(
+            derived_reversal_id(&id, p, "lost"),
+            derived_reversal_id(&id, p, "reduced")
+        );
+    }
+}

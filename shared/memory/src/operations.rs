@@ -1,0 +1,114 @@
+//! The audit log and dead-letter redrive, embedded.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use pointsflow_core::operations::{AuditEntry, AuditLog, DeadLetters, RedriveReport};
+use pointsflow_core::ports::StoreError;
+
+use crate::queue::MemoryQueue;
+
+#[derive(Debug, Default)]
+pub struct MemoryAuditLog {
+    entries: Mutex<Vec<AuditEntry>>,
+}
+
+impl MemoryAuditLog {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every entry, oldest first.
+    pub fn all(&self) -> Vec<AuditEntry> {
+        self.entries.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Unavailable("audit log lock poisoned".into())
+}
+
+#[async_trait]
+impl AuditLog for MemoryAuditLog {
+    async fn record(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let mut entries = self.entries.lock().map_err(|_| poisoned())?;
+        match entries.iter_mut().find(|e| e.id == entry.id) {
+            Some(e) => *e = entry.clone(),
+            None => entries.push(entry.clone()),
+        }
+        Ok(())
+    }
+
+    async fn entries(&self, day: NaiveDate) -> Result<Vec<AuditEntry>, StoreError> {
+        let entries = self.entries.lock().map_err(|_| poisoned())?;
+        let mut out: Vec<AuditEntry> = entries
+            .iter()
+            .filter(|e| e.started_at.date_naive() == day)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+        Ok(out)
+    }
+}
+
+/// A queue's dead-letter queue, redriven into the queue.
+#[derive(Debug, Clone)]
+pub struct MemoryDeadLetters {
+    pub dead_letter: Arc<MemoryQueue>,
+    pub source: Arc<MemoryQueue>,
+}
+
+#[async_trait]
+impl DeadLetters for MemoryDeadLetters {
+    async fn redrive(&self, max: u64) -> Result<RedriveReport, String> {
+        let mut report = RedriveReport::default();
+        while report.moved + report.failed < max {
+            let want = usize::try_from(max - report.moved - report.failed)
+                .unwrap_or(usize::MAX)
+                .min(10);
+            let batch = self
+                .dead_letter
+                .receive(want, std::time::Duration::ZERO)
+                .await
+                .map_err(|e| e.to_string())?;
+            if batch.is_empty() {
+                break;
+            }
+            for message in batch {
+                let sent = self.source.send_batch(std::slice::from_ref(&message.body));
+                match sent.and_then(|_| self.dead_letter.delete(&message.receipt_handle)) {
+                    Ok(()) => report.moved += 1,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not move a dead letter back");
+                        report.failed += 1;
+                    }
+                }
+            }
+        }
+        report.left = self.dead_letter.depth() as u64;
+        Ok(report)
+    }
+
+    async fn depth(&self) -> Result<u64, String> {
+        Ok(self.dead_letter.depth() as u64)
+    }
+}
+
+#[async_trait]
+impl pointsflow_core::operations::RequestSearch for crate::store::MemoryRequestStore {
+    async fn search(
+        &self,
+        filter: &pointsflow_core::operations::SearchFilter,
+        limit: usize,
+    ) -> Result<Vec<pointsflow_core::request::PointsRequest>, StoreError> {
+        let mut found: Vec<_> = self
+            .all()?
+            .into_iter()
+            .filter(|r| filter.matches(r))
+            .collect();
+        found.sort_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
+        found.truncate(limit);
+        Ok(found)
+    }
+}
