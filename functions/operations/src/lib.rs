@@ -15,6 +15,8 @@
 //! request, a reversal has an id (derived from the command when none is
 //! given), a resolve or a redrive does again only what is still to do.
 
+pub mod reconcile;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -95,6 +97,23 @@ pub enum Command {
         #[serde(default)]
         reversal_id: Option<String>,
     },
+    /// Compares the requests, the ledger and the partner's statement for a
+    /// window, a period (`from`, `to`: dates or RFC 3339 times, `to`
+    /// excluded), or the last `last_hours` (what a schedule runs).
+    Reconcile {
+        #[serde(default)]
+        window: Option<String>,
+        #[serde(default)]
+        from: Option<String>,
+        #[serde(default)]
+        to: Option<String>,
+        #[serde(default)]
+        last_hours: Option<u32>,
+        #[serde(default)]
+        program: Option<pointsflow_core::values::ProgramId>,
+    },
+    /// A stored reconciliation report, by its id (`window:...`, `period:...`).
+    Report { id: String },
     /// The commands operators ran on a day (UTC; today when absent).
     Audit {
         #[serde(default)]
@@ -117,6 +136,8 @@ impl Command {
             Command::Decline { .. } => "decline",
             Command::Resolve { .. } => "resolve",
             Command::Reverse { .. } => "reverse",
+            Command::Reconcile { .. } => "reconcile",
+            Command::Report { .. } => "report",
             Command::Audit { .. } => "audit",
             Command::Redrive { .. } => "redrive",
         }
@@ -263,6 +284,9 @@ pub struct OperationsPorts {
     pub dispatch: Arc<dyn Publish>,
     pub audit: Arc<dyn AuditLog>,
     pub dead_letters: HashMap<QueueName, Arc<dyn DeadLetters>>,
+    /// The requests of a reconciliation's scope, and where reports go.
+    pub lines: Arc<dyn pointsflow_core::reconcile::RequestLines>,
+    pub reports: Arc<dyn pointsflow_core::reconcile::ReportStore>,
 }
 
 #[derive(Clone)]
@@ -451,6 +475,35 @@ impl Operations {
                     summary,
                 ))
             }
+            Command::Reconcile {
+                window,
+                from,
+                to,
+                last_hours,
+                program,
+            } => {
+                let scope = self.scope(
+                    window.as_deref(),
+                    from.as_deref(),
+                    to.as_deref(),
+                    *last_hours,
+                    program.clone(),
+                )?;
+                let report = self.reconcile(&scope).await?;
+                let summary = report.summary();
+                let value = serde_json::to_value(&report)
+                    .map_err(|e| OpError::unavailable("the report", e))?;
+                Ok((value, summary))
+            }
+            Command::Report { id } => {
+                let report = self.ports.reports.report(id).await?.ok_or_else(|| {
+                    OpError::new("not_found", format!("no reconciliation report {id}"))
+                })?;
+                let summary = report.summary();
+                let value = serde_json::to_value(&report)
+                    .map_err(|e| OpError::unavailable("the report", e))?;
+                Ok((value, summary))
+            }
             Command::Audit { day } => {
                 let day = day.unwrap_or_else(|| self.ports.clock.now().date_naive());
                 let entries = self.ports.audit.entries(day).await?;
@@ -458,6 +511,67 @@ impl Operations {
                 Ok((json!({ "day": day, "entries": entries }), summary))
             }
             Command::Redrive { queue, max } => self.redrive(*queue, *max).await,
+        }
+    }
+
+    /// The scope a `reconcile` names: a window, a period, or the last hours.
+    fn scope(
+        &self,
+        window: Option<&str>,
+        from: Option<&str>,
+        to: Option<&str>,
+        last_hours: Option<u32>,
+        program: Option<pointsflow_core::values::ProgramId>,
+    ) -> Result<pointsflow_core::reconcile::Scope, OpError> {
+        use pointsflow_core::reconcile::Scope;
+        let invalid = |m: String| OpError::new("invalid_command", m);
+        let instant = |name: &str, raw: &str| {
+            DateTime::parse_from_rfc3339(raw)
+                .map(|t| t.with_timezone(&Utc))
+                .ok()
+                .or_else(|| {
+                    chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+                        .ok()
+                        .and_then(|d| d.and_hms_opt(0, 0, 0))
+                        .map(|t| t.and_utc())
+                })
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "{name}: '{raw}' is neither a date (2026-11-27) nor an RFC 3339 time"
+                    ))
+                })
+        };
+        match (window, from, to, last_hours) {
+            (Some(w), None, None, None) => {
+                let window = pointsflow_core::window::WindowId::parse(w)
+                    .map_err(|e| invalid(format!("window: {e}")))?;
+                if program.is_some() {
+                    return Err(invalid("program: a window names its program".into()));
+                }
+                Ok(Scope::Window(window))
+            }
+            (None, Some(f), Some(t), None) => {
+                let (from, to) = (instant("from", f)?, instant("to", t)?);
+                if from >= to {
+                    return Err(invalid("to: must be after from".into()));
+                }
+                if to - from > chrono::Duration::days(31) {
+                    return Err(invalid("to: a period is at most 31 days".into()));
+                }
+                Ok(Scope::Period { from, to, program })
+            }
+            (None, None, None, Some(h)) if (1..=744).contains(&h) => {
+                let to = self.ports.clock.now();
+                Ok(Scope::Period {
+                    from: to - chrono::Duration::hours(i64::from(h)),
+                    to,
+                    program,
+                })
+            }
+            (None, None, None, Some(_)) => Err(invalid("last_hours: must be 1 to 744".into())),
+            _ => Err(invalid(
+                "reconcile needs one of: window; from and to; last_hours".into(),
+            )),
         }
     }
 

@@ -30,7 +30,7 @@ async fn main() -> Result<(), Error> {
     let operations = Operations::new(OperationsPorts {
         get: store.clone(),
         update: store.clone(),
-        search: store,
+        search: store.clone(),
         ledger_read: ledger.clone(),
         ledger_write: ledger,
         programs: wiring.catalog().await?,
@@ -40,6 +40,8 @@ async fn main() -> Result<(), Error> {
         dispatch: wiring.publisher(DISPATCH_QUEUE_URL)?,
         audit: wiring.audit_log(),
         dead_letters,
+        lines: store,
+        reports: wiring.report_store(),
     });
     let operations = &operations;
     run(service_fn(move |event: LambdaEvent<_>| {

@@ -12,7 +12,8 @@ use pointsflow_aws::meter::Meter;
 use pointsflow_aws::tables::{self, QueuePair};
 use pointsflow_aws::{
     DynamoAuditLog, DynamoEnrollments, DynamoLedger, DynamoPartnerState, DynamoProgramStore,
-    DynamoRequestStore, DynamoWindowStore, SqsDeadLetters, SqsPublisher, SqsRedelivery,
+    DynamoReportStore, DynamoRequestStore, DynamoWindowStore, SqsDeadLetters, SqsPublisher,
+    SqsRedelivery,
 };
 use pointsflow_core::operations::DeadLetters;
 use pointsflow_core::time::{RandomIds, SystemClock};
@@ -181,6 +182,7 @@ impl AwsStack {
             ids: Arc::new(RandomIds),
             audit: Arc::new(DynamoAuditLog::new(dynamodb.clone(), &table)),
             dead_letters,
+            reports: Arc::new(DynamoReportStore::new(dynamodb.clone(), &table)),
         });
 
         let mapping = |name: &str, queue: &QueuePair| SqsMappingConfig {

@@ -179,6 +179,32 @@ enum OpsAction {
         #[arg(long)]
         max: Option<u64>,
     },
+    /// Compare requests, ledger and the partner's statement for a window,
+    /// a period (--from, --to: dates or RFC 3339 times) or the last hours.
+    Reconcile {
+        /// A scheduled window, `program@YYYY-MM-DDTHH:MMZ`.
+        #[arg(long, conflicts_with_all = ["from", "to", "last_hours"])]
+        window: Option<String>,
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        #[arg(long)]
+        last_hours: Option<u32>,
+        /// With a period: one program only.
+        #[arg(long)]
+        program: Option<String>,
+        /// Print the mismatches as CSV.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// A stored reconciliation report (`window:...` or `period:...`).
+    Report {
+        id: String,
+        /// Print the mismatches as CSV.
+        #[arg(long)]
+        csv: bool,
+    },
     /// The commands operators ran on a day (UTC, YYYY-MM-DD; today by default).
     Audit {
         #[arg(long)]
@@ -422,6 +448,25 @@ fn ops_command(action: OpsAction) -> (&'static str, serde_json::Value) {
             put("max", max.map(|v| json!(v)));
             "redrive"
         }
+        OpsAction::Reconcile {
+            window,
+            from,
+            to,
+            last_hours,
+            program,
+            csv: _,
+        } => {
+            put("window", window.map(|v| json!(v)));
+            put("from", from.map(|v| json!(v)));
+            put("to", to.map(|v| json!(v)));
+            put("last_hours", last_hours.map(|v| json!(v)));
+            put("program", program.map(|v| json!(v)));
+            "reconcile"
+        }
+        OpsAction::Report { id, csv: _ } => {
+            put("id", Some(json!(id)));
+            "report"
+        }
         OpsAction::Audit { day } => {
             put("day", day.map(|v| json!(v)));
             "audit"
@@ -432,6 +477,10 @@ fn ops_command(action: OpsAction) -> (&'static str, serde_json::Value) {
 }
 
 async fn ops(target: &Target, action: OpsAction, json: bool) -> ExitCode {
+    let csv = matches!(
+        action,
+        OpsAction::Reconcile { csv: true, .. } | OpsAction::Report { csv: true, .. }
+    );
     let (name, command) = ops_command(action);
     let answer = if name == "redrive" {
         ops::redrive(
@@ -447,6 +496,14 @@ async fn ops(target: &Target, action: OpsAction, json: bool) -> ExitCode {
         Ok(answer) => {
             if json {
                 println!("{answer:#}");
+            } else if csv && answer["ok"] == true {
+                match ops::report_csv(&answer) {
+                    Ok(text) => print!("{text}"),
+                    Err(e) => {
+                        eprintln!("pointsflow: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
             } else {
                 print!("{}", ops::render(name, &answer));
             }

@@ -158,6 +158,13 @@ pub async fn redrive(target: &Target, queue: &str, max: Option<u64>) -> Result<V
     }))
 }
 
+/// A reconciliation answer's mismatches as CSV.
+pub fn report_csv(answer: &Value) -> Result<String, String> {
+    let report: pointsflow_core::reconcile::ReconcileReport =
+        serde_json::from_value(answer["result"].clone()).map_err(|e| format!("report: {e}"))?;
+    Ok(report.mismatches_csv())
+}
+
 fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
@@ -300,6 +307,68 @@ pub fn render(command: &str, answer: &Value) -> String {
                 text(&report["failed"]),
                 text(&report["left"])
             );
+        }
+        "reconcile" | "report" => {
+            let _ = writeln!(out, "report       {}", text(&r["id"]));
+            let _ = writeln!(
+                out,
+                "statement    {} .. {}",
+                text(&r["statement_from"]),
+                text(&r["statement_to"])
+            );
+            let _ = writeln!(out, "\n{:<20} {:>10} {:>14}", "requests", "count", "points");
+            for (state, totals) in r["requests"].as_object().into_iter().flatten() {
+                let _ = writeln!(
+                    out,
+                    "{:<20} {:>10} {:>14}",
+                    state,
+                    text(&totals["count"]),
+                    text(&totals["points"])
+                );
+            }
+            let l = &r["ledger"];
+            let p = &r["partner"];
+            let _ = writeln!(
+                out,
+                "\nledger       posted {}, reversed {}, pending {}",
+                text(&l["posted"]),
+                text(&l["reversed"]),
+                text(&l["pending"])
+            );
+            let _ = writeln!(
+                out,
+                "partner      {} credits, {} points credited, {} reversed, {} pending, {} failed",
+                text(&p["credits"]),
+                text(&p["credited_points"]),
+                text(&p["reversed_points"]),
+                text(&p["pending"]),
+                text(&p["failed"])
+            );
+            let _ = writeln!(
+                out,
+                "in flight    {} credits (not compared)",
+                text(&r["unsettled"])
+            );
+            let _ = writeln!(out, "mismatches   {}", text(&r["mismatch_count"]));
+            let mismatches = r["mismatches"].as_array().cloned().unwrap_or_default();
+            if !mismatches.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "\n{:<24} {:<36} {:>8} {:>8}  detail",
+                    "kind", "reference", "ledger", "partner"
+                );
+                for m in &mismatches {
+                    let _ = writeln!(
+                        out,
+                        "{:<24} {:<36} {:>8} {:>8}  {}",
+                        text(&m["kind"]),
+                        text(&m["reference"]),
+                        text(&m["ledger_points"]),
+                        text(&m["partner_points"]),
+                        text(&m["detail"])
+                    );
+                }
+            }
         }
         "reverse" => {
             let rv = &r["reversal"];

@@ -11,6 +11,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use lambda_runtime::{Context, LambdaEvent};
 use pointsflow_core::ledger::{AccountId, Entry};
+use pointsflow_core::operations::DeadLetters;
 use pointsflow_core::ports::{Clock, LedgerWrite, PartnerConnector, RequestCreate};
 use pointsflow_core::program::Program;
 use pointsflow_core::request::{NewRequest, Recipient, SourceEvent, Status};
@@ -22,9 +23,10 @@ use pointsflow_core::window::{WindowId, WindowRun, WindowStore};
 use pointsflow_dispatch::window::WindowClosed;
 use pointsflow_dispatch::{Dispatch, DispatchPorts};
 use pointsflow_memory::{
-    EventSourceMapping, MappingConfig, MemoryLedger, MemoryQueue, MemoryRequestStore, QueueConfig,
-    StaticCatalog,
+    EventSourceMapping, MappingConfig, MemoryAuditLog, MemoryDeadLetters, MemoryLedger,
+    MemoryQueue, MemoryReportStore, MemoryRequestStore, QueueConfig, StaticCatalog,
 };
+use pointsflow_operations::{Operations, OperationsPorts, QueueName};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +50,7 @@ pub struct WindowRig {
     pub program: Program,
     /// The window every seeded request is held for.
     pub window: WindowId,
+    partner: Arc<dyn PartnerConnector>,
 }
 
 impl WindowRig {
@@ -82,7 +85,7 @@ impl WindowRig {
             ledger_read: ledger.clone(),
             ledger_write: ledger.clone(),
             programs: Arc::new(StaticCatalog::new([program.clone()])),
-            partners: HashMap::from([(program.destination.partner.clone(), partner)]),
+            partners: HashMap::from([(program.destination.partner.clone(), partner.clone())]),
             ids: Arc::new(RandomIds),
             clock: Arc::new(SystemClock),
             scheduled: store.clone(),
@@ -101,7 +104,36 @@ impl WindowRig {
             dispatch,
             program,
             window,
+            partner,
         }
+    }
+
+    /// The operations function over the rig's store, ledger and partner
+    /// (an audit log and report store of its own).
+    pub fn operations(&self) -> Operations {
+        let dead_letters: Arc<dyn DeadLetters> = Arc::new(MemoryDeadLetters {
+            dead_letter: self.dead_letters.clone(),
+            source: self.queue.clone(),
+        });
+        Operations::new(OperationsPorts {
+            get: self.store.clone(),
+            update: self.store.clone(),
+            search: self.store.clone(),
+            ledger_read: self.ledger.clone(),
+            ledger_write: self.ledger.clone(),
+            programs: Arc::new(StaticCatalog::new([self.program.clone()])),
+            partners: HashMap::from([(
+                self.program.destination.partner.clone(),
+                self.partner.clone(),
+            )]),
+            clock: Arc::new(SystemClock),
+            eligibility: self.queue.clone(),
+            dispatch: self.queue.clone(),
+            audit: Arc::new(MemoryAuditLog::new()),
+            dead_letters: HashMap::from([(QueueName::Dispatch, dead_letters)]),
+            lines: self.store.clone(),
+            reports: Arc::new(MemoryReportStore::new()),
+        })
     }
 
     /// Seeds `per_member` scheduled requests for each of `members` members,

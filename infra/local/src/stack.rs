@@ -17,6 +17,7 @@ use pointsflow_core::ports::{
     Clock, Enrollments, IdSource, LedgerRead, LedgerWrite, PartnerConnector, ProgramCatalog,
     ProgramStore, Publish, Redelivery, RequestCreate, RequestGet, RequestUpdate, WaitingRequests,
 };
+use pointsflow_core::reconcile::{ReportStore, RequestLines};
 use pointsflow_core::time::{RandomIds, SystemClock};
 use pointsflow_core::unsettled::UnsettledIndex;
 use pointsflow_core::values::PartnerId;
@@ -29,8 +30,8 @@ use pointsflow_eligibility::{Eligibility, EligibilityPorts};
 use pointsflow_intake::{DEFAULT_MAX_BODY_BYTES, Intake, IntakeConfig, IntakePorts};
 use pointsflow_memory::{
     EventSourceMapping, MappingConfig, MemoryAuditLog, MemoryDeadLetters, MemoryEnrollments,
-    MemoryLedger, MemoryPartnerState, MemoryProgramStore, MemoryQueue, MemoryRequestStore,
-    MemorySchedules, MemoryWindowStore, QueueConfig,
+    MemoryLedger, MemoryPartnerState, MemoryProgramStore, MemoryQueue, MemoryReportStore,
+    MemoryRequestStore, MemorySchedules, MemoryWindowStore, QueueConfig,
 };
 use pointsflow_operations::{Operations, OperationsPorts, QueueName};
 use pointsflow_partners::{SandboxBehaviour, SandboxConfig, SandboxMember, SandboxPartner};
@@ -101,8 +102,9 @@ pub struct Stack {
     pub dispatch: Dispatch,
     pub eligibility: Eligibility,
     pub operations: Operations,
-    /// The operators' audit log.
+    /// The operators' audit log and reconciliation reports.
     pub audit: Arc<MemoryAuditLog>,
+    pub reports: Arc<MemoryReportStore>,
     shutdown: CancellationToken,
     sandbox_shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -483,6 +485,8 @@ pub(crate) struct Adapters<S, L> {
     /// The operators' audit log, and the dead-letter queues they redrive.
     pub audit: Arc<dyn AuditLog>,
     pub dead_letters: HashMap<QueueName, Arc<dyn DeadLetters>>,
+    /// Where reconciliation reports are kept.
+    pub reports: Arc<dyn ReportStore>,
 }
 
 impl Common {
@@ -495,6 +499,7 @@ impl Common {
             + WaitingRequests
             + ScheduledRequests
             + RequestSearch
+            + RequestLines
             + 'static,
         L: LedgerRead + LedgerWrite + 'static,
     {
@@ -513,6 +518,7 @@ impl Common {
             ids,
             audit,
             dead_letters,
+            reports,
         } = adapters;
         let intake = Intake::new(
             self.intake.clone(),
@@ -558,6 +564,8 @@ impl Common {
             dispatch: to_dispatch,
             audit,
             dead_letters,
+            lines: store.clone(),
+            reports,
         });
         let dispatch = Dispatch::new(DispatchPorts {
             get: store.clone(),
@@ -698,6 +706,7 @@ impl Stack {
         };
 
         let audit = Arc::new(MemoryAuditLog::new());
+        let reports = Arc::new(MemoryReportStore::new());
         let dead_letters: HashMap<QueueName, Arc<dyn DeadLetters>> = HashMap::from([
             (
                 QueueName::Eligibility,
@@ -734,6 +743,7 @@ impl Stack {
             ids,
             audit: audit.clone(),
             dead_letters,
+            reports: reports.clone(),
         });
 
         let mapping = |name: &str| MappingConfig {
@@ -776,6 +786,7 @@ impl Stack {
             eligibility,
             operations,
             audit,
+            reports,
             shutdown,
             sandbox_shutdown: common.sandbox_shutdown,
             tasks,

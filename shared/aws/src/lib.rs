@@ -26,7 +26,7 @@ pub mod tables;
 pub use enrollments::DynamoEnrollments;
 pub use governance::DynamoPartnerState;
 pub use ledger::DynamoLedger;
-pub use operations::{DynamoAuditLog, SqsDeadLetters};
+pub use operations::{DynamoAuditLog, DynamoReportStore, SqsDeadLetters};
 pub use programs::DynamoProgramStore;
 pub use schedules::{EventBridgeSchedules, ScheduleTarget, window_event};
 pub use sqs::{SqsPublisher, SqsRedelivery};

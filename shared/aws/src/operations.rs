@@ -11,7 +11,12 @@ use pointsflow_core::operations::{
     AuditEntry, AuditLog, DeadLetters, RedriveReport, RequestSearch, SearchFilter,
 };
 use pointsflow_core::ports::StoreError;
+use pointsflow_core::reconcile::{
+    LinePage, ReconcileReport, ReportStore, RequestLine, RequestLines, Scope,
+};
 use pointsflow_core::request::PointsRequest;
+use pointsflow_core::values::PartnerReference;
+use std::collections::HashSet;
 
 use crate::item::{DOC, Item, doc, key, s};
 
@@ -95,31 +100,149 @@ impl RequestSearch for crate::DynamoRequestStore {
         let mut found = Vec::new();
         let mut start: Option<Item> = None;
         loop {
-            let page = self
-                .client()
-                .scan()
-                .table_name(self.table())
-                .filter_expression("sk = :request")
-                .expression_attribute_values(":request", s("REQUEST"))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| unavailable(e.into_service_error()))?;
-            for item in page.items() {
-                let request: PointsRequest =
-                    doc(item).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                if filter.matches(&request) {
-                    found.push(request);
-                }
-            }
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() && found.len() < limit => start = Some(k.clone()),
+            let (requests, next) = self.scan_requests(start).await?;
+            found.extend(requests.into_iter().filter(|r| filter.matches(r)));
+            match next {
+                Some(k) if found.len() < limit => start = Some(k),
                 _ => break,
             }
         }
         found.sort_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
         found.truncate(limit);
         Ok(found)
+    }
+}
+
+impl crate::DynamoRequestStore {
+    /// One page of a scan of the request items, from `start`.
+    async fn scan_requests(
+        &self,
+        start: Option<Item>,
+    ) -> Result<(Vec<PointsRequest>, Option<Item>), StoreError> {
+        let page = self
+            .client()
+            .scan()
+            .table_name(self.table())
+            .filter_expression("sk = :request")
+            .expression_attribute_values(":request", s("REQUEST"))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| unavailable(e.into_service_error()))?;
+        let mut requests = Vec::with_capacity(page.items().len());
+        for item in page.items() {
+            requests.push(doc(item).map_err(|e| StoreError::Unavailable(e.to_string()))?);
+        }
+        let next = page.last_evaluated_key().filter(|k| !k.is_empty()).cloned();
+        Ok((requests, next))
+    }
+}
+
+/// A scan position as a page cursor: the key's `pk` and `sk`.
+fn cursor_of(key: &Item) -> Option<String> {
+    let pk = crate::item::get_s(key, crate::item::PK).ok()?;
+    let sk = crate::item::get_s(key, crate::item::SK).ok()?;
+    serde_json::to_string(&[pk, sk]).ok()
+}
+
+fn key_of(cursor: &str) -> Result<Item, StoreError> {
+    let [pk, sk]: [String; 2] = serde_json::from_str(cursor)
+        .map_err(|e| StoreError::Unavailable(format!("page cursor: {e}")))?;
+    Ok(key(pk, sk))
+}
+
+#[async_trait]
+impl RequestLines for crate::DynamoRequestStore {
+    /// A scan page of the request items (up to 1 MB read), those in scope:
+    /// `limit` is not a bound here, a page is what one scan call returns.
+    async fn lines(
+        &self,
+        scope: &Scope,
+        after: Option<&str>,
+        _limit: usize,
+    ) -> Result<LinePage, StoreError> {
+        let start = after.map(key_of).transpose()?;
+        let (requests, next) = self.scan_requests(start).await?;
+        Ok(LinePage {
+            lines: requests
+                .iter()
+                .filter(|r| scope.covers(r))
+                .map(RequestLine::of)
+                .collect(),
+            next: next.as_ref().and_then(cursor_of),
+        })
+    }
+
+    async fn known_references(
+        &self,
+        references: &HashSet<PartnerReference>,
+    ) -> Result<HashSet<PartnerReference>, StoreError> {
+        let mut known = HashSet::new();
+        let mut start = None;
+        while !references.is_empty() && known.len() < references.len() {
+            let (requests, next) = self.scan_requests(start).await?;
+            known.extend(
+                requests
+                    .into_iter()
+                    .filter_map(|r| r.partner_reference)
+                    .filter(|r| references.contains(r)),
+            );
+            match next {
+                Some(k) => start = Some(k),
+                None => break,
+            }
+        }
+        Ok(known)
+    }
+}
+
+/// Reconciliation reports (`REPORT#{id}` / `REPORT`), each replaced by a rerun.
+#[derive(Debug, Clone)]
+pub struct DynamoReportStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoReportStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl ReportStore for DynamoReportStore {
+    async fn put_report(&self, report: &ReconcileReport) -> Result<(), StoreError> {
+        let body = serde_json::to_string(report)
+            .map_err(|e| StoreError::Unavailable(format!("report: {e}")))?;
+        let mut item = key(format!("REPORT#{}", report.id), "REPORT");
+        item.insert(DOC.into(), s(body));
+        item.insert("mismatches".into(), crate::item::n(report.mismatch_count));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| unavailable(e.into_service_error()))?;
+        Ok(())
+    }
+
+    async fn report(&self, id: &str) -> Result<Option<ReconcileReport>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("REPORT#{id}"), "REPORT")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable(e.into_service_error()))?;
+        out.item()
+            .map(|item| doc(item).map_err(|e| StoreError::Unavailable(e.to_string())))
+            .transpose()
     }
 }
 

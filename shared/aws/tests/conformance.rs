@@ -195,3 +195,18 @@ async fn the_dynamodb_partner_limits_conform() {
     let state = Arc::new(pointsflow_aws::DynamoPartnerState::new(client, table));
     pointsflow_conformance::governance::run_all(state.clone(), state).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_ports_conform_on_dynamodb() {
+    let (client, table) = dynamodb().await;
+    let store = Arc::new(DynamoRequestStore::new(client.clone(), &table));
+    let suite = pointsflow_conformance::operations::Operations {
+        create: store.clone(),
+        update: store.clone(),
+        search: store.clone(),
+        lines: store,
+        audit: Arc::new(pointsflow_aws::DynamoAuditLog::new(client.clone(), &table)),
+        reports: Arc::new(pointsflow_aws::DynamoReportStore::new(client, &table)),
+    };
+    pointsflow_conformance::operations::run_all(&suite).await;
+}

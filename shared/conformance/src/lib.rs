@@ -13,6 +13,7 @@
 pub mod enrollment;
 pub mod governance;
 pub mod ledger;
+pub mod operations;
 pub mod programs;
 pub mod queue;
 pub mod runtime_api;

@@ -10,6 +10,7 @@ pub mod operations;
 pub mod partner;
 pub mod ports;
 pub mod program;
+pub mod reconcile;
 pub mod request;
 pub mod reversal;
 pub mod schedule;

@@ -135,6 +135,16 @@ pub trait PartnerConnector: Send + Sync {
 
     /// Takes back points a credit gave, never more than it gave.
     async fn reverse(&self, reversal: &ReversalInstruction) -> ReversalOutcome;
+
+    /// The partner's statement: the credits it created in `[from, to)`.
+    async fn statement(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<crate::reconcile::StatementLine>, String> {
+        let _ = (from, to);
+        Err("this partner offers no statement".into())
+    }
 }
 
 /// Programs as currently configured. Reads are cheap and synchronous: the

@@ -206,6 +206,14 @@ impl Wiring {
         )))
     }
 
+    /// Reconciliation reports, in the table.
+    pub fn report_store(&self) -> Arc<pointsflow_aws::DynamoReportStore> {
+        Arc::new(pointsflow_aws::DynamoReportStore::new(
+            self.dynamodb.clone(),
+            &self.table,
+        ))
+    }
+
     /// The audit log of operators' commands, in the table.
     pub fn audit_log(&self) -> Arc<DynamoAuditLog> {
         Arc::new(DynamoAuditLog::new(self.dynamodb.clone(), &self.table))

@@ -19,7 +19,7 @@ pub use config::{LayeredEnrollments, MemoryEnrollments, MemoryProgramStore, Stat
 pub use governance::MemoryPartnerState;
 pub use ledger::{LedgerSnapshot, MemoryLedger};
 pub use mapping::{EventSourceMapping, MappingConfig};
-pub use operations::{MemoryAuditLog, MemoryDeadLetters};
+pub use operations::{MemoryAuditLog, MemoryDeadLetters, MemoryReportStore};
 pub use queue::{MemoryQueue, QueueConfig, QueueError, ReceivedMessage};
 pub use replay::{ManualClock, SeededIds};
 pub use schedules::MemorySchedules;

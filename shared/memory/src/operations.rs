@@ -1,11 +1,16 @@
 //! The audit log and dead-letter redrive, embedded.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use pointsflow_core::operations::{AuditEntry, AuditLog, DeadLetters, RedriveReport};
 use pointsflow_core::ports::StoreError;
+use pointsflow_core::reconcile::{
+    LinePage, ReconcileReport, ReportStore, RequestLine, RequestLines, Scope,
+};
+use pointsflow_core::values::{PartnerReference, RequestId};
 
 use crate::queue::MemoryQueue;
 
@@ -102,13 +107,96 @@ impl pointsflow_core::operations::RequestSearch for crate::store::MemoryRequestS
         filter: &pointsflow_core::operations::SearchFilter,
         limit: usize,
     ) -> Result<Vec<pointsflow_core::request::PointsRequest>, StoreError> {
-        let mut found: Vec<_> = self
-            .all()?
-            .into_iter()
-            .filter(|r| filter.matches(r))
-            .collect();
+        let mut found = Vec::new();
+        self.visit(None, |r| {
+            if filter.matches(r) {
+                found.push(r.clone());
+            }
+            true
+        })?;
         found.sort_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
         found.truncate(limit);
         Ok(found)
+    }
+}
+
+#[async_trait]
+impl RequestLines for crate::store::MemoryRequestStore {
+    async fn lines(
+        &self,
+        scope: &Scope,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<LinePage, StoreError> {
+        let after = after
+            .map(RequestId::parse)
+            .transpose()
+            .map_err(|e| StoreError::Unavailable(format!("page cursor: {e}")))?;
+        let mut page = LinePage::default();
+        let mut last = None;
+        self.visit(after.as_ref(), |r| {
+            last = Some(r.id.clone());
+            if scope.covers(r) {
+                page.lines.push(RequestLine::of(r));
+            }
+            page.lines.len() < limit
+        })?;
+        if page.lines.len() >= limit {
+            page.next = last.map(|id| id.to_string());
+        }
+        Ok(page)
+    }
+
+    async fn known_references(
+        &self,
+        references: &HashSet<PartnerReference>,
+    ) -> Result<HashSet<PartnerReference>, StoreError> {
+        let mut known = HashSet::new();
+        if references.is_empty() {
+            return Ok(known);
+        }
+        self.visit(None, |r| {
+            if let Some(reference) = r
+                .partner_reference
+                .as_ref()
+                .filter(|x| references.contains(*x))
+            {
+                known.insert(reference.clone());
+            }
+            known.len() < references.len()
+        })?;
+        Ok(known)
+    }
+}
+
+/// Reconciliation reports, embedded.
+#[derive(Debug, Default)]
+pub struct MemoryReportStore {
+    reports: Mutex<HashMap<String, ReconcileReport>>,
+}
+
+impl MemoryReportStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl ReportStore for MemoryReportStore {
+    async fn put_report(&self, report: &ReconcileReport) -> Result<(), StoreError> {
+        self.reports
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(report.id.clone(), report.clone());
+        Ok(())
+    }
+
+    async fn report(&self, id: &str) -> Result<Option<ReconcileReport>, StoreError> {
+        Ok(self
+            .reports
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(id)
+            .cloned())
     }
 }

@@ -104,6 +104,24 @@ impl MemoryRequestStore {
         Ok(items.requests.values().map(|r| (**r).clone()).collect())
     }
 
+    /// Calls `f` with each stored request after `after` (by id), in id
+    /// order, until it returns `false`; nothing is cloned.
+    pub fn visit(
+        &self,
+        after: Option<&RequestId>,
+        mut f: impl FnMut(&PointsRequest) -> bool,
+    ) -> Result<(), StoreError> {
+        use std::ops::Bound;
+        let items = self.items.read().map_err(|_| poisoned())?;
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        for (_, r) in items.requests.range((start, Bound::Unbounded)) {
+            if !f(r) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     pub fn len(&self) -> usize {
         self.items.read().map(|i| i.requests.len()).unwrap_or(0)
     }

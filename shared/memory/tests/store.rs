@@ -56,3 +56,17 @@ async fn the_embedded_partner_limits_conform() {
     let state = Arc::new(pointsflow_memory::MemoryPartnerState::new());
     pointsflow_conformance::governance::run_all(state.clone(), state).await;
 }
+
+#[tokio::test]
+async fn the_embedded_operators_ports_conform() {
+    let store = Arc::new(MemoryRequestStore::new());
+    let suite = pointsflow_conformance::operations::Operations {
+        create: store.clone(),
+        update: store.clone(),
+        search: store.clone(),
+        lines: store,
+        audit: Arc::new(pointsflow_memory::MemoryAuditLog::new()),
+        reports: Arc::new(pointsflow_memory::MemoryReportStore::new()),
+    };
+    pointsflow_conformance::operations::run_all(&suite).await;
+}

@@ -9,5 +9,5 @@ pub mod wire;
 pub use loyalty::LoyaltyConnector;
 pub use rest::{RestConnector, RestConnectorConfig};
 pub use sandbox::{
-    SandboxBehaviour, SandboxConfig, SandboxMember, SandboxPartner, SandboxStats, Shutdown,
+    SandboxBehaviour, SandboxConfig, SandboxMember, SandboxPartner, SandboxStats, Shutdown, Tamper,
 };

@@ -16,8 +16,9 @@ use reqwest::StatusCode;
 
 use crate::wire::{
     Credit, CreditRequest, CreditStatus, ErrorBody, MemberValidation, ReversalAnswer,
-    ReversalRequest, ValidateMemberRequest,
+    ReversalRequest, Statement, ValidateMemberRequest,
 };
+use pointsflow_core::reconcile::{StatementLine, StatementStatus};
 
 #[derive(Debug, Clone)]
 pub struct RestConnectorConfig {
@@ -322,6 +323,57 @@ impl PartnerConnector for RestConnector {
                 ),
             },
         }
+    }
+
+    async fn statement(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<StatementLine>, String> {
+        let response = self
+            .client
+            .http
+            // RFC 3339 in UTC with `Z`: nothing in it needs encoding.
+            .get(self.client.url(&format!(
+                "/v1/statement?from={}&to={}",
+                from.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                to.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            )))
+            .bearer_auth(&self.client.config.api_key)
+            .timeout(
+                self.client
+                    .config
+                    .request_timeout
+                    .max(Duration::from_secs(60)),
+            )
+            .send()
+            .await
+            .map_err(|e| format!("statement: {}", transport_detail(&e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("statement: the partner answered {status}"));
+        }
+        let statement: Statement = response
+            .json()
+            .await
+            .map_err(|e| format!("statement: unreadable answer: {e}"))?;
+        Ok(statement
+            .credits
+            .into_iter()
+            .map(|c| StatementLine {
+                status: match c.status {
+                    CreditStatus::Credited => StatementStatus::Credited,
+                    CreditStatus::Pending => StatementStatus::Pending,
+                    CreditStatus::Failed => StatementStatus::Failed,
+                },
+                reference: c.reference,
+                transaction: c.transaction_id,
+                member: c.member_number,
+                points: c.points,
+                reversed: c.reversed_points,
+                created_at: c.created_at,
+            })
+            .collect())
     }
 
     #[tracing::instrument(skip(self))]

@@ -51,6 +51,19 @@ pub struct SandboxMember {
     pub last_name: String,
 }
 
+/// A change made to the sandbox's records behind pointsflow's back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tamper {
+    /// The credit disappears from look-ups and the statement.
+    Remove,
+    /// The credit says it gave this many points.
+    Points(u64),
+    /// The credit has this status.
+    Status(CreditStatus),
+    /// A credited credit under a reference pointsflow never sent.
+    Plant { member: String, points: u64 },
+}
+
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
     pub api_key: String,
@@ -763,6 +776,56 @@ impl SandboxPartner {
             }
         }
         out
+    }
+
+    /// Changes what the sandbox says of a credit, behind pointsflow's back
+    /// (for reconciliation drills): `false` when there is no such credit.
+    pub fn tamper(&self, reference: &str, change: Tamper) -> bool {
+        let Ok(mut ledger) = self.state.ledger.lock() else {
+            return false;
+        };
+        match change {
+            Tamper::Remove => ledger
+                .references
+                .get_mut(reference)
+                .and_then(|r| r.credit.take())
+                .is_some(),
+            Tamper::Points(points) => ledger
+                .references
+                .get_mut(reference)
+                .and_then(|r| r.credit.as_deref_mut())
+                .map(|c| c.points = points)
+                .is_some(),
+            Tamper::Status(status) => ledger
+                .references
+                .get_mut(reference)
+                .and_then(|r| r.credit.as_deref_mut())
+                .map(|c| {
+                    c.status = status;
+                    c.settles_as = None;
+                })
+                .is_some(),
+            Tamper::Plant { member, points } => {
+                ledger.next_transaction += 1;
+                let recorded = Recorded {
+                    status: CreditStatus::Credited,
+                    settles_as: None,
+                    transaction: ledger.next_transaction,
+                    member: Arc::from(member.as_str()),
+                    program: ledger.intern_program("SKY"),
+                    points,
+                    reversed: 0,
+                    reversals: Vec::new(),
+                    created_at: chrono::Utc::now(),
+                };
+                ledger
+                    .references
+                    .entry(reference.into())
+                    .or_default()
+                    .credit = Some(Box::new(recorded));
+                true
+            }
+        }
     }
 
     /// Credit attempts seen per reference.

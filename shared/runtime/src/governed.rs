@@ -249,6 +249,14 @@ impl PartnerConnector for Governed {
         .await
     }
 
+    async fn statement(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<pointsflow_core::reconcile::StatementLine>, String> {
+        self.inner.statement(from, to).await
+    }
+
     async fn reverse(&self, reversal: &ReversalInstruction) -> ReversalOutcome {
         self.governed(
             reversal.timeout,

@@ -73,6 +73,11 @@ struct Args {
     /// With --window-members: requests per member.
     #[arg(long, default_value_t = 10)]
     per_member: usize,
+    /// With --window-members: once the window is credited, reconcile it
+    /// (requests, ledger and the sandbox's statement) and print the time
+    /// and memory that took.
+    #[arg(long)]
+    reconcile: bool,
 }
 
 /// The running stack, embedded or on the AWS adapters.
@@ -824,7 +829,9 @@ async fn run_window(args: &Args) -> Result<(), String> {
     }))
     .map_err(|e| e.to_string())?;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let stop = shutdown.clone();
+    // The sandbox outlives the dispatch mapping: reconciliation reads its statement.
+    let sandbox_shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = sandbox_shutdown.clone();
     let sandbox = SandboxPartner::start(
         SandboxConfig {
             api_key: "bench".into(),
@@ -928,6 +935,61 @@ async fn run_window(args: &Args) -> Result<(), String> {
         ),
         None => println!("peak memory       unavailable (no /proc/self/status)"),
     }
+    if args.reconcile {
+        reconcile_window(&rig, &window, done.counts.requests).await?;
+    }
+    sandbox_shutdown.cancel();
     sandbox.stopped().await;
+    Ok(())
+}
+
+/// The resident memory now, in MiB.
+fn rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Reconciles the benchmark's window, timing it and measuring the memory
+/// it takes above what the stack already holds (the peak is reset first:
+/// `/proc/self/clear_refs`).
+async fn reconcile_window(
+    rig: &pointsflow_local::rig::WindowRig,
+    window: &pointsflow_core::window::WindowId,
+    requests: u64,
+) -> Result<(), String> {
+    let operations = rig.operations();
+    let before = rss_mib().unwrap_or(0.0);
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let started = Instant::now();
+    let answer = operations
+        .invoke(serde_json::json!({
+            "operator": "bench", "command": "reconcile", "window": window.to_string()
+        }))
+        .await;
+    let elapsed = started.elapsed();
+    let result = answer
+        .result
+        .ok_or_else(|| format!("the reconciliation was refused: {:?}", answer.error))?;
+    let mismatches = result["mismatch_count"].as_u64().unwrap_or(u64::MAX);
+    println!(
+        "reconciled        {requests} requests, {} partner credits, {} mismatches in {:.1} s",
+        result["partner"]["credits"],
+        mismatches,
+        elapsed.as_secs_f64()
+    );
+    match (reset, peak_rss_mib()) {
+        (true, Some(peak)) => println!(
+            "reconcile memory  {:.0} MiB above the {before:.0} MiB the stack held (peak {peak:.0} MiB while reconciling)",
+            (peak - before).max(0.0)
+        ),
+        _ => println!("reconcile memory  unavailable (no /proc/self/clear_refs)"),
+    }
+    if mismatches != 0 {
+        return Err(format!(
+            "a clean window reconciled with {mismatches} mismatches"
+        ));
+    }
     Ok(())
 }

@@ -1,0 +1,208 @@
+//! The operators' ports: the audit log (a day's entries, an entry replaced
+//! by its end), request search and reconciliation's request lines (every
+//! filter, every page, known references), and the report store.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use pointsflow_core::operations::{
+    AuditEntry, AuditLog, AuditOutcome, RequestSearch, SearchFilter,
+};
+use pointsflow_core::ports::{RequestCreate, RequestUpdate};
+use pointsflow_core::reconcile::{ReconcileReport, ReportStore, RequestLines, Scope};
+use pointsflow_core::request::{Status, StatusKind};
+use pointsflow_core::values::{MemberNumber, OperatorId, PartnerReference, ProgramId, RecipientId};
+
+pub struct Operations {
+    pub create: Arc<dyn RequestCreate>,
+    pub update: Arc<dyn RequestUpdate>,
+    pub search: Arc<dyn RequestSearch>,
+    pub lines: Arc<dyn RequestLines>,
+    pub audit: Arc<dyn AuditLog>,
+    pub reports: Arc<dyn ReportStore>,
+}
+
+pub async fn run_all(suite: &Operations) {
+    audit_entries_are_listed_by_day_and_replaced_by_their_end(suite).await;
+    requests_are_found_by_every_filter_and_listed_in_pages(suite).await;
+    a_report_is_stored_and_replaced(suite).await;
+}
+
+async fn audit_entries_are_listed_by_day_and_replaced_by_their_end(suite: &Operations) {
+    let day = Utc::now();
+    let entry = |id: &str, at| AuditEntry {
+        id: id.to_owned(),
+        operator: OperatorId::parse("ana").unwrap(),
+        command: "get".into(),
+        arguments: serde_json::json!({"request_id": "pr_x"}),
+        request: None,
+        started_at: at,
+        outcome: None,
+    };
+    let first = entry("a1", day);
+    let mut second = entry("a2", day + Duration::milliseconds(5));
+    let other_day = entry("a0", day - Duration::days(2));
+    for e in [&other_day, &second, &first] {
+        suite.audit.record(e).await.unwrap();
+    }
+    second.outcome = Some(AuditOutcome {
+        ok: true,
+        code: "ok".into(),
+        summary: "done".into(),
+        finished_at: day,
+    });
+    suite.audit.record(&second).await.unwrap();
+    let listed = suite.audit.entries(day.date_naive()).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["a1", "a2"],
+        "a day's entries, oldest first, each once"
+    );
+    assert_eq!(listed[1], second, "an entry is replaced by its end");
+}
+
+async fn requests_are_found_by_every_filter_and_listed_in_pages(suite: &Operations) {
+    let program = ProgramId::parse("p").unwrap();
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let mut r = crate::request(&format!("ops-{i}"));
+        r.recipient.id = RecipientId::parse(&format!("R{}", i % 3)).unwrap();
+        suite.create.create(&r).await.unwrap();
+        if i % 4 == 0 {
+            r.member = Some(MemberNumber::parse(&format!("SKY{i:04}")).unwrap());
+            r.partner_reference = Some(PartnerReference::parse(&format!("pfops{i:04}")).unwrap());
+            r.transition(Status::Reserved, crate::t0(), "reserved")
+                .unwrap();
+            r.transition(Status::Dispatching, crate::t0(), "sent")
+                .unwrap();
+            r.transition(Status::Credited, crate::t0(), "credited")
+                .unwrap();
+            suite.update.update(&r).await.unwrap();
+        }
+        ids.push(r.id.clone());
+    }
+    let found = |filter: SearchFilter| async move {
+        let mut got: Vec<String> = suite
+            .search
+            .search(&filter, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.idempotency_key.as_str().starts_with("ops-"))
+            .map(|r| r.idempotency_key.to_string())
+            .collect();
+        got.sort();
+        got
+    };
+    assert_eq!(
+        found(SearchFilter {
+            source_record: Some("ops-5".into()),
+            ..Default::default()
+        })
+        .await,
+        ["ops-5"]
+    );
+    assert_eq!(
+        found(SearchFilter {
+            recipient: Some(RecipientId::parse("R1").unwrap()),
+            ..Default::default()
+        })
+        .await,
+        ["ops-1", "ops-10", "ops-4", "ops-7"]
+    );
+    assert_eq!(
+        found(SearchFilter {
+            member: Some(MemberNumber::parse("SKY0008").unwrap()),
+            ..Default::default()
+        })
+        .await,
+        ["ops-8"]
+    );
+    assert_eq!(
+        found(SearchFilter {
+            status: Some(StatusKind::Credited),
+            program: Some(program.clone()),
+            ..Default::default()
+        })
+        .await,
+        ["ops-0", "ops-4", "ops-8"]
+    );
+    let limited = suite
+        .search
+        .search(
+            &SearchFilter {
+                program: Some(program.clone()),
+                ..Default::default()
+            },
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 2, "a search stops at its limit");
+
+    // Every line of a period, over however many pages.
+    let scope = Scope::Period {
+        from: crate::t0(),
+        to: crate::t0() + Duration::seconds(1),
+        program: Some(program),
+    };
+    let mut seen = HashSet::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = suite
+            .lines
+            .lines(&scope, after.as_deref(), 5)
+            .await
+            .unwrap();
+        for line in page.lines {
+            assert!(seen.insert(line.id.clone()), "a line listed twice");
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    for id in &ids {
+        assert!(seen.contains(id), "{id} missing from the lines");
+    }
+    let asked: HashSet<PartnerReference> = ["pfops0004", "pfnobody0001"]
+        .iter()
+        .map(|r| PartnerReference::parse(r).unwrap())
+        .collect();
+    let known = suite.lines.known_references(&asked).await.unwrap();
+    assert_eq!(
+        known,
+        HashSet::from([PartnerReference::parse("pfops0004").unwrap()])
+    );
+}
+
+async fn a_report_is_stored_and_replaced(suite: &Operations) {
+    let scope = Scope::Period {
+        from: crate::t0(),
+        to: crate::t0() + Duration::days(1),
+        program: None,
+    };
+    let mut report = ReconcileReport {
+        id: scope.id(),
+        scope: scope.clone(),
+        generated_at: crate::t0(),
+        requests: Default::default(),
+        ledger: Default::default(),
+        partner: Default::default(),
+        unsettled: 0,
+        mismatch_count: 0,
+        mismatches: Vec::new(),
+        statement_from: crate::t0(),
+        statement_to: crate::t0(),
+    };
+    assert_eq!(suite.reports.report(&report.id).await.unwrap(), None);
+    suite.reports.put_report(&report).await.unwrap();
+    report.mismatch_count = 3;
+    suite.reports.put_report(&report).await.unwrap();
+    assert_eq!(
+        suite.reports.report(&report.id).await.unwrap(),
+        Some(report)
+    );
+}
