@@ -27,7 +27,7 @@ use pointsflow_core::ports::{
     Clock, Enrollments, LedgerRead, LedgerWrite, MemberLink, MemberValidation, PartnerConnector,
     PipelineMessage, ProgramCatalog, Publish, RequestGet, RequestUpdate, WaitingRequests,
 };
-use pointsflow_core::program::{CapSpan, Evaluated, Program, ProgramState, WhenPaused};
+use pointsflow_core::program::{CapSpan, Evaluated, OnUndo, Program, ProgramState, WhenPaused};
 use pointsflow_core::request::{PersonName, PointsRequest, Reason, Status, StatusKind};
 use pointsflow_core::values::{MemberNumber, PartnerId, Points};
 use pointsflow_core::window::{WindowId, WindowSchedules};
@@ -241,6 +241,9 @@ impl Eligibility {
         message: PipelineMessage,
     ) -> Result<Option<PipelineMessage>, RecordError> {
         let request = load_request(self.ports.get.as_ref(), &message.request_id).await?;
+        if request.undoes.is_some() {
+            return self.clawback(request).await.map(|()| None);
+        }
         match request.state() {
             StatusKind::Received => {}
             // Released (a link, the program resuming), or swept: decide
@@ -533,6 +536,133 @@ impl Eligibility {
         }
         tracing::info!(member = %link.member, valid = link.validation.as_ref().is_some_and(|v| v.valid), "member validated with the partner");
         Ok(link)
+    }
+
+    /// A clawback: the source undid the event behind a request. Its
+    /// points are taken back at once (`on_undo = "reverse"`) or after an
+    /// operator approves (`"flag"`); the clawback itself earns nothing and
+    /// ends `rejected` with what was done (`clawback_reversed`,
+    /// `nothing_to_reverse`, `clawback_partner_refused`, or `declined`).
+    async fn clawback(&self, mut request: PointsRequest) -> Result<(), RecordError> {
+        let Some(original_id) = request.undoes.clone() else {
+            return Ok(());
+        };
+        match request.state() {
+            StatusKind::Received => {}
+            StatusKind::AwaitingApproval if request.is_approved() => {}
+            other => {
+                tracing::debug!(state = %other, "clawback decided or waiting; duplicate delivery ignored");
+                return Ok(());
+            }
+        }
+        let now = self.ports.clock.now();
+        let finish = |mut request: PointsRequest, code: &str, message: String| {
+            let reason = Reason::new(code, message.clone());
+            request
+                .transition(Status::Rejected { reason }, now, message)
+                .map(|()| request)
+                .map_err(|e| RecordError::Retry(e.to_string()))
+        };
+        let original = self.ports.get.get(&original_id).await?;
+        let Some(original) = original else {
+            let done = finish(
+                request,
+                "nothing_to_reverse",
+                format!("{original_id} does not exist"),
+            )?;
+            self.ports.update.update(&done).await?;
+            return Ok(());
+        };
+        let left = original
+            .credited_points()
+            .saturating_sub(original.reversed_points());
+        match original.state() {
+            StatusKind::Credited if left > 0 => {}
+            state @ (StatusKind::Credited
+            | StatusKind::Reversed
+            | StatusKind::Rejected
+            | StatusKind::Failed) => {
+                let done = finish(
+                    request,
+                    "nothing_to_reverse",
+                    format!(
+                        "{original_id} is {state}: it has no credited points left to take back"
+                    ),
+                )?;
+                self.ports.update.update(&done).await?;
+                tracing::info!(undoes = %original_id, "clawback: nothing to take back");
+                return Ok(());
+            }
+            state => {
+                return Err(RecordError::Retry(format!(
+                    "{original_id} is {state}: the clawback waits until it is settled"
+                )));
+            }
+        }
+        let on_undo = self
+            .ports
+            .programs
+            .program(&request.program)
+            .map(|p| p.on_undo)
+            .unwrap_or_default();
+        if on_undo == OnUndo::Flag && !request.is_approved() {
+            let reason = Reason::new(
+                "clawback_review",
+                format!(
+                    "the source undid the event behind {original_id}: approve to take back its {left} points, decline to keep them"
+                ),
+            );
+            let detail = reason.message.clone();
+            request
+                .transition(Status::AwaitingApproval { reason }, now, detail)
+                .map_err(|e| RecordError::Retry(e.to_string()))?;
+            self.ports.update.update(&request).await?;
+            tracing::info!(undoes = %original_id, points = left, "clawback waits for an operator");
+            return Ok(());
+        }
+        let ports = pointsflow_runtime::reversals::ReversePorts {
+            get: self.ports.get.as_ref(),
+            update: self.ports.update.as_ref(),
+            ledger_read: self.ports.ledger_read.as_ref(),
+            ledger_write: self.ports.ledger.as_ref(),
+            programs: self.ports.programs.as_ref(),
+            partners: &self.ports.partners,
+            clock: self.ports.clock.as_ref(),
+        };
+        // One reversal per clawback, whatever the redeliveries.
+        let reversal_id = format!("undo-{}", request.id.as_str().trim_start_matches("pr_"));
+        let why = format!("the source undid the event ({})", request.id);
+        let by = format!("source:{}", request.source);
+        let done = match pointsflow_runtime::reversals::reverse(
+            ports,
+            &original_id,
+            &reversal_id,
+            None,
+            &why,
+            &by,
+        )
+        .await
+        {
+            Ok(reversal) => {
+                tracing::info!(undoes = %original_id, points = reversal.points.get(), "clawback: points taken back");
+                finish(
+                    request,
+                    "clawback_reversed",
+                    format!(
+                        "took back {} points of {original_id} (reversal {reversal_id})",
+                        reversal.points
+                    ),
+                )?
+            }
+            Err(e) if e.retryable => return Err(RecordError::Retry(e.message)),
+            Err(e) if e.code == "not_credited" => finish(request, "nothing_to_reverse", e.message)?,
+            Err(e) => {
+                tracing::warn!(undoes = %original_id, code = %e.code, "clawback refused");
+                finish(request, &format!("clawback_{}", e.code), e.message)?
+            }
+        };
+        self.ports.update.update(&done).await?;
+        Ok(())
     }
 
     async fn reject(&self, message: PipelineMessage, reason: Reason) -> Result<(), RecordError> {

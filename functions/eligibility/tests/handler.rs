@@ -124,6 +124,7 @@ fn program(id: &str, state: ProgramState, budget: u64, cap: Option<u64>) -> Prog
         budget_alert_below: None,
         wait_for_enrollment_hours: None,
         when_paused: Default::default(),
+        on_undo: Default::default(),
         time_zone: pointsflow_core::program::Tz::UTC,
         monthly_cap_per_recipient: cap.map(|c| Points::new(c).unwrap()),
         budget: Points::new(budget).unwrap(),

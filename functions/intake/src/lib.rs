@@ -35,7 +35,7 @@ use pointsflow_core::ports::{
     Publish, RequestCreate, RequestGet, RequestUpdate, StoreError, StoredProgram, WaitingRequests,
 };
 use pointsflow_core::program::{Program, ProgramState};
-use pointsflow_core::request::{PointsRequest, StatusKind};
+use pointsflow_core::request::{PointsRequest, Status, StatusKind};
 use pointsflow_core::values::{IdempotencyKey, ProgramId, RecipientId, RequestId};
 use pointsflow_core::window::{WindowId, WindowSchedules, WindowStore};
 use serde::Serialize;
@@ -500,14 +500,17 @@ impl Intake {
                     pointsflow_runtime::metrics::count(candidate.program.as_str(), "RequestsReceived");
                     Recorded::New(Box::new(candidate))
                 }
-                Ok(Created::Existing(existing)) if existing.payload_hash == candidate.payload_hash => {
-                    tracing::info!(request_id = %existing.id, state = %existing.state(), "replay of a recorded request");
-                    Recorded::Replay(existing)
-                }
-                Ok(Created::Existing(existing)) => {
-                    tracing::warn!(request_id = %existing.id, "same business key with a different payload; nothing changed");
-                    Recorded::Conflict(existing)
-                }
+                Ok(Created::Existing(existing)) => match self.clawback(&candidate, &existing).await? {
+                    Some(undo) => undo,
+                    None if existing.payload_hash == candidate.payload_hash => {
+                        tracing::info!(request_id = %existing.id, state = %existing.state(), "replay of a recorded request");
+                        Recorded::Replay(existing)
+                    }
+                    None => {
+                        tracing::warn!(request_id = %existing.id, "same business key with a different payload; nothing changed");
+                        Recorded::Conflict(existing)
+                    }
+                },
                 Err(e) => {
                     tracing::error!(error = %e, request_id = %candidate.id, "could not store the request");
                     return Err(Problem::unavailable(
@@ -543,6 +546,41 @@ impl Intake {
                 })?;
         }
         Ok(recorded)
+    }
+
+    /// An event for a record whose earlier event qualified, that no longer
+    /// qualifies (the Opportunity left Closed Won), undoes it: a clawback
+    /// request, keyed on the first one's key, goes through eligibility.
+    async fn clawback(
+        &self,
+        candidate: &PointsRequest,
+        existing: &PointsRequest,
+    ) -> Result<Option<Recorded>, Problem> {
+        let why = match &candidate.status {
+            Status::Rejected { reason } if reason.code == "not_qualifying" => &reason.message,
+            _ => return Ok(None),
+        };
+        if existing.state() == StatusKind::Rejected || existing.undoes.is_some() {
+            return Ok(None);
+        }
+        let Some(undo) = existing.clawback(candidate.event.clone(), why, self.ports.clock.now())
+        else {
+            return Ok(None);
+        };
+        match self.ports.create.create(&undo).await {
+            Ok(Created::New) => {
+                tracing::info!(request_id = %undo.id, undoes = %existing.id, program = %undo.program, "clawback accepted");
+                pointsflow_runtime::metrics::count(undo.program.as_str(), "ClawbacksReceived");
+                Ok(Some(Recorded::New(Box::new(undo))))
+            }
+            Ok(Created::Existing(stored)) => Ok(Some(Recorded::Replay(stored))),
+            Err(e) => {
+                tracing::error!(error = %e, request_id = %undo.id, "could not store the clawback");
+                Err(Problem::unavailable(
+                    "the request could not be stored; retry with the same key",
+                ))
+            }
+        }
     }
 
     #[tracing::instrument(name = "intake.show", skip_all, fields(request_id = %id))]

@@ -22,19 +22,19 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use pointsflow_core::approval::ApprovalDecision;
-use pointsflow_core::ledger::{Entry, EntryId, EntryKind};
+use pointsflow_core::ledger::Entry;
 use pointsflow_core::operations::{
     AuditEntry, AuditLog, AuditOutcome, DeadLetters, RequestSearch, SearchFilter,
 };
-use pointsflow_core::partner::{ReversalInstruction, ReversalOutcome};
 use pointsflow_core::ports::{
     Clock, LedgerRead, LedgerWrite, PartnerConnector, PipelineMessage, ProgramCatalog, Publish,
     RequestGet, RequestUpdate, StoreError,
 };
 use pointsflow_core::request::{PointsRequest, StatusKind};
-use pointsflow_core::reversal::{Requested, Reversal, ReversalState};
+use pointsflow_core::reversal::{Reversal, ReversalState};
 use pointsflow_core::values::{OperatorId, PartnerId, Points, RequestId};
 use pointsflow_runtime::approvals::{DecideError, DecidePorts};
+use pointsflow_runtime::reversals::ReversePorts;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -698,10 +698,7 @@ impl Operations {
         ))
     }
 
-    /// Records the reversal on the request, asks the partner, writes the
-    /// ledger entry, and settles the reversal on the request; each step is
-    /// safe to run again, so a repeat (or a run after a crash) finishes
-    /// what is left.
+    /// Carries out a reversal (see `pointsflow_runtime::reversals`).
     pub async fn reverse(
         &self,
         id: &RequestId,
@@ -710,175 +707,22 @@ impl Operations {
         reason: &str,
         by: &str,
     ) -> Result<Reversal, OpError> {
-        let (mut request, reversal) = self
-            .record_reversal(id, reversal_id, points, reason, by)
-            .await?;
-        if reversal.state != ReversalState::Requested {
-            return Ok(reversal);
-        }
-        let entries = self.entries(id).await?;
-        let reservation = posted_reservation(&request, &entries)?;
-        let destination = match &request.destination {
-            Some(d) => d.clone(),
-            None => self
-                .ports
-                .programs
-                .program(&request.program)
-                .ok_or_else(|| {
-                    OpError::new(
-                        "not_found",
-                        format!("program {} is not configured", request.program),
-                    )
-                })?
-                .destination
-                .clone(),
+        let ports = ReversePorts {
+            get: self.ports.get.as_ref(),
+            update: self.ports.update.as_ref(),
+            ledger_read: self.ports.ledger_read.as_ref(),
+            ledger_write: self.ports.ledger_write.as_ref(),
+            programs: self.ports.programs.as_ref(),
+            partners: &self.ports.partners,
+            clock: self.ports.clock.as_ref(),
         };
-        let connector = self
-            .ports
-            .partners
-            .get(&destination.partner)
-            .ok_or_else(|| {
-                OpError::retryable(
-                    "partner_not_configured",
-                    format!("partner {} is not configured", destination.partner),
-                )
-            })?;
-        let reference = request.partner_reference.clone().ok_or_else(|| {
-            OpError::new(
-                "ledger_mismatch",
-                "a credited request without a partner reference",
-            )
-        })?;
-        let before: u64 = request
-            .reversals
-            .iter()
-            .filter(|r| r.id != reversal.id && matches!(r.state, ReversalState::Done { .. }))
-            .map(|r| r.points.get())
-            .sum();
-        let instruction = ReversalInstruction {
-            reference,
-            transaction: request.partner_transaction.clone(),
-            reversal_id: reversal.id.clone(),
-            points: reversal.points,
-            reversed_before: before,
-            reason: reversal.reason.clone(),
-            timeout: None,
-        };
-        let settled = match connector.reverse(&instruction).await {
-            ReversalOutcome::Reversed {
-                reversal: partner_reversal,
-            } => {
-                let now = self.ports.clock.now();
-                let entry = Entry::reversal(&reservation, &reversal.id, reversal.points, now)
-                    .ok_or_else(|| {
-                        OpError::new("ledger_mismatch", "the reservation names no request")
-                    })?;
-                self.ports.ledger_write.apply(&[entry]).await.map_err(|e| {
-                    if e.is_transient() {
-                        OpError::unavailable("the ledger", e)
-                    } else {
-                        OpError::new("ledger_mismatch", e.to_string())
-                    }
-                })?;
-                ReversalState::Done { partner_reversal }
-            }
-            ReversalOutcome::Refused(reason) => ReversalState::Refused { reason },
-            ReversalOutcome::Unknown { detail } => {
-                return Err(OpError::retryable(
-                    "partner_unavailable",
-                    format!(
-                        "the partner did not answer ({detail}); the reversal is recorded: run the same command again"
-                    ),
-                ));
-            }
-            ReversalOutcome::NotAttempted { reason } => {
-                return Err(OpError::retryable(
-                    "partner_unavailable",
-                    format!(
-                        "the partner was not called ({reason}); the reversal is recorded: run the same command again"
-                    ),
-                ));
-            }
-        };
-        // Settle it on the request, reading again on a conflict.
-        for _ in 0..5 {
-            let changed = request
-                .settle_reversal(&reversal.id, settled.clone(), self.ports.clock.now())
-                .map_err(|e| OpError::new(e.code(), e.to_string()))?;
-            if !changed {
-                break;
-            }
-            match self.ports.update.update(&request).await {
-                Ok(_) => {
-                    if matches!(settled, ReversalState::Done { .. }) {
-                        pointsflow_runtime::metrics::put(
-                            ("Program", request.program.as_str()),
-                            &[
-                                (
-                                    "RequestsReversed",
-                                    1.0,
-                                    pointsflow_runtime::metrics::Unit::Count,
-                                ),
-                                (
-                                    "PointsReversed",
-                                    reversal.points.get() as f64,
-                                    pointsflow_runtime::metrics::Unit::Count,
-                                ),
-                            ],
-                        );
-                    }
-                    break;
-                }
-                Err(StoreError::Conflict { .. }) => request = self.load(id).await?,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let done = Reversal {
-            state: settled.clone(),
-            ..reversal
-        };
-        match settled {
-            ReversalState::Refused { reason } => Err(OpError::new(
-                "partner_refused",
-                format!(
-                    "the partner refused reversal {}: {} ({})",
-                    done.id, reason.message, reason.code
-                ),
-            )),
-            _ => Ok(done),
-        }
-    }
-
-    /// Records (or finds) the reversal on the request.
-    async fn record_reversal(
-        &self,
-        id: &RequestId,
-        reversal_id: &str,
-        points: Option<Points>,
-        reason: &str,
-        by: &str,
-    ) -> Result<(PointsRequest, Reversal), OpError> {
-        for _ in 0..5 {
-            let mut request = self.load(id).await?;
-            let requested = request
-                .request_reversal(reversal_id, points, reason, by, self.ports.clock.now())
-                .map_err(|e| OpError::new(e.code(), e.to_string()))?;
-            match requested {
-                Requested::Existing(r) => return Ok((request, r)),
-                Requested::New(r) => match self.ports.update.update(&request).await {
-                    Ok(version) => {
-                        request.version = version;
-                        return Ok((request, r));
-                    }
-                    Err(StoreError::Conflict { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                },
-            }
-        }
-        Err(OpError::retryable(
-            "unavailable",
-            "the request kept changing; run the command again",
-        ))
+        pointsflow_runtime::reversals::reverse(ports, id, reversal_id, points, reason, by)
+            .await
+            .map_err(|e| OpError {
+                code: e.code,
+                message: e.message,
+                retryable: e.retryable,
+            })
     }
 
     async fn redrive(
@@ -917,31 +761,6 @@ fn state_name(state: &ReversalState) -> &'static str {
         ReversalState::Done { .. } => "done",
         ReversalState::Refused { .. } => "refused",
     }
-}
-
-/// The request's reservation, which must be posted before anything can be
-/// taken back.
-fn posted_reservation(request: &PointsRequest, entries: &[Entry]) -> Result<Entry, OpError> {
-    let id = EntryId::reservation(&request.id);
-    let reservation = entries
-        .iter()
-        .find(|e| e.id == id && e.kind == EntryKind::Pending)
-        .ok_or_else(|| {
-            OpError::new(
-                "ledger_mismatch",
-                "the request has no reservation in the ledger",
-            )
-        })?;
-    if !entries
-        .iter()
-        .any(|e| matches!(&e.kind, EntryKind::PostPending { pending } if pending == &id))
-    {
-        return Err(OpError::retryable(
-            "ledger_mismatch",
-            "the request's reservation is not posted yet; run the command again shortly",
-        ));
-    }
-    Ok(reservation.clone())
 }
 
 #[cfg(test)]

@@ -26,6 +26,20 @@ pub enum WhenPaused {
     Hold,
 }
 
+/// What a source event that undoes a qualifying one does (the Opportunity
+/// left Closed Won, the recognition was withdrawn): a clawback request for
+/// the points the first one earned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUndo {
+    /// Waits in `awaiting_approval` for an operator: approving takes the
+    /// points back, declining keeps them.
+    #[default]
+    Flag,
+    /// The points are taken back at once.
+    Reverse,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ProgramState {
@@ -309,6 +323,10 @@ pub struct Program {
     /// Whether a paused program rejects or holds its requests.
     #[serde(default, skip_serializing_if = "is_default")]
     pub when_paused: WhenPaused,
+    /// Whether a source event undoing a credited one takes its points back
+    /// at once (`reverse`) or waits for an operator (`flag`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub on_undo: OnUndo,
     /// Sources allowed to submit to this program; empty means any configured source.
     #[serde(default)]
     pub sources: Vec<SourceId>,

@@ -290,6 +290,10 @@ pub struct PointsRequest {
     /// An operator's decision on a request that needed approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<crate::approval::Approval>,
+    /// Set on a clawback: the request whose points this one takes back
+    /// (its source undid the event behind it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undoes: Option<RequestId>,
     /// Reversals of the credit, in the order they were asked for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reversals: Vec<crate::reversal::Reversal>,
@@ -346,6 +350,7 @@ impl NewRequest {
             dispatch_attempts: 0,
             credit: None,
             approval: None,
+            undoes: None,
             reversals: Vec::new(),
             timeline: vec![TimelineEntry {
                 state: StatusKind::Received,
@@ -381,6 +386,35 @@ impl PointsRequest {
 
     pub fn state(&self) -> StatusKind {
         self.status.kind()
+    }
+
+    /// The clawback of this request: the source sent `event` for the same
+    /// record, and it no longer qualifies (`why`). Its key is this
+    /// request's with `:undo`, so the source's retries find it.
+    pub fn clawback(
+        &self,
+        event: SourceEvent,
+        why: &str,
+        now: DateTime<Utc>,
+    ) -> Option<PointsRequest> {
+        let key = IdempotencyKey::parse(&format!("{}:undo", self.idempotency_key)).ok()?;
+        let mut undo = NewRequest {
+            source: self.source.clone(),
+            idempotency_key: key,
+            program: self.program.clone(),
+            recipient: self.recipient.clone(),
+            award: None,
+            event,
+        }
+        .into_request(now);
+        undo.undoes = Some(self.id.clone());
+        if let Some(first) = undo.timeline.first_mut() {
+            first.detail = format!(
+                "accepted: the source undid the event behind {} ({why})",
+                self.id
+            );
+        }
+        Some(undo)
     }
 
     /// When the request entered `state` last, if ever.

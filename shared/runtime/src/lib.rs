@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod governed;
 pub mod masking;
 pub mod metrics;
+pub mod reversals;
 
 use std::future::Future;
 use std::time::Duration;

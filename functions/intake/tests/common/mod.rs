@@ -33,6 +33,7 @@ pub fn program(id: &str, points: PointsRule) -> Program {
         budget_alert_below: None,
         wait_for_enrollment_hours: None,
         when_paused: Default::default(),
+        on_undo: Default::default(),
         time_zone: pointsflow_core::program::Tz::UTC,
         monthly_cap_per_recipient: None,
         budget: Points::new(1_000_000).unwrap(),
