@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
     let store_for_windows = store.clone();
     let dispatch = Dispatch::new(DispatchPorts {
         get: store.clone(),
-        update: store,
+        update: wiring.notifying(store)?,
         ledger_read: ledger.clone(),
         ledger_write: ledger,
         programs: wiring.catalog().await?,

@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
         get: store.clone(),
         waiting: store.clone(),
         partners: wiring.connectors()?,
-        update: store,
+        update: wiring.notifying(store)?,
         ledger: ledger.clone(),
         ledger_read: ledger,
         programs: wiring.catalog().await?,

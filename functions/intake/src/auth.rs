@@ -4,7 +4,6 @@
 //! during a rotation the old and the new are both accepted.
 
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use lambda_http::http::HeaderMap;
 use pointsflow_config::{OperatorEntry, SourceEntry, SourceKind, WebhookAuthKind, WebhookSettings};
 use pointsflow_core::values::{OperatorId, SourceId};
@@ -214,20 +213,10 @@ pub fn api_source<'a>(sources: &'a [Source], headers: &HeaderMap) -> Result<&'a 
     found.ok_or_else(Problem::unauthorized)
 }
 
-type HmacSha256 = Hmac<Sha256>;
-
 /// The signature a webhook sender computes: HMAC-SHA256 over
 /// `{timestamp}.{body}`, lower-case hex.
 pub fn webhook_signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
-    let mut mac = match HmacSha256::new_from_slice(secret) {
-        Ok(m) => m,
-        // HMAC takes keys of any length; this cannot happen.
-        Err(_) => return String::new(),
-    };
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+    pointsflow_runtime::callbacks::signature(secret, timestamp, body)
 }
 
 /// Checks a webhook's credentials; `now` is Unix seconds.

@@ -23,7 +23,7 @@ async fn main() -> Result<(), Error> {
         IntakePorts {
             create: store.clone(),
             get: store.clone(),
-            update: store,
+            update: wiring.notifying(store)?,
             ledger: wiring.ledger(),
             eligibility_queue: wiring.publisher(ELIGIBILITY_QUEUE_URL)?,
             programs: wiring.catalog().await?,

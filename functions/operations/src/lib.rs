@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use pointsflow_core::approval::ApprovalDecision;
+use pointsflow_core::callback::{CallbackMessage, PublishCallback};
 use pointsflow_core::ledger::Entry;
 use pointsflow_core::operations::{
     AuditEntry, AuditLog, AuditOutcome, DeadLetters, RequestSearch, SearchFilter,
@@ -49,6 +50,8 @@ pub const MAX_REDRIVE: u64 = 100_000;
 pub enum QueueName {
     Eligibility,
     Dispatch,
+    /// Status callbacks given up on (a replay).
+    Callbacks,
 }
 
 /// The commands, as an invocation names them (`"command": "get"`).
@@ -119,6 +122,8 @@ pub enum Command {
         #[serde(default)]
         day: Option<chrono::NaiveDate>,
     },
+    /// Sends a request's final status to its source's callback again.
+    Notify { request_id: RequestId },
     /// Moves dead letters back to their queue after a fix.
     Redrive {
         queue: QueueName,
@@ -139,6 +144,7 @@ impl Command {
             Command::Reconcile { .. } => "reconcile",
             Command::Report { .. } => "report",
             Command::Audit { .. } => "audit",
+            Command::Notify { .. } => "notify",
             Command::Redrive { .. } => "redrive",
         }
     }
@@ -149,6 +155,7 @@ impl Command {
             | Command::Approve { request_id, .. }
             | Command::Decline { request_id, .. }
             | Command::Resolve { request_id }
+            | Command::Notify { request_id }
             | Command::Reverse { request_id, .. } => Some(request_id),
             _ => None,
         }
@@ -287,6 +294,8 @@ pub struct OperationsPorts {
     /// The requests of a reconciliation's scope, and where reports go.
     pub lines: Arc<dyn pointsflow_core::reconcile::RequestLines>,
     pub reports: Arc<dyn pointsflow_core::reconcile::ReportStore>,
+    /// The callbacks queue, when a source has a callback.
+    pub callbacks: Option<Arc<dyn PublishCallback>>,
 }
 
 #[derive(Clone)]
@@ -510,6 +519,7 @@ impl Operations {
                 let summary = format!("{} commands on {day}", entries.len());
                 Ok((json!({ "day": day, "entries": entries }), summary))
             }
+            Command::Notify { request_id } => self.notify(request_id).await,
             Command::Redrive { queue, max } => self.redrive(*queue, *max).await,
         }
     }
@@ -695,6 +705,42 @@ impl Operations {
         Ok((
             json!({ "request_id": id, "state": state, "queued": true, "reference": request.partner_reference }),
             format!("{id} ({state}) queued for a status look-up"),
+        ))
+    }
+
+    /// Queues the request's final status for its source's callback.
+    async fn notify(&self, id: &RequestId) -> Result<(Value, String), OpError> {
+        let request = self.load(id).await?;
+        let state = request.state();
+        if !state.is_terminal() {
+            return Err(OpError::new(
+                "not_final",
+                format!(
+                    "the request is {state}: only a final status (credited, failed, rejected, reversed) is sent"
+                ),
+            ));
+        }
+        let queue = self.ports.callbacks.as_ref().ok_or_else(|| {
+            OpError::new(
+                "no_callback",
+                format!(
+                    "no source here has a callback (the request's source is {})",
+                    request.source
+                ),
+            )
+        })?;
+        let message = CallbackMessage {
+            request_id: id.clone(),
+            state,
+            at: request.entered(state).unwrap_or(request.received_at),
+        };
+        queue
+            .publish_callback(&message)
+            .await
+            .map_err(|e| OpError::unavailable("the callbacks queue", e))?;
+        Ok((
+            json!({ "request_id": id, "state": state, "event_id": message.event_id(), "queued": true }),
+            format!("{id}'s status {state} queued for its callback"),
         ))
     }
 

@@ -7,7 +7,8 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use pointsflow_core::operations::DeadLetters;
 use pointsflow_core::time::SystemClock;
 use pointsflow_lambda::{
-    DISPATCH_DLQ_URL, DISPATCH_QUEUE_URL, ELIGIBILITY_DLQ_URL, ELIGIBILITY_QUEUE_URL, Wiring,
+    CALLBACK_DLQ_URL, CALLBACK_QUEUE_URL, DISPATCH_DLQ_URL, DISPATCH_QUEUE_URL,
+    ELIGIBILITY_DLQ_URL, ELIGIBILITY_QUEUE_URL, Wiring,
 };
 use pointsflow_operations::{Operations, OperationsPorts, QueueName};
 
@@ -26,10 +27,14 @@ async fn main() -> Result<(), Error> {
             QueueName::Dispatch,
             wiring.dead_letters(DISPATCH_DLQ_URL, DISPATCH_QUEUE_URL)? as Arc<dyn DeadLetters>,
         ),
+        (
+            QueueName::Callbacks,
+            wiring.dead_letters(CALLBACK_DLQ_URL, CALLBACK_QUEUE_URL)? as Arc<dyn DeadLetters>,
+        ),
     ]);
     let operations = Operations::new(OperationsPorts {
         get: store.clone(),
-        update: store.clone(),
+        update: wiring.notifying(store.clone())?,
         search: store.clone(),
         ledger_read: ledger.clone(),
         ledger_write: ledger,
@@ -42,6 +47,7 @@ async fn main() -> Result<(), Error> {
         dead_letters,
         lines: store,
         reports: wiring.report_store(),
+        callbacks: Some(wiring.publisher(CALLBACK_QUEUE_URL)?),
     });
     let operations = &operations;
     run(service_fn(move |event: LambdaEvent<_>| {

@@ -129,6 +129,15 @@ impl AwsStack {
         .await
         .map_err(StackError::Aws)?;
 
+        let callback_queue = tables::create_queue_pair(
+            &sqs,
+            &format!("{}-callbacks", aws.prefix),
+            visibility,
+            crate::stack::CALLBACK_MAX_RECEIVES,
+        )
+        .await
+        .map_err(StackError::Aws)?;
+
         let shutdown = CancellationToken::new();
         let program_store = Arc::new(DynamoProgramStore::new(dynamodb.clone(), &table));
         let enrollments = Arc::new(LayeredEnrollments::new(
@@ -161,12 +170,14 @@ impl AwsStack {
         let dead_letters = std::collections::HashMap::from([
             (QueueName::Eligibility, dead_letters(&eligibility_queue)),
             (QueueName::Dispatch, dead_letters(&dispatch_queue)),
+            (QueueName::Callbacks, dead_letters(&callback_queue)),
         ]);
         let Handlers {
             intake,
             eligibility,
             dispatch,
             operations,
+            callbacks,
         } = common.handlers(Adapters {
             store: store.clone(),
             ledger: ledger.clone(),
@@ -183,6 +194,8 @@ impl AwsStack {
             audit: Arc::new(DynamoAuditLog::new(dynamodb.clone(), &table)),
             dead_letters,
             reports: Arc::new(DynamoReportStore::new(dynamodb.clone(), &table)),
+            callbacks: Arc::new(SqsPublisher::new(sqs.clone(), &callback_queue.url)),
+            callback_redelivery: Arc::new(SqsRedelivery::new(sqs.clone(), &callback_queue.url)),
         });
 
         let mapping = |name: &str, queue: &QueuePair| SqsMappingConfig {
@@ -199,6 +212,12 @@ impl AwsStack {
             eligibility.clone(),
             shutdown.clone(),
         )];
+        tasks.push(spawn_sqs_mapping(
+            sqs.clone(),
+            mapping("callbacks", &callback_queue),
+            callbacks,
+            shutdown.clone(),
+        ));
         let dispatch_config = mapping("dispatch", &dispatch_queue);
         let dispatch_mapping = spawn_sqs_mapping(
             sqs.clone(),

@@ -133,6 +133,7 @@ impl WindowRig {
             dead_letters: HashMap::from([(QueueName::Dispatch, dead_letters)]),
             lines: self.store.clone(),
             reports: Arc::new(MemoryReportStore::new()),
+            callbacks: None,
         })
     }
 

@@ -10,6 +10,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::response::IntoResponse;
+use pointsflow_callbacks::{Callbacks, CallbacksPorts};
+use pointsflow_core::callback::PublishCallback;
 use pointsflow_core::governance::{CircuitStore, RateLimiter};
 use pointsflow_core::ledger::{Entry, LedgerError};
 use pointsflow_core::operations::{AuditLog, DeadLetters, RequestSearch};
@@ -35,6 +37,7 @@ use pointsflow_memory::{
 };
 use pointsflow_operations::{Operations, OperationsPorts, QueueName};
 use pointsflow_partners::{SandboxBehaviour, SandboxConfig, SandboxMember, SandboxPartner};
+use pointsflow_runtime::callbacks::Notifying;
 use pointsflow_runtime::catalog::LiveCatalog;
 use pointsflow_runtime::{Backoff, SqsHandler};
 use tokio::net::TcpListener;
@@ -86,6 +89,8 @@ pub struct Queues {
     pub eligibility_dlq: Arc<MemoryQueue>,
     pub dispatch: Arc<MemoryQueue>,
     pub dispatch_dlq: Arc<MemoryQueue>,
+    pub callbacks: Arc<MemoryQueue>,
+    pub callbacks_dlq: Arc<MemoryQueue>,
 }
 
 /// A running local stack.
@@ -120,7 +125,19 @@ impl std::fmt::Debug for Stack {
     }
 }
 
+/// The callbacks queue's receive limit: a status is retried until it is
+/// 72 hours old (then given up on), not a number of times.
+pub const CALLBACK_MAX_RECEIVES: u32 = 1_000;
+
 fn queue_pair(name: &str, config: &LocalConfig) -> (Arc<MemoryQueue>, Arc<MemoryQueue>) {
+    queue_pair_receiving(name, config, config.queues.max_receive_count)
+}
+
+fn queue_pair_receiving(
+    name: &str,
+    config: &LocalConfig,
+    max_receive_count: u32,
+) -> (Arc<MemoryQueue>, Arc<MemoryQueue>) {
     let dlq = Arc::new(MemoryQueue::new(
         QueueConfig {
             name: format!("{name}-dlq"),
@@ -133,7 +150,7 @@ fn queue_pair(name: &str, config: &LocalConfig) -> (Arc<MemoryQueue>, Arc<Memory
         QueueConfig {
             name: name.to_owned(),
             visibility_timeout: config.queues.visibility_timeout(),
-            max_receive_count: config.queues.max_receive_count,
+            max_receive_count,
         },
         Some(dlq.clone()),
     ));
@@ -463,6 +480,7 @@ pub(crate) struct Handlers {
     pub eligibility: Eligibility,
     pub dispatch: Dispatch,
     pub operations: Operations,
+    pub callbacks: Callbacks,
 }
 
 /// The adapters of one stack, embedded or AWS.
@@ -487,6 +505,10 @@ pub(crate) struct Adapters<S, L> {
     pub dead_letters: HashMap<QueueName, Arc<dyn DeadLetters>>,
     /// Where reconciliation reports are kept.
     pub reports: Arc<dyn ReportStore>,
+    /// The callbacks queue: status callbacks are queued there, and
+    /// retried on it.
+    pub callbacks: Arc<dyn PublishCallback>,
+    pub callback_redelivery: Arc<dyn Redelivery>,
 }
 
 impl Common {
@@ -519,13 +541,39 @@ impl Common {
             audit,
             dead_letters,
             reports,
+            callbacks,
+            callback_redelivery,
         } = adapters;
+        // Every handler's update queues the status callback of a request
+        // reaching a final status.
+        let update: Arc<dyn RequestUpdate> = Arc::new(Notifying::new(
+            store.clone(),
+            callbacks.clone(),
+            self.intake
+                .sources
+                .iter()
+                .filter(|s| s.callback.is_some())
+                .map(|s| s.id.clone()),
+        ));
+        let callback_handler = Callbacks::new(
+            CallbacksPorts {
+                get: store.clone(),
+                redelivery: callback_redelivery,
+                clock: clock.clone(),
+            },
+            self.intake
+                .sources
+                .iter()
+                .filter_map(|s| s.callback.clone().map(|c| (s.id.clone(), c)))
+                .collect(),
+        )
+        .with_retries(self.backoff, pointsflow_callbacks::GIVE_UP_AFTER);
         let intake = Intake::new(
             self.intake.clone(),
             IntakePorts {
                 create: store.clone(),
                 get: store.clone(),
-                update: store.clone(),
+                update: update.clone(),
                 ledger: ledger.clone(),
                 eligibility_queue: to_eligibility.clone(),
                 programs: self.catalog.clone(),
@@ -541,7 +589,7 @@ impl Common {
             get: store.clone(),
             waiting: store.clone(),
             partners: self.partners.clone(),
-            update: store.clone(),
+            update: update.clone(),
             ledger: ledger.clone(),
             ledger_read: ledger.clone(),
             programs: self.catalog.clone(),
@@ -553,7 +601,7 @@ impl Common {
         .with_sweep_every(self.sweep_every);
         let operations = Operations::new(OperationsPorts {
             get: store.clone(),
-            update: store.clone(),
+            update: update.clone(),
             search: store.clone(),
             ledger_read: ledger.clone(),
             ledger_write: ledger.clone(),
@@ -566,10 +614,11 @@ impl Common {
             dead_letters,
             lines: store.clone(),
             reports,
+            callbacks: Some(callbacks),
         });
         let dispatch = Dispatch::new(DispatchPorts {
             get: store.clone(),
-            update: store.clone(),
+            update: update.clone(),
             ledger_read: ledger.clone(),
             ledger_write: ledger,
             programs: self.catalog.clone(),
@@ -593,6 +642,7 @@ impl Common {
             eligibility,
             dispatch,
             operations,
+            callbacks: callback_handler,
         }
     }
 }
@@ -698,11 +748,15 @@ impl Stack {
 
         let (eligibility_queue, eligibility_dlq) = queue_pair("eligibility", &config);
         let (dispatch_queue, dispatch_dlq) = queue_pair("dispatch", &config);
+        let (callback_queue, callback_dlq) =
+            queue_pair_receiving("callbacks", &config, CALLBACK_MAX_RECEIVES);
         let queues = Queues {
             eligibility: eligibility_queue.clone(),
             eligibility_dlq,
             dispatch: dispatch_queue.clone(),
             dispatch_dlq,
+            callbacks: callback_queue.clone(),
+            callbacks_dlq: callback_dlq,
         };
 
         let audit = Arc::new(MemoryAuditLog::new());
@@ -722,12 +776,20 @@ impl Stack {
                     source: queues.dispatch.clone(),
                 }) as Arc<dyn DeadLetters>,
             ),
+            (
+                QueueName::Callbacks,
+                Arc::new(MemoryDeadLetters {
+                    dead_letter: queues.callbacks_dlq.clone(),
+                    source: queues.callbacks.clone(),
+                }) as Arc<dyn DeadLetters>,
+            ),
         ]);
         let Handlers {
             intake,
             eligibility,
             dispatch,
             operations,
+            callbacks,
         } = common.handlers(Adapters {
             store: store.clone(),
             ledger: ledger.clone(),
@@ -744,6 +806,8 @@ impl Stack {
             audit: audit.clone(),
             dead_letters,
             reports: reports.clone(),
+            callbacks: callback_queue.clone(),
+            callback_redelivery: callback_queue.clone(),
         });
 
         let mapping = |name: &str| MappingConfig {
@@ -757,6 +821,11 @@ impl Stack {
             eligibility.clone(),
             shutdown.clone(),
         )];
+        tasks.push(spawn_mapping(
+            EventSourceMapping::new(callback_queue, mapping("callbacks")),
+            callbacks,
+            shutdown.clone(),
+        ));
         let dispatch_mapping = spawn_mapping(
             EventSourceMapping::new(dispatch_queue, mapping("dispatch")),
             dispatch.clone(),

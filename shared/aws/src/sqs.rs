@@ -183,3 +183,17 @@ impl Redelivery for SqsRedelivery {
             .map_err(|e| DisplayErrorContext(e).to_string())
     }
 }
+
+#[async_trait]
+impl pointsflow_core::callback::PublishCallback for SqsPublisher {
+    async fn publish_callback(
+        &self,
+        message: &pointsflow_core::callback::CallbackMessage,
+    ) -> Result<(), String> {
+        let body = serde_json::to_string(message).map_err(|e| e.to_string())?;
+        match self.send_bodies(std::slice::from_ref(&body)).await.first() {
+            None => Ok(()),
+            Some((_, why)) => Err(why.clone()),
+        }
+    }
+}

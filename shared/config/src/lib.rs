@@ -18,8 +18,8 @@ pub mod programs;
 pub mod source;
 pub use programs::{PROGRAM_FILE_FORMAT, ProgramFile};
 pub use source::{
-    BasicCredential, Condition, Mapping, Route, SalesforceSettings, SourceEntry, SourceKind,
-    WebhookAuthKind, WebhookSettings,
+    BasicCredential, CallbackSettings, Condition, Mapping, Route, SalesforceSettings, SourceEntry,
+    SourceKind, WebhookAuthKind, WebhookSettings,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -607,6 +607,9 @@ impl Config {
             out.extend(s.bearer_keys().into_iter().map(str::to_owned));
             if let Some(sf) = &s.salesforce {
                 out.extend(sf.tokens.iter().cloned());
+            }
+            if let Some(c) = &s.callback {
+                out.push(c.secret.clone());
             }
             if let Some(w) = &s.webhook {
                 out.extend(w.keys.iter().cloned());

@@ -76,6 +76,27 @@ pub struct SourceEntry {
     /// Bodies above this many bytes are refused before they are read.
     #[serde(default)]
     pub max_body_bytes: Option<usize>,
+    /// Where the final status of each of the source's requests is sent
+    /// (credited, failed, rejected, reversed), signed.
+    #[serde(default)]
+    pub callback: Option<CallbackSettings>,
+}
+
+/// A source's status callback: an HTTPS endpoint and the secret each call
+/// is signed with (HMAC-SHA256 over `{timestamp}.{body}`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackSettings {
+    pub url: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for CallbackSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackSettings")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SourceEntry {
@@ -395,6 +416,19 @@ pub(crate) fn validate<'a>(
     }
     if s.max_body_bytes == Some(0) {
         return Err(invalid(entry, "max_body_bytes", "must be greater than 0"));
+    }
+    if let Some(callback) = &s.callback {
+        let scheme_ok = callback.url.starts_with("https://")
+            || callback.url.starts_with("http://127.0.0.1")
+            || callback.url.starts_with("http://localhost");
+        if !scheme_ok || callback.url.len() > 2_000 || callback.url.contains(char::is_whitespace) {
+            return Err(invalid(
+                entry,
+                "callback.url",
+                "must be an https:// URL (http:// only to 127.0.0.1 or localhost)",
+            ));
+        }
+        check_secret(entry, "callback.secret", &callback.secret, 24, seen)?;
     }
     match s.kind {
         SourceKind::Api => {

@@ -3,6 +3,7 @@
 //! the ports the handlers use.
 
 pub mod approval;
+pub mod callback;
 pub mod governance;
 pub mod ledger;
 pub mod money;

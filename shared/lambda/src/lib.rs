@@ -15,8 +15,10 @@
 //! arm window schedules (intake, eligibility) `POINTSFLOW_SCHEDULE_PREFIX`,
 //! `POINTSFLOW_DISPATCH_FUNCTION_ARN`, `POINTSFLOW_SCHEDULER_ROLE_ARN` and
 //! `POINTSFLOW_SCHEDULE_DEAD_LETTER_ARN`; for operations, which redrives
-//! them, `POINTSFLOW_ELIGIBILITY_DLQ_URL` and `POINTSFLOW_DISPATCH_DLQ_URL`;
-//! optional `POINTSFLOW_AWS_ENDPOINT`.
+//! them, `POINTSFLOW_ELIGIBILITY_DLQ_URL`, `POINTSFLOW_DISPATCH_DLQ_URL` and
+//! `POINTSFLOW_CALLBACK_DLQ_URL`; for every function that settles requests,
+//! `POINTSFLOW_CALLBACK_QUEUE_URL` (status callbacks); optional
+//! `POINTSFLOW_AWS_ENDPOINT`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +43,8 @@ pub const CONFIG_PARAMETER: &str = "POINTSFLOW_CONFIG_PARAMETER";
 pub const ELIGIBILITY_QUEUE_URL: &str = "POINTSFLOW_ELIGIBILITY_QUEUE_URL";
 pub const DISPATCH_QUEUE_URL: &str = "POINTSFLOW_DISPATCH_QUEUE_URL";
 pub const ELIGIBILITY_DLQ_URL: &str = "POINTSFLOW_ELIGIBILITY_DLQ_URL";
+pub const CALLBACK_QUEUE_URL: &str = "POINTSFLOW_CALLBACK_QUEUE_URL";
+pub const CALLBACK_DLQ_URL: &str = "POINTSFLOW_CALLBACK_DLQ_URL";
 pub const DISPATCH_DLQ_URL: &str = "POINTSFLOW_DISPATCH_DLQ_URL";
 pub const AWS_ENDPOINT: &str = "POINTSFLOW_AWS_ENDPOINT";
 pub const SCHEDULE_PREFIX: &str = "POINTSFLOW_SCHEDULE_PREFIX";
@@ -214,6 +218,30 @@ impl Wiring {
         ))
     }
 
+    /// `update`, queueing a status callback when a request of a source
+    /// with a callback reaches a final status (the queue in
+    /// `POINTSFLOW_CALLBACK_QUEUE_URL`).
+    pub fn notifying(
+        &self,
+        update: Arc<dyn pointsflow_core::ports::RequestUpdate>,
+    ) -> Result<Arc<dyn pointsflow_core::ports::RequestUpdate>, WiringError> {
+        let sources: Vec<_> = self
+            .config
+            .sources
+            .iter()
+            .filter(|s| s.callback.is_some())
+            .map(|s| s.id.clone())
+            .collect();
+        if sources.is_empty() {
+            return Ok(update);
+        }
+        Ok(Arc::new(pointsflow_runtime::callbacks::Notifying::new(
+            update,
+            self.publisher(CALLBACK_QUEUE_URL)?,
+            sources,
+        )))
+    }
+
     /// The audit log of operators' commands, in the table.
     pub fn audit_log(&self) -> Arc<DynamoAuditLog> {
         Arc::new(DynamoAuditLog::new(self.dynamodb.clone(), &self.table))
@@ -362,9 +390,9 @@ pub mod testing {
     use pointsflow_aws::tables::{self, QueuePair};
 
     use super::{
-        AWS_ENDPOINT, CONFIG_PARAMETER, DISPATCH_DLQ_URL, DISPATCH_FUNCTION_ARN,
-        DISPATCH_QUEUE_URL, ELIGIBILITY_DLQ_URL, ELIGIBILITY_QUEUE_URL, SCHEDULE_DEAD_LETTER_ARN,
-        SCHEDULE_PREFIX, SCHEDULER_ROLE_ARN, STACK, TABLE,
+        AWS_ENDPOINT, CALLBACK_DLQ_URL, CALLBACK_QUEUE_URL, CONFIG_PARAMETER, DISPATCH_DLQ_URL,
+        DISPATCH_FUNCTION_ARN, DISPATCH_QUEUE_URL, ELIGIBILITY_DLQ_URL, ELIGIBILITY_QUEUE_URL,
+        SCHEDULE_DEAD_LETTER_ARN, SCHEDULE_PREFIX, SCHEDULER_ROLE_ARN, STACK, TABLE,
     };
 
     /// The table, queues and configuration parameter of one test stack.
@@ -375,6 +403,7 @@ pub mod testing {
         pub parameter: String,
         pub eligibility: QueuePair,
         pub dispatch: QueuePair,
+        pub callbacks: QueuePair,
     }
 
     impl Provisioned {
@@ -393,6 +422,8 @@ pub mod testing {
                 tables::create_queue_pair(&sqs, &format!("{prefix}-eligibility"), 30, 5).await?;
             let dispatch =
                 tables::create_queue_pair(&sqs, &format!("{prefix}-dispatch"), 30, 5).await?;
+            let callbacks =
+                tables::create_queue_pair(&sqs, &format!("{prefix}-callbacks"), 30, 5).await?;
             let parameter = format!("/{prefix}/config");
             aws_sdk_ssm::Client::new(&sdk)
                 .put_parameter()
@@ -409,6 +440,7 @@ pub mod testing {
                 parameter,
                 eligibility,
                 dispatch,
+                callbacks,
             })
         }
 
@@ -442,6 +474,8 @@ pub mod testing {
                 (DISPATCH_QUEUE_URL, self.dispatch.url.clone()),
                 (ELIGIBILITY_DLQ_URL, self.eligibility.dlq_url.clone()),
                 (DISPATCH_DLQ_URL, self.dispatch.dlq_url.clone()),
+                (CALLBACK_QUEUE_URL, self.callbacks.url.clone()),
+                (CALLBACK_DLQ_URL, self.callbacks.dlq_url.clone()),
                 (
                     SCHEDULE_PREFIX,
                     self.table.trim_end_matches("-ledger").to_owned(),

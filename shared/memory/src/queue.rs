@@ -345,6 +345,19 @@ impl PublishWork for MemoryQueue {
     }
 }
 
+#[async_trait]
+impl pointsflow_core::callback::PublishCallback for MemoryQueue {
+    async fn publish_callback(
+        &self,
+        message: &pointsflow_core::callback::CallbackMessage,
+    ) -> Result<(), String> {
+        let body = serde_json::to_string(message).map_err(|e| e.to_string())?;
+        self.send_batch(&[body])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! remaining time.
 
 pub mod approvals;
+pub mod callbacks;
 pub mod catalog;
 pub mod governed;
 pub mod masking;

@@ -1,0 +1,196 @@
+//! The callbacks function: for each message on the callbacks queue (a
+//! request reached a final status), posts the status to the request's
+//! source's callback URL, signed with the source's secret:
+//!
+//! ```text
+//! POST {url}
+//! content-type: application/json
+//! x-pointsflow-timestamp: 1764318000
+//! x-pointsflow-signature: sha256=<hex HMAC-SHA256 of "{timestamp}.{body}">
+//! x-pointsflow-event-id: pr_…:credited
+//!
+//! {"event_id": "pr_…:credited", "request_id": "pr_…", "status": "credited", …}
+//! ```
+//!
+//! A 2xx answer is delivery. Anything else (an error, a timeout, no
+//! connection) is retried on the queue with capped exponential backoff and
+//! full jitter, for up to 72 hours after the status was reached; then the
+//! message goes to the dead-letter queue, from which `pointsflow ops redrive
+//! --queue callbacks` replays it. Delivery is at least once: receivers
+//! dedupe on the event id.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use chrono::Utc;
+use lambda_runtime::LambdaEvent;
+use pointsflow_config::CallbackSettings;
+use pointsflow_core::callback::CallbackMessage;
+use pointsflow_core::ports::{Clock, Redelivery, RequestGet};
+use pointsflow_core::request::PointsRequest;
+use pointsflow_core::values::SourceId;
+use pointsflow_runtime::callbacks::{
+    EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature,
+};
+use pointsflow_runtime::{Backoff, RecordError, SqsHandler, process_batch_with_backoff};
+use serde_json::json;
+
+/// How long a status is retried before it waits in the dead-letter queue.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(72 * 3_600);
+/// How long one call may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct CallbacksPorts {
+    pub get: Arc<dyn RequestGet>,
+    /// The callbacks queue, for retries after a backoff.
+    pub redelivery: Arc<dyn Redelivery>,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Clone)]
+pub struct Callbacks {
+    ports: CallbacksPorts,
+    targets: Arc<HashMap<SourceId, CallbackSettings>>,
+    http: reqwest::Client,
+    backoff: Backoff,
+    give_up_after: Duration,
+}
+
+impl std::fmt::Debug for Callbacks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Callbacks").finish_non_exhaustive()
+    }
+}
+
+/// The JSON a receiver gets for `request` reaching `message.state`.
+pub fn payload(request: &PointsRequest, message: &CallbackMessage) -> serde_json::Value {
+    let reason = (request.state() == message.state)
+        .then(|| request.status.reason())
+        .flatten();
+    json!({
+        "event_id": message.event_id(),
+        "request_id": request.id,
+        "source": request.source,
+        "source_record": request.event.id,
+        "idempotency_key": request.idempotency_key,
+        "program": request.program,
+        "recipient": request.recipient.id,
+        "status": message.state,
+        "reason": reason,
+        "points": request.points,
+        "points_reversed": request.reversed_done(),
+        "partner_reference": request.partner_reference,
+        "undoes": request.undoes,
+        "at": message.at,
+    })
+}
+
+impl Callbacks {
+    pub fn new(ports: CallbacksPorts, targets: HashMap<SourceId, CallbackSettings>) -> Self {
+        Self {
+            ports,
+            targets: Arc::new(targets),
+            http: reqwest::Client::builder()
+                .timeout(CALL_TIMEOUT)
+                .connect_timeout(Duration::from_secs(3))
+                .build()
+                .unwrap_or_default(),
+            backoff: Backoff {
+                base: Duration::from_secs(30),
+                cap: Duration::from_secs(3_600),
+            },
+            give_up_after: GIVE_UP_AFTER,
+        }
+    }
+
+    /// Retries wait as `backoff` says; a status is given up on (to the
+    /// dead-letter queue) `give_up_after` it was reached.
+    pub fn with_retries(mut self, backoff: Backoff, give_up_after: Duration) -> Self {
+        self.backoff = backoff;
+        self.give_up_after = give_up_after;
+        self
+    }
+
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<SqsEvent>,
+    ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+        Ok(process_batch_with_backoff(
+            "callbacks",
+            event.payload,
+            self.backoff,
+            self.ports.redelivery.as_ref(),
+            |m: CallbackMessage| async move { self.deliver(&m).await },
+        )
+        .await)
+    }
+
+    #[tracing::instrument(name = "callback", skip_all, fields(request_id = %message.request_id, state = %message.state, program, source_record))]
+    async fn deliver(&self, message: &CallbackMessage) -> Result<(), RecordError> {
+        let request =
+            pointsflow_runtime::load_request(self.ports.get.as_ref(), &message.request_id).await?;
+        let Some(target) = self.targets.get(&request.source) else {
+            tracing::debug!(source = %request.source, "the source has no callback");
+            return Ok(());
+        };
+        let body = serde_json::to_vec(&payload(&request, message))
+            .map_err(|e| RecordError::Poison(e.to_string()))?;
+        let timestamp = self.ports.clock.now().timestamp().to_string();
+        let signed = signature(target.secret.as_bytes(), &timestamp, &body);
+        let sent = self
+            .http
+            .post(&target.url)
+            .header("content-type", "application/json")
+            .header(TIMESTAMP_HEADER, &timestamp)
+            .header(SIGNATURE_HEADER, format!("sha256={signed}"))
+            .header(EVENT_ID_HEADER, message.event_id())
+            .body(body)
+            .send()
+            .await;
+        let failure = match sent {
+            Ok(r) if r.status().is_success() => {
+                tracing::info!(status = %r.status(), "status delivered");
+                return Ok(());
+            }
+            Ok(r) => format!("the receiver answered {}", r.status()),
+            Err(e) => format!("the receiver could not be reached: {e}"),
+        };
+        let age = (Utc::now() - message.at).to_std().unwrap_or_default();
+        pointsflow_runtime::metrics::put(
+            ("Source", request.source.as_str()),
+            &[(
+                "CallbackFailures",
+                1.0,
+                pointsflow_runtime::metrics::Unit::Count,
+            )],
+        );
+        if age > self.give_up_after {
+            return Err(RecordError::Poison(format!(
+                "{failure}; given up after {} hours: replay it from the dead-letter queue",
+                self.give_up_after.as_secs() / 3_600
+            )));
+        }
+        Err(RecordError::Retry(failure))
+    }
+}
+
+impl SqsHandler for Callbacks {
+    async fn handle_batch(
+        &self,
+        event: LambdaEvent<SqsEvent>,
+    ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+        self.handle(event).await
+    }
+}
+
+/// The callback targets of a configuration's sources.
+pub fn targets(config: &pointsflow_config::Config) -> HashMap<SourceId, CallbackSettings> {
+    config
+        .sources
+        .iter()
+        .filter_map(|s| s.callback.clone().map(|c| (s.id.clone(), c)))
+        .collect()
+}
