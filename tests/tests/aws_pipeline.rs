@@ -551,3 +551,75 @@ async fn a_lost_answer_from_a_loyalty_commerce_partner_is_looked_up_not_ordered_
     );
     t.stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_reverse_and_reconcile_on_dynamodb_and_sqs() {
+    let t = spawn_aws_stack(|c| {
+        c.queues.function_timeout_ms = 10_000;
+        c.queues.visibility_timeout_ms = 12_000;
+    })
+    .await;
+    let id = t.accept("aws-ops-1", &deal(ADA, "12550.00")).await;
+    let view = t
+        .wait_for_within(&id, &["credited", "failed"], Duration::from_secs(60))
+        .await;
+    assert_eq!(view["status"], "credited", "{view:#}");
+    let run = |command: serde_json::Value| {
+        let mut command = command;
+        command["operator"] = json!("ops-demo");
+        t.stack.operations.invoke(command)
+    };
+    // A partial reversal run twice, then one above what is left.
+    for _ in 0..2 {
+        let answer = run(
+            json!({"command": "reverse", "request_id": id, "points": 51, "reason": "deal reduced"}),
+        )
+        .await;
+        assert!(answer.ok, "{answer:#?}");
+    }
+    let too_much =
+        run(json!({"command": "reverse", "request_id": id, "points": 201, "reason": "x"})).await;
+    assert_eq!(too_much.error.unwrap().code, "reversal_exceeds_credit");
+    let ledger = &t.stack.ledger;
+    let request = RequestId::parse(&id).unwrap();
+    let entries = ledger.entries_for(&request).await.unwrap();
+    assert_eq!(entries.len(), 3, "{entries:#?}");
+    let member = ledger
+        .balance(&AccountId::member(
+            &pointsflow_core::values::PartnerId::parse("sandbox-air").unwrap(),
+            &pointsflow_core::values::MemberNumber::parse("SKY1000001").unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!((member.credits_posted, member.debits_posted), (251, 51));
+    assert_eq!(
+        t.stack.sandbox.as_ref().unwrap().credited_by_member()["SKY1000001"],
+        200
+    );
+    // The reconciliation agrees, and is stored; the audit log has it all.
+    let answer = run(json!({"command": "reconcile", "last_hours": 1})).await;
+    let report = answer.result.unwrap();
+    assert_eq!(report["mismatch_count"], 0, "{report:#}");
+    assert_eq!(report["ledger"]["reversed"], 51);
+    let stored = run(json!({"command": "report", "id": report["id"]})).await;
+    assert!(stored.ok, "{stored:#?}");
+    let audit = run(json!({"command": "audit"})).await;
+    let commands: Vec<String> = audit.result.unwrap()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["command"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "reverse",
+            "reverse",
+            "reverse",
+            "reconcile",
+            "report",
+            "audit"
+        ]
+    );
+    t.stack.shutdown().await;
+}

@@ -172,7 +172,7 @@ enum OpsAction {
     },
     /// Move a dead-letter queue's messages back to their queue, after a fix.
     Redrive {
-        /// eligibility or dispatch.
+        /// eligibility, dispatch or callbacks.
         #[arg(long)]
         queue: String,
         /// Move at most this many.
@@ -205,6 +205,8 @@ enum OpsAction {
         #[arg(long)]
         csv: bool,
     },
+    /// Send a request's final status to its source's callback again.
+    Notify { id: String },
     /// The commands operators ran on a day (UTC, YYYY-MM-DD; today by default).
     Audit {
         #[arg(long)]
@@ -466,6 +468,10 @@ fn ops_command(action: OpsAction) -> (&'static str, serde_json::Value) {
         OpsAction::Report { id, csv: _ } => {
             put("id", Some(json!(id)));
             "report"
+        }
+        OpsAction::Notify { id } => {
+            put("request_id", Some(json!(id)));
+            "notify"
         }
         OpsAction::Audit { day } => {
             put("day", day.map(|v| json!(v)));
