@@ -397,3 +397,99 @@ async fn the_local_stack_serves_operations_to_operators_only() {
     );
     t.stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn retry_sends_a_fixed_request_through_again_under_a_new_reference() {
+    let t = spawn_stack(|_| {}).await;
+    // Rejected: nobody linked the recipient yet.
+    let grace = "0055g00000GraceAA1";
+    let id = t.accept("ops-retry-1", &deal(grace, "12550.00")).await;
+    let view = t.wait_for(&id, &["rejected"]).await;
+    assert_eq!(view["reason"]["code"], "not_enrolled", "{view:#}");
+    refused(
+        &run(&t, json!({"command": "retry", "request_id": id})).await,
+        "invalid_command",
+    );
+    // The cause fixed (the recipient linked), the retry credits it.
+    pointsflow_local::client::ApiClient::new(&t.base, OPERATOR_KEY)
+        .link_member("sales-incentive", grace, "SKY1000005", "Grace", "Hopper")
+        .await
+        .unwrap();
+    let first = run(
+        &t,
+        json!({"command": "retry", "request_id": id, "reason": "linked now"}),
+    )
+    .await;
+    assert_eq!(ok(&first)["changed"], true, "{first:#?}");
+    let view = t.wait_for(&id, &["credited", "failed", "rejected"]).await;
+    assert_eq!(view["status"], "credited", "{view:#}");
+    // Run again: the request is no longer rejected; nothing changes.
+    let before = stored(&t, &id).await;
+    refused(
+        &run(
+            &t,
+            json!({"command": "retry", "request_id": id, "reason": "linked now"}),
+        )
+        .await,
+        "not_retryable",
+    );
+    assert_eq!(stored(&t, &id).await, before);
+    t.check_ledger();
+
+    // Failed at the partner (a refusal for good): a retry is a new round
+    // with its own reservation and a new reference; the old one is never
+    // sent again.
+    let failed = t
+        .accept(
+            "ops-retry-2",
+            &deal(
+                ADA,
+                &pointsflow_tests::amount_for(pointsflow_partners::sandbox::magic::REJECT),
+            ),
+        )
+        .await;
+    let view = t.wait_for(&failed, &["failed"]).await;
+    let first_reference = view["partner_reference"].as_str().unwrap().to_owned();
+    let answer = run(
+        &t,
+        json!({"command": "retry", "request_id": failed, "reason": "try again"}),
+    )
+    .await;
+    assert_eq!(ok(&answer)["round"], 2);
+    let view = t.wait_for(&failed, &["failed"]).await;
+    let second_reference = view["partner_reference"].as_str().unwrap().to_owned();
+    assert_ne!(first_reference, second_reference);
+    let sandbox = t.stack.sandbox.as_ref().unwrap();
+    assert_eq!(
+        sandbox.attempts(&first_reference),
+        1,
+        "the old reference is not reused"
+    );
+    assert_eq!(sandbox.attempts(&second_reference), 1);
+    let answer = run(&t, json!({"command": "get", "request_id": failed})).await;
+    let ids: Vec<String> = ok(&answer)["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 4, "two reservations, each voided: {ids:?}");
+    // A declined request is final.
+    let big = t.accept("ops-retry-3", &deal(ADA, "1300000.00")).await;
+    t.wait_for(&big, &["awaiting_approval"]).await;
+    run(
+        &t,
+        json!({"command": "decline", "request_id": big, "reason": "no"}),
+    )
+    .await;
+    refused(
+        &run(
+            &t,
+            json!({"command": "retry", "request_id": big, "reason": "please"}),
+        )
+        .await,
+        "not_retryable",
+    );
+    t.check_ledger();
+    t.stack.shutdown().await;
+}

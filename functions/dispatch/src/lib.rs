@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
-use pointsflow_core::ledger::{Applied, Entry, EntryId, EntryKind};
+use pointsflow_core::ledger::{Applied, Entry, EntryKind};
 use pointsflow_core::partner::{CreditInstruction, CreditOutcome};
 use pointsflow_core::ports::{
     Clock, IdSource, LedgerRead, LedgerWrite, PartnerConnector, PipelineMessage, ProgramCatalog,
@@ -370,7 +370,7 @@ impl Dispatch {
     }
 
     async fn reservation(&self, request: &PointsRequest) -> Result<Entry, RecordError> {
-        let id = EntryId::reservation(&request.id);
+        let id = request.reservation_id();
         self.ports
             .ledger_read
             .entries_for(&request.id)

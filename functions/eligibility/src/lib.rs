@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
-use pointsflow_core::ledger::{AccountId, Entry, EntryId, EntryKind, LedgerError};
+use pointsflow_core::ledger::{AccountId, Entry, EntryKind, LedgerError};
 use pointsflow_core::partner::{MemberCheck, MemberCheckOutcome};
 use pointsflow_core::ports::{
     Clock, Enrollments, LedgerRead, LedgerWrite, MemberLink, MemberValidation, PartnerConnector,
@@ -428,7 +428,7 @@ impl Eligibility {
         // The cap periods follow the acceptance time, so every retry of this
         // decision writes the very same reservation.
         let caps = program.cap_charges(&request.recipient.id, request.received_at);
-        let reservation = Entry::reserve(
+        let mut reservation = Entry::reserve(
             &request.id,
             AccountId::budget(&program.id),
             AccountId::member(&program.destination.partner, &link.member),
@@ -436,6 +436,8 @@ impl Eligibility {
             caps,
             now,
         );
+        // An operator's retry reserves anew, under its round's id.
+        reservation.id = request.reservation_id();
         match self
             .ports
             .ledger
@@ -703,7 +705,7 @@ impl Eligibility {
             .entries_for(&request.id)
             .await
             .map_err(|e| RecordError::Retry(format!("ledger: {e}")))?;
-        let id = EntryId::reservation(&request.id);
+        let id = request.reservation_id();
         let Some(entry) = entries
             .iter()
             .find(|e| e.id == id && e.kind == EntryKind::Pending)

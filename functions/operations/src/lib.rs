@@ -31,7 +31,7 @@ use pointsflow_core::ports::{
     Clock, LedgerRead, LedgerWrite, PartnerConnector, PipelineMessage, ProgramCatalog, Publish,
     RequestGet, RequestUpdate, StoreError,
 };
-use pointsflow_core::request::{PointsRequest, StatusKind};
+use pointsflow_core::request::{PointsRequest, RetryError, StatusKind};
 use pointsflow_core::reversal::{Reversal, ReversalState};
 use pointsflow_core::values::{OperatorId, PartnerId, Points, RequestId};
 use pointsflow_runtime::approvals::{DecideError, DecidePorts};
@@ -87,6 +87,13 @@ pub enum Command {
         request_id: RequestId,
         reason: String,
     },
+    /// Sends a failed (or rejected) request through eligibility again
+    /// once its cause is fixed: a new round, reserved anew and credited
+    /// under a new partner reference.
+    Retry {
+        request_id: RequestId,
+        reason: String,
+    },
     /// Looks the partner's outcome of an unsettled request up now.
     Resolve { request_id: RequestId },
     /// Takes back `points` of a credited request (everything left when
@@ -139,6 +146,7 @@ impl Command {
             Command::Search { .. } => "search",
             Command::Approve { .. } => "approve",
             Command::Decline { .. } => "decline",
+            Command::Retry { .. } => "retry",
             Command::Resolve { .. } => "resolve",
             Command::Reverse { .. } => "reverse",
             Command::Reconcile { .. } => "reconcile",
@@ -155,6 +163,7 @@ impl Command {
             | Command::Approve { request_id, .. }
             | Command::Decline { request_id, .. }
             | Command::Resolve { request_id }
+            | Command::Retry { request_id, .. }
             | Command::Notify { request_id }
             | Command::Reverse { request_id, .. } => Some(request_id),
             _ => None,
@@ -461,6 +470,7 @@ impl Operations {
                     .await
             }
             Command::Resolve { request_id } => self.resolve(request_id).await,
+            Command::Retry { request_id, reason } => self.retry(request_id, by, reason).await,
             Command::Reverse {
                 request_id,
                 points,
@@ -677,6 +687,59 @@ impl Operations {
                 format!("{e}; run the command again"),
             )),
         }
+    }
+
+    /// Retries a failed or rejected request (see `PointsRequest::retry`).
+    /// Run again, it changes nothing more: the request is no longer failed;
+    /// if the first run could not queue it, this one does.
+    async fn retry(
+        &self,
+        id: &RequestId,
+        by: &OperatorId,
+        reason: &str,
+    ) -> Result<(Value, String), OpError> {
+        for _ in 0..5 {
+            let mut request = self.load(id).await?;
+            let changed = match request.retry(by, reason, self.ports.clock.now()) {
+                Ok(()) => true,
+                Err(RetryError::NotRetryable { .. })
+                    if request.state() == StatusKind::Received && request.round > 0 =>
+                {
+                    false
+                }
+                Err(e) => return Err(OpError::new(e.code(), e.to_string())),
+            };
+            if changed {
+                match self.ports.update.update(&request).await {
+                    Ok(_) => {}
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            self.ports
+                .eligibility
+                .publish(&[PipelineMessage {
+                    request_id: id.clone(),
+                }])
+                .await
+                .map_err(|e| OpError::unavailable("the eligibility queue", e))?;
+            let round = request.round + 1;
+            return Ok((
+                json!({ "request_id": id, "state": request.state(), "round": round, "changed": changed }),
+                format!(
+                    "{id} {} (round {round})",
+                    if changed {
+                        "retried"
+                    } else {
+                        "already retried"
+                    }
+                ),
+            ));
+        }
+        Err(OpError::retryable(
+            "unavailable",
+            "the request kept changing; run the command again",
+        ))
     }
 
     /// Queues an unsettled request for dispatch to look its outcome up

@@ -159,6 +159,13 @@ enum OpsAction {
     },
     /// Look an unsettled request's outcome up at the partner now.
     Resolve { id: String },
+    /// Send a failed or rejected request through again once its cause is
+    /// fixed (a new round, under a new partner reference).
+    Retry {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Take back points of a credited request: all that is left, or --points.
     Reverse {
         id: String,
@@ -432,6 +439,11 @@ fn ops_command(action: OpsAction) -> (&'static str, serde_json::Value) {
         OpsAction::Resolve { id } => {
             put("request_id", Some(json!(id)));
             "resolve"
+        }
+        OpsAction::Retry { id, reason } => {
+            put("request_id", Some(json!(id)));
+            put("reason", Some(json!(reason)));
+            "retry"
         }
         OpsAction::Reverse {
             id,

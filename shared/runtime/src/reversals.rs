@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use pointsflow_core::ledger::{Entry, EntryId, EntryKind};
+use pointsflow_core::ledger::{Entry, EntryKind};
 use pointsflow_core::partner::{ReversalInstruction, ReversalOutcome};
 use pointsflow_core::ports::{
     Clock, LedgerRead, LedgerWrite, PartnerConnector, ProgramCatalog, RequestGet, RequestUpdate,
@@ -250,7 +250,7 @@ async fn record_reversal(
 /// The request's reservation, which must be posted before anything can be
 /// taken back.
 fn posted_reservation(request: &PointsRequest, entries: &[Entry]) -> Result<Entry, ReverseError> {
-    let id = EntryId::reservation(&request.id);
+    let id = request.reservation_id();
     let reservation = entries
         .iter()
         .find(|e| e.id == id && e.kind == EntryKind::Pending)

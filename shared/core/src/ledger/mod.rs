@@ -128,6 +128,15 @@ impl EntryId {
         Self(format!("{request}:reserve"))
     }
 
+    /// The reservation of a request's `round` (0 for the first; an
+    /// operator's retry starts another).
+    pub fn reservation_in(request: &RequestId, round: u32) -> Self {
+        match round {
+            0 => Self::reservation(request),
+            n => Self(format!("{request}:reserve#{}", n + 1)),
+        }
+    }
+
     pub fn resolution_of(pending: &EntryId) -> Self {
         Self(format!("{}:resolve", pending.0))
     }
