@@ -171,46 +171,9 @@ impl Command {
     }
 }
 
-/// A command that could not be carried out: a stable code, a sentence, and
-/// whether running it again later may succeed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct OpError {
-    pub code: String,
-    pub message: String,
-    pub retryable: bool,
-}
-
-impl OpError {
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Self {
-            code: code.to_owned(),
-            message: message.into(),
-            retryable: false,
-        }
-    }
-
-    pub fn retryable(code: &str, message: impl Into<String>) -> Self {
-        Self {
-            retryable: true,
-            ..Self::new(code, message)
-        }
-    }
-
-    fn unavailable(what: &str, e: impl std::fmt::Display) -> Self {
-        Self::retryable("unavailable", format!("{what}: {e}; run the command again"))
-    }
-
-    fn not_found(id: &RequestId) -> Self {
-        Self::new("not_found", format!("no request {id}"))
-    }
-}
-
-impl From<StoreError> for OpError {
-    fn from(e: StoreError) -> Self {
-        Self::unavailable("the store", e)
-    }
-}
+/// A command that could not be carried out (shared with the reversals
+/// the clawbacks carry out).
+pub use pointsflow_runtime::reversals::CommandError as OpError;
 
 /// What an invocation is answered with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -825,13 +788,7 @@ impl Operations {
             partners: &self.ports.partners,
             clock: self.ports.clock.as_ref(),
         };
-        pointsflow_runtime::reversals::reverse(ports, id, reversal_id, points, reason, by)
-            .await
-            .map_err(|e| OpError {
-                code: e.code,
-                message: e.message,
-                retryable: e.retryable,
-            })
+        pointsflow_runtime::reversals::reverse(ports, id, reversal_id, points, reason, by).await
     }
 
     async fn redrive(

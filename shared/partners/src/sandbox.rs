@@ -452,14 +452,7 @@ async fn get_credit(
     headers: HeaderMap,
     Path(reference): Path<String>,
 ) -> Response {
-    if !authorised(&state, &headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "bad or missing API key",
-        );
-    }
-    if let Some(refused) = state.misbehave().await {
+    if let Some(refused) = state.refuse(&headers).await {
         return refused;
     }
     let Ok(mut ledger) = state.ledger.lock() else {
@@ -491,14 +484,7 @@ async fn reverse_credit(
     Path(reference): Path<String>,
     Json(req): Json<ReversalRequest>,
 ) -> Response {
-    if !authorised(&state, &headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "bad or missing API key",
-        );
-    }
-    if let Some(refused) = state.misbehave().await {
+    if let Some(refused) = state.refuse(&headers).await {
         return refused;
     }
     let Ok(mut ledger) = state.ledger.lock() else {
@@ -636,6 +622,19 @@ async fn stats(State(state): State<Arc<Sandbox>>) -> Response {
 }
 
 impl Sandbox {
+    /// The answer to a call the sandbox does not take: a bad or missing
+    /// key, or (per its behaviour) an outage, a failure or its rate limit.
+    pub(super) async fn refuse(&self, headers: &HeaderMap) -> Option<Response> {
+        if !authorised(self, headers) {
+            return Some(error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "bad or missing API key",
+            ));
+        }
+        self.misbehave().await
+    }
+
     fn stats(&self) -> SandboxStats {
         let (calls, throttled, max_per_second) = self
             .limiter
@@ -663,10 +662,7 @@ async fn validate_member(
     headers: HeaderMap,
     Json(req): Json<ValidateMemberRequest>,
 ) -> Response {
-    if !authorised(&state, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "bad API key");
-    }
-    if let Some(refused) = state.misbehave().await {
+    if let Some(refused) = state.refuse(&headers).await {
         return refused;
     }
     let invalid = |code: &str, message: String| MemberValidation {

@@ -30,17 +30,21 @@ pub struct ReversePorts<'a> {
     pub clock: &'a dyn Clock,
 }
 
-/// A reversal that could not be carried out (now): a stable code, a
-/// sentence, and whether running it again may succeed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A command (an operator's, or a clawback's reversal) that could not be
+/// carried out: a stable code, a sentence, and whether running it again
+/// later may succeed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, thiserror::Error)]
 #[error("{code}: {message}")]
-pub struct ReverseError {
+pub struct CommandError {
     pub code: String,
     pub message: String,
     pub retryable: bool,
 }
 
-impl ReverseError {
+/// What a reversal that could not be carried out says.
+pub type ReverseError = CommandError;
+
+impl CommandError {
     pub fn new(code: &str, message: impl Into<String>) -> Self {
         Self {
             code: code.to_owned(),
@@ -56,8 +60,19 @@ impl ReverseError {
         }
     }
 
-    fn unavailable(what: &str, e: impl std::fmt::Display) -> Self {
+    /// `what` failed for now (a store, a queue, the ledger).
+    pub fn unavailable(what: &str, e: impl std::fmt::Display) -> Self {
         Self::retryable("unavailable", format!("{what}: {e}; run it again"))
+    }
+
+    pub fn not_found(id: &RequestId) -> Self {
+        Self::new("not_found", format!("no request {id}"))
+    }
+}
+
+impl From<StoreError> for CommandError {
+    fn from(e: StoreError) -> Self {
+        Self::unavailable("the store", e)
     }
 }
 
@@ -67,7 +82,7 @@ async fn load(ports: ReversePorts<'_>, id: &RequestId) -> Result<PointsRequest, 
         .get(id)
         .await
         .map_err(|e| ReverseError::unavailable("the store", e))?
-        .ok_or_else(|| ReverseError::new("not_found", format!("no request {id}")))
+        .ok_or_else(|| ReverseError::not_found(id))
 }
 
 /// Records the reversal on the request, asks the partner, writes the

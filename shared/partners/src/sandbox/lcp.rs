@@ -13,21 +13,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{Decision, Sandbox, authorised, decide, error};
+use super::{Decision, Sandbox, decide, error};
 use crate::loyalty::{
     MemberValidationRequest, MemberValidationResponse, Order, OrderRequest, OrderStatus, Orders,
     Reversal, ReversalRequest, ValidationStatus,
 };
 use crate::wire::{Credit, CreditRequest, CreditStatus};
 use pointsflow_core::partner::normalise_name;
-
-fn unauthorised() -> Response {
-    error(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "bad or missing API key",
-    )
-}
 
 fn poisoned() -> Response {
     error(
@@ -68,10 +60,7 @@ pub(super) async fn member_validation(
     headers: HeaderMap,
     Json(req): Json<MemberValidationRequest>,
 ) -> Response {
-    if !authorised(&state, &headers) {
-        return unauthorised();
-    }
-    if let Some(refused) = state.misbehave().await {
+    if let Some(refused) = state.refuse(&headers).await {
         return refused;
     }
     let number = req.member_id.trim().to_ascii_uppercase();
@@ -113,10 +102,7 @@ pub(super) async fn place_order(
     headers: HeaderMap,
     Json(req): Json<OrderRequest>,
 ) -> Response {
-    if !authorised(&state, &headers) {
-        return unauthorised();
-    }
-    if let Some(refused) = state.misbehave().await {
+    if let Some(refused) = state.refuse(&headers).await {
         return refused;
     }
     let key = {
@@ -176,10 +162,7 @@ pub(super) async fn orders(
     headers: HeaderMap,
     Query(query): Query<OrdersQuery>,
 ) -> Response {
-    if !authorised(&state, &headers) {
-        return unauthorised();
-    }
-    if let Some(refused) = state.misbehave().await {
+    if let Some(refused) = state.refuse(&headers).await {
         return refused;
     }
     let Ok(mut ledger) = state.ledger.lock() else {
@@ -216,10 +199,7 @@ pub(super) async fn reverse(
     Path(id): Path<String>,
     Json(req): Json<ReversalRequest>,
 ) -> Response {
-    if !authorised(&state, &headers) {
-        return unauthorised();
-    }
-    if let Some(refused) = state.misbehave().await {
+    if let Some(refused) = state.refuse(&headers).await {
         return refused;
     }
     let Some(transaction) = id.strip_prefix("SBX").and_then(|n| n.parse::<u64>().ok()) else {
