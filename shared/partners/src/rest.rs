@@ -123,31 +123,36 @@ enum Call {
     LookUp,
 }
 
-async fn read(response: reqwest::Response, call: Call) -> CreditOutcome {
+/// A partner's answer, read: refused by its rate limit (`429`: nothing was
+/// done), or a status with its body.
+enum Answer {
+    Throttled(std::time::Duration),
+    Read(StatusCode, Vec<u8>),
+    Unreadable(String),
+}
+
+async fn answer(response: reqwest::Response) -> Answer {
     let status = response.status();
-    // The partner's rate limit: refused before anything was done.
     if status == StatusCode::TOO_MANY_REQUESTS {
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(
-                std::time::Duration::from_secs(1),
-                std::time::Duration::from_secs,
-            );
-        return CreditOutcome::NotAttempted {
-            retry_after,
-            reason: "the partner answered 429 (rate limited)".into(),
-        };
+        return Answer::Throttled(retry_after(response.headers()));
     }
-    let body = match response.bytes().await {
-        Ok(b) => b,
-        Err(e) => {
-            return CreditOutcome::Unknown {
-                detail: format!("HTTP {status}, body unreadable: {e}"),
+    match response.bytes().await {
+        Ok(body) => Answer::Read(status, body.to_vec()),
+        Err(e) => Answer::Unreadable(format!("HTTP {status}, body unreadable: {e}")),
+    }
+}
+
+async fn read(response: reqwest::Response, call: Call) -> CreditOutcome {
+    let (status, body) = match answer(response).await {
+        // The partner's rate limit: refused before anything was done.
+        Answer::Throttled(retry_after) => {
+            return CreditOutcome::NotAttempted {
+                retry_after,
+                reason: "the partner answered 429 (rate limited)".into(),
             };
         }
+        Answer::Unreadable(detail) => return CreditOutcome::Unknown { detail },
+        Answer::Read(status, body) => (status, body),
     };
     if status.is_success() {
         return match serde_json::from_slice::<Credit>(&body) {
@@ -286,19 +291,14 @@ impl PartnerConnector for RestConnector {
                 };
             }
         };
-        let status = response.status();
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            return ReversalOutcome::NotAttempted {
-                reason: "the partner answered 429 (rate limited)".into(),
-            };
-        }
-        let body = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                return ReversalOutcome::Unknown {
-                    detail: format!("HTTP {status}, body unreadable: {e}"),
+        let (status, body) = match answer(response).await {
+            Answer::Throttled(_) => {
+                return ReversalOutcome::NotAttempted {
+                    reason: "the partner answered 429 (rate limited)".into(),
                 };
             }
+            Answer::Unreadable(detail) => return ReversalOutcome::Unknown { detail },
+            Answer::Read(status, body) => (status, body),
         };
         if status.is_success() {
             return match serde_json::from_slice::<ReversalAnswer>(&body) {
