@@ -11,8 +11,12 @@ fn main() {
     println!("cargo::rerun-if-changed={}", source.display());
     let text = std::fs::read_to_string(&source)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", source.display()));
-    let document: serde_json::Value = serde_yaml::from_str(&text)
+    // Read as YAML values first: they refuse a key given twice in one
+    // mapping, which would otherwise silently replace the first.
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
         .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", source.display()));
+    let document: serde_json::Value = serde_json::to_value(&yaml)
+        .unwrap_or_else(|e| panic!("{} is not a JSON document: {e}", source.display()));
     let out =
         Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("openapi.json");
     std::fs::write(&out, document.to_string())

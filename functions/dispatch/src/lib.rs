@@ -65,6 +65,21 @@ pub(crate) fn not_attempted(retry_after: Duration, reason: &str) -> RecordError 
 /// only ever looked up; a partner that does not recognise repeats is asked
 /// first whether an earlier attempt landed. Each call gets what is left of
 /// the invocation when it starts.
+/// How long a partner call may be in flight after it started: twice the
+/// dispatch function's timeout (30 s in the template), so a call that
+/// started is over, one way or the other, once it has passed.
+pub const ATTEMPT_LEASE: Duration = Duration::from_secs(60);
+
+/// What is left of the lease of a partner call started at `started`.
+pub(crate) fn lease_left(
+    started: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
+    let started = started?;
+    let over = started + chrono::TimeDelta::from_std(ATTEMPT_LEASE).ok()?;
+    (over > now).then(|| (over - now).to_std().unwrap_or_default())
+}
+
 pub(crate) async fn call_partner(
     connector: &dyn PartnerConnector,
     attempt: Attempt,
@@ -249,10 +264,8 @@ impl Dispatch {
                 self.fix_reference(&mut request).await?;
                 true
             }
-            StatusKind::Dispatching | StatusKind::Unknown => {
-                self.count_attempt(&mut request).await?;
-                false
-            }
+            // Counted below, once the partner is known.
+            StatusKind::Dispatching | StatusKind::Unknown => false,
             StatusKind::PartnerPending => false,
             // Settled: make sure the ledger agrees (a crash may have come
             // between the state and the ledger write), and call no one.
@@ -305,6 +318,23 @@ impl Dispatch {
             _ if first_attempt => Attempt::First,
             _ => Attempt::Retry,
         };
+        if attempt == Attempt::Retry {
+            // A partner that does not answer a repeated reference with the
+            // first outcome is looked up before a retry; a look-up while
+            // another delivery's call is still in flight would find nothing
+            // and credit again. So a call started less than a lease ago,
+            // with no outcome recorded since (recording one clears
+            // `attempt_at`), is waited for.
+            if !connector.idempotent_on_reference()
+                && let Some(wait) = lease_left(request.attempt_at, self.ports.clock.now())
+            {
+                return Err(RecordError::RetryAfter(
+                    wait,
+                    "a partner call under this reference may still be in flight".into(),
+                ));
+            }
+            self.count_attempt(&mut request).await?;
+        }
         let instruction = CreditInstruction {
             reference,
             member,
@@ -321,6 +351,7 @@ impl Dispatch {
     /// deliveries that read the same state cannot both go on to call the partner.
     async fn count_attempt(&self, request: &mut PointsRequest) -> Result<(), RecordError> {
         request.dispatch_attempts = request.dispatch_attempts.saturating_add(1);
+        request.attempt_at = Some(self.ports.clock.now());
         request.version = self.ports.update.update(request).await?;
         Ok(())
     }
@@ -358,6 +389,7 @@ impl Dispatch {
         let reference = self.ports.ids.partner_reference();
         request.partner_reference = Some(reference.clone());
         request.dispatch_attempts = 1;
+        request.attempt_at = Some(self.ports.clock.now());
         request
             .transition(
                 Status::Dispatching,
@@ -427,6 +459,8 @@ impl Dispatch {
         outcome: CreditOutcome,
     ) -> Result<(), RecordError> {
         let now = self.ports.clock.now();
+        // The call is over: whatever is written next says how it ended.
+        request.attempt_at = None;
         match outcome {
             CreditOutcome::NotAttempted {
                 retry_after,

@@ -45,10 +45,6 @@ const CONCURRENCY: usize = 16;
 /// (a `plan` message to itself) when less than this is left.
 const PAGE_BUDGET: Duration = Duration::from_secs(10);
 
-/// A run that has saved no progress for this long is planned again when its
-/// schedule fires again (its planning message was lost).
-pub const STALE_PLANNING: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
-
 /// What a window's schedule sends dispatch (EventBridge Scheduler's input,
 /// `scheduled_time` filled in by the scheduler; the local stack's scheduler
 /// sends the same).
@@ -122,9 +118,12 @@ fn credits_of<'a>(
 
 impl Dispatch {
     /// A window's schedule fired: claims the window's run and queues its
-    /// planning. A window whose run exists already is left alone (the
-    /// schedule delivers at least once), unless its planning has made no
-    /// progress for [`STALE_PLANNING`]: then its planning is queued again.
+    /// planning. A window whose run is still planning gets its planning
+    /// queued again, whatever the reason it fired again (the schedule
+    /// delivers at least once, and a retry after an invocation that
+    /// stopped between its claim and its message must not find it
+    /// claimed and done): planning the same window twice is harmless.
+    /// A planned window is left alone.
     pub async fn window_closed(&self, event: &WindowClosed) -> Result<WindowRun, WindowError> {
         pointsflow_runtime::catalog::refresh(self.ports.programs.as_ref()).await;
         let program = self
@@ -141,25 +140,18 @@ impl Dispatch {
         let now = self.ports.clock.now();
         let run = WindowRun::new(window.clone(), consolidate, now);
         match self.ports.windows.claim(&run).await? {
-            Claim::Started(mut run) => {
+            Claim::Started(run) => {
                 tracing::info!(%window, "window closed; planning it");
-                if let Err(e) = self.queue_planning(&window).await {
-                    // Make the next firing (the scheduler's retry) plan it.
-                    run.progress_at = now - STALE_PLANNING;
-                    let _ = self.ports.windows.save_run(&run).await;
-                    return Err(e.into());
-                }
+                self.queue_planning(&window).await?;
                 Ok(run)
             }
-            Claim::Existing(run)
-                if run.state == RunState::Planning && now - run.progress_at >= STALE_PLANNING =>
-            {
-                tracing::warn!(%window, "window planning made no progress; queued again");
+            Claim::Existing(run) if run.state == RunState::Planning => {
+                tracing::info!(%window, "window fired again while planning; its planning is queued again");
                 self.queue_planning(&window).await?;
                 Ok(run)
             }
             Claim::Existing(run) => {
-                tracing::info!(%window, state = ?run.state, "window already claimed; nothing to do");
+                tracing::info!(%window, state = ?run.state, "window already planned; nothing to do");
                 Ok(run)
             }
         }
@@ -373,6 +365,7 @@ impl Dispatch {
             requests: entries.iter().map(|e| e.id.clone()).collect(),
             state: CreditState::Planning,
             attempts: 0,
+            attempt_at: None,
             partner_transaction: None,
             planned_at: self.ports.clock.now(),
             unsettled_since: None,
@@ -489,10 +482,29 @@ impl Dispatch {
             CreditState::Dispatching | CreditState::Unknown => Attempt::Retry,
             CreditState::PartnerPending => Attempt::Pending,
         };
+        let connector = self
+            .ports
+            .partners
+            .get(&credit.partner)
+            .cloned()
+            .ok_or_else(|| retry(format!("partner {} is not configured", credit.partner)))?;
         if attempt != Attempt::Pending {
+            let now = self.ports.clock.now();
+            // As for a request: a call that may still be in flight is
+            // waited for before a partner without idempotent references
+            // is looked up and credited again.
+            if !connector.idempotent_on_reference()
+                && let Some(wait) = crate::lease_left(credit.attempt_at, now)
+            {
+                return Err(RecordError::RetryAfter(
+                    wait,
+                    "a partner call under this credit's reference may still be in flight".into(),
+                ));
+            }
             // Counted before the call: two deliveries that read the same
             // credit cannot both call the partner.
             credit.attempts = credit.attempts.saturating_add(1);
+            credit.attempt_at = Some(now);
             if attempt == Attempt::First {
                 credit.state = CreditState::Dispatching;
             }
@@ -503,12 +515,6 @@ impl Dispatch {
                 .await
                 .map_err(store_retry)?;
         }
-        let connector = self
-            .ports
-            .partners
-            .get(&credit.partner)
-            .cloned()
-            .ok_or_else(|| retry(format!("partner {} is not configured", credit.partner)))?;
         let instruction = CreditInstruction {
             reference: credit.reference.clone(),
             member: credit.member.clone(),
@@ -518,6 +524,8 @@ impl Dispatch {
             timeout: None,
         };
         let outcome = call_partner(connector.as_ref(), attempt, &instruction, deadline).await;
+        // The call is over: whatever is saved next says how it ended.
+        credit.attempt_at = None;
         let detail = match &outcome {
             CreditOutcome::Unknown { detail } => detail.clone(),
             CreditOutcome::NotAttempted {
@@ -597,6 +605,13 @@ impl Dispatch {
     ) -> Result<(), RecordError> {
         let mut request: PointsRequest = load_request(self.ports.get.as_ref(), id).await?;
         if request.credit.as_ref() != Some(&credit.id) {
+            if matches!(credit.state, CreditState::Failed { .. }) && request.round > 0 {
+                // An operator retried it after this credit failed: it has
+                // gone on in a new round, and this credit has nothing left
+                // to settle for it.
+                tracing::debug!(request = %id, credit = %credit.id, "retried since this credit failed; nothing to settle");
+                return Ok(());
+            }
             return Err(RecordError::Poison(format!(
                 "request {id} is listed in credit {} but not in it",
                 credit.id
@@ -635,7 +650,9 @@ impl Dispatch {
             }
         };
         match request.state() {
-            StatusKind::Credited | StatusKind::Failed => {
+            // Settled already (a reversed one was credited first): a
+            // duplicate delivery, or a crash before the ledger write.
+            StatusKind::Credited | StatusKind::Failed | StatusKind::Reversed => {
                 self.ensure_resolved(&request, resolve).await
             }
             StatusKind::Dispatching | StatusKind::Unknown | StatusKind::PartnerPending => {

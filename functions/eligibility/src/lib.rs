@@ -575,10 +575,16 @@ impl Eligibility {
             self.ports.update.update(&done).await?;
             return Ok(());
         };
+        // One reversal per clawback, whatever the redeliveries.
+        let reversal_id = format!("undo-{}", request.id.as_str().trim_start_matches("pr_"));
+        // Recorded by an earlier delivery that stopped before settling it
+        // (the partner or the ledger did not answer, a crash): finish it.
+        let resumed = original.reversals.iter().any(|r| r.id == reversal_id);
         let left = original
             .credited_points()
             .saturating_sub(original.reversed_points());
         match original.state() {
+            _ if resumed => {}
             StatusKind::Credited if left > 0 => {}
             state @ (StatusKind::Credited
             | StatusKind::Reversed
@@ -607,7 +613,7 @@ impl Eligibility {
             .program(&request.program)
             .map(|p| p.on_undo)
             .unwrap_or_default();
-        if on_undo == OnUndo::Flag && !request.is_approved() {
+        if on_undo == OnUndo::Flag && !request.is_approved() && !resumed {
             let reason = Reason::new(
                 "clawback_review",
                 format!(
@@ -631,8 +637,6 @@ impl Eligibility {
             partners: &self.ports.partners,
             clock: self.ports.clock.as_ref(),
         };
-        // One reversal per clawback, whatever the redeliveries.
-        let reversal_id = format!("undo-{}", request.id.as_str().trim_start_matches("pr_"));
         let why = format!("the source undid the event ({})", request.id);
         let by = format!("source:{}", request.source);
         let done = match pointsflow_runtime::reversals::reverse(

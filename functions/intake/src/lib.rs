@@ -560,13 +560,28 @@ impl Intake {
             Status::Rejected { reason } if reason.code == "not_qualifying" => &reason.message,
             _ => return Ok(None),
         };
-        if existing.state() == StatusKind::Rejected || existing.undoes.is_some() {
+        if existing.undoes.is_some() {
             return Ok(None);
         }
         let Some(undo) = existing.clawback(candidate.event.clone(), why, self.ports.clock.now())
         else {
             return Ok(None);
         };
+        if existing.state() == StatusKind::Rejected {
+            // Nothing to take back. But a clawback an earlier delivery
+            // recorded (before the request was declined) and could not
+            // queue is queued now: eligibility closes it.
+            return match self.ports.get.get(&undo.id).await {
+                Ok(Some(stored)) => Ok(Some(Recorded::Replay(Box::new(stored)))),
+                Ok(None) => Ok(None),
+                Err(e) => {
+                    tracing::error!(error = %e, request_id = %undo.id, "could not read the clawback");
+                    Err(Problem::unavailable(
+                        "the request could not be read; retry with the same key",
+                    ))
+                }
+            };
+        }
         match self.ports.create.create(&undo).await {
             Ok(Created::New) => {
                 tracing::info!(request_id = %undo.id, undoes = %existing.id, program = %undo.program, "clawback accepted");

@@ -492,8 +492,13 @@ impl<'a> Checker<'a> {
                 let Some(properties) = properties else {
                     return Ok(()); // a free-form object
                 };
+                // Open only where the document says so (`additionalProperties: true`).
+                let open = schema["additionalProperties"] == Value::Bool(true);
                 for (key, v) in map {
                     let Some(property) = properties.get(key) else {
+                        if open {
+                            continue;
+                        }
                         return Err(format!("{here}: {key} is not in the document ({value})"));
                     };
                     self.seen

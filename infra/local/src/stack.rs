@@ -346,8 +346,9 @@ fn spawn_resolver(
 
 /// What every stack builds the same way, whatever its adapters: the
 /// sandbox partner, the partner connectors, programs, enrollments and the
-/// intake's source credentials.
-pub(crate) struct Common {
+/// intake's source credentials. The simulator builds one over its own
+/// partner with [`Common::assemble`].
+pub struct Common {
     pub sandbox: Option<SandboxPartner>,
     pub partners: HashMap<PartnerId, Arc<dyn PartnerConnector>>,
     pub catalog: Arc<LiveCatalog>,
@@ -439,8 +440,32 @@ impl Common {
             }
             other => StackError::Aws(other.to_string()),
         })?;
-        let partners =
-            pointsflow_lambda::govern(config, partners, limits.0, limits.1, Arc::new(SystemClock));
+        let mut common = Self::assemble(
+            config,
+            partners,
+            program_store,
+            enrollments,
+            limits,
+            Arc::new(SystemClock),
+        )
+        .await?;
+        common.sandbox = sandbox;
+        common.sandbox_shutdown = sandbox_shutdown;
+        Ok(common)
+    }
+
+    /// Everything but the sandbox: `partners` (governed here by the
+    /// configured limits, on `clock`), the live catalog, and the handlers'
+    /// settings from `config`.
+    pub async fn assemble(
+        config: &LocalConfig,
+        partners: HashMap<PartnerId, Arc<dyn PartnerConnector>>,
+        program_store: Arc<dyn ProgramStore>,
+        enrollments: Arc<dyn Enrollments>,
+        limits: (Arc<dyn RateLimiter>, Arc<dyn CircuitStore>),
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StackError> {
+        let partners = pointsflow_lambda::govern(config, partners, limits.0, limits.1, clock);
 
         let catalog = LiveCatalog::load(
             config.programs.clone(),
@@ -450,7 +475,7 @@ impl Common {
         .await
         .map_err(|e| StackError::Aws(format!("cannot read the applied programs: {e}")))?;
         Ok(Self {
-            sandbox,
+            sandbox: None,
             partners,
             catalog: Arc::new(catalog),
             program_store,
@@ -469,13 +494,13 @@ impl Common {
                 known: config.known(),
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             },
-            sandbox_shutdown,
+            sandbox_shutdown: CancellationToken::new(),
         })
     }
 }
 
 /// The four handlers, wired to one set of adapters.
-pub(crate) struct Handlers {
+pub struct Handlers {
     pub intake: Intake,
     pub eligibility: Eligibility,
     pub dispatch: Dispatch,
@@ -484,7 +509,7 @@ pub(crate) struct Handlers {
 }
 
 /// The adapters of one stack, embedded or AWS.
-pub(crate) struct Adapters<S, L> {
+pub struct Adapters<S, L> {
     pub store: Arc<S>,
     pub ledger: Arc<L>,
     pub to_eligibility: Arc<dyn Publish>,
@@ -513,7 +538,7 @@ pub(crate) struct Adapters<S, L> {
 
 impl Common {
     /// Builds the handlers over one stack's adapters.
-    pub(crate) fn handlers<S, L>(&self, adapters: Adapters<S, L>) -> Handlers
+    pub fn handlers<S, L>(&self, adapters: Adapters<S, L>) -> Handlers
     where
         S: RequestCreate
             + RequestGet
@@ -648,7 +673,7 @@ impl Common {
 }
 
 /// Funds every program's budget (a no-op when already funded).
-pub(crate) async fn fund(
+pub async fn fund(
     config: &LocalConfig,
     ledger: &dyn LedgerWrite,
     clock: &dyn Clock,

@@ -86,6 +86,11 @@ impl PointsRequest {
                 "the reason must be at most 500 characters",
             ));
         }
+        if decision == ApprovalDecision::Decline && reason.is_none() {
+            // Checked first: a decline without a reason is refused even
+            // when the request was declined already.
+            return Err(ApprovalError::BadReason("a decline needs a reason"));
+        }
         if let Some(done) = &self.approval {
             if done.decision == decision {
                 return Ok(false);

@@ -307,6 +307,10 @@ pub struct PointsRequest {
     pub partner_transaction: Option<String>,
     #[serde(default)]
     pub dispatch_attempts: u32,
+    /// When dispatch last started a partner call under the reference: a
+    /// call may still be in flight until the function's timeout after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_at: Option<DateTime<Utc>>,
     /// The window credit that carries this request to the partner (a
     /// scheduled program's), whose reference it shares.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -377,6 +381,7 @@ impl NewRequest {
             partner_reference: None,
             partner_transaction: None,
             dispatch_attempts: 0,
+            attempt_at: None,
             credit: None,
             approval: None,
             undoes: None,
@@ -466,6 +471,7 @@ impl PointsRequest {
         self.partner_reference = None;
         self.partner_transaction = None;
         self.dispatch_attempts = 0;
+        self.attempt_at = None;
         self.credit = None;
         self.timeline.push(TimelineEntry {
             state: StatusKind::Received,

@@ -41,12 +41,18 @@ pub fn shard(id: &str) -> u32 {
     hash % SHARDS
 }
 
+/// States in which the request's credit is sent, or being sent, and not
+/// settled: `dispatching` too, so one whose message was lost (an invocation
+/// stopped after moving it and before queueing it) is found again.
 fn is_unsettled(state: StatusKind) -> bool {
-    matches!(state, StatusKind::Unknown | StatusKind::PartnerPending)
+    matches!(
+        state,
+        StatusKind::Dispatching | StatusKind::Unknown | StatusKind::PartnerPending
+    )
 }
 
-/// Since when a request has been unsettled (`unknown` or `partner_pending`,
-/// through any repeated look-ups), or `None` when it is not.
+/// Since when a request has been unsettled (`dispatching`, `unknown` or
+/// `partner_pending`, through any repeated look-ups), or `None` when it is not.
 pub fn request_unsettled_since(request: &PointsRequest) -> Option<DateTime<Utc>> {
     if !is_unsettled(request.state()) {
         return None;
@@ -63,9 +69,11 @@ pub fn request_unsettled_since(request: &PointsRequest) -> Option<DateTime<Utc>>
 /// Since when a window credit has been unsettled, or `None`.
 pub fn credit_unsettled_since(credit: &WindowCredit) -> Option<DateTime<Utc>> {
     match credit.state {
-        CreditState::Unknown | CreditState::PartnerPending => {
-            Some(credit.unsettled_since.unwrap_or(credit.planned_at))
-        }
+        // Planned or being sent: found again if its message was lost.
+        CreditState::Planned
+        | CreditState::Dispatching
+        | CreditState::Unknown
+        | CreditState::PartnerPending => Some(credit.unsettled_since.unwrap_or(credit.planned_at)),
         _ => None,
     }
 }

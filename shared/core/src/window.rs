@@ -356,6 +356,9 @@ pub struct WindowCredit {
     #[serde(flatten)]
     pub state: CreditState,
     pub attempts: u32,
+    /// When dispatch last started a partner call for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_at: Option<DateTime<Utc>>,
     /// The partner's id for the credit, once it gave one (pending or credited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partner_transaction: Option<String>,

@@ -192,6 +192,16 @@ impl MemoryLedger {
         })
     }
 
+    /// How many entries the ledger holds: entries are only ever added, so
+    /// a count unchanged since a check means nothing changed.
+    pub fn len(&self) -> usize {
+        self.book.lock().map(|b| b.entries.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn cap_usage(&self, key: &CapKey) -> Result<CapUsage, LedgerError> {
         let book = self.book.lock().map_err(|_| poisoned())?;
         Ok(book.caps.get(key).copied().unwrap_or_default())

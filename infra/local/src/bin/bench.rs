@@ -22,6 +22,9 @@ use pointsflow_local::config::MemberEntry;
 use pointsflow_local::{AwsOptions, AwsStack, LocalConfig, Stack, StackOptions};
 use pointsflow_partners::SandboxPartner;
 
+#[path = "bench/soak.rs"]
+mod soak;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pointsflow-bench",
@@ -78,6 +81,15 @@ struct Args {
     /// and memory that took.
     #[arg(long)]
     reconcile: bool,
+    /// Instead of the pipeline run: a mixed load (new requests, duplicates,
+    /// reused keys, malformed bodies, Outbound Messages and their retries)
+    /// at --rate sends per second for this many seconds, then the
+    /// invariants, throughput, latency and memory over time.
+    #[arg(long, default_value_t = 0)]
+    soak: u64,
+    /// With --soak: seconds between memory samples.
+    #[arg(long, default_value_t = 10)]
+    sample: u64,
 }
 
 /// The running stack, embedded or on the AWS adapters.
@@ -277,6 +289,17 @@ async fn fetch(running: &Running, ids: &[RequestId]) -> Result<Vec<PointsRequest
 
 /// A 100-notification Outbound Message from the demo org; `batch` makes its records distinct.
 fn outbound_message(config: &LocalConfig, batch: u64) -> Result<(String, String), String> {
+    outbound_message_of(config, batch, 100, 1_000)
+}
+
+/// An Outbound Message of `size` Closed Won deals from the demo org, owned
+/// by the first `recipients` recipients; `batch` makes its records distinct.
+fn outbound_message_of(
+    config: &LocalConfig,
+    batch: u64,
+    size: u64,
+    recipients: u64,
+) -> Result<(String, String), String> {
     use pointsflow_intake::soap::{Notification, OutboundMessage};
     let source = config
         .sources
@@ -286,12 +309,12 @@ fn outbound_message(config: &LocalConfig, batch: u64) -> Result<(String, String)
     let sf = source.salesforce.as_ref().ok_or("no salesforce settings")?;
     let token = sf.tokens.first().ok_or("no token")?.clone();
     let org = sf.org_ids.first().ok_or("no org id")?[..15].to_owned();
-    let notifications = (0..100u64)
+    let notifications = (0..size)
         .map(|i| {
-            let n = batch * 100 + i;
+            let n = batch * size + i;
             let fields = [
                 ("Id", format!("0065g0{n:09}")),
-                ("OwnerId", recipient(n % 1_000)),
+                ("OwnerId", recipient(n % recipients)),
                 ("StageName", "Closed Won".to_owned()),
                 ("Amount", format!("{}.00", 1_000 + n % 5_000)),
                 ("CurrencyIsoCode", "USD".to_owned()),
@@ -572,6 +595,9 @@ async fn run(args: Args) -> Result<(), String> {
     }
     if args.outbound_messages > 0 {
         return run_outbound(&args, config).await;
+    }
+    if args.soak > 0 {
+        return soak::run_soak(&args, config).await;
     }
     let source = config.sources.first().ok_or("no source")?.clone();
     let program = config.programs.first().ok_or("no program")?.id.clone();
