@@ -472,8 +472,13 @@ impl Dispatch {
         let Some(mut credit) = self.ports.windows.credit(id).await.map_err(store_retry)? else {
             return Err(RecordError::Retry("credit not found".into()));
         };
+        if credit.state == CreditState::Planning {
+            // Found unsettled by the resolver (or reached through one of its
+            // requests): its planner stopped part way minutes ago, so it is
+            // finished here.
+            credit = self.finish_credit(credit).await?;
+        }
         let attempt = match &credit.state {
-            // Its planner queues it once planned.
             CreditState::Planning | CreditState::Empty => return Ok(()),
             CreditState::Credited { .. } | CreditState::Failed { .. } => {
                 return self.settle_requests(&credit).await;

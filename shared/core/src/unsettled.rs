@@ -69,8 +69,10 @@ pub fn request_unsettled_since(request: &PointsRequest) -> Option<DateTime<Utc>>
 /// Since when a window credit has been unsettled, or `None`.
 pub fn credit_unsettled_since(credit: &WindowCredit) -> Option<DateTime<Utc>> {
     match credit.state {
-        // Planned or being sent: found again if its message was lost.
-        CreditState::Planned
+        // Being made, planned or being sent: found again if its planner
+        // stopped or its message was lost.
+        CreditState::Planning
+        | CreditState::Planned
         | CreditState::Dispatching
         | CreditState::Unknown
         | CreditState::PartnerPending => Some(credit.unsettled_since.unwrap_or(credit.planned_at)),
