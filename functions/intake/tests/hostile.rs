@@ -17,7 +17,21 @@ use serde_json::json;
 
 const SAMPLE: &str = include_str!("../../../infra/events/salesforce/outbound-message-mixed.xml");
 
+/// The operator's key in [`intake_with`].
+const OPERATOR_KEY: &str = "pf_ops_hostile_0123456789";
+
 fn intake() -> (Intake, Arc<MemoryRequestStore>) {
+    let (intake, store, _, _) = intake_with();
+    (intake, store)
+}
+
+/// Intake with an operator, and the stores operators' routes change.
+fn intake_with() -> (
+    Intake,
+    Arc<MemoryRequestStore>,
+    Arc<pointsflow_memory::MemoryProgramStore>,
+    Arc<pointsflow_memory::MemoryEnrollments>,
+) {
     let sources = common::sources(
         r#"
 [[sources]]
@@ -40,11 +54,17 @@ mapping = { recipient = "/who", points = "/points", event_id = "/id", event_type
 "#,
     );
     let store = Arc::new(MemoryRequestStore::new());
+    let program_store = Arc::new(pointsflow_memory::MemoryProgramStore::new());
+    let enrollments = Arc::new(pointsflow_memory::MemoryEnrollments::default());
     let program = common::program("sales", PointsRule::Given);
     let intake = Intake::new(
         IntakeConfig {
             sources,
-            operators: Vec::new(),
+            operators: vec![pointsflow_config::OperatorEntry {
+                id: pointsflow_core::values::OperatorId::parse("ops-hostile").unwrap(),
+                api_key: Some(OPERATOR_KEY.into()),
+                api_keys: Vec::new(),
+            }],
             programs: Vec::new(),
             known: pointsflow_config::Known::default(),
             max_body_bytes: 64 * 1024,
@@ -56,15 +76,15 @@ mapping = { recipient = "/who", points = "/points", event_id = "/id", event_type
             ledger: Arc::new(MemoryLedger::new()),
             eligibility_queue: common::queue(),
             programs: Arc::new(StaticCatalog::new([program])),
-            program_store: Arc::new(pointsflow_memory::MemoryProgramStore::new()),
-            enrollments: Arc::new(pointsflow_memory::MemoryEnrollments::default()),
+            program_store: program_store.clone(),
+            enrollments: enrollments.clone(),
             waiting: store.clone(),
             windows: Arc::new(pointsflow_memory::MemoryWindowStore::new()),
             schedules: Arc::new(pointsflow_memory::MemorySchedules::new()),
             clock: Arc::new(ManualClock::new(DateTime::UNIX_EPOCH)),
         },
     );
-    (intake, store)
+    (intake, store, program_store, enrollments)
 }
 
 fn post(path: &str, query: &str, headers: serde_json::Value, body: &[u8]) -> Request {
@@ -139,6 +159,54 @@ proptest! {
         // Anything refused recorded nothing.
         if !(200..300).contains(&status) {
             prop_assert_eq!(store.len(), 0);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Every other route, as an operator and as nobody, with hostile paths
+    /// and bodies: never a 5xx, and a refused request changes nothing.
+    #[test]
+    fn no_other_route_answers_hostile_input_with_5xx_or_changes_anything(
+        route in 0usize..6,
+        method in prop_oneof![Just("GET"), Just("POST"), Just("PUT"), Just("DELETE"), Just("PATCH")],
+        segment in "[A-Za-z0-9_.~%-]{0,40}",
+        bytes in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..512),
+            json_value().prop_map(|v| v.to_string().into_bytes()),
+        ],
+        as_operator in any::<bool>(),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (intake, store, programs, enrollments) = intake_with();
+        let auth = if as_operator { format!("Bearer {OPERATOR_KEY}") } else { "Bearer nobody".into() };
+        let headers = json!({"content-type": "application/json", "authorization": auth});
+        let request_id = format!("pr_{}", "0".repeat(32));
+        let (method, path) = match route {
+            0 => ("PUT", "/v1/programs/sales".to_owned()),
+            1 => ("PUT", format!("/v1/programs/sales/members/{segment}")),
+            2 => ("POST", format!("/v1/points-requests/{request_id}/approve")),
+            3 => ("POST", format!("/v1/points-requests/{request_id}/decline")),
+            4 => ("GET", format!("/v1/points-requests/{segment}")),
+            _ => (method, format!("/v1/{segment}")),
+        };
+        let request = common::event(method, &path, "", headers, &bytes);
+        let response = runtime.block_on(intake.handle(request));
+        let status = response.status().as_u16();
+        prop_assert!(status < 500, "{method} {path} answered {status} to {:?}", String::from_utf8_lossy(&bytes));
+        if !(200..300).contains(&status) {
+            prop_assert_eq!(store.len(), 0);
+            let applied = runtime.block_on(pointsflow_core::ports::ProgramStore::programs(programs.as_ref())).unwrap();
+            prop_assert!(applied.is_empty(), "a refused request applied a program");
+            if let Ok(recipient) = pointsflow_core::values::RecipientId::parse(&segment) {
+                let program = pointsflow_core::values::ProgramId::parse("sales").unwrap();
+                let link = runtime
+                    .block_on(pointsflow_core::ports::Enrollments::member_link(enrollments.as_ref(), &program, &recipient))
+                    .unwrap();
+                prop_assert!(link.is_none(), "a refused request linked a member");
+            }
         }
     }
 }
