@@ -31,7 +31,7 @@ pub const STRANGER: &str = "0055g00000DemoAA9";
 
 /// One thing a source sends.
 #[derive(Debug, Clone)]
-pub enum Send {
+pub enum Submission {
     /// A canonical request; `reuse` when its key was first sent with
     /// another payload (it must be refused), `bad` when malformed.
     Api {
@@ -48,7 +48,7 @@ pub enum Send {
 #[derive(Debug, Clone)]
 pub struct Planned {
     pub at: DateTime<Utc>,
-    pub send: Send,
+    pub send: Submission,
 }
 
 fn canonical(
@@ -118,7 +118,7 @@ pub fn plan(faults: &Faults, start: DateTime<Utc>, active: TimeDelta) -> Vec<Pla
                 let body = canonical(program, who, value, &key, when);
                 planned.push(Planned {
                     at: when,
-                    send: Send::Api {
+                    send: Submission::Api {
                         key: key.clone(),
                         body: body.clone(),
                         reuse: false,
@@ -129,7 +129,7 @@ pub fn plan(faults: &Faults, start: DateTime<Utc>, active: TimeDelta) -> Vec<Pla
                 if faults.chance(0.3) {
                     planned.push(Planned {
                         at: when + TimeDelta::seconds(faults.below(600) as i64),
-                        send: Send::Api {
+                        send: Submission::Api {
                             key: key.clone(),
                             body,
                             reuse: false,
@@ -159,7 +159,7 @@ pub fn plan(faults: &Faults, start: DateTime<Utc>, active: TimeDelta) -> Vec<Pla
                     .collect();
                 planned.push(Planned {
                     at: when,
-                    send: Send::Salesforce {
+                    send: Submission::Salesforce {
                         xml: outbound(notifications),
                     },
                 });
@@ -169,7 +169,7 @@ pub fn plan(faults: &Faults, start: DateTime<Utc>, active: TimeDelta) -> Vec<Pla
                 if let Some((deal, owner, value)) = faults.pick(&won).cloned() {
                     planned.push(Planned {
                         at: when,
-                        send: Send::Salesforce {
+                        send: Submission::Salesforce {
                             xml: outbound(vec![opportunity(deal, &owner, "Closed Lost", value)]),
                         },
                     });
@@ -180,7 +180,7 @@ pub fn plan(faults: &Faults, start: DateTime<Utc>, active: TimeDelta) -> Vec<Pla
                 if let Some((key, program, who, value, first)) = faults.pick(&sent_api).cloned() {
                     planned.push(Planned {
                         at: first + TimeDelta::seconds(1 + faults.below(900) as i64),
-                        send: Send::Api {
+                        send: Submission::Api {
                             key: key.clone(),
                             body: canonical(&program, &who, value + 100, &key, when),
                             reuse: true,
@@ -200,7 +200,7 @@ pub fn plan(faults: &Faults, start: DateTime<Utc>, active: TimeDelta) -> Vec<Pla
                 };
                 planned.push(Planned {
                     at: when,
-                    send: Send::Api {
+                    send: Submission::Api {
                         key,
                         body,
                         reuse: false,

@@ -36,7 +36,7 @@ use crate::exec::{Executor, Polled, TaskKind};
 use crate::faults::{Faults, FaultyLedger, FaultyStore, FaultyWindows, SimSchedules};
 use crate::partner::SimPartner;
 use crate::queue::{SimDeadLetters, SimQueue};
-use crate::workload::{self, Planned, Send};
+use crate::workload::{self, Planned, Submission};
 
 /// What a run came to.
 #[derive(Debug, Clone)]
@@ -91,7 +91,7 @@ const MAX_STEPS: u64 = 400_000;
 #[derive(Default)]
 struct Sources {
     /// Sends due, by time (and a counter, to keep equal times apart).
-    due: BTreeMap<(DateTime<Utc>, u64), Send>,
+    due: BTreeMap<(DateTime<Utc>, u64), Submission>,
     counter: u64,
     /// Requests accepted under each canonical key, with the payload hash
     /// of the first acceptance.
@@ -636,7 +636,7 @@ impl World {
                 };
                 let mut s = sources.borrow_mut();
                 let retry = match &send {
-                    Send::Api {
+                    Submission::Api {
                         key,
                         body: sent,
                         bad: true,
@@ -651,7 +651,7 @@ impl World {
                             false
                         }
                     }
-                    Send::Api {
+                    Submission::Api {
                         key, body: sent, ..
                     } => match status {
                         500..=599 => true,
@@ -682,7 +682,7 @@ impl World {
                             false
                         }
                     },
-                    Send::Salesforce { .. } => {
+                    Submission::Salesforce { .. } => {
                         if status == 200 && body.contains("<Ack>true</Ack>") {
                             false
                         } else if status >= 500 {
@@ -1079,25 +1079,25 @@ fn record_acceptance(sources: &mut Sources, store: &MemoryRequestStore, key: &st
     }
 }
 
-fn describe(send: &Send) -> String {
+fn describe(send: &Submission) -> String {
     match send {
-        Send::Api {
+        Submission::Api {
             key, reuse, bad, ..
         } => format!("API {key} (reuse {reuse}, bad {bad})"),
-        Send::Salesforce { xml } => format!("Outbound Message of {} bytes", xml.len()),
+        Submission::Salesforce { xml } => format!("Outbound Message of {} bytes", xml.len()),
     }
 }
 
-fn build_request(send: &Send) -> Result<lambda_http::Request, String> {
+fn build_request(send: &Submission) -> Result<lambda_http::Request, String> {
     let builder = http::Request::builder().method("POST");
     let request = match send {
-        Send::Api { key, body, .. } => builder
+        Submission::Api { key, body, .. } => builder
             .uri("/v1/points-requests")
             .header("authorization", format!("Bearer {}", workload::API_KEY))
             .header("content-type", "application/json")
             .header("idempotency-key", key)
             .body(lambda_http::Body::Text(body.clone())),
-        Send::Salesforce { xml } => builder
+        Submission::Salesforce { xml } => builder
             .uri(format!(
                 "/v1/sources/salesforce/events?token={}",
                 workload::SF_TOKEN

@@ -61,10 +61,6 @@ pub(crate) fn not_attempted(retry_after: Duration, reason: &str) -> RecordError 
     )
 }
 
-/// Calls the partner for a credit under `reference`. An unsettled credit is
-/// only ever looked up; a partner that does not recognise repeats is asked
-/// first whether an earlier attempt landed. Each call gets what is left of
-/// the invocation when it starts.
 /// How long a partner call may be in flight after it started: twice the
 /// dispatch function's timeout (30 s in the template), so a call that
 /// started is over, one way or the other, once it has passed.
@@ -80,6 +76,10 @@ pub(crate) fn lease_left(
     (over > now).then(|| (over - now).to_std().unwrap_or_default())
 }
 
+/// Calls the partner for a credit under `reference`. An unsettled credit is
+/// only ever looked up; a partner that does not recognise repeats is asked
+/// first whether an earlier attempt landed. Each call gets what is left of
+/// the invocation when it starts.
 pub(crate) async fn call_partner(
     connector: &dyn PartnerConnector,
     attempt: Attempt,
