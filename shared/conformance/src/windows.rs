@@ -36,8 +36,8 @@ pub async fn run_all(suite: &Windows) {
 
 pub async fn unsettled_requests_and_credits_are_found_oldest_first(suite: &Windows) {
     let at = |s: i64| t0() + chrono::TimeDelta::seconds(s);
-    // A request sent at t0+5 whose answer was lost at +10, then looked up
-    // again at +20 (still unknown): unsettled since it was sent, +5.
+    // A request whose answer was lost at t0+10, then looked up again at +20
+    // (still unknown): unsettled since +10.
     let mut r = request("unsettled-request");
     r.transition(Status::Reserved, at(0), "reserved").unwrap();
     r.transition(Status::Dispatching, at(5), "sent").unwrap();
@@ -75,7 +75,7 @@ pub async fn unsettled_requests_and_credits_are_found_oldest_first(suite: &Windo
         found,
         vec![
             Unsettled {
-                since: at(5),
+                since: at(10),
                 item: UnsettledItem::Request(r.id.clone())
             },
             Unsettled {

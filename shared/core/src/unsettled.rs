@@ -41,18 +41,16 @@ pub fn shard(id: &str) -> u32 {
     hash % SHARDS
 }
 
-/// States in which the request's credit is sent, or being sent, and not
-/// settled: `dispatching` too, so one whose message was lost (an invocation
-/// stopped after moving it and before queueing it) is found again.
+/// A request being sent has its message on the dispatch queue (retried,
+/// then in the DLQ); only an unknown or pending outcome needs finding. A
+/// window credit is indexed from the start (below): its planner may stop
+/// between making it and queueing it.
 fn is_unsettled(state: StatusKind) -> bool {
-    matches!(
-        state,
-        StatusKind::Dispatching | StatusKind::Unknown | StatusKind::PartnerPending
-    )
+    matches!(state, StatusKind::Unknown | StatusKind::PartnerPending)
 }
 
-/// Since when a request has been unsettled (`dispatching`, `unknown` or
-/// `partner_pending`, through any repeated look-ups), or `None` when it is not.
+/// Since when a request has been unsettled (`unknown` or `partner_pending`,
+/// through any repeated look-ups), or `None` when it is not.
 pub fn request_unsettled_since(request: &PointsRequest) -> Option<DateTime<Utc>> {
     if !is_unsettled(request.state()) {
         return None;
