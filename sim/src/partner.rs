@@ -201,16 +201,6 @@ impl SimPartner {
         self.book().changes
     }
 
-    /// Settles every pending credit whose time has come.
-    pub fn settle_due(&self) {
-        let now = self.clock.now();
-        for credits in self.book().credits.values_mut() {
-            for c in credits {
-                c.settle(now);
-            }
-        }
-    }
-
     /// When the last pending credit settles.
     pub fn last_settlement(&self) -> Option<DateTime<Utc>> {
         self.book()

@@ -188,16 +188,6 @@ impl SimQueue {
         self.state().dead.values().cloned().collect()
     }
 
-    /// Every body on the queue and in its DLQ.
-    pub fn bodies(&self) -> Vec<String> {
-        let s = self.state();
-        s.messages
-            .values()
-            .map(|m| m.body.clone())
-            .chain(s.dead.values().cloned())
-            .collect()
-    }
-
     /// A delay for a retry: the seed's choice, up to `cap`, whatever the
     /// handler asked (its jitter is not seeded), so a run replays exactly.
     fn sim_delay(&self, cap: Duration) -> Duration {
