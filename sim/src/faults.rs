@@ -12,18 +12,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pointsflow_core::ledger::{AccountId, Applied, Balance, Entry, LedgerError};
-use pointsflow_core::operations::{RequestSearch, SearchFilter};
 use pointsflow_core::ports::{
-    Created, LedgerRead, LedgerWrite, RequestCreate, RequestGet, RequestUpdate, StoreError,
-    WaitingRequests,
+    Created, LedgerRead, LedgerWrite, RequestCreate, RequestGet, RequestLines, RequestSearch,
+    RequestUpdate, ScheduledRequests, StoreError, UnsettledIndex, WaitingRequests, WindowStore,
 };
-use pointsflow_core::reconcile::{LinePage, RequestLines, Scope};
+use pointsflow_core::reconcile::{LinePage, Scope};
 use pointsflow_core::request::{PointsRequest, StatusKind};
-use pointsflow_core::unsettled::{Unsettled, UnsettledIndex};
+use pointsflow_core::search::SearchFilter;
+use pointsflow_core::unsettled::Unsettled;
 use pointsflow_core::values::{PartnerReference, ProgramId, RecipientId, RequestId};
 use pointsflow_core::window::{
-    Claim, CreditCreated, CreditId, RunCounts, ScheduledCursor, ScheduledPage, ScheduledRequests,
-    WindowCredit, WindowId, WindowRun, WindowStore,
+    Claim, CreditCreated, CreditId, RunCounts, ScheduledCursor, ScheduledPage, WindowCredit,
+    WindowId, WindowRun,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -476,7 +476,7 @@ pub struct SimSchedules {
 }
 
 #[async_trait]
-impl pointsflow_core::window::WindowSchedules for SimSchedules {
+impl pointsflow_core::ports::WindowSchedules for SimSchedules {
     async fn arm(&self, window: &WindowId) -> Result<(), StoreError> {
         yield_now().await;
         if let Ok(mut a) = self.armed.lock() {

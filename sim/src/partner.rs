@@ -19,9 +19,9 @@ use pointsflow_core::partner::{
     CreditInstruction, CreditOutcome, MemberCheck, MemberCheckOutcome, ReversalInstruction,
     ReversalOutcome,
 };
-use pointsflow_core::ports::{Clock, PartnerConnector};
+use pointsflow_core::ports::{Clock, PartnerConnector, StatementError};
+use pointsflow_core::reason::{Reason, ReasonCode};
 use pointsflow_core::reconcile::{StatementLine, StatementStatus};
-use pointsflow_core::request::Reason;
 use pointsflow_core::values::{MemberNumber, PartnerReference};
 use pointsflow_memory::ManualClock;
 
@@ -144,7 +144,7 @@ impl SimPartner {
                 transaction: Some(credit.transaction.clone()),
             },
             Settled::Failed => CreditOutcome::Rejected(Reason::new(
-                "credit_failed",
+                ReasonCode::parse("credit_failed"),
                 "the pending credit failed at the partner",
             )),
         }
@@ -372,7 +372,7 @@ impl PartnerConnector for SimPartner {
                 .and_then(|cs| cs.first_mut())
             {
                 None => ReversalOutcome::Refused(Reason::new(
-                    "unknown_reference",
+                    ReasonCode::parse("unknown_reference"),
                     "no credit has this reference",
                 )),
                 Some(c) => {
@@ -384,12 +384,12 @@ impl PartnerConnector for SimPartner {
                         }
                     } else if c.state != Settled::Credited {
                         ReversalOutcome::Refused(Reason::new(
-                            "not_credited",
+                            ReasonCode::parse("not_credited"),
                             "the credit is not credited",
                         ))
                     } else if c.reversed() + reversal.points.get() > c.points {
                         ReversalOutcome::Refused(Reason::new(
-                            "reversal_exceeds_credit",
+                            ReasonCode::parse("reversal_exceeds_credit"),
                             "more than the credit gave",
                         ))
                     } else {
@@ -431,7 +431,7 @@ impl PartnerConnector for SimPartner {
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<Vec<StatementLine>, String> {
+    ) -> Result<Vec<StatementLine>, StatementError> {
         yield_now().await;
         let now = self.clock.now();
         let mut book = self.book();

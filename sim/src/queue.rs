@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
-use pointsflow_core::callback::{CallbackMessage, PublishCallback};
-use pointsflow_core::operations::{DeadLetters, RedriveReport};
+use pointsflow_core::callback::CallbackMessage;
 use pointsflow_core::ports::{
-    Clock, PipelineMessage, Publish, PublishError, Redelivery, StoreError,
+    Clock, DeadLetters, PipelineMessage, Publish, PublishCallback, PublishError, PublishWork,
+    QueueError, Redelivery, RedriveReport,
 };
-use pointsflow_core::window::{PublishWork, WindowWork};
+use pointsflow_core::window::WindowWork;
 use pointsflow_memory::ManualClock;
 
 use crate::faults::Faults;
@@ -221,14 +221,14 @@ impl Publish for SimQueue {
                 .filter_map(|i| messages.get(*i).map(|m| m.request_id.clone()))
                 .collect(),
             total: messages.len(),
-            reason: "SendMessageBatch failed (simulated)".into(),
+            cause: QueueError::Unavailable("SendMessageBatch failed (simulated)".into()),
         })
     }
 }
 
 #[async_trait]
 impl PublishWork for SimQueue {
-    async fn publish_work(&self, work: &[WindowWork]) -> Result<(), StoreError> {
+    async fn publish_work(&self, work: &[WindowWork]) -> Result<(), QueueError> {
         let bodies = work
             .iter()
             .map(|w| serde_json::to_string(w).unwrap_or_default())
@@ -236,7 +236,7 @@ impl PublishWork for SimQueue {
         if self.send(bodies, Duration::ZERO).await.is_empty() {
             Ok(())
         } else {
-            Err(StoreError::Unavailable(
+            Err(QueueError::Unavailable(
                 "SendMessageBatch failed (simulated)".into(),
             ))
         }
@@ -245,10 +245,11 @@ impl PublishWork for SimQueue {
 
 #[async_trait]
 impl PublishCallback for SimQueue {
-    async fn publish_callback(&self, message: &CallbackMessage) -> Result<(), String> {
+    async fn publish_callback(&self, message: &CallbackMessage) -> Result<(), QueueError> {
         // Status callbacks are recorded, not delivered: the simulator checks
         // the points, not the receivers.
-        let body = serde_json::to_string(message).map_err(|e| e.to_string())?;
+        let body =
+            serde_json::to_string(message).map_err(|e| QueueError::Refused(e.to_string()))?;
         self.put(body, Duration::ZERO);
         Ok(())
     }
@@ -256,12 +257,12 @@ impl PublishCallback for SimQueue {
 
 #[async_trait]
 impl Redelivery for SimQueue {
-    async fn retry_after(&self, receipt_handle: &str, delay: Duration) -> Result<(), String> {
+    async fn retry_after(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
         self.faults.boundary("before change visibility").await;
         let _ = delay;
         let delay = self.sim_delay(Duration::from_secs(60));
         let Some((id, receipt)) = parse_handle(receipt_handle) else {
-            return Err("bad receipt handle".into());
+            return Err(QueueError::Refused("bad receipt handle".into()));
         };
         let at = self.clock.now() + TimeDelta::from_std(delay).unwrap_or_default();
         let mut s = self.state();
@@ -273,13 +274,15 @@ impl Redelivery for SimQueue {
         Ok(())
     }
 
-    async fn send_later(&self, body: &str, delay: Duration) -> Result<(), String> {
+    async fn send_later(&self, body: &str, delay: Duration) -> Result<(), QueueError> {
         let _ = delay;
         let delay = self.sim_delay(Duration::from_secs(120));
         if self.send(vec![body.to_owned()], delay).await.is_empty() {
             Ok(())
         } else {
-            Err("SendMessage failed (simulated)".into())
+            Err(QueueError::Unavailable(
+                "SendMessage failed (simulated)".into(),
+            ))
         }
     }
 }
@@ -289,7 +292,7 @@ pub struct SimDeadLetters(pub Arc<SimQueue>);
 
 #[async_trait]
 impl DeadLetters for SimDeadLetters {
-    async fn redrive(&self, max: u64) -> Result<RedriveReport, String> {
+    async fn redrive(&self, max: u64) -> Result<RedriveReport, QueueError> {
         let mut moved = 0;
         loop {
             if moved >= max {
@@ -315,7 +318,7 @@ impl DeadLetters for SimDeadLetters {
         })
     }
 
-    async fn depth(&self) -> Result<u64, String> {
+    async fn depth(&self) -> Result<u64, QueueError> {
         Ok(self.0.state().dead.len() as u64)
     }
 }

@@ -5,10 +5,10 @@
 //! scheduled program; and the configuration they run against.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use pointsflow_config::{Config, MemberEntry};
 use pointsflow_core::program::{OnUndo, TransferMode};
 use pointsflow_core::values::{Points, ProgramId, RecipientId};
 use pointsflow_intake::soap::{Notification, OutboundMessage};
-use pointsflow_local::config::{LocalConfig, MemberEntry};
 
 use crate::faults::Faults;
 
@@ -223,11 +223,15 @@ fn outbound(notifications: Vec<Notification>) -> String {
     .to_xml()
 }
 
+/// The local stack's demo configuration (`pointsflow dev`'s), which the
+/// simulation starts from.
+const DEMO_CONFIG: &str = include_str!("../../infra/local/pointsflow.toml");
+
 /// The demo configuration with limits drawn from the seed (small budgets
 /// and caps, so they run out), a scheduled twin of the real-time program
 /// whose window closes during the run, and five enrolled recipients.
-pub fn config(faults: &Faults) -> Result<LocalConfig, String> {
-    let mut config = pointsflow_local::config::default_config().map_err(|e| e.to_string())?;
+pub fn config(faults: &Faults) -> Result<Config, String> {
+    let mut config = Config::parse(DEMO_CONFIG).map_err(|e| e.to_string())?;
     config.waiting_sweep_ms = u64::MAX / 4;
     config.resolve_after_ms = 30_000;
     config.queues.max_receive_count = 5;

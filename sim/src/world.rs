@@ -14,10 +14,9 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use lambda_runtime::{Context, LambdaEvent};
-use pointsflow_core::ledger::AccountId;
-use pointsflow_core::ledger::invariants;
-use pointsflow_core::operations::DeadLetters;
-use pointsflow_core::ports::{Clock, PartnerConnector};
+use pointsflow_assembly::{Adapters, Assembly};
+use pointsflow_core::ledger::{AccountId, invariants};
+use pointsflow_core::ports::{Clock, DeadLetters, PartnerConnector, Queue, QueueName};
 use pointsflow_core::request::{PointsRequest, StatusKind};
 use pointsflow_core::values::{IdempotencyKey, PartnerId, RequestId, SourceId};
 use pointsflow_core::window::WindowId;
@@ -25,12 +24,11 @@ use pointsflow_dispatch::Dispatch;
 use pointsflow_dispatch::window::WindowClosed;
 use pointsflow_eligibility::Eligibility;
 use pointsflow_intake::Intake;
-use pointsflow_local::stack::{Adapters, Common, Handlers};
 use pointsflow_memory::{
     ManualClock, MemoryAuditLog, MemoryEnrollments, MemoryLedger, MemoryPartnerState,
     MemoryProgramStore, MemoryReportStore, MemoryRequestStore, MemoryWindowStore, SeededIds,
 };
-use pointsflow_operations::{Operations, QueueName};
+use pointsflow_operations::Operations;
 
 use crate::exec::{Executor, Polled, TaskKind};
 use crate::faults::{Faults, FaultyLedger, FaultyStore, FaultyWindows, SimSchedules};
@@ -164,28 +162,9 @@ impl World {
             faults.chance(0.7),
             outages,
         ));
-        let partner_state = Arc::new(MemoryPartnerState::new());
-        let partners: HashMap<PartnerId, Arc<dyn PartnerConnector>> = HashMap::from([(
-            PartnerId::parse(PARTNER).map_err(|e| e.to_string())?,
-            partner.clone() as Arc<dyn PartnerConnector>,
-        )]);
-        let common = Common::assemble(
-            &config,
-            partners,
-            Arc::new(MemoryProgramStore::new()),
-            Arc::new(MemoryEnrollments::new(config.member_links())),
-            (partner_state.clone(), partner_state),
-            clock.clone(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-
         let store = Arc::new(MemoryRequestStore::new());
         let ledger = Arc::new(MemoryLedger::new());
         let windows = Arc::new(MemoryWindowStore::new());
-        pointsflow_local::stack::fund(&config, ledger.as_ref(), clock.as_ref())
-            .await
-            .map_err(|e| e.to_string())?;
         let queue = |name| {
             Arc::new(SimQueue::new(
                 name,
@@ -199,55 +178,62 @@ impl World {
         let dispatch_queue = queue("dispatch");
         let callbacks_queue = queue("callbacks");
         let schedules = Arc::new(SimSchedules::default());
-        let faulty_store = Arc::new(FaultyStore {
-            inner: store.clone(),
-            faults: faults.clone(),
-        });
-        let dead_letters: HashMap<QueueName, Arc<dyn DeadLetters>> = HashMap::from([
-            (
-                QueueName::Eligibility,
-                Arc::new(SimDeadLetters(eligibility_queue.clone())) as Arc<dyn DeadLetters>,
-            ),
-            (
-                QueueName::Dispatch,
-                Arc::new(SimDeadLetters(dispatch_queue.clone())) as Arc<dyn DeadLetters>,
-            ),
-            (
-                QueueName::Callbacks,
-                Arc::new(SimDeadLetters(callbacks_queue.clone())) as Arc<dyn DeadLetters>,
-            ),
-        ]);
-        let Handlers {
-            intake,
-            eligibility,
-            dispatch,
-            operations,
-            callbacks: _,
-        } = common.handlers(Adapters {
-            store: faulty_store.clone(),
+        let partner_state = Arc::new(MemoryPartnerState::new());
+        let queues = [
+            (QueueName::Eligibility, eligibility_queue.clone()),
+            (QueueName::Dispatch, dispatch_queue.clone()),
+            (QueueName::Callbacks, callbacks_queue),
+        ];
+        let platform = Adapters {
+            requests: Arc::new(FaultyStore {
+                inner: store.clone(),
+                faults: faults.clone(),
+            }),
             ledger: Arc::new(FaultyLedger {
                 inner: ledger.clone(),
                 faults: faults.clone(),
             }),
-            to_eligibility: eligibility_queue.clone(),
-            to_dispatch: dispatch_queue.clone(),
-            work: dispatch_queue.clone(),
             windows: Arc::new(FaultyWindows {
                 inner: windows.clone(),
                 faults: faults.clone(),
             }),
+            program_store: Arc::new(MemoryProgramStore::new()),
+            links: Arc::new(MemoryEnrollments::default()),
+            rate_limiter: partner_state.clone(),
+            circuits: partner_state,
+            audit: Arc::new(MemoryAuditLog::new()),
+            reports: Arc::new(MemoryReportStore::new()),
+            queues: queues
+                .iter()
+                .map(|(name, q)| (*name, q.clone() as Arc<dyn Queue>))
+                .collect(),
+            dead_letters: queues
+                .iter()
+                .map(|(name, q)| {
+                    (
+                        *name,
+                        Arc::new(SimDeadLetters(q.clone())) as Arc<dyn DeadLetters>,
+                    )
+                })
+                .collect(),
             schedules: schedules.clone(),
-            redelivery: dispatch_queue.clone(),
-            unsettled_requests: faulty_store,
-            requeue: dispatch_queue.clone(),
             clock: clock.clone(),
             ids: Arc::new(SeededIds::new(seed)),
-            audit: Arc::new(MemoryAuditLog::new()),
-            dead_letters,
-            reports: Arc::new(MemoryReportStore::new()),
-            callbacks: callbacks_queue.clone(),
-            callback_redelivery: callbacks_queue,
-        });
+            sandbox: None,
+            connectors: Some(HashMap::from([(
+                PartnerId::parse(PARTNER).map_err(|e| e.to_string())?,
+                partner.clone() as Arc<dyn PartnerConnector>,
+            )])),
+        };
+        // Funded before the run, past the fault layer.
+        pointsflow_assembly::fund(&config, ledger.as_ref(), start)
+            .await
+            .map_err(|e| e.to_string())?;
+        let assembly = Assembly::new(config, platform);
+        let intake = assembly.intake().await.map_err(|e| e.to_string())?;
+        let eligibility = assembly.eligibility().await.map_err(|e| e.to_string())?;
+        let dispatch = assembly.dispatch().await.map_err(|e| e.to_string())?;
+        let operations = assembly.operations().await.map_err(|e| e.to_string())?;
 
         let mut sources = Sources::default();
         for Planned { at, send } in workload::plan(&faults, start, active) {

@@ -89,16 +89,21 @@ impl std::ops::Deref for AwsTestStack {
     }
 }
 
-/// The demo config, tuned for tests: quick retries and short partner timeouts.
+/// The demo config, tuned for tests: quick retries (and quick status
+/// callback retries), and timeouts long enough that no invocation or
+/// partner call on a loaded machine runs into them unless a test means it
+/// to (the sandbox's "timeout" amounts answer after `slow_response_ms`).
 pub fn test_config() -> LocalConfig {
     let mut config = pointsflow_local::config::default_config().unwrap();
-    config.queues.function_timeout_ms = 500;
-    config.queues.visibility_timeout_ms = 600;
+    config.queues.function_timeout_ms = 5_000;
+    config.queues.visibility_timeout_ms = 6_000;
     config.queues.retry_base_ms = 20;
     config.queues.retry_cap_ms = 300;
-    config.sandbox.slow_response_ms = 1_500;
+    config.callbacks.retry_base_ms = 20;
+    config.callbacks.retry_cap_ms = 300;
+    config.sandbox.slow_response_ms = 3_000;
     for p in &mut config.partners {
-        p.timeout_ms = 300;
+        p.timeout_ms = 2_000;
     }
     config
 }
@@ -144,8 +149,8 @@ pub async fn spawn_aws_stack(edit: impl FnOnce(&mut LocalConfig)) -> AwsTestStac
     let mut config = test_config();
     edit(&mut config);
     let aws = AwsOptions {
-        endpoint: Some(pointsflow_aws::emulator::endpoint()),
-        prefix: pointsflow_aws::emulator::unique_name("pf-e2e"),
+        endpoint: Some(pointsflow_harness::emulator::endpoint()),
+        prefix: pointsflow_harness::emulator::unique_name("pf-e2e"),
         meter: None,
     };
     let stack = AwsStack::start(config, loopback(), aws).await.unwrap();
@@ -330,11 +335,11 @@ impl Api {
         response.json().await.unwrap()
     }
 
-    /// Polls until the request is in one of `states`, failing after 30 s.
+    /// Polls until the request is in one of `states`, failing after 60 s.
     /// A settled request (`credited`, `failed`) counts once its post or void
     /// is in the ledger too: dispatch writes the state first, then the ledger.
     pub async fn wait_for(&self, id: &str, states: &[&str]) -> Value {
-        self.wait_for_within(id, states, Duration::from_secs(30))
+        self.wait_for_within(id, states, Duration::from_secs(60))
             .await
     }
 
@@ -363,7 +368,7 @@ impl Api {
 impl TestStack {
     /// Waits until both queues are empty and nothing is in flight.
     pub async fn settle(&self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while self.stack.queues.eligibility.depth() + self.stack.queues.dispatch.depth() > 0 {
             assert!(Instant::now() < deadline, "queues never drained");
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -445,7 +450,7 @@ pub async fn fire(
 
 /// A window's run with its settled credits counted.
 pub async fn progress(
-    windows: &dyn pointsflow_core::window::WindowStore,
+    windows: &dyn pointsflow_core::ports::WindowStore,
     window: &str,
 ) -> pointsflow_core::window::WindowRun {
     let window = pointsflow_core::window::WindowId::parse(window).unwrap();
@@ -490,6 +495,40 @@ pub async fn schedule_deals(
         window = view["window"].as_str().unwrap().to_owned();
     }
     (out, window)
+}
+
+/// The states of a request's timeline, in order.
+pub fn path(view: &Value) -> Vec<String> {
+    view["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Asserts a real-time request went `received`, `reserved`, `dispatching`,
+/// then through any number of the unsettled states a retry or a look-up
+/// records (`unknown`, `partner_pending`: a partner that answers late adds
+/// one, however fast the machine), each of `through` at least once, and
+/// ended `last`.
+pub fn assert_settled_path(view: &Value, through: &[&str], last: &str) {
+    let states = path(view);
+    assert!(
+        states.len() >= 4 && states[..3] == ["received", "reserved", "dispatching"],
+        "{states:?}"
+    );
+    assert_eq!(states.last().map(String::as_str), Some(last), "{states:?}");
+    let middle = &states[3..states.len() - 1];
+    assert!(
+        middle
+            .iter()
+            .all(|s| s == "unknown" || s == "partner_pending"),
+        "{states:?}"
+    );
+    for state in through {
+        assert!(middle.iter().any(|s| s == state), "no {state}: {states:?}");
+    }
 }
 
 /// The timeline's "partner reference ... fixed" entries: one per reference

@@ -13,8 +13,8 @@ use pointsflow_core::values::{ProgramId, RequestId};
 use pointsflow_local::client::ApiClient;
 use pointsflow_local::config::{EXAMPLE_PROGRAMS, ProgramFile};
 use pointsflow_tests::{
-    ADA, AwsTestStack, OPERATOR_KEY, deal, fire, opportunity, outbound_message, progress,
-    schedule_deals, scheduled_config, spawn_aws_stack,
+    ADA, AwsTestStack, OPERATOR_KEY, assert_settled_path, deal, fire, opportunity,
+    outbound_message, progress, schedule_deals, scheduled_config, spawn_aws_stack,
 };
 use serde_json::json;
 
@@ -46,7 +46,7 @@ async fn messages_in(t: &AwsTestStack, url: &str) -> u64 {
 
 /// Waits until both pipeline queues are empty.
 async fn settle(t: &AwsTestStack) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let left = messages_in(t, &t.stack.eligibility_queue.url).await
             + messages_in(t, &t.stack.dispatch_queue.url).await;
@@ -152,7 +152,7 @@ async fn a_poison_message_is_retried_alone_and_ends_in_the_dead_letter_queue() {
         let view = t.wait_for(id, &["credited", "failed", "rejected"]).await;
         assert_eq!(view["status"], "credited", "{view:#}");
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let dead = loop {
         let out = t
             .stack
@@ -322,7 +322,9 @@ async fn a_window_fired_three_times_is_dispatched_once_on_dynamodb_and_sqs() {
     let total: u64 = requests.iter().map(|r| r.2).sum();
     assert_eq!(budget_available(&t).await, 10_000_000 - total);
     let run = progress(t.stack.windows.as_ref(), &window).await;
-    assert_eq!(run.planning_runs, 1);
+    // Planned once in effect, however many invocations took part.
+    assert_eq!(run.state, pointsflow_core::window::RunState::Planned);
+    assert!(run.in_progress.is_empty(), "{run:?}");
     assert_eq!(
         (
             run.counts.requests,
@@ -345,8 +347,11 @@ async fn a_window_run_killed_half_way_resumes_on_dynamodb_and_sqs() {
     })
     .await;
     let (requests, window) = schedule_deals(&t, &recipients, 2, "aws-kill").await;
+    // The partner holds every credit past the 15th: the kill lands part
+    // way through, whatever the machine's speed.
+    t.stack.sandbox.as_ref().unwrap().hold_credits_after(15);
     fire(&t.stack.dispatch, &window).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     while t.stack.sandbox.as_ref().unwrap().stats().credits < 15 {
         assert!(Instant::now() < deadline, "never got going");
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -354,6 +359,7 @@ async fn a_window_run_killed_half_way_resumes_on_dynamodb_and_sqs() {
     t.stack.crash_dispatch();
     let at_crash = t.stack.sandbox.as_ref().unwrap().stats().credits;
     assert!(at_crash < 40, "the kill came too late to test anything");
+    t.stack.sandbox.as_ref().unwrap().release_credits();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     t.stack.restart_dispatch();
     for (id, _, _) in &requests {
@@ -375,7 +381,7 @@ async fn a_window_run_killed_half_way_resumes_on_dynamodb_and_sqs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ambiguous_outcomes_are_resolved_by_reference_on_dynamodb_and_sqs() {
-    use pointsflow_partners::sandbox::magic;
+    use pointsflow_sandbox::magic;
     let t = spawn_aws_stack(|c| {
         c.queues.function_timeout_ms = 10_000;
         c.queues.visibility_timeout_ms = 12_000;
@@ -403,49 +409,19 @@ async fn ambiguous_outcomes_are_resolved_by_reference_on_dynamodb_and_sqs() {
             &deal(ADA, &amount(magic::PENDING_THEN_FAILED)),
         )
         .await;
-    let path = |view: &serde_json::Value| -> Vec<String> {
-        view["timeline"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["state"].as_str().unwrap().to_owned())
-            .collect()
-    };
     let view = t
         .wait_for_within(&timeout, &["credited", "failed"], Duration::from_secs(60))
         .await;
     assert_eq!(view["status"], "credited", "{view:#}");
-    assert!(
-        path(&view).contains(&"unknown".to_owned()),
-        "{:?}",
-        path(&view)
-    );
+    assert_settled_path(&view, &["unknown"], "credited");
     let view = t
         .wait_for_within(&credited, &["credited", "failed"], Duration::from_secs(60))
         .await;
-    assert_eq!(
-        path(&view),
-        [
-            "received",
-            "reserved",
-            "dispatching",
-            "partner_pending",
-            "credited"
-        ]
-    );
+    assert_settled_path(&view, &["partner_pending"], "credited");
     let view = t
         .wait_for_within(&failed, &["credited", "failed"], Duration::from_secs(60))
         .await;
-    assert_eq!(
-        path(&view),
-        [
-            "received",
-            "reserved",
-            "dispatching",
-            "partner_pending",
-            "failed"
-        ]
-    );
+    assert_settled_path(&view, &["partner_pending"], "failed");
     assert_eq!(view["reason"]["code"], "partner_member_closed");
     settle(&t).await;
     let sandbox = t.stack.sandbox.as_ref().unwrap();
@@ -499,7 +475,11 @@ async fn an_unknown_outcome_given_up_on_is_resolved_by_the_resolver_on_dynamodb_
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(t.get(&id).await["status"], "unknown");
+    let status = t.get(&id).await["status"].clone();
+    assert!(
+        status == "unknown" || status == "dispatching",
+        "an ambiguous outcome is never voided: {status}"
+    );
     sandbox.set_down(false);
     let mut requeued = 0;
     // The index is eventually consistent: the next runs find it.
@@ -520,7 +500,7 @@ async fn an_unknown_outcome_given_up_on_is_resolved_by_the_resolver_on_dynamodb_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_answer_from_a_loyalty_commerce_partner_is_looked_up_not_ordered_again_on_dynamodb_and_sqs()
  {
-    use pointsflow_partners::sandbox::magic;
+    use pointsflow_sandbox::magic;
     let t = spawn_aws_stack(|c| {
         c.queues.function_timeout_ms = 10_000;
         c.queues.visibility_timeout_ms = 12_000;

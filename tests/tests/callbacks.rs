@@ -28,6 +28,8 @@ struct Receiver {
     calls: AtomicU32,
     bad_signatures: AtomicU32,
     accepted: Mutex<BTreeMap<String, Value>>,
+    /// Deliveries accepted, per event id (a replay counts again).
+    deliveries: Mutex<BTreeMap<String, u32>>,
 }
 
 fn verify(headers: &HeaderMap, body: &[u8]) -> bool {
@@ -79,6 +81,11 @@ async fn receive(
         .unwrap()
         .to_owned();
     assert_eq!(payload["event_id"], event.as_str());
+    *r.deliveries
+        .lock()
+        .unwrap()
+        .entry(event.clone())
+        .or_default() += 1;
     r.accepted.lock().unwrap().insert(event, payload);
     StatusCode::NO_CONTENT
 }
@@ -127,16 +134,13 @@ async fn final_statuses_reach_the_source_signed_and_retried_until_accepted() {
     let failed = t
         .accept(
             "cb-2",
-            &deal(
-                ADA,
-                &amount_for(pointsflow_partners::sandbox::magic::REJECT),
-            ),
+            &deal(ADA, &amount_for(pointsflow_sandbox::magic::REJECT)),
         )
         .await;
     let rejected = t
         .accept("cb-3", &deal("0055g00000NotEnrolled", &amount_for(100)))
         .await;
-    until("three statuses accepted", Duration::from_secs(20), || {
+    until("three statuses accepted", Duration::from_secs(60), || {
         receiver.accepted.lock().unwrap().len() == 3
     })
     .await;
@@ -163,7 +167,7 @@ async fn final_statuses_reach_the_source_signed_and_retried_until_accepted() {
     assert!(answer.ok, "{answer:#?}");
     until(
         "the reversal's status accepted",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         || {
             receiver
                 .accepted
@@ -180,11 +184,11 @@ async fn final_statuses_reach_the_source_signed_and_retried_until_accepted() {
         .invoke(json!({"operator": "ops-demo", "command": "notify", "request_id": failed}))
         .await;
     assert!(answer.ok, "{answer:#?}");
-    let before = receiver.calls.load(Ordering::SeqCst);
+    let replayed = format!("{failed}:failed");
     until(
         "the replayed status delivered",
-        Duration::from_secs(10),
-        || receiver.calls.load(Ordering::SeqCst) > before,
+        Duration::from_secs(30),
+        || receiver.deliveries.lock().unwrap().get(&replayed) >= Some(&2),
     )
     .await;
     assert!(t.stack.queues.callbacks_dlq.depth() == 0);
@@ -216,7 +220,7 @@ async fn nothing_is_lost_while_the_receiver_is_down() {
         "nothing given up on"
     );
     receiver.down.store(false, Ordering::SeqCst);
-    until("every status delivered", Duration::from_secs(20), || {
+    until("every status delivered", Duration::from_secs(60), || {
         receiver.accepted.lock().unwrap().len() == ids.len()
     })
     .await;

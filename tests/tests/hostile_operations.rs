@@ -152,12 +152,17 @@ fn generated_invocations_never_panic_and_a_refused_one_changes_nothing() {
                     error.code
                 );
                 prop_assert!(!error.message.is_empty());
-                prop_assert_eq!(
-                    before,
-                    stored(&real),
-                    "a refused {} changed the request",
-                    invocation
-                );
+                // A refusal changes nothing. An answer that says to run the
+                // command again (the partner did not answer a reversal) may
+                // have recorded what is to be done, as its message says.
+                if !error.retryable {
+                    prop_assert_eq!(
+                        before,
+                        stored(&real),
+                        "a refused {} changed the request",
+                        invocation
+                    );
+                }
             }
             Ok(())
         })

@@ -55,10 +55,7 @@ async fn no_log_line_carries_a_member_number_an_email_or_a_secret() {
     let refused = t
         .accept(
             "mask-2",
-            &deal(
-                ADA,
-                &amount_for(pointsflow_partners::sandbox::magic::REJECT),
-            ),
+            &deal(ADA, &amount_for(pointsflow_sandbox::magic::REJECT)),
         )
         .await;
     let big = t.accept("mask-3", &deal(ADA, "600000.00")).await;

@@ -27,10 +27,7 @@ async fn requests_and_partner_calls_are_reported_as_metrics() {
     let failed = t
         .accept(
             "metric-2",
-            &deal(
-                ADA,
-                &amount_for(pointsflow_partners::sandbox::magic::REJECT),
-            ),
+            &deal(ADA, &amount_for(pointsflow_sandbox::magic::REJECT)),
         )
         .await;
     let mut unknown = pointsflow_tests::deal(ADA, "1000.00");
@@ -73,9 +70,19 @@ async fn requests_and_partner_calls_are_reported_as_metrics() {
         .filter(|m| m["Partner"] == "sandbox-air" && m["PartnerLatencyMs"].as_f64().is_some())
         .count();
     assert!(latencies >= 2, "each partner call is timed: {latencies}");
+    // A refusal is an answer, not an error: the only errors counted are
+    // calls whose answer was lost (each leaves an `unknown` on its request,
+    // which a busy machine's slow answer can do).
+    let mut unknowns = 0;
+    for id in [&credited, &failed] {
+        unknowns += pointsflow_tests::path(&t.get(id).await)
+            .iter()
+            .filter(|s| *s == "unknown")
+            .count();
+    }
     assert_eq!(
         sum("PartnerErrors", "Partner", "sandbox-air"),
-        0.0,
+        unknowns as f64,
         "a refusal is an answer, not an error"
     );
     let receipt_to_credit = metrics

@@ -58,7 +58,9 @@ async fn get_shows_the_timeline_and_the_ledger_and_search_finds_requests() {
     let answer = run(&t, json!({"command": "get", "request_id": id})).await;
     let result = ok(&answer);
     assert_eq!(result["request"]["status"]["state"], "credited");
-    assert_eq!(result["request"]["timeline"].as_array().unwrap().len(), 4);
+    let timeline = result["request"]["timeline"].as_array().unwrap();
+    assert_eq!(timeline.first().unwrap()["state"], "received");
+    assert_eq!(timeline.last().unwrap()["state"], "credited");
     let kinds: Vec<&str> = result["entries"]
         .as_array()
         .unwrap()
@@ -444,12 +446,14 @@ async fn retry_sends_a_fixed_request_through_again_under_a_new_reference() {
             "ops-retry-2",
             &deal(
                 ADA,
-                &pointsflow_tests::amount_for(pointsflow_partners::sandbox::magic::REJECT),
+                &pointsflow_tests::amount_for(pointsflow_sandbox::magic::REJECT),
             ),
         )
         .await;
     let view = t.wait_for(&failed, &["failed"]).await;
     let first_reference = view["partner_reference"].as_str().unwrap().to_owned();
+    let sandbox = t.stack.sandbox.as_ref().unwrap();
+    let first_attempts = sandbox.attempts(&first_reference);
     let answer = run(
         &t,
         json!({"command": "retry", "request_id": failed, "reason": "try again"}),
@@ -459,13 +463,12 @@ async fn retry_sends_a_fixed_request_through_again_under_a_new_reference() {
     let view = t.wait_for(&failed, &["failed"]).await;
     let second_reference = view["partner_reference"].as_str().unwrap().to_owned();
     assert_ne!(first_reference, second_reference);
-    let sandbox = t.stack.sandbox.as_ref().unwrap();
     assert_eq!(
         sandbox.attempts(&first_reference),
-        1,
-        "the old reference is not reused"
+        first_attempts,
+        "the old reference is not sent again"
     );
-    assert_eq!(sandbox.attempts(&second_reference), 1);
+    assert!(sandbox.attempts(&second_reference) >= 1);
     let answer = run(&t, json!({"command": "get", "request_id": failed})).await;
     let ids: Vec<String> = ok(&answer)["entries"]
         .as_array()

@@ -96,7 +96,7 @@ async fn the_deployed_target_invokes_the_stacks_function_as_the_operator() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let sdk = pointsflow_aws::emulator::config_at(&url).await;
+    let sdk = pointsflow_harness::emulator::config_at(&url).await;
     let target = Target::deployed_with(&sdk, "pointsflow-prod", "ana");
     let answer = target
         .invoke(json!({"command": "reverse", "request_id": id, "points": 1, "reason": "test"}))

@@ -9,15 +9,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pointsflow_core::reconcile::{MismatchKind, ReconcileReport, ReportStore};
+use pointsflow_core::ports::ReportStore;
+
+use pointsflow_core::reconcile::{MismatchKind, ReconcileReport};
 use pointsflow_core::window::WindowId;
 use pointsflow_local::rig::{WindowRig, member_number};
 use pointsflow_memory::MemoryWindowStore;
-use pointsflow_partners::sandbox::magic;
 use pointsflow_partners::wire::CreditStatus;
-use pointsflow_partners::{
-    RestConnector, RestConnectorConfig, SandboxConfig, SandboxMember, SandboxPartner, Tamper,
-};
+use pointsflow_partners::{RestConnector, RestConnectorConfig};
+use pointsflow_sandbox::magic;
+use pointsflow_sandbox::{SandboxConfig, SandboxMember, SandboxPartner, Tamper};
 use pointsflow_tests::{ADA, amount_for, deal, spawn_stack};
 use serde_json::json;
 
@@ -164,7 +165,9 @@ async fn a_clean_window_of_ten_thousand_requests_reconciles_with_no_mismatch() {
         Arc::new(MemoryWindowStore::new()),
         connector,
         window.clone(),
-    );
+    )
+    .await
+    .unwrap();
     let owed = rig.seed(MEMBERS, PER_MEMBER).await.unwrap();
     rig.fire().await.unwrap();
     rig.pump(1_000_000).await;
@@ -172,6 +175,8 @@ async fn a_clean_window_of_ten_thousand_requests_reconciles_with_no_mismatch() {
 
     let answer = rig
         .operations()
+        .await
+        .unwrap()
         .invoke(json!({"operator": "ops", "command": "reconcile", "window": window.to_string()}))
         .await;
     assert!(answer.ok, "{answer:#?}");

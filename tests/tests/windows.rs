@@ -10,13 +10,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pointsflow_core::partner::{CreditInstruction, CreditOutcome, MemberCheck, MemberCheckOutcome};
+use pointsflow_core::ports::UnsettledIndex;
 use pointsflow_core::ports::{PartnerConnector, StoreError};
+use pointsflow_core::ports::{ScheduledRequests, WindowStore};
+use pointsflow_core::reason::ReasonCode;
 use pointsflow_core::request::StatusKind;
-use pointsflow_core::unsettled::{Unsettled, UnsettledIndex};
+use pointsflow_core::unsettled::Unsettled;
 use pointsflow_core::values::PartnerReference;
 use pointsflow_core::window::{
-    Claim, CreditCreated, CreditId, CreditState, RunCounts, RunState, ScheduledRequests,
-    WindowCredit, WindowId, WindowRun, WindowStore,
+    Claim, CreditCreated, CreditId, CreditState, RunCounts, RunState, WindowCredit, WindowId,
+    WindowRun,
 };
 use pointsflow_local::client::{ApiClient, ClientError};
 use pointsflow_local::config::{EXAMPLE_PROGRAMS, ProgramFile};
@@ -96,7 +99,12 @@ async fn a_window_fired_three_times_is_dispatched_once() {
     assert_eq!(sandbox.credited_by_member(), expected_by_member(&requests));
     t.check_ledger();
     let run = progress(t.stack.windows.as_ref(), &window).await;
-    assert_eq!(run.planning_runs, 1, "planned by one invocation");
+    // Fired three times at once, it may be planned by more than one
+    // invocation (a firing while planning queues the planning again); what
+    // counts is that it was planned once in effect: done, nothing left
+    // part way, and every request and credit counted once.
+    assert_eq!(run.state, RunState::Planned);
+    assert!(run.in_progress.is_empty(), "{run:?}");
     assert_eq!(
         (
             run.counts.requests,
@@ -201,8 +209,12 @@ async fn a_window_run_killed_half_way_resumes_and_credits_every_member_once() {
     .await;
     let (requests, window) = schedule_deals(&t, &recipients, 2, "kill").await;
 
+    // The partner holds every credit past the 100th: the kill lands part
+    // way through, whatever the machine's speed.
+    let sandbox = t.stack.sandbox.as_ref().unwrap();
+    sandbox.hold_credits_after(100);
     fire(&t.stack.dispatch, &window).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while t.sandbox_credits() < 100 {
         assert!(Instant::now() < deadline, "never reached half the credits");
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -210,6 +222,7 @@ async fn a_window_run_killed_half_way_resumes_and_credits_every_member_once() {
     t.stack.crash_dispatch();
     let at_crash = t.sandbox_credits();
     assert!(at_crash < 200, "the kill came too late to test anything");
+    t.stack.sandbox.as_ref().unwrap().release_credits();
     // The crashed invocations' messages come back after their visibility
     // timeout, to a new dispatch function.
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -372,8 +385,8 @@ impl PartnerConnector for Airline {
         &self,
         _: &pointsflow_core::partner::ReversalInstruction,
     ) -> pointsflow_core::partner::ReversalOutcome {
-        pointsflow_core::partner::ReversalOutcome::Refused(pointsflow_core::request::Reason::new(
-            "not_supported",
+        pointsflow_core::partner::ReversalOutcome::Refused(pointsflow_core::reason::Reason::new(
+            ReasonCode::parse("not_supported"),
             "this test partner does not reverse",
         ))
     }
@@ -456,7 +469,7 @@ impl WindowStore for Crashing {
 }
 
 /// A consolidating rig over `store`, crediting `airline`.
-fn rig(windows: Arc<dyn WindowStore>, airline: Arc<Airline>) -> WindowRig {
+async fn rig(windows: Arc<dyn WindowStore>, airline: Arc<Airline>) -> WindowRig {
     let mut program = pointsflow_local::config::default_config()
         .unwrap()
         .programs
@@ -467,6 +480,8 @@ fn rig(windows: Arc<dyn WindowStore>, airline: Arc<Airline>) -> WindowRig {
     .unwrap();
     let window = WindowId::parse(&format!("{}@2030-01-01T18:00Z", program.id)).unwrap();
     WindowRig::new(program, windows, airline, window)
+        .await
+        .unwrap()
 }
 
 /// Every request credited once, one credit per member for the member's sum,
@@ -554,7 +569,7 @@ async fn a_planner_stopped_after_moving_requests_finishes_their_credits_when_res
         finishes: Default::default(),
         fail_last_page: Default::default(),
     });
-    let rig = rig(store.clone(), airline.clone());
+    let rig = rig(store.clone(), airline.clone()).await;
     let owed = rig.seed(500, 3).await.unwrap();
     rig.fire().await.unwrap();
     let failures = rig.pump(10_000).await;
@@ -573,7 +588,7 @@ async fn a_planner_stopped_before_saving_its_last_page_counts_and_sends_it_once(
         finishes: Default::default(),
         fail_last_page: std::sync::atomic::AtomicBool::new(true),
     });
-    let rig = rig(store.clone(), airline.clone());
+    let rig = rig(store.clone(), airline.clone()).await;
     let owed = rig.seed(40, 4).await.unwrap();
     rig.fire().await.unwrap();
     let failures = rig.pump(10_000).await;
@@ -584,7 +599,7 @@ async fn a_planner_stopped_before_saving_its_last_page_counts_and_sends_it_once(
 #[tokio::test]
 async fn a_window_delivered_many_times_over_is_planned_and_credited_once() {
     let airline = Arc::new(Airline::default());
-    let rig = rig(Arc::new(MemoryWindowStore::new()), airline.clone());
+    let rig = rig(Arc::new(MemoryWindowStore::new()), airline.clone()).await;
     let owed = rig.seed(25, 2).await.unwrap();
     for _ in 0..3 {
         rig.fire().await.unwrap();

@@ -24,23 +24,46 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use chrono::Utc;
+
+use hmac::{Hmac, Mac};
 use lambda_runtime::LambdaEvent;
 use pointsflow_config::CallbackSettings;
 use pointsflow_core::callback::CallbackMessage;
 use pointsflow_core::ports::{Clock, Redelivery, RequestGet};
 use pointsflow_core::request::PointsRequest;
 use pointsflow_core::values::SourceId;
-use pointsflow_runtime::callbacks::{
-    EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature,
-};
 use pointsflow_runtime::{Backoff, RecordError, SqsHandler, process_batch_with_backoff};
 use serde_json::json;
 
-/// How long a status is retried before it waits in the dead-letter queue.
-pub const GIVE_UP_AFTER: Duration = Duration::from_secs(72 * 3_600);
+/// Header carrying the Unix time (seconds) the call was signed at.
+pub const TIMESTAMP_HEADER: &str = "x-pointsflow-timestamp";
+/// Header carrying `sha256=` and the hex HMAC-SHA256 of `{timestamp}.{body}`.
+pub const SIGNATURE_HEADER: &str = "x-pointsflow-signature";
+/// Header carrying the event's id (`{request}:{status}`): receivers dedupe on it.
+pub const EVENT_ID_HEADER: &str = "x-pointsflow-event-id";
+
+/// HMAC-SHA256 of `{timestamp}.{body}` under `secret`, as hex.
+pub fn signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(secret) else {
+        // HMAC takes keys of any length; this cannot happen.
+        return String::new();
+    };
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
 /// How long one call may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How callbacks are retried: capped exponential backoff with full jitter,
+/// until a status is `give_up_after` old.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retries {
+    pub backoff: Backoff,
+    pub give_up_after: Duration,
+}
 
 #[derive(Clone)]
 pub struct CallbacksPorts {
@@ -55,8 +78,7 @@ pub struct Callbacks {
     ports: CallbacksPorts,
     targets: Arc<HashMap<SourceId, CallbackSettings>>,
     http: reqwest::Client,
-    backoff: Backoff,
-    give_up_after: Duration,
+    retries: Retries,
 }
 
 impl std::fmt::Debug for Callbacks {
@@ -89,29 +111,23 @@ pub fn payload(request: &PointsRequest, message: &CallbackMessage) -> serde_json
 }
 
 impl Callbacks {
-    pub fn new(ports: CallbacksPorts, targets: HashMap<SourceId, CallbackSettings>) -> Self {
-        Self {
+    /// Fails when the HTTP client cannot be built (its TLS roots): a
+    /// function without one must not start.
+    pub fn new(
+        ports: CallbacksPorts,
+        targets: HashMap<SourceId, CallbackSettings>,
+        retries: Retries,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(CALL_TIMEOUT)
+            .connect_timeout(Duration::from_secs(3))
+            .build()?;
+        Ok(Self {
             ports,
             targets: Arc::new(targets),
-            http: reqwest::Client::builder()
-                .timeout(CALL_TIMEOUT)
-                .connect_timeout(Duration::from_secs(3))
-                .build()
-                .unwrap_or_default(),
-            backoff: Backoff {
-                base: Duration::from_secs(30),
-                cap: Duration::from_secs(3_600),
-            },
-            give_up_after: GIVE_UP_AFTER,
-        }
-    }
-
-    /// Retries wait as `backoff` says; a status is given up on (to the
-    /// dead-letter queue) `give_up_after` it was reached.
-    pub fn with_retries(mut self, backoff: Backoff, give_up_after: Duration) -> Self {
-        self.backoff = backoff;
-        self.give_up_after = give_up_after;
-        self
+            http,
+            retries,
+        })
     }
 
     pub async fn handle(
@@ -121,7 +137,7 @@ impl Callbacks {
         Ok(process_batch_with_backoff(
             "callbacks",
             event.payload,
-            self.backoff,
+            self.retries.backoff,
             self.ports.redelivery.as_ref(),
             |m: CallbackMessage| async move { self.deliver(&m).await },
         )
@@ -158,7 +174,9 @@ impl Callbacks {
             Ok(r) => format!("the receiver answered {}", r.status()),
             Err(e) => format!("the receiver could not be reached: {e}"),
         };
-        let age = (Utc::now() - message.at).to_std().unwrap_or_default();
+        let age = (self.ports.clock.now() - message.at)
+            .to_std()
+            .unwrap_or_default();
         pointsflow_runtime::metrics::put(
             ("Source", request.source.as_str()),
             &[(
@@ -167,10 +185,10 @@ impl Callbacks {
                 pointsflow_runtime::metrics::Unit::Count,
             )],
         );
-        if age > self.give_up_after {
+        if age > self.retries.give_up_after {
             return Err(RecordError::Poison(format!(
                 "{failure}; given up after {} hours: replay it from the dead-letter queue",
-                self.give_up_after.as_secs() / 3_600
+                self.retries.give_up_after.as_secs() / 3_600
             )));
         }
         Err(RecordError::Retry(failure))
@@ -184,13 +202,4 @@ impl SqsHandler for Callbacks {
     ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
         self.handle(event).await
     }
-}
-
-/// The callback targets of a configuration's sources.
-pub fn targets(config: &pointsflow_config::Config) -> HashMap<SourceId, CallbackSettings> {
-    config
-        .sources
-        .iter()
-        .filter_map(|s| s.callback.clone().map(|c| (s.id.clone(), c)))
-        .collect()
 }

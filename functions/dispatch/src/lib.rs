@@ -14,19 +14,21 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use pointsflow_core::ledger::{Applied, Entry, EntryKind};
-use pointsflow_core::partner::{CreditInstruction, CreditOutcome};
 use pointsflow_core::ports::{
     Clock, IdSource, LedgerRead, LedgerWrite, PartnerConnector, PipelineMessage, ProgramCatalog,
-    Publish, Redelivery, RequestGet, RequestUpdate,
+    Publish, PublishWork, Redelivery, RequestGet, RequestUpdate, ScheduledRequests, UnsettledIndex,
+    WindowStore,
 };
 use pointsflow_core::request::{PointsRequest, Status, StatusKind};
-use pointsflow_core::unsettled::UnsettledIndex;
 use pointsflow_core::values::PartnerId;
-use pointsflow_core::window::{PublishWork, ScheduledRequests, WindowStore, WindowWork};
+use pointsflow_core::window::WindowWork;
 use serde::Deserialize;
 
+mod delivery;
 pub mod resolve;
 pub mod window;
+
+use delivery::RequestDelivery;
 use pointsflow_runtime::metrics::Unit;
 use pointsflow_runtime::{
     Backoff, RecordError, SqsHandler, deadline, load_request, process_batch_with_backoff,
@@ -37,81 +39,6 @@ const RECORDING_MARGIN: Duration = Duration::from_secs(2);
 
 /// Posts or voids a reservation: [`Entry::post`] or [`Entry::void`].
 pub(crate) type Resolve = fn(&Entry, chrono::DateTime<chrono::Utc>) -> Entry;
-
-/// Which partner call a credit gets next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Attempt {
-    /// No call has been made under the reference.
-    First,
-    /// A call was made (or may have been) and its outcome is not known.
-    Retry,
-    /// The partner accepted the credit for later settlement.
-    Pending,
-}
-
-/// A partner call that was not made (rate limit, open circuit, the
-/// partner's 429): nothing changed, so the message is sent again to arrive
-/// when a call can be made, without counting towards the receive limit.
-pub(crate) fn not_attempted(retry_after: Duration, reason: &str) -> RecordError {
-    // A little jitter, so deferred messages do not all come back at once.
-    let jitter = Duration::from_millis(rand::random::<u64>() % 1_000);
-    RecordError::Defer(
-        retry_after + jitter,
-        format!("partner not called: {reason}"),
-    )
-}
-
-/// How long a partner call may be in flight after it started: twice the
-/// dispatch function's timeout (30 s in the template), so a call that
-/// started is over, one way or the other, once it has passed.
-pub const ATTEMPT_LEASE: Duration = Duration::from_secs(60);
-
-/// What is left of the lease of a partner call started at `started`.
-pub(crate) fn lease_left(
-    started: Option<chrono::DateTime<chrono::Utc>>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Option<Duration> {
-    let started = started?;
-    let over = started + chrono::TimeDelta::from_std(ATTEMPT_LEASE).ok()?;
-    (over > now).then(|| (over - now).to_std().unwrap_or_default())
-}
-
-/// Calls the partner for a credit under `reference`. An unsettled credit is
-/// only ever looked up; a partner that does not recognise repeats is asked
-/// first whether an earlier attempt landed. Each call gets what is left of
-/// the invocation when it starts.
-pub(crate) async fn call_partner(
-    connector: &dyn PartnerConnector,
-    attempt: Attempt,
-    instruction: &CreditInstruction,
-    deadline: Option<Instant>,
-) -> CreditOutcome {
-    let time_left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
-    let reference = &instruction.reference;
-    let credit = || async {
-        connector
-            .credit(&CreditInstruction {
-                timeout: time_left(),
-                ..instruction.clone()
-            })
-            .await
-    };
-    let look_up = match attempt {
-        Attempt::First => false,
-        Attempt::Retry => !connector.idempotent_on_reference(),
-        Attempt::Pending => true,
-    };
-    if !look_up {
-        return credit().await;
-    }
-    match connector.status(reference, time_left()).await {
-        CreditOutcome::NotFound if attempt == Attempt::Retry => credit().await,
-        CreditOutcome::NotFound => CreditOutcome::Unknown {
-            detail: "the partner has no record of a credit it reported pending".into(),
-        },
-        known => known,
-    }
-}
 
 #[derive(Clone)]
 pub struct DispatchPorts {
@@ -227,7 +154,7 @@ impl Dispatch {
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
         let deadline = deadline(&event.context, RECORDING_MARGIN);
-        pointsflow_runtime::catalog::refresh(self.ports.programs.as_ref()).await;
+        pointsflow_usecases::catalog::refresh(self.ports.programs.as_ref()).await;
         Ok(process_batch_with_backoff(
             "dispatch",
             event.payload,
@@ -254,46 +181,21 @@ impl Dispatch {
         message: PipelineMessage,
         deadline: Option<Instant>,
     ) -> Result<(), RecordError> {
-        let mut request = load_request(self.ports.get.as_ref(), &message.request_id).await?;
+        let request = load_request(self.ports.get.as_ref(), &message.request_id).await?;
         // A scheduled request travels in its window's credit.
         if let Some(credit) = request.credit.clone() {
             return self.process_credit(&credit, deadline).await;
         }
-        let first_attempt = match request.state() {
-            StatusKind::Reserved => {
-                self.fix_reference(&mut request).await?;
-                true
-            }
-            // Counted below, once the partner is known.
-            StatusKind::Dispatching | StatusKind::Unknown => false,
-            StatusKind::PartnerPending => false,
-            // Settled: make sure the ledger agrees (a crash may have come
-            // between the state and the ledger write), and call no one.
-            StatusKind::Credited => return self.ensure_resolved(&request, Entry::post).await,
-            StatusKind::Failed => return self.ensure_resolved(&request, Entry::void).await,
-            StatusKind::Rejected | StatusKind::Reversed => {
-                tracing::debug!(state = %request.state(), "already settled; duplicate delivery ignored");
-                return Ok(());
-            }
-            other @ (StatusKind::Received
-            | StatusKind::AwaitingApproval
-            | StatusKind::AwaitingEnrollment
-            | StatusKind::Held
-            | StatusKind::Scheduled) => {
-                return Err(RecordError::Poison(format!(
+        let Some(state) = request.delivery_state() else {
+            return match request.state() {
+                StatusKind::Rejected | StatusKind::Reversed => {
+                    tracing::debug!(state = %request.state(), "already settled; duplicate delivery ignored");
+                    Ok(())
+                }
+                other => Err(RecordError::Poison(format!(
                     "a request in state {other} is not ready for dispatch"
-                )));
-            }
-        };
-        let Some(reference) = request.partner_reference.clone() else {
-            return Err(RecordError::Poison(
-                "no partner reference on a dispatching request".into(),
-            ));
-        };
-        let (Some(points), Some(member)) = (request.points, request.member.clone()) else {
-            return Err(RecordError::Poison(
-                "no points or member on a reserved request".into(),
-            ));
+                ))),
+            };
         };
         // Credit where the points were reserved for, even if the program's
         // destination has changed since.
@@ -307,53 +209,15 @@ impl Dispatch {
                 .destination
                 .clone(),
         };
-        let connector = self
-            .ports
-            .partners
-            .get(&destination.partner)
-            .cloned()
-            .ok_or_else(|| retry(format!("partner {} is not configured", destination.partner)))?;
-        let attempt = match request.state() {
-            StatusKind::PartnerPending => Attempt::Pending,
-            _ if first_attempt => Attempt::First,
-            _ => Attempt::Retry,
-        };
-        if attempt == Attempt::Retry {
-            // A partner that does not answer a repeated reference with the
-            // first outcome is looked up before a retry; a look-up while
-            // another delivery's call is still in flight would find nothing
-            // and credit again. So a call started less than a lease ago,
-            // with no outcome recorded since (recording one clears
-            // `attempt_at`), is waited for.
-            if !connector.idempotent_on_reference()
-                && let Some(wait) = lease_left(request.attempt_at, self.ports.clock.now())
-            {
-                return Err(RecordError::RetryAfter(
-                    wait,
-                    "a partner call under this reference may still be in flight".into(),
-                ));
-            }
-            self.count_attempt(&mut request).await?;
-        }
-        let instruction = CreditInstruction {
-            reference,
-            member,
-            member_name: request.member_name.clone(),
-            points,
-            partner_program: destination.partner_program.clone(),
-            timeout: None,
-        };
-        let outcome = call_partner(connector.as_ref(), attempt, &instruction, deadline).await;
-        self.record(request, outcome).await
-    }
-
-    /// Counts a retry before making it. The conditional write also means two
-    /// deliveries that read the same state cannot both go on to call the partner.
-    async fn count_attempt(&self, request: &mut PointsRequest) -> Result<(), RecordError> {
-        request.dispatch_attempts = request.dispatch_attempts.saturating_add(1);
-        request.attempt_at = Some(self.ports.clock.now());
-        request.version = self.ports.update.update(request).await?;
-        Ok(())
+        self.deliver(
+            RequestDelivery {
+                request,
+                state,
+                destination,
+            },
+            deadline,
+        )
+        .await
     }
 
     /// Posts or voids the reservation of a request already settled, if that
@@ -381,24 +245,6 @@ impl Dispatch {
                 request.state()
             ))),
         }
-    }
-
-    /// Fixes the partner reference before any partner call. The conditional
-    /// update means two concurrent deliveries can never pick two references.
-    async fn fix_reference(&self, request: &mut PointsRequest) -> Result<(), RecordError> {
-        let reference = self.ports.ids.partner_reference();
-        request.partner_reference = Some(reference.clone());
-        request.dispatch_attempts = 1;
-        request.attempt_at = Some(self.ports.clock.now());
-        request
-            .transition(
-                Status::Dispatching,
-                self.ports.clock.now(),
-                format!("partner reference {reference} fixed; crediting"),
-            )
-            .map_err(retry)?;
-        request.version = self.ports.update.update(request).await?;
-        Ok(())
     }
 
     async fn reservation(&self, request: &PointsRequest) -> Result<Entry, RecordError> {
@@ -451,78 +297,5 @@ impl Dispatch {
             pointsflow_runtime::metrics::put(program, &[("RequestsFailed", 1.0, Unit::Count)]);
         }
         Ok(())
-    }
-
-    async fn record(
-        &self,
-        mut request: PointsRequest,
-        outcome: CreditOutcome,
-    ) -> Result<(), RecordError> {
-        let now = self.ports.clock.now();
-        // The call is over: whatever is written next says how it ended.
-        request.attempt_at = None;
-        match outcome {
-            CreditOutcome::NotAttempted {
-                retry_after,
-                reason,
-            } => Err(not_attempted(retry_after, &reason)),
-            CreditOutcome::Credited { transaction } => {
-                let detail = format!(
-                    "partner credited {} points to member {} (transaction {transaction})",
-                    request.points.unwrap_or_default(),
-                    request.member.as_ref().map(|m| m.as_str()).unwrap_or("?")
-                );
-                request.partner_transaction = Some(transaction);
-                self.settle(request, Entry::post, Status::Credited, detail)
-                    .await?;
-                tracing::info!("credited");
-                Ok(())
-            }
-            CreditOutcome::Rejected(reason) => {
-                let detail = format!("{}; reservation voided, budget released", reason.message);
-                let code = reason.code.clone();
-                self.settle(request, Entry::void, Status::Failed { reason }, detail)
-                    .await?;
-                tracing::info!(%code, "failed");
-                Ok(())
-            }
-            CreditOutcome::Pending { transaction } => {
-                request.partner_transaction = transaction.or(request.partner_transaction.take());
-                request
-                    .transition(
-                        Status::PartnerPending,
-                        now,
-                        "partner accepted the credit; it settles later",
-                    )
-                    .map_err(retry)?;
-                self.ports.update.update(&request).await?;
-                Err(RecordError::Retry(
-                    "partner credit pending; checking again later".into(),
-                ))
-            }
-            CreditOutcome::Unknown { detail } if request.state() == StatusKind::PartnerPending => {
-                Err(RecordError::Retry(format!(
-                    "status look-up inconclusive: {detail}"
-                )))
-            }
-            CreditOutcome::Unknown { detail } => {
-                let reference = request.partner_reference.clone();
-                request
-                    .transition(
-                        Status::Unknown,
-                        now,
-                        format!("outcome unknown ({detail}); will retry under the same reference"),
-                    )
-                    .map_err(retry)?;
-                self.ports.update.update(&request).await?;
-                tracing::warn!(reference = ?reference.map(|r| r.to_string()), %detail, "partner outcome unknown");
-                Err(RecordError::Retry(format!(
-                    "partner outcome unknown: {detail}"
-                )))
-            }
-            CreditOutcome::NotFound => Err(RecordError::Retry(
-                "the partner answered a credit with not-found".into(),
-            )),
-        }
     }
 }

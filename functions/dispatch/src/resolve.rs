@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use pointsflow_core::ports::{PipelineMessage, StoreError};
+use pointsflow_core::ports::{PipelineMessage, PublishError, QueueError, StoreError};
 use pointsflow_core::unsettled::{Unsettled, UnsettledItem};
 use pointsflow_core::window::WindowWork;
 use serde::Serialize;
@@ -38,6 +38,17 @@ impl Default for Resolution {
     }
 }
 
+/// Why a run stopped: the schedule invokes the function again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveRunError {
+    #[error("the unsettled index: {0}")]
+    Store(#[from] StoreError),
+    #[error("the dispatch queue: {0}")]
+    Publish(#[from] PublishError),
+    #[error("the dispatch queue: {0}")]
+    Queue(#[from] QueueError),
+}
+
 /// What a run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct ResolveReport {
@@ -50,7 +61,7 @@ pub struct ResolveReport {
 impl Dispatch {
     /// Queues every request and credit unsettled for longer than
     /// [`Resolution::after`] for another look-up, and reports the oldest.
-    pub async fn resolve_unsettled(&self) -> Result<ResolveReport, StoreError> {
+    pub async fn resolve_unsettled(&self) -> Result<ResolveReport, ResolveRunError> {
         let now = self.ports.clock.now();
         let before = now
             - chrono::TimeDelta::from_std(self.resolution.after).unwrap_or(chrono::TimeDelta::MAX);
@@ -75,11 +86,7 @@ impl Dispatch {
             }
         }
         if !requests.is_empty() {
-            self.ports
-                .requeue
-                .publish(&requests)
-                .await
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            self.ports.requeue.publish(&requests).await?;
         }
         if !credits.is_empty() {
             self.ports.work.publish_work(&credits).await?;

@@ -18,13 +18,16 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
+use pointsflow_core::delivery::{DeliveryState, Outcome};
 use pointsflow_core::ledger::Entry;
-use pointsflow_core::partner::{CreditInstruction, CreditOutcome};
-use pointsflow_core::ports::StoreError;
+use pointsflow_core::partner::CreditInstruction;
+use pointsflow_core::ports::{QueueError, StoreError};
 use pointsflow_core::program::TransferMode;
-use pointsflow_core::request::{PersonName, PointsRequest, Reason, Status, StatusKind};
+use pointsflow_core::reason::PersonName;
+use pointsflow_core::request::{PointsRequest, Status, StatusKind};
 use pointsflow_core::values::{PartnerId, Points, ProgramId, RequestId};
 use pointsflow_core::window::{
     Claim, CreditCreated, CreditId, CreditState, MAX_REQUESTS_PER_CREDIT, RunState, ScheduledEntry,
@@ -33,7 +36,8 @@ use pointsflow_core::window::{
 use pointsflow_runtime::{RecordError, load_request};
 use serde::{Deserialize, Serialize};
 
-use crate::{Attempt, Dispatch, Resolve, call_partner, not_attempted, retry};
+use crate::delivery::Delivery;
+use crate::{Dispatch, Resolve, retry};
 
 /// Scheduled requests read per page while planning.
 pub const PLAN_PAGE: usize = 1_000;
@@ -71,6 +75,8 @@ pub enum WindowError {
     UnknownProgram(ProgramId),
     #[error("window store: {0}")]
     Store(#[from] StoreError),
+    #[error("the dispatch queue: {0}")]
+    Queue(#[from] QueueError),
 }
 
 fn store_retry(e: StoreError) -> RecordError {
@@ -78,8 +84,13 @@ fn store_retry(e: StoreError) -> RecordError {
         StoreError::Conflict { .. } => {
             RecordError::Retry("changed by another invocation; looking again".into())
         }
+        StoreError::Malformed(_) => RecordError::Poison(format!("window store: {e}")),
         other => RecordError::Retry(format!("window store: {other}")),
     }
+}
+
+fn queue_retry(e: QueueError) -> RecordError {
+    RecordError::Retry(format!("the dispatch queue: {e}"))
 }
 
 /// The credits one member's scheduled requests go in: those of this window
@@ -125,7 +136,7 @@ impl Dispatch {
     /// claimed and done): planning the same window twice is harmless.
     /// A planned window is left alone.
     pub async fn window_closed(&self, event: &WindowClosed) -> Result<WindowRun, WindowError> {
-        pointsflow_runtime::catalog::refresh(self.ports.programs.as_ref()).await;
+        pointsflow_usecases::catalog::refresh(self.ports.programs.as_ref()).await;
         let program = self
             .ports
             .programs
@@ -157,7 +168,7 @@ impl Dispatch {
         }
     }
 
-    async fn queue_planning(&self, window: &WindowId) -> Result<(), StoreError> {
+    async fn queue_planning(&self, window: &WindowId) -> Result<(), QueueError> {
         self.ports
             .work
             .publish_work(&[WindowWork::Plan {
@@ -262,7 +273,7 @@ impl Dispatch {
                 return Ok(());
             }
             if deadline.is_some_and(|d| Instant::now() + PAGE_BUDGET > d) {
-                self.queue_planning(window).await.map_err(store_retry)?;
+                self.queue_planning(window).await.map_err(queue_retry)?;
                 tracing::info!(
                     planned = run.counts.requests,
                     "planning goes on in a new invocation"
@@ -335,7 +346,7 @@ impl Dispatch {
                 .work
                 .publish_work(&work)
                 .await
-                .map_err(store_retry)?;
+                .map_err(queue_retry)?;
         }
         Ok(())
     }
@@ -478,118 +489,12 @@ impl Dispatch {
             // finished here.
             credit = self.finish_credit(credit).await?;
         }
-        let attempt = match &credit.state {
-            CreditState::Planning | CreditState::Empty => return Ok(()),
-            CreditState::Credited { .. } | CreditState::Failed { .. } => {
-                return self.settle_requests(&credit).await;
-            }
-            CreditState::Planned => Attempt::First,
-            CreditState::Dispatching | CreditState::Unknown => Attempt::Retry,
-            CreditState::PartnerPending => Attempt::Pending,
+        let Some(state) = credit.state.delivery_state() else {
+            // Empty: every request it was made for went in another credit.
+            return Ok(());
         };
-        let connector = self
-            .ports
-            .partners
-            .get(&credit.partner)
-            .cloned()
-            .ok_or_else(|| retry(format!("partner {} is not configured", credit.partner)))?;
-        if attempt != Attempt::Pending {
-            let now = self.ports.clock.now();
-            // As for a request: a call that may still be in flight is
-            // waited for before a partner without idempotent references
-            // is looked up and credited again.
-            if !connector.idempotent_on_reference()
-                && let Some(wait) = crate::lease_left(credit.attempt_at, now)
-            {
-                return Err(RecordError::RetryAfter(
-                    wait,
-                    "a partner call under this credit's reference may still be in flight".into(),
-                ));
-            }
-            // Counted before the call: two deliveries that read the same
-            // credit cannot both call the partner.
-            credit.attempts = credit.attempts.saturating_add(1);
-            credit.attempt_at = Some(now);
-            if attempt == Attempt::First {
-                credit.state = CreditState::Dispatching;
-            }
-            credit.version = self
-                .ports
-                .windows
-                .save_credit(&credit)
-                .await
-                .map_err(store_retry)?;
-        }
-        let instruction = CreditInstruction {
-            reference: credit.reference.clone(),
-            member: credit.member.clone(),
-            member_name: credit.member_name.clone(),
-            points: credit.points,
-            partner_program: credit.partner_program.clone(),
-            timeout: None,
-        };
-        let outcome = call_partner(connector.as_ref(), attempt, &instruction, deadline).await;
-        // The call is over: whatever is saved next says how it ended.
-        credit.attempt_at = None;
-        let detail = match &outcome {
-            CreditOutcome::Unknown { detail } => detail.clone(),
-            CreditOutcome::NotAttempted {
-                retry_after,
-                reason,
-            } => return Err(not_attempted(*retry_after, reason)),
-            _ => String::new(),
-        };
-        match credit_state_after(&outcome) {
-            Some(settled) if settled.is_settled() => {
-                if let CreditState::Credited { transaction } = &settled {
-                    credit.partner_transaction = Some(transaction.clone());
-                }
-                credit.state = settled;
-                credit.unsettled_since = None;
-                credit.settled_at = Some(self.ports.clock.now());
-                credit.version = self
-                    .ports
-                    .windows
-                    .save_credit(&credit)
-                    .await
-                    .map_err(store_retry)?;
-                self.settle_requests(&credit).await
-            }
-            Some(pending) => {
-                if let CreditOutcome::Pending {
-                    transaction: Some(t),
-                } = &outcome
-                {
-                    credit.partner_transaction = Some(t.clone());
-                }
-                credit.state = pending;
-                credit.unsettled_since.get_or_insert(self.ports.clock.now());
-                self.ports
-                    .windows
-                    .save_credit(&credit)
-                    .await
-                    .map_err(store_retry)?;
-                Err(RecordError::Retry(
-                    "partner credit pending; checking again later".into(),
-                ))
-            }
-            None if attempt == Attempt::Pending => Err(RecordError::Retry(format!(
-                "status look-up inconclusive: {detail}"
-            ))),
-            None => {
-                credit.state = CreditState::Unknown;
-                credit.unsettled_since.get_or_insert(self.ports.clock.now());
-                self.ports
-                    .windows
-                    .save_credit(&credit)
-                    .await
-                    .map_err(store_retry)?;
-                tracing::warn!(reference = %credit.reference, %detail, "partner outcome unknown");
-                Err(RecordError::Retry(format!(
-                    "partner outcome unknown: {detail}; will retry under the same reference"
-                )))
-            }
-        }
+        self.deliver(CreditDelivery { credit, state }, deadline)
+            .await
     }
 
     /// Gives every request of a settled credit its final state and resolves
@@ -640,7 +545,7 @@ impl Dispatch {
             CreditState::Failed { reason } => (
                 Entry::void,
                 Status::Failed {
-                    reason: Reason::new(&reason.code, reason.message.clone()),
+                    reason: reason.clone(),
                 },
                 format!(
                     "{}; credit {} refused, reservation voided, budget released",
@@ -668,5 +573,99 @@ impl Dispatch {
                 credit.id
             ))),
         }
+    }
+}
+
+/// A window credit's delivery: the credit carries the state, and its
+/// requests follow it once it settles.
+struct CreditDelivery {
+    credit: WindowCredit,
+    state: DeliveryState,
+}
+
+#[async_trait]
+impl Delivery for CreditDelivery {
+    fn state(&self) -> DeliveryState {
+        self.state.clone()
+    }
+
+    fn attempt_at(&self) -> Option<DateTime<Utc>> {
+        self.credit.attempt_at
+    }
+
+    fn partner(&self) -> &PartnerId {
+        &self.credit.partner
+    }
+
+    fn instruction(&self) -> Result<CreditInstruction, RecordError> {
+        let credit = &self.credit;
+        Ok(CreditInstruction {
+            reference: credit.reference.clone(),
+            member: credit.member.clone(),
+            member_name: credit.member_name.clone(),
+            points: credit.points,
+            partner_program: credit.partner_program.clone(),
+            timeout: None,
+        })
+    }
+
+    async fn count_attempt(&mut self, dispatch: &Dispatch) -> Result<(), RecordError> {
+        let credit = &mut self.credit;
+        credit.attempts = credit.attempts.saturating_add(1);
+        credit.attempt_at = Some(dispatch.ports.clock.now());
+        if self.state == DeliveryState::Ready {
+            credit.state = CreditState::Dispatching;
+        }
+        credit.version = dispatch
+            .ports
+            .windows
+            .save_credit(credit)
+            .await
+            .map_err(store_retry)?;
+        Ok(())
+    }
+
+    async fn record(self, dispatch: &Dispatch, outcome: Outcome) -> Result<(), RecordError> {
+        let mut credit = self.credit;
+        let now = dispatch.ports.clock.now();
+        // The call is over: whatever is saved next says how it ended.
+        credit.attempt_at = None;
+        let Some(next) = credit_state_after(&outcome) else {
+            return Ok(());
+        };
+        match &outcome {
+            Outcome::Credited { transaction } => {
+                credit.partner_transaction = Some(transaction.clone());
+            }
+            Outcome::Pending {
+                transaction: Some(t),
+            } => credit.partner_transaction = Some(t.clone()),
+            Outcome::Unknown { detail } => {
+                tracing::warn!(reference = %credit.reference, %detail, "partner outcome unknown");
+            }
+            _ => {}
+        }
+        let settled = next.is_settled();
+        credit.state = next;
+        if settled {
+            credit.unsettled_since = None;
+            credit.settled_at = Some(now);
+        } else {
+            credit.unsettled_since.get_or_insert(now);
+        }
+        credit.version = dispatch
+            .ports
+            .windows
+            .save_credit(&credit)
+            .await
+            .map_err(store_retry)?;
+        if settled {
+            dispatch.settle_requests(&credit).await?;
+        }
+        Ok(())
+    }
+
+    async fn settled(self, dispatch: &Dispatch) -> Result<(), RecordError> {
+        dispatch.settle_requests(&self.credit).await
     }
 }

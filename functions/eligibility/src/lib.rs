@@ -21,17 +21,23 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
+use pointsflow_core::enrollment::{MemberLink, MemberValidation};
 use pointsflow_core::ledger::{AccountId, Entry, EntryKind, LedgerError};
 use pointsflow_core::partner::{MemberCheck, MemberCheckOutcome};
+use pointsflow_core::ports::WindowSchedules;
 use pointsflow_core::ports::{
-    Clock, Enrollments, LedgerRead, LedgerWrite, MemberLink, MemberValidation, PartnerConnector,
-    PipelineMessage, ProgramCatalog, Publish, RequestGet, RequestUpdate, WaitingRequests,
+    Clock, Enrollments, LedgerRead, LedgerWrite, PartnerConnector, PipelineMessage, ProgramCatalog,
+    Publish, RequestGet, RequestUpdate, WaitingRequests,
 };
 use pointsflow_core::program::{CapSpan, Evaluated, OnUndo, Program, ProgramState, WhenPaused};
-use pointsflow_core::request::{PersonName, PointsRequest, Reason, Status, StatusKind};
+use pointsflow_core::reason::{ClawbackFailure, ReasonCode};
+use pointsflow_core::reason::{PersonName, Reason};
+use pointsflow_core::request::{PointsRequest, Status, StatusKind};
+use pointsflow_core::reversal::ReversalError;
 use pointsflow_core::values::{MemberNumber, PartnerId, Points};
-use pointsflow_core::window::{WindowId, WindowSchedules};
+use pointsflow_core::window::WindowId;
 use pointsflow_runtime::{RecordError, SqsHandler, load_request, process_batch_forwarding};
+use pointsflow_usecases::reversal::{ReverseError, ReversePorts, reverse};
 
 #[derive(Clone)]
 pub struct EligibilityPorts {
@@ -221,7 +227,7 @@ impl Eligibility {
         &self,
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-        pointsflow_runtime::catalog::refresh(self.ports.programs.as_ref()).await;
+        pointsflow_usecases::catalog::refresh(self.ports.programs.as_ref()).await;
         if self.sweep_due() {
             self.sweep_waiting().await;
         }
@@ -354,7 +360,7 @@ impl Eligibility {
     async fn decide(&self, request: PointsRequest) -> Result<Decision, RecordError> {
         let Some(program) = self.ports.programs.program(&request.program) else {
             return Ok(Decision::Reject(Reason::new(
-                "program_unknown",
+                ReasonCode::ProgramUnknown,
                 format!("program {} is not configured", request.program),
             )));
         };
@@ -404,7 +410,7 @@ impl Eligibility {
                 .map(|r| format!("{} ({})", r.message, r.code))
                 .unwrap_or_else(|| "no reason given".into());
             return Ok(Decision::Reject(Reason::new(
-                "member_invalid",
+                ReasonCode::MemberInvalid,
                 format!(
                     "partner {} does not accept member {} linked to recipient {}: {why}; link the recipient again with the right number and names",
                     program.destination.partner, link.member, request.recipient.id
@@ -447,7 +453,7 @@ impl Eligibility {
             Ok(_) => self.check_budget(&program).await,
             Err(LedgerError::InsufficientBudget { available, .. }) => {
                 return Ok(Decision::Reject(Reason::new(
-                    "budget_exhausted",
+                    ReasonCode::BudgetExhausted,
                     format!(
                         "program {} has {available} points of budget left, {points} needed",
                         program.id
@@ -458,8 +464,8 @@ impl Eligibility {
                 key, limit, used, ..
             }) => {
                 let (code, span) = match CapSpan::of(&key) {
-                    CapSpan::Day => ("daily_cap_reached", "day"),
-                    CapSpan::Month => ("monthly_cap_reached", "month"),
+                    CapSpan::Day => (ReasonCode::DailyCapReached, "day"),
+                    CapSpan::Month => (ReasonCode::MonthlyCapReached, "month"),
                 };
                 return Ok(Decision::Reject(Reason::new(
                     code,
@@ -558,7 +564,7 @@ impl Eligibility {
             }
         }
         let now = self.ports.clock.now();
-        let finish = |mut request: PointsRequest, code: &str, message: String| {
+        let finish = |mut request: PointsRequest, code: ReasonCode, message: String| {
             let reason = Reason::new(code, message.clone());
             request
                 .transition(Status::Rejected { reason }, now, message)
@@ -569,7 +575,7 @@ impl Eligibility {
         let Some(original) = original else {
             let done = finish(
                 request,
-                "nothing_to_reverse",
+                ReasonCode::NothingToReverse,
                 format!("{original_id} does not exist"),
             )?;
             self.ports.update.update(&done).await?;
@@ -592,7 +598,7 @@ impl Eligibility {
             | StatusKind::Failed) => {
                 let done = finish(
                     request,
-                    "nothing_to_reverse",
+                    ReasonCode::NothingToReverse,
                     format!(
                         "{original_id} is {state}: it has no credited points left to take back"
                     ),
@@ -615,7 +621,7 @@ impl Eligibility {
             .unwrap_or_default();
         if on_undo == OnUndo::Flag && !request.is_approved() && !resumed {
             let reason = Reason::new(
-                "clawback_review",
+                ReasonCode::ClawbackReview,
                 format!(
                     "the source undid the event behind {original_id}: approve to take back its {left} points, decline to keep them"
                 ),
@@ -628,7 +634,7 @@ impl Eligibility {
             tracing::info!(undoes = %original_id, points = left, "clawback waits for an operator");
             return Ok(());
         }
-        let ports = pointsflow_runtime::reversals::ReversePorts {
+        let ports = ReversePorts {
             get: self.ports.get.as_ref(),
             update: self.ports.update.as_ref(),
             ledger_read: self.ports.ledger_read.as_ref(),
@@ -639,32 +645,29 @@ impl Eligibility {
         };
         let why = format!("the source undid the event ({})", request.id);
         let by = format!("source:{}", request.source);
-        let done = match pointsflow_runtime::reversals::reverse(
-            ports,
-            &original_id,
-            &reversal_id,
-            None,
-            &why,
-            &by,
-        )
-        .await
-        {
+        let done = match reverse(ports, &original_id, &reversal_id, None, &why, &by).await {
             Ok(reversal) => {
                 tracing::info!(undoes = %original_id, points = reversal.points.get(), "clawback: points taken back");
                 finish(
                     request,
-                    "clawback_reversed",
+                    ReasonCode::ClawbackReversed,
                     format!(
                         "took back {} points of {original_id} (reversal {reversal_id})",
                         reversal.points
                     ),
                 )?
             }
-            Err(e) if e.retryable => return Err(RecordError::Retry(e.message)),
-            Err(e) if e.code == "not_credited" => finish(request, "nothing_to_reverse", e.message)?,
+            Err(e) if e.is_retryable() => return Err(RecordError::Retry(e.to_string())),
+            Err(e @ ReverseError::Refused(ReversalError::NotCredited { .. })) => {
+                finish(request, ReasonCode::NothingToReverse, e.to_string())?
+            }
             Err(e) => {
-                tracing::warn!(undoes = %original_id, code = %e.code, "clawback refused");
-                finish(request, &format!("clawback_{}", e.code), e.message)?
+                tracing::warn!(undoes = %original_id, code = e.code(), "clawback refused");
+                finish(
+                    request,
+                    ReasonCode::Clawback(clawback_failure(&e)),
+                    e.to_string(),
+                )?
             }
         };
         self.ports.update.update(&done).await?;
@@ -797,7 +800,7 @@ fn held(
         return Ok(Decision::Unchanged);
     }
     let reason = Reason::new(
-        "program_paused",
+        ReasonCode::ProgramPaused,
         format!(
             "program {} is paused; the request is held until the program is active again",
             program.id
@@ -820,7 +823,7 @@ fn unenrolled(
     let who = &request.recipient.id;
     let Some(hours) = program.wait_for_enrollment_hours else {
         return Ok(Decision::Reject(Reason::new(
-            "not_enrolled",
+            ReasonCode::NotEnrolled,
             format!(
                 "recipient {who} has no member account linked for program {}",
                 program.id
@@ -830,7 +833,7 @@ fn unenrolled(
     let deadline = request.received_at + chrono::Duration::hours(i64::from(hours));
     if now >= deadline {
         return Ok(Decision::Reject(Reason::new(
-            "enrollment_timed_out",
+            ReasonCode::EnrollmentTimedOut,
             format!(
                 "recipient {who} was not linked to a member account in program {} within {hours} hours",
                 program.id
@@ -841,7 +844,7 @@ fn unenrolled(
         return Ok(Decision::Unchanged);
     }
     let reason = Reason::new(
-        "awaiting_enrollment",
+        ReasonCode::AwaitingEnrollment,
         format!(
             "recipient {who} has no member account linked for program {}; the request waits until {} for the recipient to be linked",
             program.id,
@@ -853,6 +856,20 @@ fn unenrolled(
         .transition(Status::AwaitingEnrollment { reason }, now, detail)
         .map_err(|e| RecordError::Retry(e.to_string()))?;
     Ok(Decision::Wait(Box::new(request)))
+}
+
+/// What a clawback's refused reversal is called on the clawback.
+fn clawback_failure(e: &ReverseError) -> ClawbackFailure {
+    match e {
+        ReverseError::Refused(ReversalError::ExceedsCredited { .. }) => {
+            ClawbackFailure::ReversalExceedsCredit
+        }
+        ReverseError::Refused(ReversalError::IdReused { .. }) => ClawbackFailure::ReversalIdReused,
+        ReverseError::Refused(_) => ClawbackFailure::InvalidField,
+        ReverseError::NotFound(_) | ReverseError::ProgramUnknown(_) => ClawbackFailure::NotFound,
+        ReverseError::PartnerRefused { .. } => ClawbackFailure::PartnerRefused,
+        _ => ClawbackFailure::LedgerMismatch,
+    }
 }
 
 fn to_dispatch(request: &PointsRequest) -> PipelineMessage {

@@ -11,20 +11,22 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::{DateTime, Utc};
 use lambda_runtime::{Context, LambdaEvent};
 use pointsflow_core::approval::ApprovalDecision;
+use pointsflow_core::enrollment::MemberLink;
 use pointsflow_core::ledger::{AccountId, CapKey, Entry};
 use pointsflow_core::money::{Currency, Money};
+use pointsflow_core::partner::Destination;
 use pointsflow_core::partner::{
     CreditInstruction, CreditOutcome, MemberCheck, MemberCheckOutcome, normalise_name,
 };
 use pointsflow_core::ports::{
-    Clock, Enrollments, LedgerRead, LedgerWrite, MemberLink, PartnerConnector, ProgramStore,
-    RequestCreate, RequestGet, RequestUpdate, StoreError, StoredProgram, WaitingRequests,
+    Clock, Enrollments, LedgerRead, LedgerWrite, PartnerConnector, ProgramStore, RequestCreate,
+    RequestGet, RequestUpdate, StoreError, StoredProgram, WaitingRequests,
 };
-use pointsflow_core::program::{
-    Destination, PointsRule, Program, ProgramState, TransferMode, WhenPaused,
-};
+use pointsflow_core::program::{PointsRule, Program, ProgramState, TransferMode, WhenPaused};
+use pointsflow_core::reason::Reason;
+use pointsflow_core::reason::ReasonCode;
 use pointsflow_core::request::{
-    Award, NewRequest, PointsRequest, Reason, Recipient, SourceEvent, StatusKind,
+    Award, NewRequest, PointsRequest, Recipient, SourceEvent, StatusKind,
 };
 use pointsflow_core::values::{
     EventType, IdempotencyKey, MemberNumber, OperatorId, PartnerId, PartnerReference, Points,
@@ -35,7 +37,7 @@ use pointsflow_memory::{
     ManualClock, MemoryEnrollments, MemoryLedger, MemoryProgramStore, MemoryQueue,
     MemoryRequestStore, QueueConfig, StaticCatalog,
 };
-use pointsflow_runtime::catalog::LiveCatalog;
+use pointsflow_usecases::catalog::LiveCatalog;
 use serde_json::{Value, json};
 
 struct Harness {
@@ -77,8 +79,8 @@ impl PartnerConnector for Directory {
         &self,
         _: &pointsflow_core::partner::ReversalInstruction,
     ) -> pointsflow_core::partner::ReversalOutcome {
-        pointsflow_core::partner::ReversalOutcome::Refused(pointsflow_core::request::Reason::new(
-            "not_supported",
+        pointsflow_core::partner::ReversalOutcome::Refused(pointsflow_core::reason::Reason::new(
+            ReasonCode::parse("not_supported"),
             "this test partner does not reverse",
         ))
     }
@@ -87,7 +89,7 @@ impl PartnerConnector for Directory {
         self.validations.fetch_add(1, Ordering::SeqCst);
         if !check.member.as_str().starts_with("SKY") {
             return MemberCheckOutcome::Invalid(Reason::new(
-                "partner_unknown_member",
+                ReasonCode::partner("unknown_member"),
                 "no such member",
             ));
         }
@@ -95,7 +97,7 @@ impl PartnerConnector for Directory {
             || normalise_name(&check.last_name) != "LOVELACE"
         {
             return MemberCheckOutcome::Invalid(Reason::new(
-                "partner_name_mismatch",
+                ReasonCode::partner("name_mismatch"),
                 "the names do not match the member's",
             ));
         }
@@ -734,7 +736,7 @@ async fn states_of(h: &Harness, rs: &[PointsRequest]) -> Vec<(StatusKind, Option
     let mut out = Vec::new();
     for r in rs {
         let s = state(h, r).await;
-        out.push((s.state(), s.status.reason().map(|x| x.code.clone())));
+        out.push((s.state(), s.status.reason().map(|x| x.code.to_string())));
     }
     out
 }
@@ -849,7 +851,10 @@ async fn a_reservation_that_raced_a_rejection_is_released() {
     rejected
         .transition(
             pointsflow_core::request::Status::Rejected {
-                reason: pointsflow_core::request::Reason::new("budget_exhausted", "no budget"),
+                reason: pointsflow_core::reason::Reason::new(
+                    ReasonCode::BudgetExhausted,
+                    "no budget",
+                ),
             },
             DateTime::UNIX_EPOCH,
             "no budget",

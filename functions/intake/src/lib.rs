@@ -34,10 +34,15 @@ use pointsflow_core::ports::{
     Clock, Created, Enrollments, LedgerRead, PipelineMessage, ProgramCatalog, ProgramStore,
     Publish, RequestCreate, RequestGet, RequestUpdate, StoreError, StoredProgram, WaitingRequests,
 };
-use pointsflow_core::program::{Program, ProgramState};
+use pointsflow_core::ports::{WindowSchedules, WindowStore};
+use pointsflow_core::program::Program;
+use pointsflow_core::reason::ReasonCode;
 use pointsflow_core::request::{PointsRequest, Status, StatusKind};
 use pointsflow_core::values::{IdempotencyKey, ProgramId, RecipientId, RequestId};
-use pointsflow_core::window::{WindowId, WindowSchedules, WindowStore};
+use pointsflow_core::window::WindowId;
+use pointsflow_usecases::approval::{DecideError, DecidePorts};
+use pointsflow_usecases::link::LinkPorts;
+use pointsflow_usecases::programs::ApplyPorts;
 use serde::Serialize;
 
 pub use auth::webhook_signature;
@@ -179,7 +184,7 @@ impl Intake {
 
     /// The Lambda handler: every outcome is a response, never an `Err`.
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        pointsflow_runtime::catalog::refresh(self.ports.programs.as_ref()).await;
+        pointsflow_usecases::catalog::refresh(self.ports.programs.as_ref()).await;
         let path = request.uri().path().trim_end_matches('/').to_owned();
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let method = request.method().clone();
@@ -356,7 +361,7 @@ impl Intake {
         // A field the mapping cannot read is bad input: refuse it, store nothing.
         // An event that does not qualify is recorded as rejected.
         if let Some(reason) = &candidate.rejected
-            && reason.code != "not_qualifying"
+            && reason.code != ReasonCode::NotQualifying
         {
             return Err(Problem::invalid_field("", reason.message.clone()));
         }
@@ -557,7 +562,9 @@ impl Intake {
         existing: &PointsRequest,
     ) -> Result<Option<Recorded>, Problem> {
         let why = match &candidate.status {
-            Status::Rejected { reason } if reason.code == "not_qualifying" => &reason.message,
+            Status::Rejected { reason } if reason.code == ReasonCode::NotQualifying => {
+                &reason.message
+            }
             _ => return Ok(None),
         };
         if existing.undoes.is_some() {
@@ -663,14 +670,13 @@ impl Intake {
         }
         let reason = wire::parse_decision(body, is_json(request))?;
         let parsed = RequestId::parse(id).map_err(|_| not_found(id))?;
-        let ports = pointsflow_runtime::approvals::DecidePorts {
+        let ports = DecidePorts {
             get: self.ports.get.as_ref(),
             update: self.ports.update.as_ref(),
             eligibility: self.ports.eligibility_queue.as_ref(),
             clock: self.ports.clock.as_ref(),
         };
-        use pointsflow_runtime::approvals::DecideError;
-        match pointsflow_runtime::approvals::decide(
+        match pointsflow_usecases::approval::decide(
             ports,
             &parsed,
             decision,
@@ -682,21 +688,10 @@ impl Intake {
             Ok((stored, _)) => self.view(&stored).await,
             Err(DecideError::NotFound) => Err(not_found(id)),
             Err(DecideError::Approval(e)) => Err(Problem::approval(&e)),
-            Err(e @ DecideError::NotQueued(_)) => {
-                tracing::error!(error = %e, "could not queue the approved request");
-                Err(Problem::unavailable(
-                    "the approval is recorded but could not be queued; send it again",
-                ))
+            Err(e) => {
+                tracing::error!(error = %e, "the decision could not be completed");
+                Err(Problem::unavailable(format!("{e}; send it again")))
             }
-            Err(e @ DecideError::Unavailable(_)) => {
-                tracing::error!(error = %e, "could not store the decision");
-                Err(Problem::unavailable(
-                    "the decision could not be stored; retry",
-                ))
-            }
-            Err(DecideError::Busy) => Err(Problem::unavailable(
-                "the request kept changing while it was decided; retry",
-            )),
         }
     }
 }
@@ -721,32 +716,6 @@ impl Intake {
             tracing::error!(error = %e, "could not read the programs");
             Problem::unavailable("the programs could not be read; retry")
         })
-    }
-
-    /// A program no longer paused releases the requests it held: they go
-    /// back to eligibility (which reloads the programs to see the change).
-    /// What applying a program sets going: its held requests released (if
-    /// it is active) and its next window armed (if it is scheduled).
-    async fn after_apply(&self, program: &Program) -> Result<(), Problem> {
-        self.release_held(program).await?;
-        match program.window_after(self.ports.clock.now()) {
-            Ok(Some(window)) => {
-                let window = WindowId::new(&program.id, window.closes_at);
-                self.ports.schedules.arm(&window).await.map_err(|e| {
-                    tracing::error!(error = %e, %window, "could not arm the next window");
-                    Problem::unavailable(
-                        "the program is applied but its next window could not be scheduled; apply it again",
-                    )
-                })?;
-                tracing::info!(%window, "next window armed");
-                Ok(())
-            }
-            Ok(None) => Ok(()),
-            Err(e) => {
-                tracing::error!(error = %e, "the program's windows cannot be computed");
-                Ok(())
-            }
-        }
     }
 
     /// `GET /v1/windows/{window}`: a scheduled window's run and progress.
@@ -781,39 +750,6 @@ impl Intake {
             StatusCode::OK,
             &wire::WindowView::of(&run.with_settled(&settled)),
         ))
-    }
-
-    async fn release_held(&self, program: &Program) -> Result<(), Problem> {
-        if program.state == ProgramState::Paused {
-            return Ok(());
-        }
-        let unavailable = |what: String| {
-            tracing::error!(error = %what, "could not release the held requests");
-            Problem::unavailable(
-                "the program is applied but its held requests could not be released; apply it again",
-            )
-        };
-        let held = self
-            .ports
-            .waiting
-            .waiting(&program.id, StatusKind::Held, None)
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        let messages: Vec<PipelineMessage> = held
-            .into_iter()
-            .map(|request_id| PipelineMessage { request_id })
-            .collect();
-        for chunk in messages.chunks(10) {
-            self.ports
-                .eligibility_queue
-                .publish(chunk)
-                .await
-                .map_err(|e| unavailable(e.to_string()))?;
-        }
-        if !messages.is_empty() {
-            tracing::info!(released = messages.len(), "held requests released");
-        }
-        Ok(())
     }
 
     /// `GET /v1/programs`: every program in force, with its revision.
@@ -855,28 +791,19 @@ impl Intake {
             &operator.id,
             self.ports.clock.now(),
         )?;
-        match self.ports.program_store.put_program(&stored).await {
-            Ok(()) => {
-                tracing::info!(revision = stored.revision, "program applied");
-                self.after_apply(&stored.program).await?;
-                Ok(json(
-                    StatusCode::OK,
-                    &programs::ProgramView::applied(&stored),
-                ))
-            }
-            Err(e @ StoreError::Conflict { .. }) => {
-                let applied = self.applied().await?;
-                match applied.iter().find(|p| p.program.id == stored.program.id) {
-                    Some(same)
-                        if same.revision == stored.revision && same.program == stored.program =>
-                    {
-                        self.after_apply(&same.program).await?;
-                        Ok(json(StatusCode::OK, &programs::ProgramView::applied(same)))
-                    }
-                    _ => Err(programs::put_failed(&stored.program.id, &e)),
-                }
-            }
-            Err(e) => Err(programs::put_failed(&stored.program.id, &e)),
+        let ports = ApplyPorts {
+            store: self.ports.program_store.as_ref(),
+            waiting: self.ports.waiting.as_ref(),
+            eligibility: self.ports.eligibility_queue.as_ref(),
+            schedules: self.ports.schedules.as_ref(),
+            clock: self.ports.clock.as_ref(),
+        };
+        match pointsflow_usecases::programs::apply(ports, stored).await {
+            Ok(applied) => Ok(json(
+                StatusCode::OK,
+                &programs::ProgramView::applied(&applied),
+            )),
+            Err(e) => Err(programs::apply_failed(&e)),
         }
     }
 }
@@ -940,53 +867,22 @@ impl Intake {
         let program = self.program_named(program)?;
         self.enroller(request, &program)?;
         let parsed: members::LinkBody = self.json_body(request)?;
-        let mut link = members::link_from(&program, recipient, parsed)?;
-        let unavailable = |e: StoreError| {
-            tracing::error!(error = %e, "could not store the link");
-            Problem::unavailable("the link could not be stored; retry")
+        let link = members::link_from(&program, recipient, parsed)?;
+        let ports = LinkPorts {
+            enrollments: self.ports.enrollments.as_ref(),
+            waiting: self.ports.waiting.as_ref(),
+            eligibility: self.ports.eligibility_queue.as_ref(),
         };
-        let current = self
-            .ports
-            .enrollments
-            .member_link(&program.id, &link.recipient)
-            .await
-            .map_err(unavailable)?;
-        match current {
-            Some(same) if same.same_member(&link) => link = same,
-            _ => self
-                .ports
-                .enrollments
-                .put_link(&link)
-                .await
-                .map_err(unavailable)?,
+        match pointsflow_usecases::link::link(ports, link).await {
+            Ok(linked) => Ok(json(
+                StatusCode::OK,
+                &members::LinkView::of(&linked.link, Some(linked.released)),
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "could not link");
+                Err(Problem::unavailable(format!("{e}; send it again")))
+            }
         }
-        let waiting = self
-            .ports
-            .waiting
-            .waiting(
-                &program.id,
-                StatusKind::AwaitingEnrollment,
-                Some(&link.recipient),
-            )
-            .await
-            .map_err(unavailable)?;
-        let messages: Vec<PipelineMessage> = waiting
-            .into_iter()
-            .map(|request_id| PipelineMessage { request_id })
-            .collect();
-        if !messages.is_empty()
-            && let Err(e) = self.ports.eligibility_queue.publish(&messages).await
-        {
-            tracing::error!(error = %e, "could not release the waiting requests");
-            return Err(Problem::unavailable(
-                "the link is stored but its waiting requests could not be released; send it again",
-            ));
-        }
-        tracing::info!(member = %link.member, released = messages.len(), "linked");
-        Ok(json(
-            StatusCode::OK,
-            &members::LinkView::of(&link, Some(messages.len())),
-        ))
     }
 }
 

@@ -10,9 +10,8 @@ use std::borrow::Cow;
 use chrono::{DateTime, NaiveDate, Utc};
 use pointsflow_config::{Mapping, SourceEntry};
 use pointsflow_core::money::{Currency, Money};
-use pointsflow_core::request::{
-    Award, NewRequest, PointsRequest, Reason, Recipient, SourceEvent, Status,
-};
+use pointsflow_core::reason::{Reason, ReasonCode};
+use pointsflow_core::request::{Award, NewRequest, PointsRequest, Recipient, SourceEvent, Status};
 use pointsflow_core::values::{Email, EventType, IdempotencyKey, Points, ProgramId, RecipientId};
 
 use crate::soap::Notification;
@@ -59,7 +58,7 @@ pub struct Origin {
     pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
-fn reason(code: &str, detail: impl Into<String>) -> Reason {
+fn reason(code: ReasonCode, detail: impl Into<String>) -> Reason {
     Reason::new(code, detail.into())
 }
 
@@ -88,40 +87,44 @@ fn award(mapping: &Mapping, fields: &dyn Fields) -> Result<Award, Reason> {
     if let Some(path) = &mapping.points {
         let text = fields
             .get(path)
-            .ok_or_else(|| reason("field_missing", format!("{path} is missing")))?;
+            .ok_or_else(|| reason(ReasonCode::FieldMissing, format!("{path} is missing")))?;
         let n: u64 = text.trim().parse().map_err(|_| {
             reason(
-                "field_invalid",
+                ReasonCode::FieldInvalid,
                 format!("{path} must be a whole number of points, not '{text}'"),
             )
         })?;
         if n == 0 {
             return Err(reason(
-                "field_invalid",
+                ReasonCode::FieldInvalid,
                 format!("{path} must be greater than 0"),
             ));
         }
         let points = Points::new(n)
-            .map_err(|e| reason("field_invalid", format!("{path}: {}", e.problem)))?;
+            .map_err(|e| reason(ReasonCode::FieldInvalid, format!("{path}: {}", e.problem)))?;
         return Ok(Award::Points(points));
     }
     let path = mapping.amount.as_deref().unwrap_or("amount");
     let text = fields
         .get(path)
-        .ok_or_else(|| reason("field_missing", format!("{path} is missing")))?;
+        .ok_or_else(|| reason(ReasonCode::FieldMissing, format!("{path} is missing")))?;
     let currency_text = mapping
         .currency_field
         .as_deref()
         .and_then(|f| fields.get(f))
         .map(|c| c.into_owned());
     let currency = match (currency_text, mapping.currency) {
-        (Some(c), _) => Currency::parse(&c)
-            .map_err(|e| reason("field_invalid", format!("currency '{c}': {}", e.problem)))?,
+        (Some(c), _) => Currency::parse(&c).map_err(|e| {
+            reason(
+                ReasonCode::FieldInvalid,
+                format!("currency '{c}': {}", e.problem),
+            )
+        })?,
         (None, Some(c)) => c,
-        (None, None) => return Err(reason("field_missing", "the currency is missing")),
+        (None, None) => return Err(reason(ReasonCode::FieldMissing, "the currency is missing")),
     };
     let money = Money::parse(text.trim(), currency)
-        .map_err(|e| reason("field_invalid", format!("{path}: {}", e.problem)))?;
+        .map_err(|e| reason(ReasonCode::FieldInvalid, format!("{path}: {}", e.problem)))?;
     Ok(Award::Amount(money))
 }
 
@@ -147,7 +150,7 @@ pub fn map_event(
         let value = fields.get(&condition.field);
         if !condition.holds(value.as_deref()) {
             problems.push(reason(
-                "not_qualifying",
+                ReasonCode::NotQualifying,
                 format!(
                     "{} (it is {})",
                     condition.describe(),
@@ -161,14 +164,14 @@ pub fn map_event(
         Some(Ok(id)) => id,
         Some(Err(e)) => {
             problems.push(reason(
-                "field_invalid",
+                ReasonCode::FieldInvalid,
                 format!("{}: {}", mapping.recipient, e.problem),
             ));
             unknown_recipient()?
         }
         None => {
             problems.push(reason(
-                "field_missing",
+                ReasonCode::FieldMissing,
                 format!("{} is missing", mapping.recipient),
             ));
             unknown_recipient()?
@@ -192,7 +195,7 @@ pub fn map_event(
             Some(Some(t)) => t,
             Some(None) => {
                 problems.push(reason(
-                    "field_invalid",
+                    ReasonCode::FieldInvalid,
                     format!("{path} must be an RFC 3339 time or a date (YYYY-MM-DD)"),
                 ));
                 now

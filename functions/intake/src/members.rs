@@ -3,7 +3,7 @@
 //! partner checks; the number is checked against the program's format
 //! first. Linking releases the recipient's requests waiting for enrollment.
 
-use pointsflow_core::ports::{MemberLink, MemberValidation};
+use pointsflow_core::enrollment::{MemberLink, MemberValidation};
 use pointsflow_core::program::Program;
 use pointsflow_core::values::{MemberNumber, ProgramId, RecipientId};
 use serde::{Deserialize, Serialize};

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use pointsflow_config::{ConfigError, Known};
-use pointsflow_core::ports::{StoreError, StoredProgram};
+use pointsflow_core::ports::StoredProgram;
 use pointsflow_core::program::Program;
 use pointsflow_core::values::{OperatorId, ProgramId};
+use pointsflow_usecases::programs::ApplyError;
 use serde::{Deserialize, Serialize};
 
 use crate::problem::Problem;
@@ -107,16 +108,13 @@ pub fn revision_to_store(
     })
 }
 
-/// A failed put, as an answer.
-pub fn put_failed(program: &ProgramId, e: &StoreError) -> Problem {
+/// A revision that was not applied (or not set going), as an answer.
+pub fn apply_failed(e: &ApplyError) -> Problem {
     match e {
-        StoreError::Conflict { expected } => Problem::revision_conflict(format!(
-            "program {program} is at revision {expected}: read it again and apply revision {}",
-            expected + 1
-        )),
+        ApplyError::Conflict { .. } => Problem::revision_conflict(e.to_string()),
         other => {
-            tracing::error!(error = %other, "could not store the program");
-            Problem::unavailable("the program could not be stored; retry")
+            tracing::error!(error = %other, "could not apply the program");
+            Problem::unavailable(other.to_string())
         }
     }
 }

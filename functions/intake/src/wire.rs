@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use pointsflow_core::approval::Approval;
 use pointsflow_core::ledger::Entry;
 use pointsflow_core::money::{Currency, Money};
+use pointsflow_core::reason::Reason;
 use pointsflow_core::request::{
-    Award, NewRequest, PointsRequest, Reason, Recipient, SourceEvent, Status, StatusKind,
-    TimelineEntry,
+    Award, NewRequest, PointsRequest, Recipient, SourceEvent, Status, StatusKind, TimelineEntry,
 };
 use pointsflow_core::values::{
     Email, EventType, IdempotencyKey, MemberNumber, ParseError, PartnerReference, Points,

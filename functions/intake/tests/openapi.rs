@@ -13,18 +13,21 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use lambda_http::{Body, Request, Response};
 use pointsflow_config::Known;
+use pointsflow_core::enrollment::{MemberLink, MemberValidation};
 use pointsflow_core::ledger::{AccountId, CapCharge, CapKey, Entry};
+use pointsflow_core::ports::WindowStore;
 use pointsflow_core::ports::{
-    Created, Enrollments, LedgerWrite, MemberLink, MemberValidation, ProgramStore, RequestCreate,
-    RequestGet, RequestUpdate, StoreError, StoredProgram, WaitingRequests,
+    Created, Enrollments, LedgerWrite, ProgramStore, RequestCreate, RequestGet, RequestUpdate,
+    StoreError, StoredProgram, WaitingRequests,
 };
 use pointsflow_core::program::PointsRule;
+use pointsflow_core::reason::ReasonCode;
 use pointsflow_core::request::{PointsRequest, Status};
 use pointsflow_core::values::{
     MemberNumber, PartnerId, PartnerReference, Points, ProgramId, RecipientId, RequestId, SourceId,
 };
 use pointsflow_core::window::{
-    Claim, CreditCreated, CreditId, RunCounts, WindowCredit, WindowId, WindowRun, WindowStore,
+    Claim, CreditCreated, CreditId, RunCounts, WindowCredit, WindowId, WindowRun,
 };
 use pointsflow_intake::{
     Intake, IntakeConfig, IntakePorts, OPENAPI_JSON, ROUTES, webhook_signature,
@@ -112,7 +115,7 @@ impl RequestGet for Down {
 }
 
 #[async_trait]
-impl pointsflow_core::unsettled::UnsettledIndex for Down {
+impl pointsflow_core::ports::UnsettledIndex for Down {
     async fn unsettled(
         &self,
         _: DateTime<Utc>,
@@ -207,8 +210,8 @@ qualify = [{{ field = "/status", equals = "approved" }}]
         };
         validated.validation = Some(MemberValidation {
             valid: false,
-            reason: Some(pointsflow_core::request::Reason::new(
-                "partner_name_mismatch",
+            reason: Some(pointsflow_core::reason::Reason::new(
+                ReasonCode::partner("name_mismatch"),
                 "the names do not match",
             )),
             at: DateTime::<Utc>::from_timestamp(NOW, 0).unwrap(),
@@ -650,8 +653,8 @@ async fn every_status_and_field_is_documented_and_every_documented_one_happens()
         Status::Reserved,
         Status::Dispatching,
         Status::Failed {
-            reason: pointsflow_core::request::Reason::new(
-                "partner_unknown_member",
+            reason: pointsflow_core::reason::Reason::new(
+                ReasonCode::partner("unknown_member"),
                 "no such member",
             ),
         },
@@ -671,7 +674,10 @@ async fn every_status_and_field_is_documented_and_every_documented_one_happens()
         let mut r = up.store.get(&id).await.unwrap().unwrap();
         r.transition(
             Status::AwaitingApproval {
-                reason: pointsflow_core::request::Reason::new("approval_required", "above 500"),
+                reason: pointsflow_core::reason::Reason::new(
+                    ReasonCode::ApprovalRequired,
+                    "above 500",
+                ),
             },
             at,
             "waiting",

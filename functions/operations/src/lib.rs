@@ -15,27 +15,29 @@
 //! request, a reversal has an id (derived from the command when none is
 //! given), a resolve or a redrive does again only what is still to do.
 
-pub mod reconcile;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use pointsflow_core::approval::ApprovalDecision;
-use pointsflow_core::callback::{CallbackMessage, PublishCallback};
+use pointsflow_core::audit::{AuditEntry, AuditOutcome};
 use pointsflow_core::ledger::Entry;
-use pointsflow_core::operations::{
-    AuditEntry, AuditLog, AuditOutcome, DeadLetters, RequestSearch, SearchFilter,
-};
+use pointsflow_core::ports::PublishCallback;
+use pointsflow_core::ports::{AuditLog, DeadLetters, RequestSearch};
 use pointsflow_core::ports::{
-    Clock, LedgerRead, LedgerWrite, PartnerConnector, PipelineMessage, ProgramCatalog, Publish,
-    RequestGet, RequestUpdate, StoreError,
+    Clock, LedgerRead, LedgerWrite, PartnerConnector, ProgramCatalog, Publish, RequestGet,
+    RequestUpdate, StoreError,
 };
-use pointsflow_core::request::{PointsRequest, RetryError, StatusKind};
+use pointsflow_core::request::{PointsRequest, StatusKind};
 use pointsflow_core::reversal::{Reversal, ReversalState};
+use pointsflow_core::search::SearchFilter;
 use pointsflow_core::values::{OperatorId, PartnerId, Points, RequestId};
-use pointsflow_runtime::approvals::{DecideError, DecidePorts};
-use pointsflow_runtime::reversals::ReversePorts;
+use pointsflow_usecases::approval::{DecideError, DecidePorts};
+use pointsflow_usecases::notify::{NotifyError, NotifyPorts};
+use pointsflow_usecases::reconcile::{ReconcileError, ReconcilePorts};
+use pointsflow_usecases::resolve::{ResolveError, ResolvePorts};
+use pointsflow_usecases::retry::{RetryPorts, RetryRequestError};
+use pointsflow_usecases::reversal::{ReverseError, ReversePorts};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -44,15 +46,7 @@ pub const MAX_SEARCH_RESULTS: usize = 1_000;
 /// The most messages one `redrive` moves.
 pub const MAX_REDRIVE: u64 = 100_000;
 
-/// The dead-letter queues an operator can redrive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum QueueName {
-    Eligibility,
-    Dispatch,
-    /// Status callbacks given up on (a replay).
-    Callbacks,
-}
+pub use pointsflow_core::ports::QueueName;
 
 /// The commands, as an invocation names them (`"command": "get"`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -171,9 +165,84 @@ impl Command {
     }
 }
 
-/// A command that could not be carried out (shared with the reversals
-/// the clawbacks carry out).
-pub use pointsflow_runtime::reversals::CommandError as OpError;
+/// A command that could not be carried out, as the answer says it: a
+/// stable code, a sentence, and whether running it again later may
+/// succeed. Made only here, from each use case's typed error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct OpError {
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl OpError {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    /// `what` failed for now (a store, a queue, the ledger).
+    pub fn unavailable(what: &str, e: impl std::fmt::Display) -> Self {
+        Self {
+            retryable: true,
+            ..Self::new("unavailable", format!("{what}: {e}; run it again"))
+        }
+    }
+
+    pub fn not_found(id: &RequestId) -> Self {
+        Self::new("not_found", format!("no request {id}"))
+    }
+
+    fn of(code: &str, message: String, retryable: bool) -> Self {
+        Self {
+            retryable,
+            ..Self::new(code, message)
+        }
+    }
+}
+
+impl From<StoreError> for OpError {
+    fn from(e: StoreError) -> Self {
+        let retryable = e.is_transient();
+        Self::of("unavailable", format!("the store: {e}"), retryable)
+    }
+}
+
+impl From<DecideError> for OpError {
+    fn from(e: DecideError) -> Self {
+        match &e {
+            DecideError::NotFound => Self::new("not_found", e.to_string()),
+            DecideError::Approval(a) => Self::new(a.code(), a.to_string()),
+            _ => Self::of(
+                "unavailable",
+                format!("{e}; run the command again"),
+                e.is_retryable(),
+            ),
+        }
+    }
+}
+
+macro_rules! from_use_case {
+    ($($error:ty),*) => {$(
+        impl From<$error> for OpError {
+            fn from(e: $error) -> Self {
+                Self::of(e.code(), e.to_string(), e.is_retryable())
+            }
+        }
+    )*};
+}
+
+from_use_case!(
+    ReverseError,
+    RetryRequestError,
+    ResolveError,
+    NotifyError,
+    ReconcileError
+);
 
 /// What an invocation is answered with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -264,8 +333,8 @@ pub struct OperationsPorts {
     pub audit: Arc<dyn AuditLog>,
     pub dead_letters: HashMap<QueueName, Arc<dyn DeadLetters>>,
     /// The requests of a reconciliation's scope, and where reports go.
-    pub lines: Arc<dyn pointsflow_core::reconcile::RequestLines>,
-    pub reports: Arc<dyn pointsflow_core::reconcile::ReportStore>,
+    pub lines: Arc<dyn pointsflow_core::ports::RequestLines>,
+    pub reports: Arc<dyn pointsflow_core::ports::ReportStore>,
     /// The callbacks queue, when a source has a callback.
     pub callbacks: Option<Arc<dyn PublishCallback>>,
 }
@@ -629,148 +698,73 @@ impl Operations {
             eligibility: self.ports.eligibility.as_ref(),
             clock: self.ports.clock.as_ref(),
         };
-        match pointsflow_runtime::approvals::decide(ports, id, decision, by, reason).await {
-            Ok((request, changed)) => {
-                let summary = format!(
-                    "{id} {decision}{}; now {}",
-                    if changed { "" } else { " already" },
-                    request.state()
-                );
-                Ok((
-                    json!({ "request_id": id, "state": request.state(), "changed": changed, "approval": request.approval }),
-                    summary,
-                ))
-            }
-            Err(DecideError::NotFound) => Err(OpError::not_found(id)),
-            Err(DecideError::Approval(e)) => Err(OpError::new(e.code(), e.to_string())),
-            Err(
-                e @ (DecideError::Unavailable(_) | DecideError::NotQueued(_) | DecideError::Busy),
-            ) => Err(OpError::retryable(
-                "unavailable",
-                format!("{e}; run the command again"),
-            )),
-        }
+        let (request, changed) =
+            pointsflow_usecases::approval::decide(ports, id, decision, by, reason).await?;
+        let summary = format!(
+            "{id} {decision}{}; now {}",
+            if changed { "" } else { " already" },
+            request.state()
+        );
+        Ok((
+            json!({ "request_id": id, "state": request.state(), "changed": changed, "approval": request.approval }),
+            summary,
+        ))
     }
 
-    /// Retries a failed or rejected request (see `PointsRequest::retry`).
-    /// Run again, it changes nothing more: the request is no longer failed;
-    /// if the first run could not queue it, this one does.
     async fn retry(
         &self,
         id: &RequestId,
         by: &OperatorId,
         reason: &str,
     ) -> Result<(Value, String), OpError> {
-        for _ in 0..5 {
-            let mut request = self.load(id).await?;
-            let changed = match request.retry(by, reason, self.ports.clock.now()) {
-                Ok(()) => true,
-                Err(RetryError::NotRetryable { .. })
-                    if request.state() == StatusKind::Received && request.round > 0 =>
-                {
-                    false
+        let ports = RetryPorts {
+            get: self.ports.get.as_ref(),
+            update: self.ports.update.as_ref(),
+            eligibility: self.ports.eligibility.as_ref(),
+            clock: self.ports.clock.as_ref(),
+        };
+        let retried = pointsflow_usecases::retry::retry(ports, id, by, reason).await?;
+        let round = retried.request.round + 1;
+        Ok((
+            json!({ "request_id": id, "state": retried.request.state(), "round": round, "changed": retried.changed }),
+            format!(
+                "{id} {} (round {round})",
+                if retried.changed {
+                    "retried"
+                } else {
+                    "already retried"
                 }
-                Err(e) => return Err(OpError::new(e.code(), e.to_string())),
-            };
-            if changed {
-                match self.ports.update.update(&request).await {
-                    Ok(_) => {}
-                    Err(StoreError::Conflict { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            self.ports
-                .eligibility
-                .publish(&[PipelineMessage {
-                    request_id: id.clone(),
-                }])
-                .await
-                .map_err(|e| OpError::unavailable("the eligibility queue", e))?;
-            let round = request.round + 1;
-            return Ok((
-                json!({ "request_id": id, "state": request.state(), "round": round, "changed": changed }),
-                format!(
-                    "{id} {} (round {round})",
-                    if changed {
-                        "retried"
-                    } else {
-                        "already retried"
-                    }
-                ),
-            ));
-        }
-        Err(OpError::retryable(
-            "unavailable",
-            "the request kept changing; run the command again",
+            ),
         ))
     }
 
-    /// Queues an unsettled request for dispatch to look its outcome up
-    /// under its own reference (a window credit's requests: the credit).
     async fn resolve(&self, id: &RequestId) -> Result<(Value, String), OpError> {
-        let request = self.load(id).await?;
+        let ports = ResolvePorts {
+            get: self.ports.get.as_ref(),
+            dispatch: self.ports.dispatch.as_ref(),
+        };
+        let request = pointsflow_usecases::resolve::resolve(ports, id).await?;
         let state = request.state();
-        if !matches!(
-            state,
-            StatusKind::Dispatching | StatusKind::Unknown | StatusKind::PartnerPending
-        ) {
-            return Err(OpError::new(
-                "not_unsettled",
-                format!(
-                    "the request is {state}; only a dispatching, unknown or partner_pending request has an outcome to look up"
-                ),
-            ));
-        }
-        self.ports
-            .dispatch
-            .publish(&[PipelineMessage {
-                request_id: id.clone(),
-            }])
-            .await
-            .map_err(|e| OpError::unavailable("the dispatch queue", e))?;
         Ok((
             json!({ "request_id": id, "state": state, "queued": true, "reference": request.partner_reference }),
             format!("{id} ({state}) queued for a status look-up"),
         ))
     }
 
-    /// Queues the request's final status for its source's callback.
     async fn notify(&self, id: &RequestId) -> Result<(Value, String), OpError> {
-        let request = self.load(id).await?;
-        let state = request.state();
-        if !state.is_terminal() {
-            return Err(OpError::new(
-                "not_final",
-                format!(
-                    "the request is {state}: only a final status (credited, failed, rejected, reversed) is sent"
-                ),
-            ));
-        }
-        let queue = self.ports.callbacks.as_ref().ok_or_else(|| {
-            OpError::new(
-                "no_callback",
-                format!(
-                    "no source here has a callback (the request's source is {})",
-                    request.source
-                ),
-            )
-        })?;
-        let message = CallbackMessage {
-            request_id: id.clone(),
-            state,
-            at: request.entered(state).unwrap_or(request.received_at),
+        let ports = NotifyPorts {
+            get: self.ports.get.as_ref(),
+            callbacks: self.ports.callbacks.as_deref(),
         };
-        queue
-            .publish_callback(&message)
-            .await
-            .map_err(|e| OpError::unavailable("the callbacks queue", e))?;
+        let message = pointsflow_usecases::notify::notify(ports, id).await?;
+        let state = message.state;
         Ok((
             json!({ "request_id": id, "state": state, "event_id": message.event_id(), "queued": true }),
             format!("{id}'s status {state} queued for its callback"),
         ))
     }
 
-    /// Carries out a reversal (see `pointsflow_runtime::reversals`).
+    /// Carries out a reversal (see `pointsflow_usecases::reversal`).
     pub async fn reverse(
         &self,
         id: &RequestId,
@@ -788,7 +782,26 @@ impl Operations {
             partners: &self.ports.partners,
             clock: self.ports.clock.as_ref(),
         };
-        pointsflow_runtime::reversals::reverse(ports, id, reversal_id, points, reason, by).await
+        Ok(
+            pointsflow_usecases::reversal::reverse(ports, id, reversal_id, points, reason, by)
+                .await?,
+        )
+    }
+
+    /// Reconciles `scope` (see `pointsflow_usecases::reconcile`).
+    pub async fn reconcile(
+        &self,
+        scope: &pointsflow_core::reconcile::Scope,
+    ) -> Result<pointsflow_core::reconcile::ReconcileReport, OpError> {
+        let ports = ReconcilePorts {
+            lines: self.ports.lines.clone(),
+            ledger_read: self.ports.ledger_read.clone(),
+            programs: self.ports.programs.clone(),
+            partners: self.ports.partners.clone(),
+            reports: self.ports.reports.clone(),
+            clock: self.ports.clock.clone(),
+        };
+        Ok(ports.reconcile(scope).await?)
     }
 
     async fn redrive(

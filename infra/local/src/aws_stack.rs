@@ -1,33 +1,32 @@
-//! The local stack on the AWS adapters: the same handlers, with requests and
-//! the ledger in DynamoDB and the pipeline on SQS, polled the way Lambda's
-//! event-source mapping polls. Against the AWS API emulator it needs no
-//! account; it creates the table and queues it uses, as the template declares
-//! them, if they are missing.
+//! The local stack on the AWS adapters: the same handlers, from the same
+//! assembly and the same AWS platform as the deployed functions, with
+//! requests and the ledger in DynamoDB and the pipeline on SQS, polled the
+//! way Lambda's event-source mapping polls. Against the AWS API emulator it
+//! needs no account; it creates the table and queues it uses, as the
+//! template declares them, if they are missing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use pointsflow_aws::mapping::SqsMappingConfig;
-use pointsflow_aws::meter::Meter;
+use pointsflow_assembly::{Assembly, Handlers};
 use pointsflow_aws::tables::{self, QueuePair};
-use pointsflow_aws::{
-    DynamoAuditLog, DynamoEnrollments, DynamoLedger, DynamoPartnerState, DynamoProgramStore,
-    DynamoReportStore, DynamoRequestStore, DynamoWindowStore, SqsDeadLetters, SqsPublisher,
-    SqsRedelivery,
-};
-use pointsflow_core::operations::DeadLetters;
-use pointsflow_core::time::{RandomIds, SystemClock};
+use pointsflow_aws::{DynamoLedger, DynamoRequestStore, DynamoWindowStore};
+use pointsflow_core::ports::QueueName;
 use pointsflow_dispatch::Dispatch;
 use pointsflow_eligibility::Eligibility;
-use pointsflow_memory::{LayeredEnrollments, MemorySchedules};
-use pointsflow_operations::{Operations, QueueName};
-use pointsflow_partners::SandboxPartner;
-use pointsflow_runtime::SqsHandler;
+use pointsflow_harness::mapping::{SqsMappingConfig, spawn_sqs};
+use pointsflow_harness::meter::Meter;
+use pointsflow_lambda::{AwsPlatform, QueueUrls};
+use pointsflow_memory::MemorySchedules;
+use pointsflow_operations::Operations;
+use pointsflow_sandbox::SandboxPartner;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LocalConfig;
-use crate::stack::{Adapters, Common, Handlers, StackError, StackOptions, fund, serve, stop};
+use crate::embedded::CALLBACK_MAX_RECEIVES;
+use crate::stack::{StackError, StackOptions, serve, spawn_schedules, split, stop};
 
 /// Where the AWS resources are.
 #[derive(Debug, Clone)]
@@ -71,23 +70,6 @@ impl std::fmt::Debug for AwsStack {
     }
 }
 
-fn spawn_sqs_mapping<H: SqsHandler>(
-    client: aws_sdk_sqs::Client,
-    config: SqsMappingConfig,
-    handler: H,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(pointsflow_aws::mapping::run(
-        client,
-        config,
-        move |event| {
-            let handler = handler.clone();
-            async move { handler.handle_batch(event).await }
-        },
-        shutdown,
-    ))
-}
-
 impl AwsStack {
     pub async fn start(
         config: LocalConfig,
@@ -95,11 +77,11 @@ impl AwsStack {
         aws: AwsOptions,
     ) -> Result<AwsStack, StackError> {
         let sdk = match &aws.endpoint {
-            Some(url) => pointsflow_aws::emulator::config_at(url).await,
+            Some(url) => pointsflow_harness::emulator::config_at(url).await,
             None => pointsflow_aws::sdk_config(None).await,
         };
         let sdk = match &aws.meter {
-            Some(meter) => pointsflow_aws::metered(sdk, meter),
+            Some(meter) => pointsflow_harness::meter::metered(sdk, meter),
             None => sdk,
         };
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -112,91 +94,58 @@ impl AwsStack {
         let visibility =
             u32::try_from(config.queues.visibility_timeout_ms.div_ceil(1_000)).unwrap_or(u32::MAX);
         let receives = config.queues.max_receive_count;
-        let eligibility_queue = tables::create_queue_pair(
-            &sqs,
-            &format!("{}-eligibility", aws.prefix),
-            visibility,
-            receives,
-        )
-        .await
-        .map_err(StackError::Aws)?;
-        let dispatch_queue = tables::create_queue_pair(
-            &sqs,
-            &format!("{}-dispatch", aws.prefix),
-            visibility,
-            receives,
-        )
-        .await
-        .map_err(StackError::Aws)?;
-
-        let callback_queue = tables::create_queue_pair(
-            &sqs,
-            &format!("{}-callbacks", aws.prefix),
-            visibility,
-            crate::stack::CALLBACK_MAX_RECEIVES,
-        )
-        .await
-        .map_err(StackError::Aws)?;
+        let queue = |name: &str, receives: u32| {
+            let sqs = sqs.clone();
+            let name = format!("{}-{name}", aws.prefix);
+            async move { tables::create_queue_pair(&sqs, &name, visibility, receives).await }
+        };
+        let eligibility_queue = queue("eligibility", receives)
+            .await
+            .map_err(StackError::Aws)?;
+        let dispatch_queue = queue("dispatch", receives).await.map_err(StackError::Aws)?;
+        let callback_queue = queue("callbacks", CALLBACK_MAX_RECEIVES)
+            .await
+            .map_err(StackError::Aws)?;
 
         let shutdown = CancellationToken::new();
-        let program_store = Arc::new(DynamoProgramStore::new(dynamodb.clone(), &table));
-        let enrollments = Arc::new(LayeredEnrollments::new(
-            config.member_links(),
-            Arc::new(DynamoEnrollments::new(dynamodb.clone(), &table)),
-        ));
-        let partner_state = Arc::new(DynamoPartnerState::new(dynamodb.clone(), &table));
-        let common = Common::start(
-            &config,
-            &options,
-            program_store,
-            enrollments,
-            (partner_state.clone(), partner_state),
-        )
-        .await?;
-        let clock = Arc::new(SystemClock);
+        let sandbox = crate::sandbox::start(&config, options.sandbox_listen)
+            .await
+            .map_err(|source| StackError::Listen {
+                addr: options.sandbox_listen,
+                source,
+            })?;
+        let mut platform = AwsPlatform::new(&sdk, &table);
+        for (name, pair) in [
+            (QueueName::Eligibility, &eligibility_queue),
+            (QueueName::Dispatch, &dispatch_queue),
+            (QueueName::Callbacks, &callback_queue),
+        ] {
+            platform.queues.insert(
+                name,
+                QueueUrls {
+                    url: Some(pair.url.clone()),
+                    dead_letter_url: Some(pair.dlq_url.clone()),
+                },
+            );
+        }
+        // Windows fire in process: EventBridge Scheduler cannot invoke these handlers.
+        let schedules = Arc::new(MemorySchedules::new());
+        platform.schedules = Some(schedules.clone());
+        platform.sandbox = sandbox.as_ref().map(|s| s.access(&config));
         let store = Arc::new(DynamoRequestStore::new(dynamodb.clone(), &table));
         let ledger = Arc::new(DynamoLedger::new(dynamodb.clone(), &table));
         let windows = Arc::new(DynamoWindowStore::new(dynamodb.clone(), &table));
-        // Windows fire in process: EventBridge Scheduler cannot invoke these handlers.
-        let schedules = Arc::new(MemorySchedules::new());
-        fund(&config, ledger.as_ref(), clock.as_ref()).await?;
-        let to_eligibility = Arc::new(SqsPublisher::new(sqs.clone(), &eligibility_queue.url));
-        let to_dispatch = Arc::new(SqsPublisher::new(sqs.clone(), &dispatch_queue.url));
-        let to_dispatch_again = to_dispatch.clone();
-
-        let dead_letters = |queue: &QueuePair| -> Arc<dyn DeadLetters> {
-            Arc::new(SqsDeadLetters::new(sqs.clone(), &queue.dlq_url, &queue.url))
-        };
-        let dead_letters = std::collections::HashMap::from([
-            (QueueName::Eligibility, dead_letters(&eligibility_queue)),
-            (QueueName::Dispatch, dead_letters(&dispatch_queue)),
-            (QueueName::Callbacks, dead_letters(&callback_queue)),
-        ]);
+        let operators = config.operators.clone();
+        let resolve_every = Duration::from_millis(config.resolve_every_ms);
+        let assembly = Assembly::new(config.clone(), platform);
+        assembly.fund().await?;
         let Handlers {
             intake,
             eligibility,
             dispatch,
             operations,
             callbacks,
-        } = common.handlers(Adapters {
-            store: store.clone(),
-            ledger: ledger.clone(),
-            to_eligibility,
-            to_dispatch: to_dispatch.clone(),
-            work: to_dispatch,
-            windows: windows.clone(),
-            schedules: schedules.clone(),
-            redelivery: Arc::new(SqsRedelivery::new(sqs.clone(), &dispatch_queue.url)),
-            unsettled_requests: store.clone(),
-            requeue: to_dispatch_again.clone(),
-            clock,
-            ids: Arc::new(RandomIds),
-            audit: Arc::new(DynamoAuditLog::new(dynamodb.clone(), &table)),
-            dead_letters,
-            reports: Arc::new(DynamoReportStore::new(dynamodb.clone(), &table)),
-            callbacks: Arc::new(SqsPublisher::new(sqs.clone(), &callback_queue.url)),
-            callback_redelivery: Arc::new(SqsRedelivery::new(sqs.clone(), &callback_queue.url)),
-        });
+        } = assembly.handlers().await?;
 
         let mapping = |name: &str, queue: &QueuePair| SqsMappingConfig {
             queue_url: queue.url.clone(),
@@ -206,41 +155,50 @@ impl AwsStack {
             function_timeout: config.queues.function_timeout(),
             function_name: name.to_owned(),
         };
-        let mut tasks = vec![spawn_sqs_mapping(
-            sqs.clone(),
-            mapping("eligibility", &eligibility_queue),
-            eligibility.clone(),
-            shutdown.clone(),
-        )];
-        tasks.push(spawn_sqs_mapping(
-            sqs.clone(),
-            mapping("callbacks", &callback_queue),
-            callbacks,
-            shutdown.clone(),
-        ));
+        let mut tasks = vec![
+            spawn_sqs(
+                sqs.clone(),
+                mapping("eligibility", &eligibility_queue),
+                eligibility.clone(),
+                shutdown.clone(),
+            ),
+            spawn_sqs(
+                sqs.clone(),
+                mapping("callbacks", &callback_queue),
+                callbacks,
+                shutdown.clone(),
+            ),
+        ];
         let dispatch_config = mapping("dispatch", &dispatch_queue);
-        let dispatch_mapping = spawn_sqs_mapping(
+        let dispatch_mapping = spawn_sqs(
             sqs.clone(),
             dispatch_config.clone(),
             dispatch.clone(),
             shutdown.clone(),
         );
-        tasks.extend(common.spawn_schedules(schedules.clone(), &dispatch, &shutdown));
+        tasks.extend(spawn_schedules(
+            schedules,
+            &assembly.programs().await?,
+            &dispatch,
+            resolve_every,
+            &shutdown,
+        ));
         let (intake_addr, server) = serve(
             options.listen,
             intake,
             operations.clone(),
-            config.operators.clone(),
+            operators,
             shutdown.clone(),
         )
         .await?;
         tasks.push(server);
         tracing::info!(%table, eligibility = %eligibility_queue.url, dispatch = %dispatch_queue.url, "running on the AWS adapters");
+        let (sandbox, sandbox_shutdown) = split(sandbox);
 
         Ok(AwsStack {
             operations,
             intake_addr,
-            sandbox: common.sandbox,
+            sandbox,
             dynamodb,
             sqs,
             table,
@@ -252,7 +210,7 @@ impl AwsStack {
             eligibility,
             dispatch,
             shutdown,
-            sandbox_shutdown: common.sandbox_shutdown,
+            sandbox_shutdown,
             tasks,
             dispatch_mapping: Some(dispatch_mapping),
             dispatch_config,
@@ -270,7 +228,7 @@ impl AwsStack {
     /// Starts the dispatch function again after [`Self::crash_dispatch`].
     pub fn restart_dispatch(&mut self) {
         if self.dispatch_mapping.is_none() {
-            self.dispatch_mapping = Some(spawn_sqs_mapping(
+            self.dispatch_mapping = Some(spawn_sqs(
                 self.sqs.clone(),
                 self.dispatch_config.clone(),
                 self.dispatch.clone(),

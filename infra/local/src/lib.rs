@@ -3,8 +3,10 @@
 pub mod aws_stack;
 pub mod client;
 pub mod config;
+pub mod embedded;
 pub mod ops;
 pub mod rig;
+pub mod sandbox;
 pub mod stack;
 
 pub use aws_stack::{AwsOptions, AwsStack};

@@ -10,23 +10,28 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use lambda_runtime::{Context, LambdaEvent};
+use pointsflow_assembly::{Adapters, Assembly, AssemblyError};
+use pointsflow_config::{Config, PartnerEntry, PartnerKind, PartnerProtocol};
 use pointsflow_core::ledger::{AccountId, Entry};
-use pointsflow_core::operations::DeadLetters;
-use pointsflow_core::ports::{Clock, LedgerWrite, PartnerConnector, RequestCreate};
+use pointsflow_core::ports::{
+    Clock, DeadLetters, LedgerWrite, PartnerConnector, Queue, QueueName, RequestCreate, WindowStore,
+};
 use pointsflow_core::program::Program;
 use pointsflow_core::request::{NewRequest, Recipient, SourceEvent, Status};
 use pointsflow_core::time::{RandomIds, SystemClock};
 use pointsflow_core::values::{
     EventType, IdempotencyKey, MemberNumber, Points, RecipientId, SourceId,
 };
-use pointsflow_core::window::{WindowId, WindowRun, WindowStore};
+use pointsflow_core::window::{WindowId, WindowRun};
+use pointsflow_dispatch::Dispatch;
 use pointsflow_dispatch::window::WindowClosed;
-use pointsflow_dispatch::{Dispatch, DispatchPorts};
+use pointsflow_harness::mapping::{EventSourceMapping, MappingConfig, spawn_embedded};
 use pointsflow_memory::{
-    EventSourceMapping, MappingConfig, MemoryAuditLog, MemoryDeadLetters, MemoryLedger,
-    MemoryQueue, MemoryReportStore, MemoryRequestStore, QueueConfig, StaticCatalog,
+    MemoryAuditLog, MemoryDeadLetters, MemoryEnrollments, MemoryLedger, MemoryPartnerState,
+    MemoryProgramStore, MemoryQueue, MemoryReportStore, MemoryRequestStore, MemorySchedules,
+    QueueConfig,
 };
-use pointsflow_operations::{Operations, OperationsPorts, QueueName};
+use pointsflow_operations::Operations;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -50,17 +55,46 @@ pub struct WindowRig {
     pub program: Program,
     /// The window every seeded request is held for.
     pub window: WindowId,
-    partner: Arc<dyn PartnerConnector>,
+    assembly: Assembly<Adapters>,
+}
+
+/// A configuration with `program` alone, crediting a partner whose circuit
+/// never opens (the rig's tests make the partner fail on purpose).
+fn rig_config(program: &Program) -> Config {
+    Config {
+        program_refresh_ms: 30_000,
+        waiting_sweep_ms: 60_000,
+        resolve_after_ms: 300_000,
+        resolve_every_ms: 60_000,
+        queues: Default::default(),
+        callbacks: Default::default(),
+        sandbox: Default::default(),
+        sources: Vec::new(),
+        partners: vec![PartnerEntry {
+            id: program.destination.partner.clone(),
+            kind: PartnerKind::Rest,
+            protocol: PartnerProtocol::default(),
+            base_url: None,
+            api_key: None,
+            timeout_ms: 60_000,
+            rate_limit_per_second: None,
+            circuit_failures: u32::MAX,
+            circuit_open_ms: 1_000,
+        }],
+        programs: vec![program.clone()],
+        members: Vec::new(),
+        operators: Vec::new(),
+    }
 }
 
 impl WindowRig {
     /// A rig for `program` (scheduled, crediting `partner`'s connector).
-    pub fn new(
+    pub async fn new(
         program: Program,
         windows: Arc<dyn WindowStore>,
         partner: Arc<dyn PartnerConnector>,
         window: WindowId,
-    ) -> Self {
+    ) -> Result<Self, AssemblyError> {
         let dead_letters = Arc::new(MemoryQueue::new(
             QueueConfig {
                 name: "dispatch-dlq".into(),
@@ -79,23 +113,42 @@ impl WindowRig {
         ));
         let store = Arc::new(MemoryRequestStore::new());
         let ledger = Arc::new(MemoryLedger::new());
-        let dispatch = Dispatch::new(DispatchPorts {
-            get: store.clone(),
-            update: store.clone(),
-            ledger_read: ledger.clone(),
-            ledger_write: ledger.clone(),
-            programs: Arc::new(StaticCatalog::new([program.clone()])),
-            partners: HashMap::from([(program.destination.partner.clone(), partner.clone())]),
-            ids: Arc::new(RandomIds),
-            clock: Arc::new(SystemClock),
-            scheduled: store.clone(),
-            windows: windows.clone(),
-            work: queue.clone(),
-            redelivery: queue.clone(),
-            unsettled_requests: store.clone(),
-            requeue: queue.clone(),
+        // One queue, the dispatch queue, for every queue a handler asks for.
+        let dlq: Arc<dyn DeadLetters> = Arc::new(MemoryDeadLetters {
+            dead_letter: dead_letters.clone(),
+            source: queue.clone(),
         });
-        Self {
+        let state = Arc::new(MemoryPartnerState::new());
+        let adapters = Adapters {
+            requests: store.clone(),
+            ledger: ledger.clone(),
+            windows: windows.clone(),
+            program_store: Arc::new(MemoryProgramStore::new()),
+            links: Arc::new(MemoryEnrollments::default()),
+            rate_limiter: state.clone(),
+            circuits: state,
+            audit: Arc::new(MemoryAuditLog::new()),
+            reports: Arc::new(MemoryReportStore::new()),
+            queues: QueueName::ALL
+                .into_iter()
+                .map(|q| (q, queue.clone() as Arc<dyn Queue>))
+                .collect(),
+            dead_letters: QueueName::ALL
+                .into_iter()
+                .map(|q| (q, dlq.clone()))
+                .collect(),
+            schedules: Arc::new(MemorySchedules::new()),
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(RandomIds),
+            sandbox: None,
+            connectors: Some(HashMap::from([(
+                program.destination.partner.clone(),
+                partner,
+            )])),
+        };
+        let assembly = Assembly::new(rig_config(&program), adapters);
+        let dispatch = assembly.dispatch().await?;
+        Ok(Self {
             store,
             ledger,
             windows,
@@ -104,37 +157,13 @@ impl WindowRig {
             dispatch,
             program,
             window,
-            partner,
-        }
+            assembly,
+        })
     }
 
-    /// The operations function over the rig's store, ledger and partner
-    /// (an audit log and report store of its own).
-    pub fn operations(&self) -> Operations {
-        let dead_letters: Arc<dyn DeadLetters> = Arc::new(MemoryDeadLetters {
-            dead_letter: self.dead_letters.clone(),
-            source: self.queue.clone(),
-        });
-        Operations::new(OperationsPorts {
-            get: self.store.clone(),
-            update: self.store.clone(),
-            search: self.store.clone(),
-            ledger_read: self.ledger.clone(),
-            ledger_write: self.ledger.clone(),
-            programs: Arc::new(StaticCatalog::new([self.program.clone()])),
-            partners: HashMap::from([(
-                self.program.destination.partner.clone(),
-                self.partner.clone(),
-            )]),
-            clock: Arc::new(SystemClock),
-            eligibility: self.queue.clone(),
-            dispatch: self.queue.clone(),
-            audit: Arc::new(MemoryAuditLog::new()),
-            dead_letters: HashMap::from([(QueueName::Dispatch, dead_letters)]),
-            lines: self.store.clone(),
-            reports: Arc::new(MemoryReportStore::new()),
-            callbacks: None,
-        })
+    /// The operations function over the rig's store, ledger and partner.
+    pub async fn operations(&self) -> Result<Operations, AssemblyError> {
+        self.assembly.operations().await
     }
 
     /// Seeds `per_member` scheduled requests for each of `members` members,
@@ -243,7 +272,7 @@ impl WindowRig {
                 function_name: "dispatch".into(),
             },
         );
-        crate::stack::spawn_mapping(mapping, self.dispatch.clone(), shutdown)
+        spawn_embedded(mapping, self.dispatch.clone(), shutdown)
     }
 
     /// Delivers the queue's messages one batch at a time until it is empty

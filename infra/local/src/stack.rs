@@ -1,8 +1,9 @@
-//! The local stack: the intake API on a TCP port, eligibility and dispatch
-//! on embedded queues behind Lambda-like event-source mappings, and the
-//! sandbox partner, all in one process on the embedded adapters.
+//! The local stack: the intake API on a TCP port, eligibility, dispatch and
+//! callbacks on embedded queues behind Lambda-like event-source mappings,
+//! the windows' schedules and the resolver fired in process, and the
+//! sandbox partner, all in one process on the embedded adapters. The
+//! handlers come from the assembly, as the deployed functions' do.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,41 +11,29 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use pointsflow_callbacks::{Callbacks, CallbacksPorts};
-use pointsflow_core::callback::PublishCallback;
-use pointsflow_core::governance::{CircuitStore, RateLimiter};
-use pointsflow_core::ledger::{Entry, LedgerError};
-use pointsflow_core::operations::{AuditLog, DeadLetters, RequestSearch};
-use pointsflow_core::ports::{
-    Clock, Enrollments, IdSource, LedgerRead, LedgerWrite, PartnerConnector, ProgramCatalog,
-    ProgramStore, Publish, Redelivery, RequestCreate, RequestGet, RequestUpdate, WaitingRequests,
-};
-use pointsflow_core::reconcile::{ReportStore, RequestLines};
+use pointsflow_assembly::{Assembly, AssemblyError, Handlers};
+use pointsflow_core::ports::{Clock, IdSource, QueueName, WindowSchedules};
+use pointsflow_core::program::Program;
 use pointsflow_core::time::{RandomIds, SystemClock};
-use pointsflow_core::unsettled::UnsettledIndex;
-use pointsflow_core::values::PartnerId;
-use pointsflow_core::window::{
-    PublishWork, ScheduledRequests, WindowId, WindowSchedules, WindowStore,
-};
+use pointsflow_core::window::WindowId;
+use pointsflow_dispatch::Dispatch;
 use pointsflow_dispatch::window::WindowClosed;
-use pointsflow_dispatch::{Dispatch, DispatchPorts};
-use pointsflow_eligibility::{Eligibility, EligibilityPorts};
-use pointsflow_intake::{DEFAULT_MAX_BODY_BYTES, Intake, IntakeConfig, IntakePorts};
+use pointsflow_eligibility::Eligibility;
+use pointsflow_harness::mapping::{EventSourceMapping, MappingConfig, spawn_embedded};
+use pointsflow_intake::Intake;
 use pointsflow_memory::{
-    EventSourceMapping, MappingConfig, MemoryAuditLog, MemoryDeadLetters, MemoryEnrollments,
-    MemoryLedger, MemoryPartnerState, MemoryProgramStore, MemoryQueue, MemoryReportStore,
-    MemoryRequestStore, MemorySchedules, MemoryWindowStore, QueueConfig,
+    MemoryAuditLog, MemoryLedger, MemoryPartnerState, MemoryQueue, MemoryReportStore,
+    MemoryRequestStore, MemorySchedules, MemoryWindowStore,
 };
-use pointsflow_operations::{Operations, OperationsPorts, QueueName};
-use pointsflow_partners::{SandboxBehaviour, SandboxConfig, SandboxMember, SandboxPartner};
-use pointsflow_runtime::callbacks::Notifying;
-use pointsflow_runtime::catalog::LiveCatalog;
-use pointsflow_runtime::{Backoff, SqsHandler};
+use pointsflow_operations::Operations;
+use pointsflow_sandbox::SandboxPartner;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{LocalConfig, PartnerKind};
+use crate::config::LocalConfig;
+use crate::embedded::Embedded;
+use crate::sandbox::RunningSandbox;
 
 /// Lambda's request payload limit; intake itself refuses far smaller bodies.
 const MAX_HTTP_BODY: usize = 6 * 1024 * 1024;
@@ -58,13 +47,8 @@ pub enum StackError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("partner {partner}: {problem}")]
-    Partner { partner: PartnerId, problem: String },
-    #[error("funding the budget of {program}: {source}")]
-    Funding {
-        program: String,
-        source: LedgerError,
-    },
+    #[error(transparent)]
+    Assembly(#[from] AssemblyError),
 }
 
 #[derive(Debug, Clone)]
@@ -123,38 +107,6 @@ impl std::fmt::Debug for Stack {
             .field("intake_addr", &self.intake_addr)
             .finish_non_exhaustive()
     }
-}
-
-/// The callbacks queue's receive limit: a status is retried until it is
-/// 72 hours old (then given up on), not a number of times.
-pub const CALLBACK_MAX_RECEIVES: u32 = 1_000;
-
-fn queue_pair(name: &str, config: &LocalConfig) -> (Arc<MemoryQueue>, Arc<MemoryQueue>) {
-    queue_pair_receiving(name, config, config.queues.max_receive_count)
-}
-
-fn queue_pair_receiving(
-    name: &str,
-    config: &LocalConfig,
-    max_receive_count: u32,
-) -> (Arc<MemoryQueue>, Arc<MemoryQueue>) {
-    let dlq = Arc::new(MemoryQueue::new(
-        QueueConfig {
-            name: format!("{name}-dlq"),
-            visibility_timeout: config.queues.visibility_timeout(),
-            max_receive_count: 0,
-        },
-        None,
-    ));
-    let queue = Arc::new(MemoryQueue::new(
-        QueueConfig {
-            name: name.to_owned(),
-            visibility_timeout: config.queues.visibility_timeout(),
-            max_receive_count,
-        },
-        Some(dlq.clone()),
-    ));
-    (queue, dlq)
 }
 
 async fn serve_intake(
@@ -243,456 +195,83 @@ fn lambda_to_axum(response: http::Response<lambda_http::Body>) -> axum::response
     http::Response::from_parts(parts, body).into_response()
 }
 
-/// Runs a queue's event-source mapping over `handler`.
-pub(crate) fn spawn_mapping<H: SqsHandler>(
-    mapping: EventSourceMapping,
-    handler: H,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        mapping
-            .run(
-                move |event| {
-                    let handler = handler.clone();
-                    async move { handler.handle_batch(event).await }
-                },
-                shutdown,
-            )
-            .await;
-    })
+/// How each queue's event-source mapping invokes its function.
+pub(crate) fn mapping_config(config: &LocalConfig, function: &str) -> MappingConfig {
+    MappingConfig {
+        batch_size: config.queues.batch_size,
+        concurrency: config.queues.concurrency,
+        function_timeout: config.queues.function_timeout(),
+        function_name: function.to_owned(),
+    }
 }
 
-/// The embedded scheduler: fires each armed window at dispatch, as
-/// EventBridge Scheduler invokes the dispatch function. The next window of
-/// every scheduled program is armed at start (a stack stopped over a
-/// window's closing time sends that window's requests in the next one).
-fn spawn_scheduler(
+/// What EventBridge Scheduler invokes when deployed: each armed window at
+/// dispatch (the next window of every scheduled program armed at start: a
+/// stack stopped over a window's closing time sends that window's requests
+/// in the next one), and the resolver of unsettled credits every
+/// `resolve_every`.
+pub(crate) fn spawn_schedules(
     schedules: Arc<MemorySchedules>,
-    catalog: &LiveCatalog,
-    dispatch: Dispatch,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
+    programs: &[Arc<Program>],
+    dispatch: &Dispatch,
+    resolve_every: Duration,
+    shutdown: &CancellationToken,
+) -> [JoinHandle<()>; 2] {
     let now = chrono::Utc::now();
-    let next: Vec<WindowId> = catalog
-        .programs()
+    let next: Vec<WindowId> = programs
         .iter()
         .filter_map(|p| {
             let window = p.window_after(now).ok().flatten()?;
             Some(WindowId::new(&p.id, window.closes_at))
         })
         .collect();
-    tokio::spawn(async move {
-        for window in &next {
-            let _ = schedules.arm(window).await;
-        }
-        schedules
-            .run(
-                |window| {
-                    let dispatch = dispatch.clone();
-                    async move {
-                        let event = WindowClosed {
-                            program: window.program().clone(),
-                            scheduled_time: window.closes_at(),
-                        };
-                        match dispatch.window_closed(&event).await {
-                            Ok(run) => tracing::info!(%window, state = ?run.state, "window fired"),
-                            Err(e) => {
-                                tracing::error!(%window, error = %e, "window could not start")
+    let windows = {
+        let dispatch = dispatch.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            for window in &next {
+                let _ = schedules.arm(window).await;
+            }
+            schedules
+                .run(
+                    |window| {
+                        let dispatch = dispatch.clone();
+                        async move {
+                            let event = WindowClosed {
+                                program: window.program().clone(),
+                                scheduled_time: window.closes_at(),
+                            };
+                            match dispatch.window_closed(&event).await {
+                                Ok(run) => {
+                                    tracing::info!(%window, state = ?run.state, "window fired")
+                                }
+                                Err(e) => {
+                                    tracing::error!(%window, error = %e, "window could not start")
+                                }
                             }
                         }
-                    }
-                },
-                shutdown,
-            )
-            .await;
-    })
-}
-
-impl Common {
-    /// What EventBridge Scheduler invokes when deployed: the windows (fired
-    /// from `schedules`) and the resolver of unsettled credits.
-    pub(crate) fn spawn_schedules(
-        &self,
-        schedules: Arc<MemorySchedules>,
-        dispatch: &Dispatch,
-        shutdown: &CancellationToken,
-    ) -> [JoinHandle<()>; 2] {
-        [
-            spawn_scheduler(schedules, &self.catalog, dispatch.clone(), shutdown.clone()),
-            spawn_resolver(dispatch.clone(), self.resolve_every, shutdown.clone()),
-        ]
-    }
-}
-
-/// Runs dispatch's resolver of unsettled credits every `every`, as the
-/// deployed stack's `ResolveUnsettledSchedule` does.
-fn spawn_resolver(
-    dispatch: Dispatch,
-    every: Duration,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-            if let Err(e) = dispatch.resolve_unsettled().await {
-                tracing::error!(error = %e, "the resolver of unsettled credits failed");
-            }
-        }
-    })
-}
-
-/// What every stack builds the same way, whatever its adapters: the
-/// sandbox partner, the partner connectors, programs, enrollments and the
-/// intake's source credentials. The simulator builds one over its own
-/// partner with [`Common::assemble`].
-pub struct Common {
-    pub sandbox: Option<SandboxPartner>,
-    pub partners: HashMap<PartnerId, Arc<dyn PartnerConnector>>,
-    pub catalog: Arc<LiveCatalog>,
-    pub program_store: Arc<dyn ProgramStore>,
-    pub enrollments: Arc<dyn Enrollments>,
-    pub sweep_every: Duration,
-    pub backoff: Backoff,
-    pub resolve_after: Duration,
-    pub resolve_every: Duration,
-    pub intake: IntakeConfig,
-    pub sandbox_shutdown: CancellationToken,
-}
-
-impl Common {
-    pub(crate) async fn start(
-        config: &LocalConfig,
-        options: &StackOptions,
-        program_store: Arc<dyn ProgramStore>,
-        enrollments: Arc<dyn Enrollments>,
-        limits: (Arc<dyn RateLimiter>, Arc<dyn CircuitStore>),
-    ) -> Result<Self, StackError> {
-        let sandbox_shutdown = CancellationToken::new();
-        let links = config.member_links();
-        let sandbox = if config.uses_sandbox() {
-            let partner_of = |program: &pointsflow_core::values::ProgramId| {
-                config
-                    .programs
-                    .iter()
-                    .find(|p| &p.id == program)
-                    .and_then(|p| {
-                        config
-                            .partners
-                            .iter()
-                            .find(|x| x.id == p.destination.partner)
-                    })
-                    .is_some_and(|x| x.kind == PartnerKind::Sandbox)
-            };
-            let members = links
-                .iter()
-                .filter(|l| partner_of(&l.program))
-                .map(|l| SandboxMember {
-                    member_number: l.member.to_string(),
-                    first_name: l.first_name.clone(),
-                    last_name: l.last_name.clone(),
-                })
-                .chain(config.sandbox.members.iter().map(|m| SandboxMember {
-                    member_number: m.member_number.clone(),
-                    first_name: m.first_name.clone(),
-                    last_name: m.last_name.clone(),
-                }))
-                .collect();
-            let stop = sandbox_shutdown.clone();
-            let sandbox = SandboxPartner::start(
-                SandboxConfig {
-                    api_key: config.sandbox.api_key.clone(),
-                    members,
-                    slow_response: Duration::from_millis(config.sandbox.slow_response_ms),
-                    behaviour: SandboxBehaviour {
-                        latency: Duration::from_millis(config.sandbox.latency_ms),
-                        failure_rate: config.sandbox.failure_rate,
-                        rate_limit_per_second: config.sandbox.rate_limit_per_second,
                     },
-                },
-                options.sandbox_listen,
-                Box::pin(async move { stop.cancelled().await }),
-            )
-            .await
-            .map_err(|source| StackError::Listen {
-                addr: options.sandbox_listen,
-                source,
-            })?;
-            Some(sandbox)
-        } else {
-            None
-        };
-
-        let sandbox_access = sandbox
-            .as_ref()
-            .map(|s| (s.base_url(), config.sandbox.api_key.clone()));
-        let partners = pointsflow_lambda::rest_connectors(
-            config,
-            sandbox_access
-                .as_ref()
-                .map(|(url, key)| (url.as_str(), key.as_str())),
-        )
-        .map_err(|e| match e {
-            pointsflow_lambda::WiringError::Partner { partner, problem } => {
-                StackError::Partner { partner, problem }
+                    shutdown,
+                )
+                .await;
+        })
+    };
+    let resolver = {
+        let dispatch = dispatch.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(resolve_every) => {}
+                }
+                if let Err(e) = dispatch.resolve_unsettled().await {
+                    tracing::error!(error = %e, "the resolver of unsettled credits failed");
+                }
             }
-            other => StackError::Aws(other.to_string()),
-        })?;
-        let mut common = Self::assemble(
-            config,
-            partners,
-            program_store,
-            enrollments,
-            limits,
-            Arc::new(SystemClock),
-        )
-        .await?;
-        common.sandbox = sandbox;
-        common.sandbox_shutdown = sandbox_shutdown;
-        Ok(common)
-    }
-
-    /// Everything but the sandbox: `partners` (governed here by the
-    /// configured limits, on `clock`), the live catalog, and the handlers'
-    /// settings from `config`.
-    pub async fn assemble(
-        config: &LocalConfig,
-        partners: HashMap<PartnerId, Arc<dyn PartnerConnector>>,
-        program_store: Arc<dyn ProgramStore>,
-        enrollments: Arc<dyn Enrollments>,
-        limits: (Arc<dyn RateLimiter>, Arc<dyn CircuitStore>),
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, StackError> {
-        let partners = pointsflow_lambda::govern(config, partners, limits.0, limits.1, clock);
-
-        let catalog = LiveCatalog::load(
-            config.programs.clone(),
-            program_store.clone(),
-            Duration::from_millis(config.program_refresh_ms),
-        )
-        .await
-        .map_err(|e| StackError::Aws(format!("cannot read the applied programs: {e}")))?;
-        Ok(Self {
-            sandbox: None,
-            partners,
-            catalog: Arc::new(catalog),
-            program_store,
-            enrollments,
-            sweep_every: Duration::from_millis(config.waiting_sweep_ms),
-            backoff: Backoff {
-                base: config.queues.retry_base(),
-                cap: config.queues.retry_cap(),
-            },
-            resolve_after: Duration::from_millis(config.resolve_after_ms),
-            resolve_every: Duration::from_millis(config.resolve_every_ms),
-            intake: IntakeConfig {
-                sources: config.sources.clone(),
-                operators: config.operators.clone(),
-                programs: config.programs.clone(),
-                known: config.known(),
-                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            },
-            sandbox_shutdown: CancellationToken::new(),
         })
-    }
-}
-
-/// The four handlers, wired to one set of adapters.
-pub struct Handlers {
-    pub intake: Intake,
-    pub eligibility: Eligibility,
-    pub dispatch: Dispatch,
-    pub operations: Operations,
-    pub callbacks: Callbacks,
-}
-
-/// The adapters of one stack, embedded or AWS.
-pub struct Adapters<S, L> {
-    pub store: Arc<S>,
-    pub ledger: Arc<L>,
-    pub to_eligibility: Arc<dyn Publish>,
-    pub to_dispatch: Arc<dyn Publish>,
-    /// The dispatch queue again, for window work.
-    pub work: Arc<dyn PublishWork>,
-    pub windows: Arc<dyn WindowStore>,
-    pub schedules: Arc<dyn WindowSchedules>,
-    /// The dispatch queue's retries.
-    pub redelivery: Arc<dyn Redelivery>,
-    /// The unsettled requests, and the dispatch queue again.
-    pub unsettled_requests: Arc<dyn UnsettledIndex>,
-    pub requeue: Arc<dyn Publish>,
-    pub clock: Arc<dyn Clock>,
-    pub ids: Arc<dyn IdSource>,
-    /// The operators' audit log, and the dead-letter queues they redrive.
-    pub audit: Arc<dyn AuditLog>,
-    pub dead_letters: HashMap<QueueName, Arc<dyn DeadLetters>>,
-    /// Where reconciliation reports are kept.
-    pub reports: Arc<dyn ReportStore>,
-    /// The callbacks queue: status callbacks are queued there, and
-    /// retried on it.
-    pub callbacks: Arc<dyn PublishCallback>,
-    pub callback_redelivery: Arc<dyn Redelivery>,
-}
-
-impl Common {
-    /// Builds the handlers over one stack's adapters.
-    pub fn handlers<S, L>(&self, adapters: Adapters<S, L>) -> Handlers
-    where
-        S: RequestCreate
-            + RequestGet
-            + RequestUpdate
-            + WaitingRequests
-            + ScheduledRequests
-            + RequestSearch
-            + RequestLines
-            + 'static,
-        L: LedgerRead + LedgerWrite + 'static,
-    {
-        let Adapters {
-            store,
-            ledger,
-            to_eligibility,
-            to_dispatch,
-            work,
-            windows,
-            schedules,
-            redelivery,
-            unsettled_requests,
-            requeue,
-            clock,
-            ids,
-            audit,
-            dead_letters,
-            reports,
-            callbacks,
-            callback_redelivery,
-        } = adapters;
-        // Every handler's update queues the status callback of a request
-        // reaching a final status.
-        let update: Arc<dyn RequestUpdate> = Arc::new(Notifying::new(
-            store.clone(),
-            callbacks.clone(),
-            self.intake
-                .sources
-                .iter()
-                .filter(|s| s.callback.is_some())
-                .map(|s| s.id.clone()),
-        ));
-        let callback_handler = Callbacks::new(
-            CallbacksPorts {
-                get: store.clone(),
-                redelivery: callback_redelivery,
-                clock: clock.clone(),
-            },
-            self.intake
-                .sources
-                .iter()
-                .filter_map(|s| s.callback.clone().map(|c| (s.id.clone(), c)))
-                .collect(),
-        )
-        .with_retries(self.backoff, pointsflow_callbacks::GIVE_UP_AFTER);
-        let intake = Intake::new(
-            self.intake.clone(),
-            IntakePorts {
-                create: store.clone(),
-                get: store.clone(),
-                update: update.clone(),
-                ledger: ledger.clone(),
-                eligibility_queue: to_eligibility.clone(),
-                programs: self.catalog.clone(),
-                program_store: self.program_store.clone(),
-                enrollments: self.enrollments.clone(),
-                waiting: store.clone(),
-                windows: windows.clone(),
-                schedules: schedules.clone(),
-                clock: clock.clone(),
-            },
-        );
-        let eligibility = Eligibility::new(EligibilityPorts {
-            get: store.clone(),
-            waiting: store.clone(),
-            partners: self.partners.clone(),
-            update: update.clone(),
-            ledger: ledger.clone(),
-            ledger_read: ledger.clone(),
-            programs: self.catalog.clone(),
-            enrollments: self.enrollments.clone(),
-            dispatch_queue: to_dispatch.clone(),
-            schedules: schedules.clone(),
-            clock: clock.clone(),
-        })
-        .with_sweep_every(self.sweep_every);
-        let operations = Operations::new(OperationsPorts {
-            get: store.clone(),
-            update: update.clone(),
-            search: store.clone(),
-            ledger_read: ledger.clone(),
-            ledger_write: ledger.clone(),
-            programs: self.catalog.clone(),
-            partners: self.partners.clone(),
-            clock: clock.clone(),
-            eligibility: to_eligibility,
-            dispatch: to_dispatch,
-            audit,
-            dead_letters,
-            lines: store.clone(),
-            reports,
-            callbacks: Some(callbacks),
-        });
-        let dispatch = Dispatch::new(DispatchPorts {
-            get: store.clone(),
-            update: update.clone(),
-            ledger_read: ledger.clone(),
-            ledger_write: ledger,
-            programs: self.catalog.clone(),
-            partners: self.partners.clone(),
-            ids,
-            clock,
-            scheduled: store,
-            windows,
-            work,
-            redelivery,
-            unsettled_requests,
-            requeue,
-        })
-        .with_backoff(self.backoff)
-        .with_resolution(pointsflow_dispatch::resolve::Resolution {
-            after: self.resolve_after,
-            metric_stack: None,
-        });
-        Handlers {
-            intake,
-            eligibility,
-            dispatch,
-            operations,
-            callbacks: callback_handler,
-        }
-    }
-}
-
-/// Funds every program's budget (a no-op when already funded).
-pub async fn fund(
-    config: &LocalConfig,
-    ledger: &dyn LedgerWrite,
-    clock: &dyn Clock,
-) -> Result<(), StackError> {
-    for program in &config.programs {
-        ledger
-            .apply(&[Entry::fund(
-                &program.id,
-                "initial",
-                program.budget,
-                clock.now(),
-            )])
-            .await
-            .map_err(|source| StackError::Funding {
-                program: program.id.to_string(),
-                source,
-            })?;
-    }
-    Ok(())
+    };
+    [windows, resolver]
 }
 
 /// Serves intake on `listen` until `shutdown`, and the operations
@@ -702,7 +281,7 @@ pub(crate) async fn serve(
     listen: SocketAddr,
     intake: Intake,
     operations: Operations,
-    operators: Vec<pointsflow_config::OperatorEntry>,
+    operators: Vec<crate::config::OperatorEntry>,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, JoinHandle<()>), StackError> {
     let listener = TcpListener::bind(listen)
@@ -756,120 +335,95 @@ impl Stack {
         ids: Arc<dyn IdSource>,
     ) -> Result<Stack, StackError> {
         let shutdown = CancellationToken::new();
-        let partner_state = Arc::new(MemoryPartnerState::new());
-        let common = Common::start(
-            &config,
-            &options,
-            Arc::new(MemoryProgramStore::new()),
-            Arc::new(MemoryEnrollments::new(config.member_links())),
-            (partner_state.clone(), partner_state.clone()),
-        )
-        .await?;
-        let store = Arc::new(MemoryRequestStore::new());
-        let ledger = Arc::new(MemoryLedger::new());
-        let windows = Arc::new(MemoryWindowStore::new());
-        let schedules = Arc::new(MemorySchedules::new());
-        fund(&config, ledger.as_ref(), clock.as_ref()).await?;
-
-        let (eligibility_queue, eligibility_dlq) = queue_pair("eligibility", &config);
-        let (dispatch_queue, dispatch_dlq) = queue_pair("dispatch", &config);
-        let (callback_queue, callback_dlq) =
-            queue_pair_receiving("callbacks", &config, CALLBACK_MAX_RECEIVES);
+        let sandbox = crate::sandbox::start(&config, options.sandbox_listen)
+            .await
+            .map_err(|source| StackError::Listen {
+                addr: options.sandbox_listen,
+                source,
+            })?;
+        let platform = Embedded::new(&config, clock, ids);
+        let pair = |q| platform.pair(q).cloned();
+        let (eligibility_queue, dispatch_queue, callbacks_queue) = (
+            pair(QueueName::Eligibility)?,
+            pair(QueueName::Dispatch)?,
+            pair(QueueName::Callbacks)?,
+        );
         let queues = Queues {
-            eligibility: eligibility_queue.clone(),
-            eligibility_dlq,
-            dispatch: dispatch_queue.clone(),
-            dispatch_dlq,
-            callbacks: callback_queue.clone(),
-            callbacks_dlq: callback_dlq,
+            eligibility: eligibility_queue.queue.clone(),
+            eligibility_dlq: eligibility_queue.dead_letters,
+            dispatch: dispatch_queue.queue.clone(),
+            dispatch_dlq: dispatch_queue.dead_letters,
+            callbacks: callbacks_queue.queue.clone(),
+            callbacks_dlq: callbacks_queue.dead_letters,
         };
-
-        let audit = Arc::new(MemoryAuditLog::new());
-        let reports = Arc::new(MemoryReportStore::new());
-        let dead_letters: HashMap<QueueName, Arc<dyn DeadLetters>> = HashMap::from([
-            (
-                QueueName::Eligibility,
-                Arc::new(MemoryDeadLetters {
-                    dead_letter: queues.eligibility_dlq.clone(),
-                    source: queues.eligibility.clone(),
-                }) as Arc<dyn DeadLetters>,
-            ),
-            (
-                QueueName::Dispatch,
-                Arc::new(MemoryDeadLetters {
-                    dead_letter: queues.dispatch_dlq.clone(),
-                    source: queues.dispatch.clone(),
-                }) as Arc<dyn DeadLetters>,
-            ),
-            (
-                QueueName::Callbacks,
-                Arc::new(MemoryDeadLetters {
-                    dead_letter: queues.callbacks_dlq.clone(),
-                    source: queues.callbacks.clone(),
-                }) as Arc<dyn DeadLetters>,
-            ),
-        ]);
+        let (store, ledger, windows, schedules, partner_state, audit, reports) = (
+            platform.store.clone(),
+            platform.ledger.clone(),
+            platform.windows.clone(),
+            platform.schedules.clone(),
+            platform.partner_state.clone(),
+            platform.audit.clone(),
+            platform.reports.clone(),
+        );
+        let operators = config.operators.clone();
+        let resolve_every = Duration::from_millis(config.resolve_every_ms);
+        let mut adapters = platform.adapters();
+        adapters.sandbox = sandbox.as_ref().map(|s| s.access(&config));
+        let assembly = Assembly::new(config.clone(), adapters);
+        assembly.fund().await?;
         let Handlers {
             intake,
             eligibility,
             dispatch,
             operations,
             callbacks,
-        } = common.handlers(Adapters {
-            store: store.clone(),
-            ledger: ledger.clone(),
-            to_eligibility: eligibility_queue.clone(),
-            to_dispatch: dispatch_queue.clone(),
-            work: dispatch_queue.clone(),
-            windows: windows.clone(),
-            schedules: schedules.clone(),
-            redelivery: dispatch_queue.clone(),
-            unsettled_requests: store.clone(),
-            requeue: dispatch_queue.clone(),
-            clock,
-            ids,
-            audit: audit.clone(),
-            dead_letters,
-            reports: reports.clone(),
-            callbacks: callback_queue.clone(),
-            callback_redelivery: callback_queue.clone(),
-        });
+        } = assembly.handlers().await?;
 
-        let mapping = |name: &str| MappingConfig {
-            batch_size: config.queues.batch_size,
-            concurrency: config.queues.concurrency,
-            function_timeout: config.queues.function_timeout(),
-            function_name: name.to_owned(),
-        };
-        let mut tasks = vec![spawn_mapping(
-            EventSourceMapping::new(eligibility_queue, mapping("eligibility")),
-            eligibility.clone(),
-            shutdown.clone(),
-        )];
-        tasks.push(spawn_mapping(
-            EventSourceMapping::new(callback_queue, mapping("callbacks")),
-            callbacks,
-            shutdown.clone(),
-        ));
-        let dispatch_mapping = spawn_mapping(
-            EventSourceMapping::new(dispatch_queue, mapping("dispatch")),
+        let mut tasks = vec![
+            spawn_embedded(
+                EventSourceMapping::new(
+                    queues.eligibility.clone(),
+                    mapping_config(&config, "eligibility"),
+                ),
+                eligibility.clone(),
+                shutdown.clone(),
+            ),
+            spawn_embedded(
+                EventSourceMapping::new(
+                    queues.callbacks.clone(),
+                    mapping_config(&config, "callbacks"),
+                ),
+                callbacks,
+                shutdown.clone(),
+            ),
+        ];
+        let mapping = mapping_config(&config, "dispatch");
+        let dispatch_mapping = spawn_embedded(
+            EventSourceMapping::new(queues.dispatch.clone(), mapping.clone()),
             dispatch.clone(),
             shutdown.clone(),
         );
-        tasks.extend(common.spawn_schedules(schedules.clone(), &dispatch, &shutdown));
+        tasks.extend(spawn_schedules(
+            schedules.clone(),
+            &assembly.programs().await?,
+            &dispatch,
+            resolve_every,
+            &shutdown,
+        ));
         let (intake_addr, server) = serve(
             options.listen,
             intake,
             operations.clone(),
-            config.operators.clone(),
+            operators,
             shutdown.clone(),
         )
         .await?;
         tasks.push(server);
+        let (sandbox, sandbox_shutdown) = split(sandbox);
 
         Ok(Stack {
             intake_addr,
-            sandbox: common.sandbox,
+            sandbox,
             store,
             ledger,
             windows,
@@ -882,10 +436,10 @@ impl Stack {
             audit,
             reports,
             shutdown,
-            sandbox_shutdown: common.sandbox_shutdown,
+            sandbox_shutdown,
             tasks,
             dispatch_mapping: Some(dispatch_mapping),
-            mapping_config: mapping("dispatch"),
+            mapping_config: mapping,
         })
     }
 
@@ -901,7 +455,7 @@ impl Stack {
     /// Starts the dispatch function again after [`Self::crash_dispatch`].
     pub fn restart_dispatch(&mut self) {
         if self.dispatch_mapping.is_none() {
-            self.dispatch_mapping = Some(spawn_mapping(
+            self.dispatch_mapping = Some(spawn_embedded(
                 EventSourceMapping::new(self.queues.dispatch.clone(), self.mapping_config.clone()),
                 self.dispatch.clone(),
                 self.shutdown.clone(),
@@ -935,5 +489,15 @@ pub(crate) async fn stop(
     sandbox_shutdown.cancel();
     if let Some(sandbox) = sandbox {
         sandbox.stopped().await;
+    }
+}
+
+/// The sandbox, and what stops it (a token nothing waits on when there is none).
+pub(crate) fn split(
+    sandbox: Option<RunningSandbox>,
+) -> (Option<SandboxPartner>, CancellationToken) {
+    match sandbox {
+        Some(s) => (Some(s.partner), s.shutdown),
+        None => (None, CancellationToken::new()),
     }
 }

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use pointsflow_core::ports::{Enrollments, MemberLink, StoreError};
+use pointsflow_core::enrollment::MemberLink;
+use pointsflow_core::ports::{Enrollments, StoreError};
 use pointsflow_core::values::{ProgramId, RecipientId};
 
 use crate::item::{self, DOC, doc, s};
@@ -51,7 +52,7 @@ impl Enrollments for DynamoEnrollments {
             .await
             .map_err(|e| unavailable(e.into_service_error()))?;
         out.item()
-            .map(|i| doc(i).map_err(|e| StoreError::Unavailable(e.to_string())))
+            .map(|i| doc(i).map_err(StoreError::from))
             .transpose()
     }
 

@@ -12,8 +12,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use chrono::{DateTime, Utc};
-use pointsflow_core::governance::{Circuit, CircuitStore, RateLimiter, Slot, next_slot};
-use pointsflow_core::ports::StoreError;
+use pointsflow_core::governance::{Circuit, Slot, next_slot};
+use pointsflow_core::ports::{CircuitStore, RateLimiter, StoreError};
 use pointsflow_core::values::PartnerId;
 
 use crate::item::{self, DOC, Item, counter, doc, n, s};
@@ -92,10 +92,7 @@ impl RateLimiter for DynamoPartnerState {
         let now = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
         for _ in 0..SLOT_ATTEMPTS {
             let read = match self.items.get(key(partner, "RATE")).await? {
-                Some(item) => Some(
-                    counter(&item, "next_free")
-                        .map_err(|e| StoreError::Unavailable(e.to_string()))?,
-                ),
+                Some(item) => Some(counter(&item, "next_free").map_err(StoreError::from)?),
                 None => None,
             };
             let next_free =
@@ -123,10 +120,8 @@ impl CircuitStore for DynamoPartnerState {
         let Some(item) = self.items.get(key(partner, "CIRCUIT")).await? else {
             return Ok(Circuit::default());
         };
-        let mut circuit: Circuit =
-            doc(&item).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        circuit.version =
-            counter(&item, "version").map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let mut circuit: Circuit = doc(&item).map_err(StoreError::from)?;
+        circuit.version = counter(&item, "version").map_err(StoreError::from)?;
         Ok(circuit)
     }
 
@@ -137,8 +132,8 @@ impl CircuitStore for DynamoPartnerState {
     ) -> Result<u64, StoreError> {
         let next = circuit.version + 1;
         let mut item = key(partner, "CIRCUIT");
-        let body =
-            serde_json::to_string(circuit).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let body = serde_json::to_string(circuit)
+            .map_err(|e| StoreError::Unavailable(format!("cannot encode the circuit: {e}")))?;
         item.insert(DOC.into(), s(body));
         item.insert("version".into(), n(next));
         let read = (circuit.version > 0).then_some(circuit.version);

@@ -27,6 +27,18 @@ pub(crate) fn key(pk: String, sk: impl Into<String>) -> Item {
 #[error("malformed item: {0}")]
 pub(crate) struct Malformed(pub String);
 
+impl From<Malformed> for pointsflow_core::ports::StoreError {
+    fn from(e: Malformed) -> Self {
+        pointsflow_core::ports::StoreError::Malformed(e.0)
+    }
+}
+
+impl From<Malformed> for pointsflow_core::ledger::LedgerError {
+    fn from(e: Malformed) -> Self {
+        pointsflow_core::ledger::LedgerError::Unreadable(e.0)
+    }
+}
+
 pub(crate) fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, Malformed> {
     match item.get(name) {
         Some(AttributeValue::S(v)) => Ok(v),

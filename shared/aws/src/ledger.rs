@@ -16,9 +16,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
-use pointsflow_core::ledger::rules;
 use pointsflow_core::ledger::{
-    AccountId, Applied, Balance, CapKey, Entry, EntryId, EntryKind, LedgerError,
+    AccountId, Applied, Balance, CapKey, Entry, EntryId, EntryKind, LedgerError, rules,
 };
 use pointsflow_core::ports::{LedgerRead, LedgerWrite};
 use pointsflow_core::values::RequestId;
@@ -40,7 +39,7 @@ fn unavailable(e: impl std::error::Error) -> LedgerError {
 }
 
 fn malformed(e: item::Malformed) -> LedgerError {
-    LedgerError::Unavailable(e.to_string())
+    e.into()
 }
 
 /// Where an entry lives: with its request, so one query finds a request's

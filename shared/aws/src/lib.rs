@@ -9,8 +9,6 @@ mod enrollments;
 mod governance;
 mod item;
 mod ledger;
-pub mod mapping;
-pub mod meter;
 mod operations;
 mod programs;
 mod schedules;
@@ -20,7 +18,6 @@ mod unsettled;
 mod versioned;
 mod windows;
 
-pub mod emulator;
 pub mod tables;
 
 pub use enrollments::DynamoEnrollments;
@@ -29,7 +26,7 @@ pub use ledger::DynamoLedger;
 pub use operations::{DynamoAuditLog, DynamoReportStore, SqsDeadLetters};
 pub use programs::DynamoProgramStore;
 pub use schedules::{EventBridgeSchedules, ScheduleTarget, window_event};
-pub use sqs::{SqsPublisher, SqsRedelivery};
+pub use sqs::SqsQueue;
 pub use store::DynamoRequestStore;
 pub use windows::DynamoWindowStore;
 
@@ -43,19 +40,4 @@ pub async fn sdk_config(endpoint: Option<&str>) -> SdkConfig {
         loader = loader.endpoint_url(url);
     }
     loader.load().await
-}
-
-/// `sdk`, with every request it sends counted by `meter`.
-pub fn metered(sdk: SdkConfig, meter: &meter::Meter) -> SdkConfig {
-    use aws_smithy_http_client::{Builder, tls};
-    // The SDK's own default: hyper 1 with rustls on aws-lc.
-    let client = sdk.http_client().unwrap_or_else(|| {
-        Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::AwsLc,
-            ))
-            .build_https()
-    });
-    let wrapped = meter.wrap(client);
-    sdk.into_builder().http_client(wrapped).build()
 }

@@ -7,14 +7,14 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use chrono::NaiveDate;
-use pointsflow_core::operations::{
-    AuditEntry, AuditLog, DeadLetters, RedriveReport, RequestSearch, SearchFilter,
+use pointsflow_core::audit::AuditEntry;
+use pointsflow_core::ports::{
+    AuditLog, DeadLetters, QueueError, RedriveReport, ReportStore, RequestLines, RequestSearch,
+    StoreError,
 };
-use pointsflow_core::ports::StoreError;
-use pointsflow_core::reconcile::{
-    LinePage, ReconcileReport, ReportStore, RequestLine, RequestLines, Scope,
-};
+use pointsflow_core::reconcile::{LinePage, ReconcileReport, RequestLine, Scope};
 use pointsflow_core::request::PointsRequest;
+use pointsflow_core::search::SearchFilter;
 use pointsflow_core::values::PartnerReference;
 use std::collections::HashSet;
 
@@ -80,7 +80,7 @@ impl AuditLog for DynamoAuditLog {
                 .await
                 .map_err(|e| unavailable(e.into_service_error()))?;
             for item in page.items() {
-                out.push(doc(item).map_err(|e| StoreError::Unavailable(e.to_string()))?);
+                out.push(doc(item).map_err(StoreError::from)?);
             }
             match page.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),
@@ -131,7 +131,7 @@ impl crate::DynamoRequestStore {
             .map_err(|e| unavailable(e.into_service_error()))?;
         let mut requests = Vec::with_capacity(page.items().len());
         for item in page.items() {
-            requests.push(doc(item).map_err(|e| StoreError::Unavailable(e.to_string()))?);
+            requests.push(doc(item).map_err(StoreError::from)?);
         }
         let next = page.last_evaluated_key().filter(|k| !k.is_empty()).cloned();
         Ok((requests, next))
@@ -241,7 +241,7 @@ impl ReportStore for DynamoReportStore {
             .await
             .map_err(|e| unavailable(e.into_service_error()))?;
         out.item()
-            .map(|item| doc(item).map_err(|e| StoreError::Unavailable(e.to_string())))
+            .map(|item| doc(item).map_err(StoreError::from))
             .transpose()
     }
 }
@@ -269,13 +269,13 @@ impl SqsDeadLetters {
     }
 }
 
-fn sqs_error<E: std::error::Error>(e: E) -> String {
-    aws_sdk_sqs::error::DisplayErrorContext(e).to_string()
+fn sqs_error<E: std::error::Error>(e: E) -> QueueError {
+    QueueError::Unavailable(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
 }
 
 #[async_trait]
 impl DeadLetters for SqsDeadLetters {
-    async fn redrive(&self, max: u64) -> Result<RedriveReport, String> {
+    async fn redrive(&self, max: u64) -> Result<RedriveReport, QueueError> {
         let mut report = RedriveReport::default();
         while report.moved + report.failed < max {
             let want = (max - report.moved - report.failed).min(10) as i32;
@@ -332,7 +332,7 @@ impl DeadLetters for SqsDeadLetters {
         Ok(report)
     }
 
-    async fn depth(&self) -> Result<u64, String> {
+    async fn depth(&self) -> Result<u64, QueueError> {
         let out = self
             .client
             .get_queue_attributes()

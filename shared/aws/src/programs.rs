@@ -71,7 +71,7 @@ impl ProgramStore for DynamoProgramStore {
                 .await
                 .map_err(|e| unavailable(e.into_service_error()))?;
             for item in page.items() {
-                out.push(doc(item).map_err(|e| StoreError::Unavailable(e.to_string()))?);
+                out.push(doc(item).map_err(StoreError::from)?);
             }
             match page.last_evaluated_key() {
                 Some(key) if !key.is_empty() => start = Some(key.clone()),

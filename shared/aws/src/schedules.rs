@@ -13,8 +13,8 @@ use aws_sdk_scheduler::types::{
     ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode,
     RetryPolicy, Target,
 };
-use pointsflow_core::ports::StoreError;
-use pointsflow_core::window::{WindowId, WindowSchedules};
+use pointsflow_core::ports::{StoreError, WindowSchedules};
+use pointsflow_core::window::WindowId;
 use sha2::{Digest, Sha256};
 
 /// EventBridge Scheduler's limit on a schedule's name.

@@ -1,25 +1,31 @@
-//! Publishing pipeline messages to SQS: `SendMessageBatch` in chunks of 10;
-//! entries the service failed are sent once more, and any still failing are
-//! reported by request id. No message is dropped silently.
+//! One SQS queue in every role a handler takes: publishing pipeline
+//! messages, window work and callbacks (`SendMessageBatch` in chunks of 10;
+//! entries the service failed are sent once more, and any still failing
+//! are reported, by request id where there is one: no message is dropped
+//! silently), and putting a received message back for a retry
+//! (`ChangeMessageVisibility`) or sending it again later (`DelaySeconds`).
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use pointsflow_core::ports::{PipelineMessage, Publish, PublishError, Redelivery, StoreError};
+use pointsflow_core::callback::CallbackMessage;
+use pointsflow_core::ports::{
+    PipelineMessage, Publish, PublishCallback, PublishError, PublishWork, QueueError, Redelivery,
+};
 use pointsflow_core::values::RequestId;
-use pointsflow_core::window::{PublishWork, WindowWork};
+use pointsflow_core::window::WindowWork;
 
 /// SQS takes at most 10 entries per batch.
 const MAX_BATCH: usize = 10;
 
 #[derive(Debug, Clone)]
-pub struct SqsPublisher {
+pub struct SqsQueue {
     client: Client,
     queue_url: String,
 }
 
-impl SqsPublisher {
+impl SqsQueue {
     pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
         Self {
             client,
@@ -92,15 +98,15 @@ impl SqsPublisher {
 }
 
 #[async_trait]
-impl Publish for SqsPublisher {
+impl Publish for SqsQueue {
     #[tracing::instrument(skip_all, fields(messages = messages.len()))]
     async fn publish(&self, messages: &[PipelineMessage]) -> Result<(), PublishError> {
         let mut failed: Vec<RequestId> = Vec::new();
-        let mut reason = String::new();
+        let mut cause = QueueError::Unavailable(String::new());
         for (message, why) in self.send_all(messages).await {
             tracing::error!(request_id = %message.request_id, %why, "message not sent");
             failed.push(message.request_id);
-            reason = why;
+            cause = QueueError::Unavailable(why);
         }
         if failed.is_empty() {
             Ok(())
@@ -108,41 +114,24 @@ impl Publish for SqsPublisher {
             Err(PublishError {
                 failed,
                 total: messages.len(),
-                reason,
+                cause,
             })
         }
     }
 }
 
 #[async_trait]
-impl PublishWork for SqsPublisher {
+impl PublishWork for SqsQueue {
     #[tracing::instrument(skip_all, fields(messages = work.len()))]
-    async fn publish_work(&self, work: &[WindowWork]) -> Result<(), StoreError> {
+    async fn publish_work(&self, work: &[WindowWork]) -> Result<(), QueueError> {
         let failed = self.send_all(work).await;
         match failed.first() {
             None => Ok(()),
-            Some((_, why)) => Err(StoreError::Unavailable(format!(
+            Some((_, why)) => Err(QueueError::Unavailable(format!(
                 "{} of {} window messages not sent: {why}",
                 failed.len(),
                 work.len()
             ))),
-        }
-    }
-}
-
-/// Retries on SQS: `ChangeMessageVisibility` on the consumer's queue, and
-/// `SendMessage` with `DelaySeconds` for a deferral.
-#[derive(Debug, Clone)]
-pub struct SqsRedelivery {
-    client: Client,
-    queue_url: String,
-}
-
-impl SqsRedelivery {
-    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
-        Self {
-            client,
-            queue_url: queue_url.into(),
         }
     }
 }
@@ -153,12 +142,12 @@ fn seconds(delay: std::time::Duration, max: u64) -> i32 {
 }
 
 #[async_trait]
-impl Redelivery for SqsRedelivery {
+impl Redelivery for SqsQueue {
     async fn retry_after(
         &self,
         receipt_handle: &str,
         delay: std::time::Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), QueueError> {
         self.client
             .change_message_visibility()
             .queue_url(&self.queue_url)
@@ -168,10 +157,10 @@ impl Redelivery for SqsRedelivery {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| DisplayErrorContext(e).to_string())
+            .map_err(|e| QueueError::Unavailable(DisplayErrorContext(e).to_string()))
     }
 
-    async fn send_later(&self, body: &str, delay: std::time::Duration) -> Result<(), String> {
+    async fn send_later(&self, body: &str, delay: std::time::Duration) -> Result<(), QueueError> {
         self.client
             .send_message()
             .queue_url(&self.queue_url)
@@ -180,20 +169,18 @@ impl Redelivery for SqsRedelivery {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| DisplayErrorContext(e).to_string())
+            .map_err(|e| QueueError::Unavailable(DisplayErrorContext(e).to_string()))
     }
 }
 
 #[async_trait]
-impl pointsflow_core::callback::PublishCallback for SqsPublisher {
-    async fn publish_callback(
-        &self,
-        message: &pointsflow_core::callback::CallbackMessage,
-    ) -> Result<(), String> {
-        let body = serde_json::to_string(message).map_err(|e| e.to_string())?;
+impl PublishCallback for SqsQueue {
+    async fn publish_callback(&self, message: &CallbackMessage) -> Result<(), QueueError> {
+        let body = serde_json::to_string(message)
+            .map_err(|e| QueueError::Refused(format!("cannot encode the callback: {e}")))?;
         match self.send_bodies(std::slice::from_ref(&body)).await.first() {
             None => Ok(()),
-            Some((_, why)) => Err(why.clone()),
+            Some((_, why)) => Err(QueueError::Unavailable(why.clone())),
         }
     }
 }

@@ -6,14 +6,13 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use pointsflow_core::ports::{
-    Created, RequestCreate, RequestGet, RequestUpdate, StoreError, WaitingRequests,
+    Created, RequestCreate, RequestGet, RequestUpdate, ScheduledRequests, StoreError,
+    UnsettledIndex, WaitingRequests,
 };
 use pointsflow_core::request::{PointsRequest, StatusKind};
-use pointsflow_core::unsettled::{Unsettled, UnsettledIndex, UnsettledItem};
+use pointsflow_core::unsettled::{Unsettled, UnsettledItem};
 use pointsflow_core::values::{MemberNumber, PartnerId, Points, ProgramId, RecipientId, RequestId};
-use pointsflow_core::window::{
-    ScheduledCursor, ScheduledEntry, ScheduledPage, ScheduledRequests, WindowId,
-};
+use pointsflow_core::window::{ScheduledCursor, ScheduledEntry, ScheduledPage, WindowId};
 
 use crate::item::{self, Item, get_s, n, s};
 use crate::tables;
@@ -40,7 +39,7 @@ fn scheduled_sk(member: &MemberNumber, id: &RequestId) -> String {
 }
 
 fn scheduled_from(item: &Item) -> Result<ScheduledEntry, StoreError> {
-    let bad = |e: String| StoreError::Unavailable(format!("malformed scheduled entry: {e}"));
+    let bad = |e: String| StoreError::Malformed(format!("scheduled entry: {e}"));
     let read = |name| get_s(item, name).map_err(|e| bad(e.to_string()));
     let id = read(item::PK)?
         .strip_prefix("REQ#")
@@ -184,8 +183,7 @@ impl WaitingRequests for DynamoRequestStore {
                 .await
                 .map_err(|e| unavailable(e.into_service_error()))?;
             for item in page.items() {
-                let read =
-                    |name| get_s(item, name).map_err(|e| StoreError::Unavailable(e.to_string()));
+                let read = |name| get_s(item, name).map_err(StoreError::from);
                 if recipient.is_some_and(|r| read("recipient").ok() != Some(r.as_str())) {
                     continue;
                 }
@@ -193,9 +191,7 @@ impl WaitingRequests for DynamoRequestStore {
                 let id = pk
                     .strip_prefix("REQ#")
                     .and_then(|id| RequestId::parse(id).ok())
-                    .ok_or_else(|| {
-                        StoreError::Unavailable(format!("malformed request key {pk}"))
-                    })?;
+                    .ok_or_else(|| StoreError::Malformed(format!("request key {pk}")))?;
                 ids.push(id);
             }
             match page.last_evaluated_key() {
@@ -260,7 +256,7 @@ impl UnsettledIndex for DynamoRequestStore {
             .into_iter()
             .map(|(since, id)| {
                 let id = RequestId::parse(&id)
-                    .map_err(|e| StoreError::Unavailable(format!("malformed request key: {e}")))?;
+                    .map_err(|e| StoreError::Malformed(format!("request key: {e}")))?;
                 Ok(Unsettled {
                     since,
                     item: UnsettledItem::Request(id),

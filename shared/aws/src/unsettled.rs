@@ -33,7 +33,7 @@ pub(crate) async fn query(
     before: DateTime<Utc>,
     limit: usize,
 ) -> Result<Vec<(DateTime<Utc>, String)>, StoreError> {
-    let bad = |e: String| StoreError::Unavailable(format!("malformed unsettled entry: {e}"));
+    let bad = |e: String| StoreError::Malformed(format!("unsettled entry: {e}"));
     let mut found = Vec::new();
     for n in 0..SHARDS {
         let mut start = None;

@@ -18,7 +18,7 @@ fn unavailable(e: impl std::error::Error) -> StoreError {
 }
 
 fn malformed(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    StoreError::Malformed(e.to_string())
 }
 
 /// A versioned JSON document.
@@ -32,7 +32,8 @@ pub(crate) trait Versioned: Serialize + DeserializeOwned {
 
 pub(crate) fn to_item<T: Versioned>(value: &T, version: u64) -> Result<Item, StoreError> {
     let mut item = value.key();
-    let body = serde_json::to_string(value).map_err(malformed)?;
+    let body = serde_json::to_string(value)
+        .map_err(|e| StoreError::Unavailable(format!("cannot encode the item: {e}")))?;
     item.insert(DOC.into(), s(body));
     item.insert("version".into(), n(version));
     value.extra(&mut item);

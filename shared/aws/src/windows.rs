@@ -12,13 +12,10 @@ use crate::versioned::{Versioned, VersionedTable};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use pointsflow_core::ports::StoreError;
-use pointsflow_core::unsettled::{
-    Unsettled, UnsettledIndex, UnsettledItem, credit_unsettled_since,
-};
+use pointsflow_core::ports::{StoreError, UnsettledIndex, WindowStore};
+use pointsflow_core::unsettled::{Unsettled, UnsettledItem, credit_unsettled_since};
 use pointsflow_core::window::{
     Claim, CreditCreated, CreditId, CreditState, RunCounts, WindowCredit, WindowId, WindowRun,
-    WindowStore,
 };
 
 const RUN_SK: &str = "RUN";
@@ -34,7 +31,7 @@ fn unavailable(e: impl std::error::Error) -> StoreError {
 }
 
 fn malformed(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    StoreError::Malformed(e.to_string())
 }
 
 fn run_key(window: &WindowId) -> Item {

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pointsflow_aws::{
-    DynamoEnrollments, DynamoLedger, DynamoProgramStore, DynamoRequestStore, SqsPublisher,
-    emulator, tables,
+    DynamoEnrollments, DynamoLedger, DynamoProgramStore, DynamoRequestStore, SqsQueue, tables,
 };
 use pointsflow_core::ports::{PipelineMessage, ProgramStore, Publish};
+use pointsflow_harness::emulator;
 
 async fn dynamodb() -> (aws_sdk_dynamodb::Client, String) {
     let config = emulator::config().await;
@@ -89,7 +89,7 @@ async fn the_dynamodb_ledger_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sqs_publisher_conforms() {
     let (client, url) = sqs().await;
-    let publisher = Arc::new(SqsPublisher::new(client.clone(), url.clone()));
+    let publisher = Arc::new(SqsQueue::new(client.clone(), url.clone()));
     let suite = pointsflow_conformance::queue::Queue {
         publish: publisher,
         drain: Box::new(move || {
@@ -128,7 +128,7 @@ async fn the_sqs_publisher_conforms() {
 async fn messages_that_cannot_be_sent_are_reported_by_request() {
     let (client, url) = sqs().await;
     client.delete_queue().queue_url(&url).send().await.unwrap();
-    let publisher = SqsPublisher::new(client, url);
+    let publisher = SqsQueue::new(client, url);
     let messages: Vec<PipelineMessage> = (0..12)
         .map(|i| PipelineMessage {
             request_id: pointsflow_conformance::request(&format!("lost-{i}")).id,
@@ -149,7 +149,8 @@ async fn messages_that_cannot_be_sent_are_reported_by_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_is_armed_as_one_one_time_schedule_invoking_dispatch() {
     use pointsflow_aws::{EventBridgeSchedules, ScheduleTarget, window_event};
-    use pointsflow_core::window::{WindowId, WindowSchedules};
+    use pointsflow_core::ports::WindowSchedules;
+    use pointsflow_core::window::WindowId;
     let config = emulator::config().await;
     let client = aws_sdk_scheduler::Client::new(&config);
     let target = ScheduleTarget {

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
-use pointsflow_core::ports::MemberLink;
+use pointsflow_core::enrollment::MemberLink;
 use pointsflow_core::program::Program;
 use pointsflow_core::values::{
     MemberNumber, OperatorId, PartnerId, ProgramId, RecipientId, SourceId,
@@ -72,6 +72,9 @@ pub struct Config {
     pub resolve_every_ms: u64,
     #[serde(default)]
     pub queues: QueueSettings,
+    /// How status callbacks are retried (here and deployed).
+    #[serde(default)]
+    pub callbacks: CallbackRetrySettings,
     #[serde(default)]
     pub sandbox: SandboxSettings,
     pub sources: Vec<SourceEntry>,
@@ -109,6 +112,41 @@ impl std::fmt::Debug for OperatorEntry {
             .field("id", &self.id)
             .field("api_keys", &source::Redacted(self.keys().len()))
             .finish()
+    }
+}
+
+/// Status callbacks: the `n`th retry waits a random time up to
+/// `min(retry_cap_ms, retry_base_ms * 2^(n-1))`; a status older than
+/// `give_up_after_hours` goes to the dead-letter queue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallbackRetrySettings {
+    pub retry_base_ms: u64,
+    pub retry_cap_ms: u64,
+    pub give_up_after_hours: u64,
+}
+
+impl Default for CallbackRetrySettings {
+    fn default() -> Self {
+        Self {
+            retry_base_ms: 30_000,
+            retry_cap_ms: 3_600_000,
+            give_up_after_hours: 72,
+        }
+    }
+}
+
+impl CallbackRetrySettings {
+    pub fn retry_base(&self) -> Duration {
+        Duration::from_millis(self.retry_base_ms)
+    }
+
+    pub fn retry_cap(&self) -> Duration {
+        Duration::from_millis(self.retry_cap_ms)
+    }
+
+    pub fn give_up_after(&self) -> Duration {
+        Duration::from_secs(self.give_up_after_hours.saturating_mul(3_600))
     }
 }
 

@@ -5,14 +5,16 @@
 use std::sync::Arc;
 
 use chrono::Duration;
+use pointsflow_core::enrollment::{MemberLink, MemberValidation};
 use pointsflow_core::ports::{
-    Enrollments, MemberLink, MemberValidation, RequestCreate, RequestGet, RequestUpdate,
-    WaitingRequests,
+    Enrollments, RequestCreate, RequestGet, RequestUpdate, WaitingRequests,
 };
-use pointsflow_core::request::{Reason, Status, StatusKind};
+use pointsflow_core::reason::Reason;
+use pointsflow_core::request::{Status, StatusKind};
 use pointsflow_core::values::{MemberNumber, ProgramId, RecipientId};
 
 use crate::{request, t0};
+use pointsflow_core::reason::ReasonCode;
 
 /// An adapter's enrollments and the request store beside them.
 pub struct Enrollment {
@@ -52,7 +54,10 @@ pub async fn links_are_replaced_whole(e: &Enrollment) {
     let mut second = link("E-1", "SKY2000002");
     second.validation = Some(MemberValidation {
         valid: false,
-        reason: Some(Reason::new("name_mismatch", "the names do not match")),
+        reason: Some(Reason::new(
+            ReasonCode::parse("name_mismatch"),
+            "the names do not match",
+        )),
         at: t0(),
     });
     e.links.put_link(&second).await.unwrap();
@@ -72,7 +77,7 @@ pub async fn waiting_requests_are_found_while_they_wait(e: &Enrollment) {
         e.create.create(&r).await.unwrap();
         r.transition(
             Status::AwaitingEnrollment {
-                reason: Reason::new("awaiting_enrollment", "no member link"),
+                reason: Reason::new(ReasonCode::AwaitingEnrollment, "no member link"),
             },
             t0(),
             "waiting",
@@ -114,7 +119,7 @@ pub async fn waiting_requests_are_found_while_they_wait(e: &Enrollment) {
     let mut held = e.get.get(&ids[2].id).await.unwrap().unwrap();
     held.transition(
         Status::Held {
-            reason: Reason::new("program_paused", "paused"),
+            reason: Reason::new(ReasonCode::ProgramPaused, "paused"),
         },
         t0(),
         "paused",

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use pointsflow_core::governance::{Circuit, CircuitState, CircuitStore, RateLimiter, Slot};
+use pointsflow_core::governance::{Circuit, CircuitState, Slot};
 use pointsflow_core::ports::StoreError;
+use pointsflow_core::ports::{CircuitStore, RateLimiter};
 use pointsflow_core::values::PartnerId;
 
 pub async fn run_all(limiter: Arc<dyn RateLimiter>, circuits: Arc<dyn CircuitStore>) {

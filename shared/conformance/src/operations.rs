@@ -6,12 +6,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
-use pointsflow_core::operations::{
-    AuditEntry, AuditLog, AuditOutcome, RequestSearch, SearchFilter,
-};
+use pointsflow_core::audit::{AuditEntry, AuditOutcome};
+use pointsflow_core::ports::{AuditLog, RequestSearch};
+use pointsflow_core::ports::{ReportStore, RequestLines};
 use pointsflow_core::ports::{RequestCreate, RequestUpdate};
-use pointsflow_core::reconcile::{ReconcileReport, ReportStore, RequestLines, Scope};
+use pointsflow_core::reconcile::{ReconcileReport, Scope};
 use pointsflow_core::request::{Status, StatusKind};
+use pointsflow_core::search::SearchFilter;
 use pointsflow_core::values::{MemberNumber, OperatorId, PartnerReference, ProgramId, RecipientId};
 
 pub struct Operations {

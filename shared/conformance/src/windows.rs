@@ -5,17 +5,21 @@
 
 use std::sync::Arc;
 
+use pointsflow_core::partner::Destination;
+use pointsflow_core::ports::UnsettledIndex;
 use pointsflow_core::ports::{RequestCreate, RequestGet, RequestUpdate, StoreError};
-use pointsflow_core::program::Destination;
-use pointsflow_core::request::{Reason, Status, StatusKind};
-use pointsflow_core::unsettled::{Unsettled, UnsettledIndex, UnsettledItem};
+use pointsflow_core::ports::{ScheduledRequests, WindowStore};
+use pointsflow_core::reason::Reason;
+use pointsflow_core::request::{Status, StatusKind};
+use pointsflow_core::unsettled::{Unsettled, UnsettledItem};
 use pointsflow_core::values::{MemberNumber, PartnerId, PartnerReference, Points, ProgramId};
 use pointsflow_core::window::{
-    Claim, CreditCreated, CreditId, CreditState, RunState, ScheduledCursor, ScheduledRequests,
-    WindowCredit, WindowId, WindowRun, WindowStore,
+    Claim, CreditCreated, CreditId, CreditState, RunState, ScheduledCursor, WindowCredit, WindowId,
+    WindowRun,
 };
 
 use crate::{request, t0};
+use pointsflow_core::reason::ReasonCode;
 
 /// The window roles of one adapter, with the request store that indexes.
 pub struct Windows {
@@ -152,7 +156,7 @@ fn credit(w: &WindowId, member: &str, points: u64, requests: usize) -> WindowCre
         partner,
         partner_program: "SKY".into(),
         member,
-        member_name: Some(pointsflow_core::request::PersonName {
+        member_name: Some(pointsflow_core::reason::PersonName {
             first_name: "Ada".into(),
             last_name: "Lovelace".into(),
         }),
@@ -211,7 +215,7 @@ pub async fn credits_are_created_once_and_saved_over_their_version(suite: &Windo
     suite.windows.save_credit(&planned).await.unwrap();
     let mut b = credit(&w, "SKY0000002", 50, 2);
     b.state = CreditState::Failed {
-        reason: Reason::new("member_blocked", "blocked"),
+        reason: Reason::new(ReasonCode::parse("member_blocked"), "blocked"),
     };
     suite.windows.create_credit(&b).await.unwrap();
     let c = credit(&w, "SKY0000003", 70, 1);

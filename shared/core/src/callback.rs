@@ -1,7 +1,6 @@
 //! The message a request's final status sends to its source's callback
 //! (see `pointsflow_runtime::callbacks`).
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -42,10 +41,4 @@ impl CallbackMessage {
     pub fn event_id(&self) -> String {
         format!("{}:{}", self.request_id, self.state)
     }
-}
-
-/// Where callback messages go.
-#[async_trait]
-pub trait PublishCallback: Send + Sync {
-    async fn publish_callback(&self, message: &CallbackMessage) -> Result<(), String>;
 }

@@ -9,12 +9,8 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
-
-use crate::ports::StoreError;
-use crate::values::PartnerId;
 
 /// A partner's limits, from its configuration.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -79,20 +75,6 @@ pub fn next_slot(
     }
     let spacing = TimeDelta::from_std(spacing).unwrap_or(TimeDelta::MAX);
     (Slot::Granted(wait), Some(start + spacing))
-}
-
-/// A partner's rate limit, shared by every invocation.
-#[async_trait]
-pub trait RateLimiter: Send + Sync {
-    /// Reserves the next call slot of `partner` (calls `spacing` apart)
-    /// unless it is more than `max_wait` away.
-    async fn reserve(
-        &self,
-        partner: &PartnerId,
-        spacing: Duration,
-        max_wait: Duration,
-        now: DateTime<Utc>,
-    ) -> Result<Slot, StoreError>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -194,17 +176,6 @@ impl Circuit {
             Circuit { failures, ..*self }
         })
     }
-}
-
-/// Partners' circuits, shared by every invocation.
-#[async_trait]
-pub trait CircuitStore: Send + Sync {
-    /// The partner's circuit (closed, version 0, when never stored).
-    async fn circuit(&self, partner: &PartnerId) -> Result<Circuit, StoreError>;
-
-    /// Saves `circuit` if the stored version is still `circuit.version`.
-    async fn save_circuit(&self, partner: &PartnerId, circuit: &Circuit)
-    -> Result<u64, StoreError>;
 }
 
 #[cfg(test)]

@@ -2,8 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::request::Reason;
-use crate::values::{MemberNumber, PartnerReference, Points};
+use crate::reason::{PersonName, Reason};
+use crate::values::{MemberNumber, PartnerId, PartnerReference, Points};
+
+/// Where a program's points are credited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Destination {
+    pub partner: PartnerId,
+    /// The program's code at the partner (e.g. the airline's scheme code).
+    pub partner_program: String,
+}
 
 /// One credit to one member, under our reference.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,7 +21,7 @@ pub struct CreditInstruction {
     pub member: MemberNumber,
     /// The member's names, for partners that validate before crediting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub member_name: Option<crate::request::PersonName>,
+    pub member_name: Option<PersonName>,
     pub points: Points,
     /// The program's code at the partner.
     pub partner_program: String,

@@ -11,9 +11,11 @@ use std::borrow::Cow;
 
 use crate::ledger::{CapCharge, CapKey};
 use crate::money::Currency;
-use crate::request::{Award, PointsRequest, Reason};
+use crate::partner::Destination;
+use crate::reason::{Reason, ReasonCode};
+use crate::request::{Award, PointsRequest};
 use crate::schedule::WindowCron;
-use crate::values::{EventType, MemberNumber, PartnerId, Points, ProgramId, RecipientId, SourceId};
+use crate::values::{EventType, MemberNumber, Points, ProgramId, RecipientId, SourceId};
 
 /// What a paused program does with the requests it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -304,15 +306,6 @@ pub enum TransferMode {
     },
 }
 
-/// Where a program's points are credited.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Destination {
-    pub partner: PartnerId,
-    /// The program's code at the partner (e.g. the airline's scheme code).
-    pub partner_program: String,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Program {
@@ -396,13 +389,13 @@ pub enum AwardError {
 impl AwardError {
     pub fn reason(&self) -> Reason {
         let code = match self {
-            AwardError::CurrencyMismatch { .. } => "currency_mismatch",
-            AwardError::AmountRequired => "amount_required",
-            AwardError::PointsRequired => "points_required",
-            AwardError::AwardNotAllowed => "award_not_allowed",
-            AwardError::ZeroPoints => "zero_points",
-            AwardError::TooLarge => "points_too_large",
-            AwardError::BelowFirstTier => "below_first_tier",
+            AwardError::CurrencyMismatch { .. } => ReasonCode::CurrencyMismatch,
+            AwardError::AmountRequired => ReasonCode::AmountRequired,
+            AwardError::PointsRequired => ReasonCode::PointsRequired,
+            AwardError::AwardNotAllowed => ReasonCode::AwardNotAllowed,
+            AwardError::ZeroPoints => ReasonCode::ZeroPoints,
+            AwardError::TooLarge => ReasonCode::PointsTooLarge,
+            AwardError::BelowFirstTier => ReasonCode::BelowFirstTier,
         };
         Reason::new(code, self.to_string())
     }
@@ -772,20 +765,20 @@ impl Program {
             ProgramState::Active => {}
             ProgramState::Paused => {
                 return Err(Reason::new(
-                    "program_paused",
+                    ReasonCode::ProgramPaused,
                     format!("program {} is paused", self.id),
                 ));
             }
             ProgramState::Ended => {
                 return Err(Reason::new(
-                    "program_ended",
+                    ReasonCode::ProgramEnded,
                     format!("program {} has ended", self.id),
                 ));
             }
         }
         if !self.accepts_source(&request.source) {
             return Err(Reason::new(
-                "source_not_allowed",
+                ReasonCode::SourceNotAllowed,
                 format!(
                     "source {} may not submit to program {}",
                     request.source, self.id
@@ -794,7 +787,7 @@ impl Program {
         }
         if !self.accepts_event(&request.event.kind) {
             return Err(Reason::new(
-                "event_not_qualifying",
+                ReasonCode::EventNotQualifying,
                 format!(
                     "program {} does not give points for {} events",
                     self.id, request.event.kind
@@ -804,7 +797,7 @@ impl Program {
         for (i, c) in self.conditions.iter().enumerate() {
             if !c.holds(request) {
                 return Err(Reason::new(
-                    "condition_not_met",
+                    ReasonCode::ConditionNotMet,
                     format!(
                         "condition {} of program {}: {}",
                         i + 1,
@@ -822,7 +815,7 @@ impl Program {
             && earned < min
         {
             return Err(Reason::new(
-                "points_below_minimum",
+                ReasonCode::PointsBelowMinimum,
                 format!(
                     "{earned} points is below program {}'s minimum of {min} per request",
                     self.id
@@ -889,7 +882,7 @@ impl Program {
         let threshold = self.approval_threshold?;
         (points > threshold).then(|| {
             Reason::new(
-                "approval_required",
+                ReasonCode::ApprovalRequired,
                 format!(
                     "{points} points is above program {}'s approval threshold of {threshold}; an operator must approve or decline",
                     self.id
@@ -1149,7 +1142,7 @@ destination = {{ partner = "air", partner_program = "SKY" }}
                 .map(|e| e.points.get())
                 .map_err(|r| r.code)
         };
-        assert_eq!(at("0.00"), Err("below_first_tier".to_owned()));
+        assert_eq!(at("0.00"), Err(ReasonCode::BelowFirstTier));
         assert_eq!(at("0.01"), Ok(100));
         assert_eq!(at("9999.99"), Ok(100));
         assert_eq!(at("10000.00"), Ok(500));

@@ -7,11 +7,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ports::StoreError;
 use crate::request::StatusKind;
 use crate::values::{MemberNumber, PartnerId, PartnerReference, ProgramId, RequestId};
 use crate::window::WindowId;
@@ -114,24 +112,6 @@ pub struct LinePage {
     pub lines: Vec<RequestLine>,
     /// Where the next page starts; none after the last.
     pub next: Option<String>,
-}
-
-/// The requests of a scope, page by page, and which references any request
-/// carries (for statement lines no request of the scope explains).
-#[async_trait]
-pub trait RequestLines: Send + Sync {
-    async fn lines(
-        &self,
-        scope: &Scope,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<LinePage, StoreError>;
-
-    /// Those of `references` some request carries.
-    async fn known_references(
-        &self,
-        references: &HashSet<PartnerReference>,
-    ) -> Result<HashSet<PartnerReference>, StoreError>;
 }
 
 /// A credit as the partner's statement shows it.
@@ -308,14 +288,6 @@ impl ReconcileReport {
         }
         out
     }
-}
-
-/// Where reports are kept.
-#[async_trait]
-pub trait ReportStore: Send + Sync {
-    /// Stores the report under its id, replacing an earlier run's.
-    async fn put_report(&self, report: &ReconcileReport) -> Result<(), StoreError>;
-    async fn report(&self, id: &str) -> Result<Option<ReconcileReport>, StoreError>;
 }
 
 /// One credit as our side sees it: the requests under its reference.

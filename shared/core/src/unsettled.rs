@@ -5,10 +5,8 @@
 //! message given up on, say) and queues them again, so every one is looked
 //! up under its own reference until it settles, and reports the oldest.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::ports::StoreError;
 use crate::request::{PointsRequest, StatusKind};
 use crate::values::RequestId;
 use crate::window::{CreditId, CreditState, WindowCredit};
@@ -76,17 +74,6 @@ pub fn credit_unsettled_since(credit: &WindowCredit) -> Option<DateTime<Utc>> {
         | CreditState::PartnerPending => Some(credit.unsettled_since.unwrap_or(credit.planned_at)),
         _ => None,
     }
-}
-
-/// Where unsettled items are found.
-#[async_trait]
-pub trait UnsettledIndex: Send + Sync {
-    /// Items unsettled since before `before`, oldest first, at most `limit`.
-    async fn unsettled(
-        &self,
-        before: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<Unsettled>, StoreError>;
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
+use pointsflow_core::enrollment::MemberLink;
 use pointsflow_core::ports::{
-    Enrollments, MemberLink, ProgramCatalog, ProgramStore, StoreError, StoredProgram,
+    Enrollments, ProgramCatalog, ProgramStore, StoreError, StoredProgram,
 };
 use pointsflow_core::program::Program;
 use pointsflow_core::values::{ProgramId, RecipientId};
@@ -126,46 +127,5 @@ impl Enrollments for MemoryEnrollments {
         }
         links.insert(key, link.clone());
         Ok(true)
-    }
-}
-
-/// The configuration's links under a store's: a link stored since (a new
-/// one, or a configured one with its validation) wins.
-pub struct LayeredEnrollments {
-    configured: MemoryEnrollments,
-    store: Arc<dyn Enrollments>,
-}
-
-impl LayeredEnrollments {
-    pub fn new(
-        configured: impl IntoIterator<Item = MemberLink>,
-        store: Arc<dyn Enrollments>,
-    ) -> Self {
-        Self {
-            configured: MemoryEnrollments::new(configured),
-            store,
-        }
-    }
-}
-
-#[async_trait]
-impl Enrollments for LayeredEnrollments {
-    async fn member_link(
-        &self,
-        program: &ProgramId,
-        recipient: &RecipientId,
-    ) -> Result<Option<MemberLink>, StoreError> {
-        match self.store.member_link(program, recipient).await? {
-            Some(link) => Ok(Some(link)),
-            None => self.configured.member_link(program, recipient).await,
-        }
-    }
-
-    async fn put_link(&self, link: &MemberLink) -> Result<(), StoreError> {
-        self.store.put_link(link).await
-    }
-
-    async fn record_validation(&self, link: &MemberLink) -> Result<bool, StoreError> {
-        self.store.record_validation(link).await
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pointsflow_core::governance::{Circuit, CircuitStore, RateLimiter, Slot, next_slot};
-use pointsflow_core::ports::StoreError;
+use pointsflow_core::governance::{Circuit, Slot, next_slot};
+use pointsflow_core::ports::{CircuitStore, RateLimiter, StoreError};
 use pointsflow_core::values::PartnerId;
 
 #[derive(Debug, Default)]

@@ -5,11 +5,11 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use pointsflow_core::operations::{AuditEntry, AuditLog, DeadLetters, RedriveReport};
-use pointsflow_core::ports::StoreError;
-use pointsflow_core::reconcile::{
-    LinePage, ReconcileReport, ReportStore, RequestLine, RequestLines, Scope,
+use pointsflow_core::audit::AuditEntry;
+use pointsflow_core::ports::{
+    AuditLog, DeadLetters, QueueError, RedriveReport, ReportStore, RequestLines, StoreError,
 };
+use pointsflow_core::reconcile::{LinePage, ReconcileReport, RequestLine, Scope};
 use pointsflow_core::values::{PartnerReference, RequestId};
 
 use crate::queue::MemoryQueue;
@@ -66,7 +66,7 @@ pub struct MemoryDeadLetters {
 
 #[async_trait]
 impl DeadLetters for MemoryDeadLetters {
-    async fn redrive(&self, max: u64) -> Result<RedriveReport, String> {
+    async fn redrive(&self, max: u64) -> Result<RedriveReport, QueueError> {
         let mut report = RedriveReport::default();
         while report.moved + report.failed < max {
             let want = usize::try_from(max - report.moved - report.failed)
@@ -75,8 +75,7 @@ impl DeadLetters for MemoryDeadLetters {
             let batch = self
                 .dead_letter
                 .receive(want, std::time::Duration::ZERO)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             if batch.is_empty() {
                 break;
             }
@@ -95,16 +94,16 @@ impl DeadLetters for MemoryDeadLetters {
         Ok(report)
     }
 
-    async fn depth(&self) -> Result<u64, String> {
+    async fn depth(&self) -> Result<u64, QueueError> {
         Ok(self.dead_letter.depth() as u64)
     }
 }
 
 #[async_trait]
-impl pointsflow_core::operations::RequestSearch for crate::store::MemoryRequestStore {
+impl pointsflow_core::ports::RequestSearch for crate::store::MemoryRequestStore {
     async fn search(
         &self,
-        filter: &pointsflow_core::operations::SearchFilter,
+        filter: &pointsflow_core::search::SearchFilter,
         limit: usize,
     ) -> Result<Vec<pointsflow_core::request::PointsRequest>, StoreError> {
         let mut found = Vec::new();

@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pointsflow_core::ports::{PipelineMessage, Publish, PublishError, Redelivery, StoreError};
-use pointsflow_core::window::{PublishWork, WindowWork};
+use pointsflow_core::ports::{
+    PipelineMessage, Publish, PublishError, PublishWork, QueueError, Redelivery,
+};
+use pointsflow_core::window::WindowWork;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -26,13 +28,22 @@ pub struct QueueConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum QueueError {
+pub enum MemoryQueueError {
     #[error("a batch holds 1 to {MAX_BATCH} entries, not {0}")]
     BatchSize(usize),
     #[error("the receipt handle is not valid (the message was deleted or received again)")]
     InvalidReceipt,
     #[error("queue unavailable: {0}")]
     Unavailable(String),
+}
+
+impl From<MemoryQueueError> for QueueError {
+    fn from(e: MemoryQueueError) -> Self {
+        match e {
+            MemoryQueueError::Unavailable(why) => QueueError::Unavailable(why),
+            refused => QueueError::Refused(refused.to_string()),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -69,8 +80,8 @@ pub struct MemoryQueue {
     dead_letter: Option<Arc<MemoryQueue>>,
 }
 
-fn poisoned() -> QueueError {
-    QueueError::Unavailable("queue lock poisoned".into())
+fn poisoned() -> MemoryQueueError {
+    MemoryQueueError::Unavailable("queue lock poisoned".into())
 }
 
 fn receipt_handle(id: u64, receipt: u64) -> String {
@@ -101,9 +112,9 @@ impl MemoryQueue {
     }
 
     /// `SendMessageBatch`: 1 to 10 bodies; returns the new message ids.
-    pub fn send_batch(&self, bodies: &[String]) -> Result<Vec<String>, QueueError> {
+    pub fn send_batch(&self, bodies: &[String]) -> Result<Vec<String>, MemoryQueueError> {
         if bodies.is_empty() || bodies.len() > MAX_BATCH {
-            return Err(QueueError::BatchSize(bodies.len()));
+            return Err(MemoryQueueError::BatchSize(bodies.len()));
         }
         let mut ids = Vec::with_capacity(bodies.len());
         {
@@ -129,7 +140,7 @@ impl MemoryQueue {
     }
 
     /// `SendMessage` with `DelaySeconds`: the message becomes visible after `delay`.
-    pub fn send_delayed(&self, body: &str, delay: Duration) -> Result<String, QueueError> {
+    pub fn send_delayed(&self, body: &str, delay: Duration) -> Result<String, MemoryQueueError> {
         let id = {
             let mut inner = self.inner.lock().map_err(|_| poisoned())?;
             inner.next_id += 1;
@@ -155,7 +166,10 @@ impl MemoryQueue {
     /// Takes up to `max` visible messages without waiting. A message received
     /// `max_receive_count` times already goes to the dead-letter queue instead,
     /// and leaves this queue only once the dead-letter queue has it.
-    fn take(&self, max: usize) -> Result<(Vec<ReceivedMessage>, Option<Instant>), QueueError> {
+    fn take(
+        &self,
+        max: usize,
+    ) -> Result<(Vec<ReceivedMessage>, Option<Instant>), MemoryQueueError> {
         let now = Instant::now();
         let visibility = self.config.visibility_timeout;
         let mut out = Vec::new();
@@ -220,7 +234,7 @@ impl MemoryQueue {
         &self,
         max: usize,
         wait: Duration,
-    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+    ) -> Result<Vec<ReceivedMessage>, MemoryQueueError> {
         let max = max.clamp(1, MAX_BATCH);
         let deadline = Instant::now() + wait;
         loop {
@@ -244,21 +258,25 @@ impl MemoryQueue {
     }
 
     /// `DeleteMessage`: only with the handle of the latest receive.
-    pub fn delete(&self, handle: &str) -> Result<(), QueueError> {
-        let (id, receipt) = parse_receipt(handle).ok_or(QueueError::InvalidReceipt)?;
+    pub fn delete(&self, handle: &str) -> Result<(), MemoryQueueError> {
+        let (id, receipt) = parse_receipt(handle).ok_or(MemoryQueueError::InvalidReceipt)?;
         let mut inner = self.inner.lock().map_err(|_| poisoned())?;
         match inner.messages.get(&id) {
             Some(m) if m.receipt == receipt => {
                 inner.messages.remove(&id);
                 Ok(())
             }
-            _ => Err(QueueError::InvalidReceipt),
+            _ => Err(MemoryQueueError::InvalidReceipt),
         }
     }
 
     /// `ChangeMessageVisibility`: the message becomes visible again after `timeout`.
-    pub fn change_visibility(&self, handle: &str, timeout: Duration) -> Result<(), QueueError> {
-        let (id, receipt) = parse_receipt(handle).ok_or(QueueError::InvalidReceipt)?;
+    pub fn change_visibility(
+        &self,
+        handle: &str,
+        timeout: Duration,
+    ) -> Result<(), MemoryQueueError> {
+        let (id, receipt) = parse_receipt(handle).ok_or(MemoryQueueError::InvalidReceipt)?;
         {
             let mut inner = self.inner.lock().map_err(|_| poisoned())?;
             match inner.messages.get(&id) {
@@ -267,7 +285,7 @@ impl MemoryQueue {
                         .in_flight
                         .push(Reverse((Instant::now() + timeout, id, receipt)));
                 }
-                _ => return Err(QueueError::InvalidReceipt),
+                _ => return Err(MemoryQueueError::InvalidReceipt),
             }
         }
         self.notify.notify_waiters();
@@ -292,7 +310,7 @@ impl MemoryQueue {
 impl Publish for MemoryQueue {
     async fn publish(&self, messages: &[PipelineMessage]) -> Result<(), PublishError> {
         let mut failed = Vec::new();
-        let mut reason = String::new();
+        let mut cause = QueueError::Unavailable(String::new());
         for chunk in messages.chunks(MAX_BATCH) {
             let bodies: Vec<String> = chunk
                 .iter()
@@ -300,7 +318,7 @@ impl Publish for MemoryQueue {
                 .collect();
             if let Err(e) = self.send_batch(&bodies) {
                 failed.extend(chunk.iter().map(|m| m.request_id.clone()));
-                reason = e.to_string();
+                cause = e.into();
             }
         }
         if failed.is_empty() {
@@ -309,7 +327,7 @@ impl Publish for MemoryQueue {
             Err(PublishError {
                 failed,
                 total: messages.len(),
-                reason,
+                cause,
             })
         }
     }
@@ -317,44 +335,41 @@ impl Publish for MemoryQueue {
 
 #[async_trait]
 impl Redelivery for MemoryQueue {
-    async fn retry_after(&self, receipt_handle: &str, delay: Duration) -> Result<(), String> {
-        self.change_visibility(receipt_handle, delay)
-            .map_err(|e| e.to_string())
+    async fn retry_after(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
+        Ok(self.change_visibility(receipt_handle, delay)?)
     }
 
-    async fn send_later(&self, body: &str, delay: Duration) -> Result<(), String> {
-        self.send_delayed(body, delay)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    async fn send_later(&self, body: &str, delay: Duration) -> Result<(), QueueError> {
+        self.send_delayed(body, delay)?;
+        Ok(())
     }
 }
 
 #[async_trait]
 impl PublishWork for MemoryQueue {
-    async fn publish_work(&self, work: &[WindowWork]) -> Result<(), StoreError> {
+    async fn publish_work(&self, work: &[WindowWork]) -> Result<(), QueueError> {
         for chunk in work.chunks(MAX_BATCH) {
             let bodies = chunk
                 .iter()
                 .map(serde_json::to_string)
                 .collect::<Result<Vec<String>, _>>()
-                .map_err(|e| StoreError::Unavailable(format!("cannot encode window work: {e}")))?;
-            self.send_batch(&bodies)
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                .map_err(|e| QueueError::Refused(format!("cannot encode window work: {e}")))?;
+            self.send_batch(&bodies)?;
         }
         Ok(())
     }
 }
 
 #[async_trait]
-impl pointsflow_core::callback::PublishCallback for MemoryQueue {
+impl pointsflow_core::ports::PublishCallback for MemoryQueue {
     async fn publish_callback(
         &self,
         message: &pointsflow_core::callback::CallbackMessage,
-    ) -> Result<(), String> {
-        let body = serde_json::to_string(message).map_err(|e| e.to_string())?;
-        self.send_batch(&[body])
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    ) -> Result<(), QueueError> {
+        let body = serde_json::to_string(message)
+            .map_err(|e| QueueError::Refused(format!("cannot encode the callback: {e}")))?;
+        self.send_batch(&[body])?;
+        Ok(())
     }
 }
 
@@ -389,8 +404,11 @@ mod tests {
     #[tokio::test]
     async fn batches_hold_one_to_ten_entries() {
         let (q, _) = queue(5);
-        assert_eq!(q.send_batch(&[]), Err(QueueError::BatchSize(0)));
-        assert_eq!(q.send_batch(&bodies(11)), Err(QueueError::BatchSize(11)));
+        assert_eq!(q.send_batch(&[]), Err(MemoryQueueError::BatchSize(0)));
+        assert_eq!(
+            q.send_batch(&bodies(11)),
+            Err(MemoryQueueError::BatchSize(11))
+        );
         assert_eq!(q.depth(), 0, "a refused batch sends nothing");
         assert_eq!(q.send_batch(&bodies(10)).unwrap().len(), 10);
         let got = q.receive(25, Duration::ZERO).await.unwrap();
@@ -410,7 +428,7 @@ mod tests {
         assert_eq!(again[0].message_id, first[0].message_id);
         assert_eq!(
             q.delete(&first[0].receipt_handle),
-            Err(QueueError::InvalidReceipt)
+            Err(MemoryQueueError::InvalidReceipt)
         );
         q.delete(&again[0].receipt_handle).unwrap();
         assert_eq!(q.depth(), 0);

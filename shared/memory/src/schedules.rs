@@ -7,8 +7,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use pointsflow_core::ports::StoreError;
-use pointsflow_core::window::{WindowId, WindowSchedules};
+use pointsflow_core::ports::{StoreError, WindowSchedules};
+use pointsflow_core::window::WindowId;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 

@@ -6,12 +6,13 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pointsflow_core::ports::{
-    Created, RequestCreate, RequestGet, RequestUpdate, StoreError, WaitingRequests,
+    Created, RequestCreate, RequestGet, RequestUpdate, ScheduledRequests, StoreError,
+    UnsettledIndex, WaitingRequests,
 };
 use pointsflow_core::request::{PointsRequest, StatusKind};
-use pointsflow_core::unsettled::{Unsettled, UnsettledIndex, UnsettledItem};
+use pointsflow_core::unsettled::{Unsettled, UnsettledItem};
 use pointsflow_core::values::{ProgramId, RecipientId, RequestId};
-use pointsflow_core::window::{ScheduledCursor, ScheduledEntry, ScheduledPage, ScheduledRequests};
+use pointsflow_core::window::{ScheduledCursor, ScheduledEntry, ScheduledPage};
 
 #[derive(Debug, Default)]
 pub struct MemoryRequestStore {

@@ -4,13 +4,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use pointsflow_core::ports::StoreError;
-use pointsflow_core::unsettled::{
-    Unsettled, UnsettledIndex, UnsettledItem, credit_unsettled_since,
-};
+use pointsflow_core::ports::{StoreError, UnsettledIndex, WindowStore};
+use pointsflow_core::unsettled::{Unsettled, UnsettledItem, credit_unsettled_since};
 use pointsflow_core::window::{
-    Claim, CreditCreated, CreditId, RunCounts, WindowCredit, WindowId, WindowRun, WindowStore,
-    settled_counts,
+    Claim, CreditCreated, CreditId, RunCounts, WindowCredit, WindowId, WindowRun, settled_counts,
 };
 
 #[derive(Debug, Default)]

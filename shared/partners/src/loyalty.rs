@@ -26,7 +26,7 @@ use pointsflow_core::partner::{
     ReversalOutcome,
 };
 use pointsflow_core::ports::PartnerConnector;
-use pointsflow_core::request::Reason;
+use pointsflow_core::reason::{Reason, ReasonCode};
 use pointsflow_core::values::{PartnerReference, Points};
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -119,7 +119,7 @@ pub struct LoyaltyConnector {
 
 /// The reason code for a partner's refusal.
 fn refusal(code: &str, message: impl Into<String>) -> Reason {
-    Reason::new(&format!("partner_{code}"), message)
+    Reason::new(ReasonCode::partner(code), message)
 }
 
 fn order_outcome(order: &Order) -> CreditOutcome {
@@ -275,7 +275,7 @@ impl PartnerConnector for LoyaltyConnector {
     async fn credit(&self, instruction: &CreditInstruction) -> CreditOutcome {
         let Some(name) = &instruction.member_name else {
             return CreditOutcome::Rejected(Reason::new(
-                "member_names_missing",
+                ReasonCode::MemberNamesMissing,
                 "this partner validates the member's names before a credit, and the member link has none",
             ));
         };

@@ -9,8 +9,8 @@ use pointsflow_core::partner::{
     CreditInstruction, CreditOutcome, MemberCheck, MemberCheckOutcome, ReversalInstruction,
     ReversalOutcome,
 };
-use pointsflow_core::ports::PartnerConnector;
-use pointsflow_core::request::Reason;
+use pointsflow_core::ports::{PartnerConnector, StatementError};
+use pointsflow_core::reason::{Reason, ReasonCode};
 use pointsflow_core::values::PartnerReference;
 use reqwest::StatusCode;
 
@@ -109,7 +109,7 @@ fn credit_outcome(credit: Credit) -> CreditOutcome {
         CreditStatus::Failed => {
             let code = credit.failure_code.unwrap_or_else(|| "failed".into());
             CreditOutcome::Rejected(Reason::new(
-                &format!("partner_{code}"),
+                ReasonCode::partner(&code),
                 format!("the partner failed the credit ({code})"),
             ))
         }
@@ -177,7 +177,7 @@ async fn read(response: reqwest::Response, call: Call) -> CreditOutcome {
             let (code, message) = error
                 .map(|e| (e.code, e.message))
                 .unwrap_or_else(|| ("rejected".into(), detail.clone()));
-            CreditOutcome::Rejected(Reason::new(&format!("partner_{code}"), message))
+            CreditOutcome::Rejected(Reason::new(ReasonCode::partner(&code), message))
         }
         // Everything else (401/403 from a credential problem, 409, 5xx) is
         // retried under the same reference; nothing is given up on.
@@ -254,7 +254,7 @@ impl PartnerConnector for RestConnector {
         match response.json::<MemberValidation>().await {
             Ok(v) if v.valid => MemberCheckOutcome::Valid,
             Ok(v) => MemberCheckOutcome::Invalid(Reason::new(
-                &format!("partner_{}", v.code.as_deref().unwrap_or("member_invalid")),
+                ReasonCode::partner(v.code.as_deref().unwrap_or("member_invalid")),
                 v.message
                     .unwrap_or_else(|| "the partner does not accept this member".into()),
             )),
@@ -315,7 +315,7 @@ impl PartnerConnector for RestConnector {
             (
                 StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND | StatusCode::UNPROCESSABLE_ENTITY,
                 Some(e),
-            ) => ReversalOutcome::Refused(Reason::new(&format!("partner_{}", e.code), e.message)),
+            ) => ReversalOutcome::Refused(Reason::new(ReasonCode::partner(&e.code), e.message)),
             (_, e) => ReversalOutcome::Unknown {
                 detail: e.map_or_else(
                     || format!("HTTP {status}"),
@@ -329,7 +329,7 @@ impl PartnerConnector for RestConnector {
         &self,
         from: chrono::DateTime<chrono::Utc>,
         to: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<StatementLine>, String> {
+    ) -> Result<Vec<StatementLine>, StatementError> {
         let response = self
             .client
             .http
@@ -348,15 +348,17 @@ impl PartnerConnector for RestConnector {
             )
             .send()
             .await
-            .map_err(|e| format!("statement: {}", transport_detail(&e)))?;
+            .map_err(|e| StatementError::Unavailable(transport_detail(&e)))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!("statement: the partner answered {status}"));
+            return Err(StatementError::Unavailable(format!(
+                "the partner answered {status}"
+            )));
         }
         let statement: Statement = response
             .json()
             .await
-            .map_err(|e| format!("statement: unreadable answer: {e}"))?;
+            .map_err(|e| StatementError::Unavailable(format!("unreadable answer: {e}")))?;
         Ok(statement
             .credits
             .into_iter()

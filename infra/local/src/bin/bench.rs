@@ -12,15 +12,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use pointsflow_aws::meter::{Meter, Usage};
 use pointsflow_core::ledger::AccountId;
 use pointsflow_core::ports::{LedgerRead, RequestGet};
 use pointsflow_core::program::{PointsRule, TransferMode};
 use pointsflow_core::request::{PointsRequest, StatusKind};
 use pointsflow_core::values::{IdempotencyKey, Points, RecipientId, RequestId};
+use pointsflow_harness::meter::{Meter, Usage};
 use pointsflow_local::config::MemberEntry;
 use pointsflow_local::{AwsOptions, AwsStack, LocalConfig, Stack, StackOptions};
-use pointsflow_partners::SandboxPartner;
+use pointsflow_sandbox::SandboxPartner;
 
 #[path = "bench/soak.rs"]
 mod soak;
@@ -225,7 +225,7 @@ async fn start(args: &Args, config: LocalConfig) -> Result<Running, String> {
             let meter = Meter::new();
             let aws = AwsOptions {
                 endpoint: Some(endpoint.clone()),
-                prefix: pointsflow_aws::emulator::unique_name("bench"),
+                prefix: pointsflow_harness::emulator::unique_name("bench"),
                 meter: Some(meter.clone()),
             };
             let stack = AwsStack::start(config, options, aws)
@@ -839,11 +839,11 @@ fn print_usage(usage: &Usage, requests: u64, billed_ms: u64) {
 
 /// A consolidated window on the embedded adapters against the sandbox.
 async fn run_window(args: &Args) -> Result<(), String> {
-    use pointsflow_core::window::{WindowId, WindowStore};
+    use pointsflow_core::ports::WindowStore;
+    use pointsflow_core::window::WindowId;
     use pointsflow_local::rig::{WindowRig, member_number};
-    use pointsflow_partners::{
-        RestConnector, RestConnectorConfig, SandboxBehaviour, SandboxConfig, SandboxMember,
-    };
+    use pointsflow_partners::{RestConnector, RestConnectorConfig};
+    use pointsflow_sandbox::{SandboxBehaviour, SandboxConfig, SandboxMember};
     let members = args.window_members;
     let requests = members * args.per_member;
     let mut program = pointsflow_local::config::default_config()
@@ -890,7 +890,9 @@ async fn run_window(args: &Args) -> Result<(), String> {
         windows.clone(),
         Arc::new(connector),
         window.clone(),
-    );
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     println!(
         "window of {requests} requests from {members} members, consolidated, {} dispatch invocations at once, embedded adapters, sandbox partner (no added latency)",
         args.consumers
@@ -985,7 +987,7 @@ async fn reconcile_window(
     window: &pointsflow_core::window::WindowId,
     requests: u64,
 ) -> Result<(), String> {
-    let operations = rig.operations();
+    let operations = rig.operations().await.map_err(|e| e.to_string())?;
     let before = rss_mib().unwrap_or(0.0);
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let started = Instant::now();

@@ -334,6 +334,10 @@ pub enum LedgerError {
     TransactionSize(usize),
     #[error("ledger unavailable: {0}")]
     Unavailable(String),
+    /// A stored entry or balance that cannot be read back: corruption, not
+    /// retried.
+    #[error("unreadable ledger item: {0}")]
+    Unreadable(String),
 }
 
 impl LedgerError {

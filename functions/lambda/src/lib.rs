@@ -1,0 +1,406 @@
+//! The deployed functions: one thin binary each (`src/bin`), every one the
+//! same cold start: set up tracing (JSON when the function's log format is
+//! JSON, levels from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`, every line
+//! masked), read its typed environment (a missing or invalid variable stops
+//! the cold start, naming it), build the SDK clients (pointed at
+//! `POINTSFLOW_AWS_ENDPOINT` when set, for an emulator), load the
+//! configuration from SSM Parameter Store, and hand the AWS adapters
+//! ([`AwsPlatform`]) to the assembly, which builds the function's handler.
+//!
+//! Environment: `POINTSFLOW_TABLE` (the DynamoDB table),
+//! `POINTSFLOW_CONFIG_PARAMETER` (the SSM parameter holding the TOML
+//! configuration, a SecureString since it holds source keys), the queues a
+//! handler uses (`POINTSFLOW_ELIGIBILITY_QUEUE_URL`,
+//! `POINTSFLOW_DISPATCH_QUEUE_URL`, `POINTSFLOW_CALLBACK_QUEUE_URL`, and for
+//! operations, which redrives them, the `..._DLQ_URL` of each); for the
+//! functions that arm window schedules `POINTSFLOW_SCHEDULE_PREFIX`,
+//! `POINTSFLOW_DISPATCH_FUNCTION_ARN`, `POINTSFLOW_SCHEDULER_ROLE_ARN` and
+//! `POINTSFLOW_SCHEDULE_DEAD_LETTER_ARN`; optional `POINTSFLOW_STACK` (the
+//! metrics' `Stack` dimension) and `POINTSFLOW_AWS_ENDPOINT`. A function is
+//! given only the variables of the ports its handler uses; asking for
+//! another fails its cold start, naming the variable.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use pointsflow_assembly::{Assembly, AssemblyError, Platform, SandboxAccess};
+use pointsflow_aws::{
+    DynamoAuditLog, DynamoEnrollments, DynamoLedger, DynamoPartnerState, DynamoProgramStore,
+    DynamoReportStore, DynamoRequestStore, DynamoWindowStore, EventBridgeSchedules, ScheduleTarget,
+    SqsDeadLetters, SqsQueue,
+};
+use pointsflow_config::Config;
+use pointsflow_core::ports::{
+    AuditLog, CircuitStore, Clock, DeadLetters, Enrollments, IdSource, Ledger, ProgramStore, Queue,
+    QueueName, RateLimiter, ReportStore, RequestStore, WindowSchedules, WindowStore,
+};
+use pointsflow_core::time::{RandomIds, SystemClock};
+
+pub const TABLE: &str = "POINTSFLOW_TABLE";
+pub const CONFIG_PARAMETER: &str = "POINTSFLOW_CONFIG_PARAMETER";
+pub const ELIGIBILITY_QUEUE_URL: &str = "POINTSFLOW_ELIGIBILITY_QUEUE_URL";
+pub const DISPATCH_QUEUE_URL: &str = "POINTSFLOW_DISPATCH_QUEUE_URL";
+pub const CALLBACK_QUEUE_URL: &str = "POINTSFLOW_CALLBACK_QUEUE_URL";
+pub const ELIGIBILITY_DLQ_URL: &str = "POINTSFLOW_ELIGIBILITY_DLQ_URL";
+pub const DISPATCH_DLQ_URL: &str = "POINTSFLOW_DISPATCH_DLQ_URL";
+pub const CALLBACK_DLQ_URL: &str = "POINTSFLOW_CALLBACK_DLQ_URL";
+pub const AWS_ENDPOINT: &str = "POINTSFLOW_AWS_ENDPOINT";
+pub const SCHEDULE_PREFIX: &str = "POINTSFLOW_SCHEDULE_PREFIX";
+/// The stack's name, for the metrics the functions report (optional).
+pub const STACK: &str = "POINTSFLOW_STACK";
+pub const DISPATCH_FUNCTION_ARN: &str = "POINTSFLOW_DISPATCH_FUNCTION_ARN";
+pub const SCHEDULER_ROLE_ARN: &str = "POINTSFLOW_SCHEDULER_ROLE_ARN";
+pub const SCHEDULE_DEAD_LETTER_ARN: &str = "POINTSFLOW_SCHEDULE_DEAD_LETTER_ARN";
+
+/// The variables naming a queue's URL and its dead-letter queue's.
+fn queue_variables(queue: QueueName) -> (&'static str, &'static str) {
+    match queue {
+        QueueName::Eligibility => (ELIGIBILITY_QUEUE_URL, ELIGIBILITY_DLQ_URL),
+        QueueName::Dispatch => (DISPATCH_QUEUE_URL, DISPATCH_DLQ_URL),
+        QueueName::Callbacks => (CALLBACK_QUEUE_URL, CALLBACK_DLQ_URL),
+    }
+}
+
+/// Why a function cannot start. Each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ColdStartError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {problem}")]
+    Invalid { name: &'static str, problem: String },
+    #[error("SSM parameter {parameter} (from {CONFIG_PARAMETER}): {problem}")]
+    Parameter { parameter: String, problem: String },
+    #[error("configuration in SSM parameter {parameter}: {source}")]
+    Config {
+        parameter: String,
+        source: pointsflow_config::ConfigError,
+    },
+    #[error(transparent)]
+    Assembly(#[from] AssemblyError),
+}
+
+/// A required environment variable, non-empty.
+pub fn required(name: &'static str) -> Result<String, ColdStartError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v),
+        Ok(_) => Err(ColdStartError::Invalid {
+            name,
+            problem: "is empty".into(),
+        }),
+        Err(std::env::VarError::NotPresent) => Err(ColdStartError::Missing(name)),
+        Err(std::env::VarError::NotUnicode(_)) => Err(ColdStartError::Invalid {
+            name,
+            problem: "is not UTF-8".into(),
+        }),
+    }
+}
+
+fn optional(name: &'static str) -> Result<Option<String>, ColdStartError> {
+    match required(name) {
+        Ok(v) => Ok(Some(v)),
+        Err(ColdStartError::Missing(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sets up tracing the way Lambda expects it (JSON when the function's log
+/// format is JSON, levels from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`), every
+/// line masked: no member number, email address or secret of `config`
+/// reaches the logs.
+pub fn init_tracing(config: &Config) {
+    use pointsflow_runtime::masking::{Masker, MaskingWriter};
+    use tracing_subscriber::filter::LevelFilter;
+    // A level (`AWS_LAMBDA_LOG_LEVEL` as Lambda sets it, or `RUST_LOG`);
+    // anything else is `info`.
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|l| l.trim().parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    let writer = MaskingWriter::new(std::io::stdout, Masker::new(config.secrets()));
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(writer)
+        .with_target(false);
+    if let Ok(stack) = std::env::var(STACK) {
+        pointsflow_runtime::metrics::to_stdout(stack);
+    }
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    // A second initialisation (tests) is a no-op.
+    let _ = if json {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .without_time()
+            .try_init()
+    } else {
+        builder.without_time().try_init()
+    };
+}
+
+/// A function's cold start: tracing, its environment, the configuration
+/// from SSM, and the assembly over the AWS adapters. A failure is printed
+/// as a sentence (the function's log shows it) before it stops the start.
+pub async fn cold_start() -> Result<Assembly<AwsPlatform>, ColdStartError> {
+    start()
+        .await
+        .inspect_err(|e| eprintln!("pointsflow: cold start failed: {e}"))
+}
+
+async fn start() -> Result<Assembly<AwsPlatform>, ColdStartError> {
+    let table = required(TABLE)?;
+    let parameter = required(CONFIG_PARAMETER)?;
+    let endpoint = optional(AWS_ENDPOINT)?;
+    let sdk = lambda_sdk_config(endpoint.as_deref())?;
+    let config = load_config(&aws_sdk_ssm::Client::new(&sdk), &parameter).await?;
+    init_tracing(&config);
+    let mut platform = AwsPlatform::new(&sdk, table);
+    for queue in QueueName::ALL {
+        let (url, dlq) = queue_variables(queue);
+        platform.queues.insert(
+            queue,
+            QueueUrls {
+                url: optional(url)?,
+                dead_letter_url: optional(dlq)?,
+            },
+        );
+    }
+    platform.schedule_target = match optional(SCHEDULE_PREFIX)? {
+        Some(prefix) => Some(ScheduleTarget {
+            prefix,
+            group: "default".into(),
+            function_arn: required(DISPATCH_FUNCTION_ARN)?,
+            role_arn: required(SCHEDULER_ROLE_ARN)?,
+            dead_letter_arn: Some(required(SCHEDULE_DEAD_LETTER_ARN)?),
+        }),
+        None => None,
+    };
+    platform.metric_stack = optional(STACK)?;
+    Ok(Assembly::new(config, platform))
+}
+
+/// The SDK configuration inside Lambda: the region and the function role's
+/// credentials from the environment Lambda sets, and nothing else (no
+/// profile files, SSO, instance metadata or web identity: code a function
+/// would carry and never run).
+fn lambda_sdk_config(endpoint: Option<&str>) -> Result<aws_config::SdkConfig, ColdStartError> {
+    use aws_config::environment::EnvironmentVariableCredentialsProvider;
+    use aws_config::retry::RetryConfig;
+    use aws_config::timeout::TimeoutConfig;
+    use aws_config::{BehaviorVersion, Region, SdkConfig};
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    use aws_smithy_async::rt::sleep::{SharedAsyncSleep, TokioSleep};
+    use aws_smithy_http_client::{Builder, tls};
+    let region = required("AWS_REGION")?;
+    let http = Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .build_https();
+    let mut sdk = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region))
+        .credentials_provider(SharedCredentialsProvider::new(
+            EnvironmentVariableCredentialsProvider::new(),
+        ))
+        .http_client(http)
+        .sleep_impl(SharedAsyncSleep::new(TokioSleep::new()))
+        .retry_config(RetryConfig::standard())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_millis(3_100))
+                .build(),
+        );
+    if let Some(url) = endpoint {
+        sdk = sdk.endpoint_url(url);
+    }
+    Ok(sdk.build())
+}
+
+async fn load_config(ssm: &aws_sdk_ssm::Client, parameter: &str) -> Result<Config, ColdStartError> {
+    let failed = |problem: String| ColdStartError::Parameter {
+        parameter: parameter.to_owned(),
+        problem,
+    };
+    let text = ssm
+        .get_parameter()
+        .name(parameter)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| failed(aws_sdk_ssm::error::DisplayErrorContext(e).to_string()))?
+        .parameter()
+        .and_then(|p| p.value())
+        .map(str::to_owned)
+        .ok_or_else(|| failed("has no value".into()))?;
+    Config::parse(&text).map_err(|source| ColdStartError::Config {
+        parameter: parameter.to_owned(),
+        source,
+    })
+}
+
+/// A queue's URL and its dead-letter queue's, as far as the function knows them.
+#[derive(Debug, Clone, Default)]
+pub struct QueueUrls {
+    pub url: Option<String>,
+    pub dead_letter_url: Option<String>,
+}
+
+/// The AWS adapters: the DynamoDB table, the SQS queues, EventBridge
+/// Scheduler. The deployed functions build it from their environment
+/// ([`cold_start`]); the local stack on AWS builds it over the table and
+/// queues it creates.
+pub struct AwsPlatform {
+    dynamodb: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    scheduler: aws_sdk_scheduler::Client,
+    table: String,
+    pub queues: HashMap<QueueName, QueueUrls>,
+    /// Where window schedules invoke dispatch (EventBridge Scheduler).
+    pub schedule_target: Option<ScheduleTarget>,
+    /// Window schedules kept elsewhere (the local stack fires them in
+    /// process: EventBridge Scheduler cannot invoke it).
+    pub schedules: Option<Arc<dyn WindowSchedules>>,
+    pub sandbox: Option<SandboxAccess>,
+    pub metric_stack: Option<String>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdSource>,
+}
+
+impl AwsPlatform {
+    /// The table `table`, and clients from `sdk`; no queue, no schedules yet.
+    pub fn new(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            scheduler: aws_sdk_scheduler::Client::new(sdk),
+            table: table.into(),
+            queues: HashMap::new(),
+            schedule_target: None,
+            schedules: None,
+            sandbox: None,
+            metric_stack: None,
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(RandomIds),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
+        &self.dynamodb
+    }
+
+    fn queue_url(&self, queue: QueueName) -> Result<&str, AssemblyError> {
+        self.queues
+            .get(&queue)
+            .and_then(|q| q.url.as_deref())
+            .ok_or_else(|| {
+                AssemblyError::NotProvided(format!(
+                    "the {queue} queue's URL is not set ({})",
+                    queue_variables(queue).0
+                ))
+            })
+    }
+
+    fn state(&self) -> Arc<DynamoPartnerState> {
+        Arc::new(DynamoPartnerState::new(self.dynamodb.clone(), &self.table))
+    }
+}
+
+impl Platform for AwsPlatform {
+    fn requests(&self) -> Arc<dyn RequestStore> {
+        Arc::new(DynamoRequestStore::new(self.dynamodb.clone(), &self.table))
+    }
+
+    fn ledger(&self) -> Arc<dyn Ledger> {
+        Arc::new(DynamoLedger::new(self.dynamodb.clone(), &self.table))
+    }
+
+    fn windows(&self) -> Arc<dyn WindowStore> {
+        Arc::new(DynamoWindowStore::new(self.dynamodb.clone(), &self.table))
+    }
+
+    fn program_store(&self) -> Arc<dyn ProgramStore> {
+        Arc::new(DynamoProgramStore::new(self.dynamodb.clone(), &self.table))
+    }
+
+    fn links(&self) -> Arc<dyn Enrollments> {
+        Arc::new(DynamoEnrollments::new(self.dynamodb.clone(), &self.table))
+    }
+
+    fn rate_limiter(&self) -> Arc<dyn RateLimiter> {
+        self.state()
+    }
+
+    fn circuits(&self) -> Arc<dyn CircuitStore> {
+        self.state()
+    }
+
+    fn audit(&self) -> Arc<dyn AuditLog> {
+        Arc::new(DynamoAuditLog::new(self.dynamodb.clone(), &self.table))
+    }
+
+    fn reports(&self) -> Arc<dyn ReportStore> {
+        Arc::new(DynamoReportStore::new(self.dynamodb.clone(), &self.table))
+    }
+
+    fn queue(&self, queue: QueueName) -> Result<Arc<dyn Queue>, AssemblyError> {
+        Ok(Arc::new(SqsQueue::new(
+            self.sqs.clone(),
+            self.queue_url(queue)?,
+        )))
+    }
+
+    fn dead_letters(&self, queue: QueueName) -> Result<Arc<dyn DeadLetters>, AssemblyError> {
+        let dead_letter = self
+            .queues
+            .get(&queue)
+            .and_then(|q| q.dead_letter_url.as_deref())
+            .ok_or_else(|| {
+                AssemblyError::NotProvided(format!(
+                    "the {queue} dead-letter queue's URL is not set ({})",
+                    queue_variables(queue).1
+                ))
+            })?;
+        Ok(Arc::new(SqsDeadLetters::new(
+            self.sqs.clone(),
+            dead_letter,
+            self.queue_url(queue)?,
+        )))
+    }
+
+    fn schedules(&self) -> Result<Arc<dyn WindowSchedules>, AssemblyError> {
+        if let Some(schedules) = &self.schedules {
+            return Ok(schedules.clone());
+        }
+        let target = self.schedule_target.clone().ok_or_else(|| {
+            AssemblyError::NotProvided(format!(
+                "window schedules are not configured ({SCHEDULE_PREFIX}, {DISPATCH_FUNCTION_ARN}, {SCHEDULER_ROLE_ARN} and {SCHEDULE_DEAD_LETTER_ARN})"
+            ))
+        })?;
+        Ok(Arc::new(EventBridgeSchedules::new(
+            self.scheduler.clone(),
+            target,
+        )))
+    }
+
+    fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    fn ids(&self) -> Arc<dyn IdSource> {
+        self.ids.clone()
+    }
+
+    fn sandbox(&self) -> Option<SandboxAccess> {
+        self.sandbox.clone()
+    }
+
+    fn metric_stack(&self) -> Option<String> {
+        self.metric_stack.clone()
+    }
+}

@@ -1,0 +1,125 @@
+//! The built operations binary answers console events through the Lambda
+//! Runtime API, on the emulator, calling only the AWS actions its policy in
+//! template.yaml grants: a search (a scan), a redrive (the queues) and a
+//! get, each written to the audit log.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use pointsflow_conformance::runtime_api::{self, Outcome};
+mod common;
+
+use common::Provisioned;
+use serde_json::{Value, json};
+
+const CONFIG: &str = r#"
+[[sources]]
+id = "salesforce"
+api_key = "pf_test_key_0123456789"
+
+[[partners]]
+id = "air"
+kind = "rest"
+base_url = "http://127.0.0.1:9"
+api_key = "partner-key"
+
+[[programs]]
+id = "sales-incentive"
+name = "Sales incentive"
+currency = "USD"
+budget = 1000000
+points = { rule = "given" }
+transfer = { mode = "realtime" }
+destination = { partner = "air", partner_program = "SKY" }
+"#;
+
+fn event_file(name: &str) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/../../infra/events/operations/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn invoke(stack: &Provisioned, endpoint: &str, event: Value) -> Value {
+    let (outcome, _) = runtime_api::run_deployed(
+        env!("CARGO_BIN_EXE_pointsflow-operations"),
+        "OperationsFunction",
+        event,
+        |names| stack.env_named(names).unwrap(),
+        endpoint,
+    )
+    .await;
+    let Some(Outcome::Response(answer)) = outcome else {
+        panic!("no response: {outcome:?}");
+    };
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_answers_the_console_events() {
+    let endpoint = pointsflow_harness::emulator::endpoint();
+    let stack = Provisioned::create(
+        &endpoint,
+        &pointsflow_harness::emulator::unique_name("pf-fn-ops"),
+        CONFIG,
+    )
+    .await
+    .unwrap();
+
+    let answer = invoke(&stack, &endpoint, event_file("search.json")).await;
+    assert_eq!(answer["ok"], true, "{answer:#}");
+    assert_eq!(answer["result"]["requests"], json!([]));
+
+    // A message in the dispatch DLQ goes back to the dispatch queue.
+    let sdk = pointsflow_harness::emulator::config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    sqs.send_message()
+        .queue_url(&stack.dispatch.dlq_url)
+        .message_body(r#"{"request_id":"pr_3c5a0d4e9b1f2a7c8d6e0f1a2b3c4d5e"}"#)
+        .send()
+        .await
+        .unwrap();
+    let answer = invoke(&stack, &endpoint, event_file("redrive.json")).await;
+    assert_eq!(answer["ok"], true, "{answer:#}");
+    assert_eq!(answer["result"]["report"]["moved"], 1, "{answer:#}");
+    let moved = sqs
+        .receive_message()
+        .queue_url(&stack.dispatch.url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.messages().len(), 1);
+
+    // An unknown request: a clear error, and the invocation succeeded.
+    let answer = invoke(&stack, &endpoint, event_file("get.json")).await;
+    assert_eq!(answer["ok"], false);
+    assert_eq!(answer["error"]["code"], "not_found");
+
+    let answer = invoke(
+        &stack,
+        &endpoint,
+        event_file("audit.json")
+            .as_object()
+            .map(|o| {
+                let mut o = o.clone();
+                o.remove("day");
+                Value::Object(o)
+            })
+            .unwrap(),
+    )
+    .await;
+    let commands: Vec<&str> = answer["result"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["command"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        commands,
+        ["search", "redrive", "get", "audit"],
+        "{answer:#}"
+    );
+}

@@ -1,0 +1,24 @@
+//! Where member links are kept.
+
+use async_trait::async_trait;
+
+use super::error::StoreError;
+use crate::enrollment::MemberLink;
+use crate::values::{ProgramId, RecipientId};
+
+#[async_trait]
+pub trait Enrollments: Send + Sync {
+    async fn member_link(
+        &self,
+        program: &ProgramId,
+        recipient: &RecipientId,
+    ) -> Result<Option<MemberLink>, StoreError>;
+
+    /// Stores the link, replacing the recipient's previous one in the program.
+    async fn put_link(&self, link: &MemberLink) -> Result<(), StoreError>;
+
+    /// Stores `link` with its validation only if the link stored now (if
+    /// any) is still to the same member with the same names; `false` when
+    /// the recipient was linked anew meanwhile.
+    async fn record_validation(&self, link: &MemberLink) -> Result<bool, StoreError>;
+}

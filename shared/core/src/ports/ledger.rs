@@ -1,0 +1,24 @@
+//! The ledger: entries applied all together or not at all, and balances.
+
+use async_trait::async_trait;
+
+use crate::ledger::{AccountId, Applied, Balance, Entry, LedgerError};
+use crate::values::RequestId;
+
+#[async_trait]
+pub trait LedgerWrite: Send + Sync {
+    /// Applies the entries all together or not at all. Entries that exist
+    /// already with the same effect make the call a retry ([`Applied::Already`]).
+    async fn apply(&self, entries: &[Entry]) -> Result<Applied, LedgerError>;
+}
+
+#[async_trait]
+pub trait LedgerRead: Send + Sync {
+    async fn entries_for(&self, request: &RequestId) -> Result<Vec<Entry>, LedgerError>;
+    async fn balance(&self, account: &AccountId) -> Result<Balance, LedgerError>;
+}
+
+/// Both roles of a ledger.
+pub trait Ledger: LedgerRead + LedgerWrite {}
+
+impl<T: LedgerRead + LedgerWrite> Ledger for T {}
