@@ -23,7 +23,11 @@ It also records, per access key id, the IAM actions the calls it serves need
 (a TransactWriteItems needs the action of each item it writes), and answers
 GET /_pointsflow/calls/<access key id> with them as a JSON list: tests run a
 function with its own key and compare what it called with what its policy
-grants.
+grants. For DynamoDB it records each call's partition key too (the value of
+`pk` in an item or key, or in a table query's key condition; an index
+query's index; a scan has none), as [action, resource, partition key] at
+GET /_pointsflow/keys/<access key id>: tests compare them with the
+`dynamodb:LeadingKeys` conditions of the function's policy.
 """
 
 import copy
@@ -43,6 +47,7 @@ from moto.dynamodb.models.table import Table
 
 DYNAMODB = threading.Lock()
 CALLS = defaultdict(set)
+KEYS = defaultdict(set)
 CALLS_LOCK = threading.Lock()
 SERVICES = {"DynamoDB_20120810": "dynamodb", "AmazonSQS": "sqs", "AmazonSSM": "ssm"}
 # Batch calls are authorised as their single-message action.
@@ -65,6 +70,51 @@ def actions(target, body):
             items = []
         return sorted({TRANSACT[k] for item in items for k in item if k in TRANSACT})
     return [BATCH.get(action, action)]
+
+
+def _pk(value):
+    """The string in an attribute value ({"S": ...})."""
+    if isinstance(value, dict):
+        return value.get("S") or value.get("N") or ""
+    return ""
+
+
+def partition_keys(target, body):
+    """(action, resource, partition key) for each item a DynamoDB call
+    reads or writes: resource is "table" or "index/<name>"; the partition
+    key is the table's `pk` (none for an index query or a scan)."""
+    prefix, _, operation = target.partition(".")
+    if not prefix.startswith("DynamoDB"):
+        return []
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        return []
+    action = f"dynamodb:{operation}"
+    if operation == "TransactWriteItems":
+        out = []
+        for item in request.get("TransactItems", []):
+            for kind, op in item.items():
+                keys = op.get("Key") or op.get("Item") or {}
+                out.append((TRANSACT.get(kind, f"dynamodb:{kind}"), "table", _pk(keys.get("pk"))))
+        return out
+    if operation in ("GetItem", "DeleteItem", "UpdateItem"):
+        return [(action, "table", _pk(request.get("Key", {}).get("pk")))]
+    if operation == "PutItem":
+        return [(action, "table", _pk(request.get("Item", {}).get("pk")))]
+    if operation == "Query":
+        index = request.get("IndexName")
+        if index:
+            return [(action, f"index/{index}", "")]
+        names = request.get("ExpressionAttributeNames", {})
+        values = request.get("ExpressionAttributeValues", {})
+        for name, placeholder in re.findall(r"(#?\w+)\s*=\s*(:\w+)", request.get("KeyConditionExpression", "")):
+            if names.get(name, name) == "pk":
+                return [(action, "table", _pk(values.get(placeholder)))]
+        return [(action, "table", "")]
+    if operation == "Scan":
+        return [(action, f"index/{request['IndexName']}" if request.get("IndexName") else "table", "")]
+    return [(action, "table", "")]
 
 
 class _TablesAreNotCopied:
@@ -148,10 +198,11 @@ def query_one_partition():
 def record_calls(app):
     def serve(environ, start_response):
         path = environ.get("PATH_INFO", "")
-        if path.startswith("/_pointsflow/calls/"):
+        if path.startswith("/_pointsflow/calls/") or path.startswith("/_pointsflow/keys/"):
             key = path.rsplit("/", 1)[-1]
+            recorded = CALLS if path.startswith("/_pointsflow/calls/") else KEYS
             with CALLS_LOCK:
-                body = json.dumps(sorted(CALLS.get(key, set()))).encode()
+                body = json.dumps(sorted(recorded.get(key, set()))).encode()
             start_response("200 OK", [("Content-Type", "application/json")])
             return [body]
         target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -162,6 +213,7 @@ def record_calls(app):
             environ["wsgi.input"] = io.BytesIO(body)
             with CALLS_LOCK:
                 CALLS[credential.group(1)].update(actions(target, body))
+                KEYS[credential.group(1)].update(partition_keys(target, body))
         return app(environ, start_response)
 
     return serve

@@ -15,6 +15,7 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use lambda_runtime::{Context, LambdaEvent};
 use pointsflow_assembly::{Adapters, Assembly};
+use pointsflow_core::access::{OperatorIdentity, Principal, Role, Verified};
 use pointsflow_core::ledger::{AccountId, invariants};
 use pointsflow_core::ports::{Clock, DeadLetters, PartnerConnector, Queue, QueueName};
 use pointsflow_core::request::{PointsRequest, StatusKind};
@@ -25,10 +26,11 @@ use pointsflow_dispatch::window::WindowClosed;
 use pointsflow_eligibility::Eligibility;
 use pointsflow_intake::Intake;
 use pointsflow_memory::{
-    ManualClock, MemoryAuditLog, MemoryEnrollments, MemoryLedger, MemoryPartnerState,
-    MemoryProgramStore, MemoryReportStore, MemoryRequestStore, MemoryWindowStore, SeededIds,
+    ManualClock, MemoryAuditLog, MemoryEnrollments, MemoryLedger, MemoryLinkHistory,
+    MemoryPartnerState, MemoryProgramStore, MemoryProposals, MemoryReportStore, MemoryRequestStore,
+    MemoryWindowStore, SeededIds,
 };
-use pointsflow_operations::Operations;
+use pointsflow_operations::{Invocation, Operations};
 
 use crate::exec::{Executor, Polled, TaskKind};
 use crate::faults::{Faults, FaultyLedger, FaultyStore, FaultyWindows, SimSchedules};
@@ -199,6 +201,8 @@ impl World {
             }),
             program_store: Arc::new(MemoryProgramStore::new()),
             links: Arc::new(MemoryEnrollments::default()),
+            link_history: Arc::new(MemoryLinkHistory::new()),
+            proposals: Arc::new(MemoryProposals::new()),
             rate_limiter: partner_state.clone(),
             circuits: partner_state,
             audit: Arc::new(MemoryAuditLog::new()),
@@ -742,10 +746,29 @@ impl World {
                 commands.push(serde_json::json!({"command": "resolve", "request_id": id.as_str()}));
             }
         }
-        for mut command in commands {
-            command["operator"] = "ops-demo".into();
+        for command in commands {
+            // Operators act under roles, as the admin API runs them: two
+            // approvers (a request above the second approval threshold
+            // needs both), and an operator for the rest.
+            let name = command["command"].as_str().unwrap_or_default().to_owned();
+            let (who, role) = match name.as_str() {
+                "approve" | "decline" if self.faults.chance(0.5) => {
+                    ("sim-approver-1", Role::Approver)
+                }
+                "approve" | "decline" => ("sim-approver-2", Role::Approver),
+                _ => ("sim-operator", Role::Operator),
+            };
+            let operator = OperatorIdentity {
+                principal: Principal::parse(who).unwrap_or_else(|_| unreachable!()),
+                roles: BTreeSet::from([role]),
+                verified: Verified::Key,
+            };
+            let mut arguments = command.clone();
+            if let Some(fields) = arguments.as_object_mut() {
+                fields.remove("command");
+            }
             let operations = self.operations.clone();
-            self.faults.note(|| format!("operator: {command}"));
+            self.faults.note(|| format!("operator {who}: {command}"));
             let faults = self.faults.clone();
             let (retries, again) = (self.op_retries.clone(), command.clone());
             let on_crash: Box<dyn FnOnce()> = Box::new(move || retries.borrow_mut().push(again));
@@ -753,7 +776,16 @@ impl World {
             self.exec.spawn(
                 TaskKind::Operator,
                 async move {
-                    let answer = operations.invoke(command.clone()).await;
+                    let answer = match Invocation::authenticated(operator, &name, arguments) {
+                        Ok(invocation) => operations.run(invocation).await,
+                        Err(error) => pointsflow_operations::Answer {
+                            ok: false,
+                            command: Some(name),
+                            audit_id: None,
+                            result: None,
+                            error: Some(error),
+                        },
+                    };
                     faults.note(|| {
                         format!(
                             "operator answer: {} {:?}",

@@ -12,13 +12,65 @@ use std::time::{Duration, Instant};
 use pointsflow_core::ledger::invariants;
 use pointsflow_core::values::{MemberNumber, PartnerId};
 use pointsflow_intake::soap::{Notification, OutboundMessage};
+use pointsflow_local::client::{ApiClient, ProgramChange};
+use pointsflow_local::ops::Target;
 use pointsflow_local::{AwsOptions, AwsStack, LocalConfig, Stack, StackOptions};
 use serde_json::{Value, json};
 
 pub const API_KEY: &str = "pf_demo_4f1c2b7e9a6d4e0f";
 pub const ADA: &str = "0055g00000DemoAA1";
-/// The demo config's operator key.
+/// The demo config's operator key (`ops-demo`: every role).
 pub const OPERATOR_KEY: &str = "pf_ops_demo_3e8a1c5b7d9f2e4a";
+/// The demo config's second operator (`ops-lead`: viewer, approver, admin).
+pub const LEAD_KEY: &str = "pf_ops_lead_6b2d9f4a1c8e3a7d";
+
+/// One operator per role (`ops-view`, `ops-approve`, `ops-operate`,
+/// `ops-admin`), a second approver and a second admin: (id, key, roles).
+pub const ROLE_OPERATORS: &[(&str, &str, &[&str])] = &[
+    ("ops-view", "pf_ops_view_0123456789abcdef", &["viewer"]),
+    ("ops-approve", "pf_ops_approve_0123456789ab", &["approver"]),
+    ("ops-approve2", "pf_ops_approve2_0123456789a", &["approver"]),
+    ("ops-operate", "pf_ops_operate_0123456789ab", &["operator"]),
+    ("ops-admin", "pf_ops_admin_0123456789abcd", &["admin"]),
+    ("ops-admin2", "pf_ops_admin2_0123456789abc", &["admin"]),
+];
+
+/// Makes [`ROLE_OPERATORS`] the configuration's operators.
+pub fn with_role_operators(config: &mut LocalConfig) {
+    config.operators = ROLE_OPERATORS
+        .iter()
+        .map(|(id, key, roles)| {
+            toml::from_str::<pointsflow_config::OperatorEntry>(&format!(
+                "id = \"{id}\"\napi_key = \"{key}\"\nroles = {roles:?}"
+            ))
+            .unwrap()
+        })
+        .collect();
+}
+
+/// The admin API of the stack at `base`, as `ops-demo`.
+pub fn ops(base: &str) -> ApiClient {
+    ApiClient::new(Target::local(base, OPERATOR_KEY))
+}
+
+/// The admin API of the stack at `base`, as `ops-lead`.
+pub fn lead(base: &str) -> ApiClient {
+    ApiClient::new(Target::local(base, LEAD_KEY))
+}
+
+/// Proposes a program file's changes as `ops-demo` and confirms each as
+/// `ops-lead` (unless `dry_run`): what a program revision takes.
+pub async fn apply_programs(
+    base: &str,
+    file: &pointsflow_config::ProgramFile,
+    dry_run: bool,
+) -> Vec<ProgramChange> {
+    let changes = ops(base).apply_programs(file, dry_run).await.unwrap();
+    for proposal in changes.iter().filter_map(|c| c.proposal.as_deref()) {
+        lead(base).confirm(proposal).await.unwrap();
+    }
+    changes
+}
 /// The demo config's Salesforce source: its URL token and org.
 pub const SF_TOKEN: &str = "sf_demo_token_7c1e9b2a4d6f8e0c";
 pub const SF_ORG: &str = "00D5g000004DemoEAC";
@@ -321,6 +373,22 @@ impl Api {
         assert_eq!(response.status(), 202);
         let body: Value = response.json().await.unwrap();
         body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `command` with `arguments` on the admin API, as the holder of
+    /// `key`: the status and the answer (or problem).
+    pub async fn admin(&self, key: &str, command: &str, arguments: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/v1/admin/commands/{command}", self.base))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(arguments.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn get(&self, id: &str) -> Value {

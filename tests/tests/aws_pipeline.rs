@@ -10,11 +10,10 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use pointsflow_core::ledger::AccountId;
 use pointsflow_core::ports::LedgerRead;
 use pointsflow_core::values::{ProgramId, RequestId};
-use pointsflow_local::client::ApiClient;
 use pointsflow_local::config::{EXAMPLE_PROGRAMS, ProgramFile};
 use pointsflow_tests::{
-    ADA, AwsTestStack, OPERATOR_KEY, assert_settled_path, deal, fire, opportunity,
-    outbound_message, progress, schedule_deals, scheduled_config, spawn_aws_stack,
+    ADA, AwsTestStack, assert_settled_path, deal, fire, opportunity, outbound_message, progress,
+    schedule_deals, scheduled_config, spawn_aws_stack,
 };
 use serde_json::json;
 
@@ -236,7 +235,7 @@ async fn programs_applied_and_members_linked_live_in_dynamodb() {
         c.programs[0].wait_for_enrollment_hours = Some(72);
     })
     .await;
-    let ops = ApiClient::new(&t.base, OPERATOR_KEY);
+    let ops = pointsflow_tests::ops(&t.base);
     // Waiting for enrollment, found through the table's sparse index and
     // released by the link.
     let waiting = t.accept("aws-enrol-1", &deal("005GRACE", "10000.00")).await;
@@ -248,26 +247,24 @@ async fn programs_applied_and_members_linked_live_in_dynamodb() {
             "SKY1000005",
             "Grace",
             "Hopper",
+            None,
         )
         .await
         .unwrap();
     assert_eq!(linked["released"], 1);
     t.wait_for(&waiting, &["credited"]).await;
-    let shown = ops
-        .get_path("/v1/programs/sales-incentive/members/005GRACE")
-        .await
-        .unwrap();
+    let shown = ops.member("sales-incentive", "005GRACE").await.unwrap();
     assert_eq!(
         shown["validation"]["valid"], true,
         "the validation is kept in DynamoDB"
     );
 
-    // A revision applied over the API, stored in DynamoDB, reaches eligibility.
+    // A revision proposed and confirmed over the API, kept in DynamoDB
+    // (the proposal too), reaches eligibility.
     let richer = EXAMPLE_PROGRAMS.replacen("per = \"100\"", "per = \"50\"", 1);
-    let applied = ops
-        .apply_programs(&ProgramFile::parse(&richer).unwrap(), false)
-        .await
-        .unwrap();
+    let applied =
+        pointsflow_tests::apply_programs(&t.base, &ProgramFile::parse(&richer).unwrap(), false)
+            .await;
     assert_eq!(applied[0].to, Some(1));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let after = t.accept("aws-prog-1", &deal(ADA, "10000.00")).await;

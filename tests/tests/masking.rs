@@ -10,10 +10,10 @@
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
-use pointsflow_local::client::{ApiClient, Decision};
+use pointsflow_local::client::Decision;
 use pointsflow_runtime::masking::{Masker, MaskingWriter};
 use pointsflow_tests::{
-    ADA, OPERATOR_KEY, amount_for, deal, opportunity, outbound_message, spawn_stack, test_config,
+    ADA, amount_for, deal, opportunity, outbound_message, spawn_stack, test_config,
 };
 use serde_json::json;
 
@@ -62,7 +62,7 @@ async fn no_log_line_carries_a_member_number_an_email_or_a_secret() {
     t.wait_for(&credited, &["credited"]).await;
     t.wait_for(&refused, &["failed"]).await;
     t.wait_for(&big, &["awaiting_approval"]).await;
-    let ops = ApiClient::new(&t.base, OPERATOR_KEY);
+    let ops = pointsflow_tests::ops(&t.base);
     ops.decide(
         &big,
         Decision::Approve,
@@ -97,6 +97,7 @@ async fn no_log_line_carries_a_member_number_an_email_or_a_secret() {
         "SKY1000005",
         "Grace",
         "Hopper",
+        None,
     )
     .await
     .unwrap();

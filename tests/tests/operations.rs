@@ -365,24 +365,35 @@ async fn resolve_queues_only_unsettled_requests_and_redrive_moves_dead_letters_b
 }
 
 #[tokio::test]
-async fn the_local_stack_serves_operations_to_operators_only() {
+async fn the_admin_api_runs_commands_as_the_key_holder_only() {
     let t = spawn_stack(|_| {}).await;
     let id = credited(&t, "ops-http-1", "12550.00").await;
-    let url = format!("{}/local/operations", t.base);
+    let url = format!("{}/v1/admin/commands/get", t.base);
     let response = t
         .client
         .post(&url)
-        .json(&json!({"command": "get", "request_id": id}))
+        .json(&json!({"request_id": id}))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
+    // Who runs a command is the key's holder, never a field of the body.
+    let response = t
+        .client
+        .post(&url)
+        .bearer_auth(OPERATOR_KEY)
+        .json(&json!({"request_id": id, "operator": "someone-else"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid_command");
     let answer: Answer = t
         .client
         .post(&url)
         .bearer_auth(OPERATOR_KEY)
-        // A declared operator is replaced by the key's.
-        .json(&json!({"command": "get", "request_id": id, "operator": "someone-else"}))
+        .json(&json!({"request_id": id}))
         .send()
         .await
         .unwrap()
@@ -390,13 +401,10 @@ async fn the_local_stack_serves_operations_to_operators_only() {
         .await
         .unwrap();
     assert!(answer.ok, "{answer:#?}");
-    assert!(
-        t.stack
-            .audit
-            .all()
-            .iter()
-            .all(|e| e.operator.as_str() == "ops-demo")
-    );
+    let audit = t.stack.audit.all();
+    assert!(!audit.is_empty());
+    assert!(audit.iter().all(|e| e.operator.as_str() == "ops-demo"
+        && e.verified == pointsflow_core::access::Verified::Key));
     t.stack.shutdown().await;
 }
 
@@ -413,8 +421,15 @@ async fn retry_sends_a_fixed_request_through_again_under_a_new_reference() {
         "invalid_command",
     );
     // The cause fixed (the recipient linked), the retry credits it.
-    pointsflow_local::client::ApiClient::new(&t.base, OPERATOR_KEY)
-        .link_member("sales-incentive", grace, "SKY1000005", "Grace", "Hopper")
+    pointsflow_tests::ops(&t.base)
+        .link_member(
+            "sales-incentive",
+            grace,
+            "SKY1000005",
+            "Grace",
+            "Hopper",
+            None,
+        )
         .await
         .unwrap();
     let first = run(

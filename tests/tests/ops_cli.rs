@@ -1,8 +1,7 @@
-//! `pointsflow ops` reaches the operations function of the local stack
-//! (with an operator's key) and of a deployed stack (the Lambda Invoke API
-//! of the function `{stack}-operations`, here served by a stand-in for the
-//! Lambda service that runs the local stack's operations), and redrives a
-//! large dead-letter queue in rounds.
+//! `pointsflow ops` reaches the admin API of the local stack (with an
+//! operator's key) and of a deployed stack (signed with SigV4, checked
+//! against AWS's own SDK), and redrives a large dead-letter queue in
+//! rounds.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,7 +9,6 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
 use pointsflow_local::ops::{self, Target};
-use pointsflow_operations::Operations;
 use pointsflow_tests::{ADA, OPERATOR_KEY, deal, spawn_stack};
 use serde_json::{Value, json};
 
@@ -59,56 +57,121 @@ async fn the_local_target_runs_commands_and_redrives_in_rounds() {
     t.stack.shutdown().await;
 }
 
-#[derive(Clone)]
-struct FakeLambda {
-    operations: Operations,
-    invoked: Arc<Mutex<Vec<String>>>,
-}
+/// One call the stand-in for API Gateway received: the command, the
+/// headers and the body.
+type Call = (String, Vec<(String, String)>, Vec<u8>);
 
-/// `POST /2015-03-31/functions/{name}/invocations`, as the Lambda service
-/// answers a synchronous invocation: the function's JSON answer.
-async fn invocations(
-    State(fake): State<FakeLambda>,
-    Path(name): Path<String>,
+/// What the stand-in for API Gateway received.
+#[derive(Clone, Default)]
+struct Received(Arc<Mutex<Vec<Call>>>);
+
+async fn gateway(
+    State(received): State<Received>,
+    Path(command): Path<String>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> axum::Json<Value> {
-    fake.invoked.lock().unwrap().push(name);
-    let event: Value = serde_json::from_slice(&body).unwrap();
-    axum::Json(serde_json::to_value(fake.operations.invoke(event).await).unwrap())
+    let headers = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+        .collect();
+    received
+        .0
+        .lock()
+        .unwrap()
+        .push((command, headers, body.to_vec()));
+    axum::Json(json!({"ok": true, "command": "get", "result": {}}))
 }
 
+/// The Authorization header botocore (AWS's Python SDK, in the test
+/// virtualenv) computes for the same request at the same time.
+fn botocore_authorization(url: &str, body: &[u8], amz_date: &str, token: &str) -> String {
+    let python = std::env::var("POINTSFLOW_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("POINTSFLOW_TEST_PYTHON is not set: run the tests with scripts/test, which installs botocore into .venv")
+    });
+    let script = r#"
+import sys
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+url, amz_date, token = sys.argv[1], sys.argv[2], sys.argv[3]
+body = sys.stdin.buffer.read()
+request = AWSRequest(method="POST", url=url, data=body, headers={"content-type": "application/json"})
+auth = SigV4Auth(Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token), "execute-api", "eu-west-1")
+request.context["timestamp"] = amz_date
+auth._modify_request_before_signing(request)
+canonical = auth.canonical_request(request)
+signature = auth.signature(auth.string_to_sign(request, canonical), request)
+auth._inject_signature_to_request(request, signature)
+print(request.headers["Authorization"])
+"#;
+    let mut child = std::process::Command::new(python)
+        .args(["-c", script, url, amz_date, token])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "botocore failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Deployed, `pointsflow` signs its admin calls with SigV4 from the
+/// shell's credentials (service execute-api): the signature is the one
+/// AWS's own SDK computes for the same request, and nothing in it names
+/// the operator (API Gateway does, from the signature).
 #[tokio::test]
-async fn the_deployed_target_invokes_the_stacks_function_as_the_operator() {
-    let t = spawn_stack(|_| {}).await;
-    let id = t.accept("cli-2", &deal(ADA, "12550.00")).await;
-    t.wait_for(&id, &["credited"]).await;
-    let fake = FakeLambda {
-        operations: t.stack.operations.clone(),
-        invoked: Arc::new(Mutex::new(Vec::new())),
-    };
+async fn the_deployed_target_signs_its_calls_as_aws_does() {
+    let received = Received::default();
     let app = axum::Router::new()
-        .route(
-            "/2015-03-31/functions/{name}/invocations",
-            axum::routing::post(invocations),
-        )
-        .with_state(fake.clone());
+        .route("/v1/admin/commands/{command}", axum::routing::post(gateway))
+        .with_state(received.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let api = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let sdk = pointsflow_harness::emulator::config_at(&url).await;
-    let target = Target::deployed_with(&sdk, "pointsflow-prod", "ana");
+    let token = "session-token-example";
+    let credentials = aws_credential_types::Credentials::new(
+        "AKIDEXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        Some(token.into()),
+        None,
+        "test",
+    );
+    let target = Target::new(
+        &api,
+        ops::Auth::Iam {
+            credentials,
+            region: "eu-west-1".into(),
+        },
+    );
     let answer = target
-        .invoke(json!({"command": "reverse", "request_id": id, "points": 1, "reason": "test"}))
+        .invoke(json!({"command": "get", "request_id": "pr_00000000000000000000000000000001"}))
         .await
         .unwrap();
     assert_eq!(answer["ok"], true, "{answer:#}");
-    assert_eq!(
-        *fake.invoked.lock().unwrap(),
-        ["pointsflow-prod-operations"]
+    let (command, headers, body) = received.0.lock().unwrap().pop().unwrap();
+    assert_eq!(command, "get");
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {name} header: {headers:?}"))
+    };
+    assert_eq!(header("x-amz-security-token"), token);
+    assert!(!String::from_utf8_lossy(&body).contains("operator"));
+    let authorization = header("authorization");
+    assert!(
+        authorization.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+            && authorization.contains("/eu-west-1/execute-api/aws4_request"),
+        "{authorization}"
     );
-    let audit = t.stack.audit.all();
-    assert_eq!(audit.last().unwrap().operator.as_str(), "ana");
-    t.check_ledger();
-    t.stack.shutdown().await;
+    let url = format!("{api}/v1/admin/commands/get");
+    assert_eq!(
+        authorization,
+        botocore_authorization(&url, &body, &header("x-amz-date"), token)
+    );
 }

@@ -18,9 +18,10 @@ use pointsflow_core::values::{
 };
 use pointsflow_local::client::{ApiClient, ClientError, Decision};
 use pointsflow_local::config::{EXAMPLE_PROGRAMS, ProgramFile};
+use pointsflow_local::ops::Target;
 use pointsflow_tests::{
-    ADA, API_KEY, OPERATOR_KEY, amount_for, assert_settled_path, deal, fixed_references,
-    opportunity, outbound_message, path, spawn_stack,
+    ADA, API_KEY, amount_for, apply_programs, assert_settled_path, deal, fixed_references, lead,
+    opportunity, ops, outbound_message, path, spawn_stack,
 };
 use serde_json::{Value, json};
 
@@ -715,7 +716,7 @@ async fn program_conditions_and_the_per_request_maximum_decide_and_say_why() {
 async fn a_deal_above_the_approval_threshold_waits_for_an_operator() {
     // The demo program asks for approval above 25,000 points (1,250,000 USD).
     let t = spawn_stack(|_| {}).await;
-    let ops = ApiClient::new(&t.base, OPERATOR_KEY);
+    let ops = ops(&t.base);
     let big = t.accept("approve-1", &deal(ADA, "1300000.00")).await;
     let other = t.accept("approve-2", &deal(ADA, "1400000.00")).await;
     let small = t.accept("approve-3", &deal(ADA, "1000.00")).await;
@@ -726,14 +727,15 @@ async fn a_deal_above_the_approval_threshold_waits_for_an_operator() {
     assert!(view["ledger"].as_array().unwrap().is_empty(), "{view:#}");
     t.wait_for(&small, &["credited"]).await;
 
-    // A source's key cannot decide; an operator's can, and is recorded.
-    let as_source = ApiClient::new(&t.base, API_KEY);
+    // A source's key is not an operator's: refused, nothing decided; an
+    // operator's key decides, and is recorded.
+    let as_source = ApiClient::new(Target::local(&t.base, API_KEY));
     match as_source.decide(&big, Decision::Approve, None).await {
-        Err(ClientError::Problem { status: 401, .. }) => {}
+        Err(ClientError::Problem { code, .. }) => assert_eq!(code, "unauthorized"),
         other => panic!("a source approved: {other:?}"),
     }
     let shown = ops.show(&big).await.unwrap();
-    assert_eq!(shown["status"], "awaiting_approval");
+    assert_eq!(shown["request"]["status"]["state"], "awaiting_approval");
     ops.decide(&big, Decision::Approve, Some("signed off by the VP"))
         .await
         .unwrap();
@@ -754,22 +756,19 @@ async fn a_deal_above_the_approval_threshold_waits_for_an_operator() {
         .decide(&other, Decision::Decline, Some("duplicate of another deal"))
         .await
         .unwrap();
-    assert_eq!(declined["status"], "rejected");
+    let declined = &declined["request"]["status"];
+    assert_eq!(declined["state"], "rejected");
     assert_eq!(declined["reason"]["code"], "declined");
     assert_eq!(
         declined["reason"]["message"],
         "declined by ops-demo: duplicate of another deal"
     );
     match ops.decide(&other, Decision::Approve, None).await {
-        Err(ClientError::Problem {
-            status: 409, code, ..
-        }) => assert_eq!(code, "already_decided"),
+        Err(ClientError::Problem { code, .. }) => assert_eq!(code, "already_decided"),
         other => panic!("approved after a decline: {other:?}"),
     }
     match ops.decide(&small, Decision::Approve, None).await {
-        Err(ClientError::Problem {
-            status: 409, code, ..
-        }) => {
+        Err(ClientError::Problem { code, .. }) => {
             assert_eq!(code, "not_awaiting_approval")
         }
         other => panic!("approved a credited request: {other:?}"),
@@ -786,15 +785,12 @@ async fn a_deal_above_the_approval_threshold_waits_for_an_operator() {
 #[tokio::test]
 async fn a_program_file_applied_to_the_running_stack_takes_effect_without_a_restart() {
     let t = spawn_stack(|c| c.program_refresh_ms = 100).await;
-    let ops = ApiClient::new(&t.base, OPERATOR_KEY);
+    let ops = ops(&t.base);
     let refreshed = || tokio::time::sleep(std::time::Duration::from_millis(250));
     let file = |text: &str| ProgramFile::parse(text).unwrap();
 
     // The demo programs as a file: nothing to apply.
-    let same = ops
-        .apply_programs(&file(EXAMPLE_PROGRAMS), false)
-        .await
-        .unwrap();
+    let same = apply_programs(&t.base, &file(EXAMPLE_PROGRAMS), false).await;
     assert!(same.iter().all(|c| c.to.is_none()), "{same:?}");
 
     let before = t.accept("prog-1", &deal(ADA, "10000.00")).await;
@@ -816,14 +812,24 @@ async fn a_program_file_applied_to_the_running_stack_takes_effect_without_a_rest
             .all(|p| p["revision"] == 0)
     );
 
-    ops.apply_programs(&file(&richer), false).await.unwrap();
+    // Proposed by one admin, it changes nothing until another confirms it.
+    let proposed = ops.apply_programs(&file(&richer), false).await.unwrap();
+    let proposal = proposed[0].proposal.clone().unwrap();
+    match ops.confirm(&proposal).await {
+        Err(ClientError::Problem { code, .. }) => assert_eq!(code, "four_eyes"),
+        other => panic!("the proposer confirmed its own revision: {other:?}"),
+    }
+    refreshed().await;
+    let unconfirmed = t.accept("prog-1b", &deal(ADA, "10000.00")).await;
+    assert_eq!(t.wait_for(&unconfirmed, &["credited"]).await["points"], 200);
+    lead(&t.base).confirm(&proposal).await.unwrap();
     refreshed().await;
     let after = t.accept("prog-2", &deal(ADA, "10000.00")).await;
     assert_eq!(t.wait_for(&after, &["credited"]).await["points"], 400);
 
     // Paused: new requests are rejected, saying so.
     let paused = richer.replacen("state = \"active\"", "state = \"paused\"", 1);
-    let change = ops.apply_programs(&file(&paused), false).await.unwrap();
+    let change = apply_programs(&t.base, &file(&paused), false).await;
     assert_eq!((change[0].from, change[0].to), (Some(1), Some(2)));
     refreshed().await;
     let late = t.accept("prog-3", &deal(ADA, "10000.00")).await;
@@ -832,10 +838,11 @@ async fn a_program_file_applied_to_the_running_stack_takes_effect_without_a_rest
     let shown = ops.program("sales-incentive").await.unwrap().unwrap();
     assert_eq!(shown["revision"], 2);
     assert_eq!(shown["applied_by"], "ops-demo");
+    assert_eq!(shown["confirmed_by"], "ops-lead");
     assert_eq!(shown["program"]["state"], "paused");
 
     // Applied again, the file is read over revision 2 and becomes 3.
-    let stale = ops.apply_programs(&file(&richer), false).await.unwrap();
+    let stale = apply_programs(&t.base, &file(&richer), false).await;
     assert_eq!(stale[0].to, Some(3), "a fresh read applies over revision 2");
     t.settle().await;
     t.check_ledger();
@@ -857,7 +864,7 @@ prefix = "SKY""#,
         );
     })
     .await;
-    let ops = ApiClient::new(&t.base, OPERATOR_KEY);
+    let ops = ops(&t.base);
     // Grace and Katherine have accounts at the sandbox airline, but are not enrolled.
     let grace = t.accept("enrol-1", &deal("005GRACE", "10000.00")).await;
     let katherine = t.accept("enrol-2", &deal("005KJ", "10000.00")).await;
@@ -875,16 +882,13 @@ prefix = "SKY""#,
             "SKY12345",
             "Katherine",
             "Johnson",
+            None,
         )
         .await
     {
-        Err(ClientError::Problem {
-            status: 422,
-            code,
-            detail,
-        }) => {
-            assert_eq!(code, "invalid_field");
-            assert_eq!(detail, "/member_number: must be 10 characters long, not 8");
+        Err(ClientError::Problem { code, detail }) => {
+            assert_eq!(code, "invalid_command");
+            assert_eq!(detail, "member_number: must be 10 characters long, not 8");
         }
         other => panic!("a bad member number was linked: {other:?}"),
     }
@@ -898,17 +902,15 @@ prefix = "SKY""#,
             " sky1000006 ",
             "Katherine",
             "Johnson",
+            None,
         )
         .await
         .unwrap();
-    assert_eq!(linked["member_number"], "SKY1000006");
+    assert_eq!(linked["link"]["member_number"], "SKY1000006");
     assert_eq!(linked["released"], 1);
     let view = t.wait_for(&katherine, &["credited"]).await;
     assert_eq!(view["member_number"], "SKY1000006");
-    let shown = ops
-        .get_path("/v1/programs/sales-incentive/members/005KJ")
-        .await
-        .unwrap();
+    let shown = ops.member("sales-incentive", "005KJ").await.unwrap();
     assert_eq!(shown["validation"]["valid"], true);
 
     // Linked with names the partner does not hold: refused before any reservation.
@@ -919,6 +921,7 @@ prefix = "SKY""#,
             "SKY1000005",
             "Grace",
             "Brewster",
+            None,
         )
         .await
         .unwrap();
@@ -937,7 +940,8 @@ prefix = "SKY""#,
         "nothing was reserved"
     );
 
-    // A CSV import: refused rows are reported by line, the others linked.
+    // A CSV import: refused rows are reported by line, the others linked;
+    // Grace, linked already (under the wrong names), gets a proposal.
     let csv = "recipient,member_number,first_name,last_name\n\
                005GRACE,SKY1000005,Grace,Hopper\n\
                005BAD,SKY-1,Nobody,Here\n\
@@ -949,16 +953,51 @@ prefix = "SKY""#,
         })
         .await
         .unwrap();
-    assert_eq!(report.linked, 2);
-    assert_eq!(report.failed.len(), 1);
-    assert_eq!(report.failed[0].line, 3);
+    assert_eq!(report.linked, 1, "{report:?}");
+    assert_eq!(report.failed.len(), 2, "{report:?}");
+    assert_eq!(report.failed[0].line, 2);
     assert!(
-        report.failed[0].problem.contains("/member_number"),
+        report.failed[0].problem.contains("proposed as prop_"),
+        "{report:?}"
+    );
+    assert_eq!(report.failed[1].line, 3);
+    assert!(
+        report.failed[1].problem.contains("member_number"),
         "{report:?}"
     );
     assert_eq!(seen.last(), Some(&(3, 3)));
+    // A second admin confirms the change: Grace's next deal is credited,
+    // and carries the change on its timeline.
+    let open = ops
+        .command("proposals", serde_json::json!({}))
+        .await
+        .unwrap();
+    let proposal = open["proposals"][0]["id"].as_str().unwrap().to_owned();
+    lead(&t.base).confirm(&proposal).await.unwrap();
     let regraced = t.accept("enrol-3", &deal("005GRACE", "10000.00")).await;
-    t.wait_for(&regraced, &["credited"]).await;
+    let view = t.wait_for(&regraced, &["credited"]).await;
+    assert!(
+        view["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["detail"]
+                .as_str()
+                .unwrap()
+                .contains("the member link changed")),
+        "{view:#}"
+    );
+    let history = ops
+        .command(
+            "link_history",
+            serde_json::json!({"program": "sales-incentive", "recipient": "005GRACE"}),
+        )
+        .await
+        .unwrap();
+    let history = history["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(history[0]["by"], "ops-demo");
+    assert_eq!(history[1]["confirmed_by"], "ops-lead");
     t.settle().await;
     t.check_ledger();
 }
@@ -971,16 +1010,13 @@ async fn a_paused_program_that_holds_releases_its_requests_when_it_resumes() {
         c.program_refresh_ms = 50;
     })
     .await;
-    let ops = ApiClient::new(&t.base, OPERATOR_KEY);
     let active = EXAMPLE_PROGRAMS.replacen(
         "state = \"active\"",
         "state = \"active\"\nwhen_paused = \"hold\"",
         1,
     );
     let paused = active.replacen("state = \"active\"", "state = \"paused\"", 1);
-    ops.apply_programs(&ProgramFile::parse(&paused).unwrap(), false)
-        .await
-        .unwrap();
+    apply_programs(&t.base, &ProgramFile::parse(&paused).unwrap(), false).await;
     // The intake and eligibility catalogs reload every program_refresh_ms.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let api = &t.api;
@@ -997,10 +1033,7 @@ async fn a_paused_program_that_holds_releases_its_requests_when_it_resumes() {
             "held: nothing reserved"
         );
     }
-    let resumed = ops
-        .apply_programs(&ProgramFile::parse(&active).unwrap(), false)
-        .await
-        .unwrap();
+    let resumed = apply_programs(&t.base, &ProgramFile::parse(&active).unwrap(), false).await;
     assert_eq!(resumed[0].differences, ["state: \"paused\" -> \"active\""]);
     for id in &ids {
         let view = t.wait_for(id, &["credited"]).await;
@@ -1014,7 +1047,6 @@ async fn a_paused_program_that_holds_releases_its_requests_when_it_resumes() {
 async fn switching_to_scheduled_in_flight_puts_each_request_in_exactly_one_mode() {
     use std::time::{Duration, Instant};
     let t = spawn_stack(|c| c.program_refresh_ms = 20).await;
-    let ops = ApiClient::new(&t.base, OPERATOR_KEY);
     let realtime = r#"transfer = { mode = "realtime" }"#;
     let weekly =
         r#"transfer = { mode = "scheduled", cron = "0 18 * * FRI", time_zone = "Europe/London" }"#;
@@ -1052,7 +1084,7 @@ async fn switching_to_scheduled_in_flight_puts_each_request_in_exactly_one_mode(
         while t.sandbox_credits() < 10 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let applied = ops.apply_programs(&scheduled, false).await.unwrap();
+        let applied = apply_programs(&t.base, &scheduled, false).await;
         assert_eq!(applied[0].to, Some(1));
         switched.store(true, std::sync::atomic::Ordering::SeqCst);
         *switched_at.lock().unwrap() = Some(Instant::now());
@@ -1129,9 +1161,12 @@ async fn switching_to_scheduled_in_flight_puts_each_request_in_exactly_one_mode(
     t.check_ledger();
 
     // Back to real time: new requests are credited; the held ones stay in their window.
-    ops.apply_programs(&ProgramFile::parse(EXAMPLE_PROGRAMS).unwrap(), false)
-        .await
-        .unwrap();
+    apply_programs(
+        &t.base,
+        &ProgramFile::parse(EXAMPLE_PROGRAMS).unwrap(),
+        false,
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let after = t.accept("switch-back", &deal(ADA, "1000.00")).await;
     t.wait_for(&after, &["credited"]).await;

@@ -21,13 +21,11 @@ use pointsflow_core::window::{
     Claim, CreditCreated, CreditId, CreditState, RunCounts, RunState, WindowCredit, WindowId,
     WindowRun,
 };
-use pointsflow_local::client::{ApiClient, ClientError};
+use pointsflow_local::client::ClientError;
 use pointsflow_local::config::{EXAMPLE_PROGRAMS, ProgramFile};
 use pointsflow_local::rig::WindowRig;
 use pointsflow_memory::MemoryWindowStore;
-use pointsflow_tests::{
-    OPERATOR_KEY, TestStack, fire, progress, schedule_deals, scheduled_config, spawn_stack,
-};
+use pointsflow_tests::{TestStack, fire, progress, schedule_deals, scheduled_config, spawn_stack};
 use serde_json::Value;
 
 /// What each member should have been credited: their requests' sum.
@@ -71,11 +69,11 @@ async fn a_window_fired_three_times_is_dispatched_once() {
         vec![window.clone()],
         "eligibility armed the window's schedule"
     );
-    let ops = ApiClient::new(&t.base, OPERATOR_KEY);
+    let ops = pointsflow_tests::ops(&t.base);
     assert!(
         matches!(
-            ops.get_path(&format!("/v1/windows/{window}")).await,
-            Err(ClientError::Problem { status: 404, .. })
+            ops.window(&window.to_string()).await,
+            Err(ClientError::Problem { code, .. }) if code == "not_found"
         ),
         "no run before the window fires"
     );
@@ -121,10 +119,7 @@ async fn a_window_fired_three_times_is_dispatched_once() {
         requests.iter().map(|r| r.2).sum::<u64>()
     );
     // Operators see the same through the API and the CLI.
-    let view = ops
-        .get_path(&format!("/v1/windows/{window}"))
-        .await
-        .unwrap();
+    let view = ops.window(&window.to_string()).await.unwrap();
     assert_eq!(view["state"], "planned");
     assert_eq!(
         (
@@ -299,15 +294,12 @@ async fn applying_a_scheduled_program_arms_its_next_window() {
         t.stack.schedules.armed().is_empty(),
         "nothing scheduled yet"
     );
-    let ops = ApiClient::new(&t.base, OPERATOR_KEY);
     let weekly = EXAMPLE_PROGRAMS.replacen(
         r#"transfer = { mode = "realtime" }"#,
         r#"transfer = { mode = "scheduled", cron = "0 18 * * FRI", time_zone = "Europe/London" }"#,
         1,
     );
-    ops.apply_programs(&ProgramFile::parse(&weekly).unwrap(), false)
-        .await
-        .unwrap();
+    pointsflow_tests::apply_programs(&t.base, &ProgramFile::parse(&weekly).unwrap(), false).await;
     let armed = t.stack.schedules.armed();
     assert_eq!(armed.len(), 1, "{armed:?}");
     let local = armed[0]

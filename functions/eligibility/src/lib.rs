@@ -398,7 +398,19 @@ impl Eligibility {
         let Some(link) = link else {
             return unenrolled(request, &program, now);
         };
-        let link = self.validated(link, &program, now).await?;
+        let (link, fresh) = self.validated(link, &program, now).await?;
+        // The first request to reach a changed link (it is validated
+        // afresh) carries the change on its timeline.
+        let changed = match (&link.changed, fresh) {
+            (Some(change), true) => format!(
+                "; the first since the member link changed from {} to {} ({} at {})",
+                change.from,
+                link.member,
+                change.by,
+                change.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            _ => String::new(),
+        };
         if let Some(MemberValidation {
             valid: false,
             reason,
@@ -424,7 +436,15 @@ impl Eligibility {
             let mut waiting = request;
             waiting.points = Some(points);
             waiting.member = Some(link.member.clone());
-            let detail = reason.message.clone();
+            waiting.approvals_needed = program.approvals_needed(points);
+            let detail = if waiting.approvals_needed > 1 {
+                format!(
+                    "{}; two different approvers needed{changed}",
+                    reason.message
+                )
+            } else {
+                format!("{}{changed}", reason.message)
+            };
             waiting
                 .transition(Status::AwaitingApproval { reason }, now, detail)
                 .map_err(|e| RecordError::Retry(e.to_string()))?;
@@ -479,7 +499,7 @@ impl Eligibility {
             }
             Err(e) => return Err(RecordError::Retry(format!("ledger: {e}"))),
         }
-        let note = rule_note.map(|n| format!(" ({n})")).unwrap_or_default();
+        let note = rule_note.map(|n| format!(" ({n})")).unwrap_or_default() + &changed;
         let name = PersonName {
             first_name: link.first_name.clone(),
             last_name: link.last_name.clone(),
@@ -495,15 +515,16 @@ impl Eligibility {
     }
 
     /// The link, validated with the partner if it never was (before the
-    /// first reservation for it); the answer is kept on the link.
+    /// first reservation for it); the answer is kept on the link. `true`
+    /// when it was validated now.
     async fn validated(
         &self,
         mut link: MemberLink,
         program: &Program,
         now: DateTime<Utc>,
-    ) -> Result<MemberLink, RecordError> {
+    ) -> Result<(MemberLink, bool), RecordError> {
         if link.validation.is_some() {
-            return Ok(link);
+            return Ok((link, false));
         }
         let partner = &program.destination.partner;
         let connector = self
@@ -543,7 +564,7 @@ impl Eligibility {
             ));
         }
         tracing::info!(member = %link.member, valid = link.validation.as_ref().is_some_and(|v| v.valid), "member validated with the partner");
-        Ok(link)
+        Ok((link, true))
     }
 
     /// A clawback: the source undid the event behind a request. Its

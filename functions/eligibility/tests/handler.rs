@@ -29,8 +29,8 @@ use pointsflow_core::request::{
     Award, NewRequest, PointsRequest, Recipient, SourceEvent, StatusKind,
 };
 use pointsflow_core::values::{
-    EventType, IdempotencyKey, MemberNumber, OperatorId, PartnerId, PartnerReference, Points,
-    ProgramId, RecipientId, SourceId,
+    EventType, IdempotencyKey, MemberNumber, PartnerId, PartnerReference, Points, ProgramId,
+    RecipientId, SourceId,
 };
 use pointsflow_eligibility::{Eligibility, EligibilityPorts};
 use pointsflow_memory::{
@@ -110,7 +110,7 @@ fn program(id: &str, state: ProgramState, budget: u64, cap: Option<u64>) -> Prog
         id: ProgramId::parse(id).unwrap(),
         name: id.into(),
         state,
-        sources: vec![],
+        sources: vec![SourceId::parse("crm").unwrap()],
         event_types: vec![],
         currency: Currency::parse("USD").unwrap(),
         points: PointsRule::Rate {
@@ -123,6 +123,8 @@ fn program(id: &str, state: ProgramState, budget: u64, cap: Option<u64>) -> Prog
         member_format: None,
         daily_cap_per_recipient: None,
         approval_threshold: None,
+        second_approval_threshold: None,
+        reversal_limit: None,
         budget_alert_below: None,
         wait_for_enrollment_hours: None,
         when_paused: Default::default(),
@@ -152,6 +154,8 @@ async fn harness() -> Harness {
         },
         Program {
             approval_threshold: Some(Points::new(500).unwrap()),
+            second_approval_threshold: None,
+            reversal_limit: None,
             ..program("approvals", ProgramState::Active, 10_000, None)
         },
         Program {
@@ -187,6 +191,10 @@ async fn harness() -> Harness {
         first_name: "Ada".into(),
         last_name: "Lovelace".into(),
         validation: None,
+        linked_by: None,
+        linked_at: None,
+        changed: None,
+        removed: None,
     });
     let store = Arc::new(MemoryRequestStore::new());
     let enrollments = Arc::new(MemoryEnrollments::new(links));
@@ -434,6 +442,10 @@ fn link(program: &str, recipient: &str, member: &str, first: &str, last: &str) -
         first_name: first.into(),
         last_name: last.into(),
         validation: None,
+        linked_by: None,
+        linked_at: None,
+        changed: None,
+        removed: None,
     }
 }
 
@@ -572,7 +584,8 @@ async fn a_held_request_is_released_by_the_sweep_once_its_program_resumes() {
         .put_program(&StoredProgram {
             program: active,
             revision: 1,
-            applied_by: OperatorId::parse("ops-anna").unwrap(),
+            applied_by: pointsflow_core::access::Principal::parse("ops-anna").unwrap(),
+            confirmed_by: None,
             applied_at: DateTime::UNIX_EPOCH,
         })
         .await
@@ -593,7 +606,7 @@ async fn a_held_request_is_released_by_the_sweep_once_its_program_resumes() {
 #[tokio::test]
 async fn above_the_threshold_a_request_waits_for_an_operator() {
     let h = harness().await;
-    let anna = OperatorId::parse("ops-anna").unwrap();
+    let anna = pointsflow_core::access::Principal::parse("ops-anna").unwrap();
     let deliver = |r: &PointsRequest| h.eligibility.handle(sqs_event(&[message(r)]));
     // 1,000 points against a threshold of 500: waits, nothing reserved.
     let big = submit(&h, "big", "approvals", "005A", "50000.00").await;

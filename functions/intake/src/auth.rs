@@ -6,37 +6,14 @@
 use base64::Engine;
 use hmac::Mac;
 use lambda_http::http::HeaderMap;
-use pointsflow_config::{OperatorEntry, SourceEntry, SourceKind, WebhookAuthKind, WebhookSettings};
-use pointsflow_core::values::{OperatorId, SourceId};
-use sha2::{Digest, Sha256};
+use pointsflow_config::{SourceEntry, SourceKind, WebhookAuthKind, WebhookSettings};
+use pointsflow_core::values::SourceId;
+pub use pointsflow_http::{Secrets, authorization};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::problem::Problem;
 use crate::salesforce_id;
-
-fn digest(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
-}
-
-/// Secrets kept as digests.
-#[derive(Clone, Default)]
-pub struct Secrets(Vec<[u8; 32]>);
-
-impl Secrets {
-    pub fn of<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Self {
-        Self(secrets.into_iter().map(digest).collect())
-    }
-
-    /// Whether `presented` is one of the secrets; looks at all of them.
-    pub fn accepts(&self, presented: &str) -> bool {
-        let presented = digest(presented);
-        let mut found = 0u8;
-        for d in &self.0 {
-            found |= d.ct_eq(&presented).unwrap_u8();
-        }
-        found == 1
-    }
-}
+use pointsflow_http::Problem;
 
 /// How one source authenticates.
 #[derive(Clone)]
@@ -132,72 +109,6 @@ fn webhook_auth(w: &WebhookSettings) -> WebhookAuth {
             tolerance_seconds: w.tolerance_seconds,
         },
     }
-}
-
-/// The credential after `scheme ` in the Authorization header.
-pub fn authorization<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
-    let value = headers.get("authorization")?.to_str().ok()?;
-    let (given, credential) = value.split_once(' ')?;
-    given
-        .eq_ignore_ascii_case(scheme)
-        .then(|| credential.trim())
-}
-
-/// An operator's id and keys.
-#[derive(Clone)]
-pub struct Operator {
-    pub id: OperatorId,
-    keys: Secrets,
-}
-
-impl Operator {
-    pub fn new(entry: &OperatorEntry) -> Self {
-        Self {
-            id: entry.id.clone(),
-            keys: Secrets::of(entry.keys()),
-        }
-    }
-}
-
-impl std::fmt::Debug for Operator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Operator")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Who presented a bearer key: an api source, or an operator.
-pub enum Caller<'a> {
-    Source(&'a Source),
-    Operator(&'a Operator),
-}
-
-/// The source or operator whose bearer key is presented, looking at every one.
-pub fn caller<'a>(
-    sources: &'a [Source],
-    operators: &'a [Operator],
-    headers: &HeaderMap,
-) -> Result<Caller<'a>, Problem> {
-    if let Ok(source) = api_source(sources, headers) {
-        return Ok(Caller::Source(source));
-    }
-    operator(operators, headers).map(Caller::Operator)
-}
-
-/// The operator whose bearer key is presented.
-pub fn operator<'a>(
-    operators: &'a [Operator],
-    headers: &HeaderMap,
-) -> Result<&'a Operator, Problem> {
-    let presented = authorization(headers, "bearer").ok_or_else(Problem::operator_required)?;
-    let mut found = None;
-    for o in operators {
-        if o.keys.accepts(presented) {
-            found = Some(o);
-        }
-    }
-    found.ok_or_else(Problem::operator_required)
 }
 
 /// The api source whose bearer key is presented, looking at every source.

@@ -6,19 +6,18 @@
 //! canonical request). Every route shares one path to storage: each event
 //! becomes a request keyed by (source, business key), stored with a
 //! conditional put, and the new ones are queued for eligibility in one
-//! batch. `GET /v1/points-requests/{id}` shows a request with its timeline
-//! and ledger entries. Operators (their own keys) approve or decline a
-//! request waiting for approval (`.../{id}/approve`, `.../{id}/decline`),
-//! apply program revisions (`/v1/programs`) and link recipients to member
-//! accounts (`/v1/programs/{program}/members/{recipient}`). Errors are
-//! problem+json with a stable code (SOAP faults for Salesforce), and a
-//! refused request changes nothing.
+//! batch. `GET /v1/points-requests/{id}` shows a source its own request
+//! with its timeline and ledger entries, and
+//! `PUT /v1/programs/{program}/members/{recipient}` lets a source the
+//! program names link a recipient who has no link yet. That is all: intake
+//! only ingests. What operators do (approvals, programs, changing links,
+//! windows, the operations commands) is the admin API's
+//! (`pointsflow-admin`), under IAM. Errors are problem+json with a stable
+//! code (SOAP faults for Salesforce), and a refused request changes nothing.
 
 pub mod auth;
 mod mapping;
 mod members;
-pub mod problem;
-mod programs;
 pub mod salesforce_id;
 pub mod soap;
 pub mod wire;
@@ -28,27 +27,22 @@ use std::sync::Arc;
 use futures::StreamExt;
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use pointsflow_config::{Known, OperatorEntry, SourceEntry, SourceKind};
-use pointsflow_core::approval::ApprovalDecision;
+use pointsflow_config::{SourceEntry, SourceKind};
 use pointsflow_core::ports::{
-    Clock, Created, Enrollments, LedgerRead, PipelineMessage, ProgramCatalog, ProgramStore,
-    Publish, RequestCreate, RequestGet, RequestUpdate, StoreError, StoredProgram, WaitingRequests,
+    Clock, Created, Enrollments, LedgerRead, PipelineMessage, ProgramCatalog, Publish,
+    RequestCreate, RequestGet, WaitingRequests,
 };
-use pointsflow_core::ports::{WindowSchedules, WindowStore};
 use pointsflow_core::program::Program;
 use pointsflow_core::reason::ReasonCode;
 use pointsflow_core::request::{PointsRequest, Status, StatusKind};
-use pointsflow_core::values::{IdempotencyKey, ProgramId, RecipientId, RequestId};
-use pointsflow_core::window::WindowId;
-use pointsflow_usecases::approval::{DecideError, DecidePorts};
-use pointsflow_usecases::link::LinkPorts;
-use pointsflow_usecases::programs::ApplyPorts;
-use serde::Serialize;
+use pointsflow_core::values::{IdempotencyKey, ProgramId, RequestId};
+use pointsflow_http::{is_json, json};
+use pointsflow_usecases::link::{LinkError, LinkPorts};
 
 pub use auth::webhook_signature;
-pub use problem::Problem;
+pub use pointsflow_http::{Problem, problem};
 
-use auth::{Operator, Source, SourceAuth};
+use auth::{Source, SourceAuth};
 use mapping::{Candidate, Origin};
 
 /// Every route intake serves, as (method, path template); the OpenAPI
@@ -56,15 +50,8 @@ use mapping::{Candidate, Origin};
 pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/points-requests"),
     ("GET", "/v1/points-requests/{id}"),
-    ("POST", "/v1/points-requests/{id}/approve"),
-    ("POST", "/v1/points-requests/{id}/decline"),
     ("POST", "/v1/sources/{source}/events"),
-    ("GET", "/v1/programs"),
-    ("GET", "/v1/programs/{program}"),
-    ("PUT", "/v1/programs/{program}"),
-    ("GET", "/v1/programs/{program}/members/{recipient}"),
     ("PUT", "/v1/programs/{program}/members/{recipient}"),
-    ("GET", "/v1/windows/{window}"),
     ("GET", "/v1/openapi.json"),
 ];
 
@@ -81,11 +68,6 @@ const CONCURRENT_STORES: usize = 16;
 #[derive(Debug, Clone)]
 pub struct IntakeConfig {
     pub sources: Vec<SourceEntry>,
-    pub operators: Vec<OperatorEntry>,
-    /// The configuration's programs, under any applied revisions.
-    pub programs: Vec<Program>,
-    /// The partners and sources an applied program may name.
-    pub known: Known,
     pub max_body_bytes: usize,
 }
 
@@ -94,17 +76,14 @@ pub struct IntakeConfig {
 pub struct IntakePorts {
     pub create: Arc<dyn RequestCreate>,
     pub get: Arc<dyn RequestGet>,
-    pub update: Arc<dyn RequestUpdate>,
     pub ledger: Arc<dyn LedgerRead>,
     pub eligibility_queue: Arc<dyn Publish>,
     pub programs: Arc<dyn ProgramCatalog>,
-    pub program_store: Arc<dyn ProgramStore>,
+    /// Member links in force (a source's new link keeps its creation on
+    /// itself: intake writes no history).
     pub enrollments: Arc<dyn Enrollments>,
+    /// The requests a new link releases.
     pub waiting: Arc<dyn WaitingRequests>,
-    /// Scheduled windows: their progress, and their schedules (armed when a
-    /// scheduled program is applied).
-    pub windows: Arc<dyn WindowStore>,
-    pub schedules: Arc<dyn WindowSchedules>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -112,8 +91,26 @@ pub struct IntakePorts {
 pub struct Intake {
     config: Arc<IntakeConfig>,
     sources: Arc<Vec<Source>>,
-    operators: Arc<Vec<Operator>>,
     ports: IntakePorts,
+}
+
+/// What a request asks for: the route, with its path's values.
+enum Route<'a> {
+    Create,
+    Show(&'a str),
+    SourceEvent(&'a str),
+    Link {
+        program: &'a str,
+        recipient: &'a str,
+    },
+    OpenApi,
+}
+
+/// A caller refused before any route runs: answered as problem+json, or
+/// as a SOAP fault to a Salesforce Outbound Message.
+enum Refused {
+    Problem(Problem),
+    Soap(Problem),
 }
 
 impl std::fmt::Debug for Intake {
@@ -135,49 +132,12 @@ enum Recorded {
     Conflict(Box<PointsRequest>),
 }
 
-fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
-    match serde_json::to_string(value) {
-        Ok(body) => {
-            let mut response = Response::new(Body::Text(body));
-            *response.status_mut() = status;
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "could not serialise a response");
-            Problem::internal().into_response()
-        }
-    }
-}
-
-fn is_json(request: &Request) -> bool {
-    request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|media| {
-            let media = media.trim();
-            media.eq_ignore_ascii_case("application/json")
-                || (media.len() > 5
-                    && media[..media.len() - 5]
-                        .to_ascii_lowercase()
-                        .starts_with("application/")
-                    && media.to_ascii_lowercase().ends_with("+json"))
-        })
-}
-
 impl Intake {
     pub fn new(config: IntakeConfig, ports: IntakePorts) -> Self {
         let sources = config.sources.iter().cloned().map(Source::new).collect();
-        let operators = config.operators.iter().map(Operator::new).collect();
         Self {
             config: Arc::new(config),
             sources: Arc::new(sources),
-            operators: Arc::new(operators),
             ports,
         }
     }
@@ -187,56 +147,91 @@ impl Intake {
         pointsflow_usecases::catalog::refresh(self.ports.programs.as_ref()).await;
         let path = request.uri().path().trim_end_matches('/').to_owned();
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let method = request.method().clone();
-        let result = match (segments.as_slice(), &method) {
-            (["v1", "points-requests"], &Method::POST) => self.create(&request, None).await,
-            (["v1", "points-requests"], _) => Err(Problem::method_not_allowed("POST")),
-            (["v1", "points-requests", id], &Method::GET) => self.show(&request, id).await,
-            (["v1", "points-requests", _], _) => Err(Problem::method_not_allowed("GET")),
-            (
-                [
-                    "v1",
-                    "points-requests",
-                    id,
-                    action @ ("approve" | "decline"),
-                ],
-                &Method::POST,
-            ) => {
-                let decision = if *action == "approve" {
-                    ApprovalDecision::Approve
-                } else {
-                    ApprovalDecision::Decline
-                };
-                self.decide(&request, id, decision).await
+        let route = match route(&segments, request.method()) {
+            Ok(route) => route,
+            Err(problem) => return problem.into_response(),
+        };
+        // Who calls is established here, once, for every route: each
+        // route below receives its source and never authenticates.
+        let source = match self.authenticate(&route, &request) {
+            Ok(Some(source)) => source,
+            Ok(None) => return openapi(),
+            Err(Refused::Problem(problem)) => return problem.into_response(),
+            Err(Refused::Soap(problem)) => {
+                return salesforce_fault(StatusCode::UNAUTHORIZED, problem);
             }
-            (["v1", "points-requests", _, "approve" | "decline"], _) => {
-                Err(Problem::method_not_allowed("POST"))
+        };
+        let result = match route {
+            Route::OpenApi => Ok(openapi()),
+            Route::SourceEvent(_) => match source.entry.kind {
+                SourceKind::Api => self.create(&request, source).await,
+                SourceKind::Webhook => self.webhook(&request, source).await,
+                SourceKind::SalesforceOutboundMessage => {
+                    return self.salesforce(&request, source).await;
+                }
+            },
+            Route::Create => self.create(&request, source).await,
+            Route::Show(id) => self.show(source, id).await,
+            Route::Link { program, recipient } => {
+                self.link(&request, source, program, recipient).await
             }
-            (["v1", "sources", source, "events"], &Method::POST) => {
-                return self.source_event(&request, source).await;
-            }
-            (["v1", "sources", _, "events"], _) => Err(Problem::method_not_allowed("POST")),
-            (["v1", "programs"], &Method::GET) => self.list_programs(&request).await,
-            (["v1", "programs"], _) => Err(Problem::method_not_allowed("GET")),
-            (["v1", "programs", id], &Method::GET) => self.show_program(&request, id).await,
-            (["v1", "programs", id], &Method::PUT) => self.apply_program(&request, id).await,
-            (["v1", "programs", _], _) => Err(Problem::method_not_allowed("GET, PUT")),
-            (["v1", "programs", program, "members", recipient], &Method::GET) => {
-                self.show_link(&request, program, recipient).await
-            }
-            (["v1", "programs", program, "members", recipient], &Method::PUT) => {
-                self.link(&request, program, recipient).await
-            }
-            (["v1", "programs", _, "members", _], _) => {
-                Err(Problem::method_not_allowed("GET, PUT"))
-            }
-            (["v1", "windows", window], &Method::GET) => self.show_window(&request, window).await,
-            (["v1", "windows", _], _) => Err(Problem::method_not_allowed("GET")),
-            (["v1", "openapi.json"], &Method::GET) => Ok(openapi()),
-            (["v1", "openapi.json"], _) => Err(Problem::method_not_allowed("GET")),
-            _ => Err(Problem::not_found(format!("no route for {method} {path}"))),
         };
         result.unwrap_or_else(Problem::into_response)
+    }
+
+    /// The source calling `route`, by the credential it takes: on a
+    /// source's own URL (`/v1/sources/{source}/events`) the source's kind
+    /// decides (a Salesforce token, a webhook's credential or signature, an
+    /// api key of that source); every other route takes an api source's
+    /// key. `None` for the one public route, the OpenAPI document. A refusal
+    /// is the whole answer, and nothing has been read or stored.
+    fn authenticate(
+        &self,
+        route: &Route<'_>,
+        request: &Request,
+    ) -> Result<Option<&Source>, Refused> {
+        let source_id = match route {
+            Route::OpenApi => return Ok(None),
+            Route::Create | Route::Show(_) | Route::Link { .. } => {
+                return auth::api_source(&self.sources, request.headers())
+                    .map(Some)
+                    .map_err(Refused::Problem);
+            }
+            Route::SourceEvent(source_id) => source_id,
+        };
+        // An unknown source and a wrong credential look alike.
+        let Some(source) = self.source(source_id) else {
+            return Err(match query_param(request, "token") {
+                Some(_) => Refused::Soap(Problem::unauthorized()),
+                None => Refused::Problem(Problem::unauthorized()),
+            });
+        };
+        match &source.auth {
+            SourceAuth::Api(_) => match auth::api_source(&self.sources, request.headers()) {
+                Ok(caller) if caller.id() == source.id() => Ok(Some(source)),
+                _ => Err(Refused::Problem(Problem::unauthorized())),
+            },
+            SourceAuth::Webhook(webhook_auth) => {
+                // The signature covers the body: bound the work first.
+                let body: &[u8] = request.body().as_ref();
+                let limit = Self::body_limit(source, self.config.max_body_bytes);
+                if body.len() > limit {
+                    return Err(Refused::Problem(Problem::payload_too_large(limit)));
+                }
+                let now = self.ports.clock.now().timestamp();
+                auth::verify_webhook(webhook_auth, request.headers(), body, now)
+                    .map(|()| Some(source))
+                    .map_err(Refused::Problem)
+            }
+            SourceAuth::Salesforce { tokens, .. } => {
+                let token = query_param(request, "token").unwrap_or("");
+                if tokens.accepts(token) {
+                    Ok(Some(source))
+                } else {
+                    Err(Refused::Soap(Problem::unauthorized()))
+                }
+            }
+        }
     }
 
     fn source(&self, id: &str) -> Option<&Source> {
@@ -248,39 +243,9 @@ impl Intake {
         source.entry.max_body_bytes.unwrap_or(default)
     }
 
-    /// `POST /v1/sources/{source}/events`: the source's kind decides how
-    /// the body is authenticated and read.
-    #[tracing::instrument(name = "intake.source_event", skip_all, fields(source = %source_id))]
-    async fn source_event(&self, request: &Request, source_id: &str) -> Response<Body> {
-        // An unknown source and a wrong credential look alike.
-        let Some(source) = self.source(source_id) else {
-            return match query_param(request, "token") {
-                Some(_) => salesforce_fault(StatusCode::UNAUTHORIZED, Problem::unauthorized()),
-                None => Problem::unauthorized().into_response(),
-            };
-        };
-        let outcome = match source.entry.kind {
-            SourceKind::Api => self.create(request, Some(source)).await,
-            SourceKind::Webhook => self.webhook(request, source).await,
-            SourceKind::SalesforceOutboundMessage => {
-                return self.salesforce(request, source).await;
-            }
-        };
-        outcome.unwrap_or_else(Problem::into_response)
-    }
-
-    /// The canonical request, from an `api` source (at `via`, when it came
-    /// through the source's own URL).
+    /// The canonical request, from an `api` source.
     #[tracing::instrument(name = "intake.create", skip_all, fields(source, request_id))]
-    async fn create(
-        &self,
-        request: &Request,
-        via: Option<&Source>,
-    ) -> Result<Response<Body>, Problem> {
-        let source = auth::api_source(&self.sources, request.headers())?;
-        if via.is_some_and(|v| v.id() != source.id()) {
-            return Err(Problem::unauthorized());
-        }
+    async fn create(&self, request: &Request, source: &Source) -> Result<Response<Body>, Problem> {
         let source_id = source.id().clone();
         tracing::Span::current().record("source", source_id.as_str());
         if !is_json(request) {
@@ -318,16 +283,8 @@ impl Intake {
     /// A JSON event from a webhook source, read through its mapping.
     #[tracing::instrument(name = "intake.webhook", skip_all, fields(request_id))]
     async fn webhook(&self, request: &Request, source: &Source) -> Result<Response<Body>, Problem> {
-        let SourceAuth::Webhook(webhook_auth) = &source.auth else {
-            return Err(Problem::internal());
-        };
         let body: &[u8] = request.body().as_ref();
-        let limit = Self::body_limit(source, self.config.max_body_bytes);
-        if body.len() > limit {
-            return Err(Problem::payload_too_large(limit));
-        }
         let now = self.ports.clock.now();
-        auth::verify_webhook(webhook_auth, request.headers(), body, now.timestamp())?;
         if !is_json(request) {
             return Err(Problem::unsupported_media_type());
         }
@@ -375,13 +332,9 @@ impl Intake {
     /// a fault, and Salesforce retries the whole message.
     #[tracing::instrument(name = "intake.salesforce", skip_all, fields(org, notifications))]
     async fn salesforce(&self, request: &Request, source: &Source) -> Response<Body> {
-        let SourceAuth::Salesforce { tokens, org_ids } = &source.auth else {
+        let SourceAuth::Salesforce { org_ids, .. } = &source.auth else {
             return salesforce_fault(StatusCode::INTERNAL_SERVER_ERROR, Problem::internal());
         };
-        let token = query_param(request, "token").unwrap_or("");
-        if !tokens.accepts(token) {
-            return salesforce_fault(StatusCode::UNAUTHORIZED, Problem::unauthorized());
-        }
         let body: &[u8] = request.body().as_ref();
         let limit = Self::body_limit(source, DEFAULT_MAX_SOAP_BYTES);
         if body.len() > limit {
@@ -606,20 +559,12 @@ impl Intake {
     }
 
     #[tracing::instrument(name = "intake.show", skip_all, fields(request_id = %id))]
-    async fn show(&self, request: &Request, id: &str) -> Result<Response<Body>, Problem> {
-        let caller = auth::caller(&self.sources, &self.operators, request.headers())
-            .map_err(|_| Problem::unauthorized())?;
+    async fn show(&self, source: &Source, id: &str) -> Result<Response<Body>, Problem> {
         let stored = self.load(id).await?;
         // Another source's request is not found, rather than forbidden: ids
-        // leak nothing. Operators see every request.
-        match caller {
-            auth::Caller::Source(source) if &stored.source != source.id() => {
-                return Err(not_found(id));
-            }
-            auth::Caller::Source(_) => {}
-            auth::Caller::Operator(operator) => {
-                tracing::info!(operator = %operator.id, request_id = %stored.id, "shown to an operator");
-            }
+        // leak nothing.
+        if &stored.source != source.id() {
+            return Err(not_found(id));
         }
         self.view(&stored).await
     }
@@ -650,55 +595,33 @@ impl Intake {
             &wire::RequestView::of(request, &entries),
         ))
     }
-
-    /// `POST /v1/points-requests/{id}/approve` and `/decline`: an operator's
-    /// decision on a request waiting for approval. The decision and who made
-    /// it are kept on the request; an approved request goes back to
-    /// eligibility to be reserved. Deciding the same way twice is harmless.
-    #[tracing::instrument(name = "intake.approval", skip_all, fields(request_id = %id, operator, ?decision))]
-    async fn decide(
-        &self,
-        request: &Request,
-        id: &str,
-        decision: ApprovalDecision,
-    ) -> Result<Response<Body>, Problem> {
-        let operator = auth::operator(&self.operators, request.headers())?;
-        tracing::Span::current().record("operator", operator.id.as_str());
-        let body: &[u8] = request.body().as_ref();
-        if body.len() > self.config.max_body_bytes {
-            return Err(Problem::payload_too_large(self.config.max_body_bytes));
-        }
-        let reason = wire::parse_decision(body, is_json(request))?;
-        let parsed = RequestId::parse(id).map_err(|_| not_found(id))?;
-        let ports = DecidePorts {
-            get: self.ports.get.as_ref(),
-            update: self.ports.update.as_ref(),
-            eligibility: self.ports.eligibility_queue.as_ref(),
-            clock: self.ports.clock.as_ref(),
-        };
-        match pointsflow_usecases::approval::decide(
-            ports,
-            &parsed,
-            decision,
-            &operator.id,
-            reason.as_deref(),
-        )
-        .await
-        {
-            Ok((stored, _)) => self.view(&stored).await,
-            Err(DecideError::NotFound) => Err(not_found(id)),
-            Err(DecideError::Approval(e)) => Err(Problem::approval(&e)),
-            Err(e) => {
-                tracing::error!(error = %e, "the decision could not be completed");
-                Err(Problem::unavailable(format!("{e}; send it again")))
-            }
-        }
-    }
 }
 
 impl Intake {
-    /// An operator's JSON body: within the size limit, JSON, of shape `T`.
-    fn json_body<T: serde::de::DeserializeOwned>(&self, request: &Request) -> Result<T, Problem> {
+    /// The program `id`, if `source` may submit to it (and link its
+    /// recipients); any other is not found, so ids leak nothing.
+    fn program_for(&self, source: &Source, id: &str) -> Result<Arc<Program>, Problem> {
+        ProgramId::parse(id)
+            .ok()
+            .and_then(|p| self.ports.programs.program(&p))
+            .filter(|p| p.accepts_source(source.id()))
+            .ok_or_else(|| Problem::not_found(format!("no program {id} is open to this source")))
+    }
+
+    /// `PUT /v1/programs/{program}/members/{recipient}`: links a recipient
+    /// who has no link, and releases its requests waiting for enrollment.
+    /// The same link again is a repeat (`200`, keeping the partner's
+    /// validation of it); another link for a linked recipient is `409`,
+    /// changing nothing: only an admin changes a link in force.
+    #[tracing::instrument(name = "intake.link", skip_all, fields(source = %source.id(), program = %program, recipient = %recipient))]
+    async fn link(
+        &self,
+        request: &Request,
+        source: &Source,
+        program: &str,
+        recipient: &str,
+    ) -> Result<Response<Body>, Problem> {
+        let program = self.program_for(source, program)?;
         let body: &[u8] = request.body().as_ref();
         if body.len() > self.config.max_body_bytes {
             return Err(Problem::payload_too_large(self.config.max_body_bytes));
@@ -706,183 +629,63 @@ impl Intake {
         if !is_json(request) {
             return Err(Problem::unsupported_media_type());
         }
-        wire::parse_json(body)
-    }
-
-    /// The applied programs, read now (not the catalog's snapshot): an
-    /// operator sees what was just applied.
-    async fn applied(&self) -> Result<Vec<StoredProgram>, Problem> {
-        self.ports.program_store.programs().await.map_err(|e| {
-            tracing::error!(error = %e, "could not read the programs");
-            Problem::unavailable("the programs could not be read; retry")
-        })
-    }
-
-    /// `GET /v1/windows/{window}`: a scheduled window's run and progress.
-    async fn show_window(&self, request: &Request, id: &str) -> Result<Response<Body>, Problem> {
-        auth::operator(&self.operators, request.headers())?;
-        let decoded = id
-            .replace("%40", "@")
-            .replace("%3A", ":")
-            .replace("%3a", ":");
-        let window = WindowId::parse(&decoded)
-            .map_err(|e| Problem::not_found(format!("no window {id}: {e}")))?;
-        let unavailable = |e: StoreError| {
-            tracing::error!(error = %e, "window store unavailable");
-            Problem::unavailable("the window store is unavailable; try again")
-        };
-        let run = self
-            .ports
-            .windows
-            .run(&window)
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(|| {
-                Problem::not_found(format!("window {window} has not been dispatched (yet)"))
-            })?;
-        let settled = self
-            .ports
-            .windows
-            .settled(&window)
-            .await
-            .map_err(unavailable)?;
-        Ok(json(
-            StatusCode::OK,
-            &wire::WindowView::of(&run.with_settled(&settled)),
-        ))
-    }
-
-    /// `GET /v1/programs`: every program in force, with its revision.
-    async fn list_programs(&self, request: &Request) -> Result<Response<Body>, Problem> {
-        auth::operator(&self.operators, request.headers())?;
-        let applied = self.applied().await?;
-        let all = programs::in_force(&self.config.programs, &applied);
-        let list: Vec<&programs::ProgramView> = all.values().collect();
-        Ok(json(
-            StatusCode::OK,
-            &serde_json::json!({ "programs": list }),
-        ))
-    }
-
-    /// `GET /v1/programs/{program}`.
-    async fn show_program(&self, request: &Request, id: &str) -> Result<Response<Body>, Problem> {
-        auth::operator(&self.operators, request.headers())?;
-        let applied = self.applied().await?;
-        let all = programs::in_force(&self.config.programs, &applied);
-        let view = all
-            .iter()
-            .find(|(p, _)| p.as_str() == id)
-            .map(|(_, v)| v)
-            .ok_or_else(|| Problem::not_found(format!("no program {id}")))?;
-        Ok(json(StatusCode::OK, view))
-    }
-
-    /// `PUT /v1/programs/{program}`: applies a revision. The same revision
-    /// applied again (a retry) answers as the first time.
-    #[tracing::instrument(name = "intake.apply_program", skip_all, fields(program = %id, operator))]
-    async fn apply_program(&self, request: &Request, id: &str) -> Result<Response<Body>, Problem> {
-        let operator = auth::operator(&self.operators, request.headers())?;
-        tracing::Span::current().record("operator", operator.id.as_str());
-        let parsed: programs::ApplyBody = self.json_body(request)?;
-        let stored = programs::revision_to_store(
-            id,
-            parsed,
-            &self.config.known,
-            &operator.id,
-            self.ports.clock.now(),
-        )?;
-        let ports = ApplyPorts {
-            store: self.ports.program_store.as_ref(),
-            waiting: self.ports.waiting.as_ref(),
-            eligibility: self.ports.eligibility_queue.as_ref(),
-            schedules: self.ports.schedules.as_ref(),
-            clock: self.ports.clock.as_ref(),
-        };
-        match pointsflow_usecases::programs::apply(ports, stored).await {
-            Ok(applied) => Ok(json(
-                StatusCode::OK,
-                &programs::ProgramView::applied(&applied),
-            )),
-            Err(e) => Err(programs::apply_failed(&e)),
-        }
-    }
-}
-
-impl Intake {
-    /// An operator, or an api source the program accepts, may enroll.
-    fn enroller(&self, request: &Request, program: &Program) -> Result<(), Problem> {
-        match auth::caller(&self.sources, &self.operators, request.headers()) {
-            Ok(auth::Caller::Operator(_)) => Ok(()),
-            Ok(auth::Caller::Source(s)) if program.accepts_source(s.id()) => Ok(()),
-            _ => Err(Problem::unauthorized()),
-        }
-    }
-
-    fn program_named(&self, id: &str) -> Result<Arc<Program>, Problem> {
-        ProgramId::parse(id)
-            .ok()
-            .and_then(|p| self.ports.programs.program(&p))
-            .ok_or_else(|| Problem::not_found(format!("no program {id}")))
-    }
-
-    /// `GET /v1/programs/{program}/members/{recipient}`.
-    async fn show_link(
-        &self,
-        request: &Request,
-        program: &str,
-        recipient: &str,
-    ) -> Result<Response<Body>, Problem> {
-        let program = self.program_named(program)?;
-        self.enroller(request, &program)?;
-        let missing = || {
-            Problem::not_found(format!(
-                "recipient {recipient} is not linked in program {}",
-                program.id
-            ))
-        };
-        let who = RecipientId::parse(recipient).map_err(|_| missing())?;
-        let link = self
-            .ports
-            .enrollments
-            .member_link(&program.id, &who)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "could not read the link");
-                Problem::unavailable("the link could not be read; retry")
-            })?
-            .ok_or_else(missing)?;
-        Ok(json(StatusCode::OK, &members::LinkView::of(&link, None)))
-    }
-
-    /// `PUT /v1/programs/{program}/members/{recipient}`: links the recipient
-    /// and releases its requests waiting for enrollment. The same link
-    /// again keeps the partner's validation of it.
-    #[tracing::instrument(name = "intake.link", skip_all, fields(program = %program, recipient = %recipient))]
-    async fn link(
-        &self,
-        request: &Request,
-        program: &str,
-        recipient: &str,
-    ) -> Result<Response<Body>, Problem> {
-        let program = self.program_named(program)?;
-        self.enroller(request, &program)?;
-        let parsed: members::LinkBody = self.json_body(request)?;
-        let link = members::link_from(&program, recipient, parsed)?;
+        let parsed: members::LinkBody = wire::parse_json(body)?;
+        let link = pointsflow_usecases::link::link_from(
+            &program,
+            recipient,
+            &parsed.member_number,
+            &parsed.first_name,
+            &parsed.last_name,
+        )
+        .map_err(|e| Problem::invalid_field(e.pointer, format!("{}: {}", e.pointer, e.problem)))?;
         let ports = LinkPorts {
             enrollments: self.ports.enrollments.as_ref(),
+            history: None,
             waiting: self.ports.waiting.as_ref(),
             eligibility: self.ports.eligibility_queue.as_ref(),
         };
-        match pointsflow_usecases::link::link(ports, link).await {
+        let by = format!("source:{}", source.id());
+        match pointsflow_usecases::link::create(ports, link, &by, self.ports.clock.now()).await {
             Ok(linked) => Ok(json(
-                StatusCode::OK,
-                &members::LinkView::of(&linked.link, Some(linked.released)),
+                if linked.created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                },
+                &members::LinkView::of(&linked.link, linked.released),
             )),
+            Err(e @ LinkError::AlreadyLinked { .. }) => Err(Problem::already_linked(e.to_string())),
             Err(e) => {
                 tracing::error!(error = %e, "could not link");
                 Err(Problem::unavailable(format!("{e}; send it again")))
             }
         }
+    }
+}
+
+/// The route `segments` and `method` name, or why none.
+fn route<'a>(segments: &[&'a str], method: &Method) -> Result<Route<'a>, Problem> {
+    let only = |allowed: Method, allow: &'static str, route: Route<'a>| {
+        if method == allowed {
+            Ok(route)
+        } else {
+            Err(Problem::method_not_allowed(allow))
+        }
+    };
+    match segments {
+        ["v1", "points-requests"] => only(Method::POST, "POST", Route::Create),
+        ["v1", "points-requests", id] => only(Method::GET, "GET", Route::Show(id)),
+        ["v1", "sources", source, "events"] => {
+            only(Method::POST, "POST", Route::SourceEvent(source))
+        }
+        ["v1", "programs", program, "members", recipient] => {
+            only(Method::PUT, "PUT", Route::Link { program, recipient })
+        }
+        ["v1", "openapi.json"] => only(Method::GET, "GET", Route::OpenApi),
+        _ => Err(Problem::not_found(format!(
+            "no route for {method} /{}",
+            segments.join("/")
+        ))),
     }
 }
 
@@ -939,7 +742,7 @@ fn salesforce_fault(status: StatusCode, problem: Problem) -> Response<Body> {
     } else {
         soap::FaultCode::Client
     };
-    soap_response(status, soap::fault(code, problem.code, &problem.detail))
+    soap_response(status, soap::fault(code, &problem.code, &problem.detail))
 }
 
 fn accepted(request: &PointsRequest, replayed: bool) -> Response<Body> {

@@ -13,10 +13,10 @@ use pointsflow_core::values::{
     Email, EventType, IdempotencyKey, MemberNumber, ParseError, PartnerReference, Points,
     ProgramId, RecipientId, RequestId, SourceId,
 };
-use pointsflow_core::window::{CreditId, RunState, WindowRun};
+use pointsflow_core::window::CreditId;
 use serde::{Deserialize, Serialize};
 
-use crate::problem::Problem;
+use pointsflow_http::Problem;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -297,86 +297,6 @@ impl<'a> RequestView<'a> {
             links: Links {
                 this: link(&request.id),
             },
-        }
-    }
-}
-
-/// The body of an approve or decline: `{"reason": "..."}`, or no body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DecisionBody {
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-/// The operator's reason from an approve or decline body, if any.
-pub fn parse_decision(body: &[u8], is_json: bool) -> Result<Option<String>, Problem> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    if !is_json {
-        return Err(Problem::unsupported_media_type());
-    }
-    let parsed: DecisionBody = serde_json::from_slice(body).map_err(|e| {
-        if e.is_data() {
-            Problem::invalid_field(
-                "/reason",
-                format!("the body must be {{\"reason\": \"...\"}}: {e}"),
-            )
-        } else {
-            Problem::malformed_json(format!("the body is not valid JSON: {e}"))
-        }
-    })?;
-    Ok(parsed.reason)
-}
-
-/// `GET /v1/windows/{window}`: a window's run and its progress.
-#[derive(Debug, Serialize)]
-pub struct WindowView {
-    pub window: String,
-    pub program: String,
-    pub closes_at: DateTime<Utc>,
-    pub state: RunState,
-    pub consolidate: bool,
-    pub requests: u64,
-    pub members: u64,
-    pub credits: u64,
-    pub points: u64,
-    pub credited: u64,
-    pub credited_requests: u64,
-    pub credited_points: u64,
-    pub failed: u64,
-    pub failed_requests: u64,
-    /// Credits neither confirmed nor refused yet.
-    pub pending: u64,
-    pub started_at: DateTime<Utc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub planned_at: Option<DateTime<Utc>>,
-    pub planning_runs: u32,
-}
-
-impl WindowView {
-    pub fn of(run: &WindowRun) -> Self {
-        let c = &run.counts;
-        Self {
-            window: run.window.to_string(),
-            program: run.window.program().to_string(),
-            closes_at: run.window.closes_at(),
-            state: run.state,
-            consolidate: run.consolidate,
-            requests: c.requests,
-            members: c.members,
-            credits: c.credits,
-            points: c.points,
-            credited: c.credited,
-            credited_requests: c.credited_requests,
-            credited_points: c.credited_points,
-            failed: c.failed,
-            failed_requests: c.failed_requests,
-            pending: c.pending(),
-            started_at: run.started_at,
-            planned_at: run.planned_at,
-            planning_runs: run.planning_runs,
         }
     }
 }

@@ -10,9 +10,10 @@ use lambda_http::{Body, Request, Response};
 use pointsflow_config::SourceEntry;
 
 mod common;
-use pointsflow_core::ports::{Clock, RequestGet};
+use pointsflow_core::enrollment::MemberLink;
+use pointsflow_core::ports::{Clock, Enrollments, RequestGet};
 use pointsflow_core::program::Program;
-use pointsflow_core::values::RequestId;
+use pointsflow_core::values::{MemberNumber, ProgramId, RecipientId, RequestId};
 use pointsflow_intake::{Intake, IntakeConfig, IntakePorts};
 use pointsflow_memory::{
     ManualClock, MemoryLedger, MemoryQueue, MemoryRequestStore, StaticCatalog,
@@ -26,6 +27,7 @@ struct Harness {
     intake: Intake,
     store: Arc<MemoryRequestStore>,
     queue: Arc<MemoryQueue>,
+    links: Arc<pointsflow_memory::MemoryEnrollments>,
 }
 
 fn program() -> Program {
@@ -35,6 +37,16 @@ fn program() -> Program {
 fn harness() -> Harness {
     let store = Arc::new(MemoryRequestStore::new());
     let queue = common::queue();
+    // Ada is linked already (the configuration's link, or one made before).
+    let links = Arc::new(pointsflow_memory::MemoryEnrollments::new([
+        MemberLink::new(
+            ProgramId::parse("sales-incentive").unwrap(),
+            RecipientId::parse("0055g00000DemoAA1").unwrap(),
+            MemberNumber::parse("SKY1000001").unwrap(),
+            "Ada".into(),
+            "Lovelace".into(),
+        ),
+    ]));
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(DateTime::UNIX_EPOCH));
     let intake = Intake::new(
         IntakeConfig {
@@ -42,23 +54,16 @@ fn harness() -> Harness {
                 api_source("salesforce", KEY),
                 api_source("workday", OTHER_KEY),
             ],
-            operators: Vec::new(),
-            programs: Vec::new(),
-            known: pointsflow_config::Known::default(),
             max_body_bytes: 4096,
         },
         IntakePorts {
             create: store.clone(),
             get: store.clone(),
-            update: store.clone(),
             ledger: Arc::new(MemoryLedger::new()),
             eligibility_queue: queue.clone(),
-            programs: Arc::new(StaticCatalog::new([program()])),
-            program_store: Arc::new(pointsflow_memory::MemoryProgramStore::new()),
-            enrollments: Arc::new(pointsflow_memory::MemoryEnrollments::default()),
+            programs: Arc::new(StaticCatalog::new([program(), closed_program()])),
+            enrollments: links.clone(),
             waiting: store.clone(),
-            windows: Arc::new(pointsflow_memory::MemoryWindowStore::new()),
-            schedules: Arc::new(pointsflow_memory::MemorySchedules::new()),
             clock,
         },
     );
@@ -66,7 +71,15 @@ fn harness() -> Harness {
         intake,
         store,
         queue,
+        links,
     }
+}
+
+/// A program that lists only `workday`.
+fn closed_program() -> Program {
+    let mut p = common::program("recognition", common::rate());
+    p.sources = vec![pointsflow_core::values::SourceId::parse("workday").unwrap()];
+    p
 }
 
 fn api_source(id: &str, key: &str) -> SourceEntry {
@@ -485,4 +498,118 @@ async fn unknown_routes_and_methods_are_problems() {
     );
     assert_eq!(response.headers()["allow"], "POST", "{problem}");
     assert!(h.store.is_empty());
+}
+
+fn put_link(key: &str, program: &str, recipient: &str, body: &str) -> Request {
+    let (key, program, recipient, body) = (
+        key.to_owned(),
+        program.to_owned(),
+        recipient.to_owned(),
+        body.to_owned(),
+    );
+    event(fixture("apigw-v2-create.json"), move |v| {
+        let path = format!("/v1/programs/{program}/members/{recipient}");
+        v["rawPath"] = json!(path);
+        v["requestContext"]["http"]["path"] = json!(path);
+        v["requestContext"]["http"]["method"] = json!("PUT");
+        v["headers"]["authorization"] = json!(format!("Bearer {key}"));
+        v["headers"]
+            .as_object_mut()
+            .unwrap()
+            .remove("idempotency-key");
+        v["body"] = json!(body);
+    })
+}
+
+/// The attack of issue 17, as a source's key would try it: re-pointing a
+/// linked recipient's miles at another member account is refused and
+/// changes nothing; a recipient without a link is linked, once.
+#[tokio::test]
+async fn a_source_creates_links_and_never_changes_one() {
+    let h = harness();
+    let program = ProgramId::parse("sales-incentive").unwrap();
+    let ada = RecipientId::parse("0055g00000DemoAA1").unwrap();
+    let grace = r#"{"member_number":"SKY1000005","first_name":"Grace","last_name":"Hopper"}"#;
+    let before = h.links.member_link(&program, &ada).await.unwrap();
+
+    let refused = h
+        .intake
+        .handle(put_link(KEY, "sales-incentive", "0055g00000DemoAA1", grace))
+        .await;
+    let problem = assert_problem(&refused, StatusCode::CONFLICT, "already_linked");
+    assert!(
+        !problem.to_string().contains("SKY1000001"),
+        "the refusal reveals the member number: {problem}"
+    );
+    assert_eq!(h.links.member_link(&program, &ada).await.unwrap(), before);
+
+    // A recipient with no link: created (201), then the same again is a
+    // repeat (200); another member for it is refused like Ada's.
+    let new = RecipientId::parse("0055g00000DemoAA9").unwrap();
+    let created = h
+        .intake
+        .handle(put_link(KEY, "sales-incentive", new.as_str(), grace))
+        .await;
+    assert_eq!(
+        created.status(),
+        StatusCode::CREATED,
+        "{:?}",
+        created.body()
+    );
+    let again = h
+        .intake
+        .handle(put_link(KEY, "sales-incentive", new.as_str(), grace))
+        .await;
+    assert_eq!(again.status(), StatusCode::OK);
+    let other = r#"{"member_number":"SKY1000006","first_name":"Grace","last_name":"Hopper"}"#;
+    assert_problem(
+        &h.intake
+            .handle(put_link(KEY, "sales-incentive", new.as_str(), other))
+            .await,
+        StatusCode::CONFLICT,
+        "already_linked",
+    );
+    // The link keeps who made it: a source's function writes no history.
+    let link = h.links.member_link(&program, &new).await.unwrap().unwrap();
+    assert_eq!(link.linked_by.as_deref(), Some("source:salesforce"));
+    assert_eq!(link.member.as_str(), "SKY1000005");
+
+    // A program that does not list the source is not found to it.
+    assert_problem(
+        &h.intake
+            .handle(put_link(KEY, "recognition", "0055g00000DemoAA7", grace))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    // An operator's routes are not intake's: no route, whatever the key.
+    for (method, path) in [
+        ("PUT", "/v1/programs/sales-incentive"),
+        ("GET", "/v1/programs"),
+        (
+            "GET",
+            "/v1/programs/sales-incentive/members/0055g00000DemoAA1",
+        ),
+        (
+            "POST",
+            "/v1/points-requests/pr_00000000000000000000000000000001/approve",
+        ),
+        ("GET", "/v1/windows/sales-incentive@2026-11-27T18:00Z"),
+        ("POST", "/v1/admin/commands/link"),
+    ] {
+        let response = h
+            .intake
+            .handle(event(fixture("apigw-v2-create.json"), |v| {
+                v["rawPath"] = json!(path);
+                v["requestContext"]["http"]["path"] = json!(path);
+                v["requestContext"]["http"]["method"] = json!(method);
+            }))
+            .await;
+        let status = response.status();
+        assert!(
+            status == StatusCode::NOT_FOUND || status == StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {status}"
+        );
+    }
+    assert_eq!(h.links.member_link(&program, &ada).await.unwrap(), before);
 }

@@ -101,6 +101,13 @@ fn harness_with(hmac_secrets: &[&str], failures: Option<(usize, usize)>) -> Harn
 }
 
 fn harness_of(sources: Vec<SourceEntry>, failures: Option<(usize, usize)>) -> Harness {
+    // Every program lists every source of the harness.
+    let ids: Vec<_> = sources.iter().map(|s| s.id.clone()).collect();
+    let program = |id: &str, rule| {
+        let mut p = program(id, rule);
+        p.sources = ids.clone();
+        p
+    };
     let store = Arc::new(MemoryRequestStore::new());
     let queue = common::queue();
     let create: Arc<dyn RequestCreate> = match failures {
@@ -118,15 +125,11 @@ fn harness_of(sources: Vec<SourceEntry>, failures: Option<(usize, usize)>) -> Ha
     let intake = Intake::new(
         IntakeConfig {
             sources,
-            operators: Vec::new(),
-            programs: Vec::new(),
-            known: pointsflow_config::Known::default(),
             max_body_bytes: 4096,
         },
         IntakePorts {
             create,
             get: store.clone(),
-            update: store.clone(),
             ledger: Arc::new(MemoryLedger::new()),
             eligibility_queue: queue.clone(),
             programs: Arc::new(StaticCatalog::new([
@@ -134,11 +137,8 @@ fn harness_of(sources: Vec<SourceEntry>, failures: Option<(usize, usize)>) -> Ha
                 program("renewals", common::rate()),
                 program("recognition", PointsRule::Given),
             ])),
-            program_store: Arc::new(pointsflow_memory::MemoryProgramStore::new()),
             enrollments: Arc::new(pointsflow_memory::MemoryEnrollments::default()),
             waiting: store.clone(),
-            windows: Arc::new(pointsflow_memory::MemoryWindowStore::new()),
-            schedules: Arc::new(pointsflow_memory::MemorySchedules::new()),
             clock,
         },
     );
@@ -648,6 +648,12 @@ async fn an_unknown_source_is_unauthorized() {
 fn sample_sources(dir: &str) -> Vec<SourceEntry> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/events");
     let sources = std::fs::read_to_string(format!("{root}/{dir}/sources.toml")).unwrap();
+    // Every program lists the sources that may submit to it: here, all of them.
+    let ids: Vec<String> = common::sources(&sources)
+        .iter()
+        .map(|s| format!("\"{}\"", s.id))
+        .collect();
+    let listed = format!("sources = [{}]", ids.join(", "));
     let text = format!(
         r#"
 [[partners]]
@@ -662,6 +668,7 @@ budget = 1000000
 points = {{ rule = "rate", points = 2, per = "100" }}
 transfer = {{ mode = "realtime" }}
 destination = {{ partner = "air", partner_program = "SKY" }}
+{listed}
 
 [[programs]]
 id = "recognition"
@@ -671,6 +678,7 @@ budget = 1000000
 points = {{ rule = "given" }}
 transfer = {{ mode = "realtime" }}
 destination = {{ partner = "air", partner_program = "SKY" }}
+{listed}
 
 {sources}"#
     );

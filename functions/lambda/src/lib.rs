@@ -25,14 +25,15 @@ use std::sync::Arc;
 
 use pointsflow_assembly::{Assembly, AssemblyError, Platform, SandboxAccess};
 use pointsflow_aws::{
-    DynamoAuditLog, DynamoEnrollments, DynamoLedger, DynamoPartnerState, DynamoProgramStore,
-    DynamoReportStore, DynamoRequestStore, DynamoWindowStore, EventBridgeSchedules, ScheduleTarget,
-    SqsDeadLetters, SqsQueue,
+    DynamoAuditLog, DynamoEnrollments, DynamoLedger, DynamoLinkHistory, DynamoPartnerState,
+    DynamoProgramStore, DynamoProposals, DynamoReportStore, DynamoRequestStore, DynamoWindowStore,
+    EventBridgeSchedules, ScheduleTarget, SqsDeadLetters, SqsQueue,
 };
 use pointsflow_config::Config;
 use pointsflow_core::ports::{
-    AuditLog, CircuitStore, Clock, DeadLetters, Enrollments, IdSource, Ledger, ProgramStore, Queue,
-    QueueName, RateLimiter, ReportStore, RequestStore, WindowSchedules, WindowStore,
+    AuditLog, CircuitStore, Clock, DeadLetters, Enrollments, IdSource, Ledger, LinkHistory,
+    ProgramStore, ProposalStore, Queue, QueueName, RateLimiter, ReportStore, RequestStore,
+    WindowSchedules, WindowStore,
 };
 use pointsflow_core::time::{RandomIds, SystemClock};
 
@@ -330,6 +331,14 @@ impl Platform for AwsPlatform {
 
     fn links(&self) -> Arc<dyn Enrollments> {
         Arc::new(DynamoEnrollments::new(self.dynamodb.clone(), &self.table))
+    }
+
+    fn link_history(&self) -> Arc<dyn LinkHistory> {
+        Arc::new(DynamoLinkHistory::new(self.dynamodb.clone(), &self.table))
+    }
+
+    fn proposals(&self) -> Arc<dyn ProposalStore> {
+        Arc::new(DynamoProposals::new(self.dynamodb.clone(), &self.table))
     }
 
     fn rate_limiter(&self) -> Arc<dyn RateLimiter> {

@@ -60,6 +60,7 @@ api_key = "partner-key"
 
 [[programs]]
 id = "sales-incentive"
+sources = ["demo"]
 name = "Sales incentive"
 currency = "USD"
 budget = 1000000

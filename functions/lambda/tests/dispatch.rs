@@ -55,6 +55,7 @@ api_key = "partner-key"
 
 [[programs]]
 id = "sales-incentive"
+sources = ["salesforce"]
 name = "Sales incentive"
 currency = "USD"
 budget = 1000000
@@ -188,6 +189,7 @@ api_key = "partner-key"
 
 [[programs]]
 id = "payroll-bonus"
+sources = ["hris"]
 name = "Payroll bonus"
 currency = "USD"
 budget = 1000000

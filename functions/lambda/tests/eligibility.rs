@@ -37,6 +37,7 @@ api_key = "sandbox-partner-key"
 
 [[programs]]
 id = "sales-incentive"
+sources = ["salesforce"]
 name = "Sales incentive"
 currency = "USD"
 budget = 1000000

@@ -25,6 +25,7 @@ api_key = "partner-key"
 
 [[programs]]
 id = "sales-incentive"
+sources = ["salesforce"]
 name = "Sales incentive"
 currency = "USD"
 budget = 1000000

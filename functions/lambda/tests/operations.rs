@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use pointsflow_conformance::runtime_api::{self, Outcome};
 mod common;
 
 use common::Provisioned;
@@ -24,6 +23,7 @@ api_key = "partner-key"
 
 [[programs]]
 id = "sales-incentive"
+sources = ["salesforce"]
 name = "Sales incentive"
 currency = "USD"
 budget = 1000000
@@ -43,19 +43,14 @@ fn event_file(name: &str) -> Value {
     .unwrap()
 }
 
-async fn invoke(stack: &Provisioned, endpoint: &str, event: Value) -> Value {
-    let (outcome, _) = runtime_api::run_deployed(
-        env!("CARGO_BIN_EXE_pointsflow-operations"),
-        "OperationsFunction",
-        event,
-        |names| stack.env_named(names).unwrap(),
-        endpoint,
-    )
-    .await;
-    let Some(Outcome::Response(answer)) = outcome else {
-        panic!("no response: {outcome:?}");
-    };
-    answer
+async fn invoke(stack: &Provisioned, event: Value) -> Value {
+    stack
+        .respond(
+            env!("CARGO_BIN_EXE_pointsflow-operations"),
+            "OperationsFunction",
+            event,
+        )
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,7 +64,7 @@ async fn the_binary_answers_the_console_events() {
     .await
     .unwrap();
 
-    let answer = invoke(&stack, &endpoint, event_file("search.json")).await;
+    let answer = invoke(&stack, event_file("search.json")).await;
     assert_eq!(answer["ok"], true, "{answer:#}");
     assert_eq!(answer["result"]["requests"], json!([]));
 
@@ -82,7 +77,7 @@ async fn the_binary_answers_the_console_events() {
         .send()
         .await
         .unwrap();
-    let answer = invoke(&stack, &endpoint, event_file("redrive.json")).await;
+    let answer = invoke(&stack, event_file("redrive.json")).await;
     assert_eq!(answer["ok"], true, "{answer:#}");
     assert_eq!(answer["result"]["report"]["moved"], 1, "{answer:#}");
     let moved = sqs
@@ -94,13 +89,12 @@ async fn the_binary_answers_the_console_events() {
     assert_eq!(moved.messages().len(), 1);
 
     // An unknown request: a clear error, and the invocation succeeded.
-    let answer = invoke(&stack, &endpoint, event_file("get.json")).await;
+    let answer = invoke(&stack, event_file("get.json")).await;
     assert_eq!(answer["ok"], false);
     assert_eq!(answer["error"]["code"], "not_found");
 
     let answer = invoke(
         &stack,
-        &endpoint,
         event_file("audit.json")
             .as_object()
             .map(|o| {

@@ -1,39 +1,56 @@
-//! The operations function: the commands operators run on requests, from a
-//! console test event, the `pointsflow` CLI or a schedule. An invocation is
-//! a JSON object naming the operator and the command:
+//! The operator commands: reading requests, programs, links and windows,
+//! deciding approvals, fixing what failed, reversing, reconciling, and the
+//! changes a second operator confirms (proposals). They run for an
+//! authenticated operator over the admin API (`pointsflow-admin`: an IAM
+//! principal deployed, an operator key locally), and for a direct
+//! invocation of the operations function (a console test event, a
+//! schedule), whose `operator` is declared by the invoker:
 //!
 //! ```json
 //! {"operator": "ana", "command": "reverse", "request_id": "req_...",
 //!  "points": 500, "reason": "deal reopened"}
 //! ```
 //!
-//! Every command is validated before anything is read, recorded in the
-//! audit log when it starts and again when it ends (who, when, what, the
-//! result), and answered with `{"ok": true, "result": ...}` or
+//! Every command names the roles that may run it ([`COMMANDS`]) and is
+//! checked against the operator's before anything is read; every command,
+//! refusals included, is recorded in the audit log when it starts and again
+//! when it ends (who, how they were identified, what, the result), and
+//! answered with `{"ok": true, "result": ...}` or
 //! `{"ok": false, "error": {"code", "message", "retryable"}}`. A command run
 //! twice has the effect of once: approvals and declines are kept on the
 //! request, a reversal has an id (derived from the command when none is
-//! given), a resolve or a redrive does again only what is still to do.
+//! given), a resolve or a redrive does again only what is still to do, a
+//! proposal confirmed again is a repeat.
+
+mod changes;
+mod programs;
+pub mod views;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use pointsflow_config::Known;
+use pointsflow_core::access::{Forbidden, OperatorIdentity, Principal, Role, Verified};
 use pointsflow_core::approval::ApprovalDecision;
 use pointsflow_core::audit::{AuditEntry, AuditOutcome};
 use pointsflow_core::ledger::Entry;
-use pointsflow_core::ports::PublishCallback;
-use pointsflow_core::ports::{AuditLog, DeadLetters, RequestSearch};
 use pointsflow_core::ports::{
-    Clock, LedgerRead, LedgerWrite, PartnerConnector, ProgramCatalog, Publish, RequestGet,
-    RequestUpdate, StoreError,
+    AuditLog, Clock, DeadLetters, Enrollments, LedgerRead, LedgerWrite, LinkHistory,
+    PartnerConnector, ProgramCatalog, ProgramStore, ProposalStore, Publish, PublishCallback,
+    RequestGet, RequestSearch, RequestUpdate, StoreError, WaitingRequests, WindowSchedules,
+    WindowStore,
 };
+use pointsflow_core::program::Program;
+use pointsflow_core::proposal::{ProposalError, ProposalId};
 use pointsflow_core::request::{PointsRequest, StatusKind};
 use pointsflow_core::reversal::{Reversal, ReversalState};
 use pointsflow_core::search::SearchFilter;
-use pointsflow_core::values::{OperatorId, PartnerId, Points, RequestId};
+use pointsflow_core::values::{PartnerId, Points, ProgramId, RecipientId, RequestId};
 use pointsflow_usecases::approval::{DecideError, DecidePorts};
+use pointsflow_usecases::link::{InvalidLink, LinkError};
 use pointsflow_usecases::notify::{NotifyError, NotifyPorts};
+use pointsflow_usecases::programs::ApplyError;
 use pointsflow_usecases::reconcile::{ReconcileError, ReconcilePorts};
 use pointsflow_usecases::resolve::{ResolveError, ResolvePorts};
 use pointsflow_usecases::retry::{RetryPorts, RetryRequestError};
@@ -53,14 +70,16 @@ pub use pointsflow_core::ports::QueueName;
 #[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
     /// A request with its whole timeline and ledger entries.
-    Get { request_id: RequestId },
+    Get {
+        request_id: RequestId,
+    },
     /// Requests by source record id, recipient, member number, status,
     /// window or program.
     Search {
         #[serde(default)]
         source_record: Option<String>,
         #[serde(default)]
-        recipient: Option<pointsflow_core::values::RecipientId>,
+        recipient: Option<RecipientId>,
         #[serde(default)]
         member: Option<pointsflow_core::values::MemberNumber>,
         #[serde(default)]
@@ -68,7 +87,7 @@ pub enum Command {
         #[serde(default)]
         window: Option<String>,
         #[serde(default)]
-        program: Option<pointsflow_core::values::ProgramId>,
+        program: Option<ProgramId>,
         #[serde(default)]
         limit: Option<usize>,
     },
@@ -89,7 +108,9 @@ pub enum Command {
         reason: String,
     },
     /// Looks the partner's outcome of an unsettled request up now.
-    Resolve { request_id: RequestId },
+    Resolve {
+        request_id: RequestId,
+    },
     /// Takes back `points` of a credited request (everything left when
     /// absent). `reversal_id` makes a repeat harmless; without one it is
     /// derived from the request, the points and the reason.
@@ -114,23 +135,129 @@ pub enum Command {
         #[serde(default)]
         last_hours: Option<u32>,
         #[serde(default)]
-        program: Option<pointsflow_core::values::ProgramId>,
+        program: Option<ProgramId>,
     },
     /// A stored reconciliation report, by its id (`window:...`, `period:...`).
-    Report { id: String },
+    Report {
+        id: String,
+    },
     /// The commands operators ran on a day (UTC; today when absent).
     Audit {
         #[serde(default)]
         day: Option<chrono::NaiveDate>,
     },
     /// Sends a request's final status to its source's callback again.
-    Notify { request_id: RequestId },
+    Notify {
+        request_id: RequestId,
+    },
     /// Moves dead letters back to their queue after a fix.
     Redrive {
         queue: QueueName,
         #[serde(default)]
         max: Option<u64>,
     },
+    /// Every program in force, with its revision.
+    Programs,
+    /// One program in force.
+    Program {
+        program: ProgramId,
+    },
+    /// Proposes a program revision (the one read, plus one): it takes
+    /// effect when another admin confirms it.
+    ProposeProgram {
+        revision: u64,
+        program: Box<Program>,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// A recipient's link in force.
+    Member {
+        program: ProgramId,
+        recipient: RecipientId,
+    },
+    /// Links a recipient who has none; for a recipient linked to another
+    /// member, proposes the change (an admin's, confirmed by another).
+    Link {
+        program: ProgramId,
+        recipient: String,
+        member_number: String,
+        first_name: String,
+        last_name: String,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Proposes removing a recipient's link.
+    Unlink {
+        program: ProgramId,
+        recipient: RecipientId,
+        reason: String,
+    },
+    /// Every change of a recipient's link: who, when, from and to.
+    LinkHistory {
+        program: ProgramId,
+        recipient: RecipientId,
+    },
+    /// A scheduled window's run and progress.
+    Window {
+        window: String,
+    },
+    /// The proposals waiting for a second operator, oldest first.
+    Proposals {
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    Proposal {
+        proposal_id: ProposalId,
+    },
+    /// Confirms another operator's proposal, which takes effect now.
+    Confirm {
+        proposal_id: ProposalId,
+    },
+    /// Withdraws a proposal before it takes effect.
+    Withdraw {
+        proposal_id: ProposalId,
+        reason: String,
+    },
+}
+
+/// Every command, and the roles that may run it. `link` and `reverse` are
+/// an operator's, and an admin's when they change a link in force or
+/// reverse more than the program's `reversal_limit` (then as a proposal).
+/// The template's per-role policies grant the admin API's routes from
+/// this list.
+pub const COMMANDS: &[(&str, &[Role])] = &[
+    ("get", &[Role::Viewer]),
+    ("search", &[Role::Viewer]),
+    ("report", &[Role::Viewer]),
+    ("audit", &[Role::Viewer]),
+    ("programs", &[Role::Viewer]),
+    ("program", &[Role::Viewer]),
+    ("member", &[Role::Viewer]),
+    ("link_history", &[Role::Viewer]),
+    ("window", &[Role::Viewer]),
+    ("proposals", &[Role::Viewer]),
+    ("proposal", &[Role::Viewer]),
+    ("approve", &[Role::Approver]),
+    ("decline", &[Role::Approver]),
+    ("retry", &[Role::Operator]),
+    ("resolve", &[Role::Operator]),
+    ("notify", &[Role::Operator]),
+    ("redrive", &[Role::Operator]),
+    ("reconcile", &[Role::Operator]),
+    ("link", &[Role::Operator, Role::Admin]),
+    ("reverse", &[Role::Operator, Role::Admin]),
+    ("propose_program", &[Role::Admin]),
+    ("unlink", &[Role::Admin]),
+    ("confirm", &[Role::Admin]),
+    ("withdraw", &[Role::Admin]),
+];
+
+/// The roles that may run the command `name` (none for an unknown name).
+pub fn roles_of(name: &str) -> &'static [Role] {
+    COMMANDS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(&[], |(_, roles)| roles)
 }
 
 impl Command {
@@ -148,6 +275,18 @@ impl Command {
             Command::Audit { .. } => "audit",
             Command::Notify { .. } => "notify",
             Command::Redrive { .. } => "redrive",
+            Command::Programs => "programs",
+            Command::Program { .. } => "program",
+            Command::ProposeProgram { .. } => "propose_program",
+            Command::Member { .. } => "member",
+            Command::Link { .. } => "link",
+            Command::Unlink { .. } => "unlink",
+            Command::LinkHistory { .. } => "link_history",
+            Command::Window { .. } => "window",
+            Command::Proposals { .. } => "proposals",
+            Command::Proposal { .. } => "proposal",
+            Command::Confirm { .. } => "confirm",
+            Command::Withdraw { .. } => "withdraw",
         }
     }
 
@@ -241,8 +380,37 @@ from_use_case!(
     RetryRequestError,
     ResolveError,
     NotifyError,
-    ReconcileError
+    ReconcileError,
+    LinkError
 );
+
+impl From<Forbidden> for OpError {
+    fn from(e: Forbidden) -> Self {
+        Self::new("forbidden", e.to_string())
+    }
+}
+
+impl From<ProposalError> for OpError {
+    fn from(e: ProposalError) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+}
+
+impl From<ApplyError> for OpError {
+    fn from(e: ApplyError) -> Self {
+        let retryable = !matches!(e, ApplyError::Conflict { .. });
+        Self::of(e.code(), e.to_string(), retryable)
+    }
+}
+
+impl From<InvalidLink> for OpError {
+    fn from(e: InvalidLink) -> Self {
+        Self::new(
+            "invalid_command",
+            format!("{}: {}", e.pointer.trim_start_matches('/'), e.problem),
+        )
+    }
+}
 
 /// What an invocation is answered with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -262,51 +430,85 @@ pub struct Answer {
 /// An invocation, parsed: who runs which command.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Invocation {
-    pub operator: OperatorId,
+    pub operator: OperatorIdentity,
     pub command: Command,
     /// The command as given, for the audit log.
     pub arguments: Value,
 }
 
+fn invalid(message: impl Into<String>) -> OpError {
+    OpError::new("invalid_command", message)
+}
+
+/// `arguments` (a JSON object with `command`) as a command; the error
+/// names the field that is wrong.
+fn command_of(arguments: &Value) -> Result<Command, OpError> {
+    serde_path_to_error::deserialize(arguments).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        invalid(if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        })
+    })
+}
+
 impl Invocation {
-    /// Reads `{"operator": ..., "command": ..., ...}`; the error names the
-    /// field that is wrong.
+    /// A direct invocation of the operations function (a console test
+    /// event, a schedule): `{"operator": ..., "command": ..., ...}`. The
+    /// operator is whoever the invoker says: it is recorded as declared,
+    /// and holds every role, since invoke rights on the function amount to
+    /// admin (docs/security.md).
     pub fn parse(event: Value) -> Result<Self, OpError> {
         let Value::Object(mut fields) = event else {
-            return Err(OpError::new(
-                "invalid_command",
+            return Err(invalid(
                 "an invocation is a JSON object with 'operator' and 'command'",
             ));
         };
-        let operator = match fields.remove("operator") {
-            Some(Value::String(s)) => OperatorId::parse(&s)
-                .map_err(|e| OpError::new("invalid_command", format!("operator: {e}")))?,
+        let principal = match fields.remove("operator") {
+            Some(Value::String(s)) => {
+                Principal::parse(&s).map_err(|e| invalid(format!("operator: {e}")))?
+            }
             Some(_) => {
-                return Err(OpError::new(
-                    "invalid_command",
+                return Err(invalid(
                     "operator: must be a string (who is running the command)",
                 ));
             }
-            None => {
-                return Err(OpError::new(
-                    "invalid_command",
-                    "operator: missing (who is running the command)",
-                ));
-            }
+            None => return Err(invalid("operator: missing (who is running the command)")),
         };
         let arguments = Value::Object(fields);
-        let command: Command = serde_path_to_error::deserialize(&arguments).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            OpError::new(
-                "invalid_command",
-                if path == "." {
-                    inner.to_string()
-                } else {
-                    format!("{path}: {inner}")
-                },
-            )
-        })?;
+        let command = command_of(&arguments)?;
+        Ok(Self {
+            operator: OperatorIdentity {
+                principal,
+                roles: Role::ALL.into_iter().collect(),
+                verified: Verified::Declared,
+            },
+            command,
+            arguments,
+        })
+    }
+
+    /// The command `name` with `arguments` (a JSON object, without
+    /// `command`), for an operator the caller authenticated. Who runs it is
+    /// never a field of the arguments.
+    pub fn authenticated(
+        operator: OperatorIdentity,
+        name: &str,
+        arguments: Value,
+    ) -> Result<Self, OpError> {
+        let Value::Object(mut fields) = arguments else {
+            return Err(invalid("a command's arguments are a JSON object"));
+        };
+        if fields.contains_key("operator") || fields.contains_key("command") {
+            return Err(invalid(
+                "operator, command: not arguments (who runs it is the authenticated caller; the command is in the path)",
+            ));
+        }
+        fields.insert("command".into(), Value::String(name.to_owned()));
+        let arguments = Value::Object(fields);
+        let command = command_of(&arguments)?;
         Ok(Self {
             operator,
             command,
@@ -337,10 +539,30 @@ pub struct OperationsPorts {
     pub reports: Arc<dyn pointsflow_core::ports::ReportStore>,
     /// The callbacks queue, when a source has a callback.
     pub callbacks: Option<Arc<dyn PublishCallback>>,
+    /// Applied program revisions, and what applying one sets going.
+    pub program_store: Arc<dyn ProgramStore>,
+    pub waiting: Arc<dyn WaitingRequests>,
+    pub schedules: Arc<dyn WindowSchedules>,
+    pub windows: Arc<dyn WindowStore>,
+    /// Member links in force (the configuration's under the stored ones),
+    /// and their history.
+    pub enrollments: Arc<dyn Enrollments>,
+    pub link_history: Arc<dyn LinkHistory>,
+    pub proposals: Arc<dyn ProposalStore>,
+}
+
+/// What the commands know of the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct OperationsConfig {
+    /// The configuration's programs (revision 0), under applied revisions.
+    pub programs: Vec<Program>,
+    /// The partners and sources a program revision may name.
+    pub known: Known,
 }
 
 #[derive(Clone)]
 pub struct Operations {
+    config: Arc<OperationsConfig>,
     ports: OperationsPorts,
 }
 
@@ -372,8 +594,11 @@ fn derived_reversal_id(request: &RequestId, points: Option<Points>, reason: &str
 }
 
 impl Operations {
-    pub fn new(ports: OperationsPorts) -> Self {
-        Self { ports }
+    pub fn new(config: OperationsConfig, ports: OperationsPorts) -> Self {
+        Self {
+            config: Arc::new(config),
+            ports,
+        }
     }
 
     /// The Lambda handler: any JSON in, an [`Answer`] out (never an error
@@ -404,15 +629,17 @@ impl Operations {
         self.run(invocation).await
     }
 
-    #[tracing::instrument(name = "operations", skip_all, fields(command = invocation.command.name(), operator = %invocation.operator, request_id))]
+    #[tracing::instrument(name = "operations", skip_all, fields(command = invocation.command.name(), operator = %invocation.operator.principal, verified = ?invocation.operator.verified, request_id))]
     pub async fn run(&self, invocation: Invocation) -> Answer {
+        pointsflow_usecases::catalog::refresh(self.ports.programs.as_ref()).await;
         let name = invocation.command.name();
         if let Some(id) = invocation.command.request() {
             tracing::Span::current().record("request_id", id.as_str());
         }
         let mut entry = AuditEntry {
             id: audit_id(self.ports.clock.now()),
-            operator: invocation.operator.clone(),
+            operator: invocation.operator.principal.clone(),
+            verified: invocation.operator.verified,
             command: name.to_owned(),
             arguments: invocation.arguments.clone(),
             request: invocation.command.request().map(|r| r.to_string()),
@@ -464,9 +691,17 @@ impl Operations {
         }
     }
 
-    /// Runs the command: its result and a one-line summary for the audit log.
+    /// Runs the command, if the operator holds a role that may: its result
+    /// and a one-line summary for the audit log.
     async fn execute(&self, invocation: &Invocation) -> Result<(Value, String), OpError> {
-        let by = &invocation.operator;
+        let operator = &invocation.operator;
+        let name = invocation.command.name();
+        let roles = roles_of(name);
+        if !roles.iter().any(|r| operator.has(*r)) {
+            let needs = roles.first().copied().unwrap_or(Role::Admin);
+            operator.require(needs, &format!("run {name}"))?;
+        }
+        let by = &operator.principal;
         match &invocation.command {
             Command::Get { request_id } => {
                 let request = self.load(request_id).await?;
@@ -494,12 +729,22 @@ impl Operations {
                 self.search(&filter, *limit).await
             }
             Command::Approve { request_id, reason } => {
-                self.decide(request_id, ApprovalDecision::Approve, by, reason.as_deref())
-                    .await
+                self.decide(
+                    request_id,
+                    ApprovalDecision::Approve,
+                    operator,
+                    reason.as_deref(),
+                )
+                .await
             }
             Command::Decline { request_id, reason } => {
-                self.decide(request_id, ApprovalDecision::Decline, by, Some(reason))
-                    .await
+                self.decide(
+                    request_id,
+                    ApprovalDecision::Decline,
+                    operator,
+                    Some(reason),
+                )
+                .await
             }
             Command::Resolve { request_id } => self.resolve(request_id).await,
             Command::Retry { request_id, reason } => self.retry(request_id, by, reason).await,
@@ -512,19 +757,8 @@ impl Operations {
                 let id = reversal_id
                     .clone()
                     .unwrap_or_else(|| derived_reversal_id(request_id, *points, reason));
-                let reversal = self
-                    .reverse(request_id, &id, *points, reason, by.as_str())
-                    .await?;
-                let summary = format!(
-                    "reversal {} of {} points: {}",
-                    reversal.id,
-                    reversal.points,
-                    state_name(&reversal.state)
-                );
-                Ok((
-                    json!({ "request_id": request_id, "reversal": reversal }),
-                    summary,
-                ))
+                self.reverse_command(operator, request_id, &id, *points, reason)
+                    .await
             }
             Command::Reconcile {
                 window,
@@ -563,6 +797,69 @@ impl Operations {
             }
             Command::Notify { request_id } => self.notify(request_id).await,
             Command::Redrive { queue, max } => self.redrive(*queue, *max).await,
+            Command::Programs => self.list_programs().await,
+            Command::Program { program } => self.show_program(program).await,
+            Command::ProposeProgram {
+                revision,
+                program,
+                reason,
+            } => {
+                self.propose_program(operator, *revision, program, reason.as_deref())
+                    .await
+            }
+            Command::Member { program, recipient } => self.show_link(program, recipient).await,
+            Command::Link {
+                program,
+                recipient,
+                member_number,
+                first_name,
+                last_name,
+                reason,
+            } => {
+                let program = self.program_named(program)?;
+                let link = pointsflow_usecases::link::link_from(
+                    &program,
+                    recipient,
+                    member_number,
+                    first_name,
+                    last_name,
+                )?;
+                self.link(operator, link, reason.as_deref()).await
+            }
+            Command::Unlink {
+                program,
+                recipient,
+                reason,
+            } => self.unlink(operator, program, recipient, reason).await,
+            Command::LinkHistory { program, recipient } => {
+                let events = pointsflow_usecases::link::history(
+                    self.ports.enrollments.as_ref(),
+                    self.ports.link_history.as_ref(),
+                    program,
+                    recipient,
+                )
+                .await?;
+                let summary = format!(
+                    "{} changes of {recipient}'s link in {program}",
+                    events.len()
+                );
+                Ok((
+                    json!({ "program": program, "recipient": recipient, "history": events }),
+                    summary,
+                ))
+            }
+            Command::Window { window } => self.show_window(window).await,
+            Command::Proposals { limit } => self.open_proposals(*limit).await,
+            Command::Proposal { proposal_id } => {
+                let proposal = self.proposal(proposal_id).await?;
+                let summary = format!("{proposal_id}: {}", proposal.change.describe());
+                Ok((json!({ "proposal": proposal }), summary))
+            }
+            Command::Confirm { proposal_id } => self.confirm(operator, proposal_id).await,
+            Command::Withdraw {
+                proposal_id,
+                reason,
+            } => self.withdraw(operator, proposal_id, reason).await,
         }
     }
 
@@ -573,7 +870,7 @@ impl Operations {
         from: Option<&str>,
         to: Option<&str>,
         last_hours: Option<u32>,
-        program: Option<pointsflow_core::values::ProgramId>,
+        program: Option<ProgramId>,
     ) -> Result<pointsflow_core::reconcile::Scope, OpError> {
         use pointsflow_core::reconcile::Scope;
         let invalid = |m: String| OpError::new("invalid_command", m);
@@ -689,9 +986,21 @@ impl Operations {
         &self,
         id: &RequestId,
         decision: ApprovalDecision,
-        by: &OperatorId,
+        operator: &OperatorIdentity,
         reason: Option<&str>,
     ) -> Result<(Value, String), OpError> {
+        let by = &operator.principal;
+        if operator.verified == Verified::Declared && decision == ApprovalDecision::Approve {
+            let request = self.load(id).await?;
+            if request.approvals_needed > 1 {
+                return Err(OpError::new(
+                    "four_eyes",
+                    format!(
+                        "{id} needs two approvers, and a declared identity cannot be one of them: approve it over the admin API"
+                    ),
+                ));
+            }
+        }
         let ports = DecidePorts {
             get: self.ports.get.as_ref(),
             update: self.ports.update.as_ref(),
@@ -706,7 +1015,7 @@ impl Operations {
             request.state()
         );
         Ok((
-            json!({ "request_id": id, "state": request.state(), "changed": changed, "approval": request.approval }),
+            json!({ "request_id": id, "state": request.state(), "changed": changed, "approval": request.approval, "first_approval": request.first_approval }),
             summary,
         ))
     }
@@ -714,7 +1023,7 @@ impl Operations {
     async fn retry(
         &self,
         id: &RequestId,
-        by: &OperatorId,
+        by: &Principal,
         reason: &str,
     ) -> Result<(Value, String), OpError> {
         let ports = RetryPorts {
@@ -860,9 +1169,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             seen.insert(invocation.command.name());
         }
-        for command in [
-            "get", "search", "approve", "decline", "resolve", "reverse", "audit", "redrive",
-        ] {
+        for (command, _) in COMMANDS {
             assert!(seen.contains(command), "no sample event for {command}");
         }
     }

@@ -135,12 +135,12 @@ impl AwsStack {
         let store = Arc::new(DynamoRequestStore::new(dynamodb.clone(), &table));
         let ledger = Arc::new(DynamoLedger::new(dynamodb.clone(), &table));
         let windows = Arc::new(DynamoWindowStore::new(dynamodb.clone(), &table));
-        let operators = config.operators.clone();
         let resolve_every = Duration::from_millis(config.resolve_every_ms);
         let assembly = Assembly::new(config.clone(), platform);
         assembly.fund().await?;
         let Handlers {
             intake,
+            admin,
             eligibility,
             dispatch,
             operations,
@@ -183,14 +183,7 @@ impl AwsStack {
             resolve_every,
             &shutdown,
         ));
-        let (intake_addr, server) = serve(
-            options.listen,
-            intake,
-            operations.clone(),
-            operators,
-            shutdown.clone(),
-        )
-        .await?;
+        let (intake_addr, server) = serve(options.listen, intake, admin, shutdown.clone()).await?;
         tasks.push(server);
         tracing::info!(%table, eligibility = %eligibility_queue.url, dispatch = %dispatch_queue.url, "running on the AWS adapters");
         let (sandbox, sandbox_shutdown) = split(sandbox);

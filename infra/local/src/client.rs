@@ -1,25 +1,23 @@
-//! The `pointsflow` command's client for a running stack's HTTP API (the
-//! local stack, or a deployed one at its `ApiBaseUrl`): an operator shows a
-//! request, approves or declines one waiting for approval, and lists and
-//! applies programs.
+//! The `pointsflow` command's operator client: the admin API's commands
+//! (through [`Target`]: an operator key locally, SigV4 deployed) for
+//! showing and deciding requests, listing and proposing programs, linking
+//! members, reading windows and confirming proposals.
 
-use serde_json::Value;
+use serde_json::{Value, json};
+
+use crate::ops::Target;
 
 /// What went wrong talking to the API.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach {url}: {message}")]
-    Unreachable { url: String, message: String },
-    /// The API answered with a problem: its status, stable code and detail.
-    #[error("{status} {code}: {detail}")]
-    Problem {
-        status: u16,
-        code: String,
-        detail: String,
-    },
+    #[error("{0}")]
+    Unreachable(String),
+    /// The command was refused: its stable code and why.
+    #[error("{code}: {detail}")]
+    Problem { code: String, detail: String },
 }
 
-/// An operator's decision, as the API's routes name it.
+/// An operator's decision on a request waiting for approval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Approve,
@@ -27,7 +25,7 @@ pub enum Decision {
 }
 
 impl Decision {
-    fn route(self) -> &'static str {
+    fn command(self) -> &'static str {
         match self {
             Decision::Approve => "approve",
             Decision::Decline => "decline",
@@ -35,84 +33,75 @@ impl Decision {
     }
 }
 
-/// The API at `base`, called with an operator's key.
+/// The admin API, as an operator.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
-    http: reqwest::Client,
-    base: String,
-    key: String,
+    target: Target,
 }
 
 impl ApiClient {
-    pub fn new(base: &str, key: &str) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            base: base.trim_end_matches('/').to_owned(),
-            key: key.to_owned(),
+    pub fn new(target: Target) -> Self {
+        Self { target }
+    }
+
+    /// Runs `command` with `arguments`: its result, or why not.
+    pub async fn command(&self, command: &str, mut arguments: Value) -> Result<Value, ClientError> {
+        if let Some(fields) = arguments.as_object_mut() {
+            fields.insert("command".into(), json!(command));
         }
+        let answer = self
+            .target
+            .invoke(arguments)
+            .await
+            .map_err(ClientError::Unreachable)?;
+        if answer["ok"] == true {
+            return Ok(answer["result"].clone());
+        }
+        let text = |k: &str| answer["error"][k].as_str().unwrap_or("").to_owned();
+        Err(ClientError::Problem {
+            code: text("code"),
+            detail: text("message"),
+        })
     }
 
-    /// `GET` of an API path (e.g. `/v1/programs/sales/members/005A`),
-    /// each segment encoded.
-    pub async fn get_path(&self, path: &str) -> Result<Value, ClientError> {
-        let encoded: Vec<String> = path.split('/').map(encode).collect();
-        let url = format!("{}{}", self.base, encoded.join("/"));
-        self.send(self.http.get(&url).bearer_auth(&self.key), &url)
+    /// A recipient's link in force.
+    pub async fn member(&self, program: &str, recipient: &str) -> Result<Value, ClientError> {
+        self.command(
+            "member",
+            json!({ "program": program, "recipient": recipient }),
+        )
+        .await
+    }
+
+    /// A scheduled window's run and progress.
+    pub async fn window(&self, window: &str) -> Result<Value, ClientError> {
+        self.command("window", json!({ "window": window })).await
+    }
+
+    /// Confirms another operator's proposal: it takes effect now.
+    pub async fn confirm(&self, proposal: &str) -> Result<Value, ClientError> {
+        self.command("confirm", json!({ "proposal_id": proposal }))
             .await
     }
 
-    /// `GET /v1/points-requests/{id}`.
+    /// A request with its timeline and ledger entries.
     pub async fn show(&self, id: &str) -> Result<Value, ClientError> {
-        let url = format!("{}/v1/points-requests/{}", self.base, encode(id));
-        self.send(self.http.get(&url).bearer_auth(&self.key), &url)
-            .await
+        self.command("get", json!({ "request_id": id })).await
     }
 
-    /// `POST /v1/points-requests/{id}/approve` or `/decline`, with the reason.
+    /// Approves or declines a request waiting for approval.
     pub async fn decide(
         &self,
         id: &str,
         decision: Decision,
         reason: Option<&str>,
     ) -> Result<Value, ClientError> {
-        let url = format!(
-            "{}/v1/points-requests/{}/{}",
-            self.base,
-            encode(id),
-            decision.route()
-        );
-        let body = match reason {
-            Some(r) => serde_json::json!({ "reason": r }),
-            None => serde_json::json!({}),
-        };
-        self.send(
-            self.http.post(&url).bearer_auth(&self.key).json(&body),
-            &url,
-        )
-        .await
-    }
-
-    async fn send(
-        &self,
-        request: reqwest::RequestBuilder,
-        url: &str,
-    ) -> Result<Value, ClientError> {
-        let unreachable = |e: reqwest::Error| ClientError::Unreachable {
-            url: url.to_owned(),
-            message: e.to_string(),
-        };
-        let response = request.send().await.map_err(unreachable)?;
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.map_err(unreachable)?;
-        if (200..300).contains(&status) {
-            return Ok(body);
+        let mut arguments = json!({ "request_id": id });
+        if let Some(r) = reason {
+            arguments["reason"] = json!(r);
         }
-        let text = |k: &str| body[k].as_str().unwrap_or("").to_owned();
-        Err(ClientError::Problem {
-            status,
-            code: text("code"),
-            detail: text("detail"),
-        })
+        self.command(decision.command(), arguments).await?;
+        self.show(id).await
     }
 }
 
@@ -126,6 +115,8 @@ pub struct ProgramChange {
     pub to: Option<u64>,
     /// `field: before -> after`, one per changed field.
     pub differences: Vec<String>,
+    /// The proposal another admin confirms (none in a dry run).
+    pub proposal: Option<String>,
 }
 
 impl std::fmt::Display for ProgramChange {
@@ -134,6 +125,12 @@ impl std::fmt::Display for ProgramChange {
             (_, None) => writeln!(f, "{}: unchanged", self.id)?,
             (None, Some(to)) => writeln!(f, "{}: new program, revision {to}", self.id)?,
             (Some(from), Some(to)) => writeln!(f, "{}: revision {from} -> {to}", self.id)?,
+        }
+        if let Some(p) = &self.proposal {
+            writeln!(
+                f,
+                "  proposed as {p}: another admin confirms it (pointsflow proposals confirm {p})"
+            )?;
         }
         for d in &self.differences {
             writeln!(f, "  {d}")?;
@@ -184,28 +181,23 @@ pub fn differences(before: &Value, after: &Value) -> Vec<String> {
 }
 
 impl ApiClient {
-    /// `GET /v1/programs`.
+    /// Every program in force.
     pub async fn programs(&self) -> Result<Value, ClientError> {
-        let url = format!("{}/v1/programs", self.base);
-        self.send(self.http.get(&url).bearer_auth(&self.key), &url)
-            .await
+        self.command("programs", json!({})).await
     }
 
-    /// `GET /v1/programs/{id}`; `None` when there is no such program.
+    /// A program in force; `None` when there is no such program.
     pub async fn program(&self, id: &str) -> Result<Option<Value>, ClientError> {
-        let url = format!("{}/v1/programs/{}", self.base, encode(id));
-        match self
-            .send(self.http.get(&url).bearer_auth(&self.key), &url)
-            .await
-        {
+        match self.command("program", json!({ "program": id })).await {
             Ok(v) => Ok(Some(v)),
-            Err(ClientError::Problem { status: 404, .. }) => Ok(None),
+            Err(ClientError::Problem { code, .. }) if code == "not_found" => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// Applies every program of `file` that differs from the one in force,
-    /// as the next revision; with `dry_run`, only says what would change.
+    /// Proposes every program of `file` that differs from the one in force
+    /// as its next revision (another admin confirms each); with `dry_run`,
+    /// only says what would change.
     pub async fn apply_programs(
         &self,
         file: &pointsflow_config::ProgramFile,
@@ -214,9 +206,8 @@ impl ApiClient {
         let mut changes = Vec::new();
         for program in &file.programs {
             let id = program.id.to_string();
-            let wanted = serde_json::to_value(program).map_err(|e| ClientError::Unreachable {
-                url: self.base.clone(),
-                message: format!("cannot encode program {id}: {e}"),
+            let wanted = serde_json::to_value(program).map_err(|e| {
+                ClientError::Unreachable(format!("cannot encode program {id}: {e}"))
             })?;
             let current = self.program(&id).await?;
             let from = current.as_ref().and_then(|c| c["revision"].as_u64());
@@ -228,21 +219,29 @@ impl ApiClient {
                     from,
                     to: None,
                     differences,
+                    proposal: None,
                 });
                 continue;
             }
-            let to = from.map_or(1, |r| r + 1);
+            // Revision 0 is the configuration's: the first applied is 1.
+            let applied = from.filter(|r| *r > 0);
+            let to = applied.map_or(1, |r| r + 1);
+            let mut proposal = None;
             if !dry_run {
-                let url = format!("{}/v1/programs/{}", self.base, encode(&id));
-                let body = serde_json::json!({ "revision": to, "program": wanted });
-                self.send(self.http.put(&url).bearer_auth(&self.key).json(&body), &url)
+                let proposed = self
+                    .command(
+                        "propose_program",
+                        json!({ "revision": to, "program": wanted }),
+                    )
                     .await?;
+                proposal = proposed["proposal"]["id"].as_str().map(str::to_owned);
             }
             changes.push(ProgramChange {
                 id,
                 from,
                 to: Some(to),
                 differences,
+                proposal,
             });
         }
         Ok(changes)
@@ -299,7 +298,8 @@ fn csv_fields(line: &str) -> Result<Vec<String>, String> {
 const IMPORT_COLUMNS: [&str; 4] = ["recipient", "member_number", "first_name", "last_name"];
 
 impl ApiClient {
-    /// `PUT /v1/programs/{program}/members/{recipient}`.
+    /// Links a recipient who has none; for one linked to another member,
+    /// proposes the change (an admin's, with `reason`).
     pub async fn link_member(
         &self,
         program: &str,
@@ -307,20 +307,19 @@ impl ApiClient {
         member_number: &str,
         first_name: &str,
         last_name: &str,
+        reason: Option<&str>,
     ) -> Result<Value, ClientError> {
-        let url = format!(
-            "{}/v1/programs/{}/members/{}",
-            self.base,
-            encode(program),
-            encode(recipient)
-        );
-        let body = serde_json::json!({
+        let mut arguments = json!({
+            "program": program,
+            "recipient": recipient,
             "member_number": member_number,
             "first_name": first_name,
             "last_name": last_name,
         });
-        self.send(self.http.put(&url).bearer_auth(&self.key).json(&body), &url)
-            .await
+        if let Some(r) = reason {
+            arguments["reason"] = json!(r);
+        }
+        self.command("link", arguments).await
     }
 
     /// Links every row of a CSV file (a header with `recipient`,
@@ -364,16 +363,29 @@ impl ApiClient {
                 Err(problem) => Err(problem),
                 Ok(fields) => {
                     let get = |i: usize| fields.get(columns[i]).map(|f| f.trim()).unwrap_or("");
-                    self.link_member(program, get(0), get(1), get(2), get(3))
+                    // A recipient linked to another member: the change is
+                    // proposed (an admin's), with the row as its reason.
+                    let reason = format!("member import, line {line_number}");
+                    self.link_member(program, get(0), get(1), get(2), get(3), Some(&reason))
                         .await
                         .map_err(|e| e.to_string())
                 }
             };
             match outcome {
-                Ok(view) => {
-                    report.linked += 1;
-                    report.released += view["released"].as_u64().unwrap_or(0) as usize;
-                }
+                Ok(view) => match view["proposal"]["id"].as_str() {
+                    // The recipient is linked to another member: a change,
+                    // proposed for another admin to confirm.
+                    Some(id) => report.failed.push(ImportError {
+                        line: line_number,
+                        problem: format!(
+                            "linked to another member already: proposed as {id} for another admin to confirm"
+                        ),
+                    }),
+                    None => {
+                        report.linked += 1;
+                        report.released += view["released"].as_u64().unwrap_or(0) as usize;
+                    }
+                },
                 Err(problem) => {
                     if problem.starts_with("cannot reach") {
                         return Err(problem);
@@ -390,27 +402,16 @@ impl ApiClient {
     }
 }
 
-/// A path segment as typed: ids are letters, digits and `_`; anything
-/// else is percent-encoded so it cannot change the path.
-fn encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
-
-/// A request as an operator reads it: status and why, points, the decision
-/// if any, then the timeline.
-pub fn render(view: &Value) -> String {
+/// A request as an operator reads it (the `get` command's result): status
+/// and why, points, the decisions if any, then the timeline.
+pub fn render(found: &Value) -> String {
+    let view = &found["request"];
     let s = |v: &Value| v.as_str().unwrap_or("-").to_owned();
     let mut out = String::new();
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
     line("id", s(&view["id"]));
-    line("status", s(&view["status"]));
-    if let Some(reason) = view.get("reason") {
+    line("status", s(&view["status"]["state"]));
+    if let Some(reason) = view["status"].get("reason") {
         line(
             "reason",
             format!("{}: {}", s(&reason["code"]), s(&reason["message"])),
@@ -421,8 +422,19 @@ pub fn render(view: &Value) -> String {
     if let Some(points) = view["points"].as_u64() {
         line("points", points.to_string());
     }
-    if let Some(member) = view.get("member_number") {
+    if let Some(member) = view.get("member") {
         line("member", s(member));
+    }
+    if let Some(a) = view.get("first_approval") {
+        line(
+            "approval 1",
+            format!(
+                "{} by {} at {}",
+                s(&a["decision"]),
+                s(&a["by"]),
+                s(&a["at"])
+            ),
+        );
     }
     if let Some(a) = view.get("approval") {
         let why = a["reason"]
@@ -518,20 +530,14 @@ mod tests {
     }
 
     #[test]
-    fn ids_cannot_escape_their_path_segment() {
-        assert_eq!(encode("pr_0a1b"), "pr_0a1b");
-        assert_eq!(encode("../x?y"), "%2E%2E%2Fx%3Fy");
-    }
-
-    #[test]
     fn a_request_reads_as_lines_and_a_timeline() {
-        let view = serde_json::json!({
-            "id": "pr_1", "status": "awaiting_approval", "program": "sales",
-            "reason": {"code": "approval_required", "message": "above 500"},
-            "recipient": {"id": "005A"}, "points": 1000, "member_number": "SKY1",
+        let view = serde_json::json!({"request": {
+            "id": "pr_1", "program": "sales",
+            "status": {"state": "awaiting_approval", "reason": {"code": "approval_required", "message": "above 500"}},
+            "recipient": {"id": "005A"}, "points": 1000, "member": "SKY1",
             "approval": {"decision": "approve", "by": "ops-anna", "at": "2026-11-27T10:00:00Z", "reason": "ok"},
             "timeline": [{"at": "2026-11-27T09:00:00Z", "state": "received", "detail": "accepted"}]
-        });
+        }, "entries": []});
         let text = render(&view);
         assert!(
             text.contains("reason       approval_required: above 500"),

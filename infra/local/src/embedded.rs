@@ -8,9 +8,9 @@ use std::sync::Arc;
 use pointsflow_assembly::{Adapters, AssemblyError};
 use pointsflow_core::ports::{Clock, DeadLetters, IdSource, Queue, QueueName};
 use pointsflow_memory::{
-    MemoryAuditLog, MemoryDeadLetters, MemoryEnrollments, MemoryLedger, MemoryPartnerState,
-    MemoryProgramStore, MemoryQueue, MemoryReportStore, MemoryRequestStore, MemorySchedules,
-    MemoryWindowStore, QueueConfig,
+    MemoryAuditLog, MemoryDeadLetters, MemoryEnrollments, MemoryLedger, MemoryLinkHistory,
+    MemoryPartnerState, MemoryProgramStore, MemoryProposals, MemoryQueue, MemoryReportStore,
+    MemoryRequestStore, MemorySchedules, MemoryWindowStore, QueueConfig,
 };
 
 use crate::config::LocalConfig;
@@ -69,6 +69,8 @@ pub struct Embedded {
     pub windows: Arc<MemoryWindowStore>,
     pub programs: Arc<MemoryProgramStore>,
     pub links: Arc<MemoryEnrollments>,
+    pub link_history: Arc<MemoryLinkHistory>,
+    pub proposals: Arc<MemoryProposals>,
     pub partner_state: Arc<MemoryPartnerState>,
     pub audit: Arc<MemoryAuditLog>,
     pub reports: Arc<MemoryReportStore>,
@@ -87,6 +89,8 @@ impl Embedded {
             windows: Arc::new(MemoryWindowStore::new()),
             programs: Arc::new(MemoryProgramStore::new()),
             links: Arc::new(MemoryEnrollments::default()),
+            link_history: Arc::new(MemoryLinkHistory::new()),
+            proposals: Arc::new(MemoryProposals::new()),
             partner_state: Arc::new(MemoryPartnerState::new()),
             audit: Arc::new(MemoryAuditLog::new()),
             reports: Arc::new(MemoryReportStore::new()),
@@ -125,6 +129,8 @@ impl Embedded {
             windows: self.windows.clone(),
             program_store: self.programs.clone(),
             links: self.links.clone(),
+            link_history: self.link_history.clone(),
+            proposals: self.proposals.clone(),
             rate_limiter: self.partner_state.clone(),
             circuits: self.partner_state.clone(),
             audit: self.audit.clone(),

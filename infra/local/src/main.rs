@@ -43,82 +43,98 @@ enum Command {
         #[arg(long, default_value = "pointsflow-dev")]
         aws_prefix: String,
     },
-    /// List, show and apply programs (a program file) on a running stack, as an operator.
+    /// List and show programs, and propose a program file's revisions
+    /// (another admin confirms each: `pointsflow proposals confirm`).
     Programs {
-        /// The API: the local stack, or a deployed stack's ApiBaseUrl.
-        #[arg(long, env = "POINTSFLOW_API", default_value = "http://127.0.0.1:3000")]
-        api: String,
-        /// An operator's key (the configuration's `operators`).
-        #[arg(long, env = "POINTSFLOW_OPERATOR_KEY", hide_env_values = true)]
-        key: String,
+        #[command(flatten)]
+        admin: AdminApi,
         #[command(subcommand)]
         action: ProgramAction,
     },
-    /// Link recipients to member accounts (enrollment), as an operator.
+    /// Link recipients to member accounts; show, change or remove a link.
     Members {
-        /// The API: the local stack, or a deployed stack's ApiBaseUrl.
-        #[arg(long, env = "POINTSFLOW_API", default_value = "http://127.0.0.1:3000")]
-        api: String,
-        /// An operator's key (the configuration's `operators`).
-        #[arg(long, env = "POINTSFLOW_OPERATOR_KEY", hide_env_values = true)]
-        key: String,
+        #[command(flatten)]
+        admin: AdminApi,
         #[command(subcommand)]
         action: MemberAction,
     },
-    /// Show, approve or decline a points request, as an operator.
+    /// Show, approve or decline a points request.
     Requests {
-        /// The API: the local stack, or a deployed stack's ApiBaseUrl.
-        #[arg(long, env = "POINTSFLOW_API", default_value = "http://127.0.0.1:3000")]
-        api: String,
-        /// An operator's key (the configuration's `operators`).
-        #[arg(long, env = "POINTSFLOW_OPERATOR_KEY", hide_env_values = true)]
-        key: String,
-        /// Print the API's JSON instead of a summary.
+        #[command(flatten)]
+        admin: AdminApi,
+        /// Print the command's JSON result instead of a summary.
         #[arg(long)]
         json: bool,
         #[command(subcommand)]
         action: RequestAction,
     },
-    /// The operations function's commands, as an operator: find a request,
-    /// approve, decline, resolve, reverse, redrive a dead-letter queue, read
-    /// the audit log. Against the local stack (`--api`, `--key`) or a
-    /// deployed stack (`--stack`, with the shell's AWS credentials).
+    /// The operator commands: find a request, approve, decline, resolve,
+    /// reverse, redrive a dead-letter queue, read the audit log.
     Ops {
-        /// The local stack's API.
-        #[arg(long, env = "POINTSFLOW_API", default_value = "http://127.0.0.1:3000")]
-        api: String,
-        /// An operator's key (the configuration's `operators`), for the local stack.
-        #[arg(long, env = "POINTSFLOW_OPERATOR_KEY", hide_env_values = true)]
-        key: Option<String>,
-        /// A deployed stack's name: its function `{stack}-operations` is invoked.
-        #[arg(long, env = "POINTSFLOW_STACK")]
-        stack: Option<String>,
-        /// Who you are, recorded in the audit log (with --stack).
-        #[arg(long, env = "POINTSFLOW_OPERATOR")]
-        operator: Option<String>,
-        /// With --stack: the AWS API at this URL instead of AWS (an emulator).
-        #[arg(long, env = "POINTSFLOW_AWS_ENDPOINT")]
-        aws_endpoint: Option<String>,
-        /// Print the function's JSON answer instead of a table or summary.
+        #[command(flatten)]
+        admin: AdminApi,
+        /// Print the command's JSON answer instead of a table or summary.
         #[arg(long)]
         json: bool,
         #[command(subcommand)]
         action: OpsAction,
     },
-    /// A scheduled window's progress, as an operator.
+    /// A scheduled window's progress.
     Windows {
-        /// The API: the local stack, or a deployed stack's ApiBaseUrl.
-        #[arg(long, env = "POINTSFLOW_API", default_value = "http://127.0.0.1:3000")]
-        api: String,
-        /// An operator's key (the configuration's `operators`).
-        #[arg(long, env = "POINTSFLOW_OPERATOR_KEY", hide_env_values = true)]
-        key: String,
-        /// Print the API's JSON instead of a summary.
+        #[command(flatten)]
+        admin: AdminApi,
+        /// Print the command's JSON result instead of a summary.
         #[arg(long)]
         json: bool,
         #[command(subcommand)]
         action: WindowAction,
     },
+    /// Changes waiting for a second operator: list, show, confirm, withdraw.
+    Proposals {
+        #[command(flatten)]
+        admin: AdminApi,
+        /// Print the command's JSON answer instead of a summary.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: ProposalAction,
+    },
+}
+
+/// Where the admin API is, and how you prove who you are to it.
+#[derive(Debug, clap::Args)]
+struct AdminApi {
+    /// The API: the local stack, or a deployed stack's ApiBaseUrl.
+    #[arg(long, env = "POINTSFLOW_API", default_value = "http://127.0.0.1:3000")]
+    api: String,
+    /// An operator's key (the configuration's `operators`): the local stack.
+    #[arg(
+        long,
+        env = "POINTSFLOW_OPERATOR_KEY",
+        hide_env_values = true,
+        conflicts_with = "iam"
+    )]
+    key: Option<String>,
+    /// Sign with SigV4 from the shell's AWS credentials: a deployed stack,
+    /// whose API Gateway names you by your IAM principal.
+    #[arg(long)]
+    iam: bool,
+    /// With --iam: the stack's region (else the shell's).
+    #[arg(long)]
+    region: Option<String>,
+}
+
+impl AdminApi {
+    async fn target(&self) -> Result<Target, String> {
+        match (&self.key, self.iam) {
+            (Some(key), false) => Ok(Target::local(&self.api, key)),
+            (None, true) => Target::deployed(&self.api, self.region.as_deref()).await,
+            _ => Err(
+                "give --key (an operator key, the local stack) or --iam (your AWS credentials, a deployed stack)"
+                    .into(),
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,7 +182,9 @@ enum OpsAction {
         #[arg(long)]
         reason: String,
     },
-    /// Take back points of a credited request: all that is left, or --points.
+    /// Take back points of a credited request: all that is left, or
+    /// --points. Above the program's reversal_limit it is an admin's
+    /// proposal, which another admin confirms.
     Reverse {
         id: String,
         #[arg(long)]
@@ -248,21 +266,50 @@ enum ProgramAction {
 #[derive(Debug, Subcommand)]
 enum MemberAction {
     /// Link one recipient: `link PROGRAM RECIPIENT MEMBER_NUMBER FIRST LAST`.
+    /// A recipient linked to another member gets a proposal instead (an
+    /// admin's, with --reason), which another admin confirms.
     Link {
         program: String,
         recipient: String,
         member_number: String,
         first_name: String,
         last_name: String,
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// A recipient's link, with the partner's validation of it.
     Show { program: String, recipient: String },
+    /// Every change of a recipient's link: who, when, from and to.
+    History { program: String, recipient: String },
+    /// Propose removing a recipient's link (another admin confirms it).
+    Unlink {
+        program: String,
+        recipient: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Link every row of a CSV file (header: recipient, member_number,
     /// first_name, last_name); refused rows are listed with their line.
     Import {
         #[arg(long)]
         program: String,
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProposalAction {
+    /// The proposals waiting for a second operator, oldest first.
+    List,
+    /// One proposal: what it changes, who proposed it, where it stands.
+    Show { id: String },
+    /// Confirm another operator's proposal: it takes effect now.
+    Confirm { id: String },
+    /// Withdraw a proposal before it takes effect.
+    Withdraw {
+        id: String,
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -328,53 +375,41 @@ async fn main() -> ExitCode {
             )
             .await
         }
-        Command::Programs { api, key, action } => {
-            programs(&ApiClient::new(&api, &key), action).await
-        }
-        Command::Members { api, key, action } => members(&ApiClient::new(&api, &key), action).await,
+        Command::Programs { admin, action } => match admin.target().await {
+            Ok(target) => programs(&ApiClient::new(target), action).await,
+            Err(e) => usage(&e),
+        },
+        Command::Members { admin, action } => match admin.target().await {
+            Ok(target) => members(&ApiClient::new(target), action).await,
+            Err(e) => usage(&e),
+        },
         Command::Requests {
-            api,
-            key,
+            admin,
             json,
             action,
-        } => requests(&ApiClient::new(&api, &key), action, json).await,
+        } => match admin.target().await {
+            Ok(target) => requests(&ApiClient::new(target), action, json).await,
+            Err(e) => usage(&e),
+        },
         Command::Ops {
-            api,
-            key,
-            stack,
-            operator,
-            aws_endpoint,
+            admin,
             json,
             action,
-        } => {
-            let target = match (stack, key) {
-                (Some(stack), _) => {
-                    let Some(operator) = operator else {
-                        eprintln!(
-                            "pointsflow: --stack needs --operator (who you are, for the audit log)"
-                        );
-                        return ExitCode::from(2);
-                    };
-                    Target::deployed(&stack, &operator, aws_endpoint.as_deref()).await
-                }
-                (None, Some(key)) => Target::local(&api, &key),
-                (None, None) => {
-                    eprintln!(
-                        "pointsflow: give --key (the local stack) or --stack (a deployed stack)"
-                    );
-                    return ExitCode::from(2);
-                }
-            };
-            ops(&target, action, json).await
-        }
+        } => match admin.target().await {
+            Ok(target) => ops(&target, action, json).await,
+            Err(e) => usage(&e),
+        },
         Command::Windows {
-            api,
-            key,
+            admin,
             json,
             action: WindowAction::Show { window },
         } => {
-            match ApiClient::new(&api, &key)
-                .get_path(&format!("/v1/windows/{window}"))
+            let target = match admin.target().await {
+                Ok(t) => t,
+                Err(e) => return usage(&e),
+            };
+            match ApiClient::new(target)
+                .command("window", serde_json::json!({ "window": window }))
                 .await
             {
                 Ok(view) if json => {
@@ -390,6 +425,73 @@ async fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Proposals {
+            admin,
+            json,
+            action,
+        } => match admin.target().await {
+            Ok(target) => proposals(&target, action, json).await,
+            Err(e) => usage(&e),
+        },
+    }
+}
+
+fn usage(problem: &str) -> ExitCode {
+    eprintln!("pointsflow: {problem}");
+    ExitCode::from(2)
+}
+
+async fn proposals(target: &Target, action: ProposalAction, json: bool) -> ExitCode {
+    use serde_json::json;
+    let (name, command) = match action {
+        ProposalAction::List => ("proposals", json!({"command": "proposals"})),
+        ProposalAction::Show { id } => (
+            "proposal",
+            json!({"command": "proposal", "proposal_id": id}),
+        ),
+        ProposalAction::Confirm { id } => {
+            ("confirm", json!({"command": "confirm", "proposal_id": id}))
+        }
+        ProposalAction::Withdraw { id, reason } => (
+            "withdraw",
+            json!({"command": "withdraw", "proposal_id": id, "reason": reason}),
+        ),
+    };
+    answered(name, target.invoke(command).await, json, false)
+}
+
+/// Prints a command's answer; the exit code says whether it succeeded.
+fn answered(
+    name: &str,
+    answer: Result<serde_json::Value, String>,
+    json: bool,
+    csv: bool,
+) -> ExitCode {
+    match answer {
+        Ok(answer) => {
+            if json {
+                println!("{answer:#}");
+            } else if csv && answer["ok"] == true {
+                match ops::report_csv(&answer) {
+                    Ok(text) => print!("{text}"),
+                    Err(e) => {
+                        eprintln!("pointsflow: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                print!("{}", ops::render(name, &answer));
+            }
+            if answer["ok"] == true {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("pointsflow: {e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -510,32 +612,7 @@ async fn ops(target: &Target, action: OpsAction, json: bool) -> ExitCode {
     } else {
         target.invoke(command).await
     };
-    match answer {
-        Ok(answer) => {
-            if json {
-                println!("{answer:#}");
-            } else if csv && answer["ok"] == true {
-                match ops::report_csv(&answer) {
-                    Ok(text) => print!("{text}"),
-                    Err(e) => {
-                        eprintln!("pointsflow: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                }
-            } else {
-                print!("{}", ops::render(name, &answer));
-            }
-            if answer["ok"] == true {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(e) => {
-            eprintln!("pointsflow: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    answered(name, answer, json, csv)
 }
 
 async fn programs(client: &ApiClient, action: ProgramAction) -> ExitCode {
@@ -559,7 +636,11 @@ async fn programs(client: &ApiClient, action: ProgramAction) -> ExitCode {
                         program["state"].as_str().unwrap_or("active"),
                         program["transfer"]["mode"].as_str().unwrap_or("-"),
                         program["budget"],
-                        p["applied_by"].as_str().unwrap_or("(configuration)"),
+                        match (p["applied_by"].as_str(), p["confirmed_by"].as_str()) {
+                            (Some(by), Some(second)) => format!("{by}, confirmed by {second}"),
+                            (Some(by), None) => by.to_owned(),
+                            _ => "(configuration)".to_owned(),
+                        },
                     );
                 }
                 ExitCode::SUCCESS
@@ -588,7 +669,7 @@ async fn programs(client: &ApiClient, action: ProgramAction) -> ExitCode {
                         print!("{c}");
                     }
                     if dry_run {
-                        println!("(dry run: nothing applied)");
+                        println!("(dry run: nothing proposed)");
                     }
                     ExitCode::SUCCESS
                 }
@@ -606,6 +687,7 @@ async fn members(client: &ApiClient, action: MemberAction) -> ExitCode {
             member_number,
             first_name,
             last_name,
+            reason,
         } => {
             client
                 .link_member(
@@ -614,13 +696,36 @@ async fn members(client: &ApiClient, action: MemberAction) -> ExitCode {
                     &member_number,
                     &first_name,
                     &last_name,
+                    reason.as_deref(),
                 )
                 .await
         }
         MemberAction::Show { program, recipient } => {
-            let url = format!("/v1/programs/{program}/members/{recipient}");
-            client.get_path(&url).await
+            client
+                .command(
+                    "member",
+                    serde_json::json!({ "program": program, "recipient": recipient }),
+                )
+                .await
         }
+        MemberAction::History { program, recipient } => {
+            client
+                .command(
+                    "link_history",
+                    serde_json::json!({ "program": program, "recipient": recipient }),
+                )
+                .await
+        }
+        MemberAction::Unlink {
+            program,
+            recipient,
+            reason,
+        } => client
+            .command(
+                "unlink",
+                serde_json::json!({ "program": program, "recipient": recipient, "reason": reason }),
+            )
+            .await,
         MemberAction::Import { program, file } => {
             let text = match std::fs::read_to_string(&file) {
                 Ok(t) => t,

@@ -1,103 +1,166 @@
-//! `pointsflow ops`: the operations function's commands from a terminal,
-//! against the local stack (`POST /local/operations` with an operator's
-//! key) or a deployed stack (the function `{stack}-operations`, invoked
-//! with the AWS credentials of the shell).
+//! `pointsflow ops` and every operator command of the `pointsflow` CLI:
+//! the admin API's commands (`POST /v1/admin/commands/{command}`), on the
+//! local stack with an operator's key, or on a deployed stack signed with
+//! SigV4 from the shell's AWS credentials (API Gateway's IAM authorization
+//! then names the caller; nothing the CLI sends does).
 
+use std::time::SystemTime;
+
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
 use serde_json::{Value, json};
 
-/// Where the operations function runs.
+/// How the CLI proves who the operator is.
 #[derive(Debug, Clone)]
-pub enum Target {
-    /// The local stack: its base URL and an operator's key (which names
-    /// the operator).
-    Local {
-        api: String,
-        key: String,
-        client: reqwest::Client,
-    },
-    /// A deployed stack's function, run as `operator`.
-    Deployed {
-        function: String,
-        operator: String,
-        lambda: aws_sdk_lambda::Client,
+pub enum Auth {
+    /// An operator key of the configuration (the local stack).
+    Key(String),
+    /// SigV4 with these credentials, for API Gateway in `region` (deployed).
+    Iam {
+        credentials: Credentials,
+        region: String,
     },
 }
 
+/// An admin API: its base URL and how to authenticate to it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    api: String,
+    auth: Auth,
+    client: reqwest::Client,
+}
+
+/// The headers SigV4 adds to a `POST` of `body` to `url` at `time`: what
+/// API Gateway's IAM authorization checks.
+pub fn sigv4_headers(
+    url: &str,
+    body: &[u8],
+    credentials: &Credentials,
+    region: &str,
+    time: SystemTime,
+) -> Result<Vec<(String, String)>, String> {
+    let identity = credentials.clone().into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("execute-api")
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| format!("cannot sign: {e}"))?
+        .into();
+    let headers = [("content-type", "application/json")];
+    let request = SignableRequest::new("POST", url, headers.into_iter(), SignableBody::Bytes(body))
+        .map_err(|e| format!("cannot sign {url}: {e}"))?;
+    let (instructions, _) = sign(request, &params)
+        .map_err(|e| format!("cannot sign {url}: {e}"))?
+        .into_parts();
+    let (headers, _) = instructions.into_parts();
+    Ok(headers
+        .into_iter()
+        .map(|h| (h.name().to_owned(), h.value().to_owned()))
+        .collect())
+}
+
 impl Target {
+    /// The local stack's admin API, with an operator's key.
     pub fn local(api: &str, key: &str) -> Self {
-        Target::Local {
+        Self::new(api, Auth::Key(key.to_owned()))
+    }
+
+    pub fn new(api: &str, auth: Auth) -> Self {
+        Self {
             api: api.trim_end_matches('/').to_owned(),
-            key: key.to_owned(),
+            auth,
             client: reqwest::Client::new(),
         }
     }
 
-    /// The operations function of the stack `stack`, with the shell's
-    /// credentials and region (and `endpoint`, for an emulator).
-    pub async fn deployed(stack: &str, operator: &str, endpoint: Option<&str>) -> Self {
-        Self::deployed_with(&pointsflow_aws::sdk_config(endpoint).await, stack, operator)
+    /// A deployed stack's admin API (its `ApiBaseUrl`), signed with the
+    /// shell's AWS credentials and region (`region` overrides it).
+    pub async fn deployed(api: &str, region: Option<&str>) -> Result<Self, String> {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        let provider = sdk
+            .credentials_provider()
+            .ok_or("no AWS credentials in this shell (aws configure, or AWS_PROFILE)")?;
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| format!("cannot load the AWS credentials: {e}"))?;
+        let region = region
+            .map(str::to_owned)
+            .or_else(|| sdk.region().map(|r| r.to_string()))
+            .ok_or("no AWS region (--region, or AWS_REGION)")?;
+        Ok(Self::new(
+            api,
+            Auth::Iam {
+                credentials,
+                region,
+            },
+        ))
     }
 
-    /// [`Self::deployed`] with a given SDK configuration.
-    pub fn deployed_with(sdk: &aws_config::SdkConfig, stack: &str, operator: &str) -> Self {
-        Target::Deployed {
-            function: format!("{stack}-operations"),
-            operator: operator.to_owned(),
-            lambda: aws_sdk_lambda::Client::new(sdk),
-        }
-    }
-
-    /// Runs one command (`{"command": ..., ...}`) and returns the function's
-    /// answer (`{"ok": ..., "result" | "error": ...}`).
+    /// Runs one command (`{"command": ..., ...}`) and returns its answer,
+    /// `{"ok": true, "result": ...}` or `{"ok": false, "error": {"code",
+    /// "message", "retryable"}}` (the API's problem, as the same shape).
     pub async fn invoke(&self, command: Value) -> Result<Value, String> {
-        match self {
-            Target::Local { api, key, client } => {
-                let response = client
-                    .post(format!("{api}/local/operations"))
-                    .bearer_auth(key)
-                    .json(&command)
-                    .send()
-                    .await
-                    .map_err(|e| format!("cannot reach {api}: {e}"))?;
-                let status = response.status();
-                let answer: Value = response
-                    .json()
-                    .await
-                    .map_err(|e| format!("{api} answered {status} without JSON: {e}"))?;
-                Ok(answer)
-            }
-            Target::Deployed {
-                function,
-                operator,
-                lambda,
+        let mut fields = match command {
+            Value::Object(fields) => fields,
+            _ => return Err("a command is a JSON object".into()),
+        };
+        let name = match fields.remove("command") {
+            Some(Value::String(name)) => name,
+            _ => return Err("a command names itself in 'command'".into()),
+        };
+        let url = format!("{}/v1/admin/commands/{name}", self.api);
+        let body = serde_json::to_vec(&Value::Object(fields)).map_err(|e| e.to_string())?;
+        let mut request = self
+            .client
+            .post(&url)
+            .header("content-type", "application/json");
+        match &self.auth {
+            Auth::Key(key) => request = request.bearer_auth(key),
+            Auth::Iam {
+                credentials,
+                region,
             } => {
-                let mut command = command;
-                if let Some(fields) = command.as_object_mut() {
-                    fields.insert("operator".into(), operator.as_str().into());
+                for (name, value) in
+                    sigv4_headers(&url, &body, credentials, region, SystemTime::now())?
+                {
+                    request = request.header(name, value);
                 }
-                let payload = serde_json::to_vec(&command).map_err(|e| e.to_string())?;
-                let out = lambda
-                    .invoke()
-                    .function_name(function)
-                    .payload(aws_sdk_lambda::primitives::Blob::new(payload))
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        format!(
-                            "invoking {function}: {}",
-                            aws_sdk_lambda::error::DisplayErrorContext(e)
-                        )
-                    })?;
-                let body = out.payload().map(|b| b.as_ref()).unwrap_or_default();
-                if let Some(error) = out.function_error() {
-                    return Err(format!(
-                        "{function} failed ({error}): {}",
-                        String::from_utf8_lossy(body)
-                    ));
-                }
-                serde_json::from_slice(body).map_err(|e| format!("{function} answered: {e}"))
             }
         }
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {}: {e}", self.api))?;
+        let status = response.status();
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|e| format!("{} answered {status} without JSON: {e}", self.api))?;
+        if status.is_success() {
+            return Ok(answer);
+        }
+        // A problem+json, in the shape of a refused command.
+        let text = |k: &str| answer[k].as_str().unwrap_or_default().to_owned();
+        Ok(json!({
+            "ok": false,
+            "command": name,
+            "audit_id": answer.get("audit_id"),
+            "status": status.as_u16(),
+            "error": {
+                "code": text("code"),
+                "message": text("detail"),
+                "retryable": status.as_u16() == 503,
+            },
+        }))
     }
 }
 
@@ -193,7 +256,51 @@ pub fn render(command: &str, answer: &Value) -> String {
         return out;
     }
     let r = &answer["result"];
+    if let Some(next) = r["next"].as_str() {
+        let p = &r["proposal"];
+        let _ = writeln!(
+            out,
+            "proposed {} ({}, by {}): {next}",
+            text(&p["id"]),
+            text(&p["change"]["kind"]),
+            text(&p["proposed_by"])
+        );
+        return out;
+    }
     match command {
+        "proposals" => {
+            let _ = writeln!(
+                out,
+                "{:<38} {:<18} {:<26} {:<24} reason",
+                "proposal", "kind", "proposed at", "by"
+            );
+            for p in r["proposals"].as_array().into_iter().flatten() {
+                let _ = writeln!(
+                    out,
+                    "{:<38} {:<18} {:<26} {:<24} {}",
+                    text(&p["id"]),
+                    text(&p["change"]["kind"]),
+                    text(&p["proposed_at"]),
+                    text(&p["proposed_by"]),
+                    text(&p["reason"])
+                );
+            }
+        }
+        "confirm" | "withdraw" | "proposal" => {
+            let p = &r["proposal"];
+            let _ = writeln!(
+                out,
+                "{} {}: {} (proposed by {}{})",
+                text(&p["id"]),
+                text(&p["state"]),
+                text(&p["change"]["kind"]),
+                text(&p["proposed_by"]),
+                p["by"]
+                    .as_str()
+                    .map(|by| format!(", {} by {by}", text(&p["state"])))
+                    .unwrap_or_default()
+            );
+        }
         "get" => {
             let q = &r["request"];
             let _ = writeln!(out, "request      {}", text(&q["id"]));
@@ -276,16 +383,17 @@ pub fn render(command: &str, answer: &Value) -> String {
         "audit" => {
             let _ = writeln!(
                 out,
-                "{:<32} {:<16} {:<10} {:<36} {:<8} summary",
-                "started", "operator", "command", "request", "result"
+                "{:<32} {:<24} {:<9} {:<10} {:<36} {:<8} summary",
+                "started", "operator", "verified", "command", "request", "result"
             );
             for e in r["entries"].as_array().into_iter().flatten() {
                 let outcome = &e["outcome"];
                 let _ = writeln!(
                     out,
-                    "{:<32} {:<16} {:<10} {:<36} {:<8} {}",
+                    "{:<32} {:<24} {:<9} {:<10} {:<36} {:<8} {}",
                     text(&e["started_at"]),
                     text(&e["operator"]),
+                    text(&e["verified"]),
                     text(&e["command"]),
                     text(&e["request"]),
                     if outcome.is_null() {

@@ -27,9 +27,9 @@ use pointsflow_dispatch::Dispatch;
 use pointsflow_dispatch::window::WindowClosed;
 use pointsflow_harness::mapping::{EventSourceMapping, MappingConfig, spawn_embedded};
 use pointsflow_memory::{
-    MemoryAuditLog, MemoryDeadLetters, MemoryEnrollments, MemoryLedger, MemoryPartnerState,
-    MemoryProgramStore, MemoryQueue, MemoryReportStore, MemoryRequestStore, MemorySchedules,
-    QueueConfig,
+    MemoryAuditLog, MemoryDeadLetters, MemoryEnrollments, MemoryLedger, MemoryLinkHistory,
+    MemoryPartnerState, MemoryProgramStore, MemoryProposals, MemoryQueue, MemoryReportStore,
+    MemoryRequestStore, MemorySchedules, QueueConfig,
 };
 use pointsflow_operations::Operations;
 use tokio::task::JoinHandle;
@@ -125,6 +125,8 @@ impl WindowRig {
             windows: windows.clone(),
             program_store: Arc::new(MemoryProgramStore::new()),
             links: Arc::new(MemoryEnrollments::default()),
+            link_history: Arc::new(MemoryLinkHistory::new()),
+            proposals: Arc::new(MemoryProposals::new()),
             rate_limiter: state.clone(),
             circuits: state,
             audit: Arc::new(MemoryAuditLog::new()),

@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::response::IntoResponse;
+use pointsflow_admin::Admin;
 use pointsflow_assembly::{Assembly, AssemblyError, Handlers};
 use pointsflow_core::ports::{Clock, IdSource, QueueName, WindowSchedules};
 use pointsflow_core::program::Program;
@@ -22,8 +23,9 @@ use pointsflow_eligibility::Eligibility;
 use pointsflow_harness::mapping::{EventSourceMapping, MappingConfig, spawn_embedded};
 use pointsflow_intake::Intake;
 use pointsflow_memory::{
-    MemoryAuditLog, MemoryLedger, MemoryPartnerState, MemoryQueue, MemoryReportStore,
-    MemoryRequestStore, MemorySchedules, MemoryWindowStore,
+    MemoryAuditLog, MemoryEnrollments, MemoryLedger, MemoryLinkHistory, MemoryPartnerState,
+    MemoryProgramStore, MemoryProposals, MemoryQueue, MemoryReportStore, MemoryRequestStore,
+    MemorySchedules, MemoryWindowStore,
 };
 use pointsflow_operations::Operations;
 use pointsflow_sandbox::SandboxPartner;
@@ -94,6 +96,12 @@ pub struct Stack {
     /// The operators' audit log and reconciliation reports.
     pub audit: Arc<MemoryAuditLog>,
     pub reports: Arc<MemoryReportStore>,
+    /// Member links stored since the configuration's, their history,
+    /// applied program revisions and proposals.
+    pub links: Arc<MemoryEnrollments>,
+    pub link_history: Arc<MemoryLinkHistory>,
+    pub programs: Arc<MemoryProgramStore>,
+    pub proposals: Arc<MemoryProposals>,
     shutdown: CancellationToken,
     sandbox_shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -109,20 +117,19 @@ impl std::fmt::Debug for Stack {
     }
 }
 
-async fn serve_intake(
-    State(intake): State<Intake>,
+/// A request as API Gateway hands it to a function: text bodies as text,
+/// anything else as binary; too large a body is refused as API Gateway would.
+async fn to_lambda(
     request: axum::extract::Request,
-) -> axum::response::Response {
+) -> Result<http::Request<lambda_http::Body>, axum::response::Response> {
     let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_HTTP_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            return lambda_to_axum(
+    let bytes = axum::body::to_bytes(body, MAX_HTTP_BODY)
+        .await
+        .map_err(|_| {
+            lambda_to_axum(
                 pointsflow_intake::Problem::payload_too_large(MAX_HTTP_BODY).into_response(),
-            );
-        }
-    };
-    // API Gateway hands Lambda text bodies as text and anything else as binary.
+            )
+        })?;
     let body = if bytes.is_empty() {
         lambda_http::Body::Empty
     } else {
@@ -131,57 +138,30 @@ async fn serve_intake(
             Err(e) => lambda_http::Body::Binary(e.into_bytes()),
         }
     };
-    let response = intake.handle(http::Request::from_parts(parts, body)).await;
-    lambda_to_axum(response)
+    Ok(http::Request::from_parts(parts, body))
 }
 
-/// Where the local stack serves the operations function.
-pub const LOCAL_OPERATIONS_PATH: &str = "/local/operations";
-
-#[derive(Clone)]
-struct LocalOperations {
-    operations: Operations,
-    operators: Arc<Vec<pointsflow_intake::auth::Operator>>,
-}
-
-/// `POST /local/operations`: the invocation's JSON, run as the operator
-/// whose key is the bearer token.
-async fn serve_operations(
-    State(local): State<LocalOperations>,
-    headers: http::HeaderMap,
-    body: axum::body::Bytes,
+async fn serve_intake(
+    State(intake): State<Intake>,
+    request: axum::extract::Request,
 ) -> axum::response::Response {
-    let refuse = |status: http::StatusCode, code: &str, message: &str| {
-        (
-            status,
-            axum::Json(serde_json::json!({
-                "ok": false,
-                "error": {"code": code, "message": message, "retryable": false}
-            })),
-        )
-            .into_response()
-    };
-    let Ok(operator) = pointsflow_intake::auth::operator(&local.operators, &headers) else {
-        return refuse(
-            http::StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "an operator's key is needed (Authorization: Bearer ...)",
-        );
-    };
-    let mut event: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return refuse(
-                http::StatusCode::BAD_REQUEST,
-                "invalid_command",
-                &format!("the body is not JSON: {e}"),
-            );
-        }
-    };
-    if let Some(fields) = event.as_object_mut() {
-        fields.insert("operator".into(), operator.id.as_str().into());
+    match to_lambda(request).await {
+        Ok(request) => lambda_to_axum(intake.handle(request).await),
+        Err(refused) => refused,
     }
-    axum::Json(local.operations.invoke(event).await).into_response()
+}
+
+/// Where the local stack serves the admin API (operator keys).
+pub const ADMIN_PATH: &str = "/v1/admin/{*rest}";
+
+async fn serve_admin(
+    State(admin): State<Admin>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    match to_lambda(request).await {
+        Ok(request) => lambda_to_axum(admin.handle(request).await),
+        Err(refused) => refused,
+    }
 }
 
 fn lambda_to_axum(response: http::Response<lambda_http::Body>) -> axum::response::Response {
@@ -274,14 +254,13 @@ pub(crate) fn spawn_schedules(
     [windows, resolver]
 }
 
-/// Serves intake on `listen` until `shutdown`, and the operations
-/// function at `POST /local/operations` (as invoking the deployed function
-/// would; an operator's key says who runs the command).
+/// Serves intake on `listen` until `shutdown`, and the admin handler at
+/// `POST /v1/admin/commands/{command}` (an operator's key says who runs
+/// the command, where API Gateway's IAM authorization does when deployed).
 pub(crate) async fn serve(
     listen: SocketAddr,
     intake: Intake,
-    operations: Operations,
-    operators: Vec<crate::config::OperatorEntry>,
+    admin: Admin,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, JoinHandle<()>), StackError> {
     let listener = TcpListener::bind(listen)
@@ -294,19 +273,10 @@ pub(crate) async fn serve(
         addr: listen,
         source,
     })?;
-    let local_ops = LocalOperations {
-        operations,
-        operators: Arc::new(
-            operators
-                .iter()
-                .map(pointsflow_intake::auth::Operator::new)
-                .collect(),
-        ),
-    };
     let app = Router::new()
         .route(
-            LOCAL_OPERATIONS_PATH,
-            axum::routing::post(serve_operations).with_state(local_ops),
+            ADMIN_PATH,
+            axum::routing::any(serve_admin).with_state(admin),
         )
         .fallback(serve_intake)
         .with_state(intake);
@@ -365,7 +335,12 @@ impl Stack {
             platform.audit.clone(),
             platform.reports.clone(),
         );
-        let operators = config.operators.clone();
+        let (links, link_history, programs, proposals) = (
+            platform.links.clone(),
+            platform.link_history.clone(),
+            platform.programs.clone(),
+            platform.proposals.clone(),
+        );
         let resolve_every = Duration::from_millis(config.resolve_every_ms);
         let mut adapters = platform.adapters();
         adapters.sandbox = sandbox.as_ref().map(|s| s.access(&config));
@@ -373,6 +348,7 @@ impl Stack {
         assembly.fund().await?;
         let Handlers {
             intake,
+            admin,
             eligibility,
             dispatch,
             operations,
@@ -410,14 +386,7 @@ impl Stack {
             resolve_every,
             &shutdown,
         ));
-        let (intake_addr, server) = serve(
-            options.listen,
-            intake,
-            operations.clone(),
-            operators,
-            shutdown.clone(),
-        )
-        .await?;
+        let (intake_addr, server) = serve(options.listen, intake, admin, shutdown.clone()).await?;
         tasks.push(server);
         let (sandbox, sandbox_shutdown) = split(sandbox);
 
@@ -435,6 +404,10 @@ impl Stack {
             operations,
             audit,
             reports,
+            links,
+            link_history,
+            programs,
+            proposals,
             shutdown,
             sandbox_shutdown,
             tasks,

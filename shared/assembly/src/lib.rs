@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use pointsflow_admin::{Admin, Authentication};
 use pointsflow_callbacks::{Callbacks, CallbacksPorts, Retries};
 use pointsflow_config::Config;
 use pointsflow_core::ledger::Entry;
@@ -32,7 +33,7 @@ use pointsflow_dispatch::resolve::Resolution;
 use pointsflow_dispatch::{Dispatch, DispatchPorts};
 use pointsflow_eligibility::{Eligibility, EligibilityPorts};
 use pointsflow_intake::{DEFAULT_MAX_BODY_BYTES, Intake, IntakeConfig, IntakePorts};
-use pointsflow_operations::{Operations, OperationsPorts};
+use pointsflow_operations::{Operations, OperationsConfig, OperationsPorts};
 use pointsflow_runtime::Backoff;
 use pointsflow_usecases::catalog::LiveCatalog;
 use pointsflow_usecases::link::LayeredEnrollments;
@@ -45,6 +46,8 @@ pub use platform::{Adapters, AssemblyError, Platform, SandboxAccess};
 /// Every handler of a stack.
 pub struct Handlers {
     pub intake: Intake,
+    /// The admin API, authenticating operators by their keys.
+    pub admin: Admin,
     pub eligibility: Eligibility,
     pub dispatch: Dispatch,
     pub operations: Operations,
@@ -171,30 +174,23 @@ impl<P: Platform> Assembly<P> {
         }
     }
 
-    /// The intake function: the public API.
+    /// The intake function: the public API, which only ingests.
     pub async fn intake(&self) -> Result<Intake, AssemblyError> {
         let store = self.platform.requests();
         let eligibility: Arc<dyn Publish> = self.queue(QueueName::Eligibility)?;
         Ok(Intake::new(
             IntakeConfig {
                 sources: self.config.sources.clone(),
-                operators: self.config.operators.clone(),
-                programs: self.config.programs.clone(),
-                known: self.config.known(),
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             },
             IntakePorts {
                 create: store.clone(),
                 get: store.clone(),
-                update: self.update()?,
                 ledger: self.platform.ledger(),
                 eligibility_queue: eligibility,
                 programs: self.catalog().await?,
-                program_store: self.platform.program_store(),
                 enrollments: self.enrollments(),
                 waiting: store,
-                windows: self.platform.windows(),
-                schedules: self.platform.schedules()?,
                 clock: self.platform.clock(),
             },
         ))
@@ -258,23 +254,47 @@ impl<P: Platform> Assembly<P> {
             .map(|q| Ok((q, self.platform.dead_letters(q)?)))
             .collect::<Result<HashMap<QueueName, Arc<dyn DeadLetters>>, AssemblyError>>()?;
         let callbacks: Arc<dyn PublishCallback> = self.queue(QueueName::Callbacks)?;
-        Ok(Operations::new(OperationsPorts {
-            get: store.clone(),
-            update: self.update()?,
-            search: store.clone(),
-            ledger_read: ledger.clone(),
-            ledger_write: ledger,
-            programs: self.catalog().await?,
-            partners: self.partners()?,
-            clock: self.platform.clock(),
-            eligibility: self.queue(QueueName::Eligibility)?,
-            dispatch: self.queue(QueueName::Dispatch)?,
-            audit: self.platform.audit(),
-            dead_letters,
-            lines: store,
-            reports: self.platform.reports(),
-            callbacks: Some(callbacks),
-        }))
+        let config = OperationsConfig {
+            programs: self.config.programs.clone(),
+            known: self.config.known(),
+        };
+        Ok(Operations::new(
+            config,
+            OperationsPorts {
+                get: store.clone(),
+                update: self.update()?,
+                search: store.clone(),
+                ledger_read: ledger.clone(),
+                ledger_write: ledger,
+                programs: self.catalog().await?,
+                partners: self.partners()?,
+                clock: self.platform.clock(),
+                eligibility: self.queue(QueueName::Eligibility)?,
+                dispatch: self.queue(QueueName::Dispatch)?,
+                audit: self.platform.audit(),
+                dead_letters,
+                lines: store.clone(),
+                reports: self.platform.reports(),
+                callbacks: Some(callbacks),
+                program_store: self.platform.program_store(),
+                waiting: store,
+                schedules: self.platform.schedules()?,
+                windows: self.platform.windows(),
+                enrollments: self.enrollments(),
+                link_history: self.platform.link_history(),
+                proposals: self.platform.proposals(),
+            },
+        ))
+    }
+
+    /// The admin function: the operator commands over HTTP, for callers
+    /// authenticated as `authentication` says.
+    pub async fn admin(&self, authentication: Authentication) -> Result<Admin, AssemblyError> {
+        Ok(Admin::new(
+            authentication,
+            &self.config.operators,
+            self.operations().await?,
+        ))
     }
 
     /// The callbacks function: final statuses posted to the sources.
@@ -306,6 +326,7 @@ impl<P: Platform> Assembly<P> {
     pub async fn handlers(&self) -> Result<Handlers, AssemblyError> {
         Ok(Handlers {
             intake: self.intake().await?,
+            admin: self.admin(Authentication::Keys).await?,
             eligibility: self.eligibility().await?,
             dispatch: self.dispatch().await?,
             operations: self.operations().await?,

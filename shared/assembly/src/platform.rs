@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use pointsflow_core::ports::{
-    AuditLog, CircuitStore, Clock, DeadLetters, Enrollments, IdSource, Ledger, PartnerConnector,
-    ProgramStore, Queue, QueueName, RateLimiter, ReportStore, RequestStore, WindowSchedules,
-    WindowStore,
+    AuditLog, CircuitStore, Clock, DeadLetters, Enrollments, IdSource, Ledger, LinkHistory,
+    PartnerConnector, ProgramStore, ProposalStore, Queue, QueueName, RateLimiter, ReportStore,
+    RequestStore, WindowSchedules, WindowStore,
 };
 use pointsflow_core::values::PartnerId;
 
@@ -51,6 +51,10 @@ pub trait Platform: Send + Sync {
     /// Member links stored since the configuration's (which the assembly
     /// layers under them).
     fn links(&self) -> Arc<dyn Enrollments>;
+    /// Every change of a member link.
+    fn link_history(&self) -> Arc<dyn LinkHistory>;
+    /// The changes a second operator confirms.
+    fn proposals(&self) -> Arc<dyn ProposalStore>;
     fn rate_limiter(&self) -> Arc<dyn RateLimiter>;
     fn circuits(&self) -> Arc<dyn CircuitStore>;
     fn audit(&self) -> Arc<dyn AuditLog>;
@@ -88,6 +92,8 @@ pub struct Adapters {
     pub windows: Arc<dyn WindowStore>,
     pub program_store: Arc<dyn ProgramStore>,
     pub links: Arc<dyn Enrollments>,
+    pub link_history: Arc<dyn LinkHistory>,
+    pub proposals: Arc<dyn ProposalStore>,
     pub rate_limiter: Arc<dyn RateLimiter>,
     pub circuits: Arc<dyn CircuitStore>,
     pub audit: Arc<dyn AuditLog>,
@@ -120,6 +126,14 @@ impl Platform for Adapters {
 
     fn links(&self) -> Arc<dyn Enrollments> {
         self.links.clone()
+    }
+
+    fn link_history(&self) -> Arc<dyn LinkHistory> {
+        self.link_history.clone()
+    }
+
+    fn proposals(&self) -> Arc<dyn ProposalStore> {
+        self.proposals.clone()
     }
 
     fn rate_limiter(&self) -> Arc<dyn RateLimiter> {

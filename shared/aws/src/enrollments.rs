@@ -1,13 +1,16 @@
 //! Member links over DynamoDB: one item per (program, recipient), replaced
-//! whole when the recipient is linked again or the partner's validation of
-//! the member is recorded.
+//! whole when the recipient is linked again, unlinked (the item stays,
+//! marked `removed`) or the partner's validation of the member is
+//! recorded; and each link's history, one item per change under
+//! `LINKHIST#{program}#{recipient}`, never changed.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use pointsflow_core::enrollment::MemberLink;
-use pointsflow_core::ports::{Enrollments, StoreError};
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use pointsflow_core::enrollment::{LinkEvent, MemberLink};
+use pointsflow_core::ports::{Enrollments, LinkHistory, StoreError};
 use pointsflow_core::values::{ProgramId, RecipientId};
 
 use crate::item::{self, DOC, doc, s};
@@ -67,6 +70,36 @@ impl Enrollments for DynamoEnrollments {
         Ok(())
     }
 
+    async fn create_link(&self, link: &MemberLink) -> Result<Option<MemberLink>, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(link)?))
+            .condition_expression("attribute_not_exists(pk) OR attribute_exists(removed)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(None),
+            Err(e) => match e.into_service_error() {
+                PutItemError::ConditionalCheckFailedException(failed) => match failed.item() {
+                    Some(item) => Ok(Some(doc(item)?)),
+                    None => self
+                        .member_link(&link.program, &link.recipient)
+                        .await?
+                        .map(Some)
+                        .ok_or_else(|| {
+                            StoreError::Unavailable(
+                                "the link's condition failed but no link is there".into(),
+                            )
+                        }),
+                },
+                other => Err(unavailable(other)),
+            },
+        }
+    }
+
     async fn record_validation(&self, link: &MemberLink) -> Result<bool, StoreError> {
         let put = self
             .client
@@ -100,5 +133,96 @@ fn to_item(link: &MemberLink) -> Result<item::Item, StoreError> {
     item.insert("member".into(), s(link.member.as_str()));
     item.insert("first_name".into(), s(&link.first_name));
     item.insert("last_name".into(), s(&link.last_name));
+    if link.removed.is_some() {
+        item.insert("removed".into(), s("true"));
+    }
     Ok(item)
+}
+
+/// The history of every link, in the same table.
+#[derive(Debug, Clone)]
+pub struct DynamoLinkHistory {
+    client: Client,
+    table: String,
+}
+
+impl DynamoLinkHistory {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn history_pk(program: &ProgramId, recipient: &RecipientId) -> String {
+    format!("LINKHIST#{program}#{recipient}")
+}
+
+#[async_trait]
+impl LinkHistory for DynamoLinkHistory {
+    async fn record(&self, event: &LinkEvent) -> Result<(), StoreError> {
+        let body = serde_json::to_string(event)
+            .map_err(|e| StoreError::Unavailable(format!("cannot encode the link event: {e}")))?;
+        // The same event again lands on the same key: a repeat is harmless.
+        let digest = {
+            use sha2::{Digest, Sha256};
+            hex::encode(&Sha256::digest(body.as_bytes())[..8])
+        };
+        let mut item = item::key(
+            history_pk(&event.program, &event.recipient),
+            format!(
+                "{}#{digest}",
+                event
+                    .at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            ),
+        );
+        item.insert(DOC.into(), s(body));
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(()),
+            Err(e) => match e.into_service_error() {
+                PutItemError::ConditionalCheckFailedException(_) => Ok(()),
+                other => Err(unavailable(other)),
+            },
+        }
+    }
+
+    async fn history(
+        &self,
+        program: &ProgramId,
+        recipient: &RecipientId,
+    ) -> Result<Vec<LinkEvent>, StoreError> {
+        let mut events = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(history_pk(program, recipient)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| unavailable(e.into_service_error()))?;
+            for i in out.items() {
+                events.push(doc(i)?);
+            }
+            match out.last_evaluated_key() {
+                Some(k) => start = Some(k.clone()),
+                None => break,
+            }
+        }
+        Ok(events)
+    }
 }

@@ -23,7 +23,6 @@ use pointsflow_core::ports::{LedgerRead, LedgerWrite};
 use pointsflow_core::values::RequestId;
 
 use crate::item::{self, DOC, Item, counter, doc, n, s};
-use crate::store::request_pk;
 
 /// DynamoDB's limit on actions in one transaction.
 const MAX_ACTIONS: usize = 100;
@@ -42,12 +41,19 @@ fn malformed(e: item::Malformed) -> LedgerError {
     e.into()
 }
 
-/// Where an entry lives: with its request, so one query finds a request's
-/// entries; entries without a request (funding) stand alone.
+/// A request's ledger partition: beside the request, under a prefix of its
+/// own, so a policy can grant the request without its entries.
+fn ledger_pk(request: &RequestId) -> String {
+    format!("LEDGER#{request}")
+}
+
+/// Where an entry lives: in its request's ledger partition, so one query
+/// finds a request's entries; entries without a request (funding) stand
+/// alone under their own id.
 fn entry_key(id: &EntryId, request: Option<&RequestId>) -> Item {
     match request {
-        Some(r) => item::key(request_pk(r), format!("ENTRY#{id}")),
-        None => item::key(format!("ENTRY#{id}"), "ENTRY"),
+        Some(r) => item::key(ledger_pk(r), format!("ENTRY#{id}")),
+        None => item::key(format!("LEDGER#{id}"), format!("ENTRY#{id}")),
     }
 }
 
@@ -412,7 +418,7 @@ impl LedgerRead for DynamoLedger {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk AND begins_with(sk, :entries)")
-                .expression_attribute_values(":pk", s(request_pk(request)))
+                .expression_attribute_values(":pk", s(ledger_pk(request)))
                 .expression_attribute_values(":entries", s("ENTRY#"))
                 .consistent_read(true)
                 .set_exclusive_start_key(start)

@@ -11,6 +11,7 @@ mod item;
 mod ledger;
 mod operations;
 mod programs;
+mod proposals;
 mod schedules;
 mod sqs;
 mod store;
@@ -20,11 +21,12 @@ mod windows;
 
 pub mod tables;
 
-pub use enrollments::DynamoEnrollments;
+pub use enrollments::{DynamoEnrollments, DynamoLinkHistory};
 pub use governance::DynamoPartnerState;
 pub use ledger::DynamoLedger;
 pub use operations::{DynamoAuditLog, DynamoReportStore, SqsDeadLetters};
 pub use programs::DynamoProgramStore;
+pub use proposals::DynamoProposals;
 pub use schedules::{EventBridgeSchedules, ScheduleTarget, window_event};
 pub use sqs::SqsQueue;
 pub use store::DynamoRequestStore;

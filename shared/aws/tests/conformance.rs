@@ -66,7 +66,8 @@ async fn the_dynamodb_enrollments_conform() {
     let (client, table) = dynamodb().await;
     let store = Arc::new(DynamoRequestStore::new(client.clone(), &table));
     let suite = pointsflow_conformance::enrollment::Enrollment {
-        links: Arc::new(DynamoEnrollments::new(client, table)),
+        links: Arc::new(DynamoEnrollments::new(client.clone(), &table)),
+        history: Arc::new(pointsflow_aws::DynamoLinkHistory::new(client, table)),
         create: store.clone(),
         get: store.clone(),
         update: store.clone(),
@@ -207,7 +208,11 @@ async fn the_operators_ports_conform_on_dynamodb() {
         search: store.clone(),
         lines: store,
         audit: Arc::new(pointsflow_aws::DynamoAuditLog::new(client.clone(), &table)),
-        reports: Arc::new(pointsflow_aws::DynamoReportStore::new(client, &table)),
+        reports: Arc::new(pointsflow_aws::DynamoReportStore::new(
+            client.clone(),
+            &table,
+        )),
+        proposals: Arc::new(pointsflow_aws::DynamoProposals::new(client, &table)),
     };
     pointsflow_conformance::operations::run_all(&suite).await;
 }

@@ -3,10 +3,11 @@
 //! Read from TOML by the local stack and the Lambda functions alike; every
 //! error names the entry and the field.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
+use pointsflow_core::access::Role;
 use pointsflow_core::enrollment::MemberLink;
 use pointsflow_core::program::Program;
 use pointsflow_core::values::{
@@ -87,16 +88,25 @@ pub struct Config {
     pub operators: Vec<OperatorEntry>,
 }
 
-/// An operator: an id that goes into every audit record, and bearer keys.
+/// An operator, or a group of them: the roles they hold, and how they
+/// prove who they are: bearer keys (the local stack), or IAM principals
+/// (deployed: the ARNs, or patterns with `*`, that API Gateway's IAM
+/// authorization reports for them).
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorEntry {
+    /// The entry's name; a key's holder is recorded under it.
     pub id: OperatorId,
     /// The bearer key (one; use `api_keys` to rotate).
     #[serde(default)]
     pub api_key: Option<String>,
     #[serde(default)]
     pub api_keys: Vec<String>,
+    /// IAM principal ARNs or patterns (`arn:aws:sts::123456789012:assumed-role/PointsflowApprover/*`).
+    #[serde(default)]
+    pub principals: Vec<String>,
+    /// `viewer`, `approver`, `operator`, `admin` (docs/operations.md#roles).
+    pub roles: BTreeSet<Role>,
 }
 
 impl OperatorEntry {
@@ -111,6 +121,8 @@ impl std::fmt::Debug for OperatorEntry {
         f.debug_struct("OperatorEntry")
             .field("id", &self.id)
             .field("api_keys", &source::Redacted(self.keys().len()))
+            .field("principals", &self.principals)
+            .field("roles", &self.roles)
             .finish()
     }
 }
@@ -489,11 +501,31 @@ impl Config {
             if !operators.insert(&o.id) {
                 return Err(invalid(entry, "id", "appears twice"));
             }
-            if o.keys().is_empty() {
-                return Err(invalid(entry, "api_key", "an operator needs a key"));
+            if o.keys().is_empty() && o.principals.is_empty() {
+                return Err(invalid(
+                    entry,
+                    "api_key",
+                    "an operator needs a key (the local stack) or principals (deployed)",
+                ));
             }
             for key in o.keys() {
                 source::check_secret(&entry, "api_key", key, 16, &mut secrets)?;
+            }
+            for principal in &o.principals {
+                if !principal.starts_with("arn:") || principal.chars().any(char::is_whitespace) {
+                    return Err(invalid(
+                        entry,
+                        "principals",
+                        format!("'{principal}' is not an IAM ARN or ARN pattern"),
+                    ));
+                }
+            }
+            if o.roles.is_empty() {
+                return Err(invalid(
+                    entry,
+                    "roles",
+                    "must name at least one of viewer, approver, operator, admin",
+                ));
             }
         }
         let mut partners = HashSet::new();
@@ -668,14 +700,13 @@ impl Config {
         self.members
             .iter()
             .filter_map(|m| {
-                Some(MemberLink {
-                    program: m.program.clone(),
-                    recipient: m.recipient.clone(),
-                    member: self.member_number(m).ok()?,
-                    first_name: m.first_name.clone(),
-                    last_name: m.last_name.clone(),
-                    validation: None,
-                })
+                Some(MemberLink::new(
+                    m.program.clone(),
+                    m.recipient.clone(),
+                    self.member_number(m).ok()?,
+                    m.first_name.clone(),
+                    m.last_name.clone(),
+                ))
             })
             .collect()
     }

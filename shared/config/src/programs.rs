@@ -121,6 +121,7 @@ id = "sales"
 name = "Sales"
 currency = "USD"
 budget = 1000
+sources = ["crm"]
 monthly_cap_per_recipient = 500
 points = { rule = "rate", points = 2, per = "100" }
 transfer = { mode = "realtime" }
@@ -260,10 +261,7 @@ destination = { partner = "air", partner_program = "SKY" }
 
     #[test]
     fn partners_and_sources_are_checked_against_the_stack() {
-        let file = ProgramFile::parse(
-            &GOOD.replace("budget = 1000", "budget = 1000\nsources = [\"crm\"]"),
-        )
-        .unwrap();
+        let file = ProgramFile::parse(GOOD).unwrap();
         let known = Known {
             partners: vec![pointsflow_core::values::PartnerId::parse("air").unwrap()],
             sources: vec![],

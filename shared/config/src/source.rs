@@ -663,8 +663,18 @@ transfer = { mode = "realtime" }
 destination = { partner = "air", partner_program = "SKY" }
 "#;
 
+    /// `sources` over [`BASE`], whose program lists every source they define.
     fn parse(sources: &str) -> Result<Config, String> {
-        Config::parse(&format!("{BASE}\n{sources}")).map_err(|e| e.to_string())
+        let ids: Vec<&str> = sources
+            .split("[[sources]]")
+            .skip(1)
+            .filter_map(|block| block.lines().find_map(|l| l.strip_prefix("id = ")))
+            .collect();
+        let base = BASE.replace(
+            "budget = 1000\n",
+            &format!("budget = 1000\nsources = [{}]\n", ids.join(", ")),
+        );
+        Config::parse(&format!("{base}\n{sources}")).map_err(|e| e.to_string())
     }
 
     const SALESFORCE: &str = r#"
@@ -694,6 +704,12 @@ mapping = {{ recipient = "/who", points = "/points", event_id = "/id", event_typ
 [[operators]]
 id = "ops-anna"
 api_key = "operator_key_0123456789"
+roles = ["viewer", "approver"]
+
+[[operators]]
+id = "ops-iam"
+principals = ["arn:aws:sts::123456789012:assumed-role/PointsflowAdmin/*"]
+roles = ["admin"]
 "#
         ))
         .unwrap();
@@ -717,7 +733,7 @@ api_key = "operator_key_0123456789"
     fn member_numbers_follow_their_programs_format() {
         let with_format = BASE.replace(
             "budget = 1000\n",
-            "budget = 1000\nmember_format = { min_length = 11, max_length = 11, characters = \"digits\", prefix = \"SKY\", check_digit = \"mod7\" }\n",
+            "budget = 1000\nsources = [\"api\"]\nmember_format = { min_length = 11, max_length = 11, characters = \"digits\", prefix = \"SKY\", check_digit = \"mod7\" }\n",
         );
         let member = |number: &str| {
             Config::parse(&format!(
@@ -785,16 +801,32 @@ program = "sales"
                 "sources.api: program",
             ),
             (
-                format!("{SALESFORCE}\n[[operators]]\nid = \"ops-anna\"\n"),
+                format!("{SALESFORCE}\n[[operators]]\nid = \"ops-anna\"\nroles = [\"viewer\"]\n"),
                 "operators.ops-anna: api_key: an operator needs a key",
             ),
             (
-                format!("{SALESFORCE}\n[[operators]]\nid = \"ops-anna\"\napi_key = \"sf_token_0123456789abcdefghij\"\n"),
+                format!("{SALESFORCE}\n[[operators]]\nid = \"ops-anna\"\napi_key = \"sf_token_0123456789abcdefghij\"\nroles = [\"viewer\"]\n"),
                 "operators.ops-anna: api_key: is used twice",
             ),
             (
-                format!("{SALESFORCE}\n[[operators]]\nid = \"Ops Anna\"\napi_key = \"operator_key_0123456789\"\n"),
+                format!("{SALESFORCE}\n[[operators]]\nid = \"Ops Anna\"\napi_key = \"operator_key_0123456789\"\nroles = [\"viewer\"]\n"),
                 "TOML parse error",
+            ),
+            (
+                format!("{SALESFORCE}\n[[operators]]\nid = \"ops-anna\"\napi_key = \"operator_key_0123456789\"\n"),
+                "TOML parse error",
+            ),
+            (
+                format!("{SALESFORCE}\n[[operators]]\nid = \"ops-anna\"\napi_key = \"operator_key_0123456789\"\nroles = []\n"),
+                "operators.ops-anna: roles",
+            ),
+            (
+                format!("{SALESFORCE}\n[[operators]]\nid = \"ops-anna\"\napi_key = \"operator_key_0123456789\"\nroles = [\"root\"]\n"),
+                "TOML parse error",
+            ),
+            (
+                format!("{SALESFORCE}\n[[operators]]\nid = \"ops-anna\"\nprincipals = [\"PointsflowAdmin\"]\nroles = [\"admin\"]\n"),
+                "operators.ops-anna: principals",
             ),
         ];
         for (sources, expected) in cases {

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use pointsflow_core::enrollment::{MemberLink, MemberValidation};
+use pointsflow_core::enrollment::{LinkEvent, MemberLink, MemberValidation};
 use pointsflow_core::ports::{
-    Enrollments, RequestCreate, RequestGet, RequestUpdate, WaitingRequests,
+    Enrollments, LinkHistory, RequestCreate, RequestGet, RequestUpdate, WaitingRequests,
 };
 use pointsflow_core::reason::Reason;
 use pointsflow_core::request::{Status, StatusKind};
@@ -19,6 +19,7 @@ use pointsflow_core::reason::ReasonCode;
 /// An adapter's enrollments and the request store beside them.
 pub struct Enrollment {
     pub links: Arc<dyn Enrollments>,
+    pub history: Arc<dyn LinkHistory>,
     pub create: Arc<dyn RequestCreate>,
     pub get: Arc<dyn RequestGet>,
     pub update: Arc<dyn RequestUpdate>,
@@ -27,18 +28,93 @@ pub struct Enrollment {
 
 pub async fn run_all(e: &Enrollment) {
     links_are_replaced_whole(e).await;
+    a_link_is_created_only_for_a_recipient_without_one(e).await;
+    a_links_history_keeps_every_change_once(e).await;
     waiting_requests_are_found_while_they_wait(e).await;
 }
 
 fn link(recipient: &str, member: &str) -> MemberLink {
-    MemberLink {
-        program: ProgramId::parse("p").unwrap(),
-        recipient: RecipientId::parse(recipient).unwrap(),
-        member: MemberNumber::parse(member).unwrap(),
-        first_name: "Grace".into(),
-        last_name: "Hopper".into(),
-        validation: None,
-    }
+    MemberLink::new(
+        ProgramId::parse("p").unwrap(),
+        RecipientId::parse(recipient).unwrap(),
+        MemberNumber::parse(member).unwrap(),
+        "Grace".into(),
+        "Hopper".into(),
+    )
+}
+
+/// A create stores a link only where the recipient has none in force (no
+/// link, or a removed one), and otherwise returns the one in force,
+/// unchanged.
+pub async fn a_link_is_created_only_for_a_recipient_without_one(e: &Enrollment) {
+    let program = ProgramId::parse("p").unwrap();
+    let who = RecipientId::parse("C-1").unwrap();
+    let first = link("C-1", "SKY1000001");
+    assert_eq!(e.links.create_link(&first).await.unwrap(), None);
+    let other = link("C-1", "SKY1000005");
+    assert_eq!(
+        e.links.create_link(&other).await.unwrap(),
+        Some(first.clone()),
+        "a linked recipient keeps its link"
+    );
+    assert_eq!(
+        e.links.member_link(&program, &who).await.unwrap(),
+        Some(first.clone())
+    );
+    let mut removed = first.clone();
+    removed.removed = Some(LinkEvent {
+        program: program.clone(),
+        recipient: who.clone(),
+        at: t0(),
+        by: "ops-anna".into(),
+        from: Some(first.member.clone()),
+        to: None,
+        confirmed_by: Some("ops-bo".into()),
+    });
+    e.links.put_link(&removed).await.unwrap();
+    let stored = e.links.member_link(&program, &who).await.unwrap().unwrap();
+    assert!(!stored.is_active(), "a removal is kept on the link");
+    assert_eq!(
+        e.links.create_link(&other).await.unwrap(),
+        None,
+        "a removed link may be replaced by a new one"
+    );
+    assert_eq!(
+        e.links.member_link(&program, &who).await.unwrap(),
+        Some(other)
+    );
+}
+
+/// Every change of a link is kept, oldest first; the same event twice is
+/// kept once.
+pub async fn a_links_history_keeps_every_change_once(e: &Enrollment) {
+    let program = ProgramId::parse("p").unwrap();
+    let who = RecipientId::parse("H-1").unwrap();
+    let event = |minutes: i64, from: Option<&str>, to: Option<&str>| LinkEvent {
+        program: program.clone(),
+        recipient: who.clone(),
+        at: t0() + Duration::minutes(minutes),
+        by: "source:salesforce".into(),
+        from: from.map(|m| MemberNumber::parse(m).unwrap()),
+        to: to.map(|m| MemberNumber::parse(m).unwrap()),
+        confirmed_by: None,
+    };
+    let created = event(0, None, Some("SKY1000001"));
+    let changed = event(5, Some("SKY1000001"), Some("SKY1000002"));
+    e.history.record(&changed).await.unwrap();
+    e.history.record(&created).await.unwrap();
+    e.history.record(&changed).await.unwrap();
+    assert_eq!(
+        e.history.history(&program, &who).await.unwrap(),
+        vec![created, changed]
+    );
+    assert!(
+        e.history
+            .history(&program, &RecipientId::parse("H-2").unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn links_are_replaced_whole(e: &Enrollment) {

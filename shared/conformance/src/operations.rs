@@ -6,14 +6,17 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use pointsflow_core::access::{Principal, Verified};
 use pointsflow_core::audit::{AuditEntry, AuditOutcome};
 use pointsflow_core::ports::{AuditLog, RequestSearch};
+use pointsflow_core::ports::{ProposalStore, StoreError};
 use pointsflow_core::ports::{ReportStore, RequestLines};
 use pointsflow_core::ports::{RequestCreate, RequestUpdate};
+use pointsflow_core::proposal::{Change, Proposal, ProposalId};
 use pointsflow_core::reconcile::{ReconcileReport, Scope};
 use pointsflow_core::request::{Status, StatusKind};
 use pointsflow_core::search::SearchFilter;
-use pointsflow_core::values::{MemberNumber, OperatorId, PartnerReference, ProgramId, RecipientId};
+use pointsflow_core::values::{MemberNumber, PartnerReference, ProgramId, RecipientId, RequestId};
 
 pub struct Operations {
     pub create: Arc<dyn RequestCreate>,
@@ -22,19 +25,92 @@ pub struct Operations {
     pub lines: Arc<dyn RequestLines>,
     pub audit: Arc<dyn AuditLog>,
     pub reports: Arc<dyn ReportStore>,
+    pub proposals: Arc<dyn ProposalStore>,
 }
 
 pub async fn run_all(suite: &Operations) {
     audit_entries_are_listed_by_day_and_replaced_by_their_end(suite).await;
     requests_are_found_by_every_filter_and_listed_in_pages(suite).await;
     a_report_is_stored_and_replaced(suite).await;
+    proposals_are_saved_over_the_version_read_and_listed_while_open(suite).await;
+}
+
+/// A proposal is created once, saved only over the version read, and
+/// listed (oldest first) only while it is open.
+pub async fn proposals_are_saved_over_the_version_read_and_listed_while_open(suite: &Operations) {
+    let store = &suite.proposals;
+    let anna = Principal::parse("arn:aws:sts::123456789012:assumed-role/Admin/anna").unwrap();
+    let bo = Principal::parse("arn:aws:sts::123456789012:assumed-role/Admin/bo").unwrap();
+    let proposal = |bits: u128, at| {
+        Proposal::new(
+            ProposalId::from_bits(bits),
+            Change::Reversal {
+                request_id: RequestId::parse("pr_00000000000000000000000000000001").unwrap(),
+                reversal_id: format!("r{bits}"),
+                points: None,
+                reason: "deal lost".into(),
+            },
+            "deal lost",
+            &anna,
+            at,
+        )
+    };
+    let base = Utc::now();
+    let older = proposal(0xa1, base);
+    let newer = proposal(0xa2, base + Duration::seconds(1));
+    store.create(&newer).await.unwrap();
+    store.create(&older).await.unwrap();
+    assert!(
+        matches!(store.create(&older).await, Err(StoreError::Conflict { .. })),
+        "an id is created once"
+    );
+    // Other tests may share the store: only these two proposals count.
+    let ours = async || -> Vec<ProposalId> {
+        let open = store.open(100).await.unwrap().into_iter().map(|p| p.id);
+        open.filter(|id| *id == older.id || *id == newer.id)
+            .collect()
+    };
+    let open = ours().await;
+    assert_eq!(
+        open,
+        vec![older.id.clone(), newer.id.clone()],
+        "oldest first"
+    );
+
+    let mut read = store.proposal(&older.id).await.unwrap().unwrap();
+    assert_eq!(read.change, older.change);
+    assert_eq!(read.proposed_by, anna);
+    let stale = read.clone();
+    read.confirmed(&bo, base);
+    read.version = store.save(&read).await.unwrap();
+    assert!(
+        matches!(store.save(&stale).await, Err(StoreError::Conflict { .. })),
+        "a save over an older version fails"
+    );
+    let stored = store.proposal(&older.id).await.unwrap().unwrap();
+    assert!(!stored.is_open());
+    assert_eq!(stored.version, read.version);
+    let open = ours().await;
+    assert_eq!(
+        open,
+        vec![newer.id.clone()],
+        "a confirmed proposal is not open"
+    );
+    assert!(
+        store
+            .proposal(&ProposalId::from_bits(0xdead))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn audit_entries_are_listed_by_day_and_replaced_by_their_end(suite: &Operations) {
     let day = Utc::now();
     let entry = |id: &str, at| AuditEntry {
         id: id.to_owned(),
-        operator: OperatorId::parse("ana").unwrap(),
+        operator: Principal::parse("ana").unwrap(),
+        verified: Verified::Iam,
         command: "get".into(),
         arguments: serde_json::json!({"request_id": "pr_x"}),
         request: None,

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use chrono::DateTime;
+use pointsflow_core::access::Principal;
 use pointsflow_core::ports::{ProgramStore, StoreError, StoredProgram};
 use pointsflow_core::program::Program;
-use pointsflow_core::values::OperatorId;
 
 fn program(id: &str, budget: u64) -> Program {
     let text = format!(
@@ -31,7 +31,8 @@ fn stored(id: &str, budget: u64, revision: u64) -> StoredProgram {
     StoredProgram {
         program: program(id, budget),
         revision,
-        applied_by: OperatorId::parse("ops-anna").unwrap(),
+        applied_by: Principal::parse("ops-anna").unwrap(),
+        confirmed_by: Some(Principal::parse("ops-bo").unwrap()),
         applied_at: DateTime::UNIX_EPOCH,
     }
 }

@@ -198,6 +198,22 @@ pub async fn run_deployed(
         !called.is_empty() && ungranted.is_empty(),
         "{logical_id} called {ungranted:?}, which its policy in template.yaml does not grant (it called {called:?})"
     );
+    // Every item it touched is under a partition key its policy's
+    // dynamodb:LeadingKeys conditions grant for that action.
+    let touched = crate::template::touched(endpoint, &key).await;
+    let outside: Vec<_> = touched
+        .iter()
+        .filter(|(action, resource, pk)| {
+            !spec
+                .statements
+                .iter()
+                .any(|s| s.allows(action, resource, pk))
+        })
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "{logical_id} touched items outside its policy's LeadingKeys in template.yaml: {outside:?} (it touched {touched:?})"
+    );
     eprintln!("{function}: process start to first response {elapsed:?}");
     (outcome, elapsed)
 }

@@ -6,8 +6,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::access::Principal;
 use crate::request::status::StatusKind;
-use crate::values::OperatorId;
 
 /// The longest reason an operator may give.
 pub const MAX_REASON_CHARS: usize = 500;
@@ -38,7 +38,7 @@ impl std::fmt::Display for ApprovalDecision {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
     pub decision: ApprovalDecision,
-    pub by: OperatorId,
+    pub by: Principal,
     pub at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -51,8 +51,11 @@ pub enum ApprovalError {
     #[error("the request was already {decision} by {by}")]
     AlreadyDecided {
         decision: ApprovalDecision,
-        by: OperatorId,
+        by: Principal,
     },
+    /// The request needs two approvers, and this one gave the first.
+    #[error("{by} gave the first approval; a different approver must give the second")]
+    SameApprover { by: Principal },
     #[error("{0}")]
     BadReason(&'static str),
 }
@@ -63,6 +66,7 @@ impl ApprovalError {
         match self {
             ApprovalError::NotAwaiting { .. } => "not_awaiting_approval",
             ApprovalError::AlreadyDecided { .. } => "already_decided",
+            ApprovalError::SameApprover { .. } => "four_eyes",
             ApprovalError::BadReason(_) => "invalid_field",
         }
     }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::values::OperatorId;
+use crate::access::{Principal, Verified};
 
 /// One command an operator ran, as the audit log keeps it. Written when the
 /// command starts (`outcome` none) and again, under the same id, when it
@@ -12,7 +12,11 @@ use crate::values::OperatorId;
 pub struct AuditEntry {
     /// Unique per invocation: `{time}-{random}`.
     pub id: String,
-    pub operator: OperatorId,
+    pub operator: Principal,
+    /// How the operator's identity was established (`declared`: written
+    /// into a direct invocation by whoever invoked it).
+    #[serde(default = "key")]
+    pub verified: Verified,
     /// `get`, `reverse`, ...
     pub command: String,
     /// The command's arguments, as given.
@@ -34,4 +38,8 @@ pub struct AuditOutcome {
     pub code: String,
     pub summary: String,
     pub finished_at: DateTime<Utc>,
+}
+
+fn key() -> Verified {
+    Verified::Key
 }

@@ -18,6 +18,46 @@ pub struct MemberLink {
     /// (before the first reservation for the link).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<MemberValidation>,
+    /// Who made this link and when (an operator's principal, or
+    /// `source:{id}`); none for a link of the configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked_at: Option<DateTime<Utc>>,
+    /// Set when this link replaced another member number: the first credit
+    /// after it says so on its timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<LinkChange>,
+    /// Set when the link was removed: the recipient has no link (a removed
+    /// link also hides the configuration's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed: Option<LinkEvent>,
+}
+
+/// A link that replaced another member number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkChange {
+    pub from: MemberNumber,
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+/// One change of a recipient's link, as its history keeps it: who, when,
+/// the member number before and after (none: no link).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkEvent {
+    pub program: ProgramId,
+    pub recipient: RecipientId,
+    pub at: DateTime<Utc>,
+    /// An operator's principal, or `source:{id}`.
+    pub by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<MemberNumber>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<MemberNumber>,
+    /// The proposal a second operator confirmed, for a change or removal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed_by: Option<String>,
 }
 
 /// The partner's answer to a member validation, kept on the link.
@@ -31,6 +71,33 @@ pub struct MemberValidation {
 }
 
 impl MemberLink {
+    /// A link with no history yet (the configuration's, or a new one).
+    pub fn new(
+        program: ProgramId,
+        recipient: RecipientId,
+        member: MemberNumber,
+        first_name: String,
+        last_name: String,
+    ) -> Self {
+        Self {
+            program,
+            recipient,
+            member,
+            first_name,
+            last_name,
+            validation: None,
+            linked_by: None,
+            linked_at: None,
+            changed: None,
+            removed: None,
+        }
+    }
+
+    /// Whether the link is in force (not removed).
+    pub fn is_active(&self) -> bool {
+        self.removed.is_none()
+    }
+
     /// Whether `other` links the same member under the same names.
     pub fn same_member(&self, other: &MemberLink) -> bool {
         self.member == other.member

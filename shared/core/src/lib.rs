@@ -3,6 +3,7 @@
 //! credit at a partner, the ledger rules, and the ports (`ports`) the
 //! handlers use.
 
+pub mod access;
 pub mod approval;
 pub mod audit;
 pub mod callback;
@@ -14,6 +15,7 @@ pub mod money;
 pub mod partner;
 pub mod ports;
 pub mod program;
+pub mod proposal;
 pub mod reason;
 pub mod reconcile;
 pub mod request;

@@ -320,7 +320,9 @@ pub struct Program {
     /// at once (`reverse`) or waits for an operator (`flag`).
     #[serde(default, skip_serializing_if = "is_default")]
     pub on_undo: OnUndo,
-    /// Sources allowed to submit to this program; empty means any configured source.
+    /// The sources that may submit to this program, and create a member
+    /// link for a recipient who has none in it. Every program names its
+    /// sources: the configuration check refuses a program that names none.
     #[serde(default)]
     pub sources: Vec<SourceId>,
     /// Event types that earn points, e.g. `opportunity.closed_won`; empty means any.
@@ -348,6 +350,14 @@ pub struct Program {
     /// Requests for more points than this wait in `awaiting_approval` for an operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_threshold: Option<Points>,
+    /// Requests for more points than this need two different approvers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_approval_threshold: Option<Points>,
+    /// The most points an operator may take back in one reversal; a larger
+    /// one is proposed by one admin and confirmed by another. Absent: zero
+    /// (every operator reversal needs two admins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reversal_limit: Option<Points>,
     /// When the budget's available points fall below this, each reservation
     /// reports it (the metric `BudgetLow` and its alarm); absent: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -637,6 +647,21 @@ impl Program {
         if self.name.trim().is_empty() {
             return Err(err("name", "must not be empty"));
         }
+        if self.sources.is_empty() {
+            return Err(err(
+                "sources",
+                "must name the sources that may submit to the program (and link its recipients)",
+            ));
+        }
+        if let (Some(first), Some(second)) =
+            (self.approval_threshold, self.second_approval_threshold)
+            && second < first
+        {
+            return Err(err(
+                "second_approval_threshold",
+                "must be at least approval_threshold (a second approver adds to the first)",
+            ));
+        }
         if self.destination.partner_program.trim().is_empty() {
             return Err(err("destination.partner_program", "must not be empty"));
         }
@@ -896,7 +921,21 @@ impl Program {
     }
 
     pub fn accepts_source(&self, source: &SourceId) -> bool {
-        self.sources.is_empty() || self.sources.contains(source)
+        self.sources.contains(source)
+    }
+
+    /// How many different approvers a request for `points` needs, once it
+    /// needs approval at all.
+    pub fn approvals_needed(&self, points: Points) -> u8 {
+        match self.second_approval_threshold {
+            Some(threshold) if points > threshold => 2,
+            _ => 1,
+        }
+    }
+
+    /// Whether an operator alone may reverse `points` (else two admins).
+    pub fn within_reversal_limit(&self, points: Points) -> bool {
+        self.reversal_limit.is_some_and(|limit| points <= limit)
     }
 
     pub fn accepts_event(&self, kind: &EventType) -> bool {
@@ -1102,8 +1141,14 @@ currency = "USD"
 budget = 1000000
 transfer = {{ mode = "realtime" }}
 destination = {{ partner = "air", partner_program = "SKY" }}
+{sources}
 {extra}
-"#
+"#,
+            sources = if extra.contains("sources") {
+                ""
+            } else {
+                r#"sources = ["salesforce"]"#
+            }
         );
         let p: Program = toml::from_str(&text).unwrap();
         p.validate().unwrap();
@@ -1260,7 +1305,7 @@ conditions = [{ field = "points", lte = 10 }]"#,
     fn bad_rules_name_their_field() {
         let bad = |extra: &str| {
             let text = format!(
-                "id = \"sales\"\nname = \"Sales\"\ncurrency = \"USD\"\nbudget = 1\ntransfer = {{ mode = \"realtime\" }}\ndestination = {{ partner = \"air\", partner_program = \"SKY\" }}\n{extra}"
+                "id = \"sales\"\nname = \"Sales\"\ncurrency = \"USD\"\nbudget = 1\nsources = [\"crm\"]\ntransfer = {{ mode = \"realtime\" }}\ndestination = {{ partner = \"air\", partner_program = \"SKY\" }}\n{extra}"
             );
             toml::from_str::<Program>(&text)
                 .map_err(|e| e.to_string())
@@ -1268,6 +1313,14 @@ conditions = [{ field = "points", lte = 10 }]"#,
                 .unwrap_err()
         };
         assert!(bad(r#"points = { rule = "tiers", tiers = [] }"#).contains("points.tiers"));
+        let none = toml::from_str::<Program>(
+            "id = \"sales\"\nname = \"Sales\"\ncurrency = \"USD\"\nbudget = 1\npoints = { rule = \"given\" }\ntransfer = { mode = \"realtime\" }\ndestination = { partner = \"air\", partner_program = \"SKY\" }",
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(none.contains("sales") && none.contains("sources"), "{none}");
         assert!(bad(r#"points = { rule = "tiers", tiers = [{ from = "100", points = 5 }, { from = "50", points = 9 }] }"#).contains("points.tiers.from"));
         assert!(
             bad("points = { rule = \"given\" }\nconditions = [{ field = \"amount\" }]")

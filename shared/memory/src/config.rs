@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
-use pointsflow_core::enrollment::MemberLink;
+use pointsflow_core::enrollment::{LinkEvent, MemberLink};
 use pointsflow_core::ports::{
-    Enrollments, ProgramCatalog, ProgramStore, StoreError, StoredProgram,
+    Enrollments, LinkHistory, ProgramCatalog, ProgramStore, StoreError, StoredProgram,
 };
 use pointsflow_core::program::Program;
 use pointsflow_core::values::{ProgramId, RecipientId};
@@ -116,6 +116,18 @@ impl Enrollments for MemoryEnrollments {
         Ok(())
     }
 
+    async fn create_link(&self, link: &MemberLink) -> Result<Option<MemberLink>, StoreError> {
+        let mut links = self.links.write().map_err(|_| poisoned())?;
+        let key = (link.program.clone(), link.recipient.clone());
+        match links.get(&key) {
+            Some(stored) if stored.is_active() => Ok(Some(stored.clone())),
+            _ => {
+                links.insert(key, link.clone());
+                Ok(None)
+            }
+        }
+    }
+
     async fn record_validation(&self, link: &MemberLink) -> Result<bool, StoreError> {
         let mut links = self.links.write().map_err(|_| poisoned())?;
         let key = (link.program.clone(), link.recipient.clone());
@@ -127,5 +139,44 @@ impl Enrollments for MemoryEnrollments {
         }
         links.insert(key, link.clone());
         Ok(true)
+    }
+}
+
+/// Every link change in memory, per (program, recipient), oldest first.
+#[derive(Debug, Default)]
+pub struct MemoryLinkHistory {
+    events: RwLock<HashMap<(ProgramId, RecipientId), Vec<LinkEvent>>>,
+}
+
+impl MemoryLinkHistory {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl LinkHistory for MemoryLinkHistory {
+    async fn record(&self, event: &LinkEvent) -> Result<(), StoreError> {
+        let mut events = self.events.write().map_err(|_| poisoned())?;
+        let list = events
+            .entry((event.program.clone(), event.recipient.clone()))
+            .or_default();
+        if !list.contains(event) {
+            list.push(event.clone());
+            list.sort_by_key(|e| e.at);
+        }
+        Ok(())
+    }
+
+    async fn history(
+        &self,
+        program: &ProgramId,
+        recipient: &RecipientId,
+    ) -> Result<Vec<LinkEvent>, StoreError> {
+        let events = self.events.read().map_err(|_| poisoned())?;
+        Ok(events
+            .get(&(program.clone(), recipient.clone()))
+            .cloned()
+            .unwrap_or_default())
     }
 }

@@ -15,10 +15,10 @@ mod schedules;
 mod store;
 mod windows;
 
-pub use config::{MemoryEnrollments, MemoryProgramStore, StaticCatalog};
+pub use config::{MemoryEnrollments, MemoryLinkHistory, MemoryProgramStore, StaticCatalog};
 pub use governance::MemoryPartnerState;
 pub use ledger::{LedgerSnapshot, MemoryLedger};
-pub use operations::{MemoryAuditLog, MemoryDeadLetters, MemoryReportStore};
+pub use operations::{MemoryAuditLog, MemoryDeadLetters, MemoryProposals, MemoryReportStore};
 pub use queue::{MemoryQueue, MemoryQueueError, QueueConfig, ReceivedMessage};
 pub use replay::{ManualClock, SeededIds};
 pub use schedules::MemorySchedules;

@@ -1,4 +1,4 @@
-//! The audit log and dead-letter redrive, embedded.
+//! The audit log, proposals and dead-letter redrive, embedded.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -7,8 +7,10 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use pointsflow_core::audit::AuditEntry;
 use pointsflow_core::ports::{
-    AuditLog, DeadLetters, QueueError, RedriveReport, ReportStore, RequestLines, StoreError,
+    AuditLog, DeadLetters, ProposalStore, QueueError, RedriveReport, ReportStore, RequestLines,
+    StoreError,
 };
+use pointsflow_core::proposal::{Proposal, ProposalId};
 use pointsflow_core::reconcile::{LinePage, ReconcileReport, RequestLine, Scope};
 use pointsflow_core::values::{PartnerReference, RequestId};
 
@@ -197,5 +199,59 @@ impl ReportStore for MemoryReportStore {
             .map_err(|_| poisoned())?
             .get(id)
             .cloned())
+    }
+}
+
+/// Proposals in memory.
+#[derive(Debug, Default)]
+pub struct MemoryProposals {
+    proposals: Mutex<std::collections::BTreeMap<ProposalId, Proposal>>,
+}
+
+impl MemoryProposals {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl ProposalStore for MemoryProposals {
+    async fn create(&self, proposal: &Proposal) -> Result<(), StoreError> {
+        let mut all = self.proposals.lock().map_err(|_| poisoned())?;
+        if let Some(existing) = all.get(&proposal.id) {
+            return Err(StoreError::Conflict {
+                expected: existing.version,
+            });
+        }
+        let mut stored = proposal.clone();
+        stored.version = 0;
+        all.insert(stored.id.clone(), stored);
+        Ok(())
+    }
+
+    async fn proposal(&self, id: &ProposalId) -> Result<Option<Proposal>, StoreError> {
+        let all = self.proposals.lock().map_err(|_| poisoned())?;
+        Ok(all.get(id).cloned())
+    }
+
+    async fn save(&self, proposal: &Proposal) -> Result<u64, StoreError> {
+        let mut all = self.proposals.lock().map_err(|_| poisoned())?;
+        let stored = all.get_mut(&proposal.id).ok_or(StoreError::NotFound)?;
+        if stored.version != proposal.version {
+            return Err(StoreError::Conflict {
+                expected: proposal.version,
+            });
+        }
+        *stored = proposal.clone();
+        stored.version += 1;
+        Ok(stored.version)
+    }
+
+    async fn open(&self, limit: usize) -> Result<Vec<Proposal>, StoreError> {
+        let all = self.proposals.lock().map_err(|_| poisoned())?;
+        let mut open: Vec<Proposal> = all.values().filter(|p| p.is_open()).cloned().collect();
+        open.sort_by(|a, b| (a.proposed_at, &a.id).cmp(&(b.proposed_at, &b.id)));
+        open.truncate(limit);
+        Ok(open)
     }
 }

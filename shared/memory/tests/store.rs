@@ -29,6 +29,7 @@ async fn the_embedded_enrollments_conform() {
     let store = Arc::new(MemoryRequestStore::new());
     let suite = pointsflow_conformance::enrollment::Enrollment {
         links: Arc::new(pointsflow_memory::MemoryEnrollments::default()),
+        history: Arc::new(pointsflow_memory::MemoryLinkHistory::new()),
         create: store.clone(),
         get: store.clone(),
         update: store.clone(),
@@ -67,6 +68,7 @@ async fn the_embedded_operators_ports_conform() {
         lines: store,
         audit: Arc::new(pointsflow_memory::MemoryAuditLog::new()),
         reports: Arc::new(pointsflow_memory::MemoryReportStore::new()),
+        proposals: Arc::new(pointsflow_memory::MemoryProposals::new()),
     };
     pointsflow_conformance::operations::run_all(&suite).await;
 }

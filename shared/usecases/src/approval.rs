@@ -2,12 +2,13 @@
 //! approval, the one way every edge (the admin API, the operations
 //! function) records it.
 
+use pointsflow_core::access::Principal;
 use pointsflow_core::approval::{ApprovalDecision, ApprovalError};
 use pointsflow_core::ports::{
     Clock, PipelineMessage, Publish, PublishError, RequestGet, RequestUpdate, StoreError,
 };
 use pointsflow_core::request::{PointsRequest, StatusKind};
-use pointsflow_core::values::{OperatorId, RequestId};
+use pointsflow_core::values::RequestId;
 
 /// Why a decision was not recorded (or, recorded, not queued).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,7 +54,7 @@ pub async fn decide(
     ports: DecidePorts<'_>,
     id: &RequestId,
     decision: ApprovalDecision,
-    by: &OperatorId,
+    by: &Principal,
     reason: Option<&str>,
 ) -> Result<(PointsRequest, bool), DecideError> {
     // A concurrent change (eligibility, another operator) moves the

@@ -3,11 +3,12 @@
 //! reserved anew and credited under a new partner reference (see
 //! `PointsRequest::retry`).
 
+use pointsflow_core::access::Principal;
 use pointsflow_core::ports::{
     Clock, PipelineMessage, Publish, PublishError, RequestGet, RequestUpdate, StoreError,
 };
 use pointsflow_core::request::{PointsRequest, RetryError, StatusKind};
-use pointsflow_core::values::{OperatorId, RequestId};
+use pointsflow_core::values::RequestId;
 
 /// What a retry uses.
 #[derive(Clone, Copy)]
@@ -67,7 +68,7 @@ pub struct Retried {
 pub async fn retry(
     ports: RetryPorts<'_>,
     id: &RequestId,
-    by: &OperatorId,
+    by: &Principal,
     reason: &str,
 ) -> Result<Retried, RetryRequestError> {
     for _ in 0..5 {

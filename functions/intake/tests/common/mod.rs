@@ -15,13 +15,16 @@ use pointsflow_core::values::{PartnerId, Points, ProgramId};
 use pointsflow_memory::{MemoryQueue, QueueConfig};
 use serde_json::{Value, json};
 
-/// An active, real-time USD program open to every source, crediting partner `air`.
+/// An active, real-time USD program open to the sources the intake tests
+/// use, crediting partner `air`.
 pub fn program(id: &str, points: PointsRule) -> Program {
     Program {
         id: ProgramId::parse(id).unwrap(),
         name: id.into(),
         state: ProgramState::Active,
-        sources: vec![],
+        sources: ["api", "salesforce", "workday", "hris", "hook"]
+            .map(|s| pointsflow_core::values::SourceId::parse(s).unwrap())
+            .to_vec(),
         event_types: vec![],
         currency: Currency::parse("USD").unwrap(),
         points,
@@ -31,6 +34,8 @@ pub fn program(id: &str, points: PointsRule) -> Program {
         member_format: None,
         daily_cap_per_recipient: None,
         approval_threshold: None,
+        second_approval_threshold: None,
+        reversal_limit: None,
         budget_alert_below: None,
         wait_for_enrollment_hours: None,
         when_paused: Default::default(),

@@ -5,11 +5,13 @@
 
 use aws_sdk_ssm::types::ParameterType;
 use pointsflow_aws::tables::{self, QueuePair};
+use pointsflow_conformance::runtime_api::{self, Outcome};
 use pointsflow_lambda::{
     AWS_ENDPOINT, CALLBACK_DLQ_URL, CALLBACK_QUEUE_URL, CONFIG_PARAMETER, DISPATCH_DLQ_URL,
     DISPATCH_FUNCTION_ARN, DISPATCH_QUEUE_URL, ELIGIBILITY_DLQ_URL, ELIGIBILITY_QUEUE_URL,
     SCHEDULE_DEAD_LETTER_ARN, SCHEDULE_PREFIX, SCHEDULER_ROLE_ARN, STACK, TABLE,
 };
+use serde_json::Value;
 
 /// The table, queues and configuration parameter of one test stack.
 #[derive(Debug, Clone)]
@@ -75,6 +77,23 @@ impl Provisioned {
         }
         out.push((AWS_ENDPOINT.to_owned(), self.endpoint.clone()));
         Ok(out)
+    }
+
+    /// Runs `binary` as the template's `function` on one `event` and
+    /// returns its response; anything else (an error, no answer) panics.
+    pub async fn respond(&self, binary: &str, function: &str, event: Value) -> Value {
+        let (outcome, _) = runtime_api::run_deployed(
+            binary,
+            function,
+            event,
+            |names| self.env_named(names).unwrap(),
+            &self.endpoint,
+        )
+        .await;
+        let Some(Outcome::Response(response)) = outcome else {
+            panic!("no response from {function}: {outcome:?}");
+        };
+        response
     }
 
     /// Every variable a deployment sets, pointing here.

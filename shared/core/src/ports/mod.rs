@@ -12,6 +12,7 @@ mod governance;
 mod ledger;
 mod partners;
 mod programs;
+mod proposals;
 mod queues;
 mod reconcile;
 mod requests;
@@ -20,12 +21,13 @@ mod unsettled;
 mod windows;
 
 pub use audit::AuditLog;
-pub use enrollment::Enrollments;
+pub use enrollment::{Enrollments, LinkHistory};
 pub use error::{QueueError, StoreError};
 pub use governance::{CircuitStore, RateLimiter};
 pub use ledger::{Ledger, LedgerRead, LedgerWrite};
 pub use partners::{PartnerConnector, StatementError};
 pub use programs::{ProgramCatalog, ProgramStore, StoredProgram};
+pub use proposals::ProposalStore;
 pub use queues::{
     DeadLetters, PipelineMessage, Publish, PublishCallback, PublishError, PublishWork, Queue,
     QueueName, Redelivery, RedriveReport,

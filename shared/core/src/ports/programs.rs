@@ -7,8 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
+use crate::access::Principal;
 use crate::program::Program;
-use crate::values::{OperatorId, ProgramId};
+use crate::values::ProgramId;
 
 /// Programs as currently configured. Reads are cheap and synchronous: the
 /// catalog is a snapshot, which each handler refreshes (when it is older than
@@ -38,7 +39,10 @@ pub trait ProgramCatalog: Send + Sync {
 pub struct StoredProgram {
     pub program: Program,
     pub revision: u64,
-    pub applied_by: OperatorId,
+    pub applied_by: Principal,
+    /// The second operator, who confirmed the revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed_by: Option<Principal>,
     pub applied_at: DateTime<Utc>,
 }
 

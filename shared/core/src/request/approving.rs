@@ -4,19 +4,22 @@ use chrono::{DateTime, Utc};
 
 use super::PointsRequest;
 use super::status::{Status, StatusKind, TimelineEntry};
+use crate::access::Principal;
 use crate::approval::{Approval, ApprovalDecision, ApprovalError, MAX_REASON_CHARS};
 use crate::reason::{Reason, ReasonCode};
-use crate::values::OperatorId;
 
 impl PointsRequest {
     /// Records an operator's decision. Approving leaves the request waiting
     /// for eligibility to reserve it; declining rejects it (`declined`).
-    /// The same decision again changes nothing and returns `Ok(false)`, so an
-    /// operator's retry is harmless; the opposite decision is refused.
+    /// A request that needs two approvers (`approvals_needed`) takes a
+    /// first approval, then a second from a different principal; the same
+    /// principal twice is refused. The same decision again changes nothing
+    /// and returns `Ok(false)`, so an operator's retry is harmless; the
+    /// opposite decision is refused.
     pub fn decide_approval(
         &mut self,
         decision: ApprovalDecision,
-        by: &OperatorId,
+        by: &Principal,
         reason: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<bool, ApprovalError> {
@@ -45,9 +48,42 @@ impl PointsRequest {
             return Err(ApprovalError::NotAwaiting { state });
         }
         let because = reason.map(|r| format!(": {r}")).unwrap_or_default();
-        let detail = format!("{} by {by}{because}", decision.past());
+        let given = Approval {
+            decision,
+            by: by.clone(),
+            at,
+            reason: reason.map(str::to_owned),
+        };
         match decision {
-            ApprovalDecision::Approve => self.timeline.push(TimelineEntry { state, at, detail }),
+            ApprovalDecision::Approve if self.approvals_needed > 1 => match &self.first_approval {
+                None => {
+                    self.timeline.push(TimelineEntry {
+                        state,
+                        at,
+                        detail: format!(
+                            "first approval by {by}{because}; a second approver must confirm"
+                        ),
+                    });
+                    self.first_approval = Some(given);
+                    return Ok(true);
+                }
+                Some(first) if &first.by == by => {
+                    return Err(ApprovalError::SameApprover { by: by.clone() });
+                }
+                Some(first) => self.timeline.push(TimelineEntry {
+                    state,
+                    at,
+                    detail: format!(
+                        "approved by {by} (second approver, after {}){because}",
+                        first.by
+                    ),
+                }),
+            },
+            ApprovalDecision::Approve => self.timeline.push(TimelineEntry {
+                state,
+                at,
+                detail: format!("approved by {by}{because}"),
+            }),
             ApprovalDecision::Decline => {
                 let Some(r) = reason else {
                     return Err(ApprovalError::BadReason("a decline needs a reason"));
@@ -55,16 +91,11 @@ impl PointsRequest {
                 let rejected = Status::Rejected {
                     reason: Reason::new(ReasonCode::Declined, format!("declined by {by}: {r}")),
                 };
-                self.transition(rejected, at, detail)
+                self.transition(rejected, at, format!("declined by {by}{because}"))
                     .map_err(|_| ApprovalError::NotAwaiting { state })?;
             }
         }
-        self.approval = Some(Approval {
-            decision,
-            by: by.clone(),
-            at,
-            reason: reason.map(str::to_owned),
-        });
+        self.approval = Some(given);
         Ok(true)
     }
 
@@ -75,7 +106,7 @@ impl PointsRequest {
             .is_some_and(|a| a.decision == ApprovalDecision::Decline)
     }
 
-    /// Whether an operator approved the request.
+    /// Whether the request is approved: by one approver, or by the two it needs.
     pub fn is_approved(&self) -> bool {
         self.approval
             .as_ref()
@@ -118,8 +149,8 @@ mod tests {
         r
     }
 
-    fn anna() -> OperatorId {
-        OperatorId::parse("ops-anna").unwrap()
+    fn anna() -> Principal {
+        Principal::parse("ops-anna").unwrap()
     }
 
     #[test]

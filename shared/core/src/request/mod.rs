@@ -56,6 +56,14 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+fn one() -> u8 {
+    1
+}
+
+fn is_one(n: &u8) -> bool {
+    *n == 1
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("illegal transition from {from} to {to}")]
 pub struct IllegalTransition {
@@ -111,6 +119,13 @@ pub struct PointsRequest {
     /// An operator's decision on a request that needed approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
+    /// How many different approvers the request needs (two above the
+    /// program's second approval threshold), set when it starts waiting.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub approvals_needed: u8,
+    /// The first of two approvals, until the second is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_approval: Option<Approval>,
     /// Set on a clawback: the request whose points this one takes back
     /// (its source undid the event behind it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,6 +192,8 @@ impl NewRequest {
             attempt_at: None,
             credit: None,
             approval: None,
+            approvals_needed: 1,
+            first_approval: None,
             undoes: None,
             round: 0,
             reversals: Vec::new(),

@@ -34,7 +34,7 @@ impl PointsRequest {
     /// request whose outcome is not known are not retried.
     pub fn retry(
         &mut self,
-        by: &crate::values::OperatorId,
+        by: &crate::access::Principal,
         reason: &str,
         at: DateTime<Utc>,
     ) -> Result<(), RetryError> {
@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn a_retry_starts_a_new_round_from_received() {
-        let by = crate::values::OperatorId::parse("ops").unwrap();
+        let by = crate::access::Principal::parse("ops").unwrap();
         let mut r = sample();
         r.status = Status::Failed {
             reason: Reason::new(ReasonCode::partner("member_closed"), "closed"),

@@ -1,4 +1,8 @@
-//! RFC 9457 problem details with stable codes: the only shape an error leaves intake in.
+//! RFC 9457 problem details with stable codes: the only shape an error
+//! leaves either HTTP API in (intake's codes are listed in `openapi.yaml`;
+//! the admin API also answers with its commands' codes, docs/operations.md).
+
+use std::borrow::Cow;
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
@@ -6,7 +10,7 @@ use serde::Serialize;
 
 /// Every `code` a problem can carry (documented in `openapi.yaml`).
 pub const CODES: &[&str] = &[
-    "already_decided",
+    "already_linked",
     "bad_signature",
     "idempotency_key_reused",
     "internal",
@@ -15,10 +19,8 @@ pub const CODES: &[&str] = &[
     "malformed_json",
     "method_not_allowed",
     "missing_idempotency_key",
-    "not_awaiting_approval",
     "not_found",
     "payload_too_large",
-    "revision_conflict",
     "unauthorized",
     "unavailable",
     "unknown_program",
@@ -29,13 +31,15 @@ pub const CODES: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: Cow<'static, str>,
     pub title: &'static str,
-    pub detail: String,
+    pub detail: Box<str>,
     /// A JSON pointer to the offending field, for 400/422 on a body.
-    pub field: Option<String>,
+    pub field: Option<Box<str>>,
     pub retry_after: Option<u32>,
     pub allow: Option<&'static str>,
+    /// The audit log entry of the operator command that was refused.
+    pub audit_id: Option<Box<str>>,
 }
 
 #[derive(Serialize)]
@@ -48,6 +52,8 @@ struct Wire<'a> {
     code: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audit_id: Option<&'a str>,
 }
 
 impl Problem {
@@ -59,12 +65,13 @@ impl Problem {
     ) -> Self {
         Self {
             status,
-            code,
+            code: Cow::Borrowed(code),
             title,
-            detail: detail.into(),
+            detail: detail.into().into_boxed_str(),
             field: None,
             retry_after: None,
             allow: None,
+            audit_id: None,
         }
     }
 
@@ -104,44 +111,45 @@ impl Problem {
         )
     }
 
-    /// An operator's route called without an operator's key.
-    pub fn operator_required() -> Self {
+    /// An operator's call without an operator's credentials.
+    pub fn operator_required(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "Authentication required",
-            "this action needs an operator's key as 'Authorization: Bearer <key>'",
-        )
-    }
-
-    /// An approval or decline the request's state does not allow.
-    pub fn approval(error: &pointsflow_core::approval::ApprovalError) -> Self {
-        use pointsflow_core::approval::ApprovalError;
-        match error {
-            ApprovalError::NotAwaiting { .. } => Self::new(
-                StatusCode::CONFLICT,
-                "not_awaiting_approval",
-                "The request is not awaiting approval",
-                error.to_string(),
-            ),
-            ApprovalError::AlreadyDecided { .. } => Self::new(
-                StatusCode::CONFLICT,
-                "already_decided",
-                "The request was already decided the other way",
-                error.to_string(),
-            ),
-            ApprovalError::BadReason(_) => Self::invalid_field("/reason", error.to_string()),
-        }
-    }
-
-    /// A program revision written over another than the one stored.
-    pub fn revision_conflict(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::CONFLICT,
-            "revision_conflict",
-            "The program changed since it was read",
             detail,
         )
+    }
+
+    /// A link for a recipient linked already: only an admin changes it.
+    pub fn already_linked(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "already_linked",
+            "The recipient is linked already",
+            detail,
+        )
+    }
+
+    /// An operator command refused or failed, under the command's own
+    /// code (docs/operations.md lists them), with the status it means.
+    pub fn command(code: &str, detail: impl Into<String>, retryable: bool) -> Self {
+        let (status, title): (u16, &'static str) = match code {
+            "invalid_command" => (400, "The command is not valid"),
+            "forbidden" => (403, "The operator lacks the role"),
+            "four_eyes" => (403, "A second operator is needed"),
+            "not_found" => (404, "Not found"),
+            "unavailable" | "partner_unavailable" => (503, "Temporarily unavailable"),
+            _ if retryable => (503, "Temporarily unavailable"),
+            _ => (409, "The command cannot be carried out now"),
+        };
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT);
+        let mut p = Self::new(status, "", title, detail);
+        p.code = Cow::Owned(code.to_owned());
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            p.retry_after = Some(1);
+        }
+        p
     }
 
     /// A webhook's HMAC signature or its timestamp did not check out.
@@ -203,7 +211,7 @@ impl Problem {
             "A field is missing or invalid",
             detail,
         );
-        p.field = Some(field.into());
+        p.field = Some(field.into().into_boxed_str());
         p
     }
 
@@ -244,8 +252,9 @@ impl Problem {
             title: self.title,
             status: self.status.as_u16(),
             detail: &self.detail,
-            code: self.code,
+            code: &self.code,
             field: self.field.as_deref(),
+            audit_id: self.audit_id.as_deref(),
         };
         let body = serde_json::to_string(&wire).unwrap_or_default();
         let mut response = Response::new(Body::Text(body));

@@ -1,0 +1,243 @@
+//! The deployment template grants each function what it uses and nothing
+//! more: the internet-facing function cannot reach beyond its list, every
+//! DynamoDB grant is narrowed to the partition keys the function owns, no
+//! role can be passed but the window scheduler's (to the scheduler), the
+//! admin API is IAM-authorized, and each operator role's managed policy
+//! allows exactly its commands' routes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+
+use pointsflow_conformance::template::{self, Statement};
+
+const FUNCTIONS: [&str; 6] = [
+    "IntakeFunction",
+    "EligibilityFunction",
+    "DispatchFunction",
+    "CallbacksFunction",
+    "OperationsFunction",
+    "AdminFunction",
+];
+
+/// A partition key of each kind of item (docs/data-model.md).
+const ITEMS: [&str; 17] = [
+    "REQ#pr_0",
+    "LEDGER#pr_0",
+    "LEDGER#fund:sales:initial",
+    "ACCT#budget#sales",
+    "CAP#sales#005#2026-11",
+    "LINK#sales",
+    "LINKHIST#sales#005",
+    "PROGRAMS",
+    "PROGRAM#sales",
+    "PARTNER#air",
+    "AUDIT#2026-11-27",
+    "REPORT#window:sales@2026-11-27T18:00Z",
+    "WINDOW#sales@2026-11-27T18:00Z",
+    "CREDIT#sales@2026-11-27T18:00Z/air/SKY1",
+    "PROPOSAL#prop_0",
+    "UNSETTLED#0",
+    "ENTRY#anything",
+];
+
+/// The item kinds `statements` allow `action` on in the table.
+fn reachable(statements: &[Statement], action: &str) -> BTreeSet<&'static str> {
+    ITEMS
+        .into_iter()
+        .filter(|pk| statements.iter().any(|s| s.allows(action, "table", pk)))
+        .collect()
+}
+
+#[test]
+fn the_internet_facing_function_reaches_nothing_beyond_its_list() {
+    let spec = template::function("IntakeFunction");
+    let actions: BTreeSet<&str> = spec.actions.iter().map(String::as_str).collect();
+    assert_eq!(
+        actions,
+        BTreeSet::from([
+            "ssm:GetParameter",
+            "dynamodb:GetItem",
+            "dynamodb:Query",
+            "dynamodb:PutItem",
+            "sqs:SendMessage",
+        ]),
+        "no scheduler, no PassRole, no invoke, no update, delete or scan"
+    );
+    assert_eq!(
+        reachable(&spec.statements, "dynamodb:PutItem"),
+        BTreeSet::from(["REQ#pr_0", "LINK#sales"]),
+        "intake writes requests and new links, and no ledger, account, audit, program or link-history item"
+    );
+    for read in ["dynamodb:GetItem", "dynamodb:Query"] {
+        assert_eq!(
+            reachable(&spec.statements, read),
+            BTreeSet::from([
+                "REQ#pr_0",
+                "LEDGER#pr_0",
+                "LEDGER#fund:sales:initial",
+                "LINK#sales",
+                "PROGRAMS"
+            ]),
+            "{read}"
+        );
+    }
+    let resources: BTreeSet<&str> = spec
+        .statements
+        .iter()
+        .flat_map(|s| s.resources.iter().map(String::as_str))
+        .collect();
+    assert!(
+        resources
+            .iter()
+            .all(|r| !r.contains('*') || r.contains("parameter")),
+        "{resources:?}"
+    );
+    let queues: BTreeSet<&str> = spec
+        .statements
+        .iter()
+        .filter(|s| s.actions.contains("sqs:SendMessage"))
+        .flat_map(|s| s.resources.iter().map(String::as_str))
+        .collect();
+    assert_eq!(queues, BTreeSet::from(["!GetAtt EligibilityQueue.Arn"]));
+    assert!(
+        !spec.env.iter().any(|v| v.contains("SCHEDULE")),
+        "{:?}",
+        spec.env
+    );
+}
+
+#[test]
+fn every_dynamodb_grant_is_narrowed_and_no_scan_hides_behind_a_condition() {
+    for function in FUNCTIONS {
+        for s in template::function(function).statements {
+            let on_table = s.resources.contains("table");
+            let dynamodb = s.actions.iter().any(|a| a.starts_with("dynamodb:"));
+            if !(on_table && dynamodb) {
+                continue;
+            }
+            if s.actions.contains("dynamodb:Scan") {
+                // ForAllValues over no partition key is vacuously true: a
+                // scan is granted alone, and never under LeadingKeys.
+                assert_eq!(s.actions.len(), 1, "{function}: {s:?}");
+                assert!(s.leading_keys.is_none(), "{function}: {s:?}");
+                assert!(
+                    ["OperationsFunction", "AdminFunction"].contains(&function),
+                    "{function} may scan"
+                );
+            } else {
+                let keys = s.leading_keys.as_ref().unwrap_or_else(|| {
+                    panic!("{function}: a table grant without LeadingKeys: {s:?}")
+                });
+                assert!(keys.iter().all(|k| k != "*"), "{function}: {s:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn only_the_window_scheduler_role_is_passed_and_only_to_the_scheduler() {
+    for function in FUNCTIONS {
+        for s in template::function(function).statements {
+            if s.actions.contains("iam:PassRole") {
+                assert_eq!(
+                    s.resources,
+                    BTreeSet::from(["role/WindowSchedulerRole".to_owned()]),
+                    "{function}"
+                );
+                assert!(
+                    s.conditions
+                        .contains("StringEquals iam:PassedToService scheduler.amazonaws.com"),
+                    "{function}: {s:?}"
+                );
+            }
+            assert!(
+                !s.actions.contains("lambda:InvokeFunction"),
+                "{function} may invoke a function"
+            );
+        }
+    }
+    let root = template::root();
+    let invokes = |role: &str| -> Vec<String> {
+        root["Resources"][role]["Properties"]["Policies"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .flat_map(|p| {
+                p["PolicyDocument"]["Statement"]
+                    .as_sequence()
+                    .unwrap()
+                    .clone()
+            })
+            .filter(|s| format!("{:?}", s["Action"]).contains("lambda:InvokeFunction"))
+            .map(|s| format!("{:?}", s["Resource"]))
+            .collect()
+    };
+    let window = invokes("WindowSchedulerRole");
+    assert!(
+        window.len() == 1
+            && window[0].contains("DispatchFunction")
+            && !window[0].contains("Operations"),
+        "{window:?}"
+    );
+    let reconcile = invokes("ReconcileSchedulerRole");
+    assert!(
+        reconcile.len() == 1 && reconcile[0].contains("OperationsFunction"),
+        "{reconcile:?}"
+    );
+}
+
+#[test]
+fn the_admin_api_is_iam_authorized_and_each_role_policy_allows_its_commands() {
+    let root = template::root();
+    assert_eq!(
+        root["Resources"]["HttpApi"]["Properties"]["Auth"]["EnableIamAuthorizer"],
+        serde_yaml::Value::Bool(true)
+    );
+    let events = root["Resources"]["AdminFunction"]["Properties"]["Events"]
+        .as_mapping()
+        .unwrap();
+    assert!(!events.is_empty());
+    for (name, event) in events {
+        assert_eq!(event["Type"].as_str(), Some("HttpApi"), "{name:?}");
+        assert_eq!(
+            event["Properties"]["Auth"]["Authorizer"].as_str(),
+            Some("AWS_IAM"),
+            "{name:?}"
+        );
+        assert_eq!(
+            event["Properties"]["Path"].as_str(),
+            Some("/v1/admin/commands/{command}")
+        );
+    }
+    // Nothing else may invoke it (SAM's permission for the API is the only one).
+    for (id, resource) in root["Resources"].as_mapping().unwrap() {
+        assert_ne!(
+            resource["Type"].as_str(),
+            Some("AWS::Lambda::Permission"),
+            "{id:?} grants an invocation"
+        );
+    }
+    for role in pointsflow_core::access::Role::ALL {
+        let name = role.as_str();
+        let logical = format!("Pointsflow{}{}Policy", name[..1].to_uppercase(), &name[1..]);
+        let granted: BTreeSet<String> = template::policy(&logical)
+            .iter()
+            .inspect(|s| assert_eq!(s.actions, BTreeSet::from(["execute-api:Invoke".to_owned()])))
+            .flat_map(|s| s.resources.iter())
+            .map(|r| {
+                r.rsplit('/')
+                    .next()
+                    .unwrap()
+                    .trim_end_matches('"')
+                    .to_owned()
+            })
+            .collect();
+        let expected: BTreeSet<String> = pointsflow_operations::COMMANDS
+            .iter()
+            .filter(|(_, roles)| roles.contains(&role))
+            .map(|(c, _)| (*c).to_owned())
+            .collect();
+        assert_eq!(granted, expected, "{logical}");
+    }
+}
