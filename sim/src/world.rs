@@ -776,16 +776,9 @@ impl World {
             self.exec.spawn(
                 TaskKind::Operator,
                 async move {
-                    let answer = match Invocation::authenticated(operator, &name, arguments) {
-                        Ok(invocation) => operations.run(invocation).await,
-                        Err(error) => pointsflow_operations::Answer {
-                            ok: false,
-                            command: Some(name),
-                            audit_id: None,
-                            result: None,
-                            error: Some(error),
-                        },
-                    };
+                    let answer = operations
+                        .run(Invocation::authenticated(operator, &name, arguments))
+                        .await;
                     faults.note(|| {
                         format!(
                             "operator answer: {} {:?}",

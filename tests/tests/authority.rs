@@ -44,8 +44,11 @@ async fn state(t: &TestStack) -> Value {
     json!({
         "requests": t.stack.store.all().unwrap().iter().map(|r| json!(r)).collect::<Vec<_>>(),
         "ledger": format!("{:?}", t.stack.ledger.snapshot().unwrap().accounts),
-        "programs": t.stack.programs.programs().await.unwrap().len(),
-        "proposals": t.stack.proposals.open(100).await.unwrap().len(),
+        "programs": t.stack.programs.programs().await.unwrap().iter().map(|p| json!({
+            "program": p.program, "revision": p.revision,
+            "applied_by": p.applied_by.as_str(), "confirmed_by": p.confirmed_by.as_ref().map(|c| c.as_str().to_owned()),
+        })).collect::<Vec<_>>(),
+        "proposals": t.stack.proposals.open(100).await.unwrap(),
         "links": links,
         "dead_letters": t.stack.queues.dispatch_dlq.depth(),
     })
@@ -116,16 +119,35 @@ async fn every_role_is_refused_every_command_it_lacks_and_nothing_changes() {
         }
     }
     assert!(refusals >= 60, "only {refusals} refusals tried");
+    // `link` is an operator's and an admin's command, but creating a link
+    // is the operator's part: an admin alone proposes changes only.
+    let (status, problem) = admin(&t, key("ops-admin"), "link", arguments("link", &id)).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("forbidden")),
+        "{problem:#}"
+    );
     assert_eq!(
         state(&t).await,
         before,
         "a refused command changed something"
     );
-    // A key that is no operator's, and a source's key: not even audited.
+    // A key that is no operator's, and a source's key: refused before
+    // any command runs, so there is nobody to audit.
+    let audited = t.stack.audit.all().len();
     for key in ["pf_nobody_0123456789abcdef", pointsflow_tests::API_KEY] {
         let (status, problem) = admin(&t, key, "get", arguments("get", &id)).await;
         assert_eq!(status, 401, "{problem:#}");
     }
+    assert_eq!(t.stack.audit.all().len(), audited);
+    // The role is checked before the arguments: a viewer probing `confirm`
+    // with nonsense learns only that it may not confirm.
+    let (status, problem) = admin(&t, key("ops-view"), "confirm", json!({"nonsense": 1})).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("forbidden")),
+        "{problem:#}"
+    );
     t.stack.shutdown().await;
 }
 
@@ -215,11 +237,56 @@ async fn changes_others_rely_on_need_a_second_operator() {
         }
     };
     assert_eq!(link().await.member.as_str(), "SKY1000001");
+    // A second proposal from the same link, made before the first lands.
+    let katherine = json!({"program": "sales-incentive", "recipient": ADA,
+        "member_number": "SKY1000006", "first_name": "Katherine", "last_name": "Johnson", "reason": "typo"});
+    let (status, rival) = admin(&t, admin2, "link", katherine).await;
+    assert_eq!(status, 200, "{rival:#}");
+    let rival = rival["result"]["proposal"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (status, _) = admin(&t, admin1, "confirm", json!({"proposal_id": proposal})).await;
     assert_eq!(status, 403);
     let (status, confirmed) = admin(&t, admin2, "confirm", json!({"proposal_id": proposal})).await;
     assert_eq!(status, 200, "{confirmed:#}");
     assert_eq!(link().await.member.as_str(), "SKY1000005");
+    // The rival was made against a link that is gone: refused, nothing
+    // changed, and it is open again (to withdraw, or to propose anew).
+    let (status, refused) = admin(&t, admin1, "confirm", json!({"proposal_id": rival})).await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (409, Some("conflict")),
+        "{refused:#}"
+    );
+    assert_eq!(link().await.member.as_str(), "SKY1000005");
+    let (_, shown) = admin(
+        &t,
+        key("ops-view"),
+        "proposal",
+        json!({"proposal_id": rival}),
+    )
+    .await;
+    assert_eq!(
+        shown["result"]["proposal"]["state"], "proposed",
+        "{shown:#}"
+    );
+    let (status, withdrawn) = admin(
+        &t,
+        admin2,
+        "withdraw",
+        json!({"proposal_id": rival, "reason": "superseded"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{withdrawn:#}");
+    // A declared identity (a direct invocation) proposes nothing.
+    let declared = t
+        .stack
+        .operations
+        .invoke(json!({"operator": "ops-admin", "command": "unlink",
+            "program": "sales-incentive", "recipient": ADA, "reason": "left"}))
+        .await;
+    assert_eq!(declared.error.unwrap().code, "four_eyes");
     let (_, history) = admin(
         &t,
         key("ops-view"),
@@ -349,6 +416,60 @@ async fn changes_others_rely_on_need_a_second_operator() {
     t.stack.shutdown().await;
 }
 
+/// Reversals sent at once cannot together pass the program's
+/// `reversal_limit` (5,000): the limit is checked on the very version of
+/// the request each reversal is recorded over, whatever the interleaving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reversals_sent_at_once_stay_within_the_reversal_limit() {
+    let t = spawn_stack(with_role_operators).await;
+    let id = t
+        .accept("authz-race", &deal("0055g00000DemoAA3", "300000.00"))
+        .await;
+    assert_eq!(t.wait_for(&id, &["credited"]).await["points"], 6000);
+    let reverse = |reason: &'static str| {
+        admin(
+            &t,
+            key("ops-operate"),
+            "reverse",
+            json!({"request_id": id, "points": 3000, "reason": reason}),
+        )
+    };
+    let ((a, first), (b, second)) = tokio::join!(reverse("first half"), reverse("second half"));
+    let mut outcomes = [
+        (a, first["code"].as_str().map(str::to_owned)),
+        (b, second["code"].as_str().map(str::to_owned)),
+    ];
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [(200, None), (403, Some("forbidden".to_owned()))],
+        "{first:#} {second:#}"
+    );
+    let (_, got) = admin(&t, key("ops-view"), "get", json!({"request_id": id})).await;
+    let reversed: u64 = got["result"]["request"]["reversals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["points"].as_u64().unwrap())
+        .sum();
+    assert_eq!(reversed, 3000, "{got:#}");
+    // Where the reversal is recorded, the limit holds however the caller
+    // checked it before.
+    let request = pointsflow_core::values::RequestId::parse(&id).unwrap();
+    let three = pointsflow_core::values::Points::new(3000).ok();
+    let five = pointsflow_core::values::Points::new(5000).ok();
+    let refused = t
+        .stack
+        .operations
+        .reverse(&request, "rev-late", three, "late", "ops-operate", five)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, "forbidden", "{}", refused.message);
+    t.settle().await;
+    t.check_ledger();
+    t.stack.shutdown().await;
+}
+
 /// API Gateway's HTTP API event for an IAM-authorized route, as Lambda
 /// receives it (AWS's documented payload 2.0, `requestContext.authorizer.iam`).
 fn iam_event(command: &str, user_arn: Option<&str>, body: &str) -> lambda_http::Request {
@@ -403,6 +524,15 @@ async fn deployed_the_operator_is_the_iam_principal_in_the_request_context() {
         ))
         .await;
     assert_eq!(response.status(), 400);
+    let entry = audit.all().pop().unwrap();
+    assert_eq!(
+        (
+            entry.operator.as_str(),
+            entry.outcome.unwrap().code.as_str()
+        ),
+        (anna, "invalid_command"),
+        "the attempt is audited under the caller's principal"
+    );
     // No IAM principal (not through API Gateway's IAM authorization), even
     // with an operator's key: unauthorized.
     let mut keyed = iam_event("programs", None, "{}");

@@ -42,7 +42,10 @@ async fn a_deal_is_credited_once_and_the_ledger_balances() {
     assert_eq!(view["status"], "credited", "{view:#}");
     assert_settled_path(&view, &[], "credited");
     assert_eq!(view["points"], 251);
-    assert_eq!(view["member_number"], "SKY1000001");
+    // The source sees the member number's last four characters, nowhere
+    // the whole number (its field, the ledger's accounts, the timeline).
+    assert_eq!(view["member_number"], "******0001");
+    assert!(!view.to_string().contains("SKY1000001"), "{view:#}");
     assert!(
         view["partner_reference"]
             .as_str()
@@ -909,7 +912,7 @@ prefix = "SKY""#,
     assert_eq!(linked["link"]["member_number"], "SKY1000006");
     assert_eq!(linked["released"], 1);
     let view = t.wait_for(&katherine, &["credited"]).await;
-    assert_eq!(view["member_number"], "SKY1000006");
+    assert_eq!(view["member_number"], "******0006");
     let shown = ops.member("sales-incentive", "005KJ").await.unwrap();
     assert_eq!(shown["validation"]["valid"], true);
 

@@ -114,8 +114,7 @@ impl Admin {
         }
         let operator = self.authenticate(request)?;
         let arguments = arguments(request)?;
-        let invocation = Invocation::authenticated(operator, name, arguments)
-            .map_err(|e| Problem::command(&e.code, e.message, e.retryable))?;
+        let invocation = Invocation::authenticated(operator, name, arguments);
         let answer = self.operations.run(invocation).await;
         match (&answer.error, answer.ok) {
             (Some(e), false) => {

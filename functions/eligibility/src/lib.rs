@@ -36,7 +36,9 @@ use pointsflow_core::request::{PointsRequest, Status, StatusKind};
 use pointsflow_core::reversal::ReversalError;
 use pointsflow_core::values::{MemberNumber, PartnerId, Points};
 use pointsflow_core::window::WindowId;
-use pointsflow_runtime::{RecordError, SqsHandler, load_request, process_batch_forwarding};
+use pointsflow_runtime::{
+    RecordError, SqsHandler, load_request, masking, process_batch_forwarding,
+};
 use pointsflow_usecases::reversal::{ReverseError, ReversePorts, reverse};
 
 #[derive(Clone)]
@@ -404,8 +406,8 @@ impl Eligibility {
         let changed = match (&link.changed, fresh) {
             (Some(change), true) => format!(
                 "; the first since the member link changed from {} to {} ({} at {})",
-                change.from,
-                link.member,
+                masking::member_number(change.from.as_str()),
+                masking::member_number(link.member.as_str()),
                 change.by,
                 change.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ),
@@ -425,7 +427,9 @@ impl Eligibility {
                 ReasonCode::MemberInvalid,
                 format!(
                     "partner {} does not accept member {} linked to recipient {}: {why}; link the recipient again with the right number and names",
-                    program.destination.partner, link.member, request.recipient.id
+                    program.destination.partner,
+                    masking::member_number(link.member.as_str()),
+                    request.recipient.id
                 ),
             )));
         }
@@ -666,7 +670,7 @@ impl Eligibility {
         };
         let why = format!("the source undid the event ({})", request.id);
         let by = format!("source:{}", request.source);
-        let done = match reverse(ports, &original_id, &reversal_id, None, &why, &by).await {
+        let done = match reverse(ports, &original_id, &reversal_id, None, &why, &by, None).await {
             Ok(reversal) => {
                 tracing::info!(undoes = %original_id, points = reversal.points.get(), "clawback: points taken back");
                 finish(

@@ -485,7 +485,7 @@ async fn an_unlinked_recipient_waits_for_enrollment_until_linked_or_too_late() {
 
     // Linked: the released request is validated with the partner and reserved.
     h.enrollments
-        .put_link(&link("waits", "005W", "SKY005W", "Ada", "Lovelace"))
+        .create_link(&link("waits", "005W", "SKY005W", "Ada", "Lovelace"))
         .await
         .unwrap();
     deliver(&first).await.unwrap();
@@ -515,7 +515,7 @@ async fn a_member_the_partner_refuses_fails_before_anything_is_reserved() {
     let h = harness().await;
     let deliver = |r: &PointsRequest| h.eligibility.handle(sqs_event(&[message(r)]));
     h.enrollments
-        .put_link(&link("sales", "005N", "SKY005N", "Ada", "Byron"))
+        .create_link(&link("sales", "005N", "SKY005N", "Ada", "Byron"))
         .await
         .unwrap();
     let r = submit(&h, "n-1", "sales", "005N", "100.00").await;

@@ -592,7 +592,7 @@ impl Intake {
             })?;
         Ok(json(
             StatusCode::OK,
-            &wire::RequestView::of(request, &entries),
+            &wire::RequestView::of(request, &entries).for_source(),
         ))
     }
 }

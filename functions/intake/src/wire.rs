@@ -267,7 +267,39 @@ pub struct RequestView<'a> {
     pub links: Links,
 }
 
+/// Replaces `secret` with `masked` in every string of `value`.
+fn mask_strings(value: &mut serde_json::Value, secret: &str, masked: &str) {
+    match value {
+        serde_json::Value::String(s) if s.contains(secret) => *s = s.replace(secret, masked),
+        serde_json::Value::Array(items) => {
+            for item in items {
+                mask_strings(item, secret, masked);
+            }
+        }
+        serde_json::Value::Object(fields) => {
+            for field in fields.values_mut() {
+                mask_strings(field, secret, masked);
+            }
+        }
+        _ => {}
+    }
+}
+
 impl<'a> RequestView<'a> {
+    /// The view as its source reads it: the member number the request is
+    /// credited to shows its last four characters only, wherever it
+    /// appears (the field, the ledger's account names, a window credit's
+    /// id, the timeline), so a source's key cannot read the number linked
+    /// to a recipient it names.
+    pub fn for_source(&self) -> serde_json::Value {
+        let mut view = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let Some(member) = self.member_number {
+            let masked = pointsflow_runtime::masking::member_number(member.as_str());
+            mask_strings(&mut view, member.as_str(), &masked);
+        }
+        view
+    }
+
     pub fn of(request: &'a PointsRequest, ledger: &'a [Entry]) -> Self {
         Self {
             id: &request.id,

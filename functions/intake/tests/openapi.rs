@@ -56,7 +56,7 @@ impl Enrollments for Down {
         Err(StoreError::Unavailable("down".into()))
     }
 
-    async fn put_link(&self, _: &MemberLink) -> Result<(), StoreError> {
+    async fn replace_link(&self, _: &MemberLink, _: &MemberNumber) -> Result<bool, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
 

@@ -113,6 +113,19 @@ fn every_dynamodb_grant_is_narrowed_and_no_scan_hides_behind_a_condition() {
         for s in template::function(function).statements {
             let on_table = s.resources.contains("table");
             let dynamodb = s.actions.iter().any(|a| a.starts_with("dynamodb:"));
+            if dynamodb && s.resources.iter().any(|r| r.starts_with("index/")) {
+                // An index grant is not narrowed by key (docs/security.md):
+                // it may only query, and only the indexes, nothing else.
+                assert_eq!(
+                    s.actions,
+                    BTreeSet::from(["dynamodb:Query".to_owned()]),
+                    "{function}: {s:?}"
+                );
+                assert!(
+                    s.resources.iter().all(|r| r.starts_with("index/")),
+                    "{function}: {s:?}"
+                );
+            }
             if !(on_table && dynamodb) {
                 continue;
             }

@@ -48,6 +48,14 @@ impl Operations {
         reason: &str,
     ) -> Result<(Value, String), OpError> {
         operator.require(change.role(), "propose this change")?;
+        if operator.verified == Verified::Declared {
+            // A name anyone may write proposes nothing that a second
+            // operator's confirmation would make look reviewed.
+            return Err(OpError::new(
+                "four_eyes",
+                "a declared identity cannot propose a change for a second operator: propose it over the admin API",
+            ));
+        }
         let proposal = Proposal::new(
             ProposalId::from_bits(rand::random()),
             change,
@@ -94,6 +102,7 @@ impl Operations {
                 .await
             }
             _ => {
+                operator.require(Role::Operator, "link a recipient")?;
                 let linked = link::create(
                     self.link_ports(),
                     link,
@@ -163,12 +172,14 @@ impl Operations {
             .saturating_sub(request.reversed_points());
         let amount = points.map_or(left, Points::get);
         let total = Points::new(request.reversed_points().saturating_add(amount)).ok();
-        let within = self
+        let limit = self
             .ports
             .programs
             .program(&request.program)
+            .and_then(|program| program.reversal_limit);
+        let within = limit
             .zip(total)
-            .is_some_and(|(program, total)| program.within_reversal_limit(total));
+            .is_some_and(|(limit, total)| total <= limit);
         if !repeat && !within {
             operator.require(
                 Role::Admin,
@@ -194,12 +205,15 @@ impl Operations {
         if !repeat {
             operator.require(Role::Operator, "reverse points")?;
         }
+        // The limit again, where the reversal is recorded: reversals sent
+        // at once cannot pass it together.
         self.reversed(
             request_id,
             reversal_id,
             points,
             reason,
             operator.principal.as_str(),
+            limit,
         )
         .await
     }
@@ -211,9 +225,10 @@ impl Operations {
         points: Option<Points>,
         reason: &str,
         by: &str,
+        limit: Option<Points>,
     ) -> Result<(Value, String), OpError> {
         let reversal = self
-            .reverse(request_id, reversal_id, points, reason, by)
+            .reverse(request_id, reversal_id, points, reason, by, limit)
             .await?;
         let summary = format!(
             "reversal {} of {} points: {}",
@@ -267,18 +282,47 @@ impl Operations {
             ));
         }
         let by = &operator.principal;
-        if !proposal.check_confirmer(by)? {
-            let summary = format!("{id} was confirmed by {by} already");
-            return Ok((json!({ "proposal": proposal, "changed": false }), summary));
+        // Claimed first, so a withdrawal cannot race the change; a confirm
+        // by the same operator again is a repeat that finishes a change cut
+        // short (each change is a repeat when made again).
+        let first = proposal.check_confirmer(by)?;
+        if first {
+            proposal.confirmed(by, self.ports.clock.now());
+            match self.ports.proposals.save(&proposal).await {
+                Ok(version) => proposal.version = version,
+                Err(StoreError::Conflict { .. }) => {
+                    // Confirmed or withdrawn meanwhile: what is stored decides.
+                    proposal = self.proposal(id).await?;
+                    if proposal.check_confirmer(by)? {
+                        return Err(OpError::unavailable(
+                            "the proposal",
+                            format!("{id} changed while it was being confirmed"),
+                        ));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        let result = self.carry_out(&proposal, by).await?;
-        proposal.confirmed(by, self.ports.clock.now());
-        match self.ports.proposals.save(&proposal).await {
-            Ok(version) => proposal.version = version,
-            // Confirmed meanwhile by another: the change is made once
-            // either way (each change is a repeat when made again).
-            Err(StoreError::Conflict { .. }) => proposal = self.proposal(id).await?,
-            Err(e) => return Err(e.into()),
+        let result = match self.carry_out(&proposal, by).await {
+            Ok(result) => result,
+            Err(e) if first && !e.retryable => {
+                // Nothing took effect (the proposal was open until this
+                // claim): it is open again, to be withdrawn or confirmed
+                // once its cause is fixed.
+                proposal.reopen();
+                if let Err(reopen) = self.ports.proposals.save(&proposal).await {
+                    tracing::warn!(proposal = %id, error = %reopen, "could not reopen the proposal");
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        if !first {
+            let summary = format!("{id} was confirmed by {by} already");
+            return Ok((
+                json!({ "proposal": proposal, "changed": false, "result": result }),
+                summary,
+            ));
         }
         let summary = format!(
             "{id} confirmed: {} (proposed by {})",
@@ -352,7 +396,7 @@ impl Operations {
             } => {
                 let by = format!("{proposer}, confirmed by {by}");
                 let (value, _) = self
-                    .reversed(request_id, reversal_id, *points, reason, &by)
+                    .reversed(request_id, reversal_id, *points, reason, &by, None)
                     .await?;
                 Ok(value)
             }

@@ -427,11 +427,16 @@ pub struct Answer {
     pub error: Option<OpError>,
 }
 
-/// An invocation, parsed: who runs which command.
+/// An invocation: who runs which command. Arguments that make no command
+/// are kept as the error, so that the refusal is checked against the
+/// operator's roles first and audited like any other.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Invocation {
     pub operator: OperatorIdentity,
-    pub command: Command,
+    /// The command's name, as given.
+    pub name: String,
+    /// The command, or why the arguments make none.
+    pub command: Result<Command, OpError>,
     /// The command as given, for the audit log.
     pub arguments: Value,
 }
@@ -477,15 +482,19 @@ impl Invocation {
             }
             None => return Err(invalid("operator: missing (who is running the command)")),
         };
+        let name = match fields.get("command") {
+            Some(Value::String(name)) => name.clone(),
+            _ => String::new(),
+        };
         let arguments = Value::Object(fields);
-        let command = command_of(&arguments)?;
         Ok(Self {
             operator: OperatorIdentity {
                 principal,
                 roles: Role::ALL.into_iter().collect(),
                 verified: Verified::Declared,
             },
-            command,
+            name,
+            command: command_of(&arguments),
             arguments,
         })
     }
@@ -493,27 +502,33 @@ impl Invocation {
     /// The command `name` with `arguments` (a JSON object, without
     /// `command`), for an operator the caller authenticated. Who runs it is
     /// never a field of the arguments.
-    pub fn authenticated(
-        operator: OperatorIdentity,
-        name: &str,
-        arguments: Value,
-    ) -> Result<Self, OpError> {
-        let Value::Object(mut fields) = arguments else {
-            return Err(invalid("a command's arguments are a JSON object"));
+    pub fn authenticated(operator: OperatorIdentity, name: &str, arguments: Value) -> Self {
+        let command = match &arguments {
+            Value::Object(fields)
+                if fields.contains_key("operator") || fields.contains_key("command") =>
+            {
+                Err(invalid(
+                    "operator, command: not arguments (who runs it is the authenticated caller; the command is in the path)",
+                ))
+            }
+            Value::Object(fields) => {
+                let mut fields = fields.clone();
+                fields.insert("command".into(), Value::String(name.to_owned()));
+                command_of(&Value::Object(fields))
+            }
+            _ => Err(invalid("a command's arguments are a JSON object")),
         };
-        if fields.contains_key("operator") || fields.contains_key("command") {
-            return Err(invalid(
-                "operator, command: not arguments (who runs it is the authenticated caller; the command is in the path)",
-            ));
-        }
-        fields.insert("command".into(), Value::String(name.to_owned()));
-        let arguments = Value::Object(fields);
-        let command = command_of(&arguments)?;
-        Ok(Self {
+        Self {
             operator,
+            name: name.to_owned(),
             command,
             arguments,
-        })
+        }
+    }
+
+    /// The request the command is about, if any.
+    fn request(&self) -> Option<&RequestId> {
+        self.command.as_ref().ok().and_then(Command::request)
     }
 }
 
@@ -629,11 +644,11 @@ impl Operations {
         self.run(invocation).await
     }
 
-    #[tracing::instrument(name = "operations", skip_all, fields(command = invocation.command.name(), operator = %invocation.operator.principal, verified = ?invocation.operator.verified, request_id))]
+    #[tracing::instrument(name = "operations", skip_all, fields(command = %invocation.name, operator = %invocation.operator.principal, verified = ?invocation.operator.verified, request_id))]
     pub async fn run(&self, invocation: Invocation) -> Answer {
         pointsflow_usecases::catalog::refresh(self.ports.programs.as_ref()).await;
-        let name = invocation.command.name();
-        if let Some(id) = invocation.command.request() {
+        let name = invocation.name.as_str();
+        if let Some(id) = invocation.request() {
             tracing::Span::current().record("request_id", id.as_str());
         }
         let mut entry = AuditEntry {
@@ -642,7 +657,7 @@ impl Operations {
             verified: invocation.operator.verified,
             command: name.to_owned(),
             arguments: invocation.arguments.clone(),
-            request: invocation.command.request().map(|r| r.to_string()),
+            request: invocation.request().map(|r| r.to_string()),
             started_at: self.ports.clock.now(),
             outcome: None,
         };
@@ -695,14 +710,20 @@ impl Operations {
     /// and a one-line summary for the audit log.
     async fn execute(&self, invocation: &Invocation) -> Result<(Value, String), OpError> {
         let operator = &invocation.operator;
-        let name = invocation.command.name();
+        let name = invocation.name.as_str();
         let roles = roles_of(name);
+        if roles.is_empty() {
+            return Err(invalid(format!("command: no command '{name}'")));
+        }
+        // The role first: someone who may not run the command learns
+        // nothing from how its arguments are checked.
         if !roles.iter().any(|r| operator.has(*r)) {
             let needs = roles.first().copied().unwrap_or(Role::Admin);
             operator.require(needs, &format!("run {name}"))?;
         }
+        let command = invocation.command.as_ref().map_err(Clone::clone)?;
         let by = &operator.principal;
-        match &invocation.command {
+        match command {
             Command::Get { request_id } => {
                 let request = self.load(request_id).await?;
                 let entries = self.entries(request_id).await?;
@@ -1081,6 +1102,7 @@ impl Operations {
         points: Option<Points>,
         reason: &str,
         by: &str,
+        limit: Option<Points>,
     ) -> Result<Reversal, OpError> {
         let ports = ReversePorts {
             get: self.ports.get.as_ref(),
@@ -1091,10 +1113,16 @@ impl Operations {
             partners: &self.ports.partners,
             clock: self.ports.clock.as_ref(),
         };
-        Ok(
-            pointsflow_usecases::reversal::reverse(ports, id, reversal_id, points, reason, by)
-                .await?,
+        Ok(pointsflow_usecases::reversal::reverse(
+            ports,
+            id,
+            reversal_id,
+            points,
+            reason,
+            by,
+            limit,
         )
+        .await?)
     }
 
     /// Reconciles `scope` (see `pointsflow_usecases::reconcile`).
@@ -1167,7 +1195,7 @@ mod tests {
             let text = std::fs::read_to_string(&path).unwrap();
             let invocation = Invocation::parse(serde_json::from_str(&text).unwrap())
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            seen.insert(invocation.command.name());
+            seen.insert(invocation.command.unwrap().name());
         }
         for (command, _) in COMMANDS {
             assert!(seen.contains(command), "no sample event for {command}");

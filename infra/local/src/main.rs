@@ -63,7 +63,7 @@ enum Command {
         #[command(flatten)]
         admin: AdminApi,
         /// Print the command's JSON result instead of a summary.
-        #[arg(long)]
+        #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
         action: RequestAction,
@@ -74,7 +74,7 @@ enum Command {
         #[command(flatten)]
         admin: AdminApi,
         /// Print the command's JSON answer instead of a table or summary.
-        #[arg(long)]
+        #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
         action: OpsAction,
@@ -84,7 +84,7 @@ enum Command {
         #[command(flatten)]
         admin: AdminApi,
         /// Print the command's JSON result instead of a summary.
-        #[arg(long)]
+        #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
         action: WindowAction,
@@ -94,7 +94,7 @@ enum Command {
         #[command(flatten)]
         admin: AdminApi,
         /// Print the command's JSON answer instead of a summary.
-        #[arg(long)]
+        #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
         action: ProposalAction,
@@ -105,11 +105,17 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct AdminApi {
     /// The API: the local stack, or a deployed stack's ApiBaseUrl.
-    #[arg(long, env = "POINTSFLOW_API", default_value = "http://127.0.0.1:3000")]
+    #[arg(
+        long,
+        global = true,
+        env = "POINTSFLOW_API",
+        default_value = "http://127.0.0.1:3000"
+    )]
     api: String,
     /// An operator's key (the configuration's `operators`): the local stack.
     #[arg(
         long,
+        global = true,
         env = "POINTSFLOW_OPERATOR_KEY",
         hide_env_values = true,
         conflicts_with = "iam"
@@ -117,10 +123,10 @@ struct AdminApi {
     key: Option<String>,
     /// Sign with SigV4 from the shell's AWS credentials: a deployed stack,
     /// whose API Gateway names you by your IAM principal.
-    #[arg(long)]
+    #[arg(long, global = true)]
     iam: bool,
     /// With --iam: the stack's region (else the shell's).
-    #[arg(long)]
+    #[arg(long, global = true)]
     region: Option<String>,
 }
 

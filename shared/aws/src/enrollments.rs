@@ -8,10 +8,11 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use pointsflow_core::enrollment::{LinkEvent, MemberLink};
 use pointsflow_core::ports::{Enrollments, LinkHistory, StoreError};
-use pointsflow_core::values::{ProgramId, RecipientId};
+use pointsflow_core::values::{MemberNumber, ProgramId, RecipientId};
 
 use crate::item::{self, DOC, doc, s};
 
@@ -59,15 +60,22 @@ impl Enrollments for DynamoEnrollments {
             .transpose()
     }
 
-    async fn put_link(&self, link: &MemberLink) -> Result<(), StoreError> {
-        self.client
+    async fn replace_link(
+        &self,
+        link: &MemberLink,
+        previous: &MemberNumber,
+    ) -> Result<bool, StoreError> {
+        let put = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(to_item(link)?))
-            .send()
-            .await
-            .map_err(|e| unavailable(e.into_service_error()))?;
-        Ok(())
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#member = :previous AND attribute_not_exists(removed))",
+            )
+            .expression_attribute_names("#member", "member")
+            .expression_attribute_values(":previous", s(previous.as_str()));
+        put_if(put).await
     }
 
     async fn create_link(&self, link: &MemberLink) -> Result<Option<MemberLink>, StoreError> {
@@ -107,21 +115,24 @@ impl Enrollments for DynamoEnrollments {
             .table_name(&self.table)
             .set_item(Some(to_item(link)?))
             .condition_expression(
-                "attribute_not_exists(pk) OR (#member = :member AND first_name = :first AND last_name = :last)",
+                "attribute_not_exists(pk) OR (#member = :member AND first_name = :first AND last_name = :last AND attribute_not_exists(removed))",
             )
             .expression_attribute_names("#member", "member")
             .expression_attribute_values(":member", s(link.member.as_str()))
             .expression_attribute_values(":first", s(&link.first_name))
-            .expression_attribute_values(":last", s(&link.last_name))
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e) => match e.into_service_error() {
-                PutItemError::ConditionalCheckFailedException(_) => Ok(false),
-                other => Err(unavailable(other)),
-            },
-        }
+            .expression_attribute_values(":last", s(&link.last_name));
+        put_if(put).await
+    }
+}
+
+/// Sends a conditional put: `false` when its condition does not hold.
+async fn put_if(put: PutItemFluentBuilder) -> Result<bool, StoreError> {
+    match put.send().await {
+        Ok(_) => Ok(true),
+        Err(e) => match e.into_service_error() {
+            PutItemError::ConditionalCheckFailedException(_) => Ok(false),
+            other => Err(unavailable(other)),
+        },
     }
 }
 

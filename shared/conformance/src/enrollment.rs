@@ -27,7 +27,7 @@ pub struct Enrollment {
 }
 
 pub async fn run_all(e: &Enrollment) {
-    links_are_replaced_whole(e).await;
+    a_link_is_replaced_only_over_the_one_read(e).await;
     a_link_is_created_only_for_a_recipient_without_one(e).await;
     a_links_history_keeps_every_change_once(e).await;
     waiting_requests_are_found_while_they_wait(e).await;
@@ -71,9 +71,34 @@ pub async fn a_link_is_created_only_for_a_recipient_without_one(e: &Enrollment) 
         to: None,
         confirmed_by: Some("ops-bo".into()),
     });
-    e.links.put_link(&removed).await.unwrap();
+    assert!(
+        e.links.replace_link(&removed, &first.member).await.unwrap(),
+        "a removal replaces the link in force"
+    );
     let stored = e.links.member_link(&program, &who).await.unwrap().unwrap();
     assert!(!stored.is_active(), "a removal is kept on the link");
+    let mut validated = first.clone();
+    validated.validation = Some(MemberValidation {
+        valid: true,
+        reason: None,
+        at: t0(),
+    });
+    assert!(
+        !e.links.record_validation(&validated).await.unwrap(),
+        "a validation read before the removal does not bring the link back"
+    );
+    assert!(
+        !e.links.replace_link(&other, &first.member).await.unwrap(),
+        "a change read before the removal does not bring the link back"
+    );
+    assert!(
+        !e.links
+            .member_link(&program, &who)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active()
+    );
     assert_eq!(
         e.links.create_link(&other).await.unwrap(),
         None,
@@ -117,15 +142,17 @@ pub async fn a_links_history_keeps_every_change_once(e: &Enrollment) {
     );
 }
 
-pub async fn links_are_replaced_whole(e: &Enrollment) {
+/// A link is replaced whole, and only over the link the replacement was
+/// made against: two changes from the same link cannot both land.
+pub async fn a_link_is_replaced_only_over_the_one_read(e: &Enrollment) {
     let program = ProgramId::parse("p").unwrap();
     let who = RecipientId::parse("E-1").unwrap();
     assert_eq!(e.links.member_link(&program, &who).await.unwrap(), None);
     let first = link("E-1", "SKY1000009");
-    e.links.put_link(&first).await.unwrap();
+    assert_eq!(e.links.create_link(&first).await.unwrap(), None);
     assert_eq!(
         e.links.member_link(&program, &who).await.unwrap(),
-        Some(first)
+        Some(first.clone())
     );
     let mut second = link("E-1", "SKY2000002");
     second.validation = Some(MemberValidation {
@@ -136,7 +163,20 @@ pub async fn links_are_replaced_whole(e: &Enrollment) {
         )),
         at: t0(),
     });
-    e.links.put_link(&second).await.unwrap();
+    let third = link("E-1", "SKY3000003");
+    assert!(
+        !e.links.replace_link(&third, &second.member).await.unwrap(),
+        "a replacement over a link that is not the one read stores nothing"
+    );
+    assert!(e.links.replace_link(&second, &first.member).await.unwrap());
+    assert_eq!(
+        e.links.member_link(&program, &who).await.unwrap(),
+        Some(second.clone())
+    );
+    assert!(
+        !e.links.replace_link(&third, &first.member).await.unwrap(),
+        "two changes from the same link: the second finds it moved"
+    );
     assert_eq!(
         e.links.member_link(&program, &who).await.unwrap(),
         Some(second)

@@ -933,11 +933,6 @@ impl Program {
         }
     }
 
-    /// Whether an operator alone may reverse `points` (else two admins).
-    pub fn within_reversal_limit(&self, points: Points) -> bool {
-        self.reversal_limit.is_some_and(|limit| points <= limit)
-    }
-
     pub fn accepts_event(&self, kind: &EventType) -> bool {
         self.event_types.is_empty() || self.event_types.contains(kind)
     }

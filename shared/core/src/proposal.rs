@@ -216,9 +216,16 @@ impl Proposal {
         Ok(true)
     }
 
-    /// Marks it confirmed by `by` (after its change was carried out).
+    /// Marks it confirmed by `by`, before its change is carried out, so
+    /// that nobody can withdraw it while the change is being made.
     pub fn confirmed(&mut self, by: &Principal, at: DateTime<Utc>) {
         self.state = ProposalState::Confirmed { by: by.clone(), at };
+    }
+
+    /// Opens it again: its change could not be made (the target moved
+    /// meanwhile, the partner refused), so it took no effect.
+    pub fn reopen(&mut self) {
+        self.state = ProposalState::Proposed;
     }
 
     /// Withdraws it, if it is still open.

@@ -10,7 +10,7 @@ use pointsflow_core::ports::{
     Enrollments, LinkHistory, ProgramCatalog, ProgramStore, StoreError, StoredProgram,
 };
 use pointsflow_core::program::Program;
-use pointsflow_core::values::{ProgramId, RecipientId};
+use pointsflow_core::values::{MemberNumber, ProgramId, RecipientId};
 
 #[derive(Debug, Default)]
 pub struct StaticCatalog {
@@ -110,10 +110,21 @@ impl Enrollments for MemoryEnrollments {
         Ok(links.get(&(program.clone(), recipient.clone())).cloned())
     }
 
-    async fn put_link(&self, link: &MemberLink) -> Result<(), StoreError> {
+    async fn replace_link(
+        &self,
+        link: &MemberLink,
+        previous: &MemberNumber,
+    ) -> Result<bool, StoreError> {
         let mut links = self.links.write().map_err(|_| poisoned())?;
-        links.insert((link.program.clone(), link.recipient.clone()), link.clone());
-        Ok(())
+        let key = (link.program.clone(), link.recipient.clone());
+        if links
+            .get(&key)
+            .is_some_and(|stored| &stored.member != previous || !stored.is_active())
+        {
+            return Ok(false);
+        }
+        links.insert(key, link.clone());
+        Ok(true)
     }
 
     async fn create_link(&self, link: &MemberLink) -> Result<Option<MemberLink>, StoreError> {
@@ -133,7 +144,7 @@ impl Enrollments for MemoryEnrollments {
         let key = (link.program.clone(), link.recipient.clone());
         if links
             .get(&key)
-            .is_some_and(|stored| !stored.same_member(link))
+            .is_some_and(|stored| !stored.same_member(link) || !stored.is_active())
         {
             return Ok(false);
         }

@@ -104,6 +104,12 @@ fn looks_like_member_number(s: &str) -> bool {
         && s.chars().filter(char::is_ascii_digit).count() >= 5
 }
 
+/// A member number as people other than operators see it: its last four
+/// characters (`******0001`).
+pub fn member_number(s: &str) -> String {
+    keep_last_four(s)
+}
+
 fn keep_last_four(s: &str) -> String {
     let len = s.chars().count();
     let shown: String = s.chars().skip(len.saturating_sub(4)).collect();

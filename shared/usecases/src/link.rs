@@ -290,6 +290,20 @@ async fn current(
     Ok(link)
 }
 
+/// The link was changed or removed between reading it and replacing it.
+async fn moved(ports: LinkPorts<'_>, program: &ProgramId, recipient: &RecipientId) -> LinkError {
+    let now = match ports.enrollments.member_link(program, recipient).await {
+        Ok(Some(link)) => link.member.to_string(),
+        Ok(None) => "no link".to_owned(),
+        Err(e) => return e.into(),
+    };
+    LinkError::Moved {
+        program: program.clone(),
+        recipient: recipient.clone(),
+        now,
+    }
+}
+
 /// Carries out a confirmed change of a link in force from `previous` to
 /// `link` (proposed by `by`, confirmed by `confirmed_by`). Confirmed again
 /// after it took effect, it changes nothing.
@@ -325,7 +339,9 @@ pub async fn change(
         by: by.to_owned(),
         at,
     });
-    ports.enrollments.put_link(&link).await?;
+    if !ports.enrollments.replace_link(&link, previous).await? {
+        return Err(moved(ports, &link.program, &link.recipient).await);
+    }
     history
         .record(&LinkEvent {
             program: link.program.clone(),
@@ -375,7 +391,9 @@ pub async fn remove(
         confirmed_by: Some(confirmed_by.to_owned()),
     };
     link.removed = Some(event.clone());
-    ports.enrollments.put_link(&link).await?;
+    if !ports.enrollments.replace_link(&link, previous).await? {
+        return Err(moved(ports, program, recipient).await);
+    }
     history.record(&event).await?;
     tracing::info!(from = %previous, "link removed");
     Ok(())
@@ -422,8 +440,12 @@ impl Enrollments for LayeredEnrollments {
         }
     }
 
-    async fn put_link(&self, link: &MemberLink) -> Result<(), StoreError> {
-        self.store.put_link(link).await
+    async fn replace_link(
+        &self,
+        link: &MemberLink,
+        previous: &MemberNumber,
+    ) -> Result<bool, StoreError> {
+        self.store.replace_link(link, previous).await
     }
 
     async fn create_link(&self, link: &MemberLink) -> Result<Option<MemberLink>, StoreError> {

@@ -63,6 +63,12 @@ pub enum ReverseError {
     Store(StoreError),
     #[error("the request kept changing; run the command again")]
     Busy,
+    /// The request's reversals would together pass `limit` (another
+    /// reversal was recorded meanwhile): an admin's proposal, not this.
+    #[error(
+        "the request's reversals would come to {total} points, above the {limit} this may take back"
+    )]
+    AboveLimit { limit: Points, total: u64 },
 }
 
 impl ReverseError {
@@ -80,6 +86,7 @@ impl ReverseError {
             ReverseError::PartnerRefused { .. } => "partner_refused",
             ReverseError::PartnerUnavailable { .. } => "partner_unavailable",
             ReverseError::Store(_) | ReverseError::Busy => "unavailable",
+            ReverseError::AboveLimit { .. } => "forbidden",
         }
     }
 
@@ -97,7 +104,8 @@ impl ReverseError {
             | ReverseError::ProgramUnknown(_)
             | ReverseError::NoReservation
             | ReverseError::NoReference
-            | ReverseError::PartnerRefused { .. } => false,
+            | ReverseError::PartnerRefused { .. }
+            | ReverseError::AboveLimit { .. } => false,
         }
     }
 }
@@ -114,7 +122,10 @@ async fn load(ports: ReversePorts<'_>, id: &RequestId) -> Result<PointsRequest, 
 /// Records the reversal on the request, asks the partner, writes the
 /// ledger entry, and settles the reversal on the request; each step is
 /// safe to run again, so a repeat (or a run after a crash) finishes
-/// what is left.
+/// what is left. With a `limit`, a new reversal is recorded only while
+/// the request's reversals together stay within it, checked against the
+/// very version it is written over, so reversals sent at once cannot pass
+/// it together.
 pub async fn reverse(
     ports: ReversePorts<'_>,
     id: &RequestId,
@@ -122,9 +133,10 @@ pub async fn reverse(
     points: Option<Points>,
     reason: &str,
     by: &str,
+    limit: Option<Points>,
 ) -> Result<Reversal, ReverseError> {
     let (mut request, reversal) =
-        record_reversal(ports, id, reversal_id, points, reason, by).await?;
+        record_reversal(ports, id, reversal_id, points, reason, by, limit).await?;
     if reversal.state != ReversalState::Requested {
         return Ok(reversal);
     }
@@ -234,19 +246,30 @@ async fn record_reversal(
     points: Option<Points>,
     reason: &str,
     by: &str,
+    limit: Option<Points>,
 ) -> Result<(PointsRequest, Reversal), ReverseError> {
     for _ in 0..5 {
         let mut request = load(ports, id).await?;
         match request.request_reversal(reversal_id, points, reason, by, ports.clock.now())? {
             Requested::Existing(r) => return Ok((request, r)),
-            Requested::New(r) => match ports.update.update(&request).await {
-                Ok(version) => {
-                    request.version = version;
-                    return Ok((request, r));
+            Requested::New(r) => {
+                // `request` now holds the new reversal: its total is
+                // checked on the version the update is conditional on.
+                let total = request.reversed_points();
+                if let Some(limit) = limit
+                    && total > limit.get()
+                {
+                    return Err(ReverseError::AboveLimit { limit, total });
                 }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(ReverseError::Store(e)),
-            },
+                match ports.update.update(&request).await {
+                    Ok(version) => {
+                        request.version = version;
+                        return Ok((request, r));
+                    }
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(ReverseError::Store(e)),
+                }
+            }
         }
     }
     Err(ReverseError::Busy)

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::error::StoreError;
 use crate::enrollment::{LinkEvent, MemberLink};
-use crate::values::{ProgramId, RecipientId};
+use crate::values::{MemberNumber, ProgramId, RecipientId};
 
 #[async_trait]
 pub trait Enrollments: Send + Sync {
@@ -14,16 +14,24 @@ pub trait Enrollments: Send + Sync {
         recipient: &RecipientId,
     ) -> Result<Option<MemberLink>, StoreError>;
 
-    /// Stores the link, replacing the recipient's previous one in the program.
-    async fn put_link(&self, link: &MemberLink) -> Result<(), StoreError>;
+    /// Replaces the link in force to `previous` with `link` (another
+    /// member, or the same link marked removed); `false`, storing nothing,
+    /// when the link stored now is not in force to `previous` (changed or
+    /// removed meanwhile). Nothing stored at all counts as `previous` (a
+    /// configured link, which is in force until one is stored).
+    async fn replace_link(
+        &self,
+        link: &MemberLink,
+        previous: &MemberNumber,
+    ) -> Result<bool, StoreError>;
 
     /// Stores `link` only if the recipient has no link in force (none, or
     /// a removed one); otherwise returns the link in force, unchanged.
     async fn create_link(&self, link: &MemberLink) -> Result<Option<MemberLink>, StoreError>;
 
     /// Stores `link` with its validation only if the link stored now (if
-    /// any) is still to the same member with the same names; `false` when
-    /// the recipient was linked anew meanwhile.
+    /// any) is still in force, to the same member with the same names;
+    /// `false` when the recipient was linked anew or unlinked meanwhile.
     async fn record_validation(&self, link: &MemberLink) -> Result<bool, StoreError>;
 }
 
