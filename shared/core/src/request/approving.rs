@@ -64,7 +64,7 @@ impl PointsRequest {
                             "first approval by {by}{because}; a second approver must confirm"
                         ),
                     });
-                    self.first_approval = Some(given);
+                    self.first_approval = Some(Box::new(given));
                     return Ok(true);
                 }
                 Some(first) if &first.by == by => {

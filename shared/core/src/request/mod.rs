@@ -125,7 +125,7 @@ pub struct PointsRequest {
     pub approvals_needed: u8,
     /// The first of two approvals, until the second is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_approval: Option<Approval>,
+    pub first_approval: Option<Box<Approval>>,
     /// Set on a clawback: the request whose points this one takes back
     /// (its source undid the event behind it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
