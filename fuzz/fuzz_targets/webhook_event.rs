@@ -11,8 +11,8 @@ use libfuzzer_sys::fuzz_target;
 use pointsflow_config::Config;
 use pointsflow_intake::{DEFAULT_MAX_BODY_BYTES, Intake, IntakeConfig, IntakePorts};
 use pointsflow_memory::{
-    ManualClock, MemoryEnrollments, MemoryLedger, MemoryProgramStore, MemoryQueue,
-    MemoryRequestStore, MemorySchedules, MemoryWindowStore, QueueConfig, StaticCatalog,
+    ManualClock, MemoryEnrollments, MemoryLedger, MemoryQueue, MemoryRequestStore, QueueConfig,
+    StaticCatalog,
 };
 
 const CONFIG: &str = r#"
@@ -35,6 +35,7 @@ timeout_ms = 100
 id = "recognition"
 name = "Recognition"
 currency = "USD"
+sources = ["hook"]
 budget = 1000000
 points = { rule = "given" }
 transfer = { mode = "realtime" }
@@ -49,15 +50,11 @@ fn intake() -> &'static Intake {
         Intake::new(
             IntakeConfig {
                 sources: config.sources.clone(),
-                operators: config.operators.clone(),
-                programs: config.programs.clone(),
-                known: config.known(),
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             },
             IntakePorts {
                 create: store.clone(),
                 get: store.clone(),
-                update: store.clone(),
                 ledger: Arc::new(MemoryLedger::new()),
                 eligibility_queue: Arc::new(MemoryQueue::new(
                     QueueConfig {
@@ -68,11 +65,8 @@ fn intake() -> &'static Intake {
                     None,
                 )),
                 programs: Arc::new(StaticCatalog::new(config.programs.clone())),
-                program_store: Arc::new(MemoryProgramStore::new()),
                 enrollments: Arc::new(MemoryEnrollments::new(Vec::new())),
                 waiting: store.clone(),
-                windows: Arc::new(MemoryWindowStore::new()),
-                schedules: Arc::new(MemorySchedules::new()),
                 clock: Arc::new(ManualClock::new(chrono::DateTime::UNIX_EPOCH)),
             },
         )
