@@ -6,7 +6,6 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
@@ -14,16 +13,13 @@ use pointsflow_core::enrollment::{LinkEvent, MemberLink};
 use pointsflow_core::ports::{Enrollments, LinkHistory, StoreError};
 use pointsflow_core::values::{MemberNumber, ProgramId, RecipientId};
 
+use crate::item::unavailable;
 use crate::item::{self, DOC, doc, s};
 
 #[derive(Debug, Clone)]
 pub struct DynamoEnrollments {
     client: Client,
     table: String,
-}
-
-fn unavailable(e: impl std::error::Error) -> StoreError {
-    StoreError::Unavailable(DisplayErrorContext(e).to_string())
 }
 
 fn key(program: &ProgramId, recipient: &RecipientId) -> item::Item {

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use chrono::{DateTime, Utc};
 use pointsflow_core::governance::{Circuit, Slot, next_slot};
 use pointsflow_core::ports::{CircuitStore, RateLimiter, StoreError};
 use pointsflow_core::values::PartnerId;
 
+use crate::item::unavailable;
 use crate::item::{self, DOC, Item, counter, doc, n, s};
 use crate::versioned::VersionedTable;
 
@@ -26,10 +26,6 @@ const SLOT_ATTEMPTS: usize = 50;
 #[derive(Debug, Clone)]
 pub struct DynamoPartnerState {
     items: VersionedTable,
-}
-
-fn unavailable(e: impl std::error::Error) -> StoreError {
-    StoreError::Unavailable(DisplayErrorContext(e).to_string())
 }
 
 fn key(partner: &PartnerId, what: &str) -> Item {

@@ -60,3 +60,10 @@ pub(crate) fn counter(item: &Item, name: &str) -> Result<u64, Malformed> {
 pub(crate) fn doc<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, Malformed> {
     serde_json::from_str(get_s(item, DOC)?).map_err(|e| Malformed(format!("{DOC}: {e}")))
 }
+
+/// A call the store could not answer now (retried by the caller).
+pub(crate) fn unavailable(e: impl std::error::Error) -> pointsflow_core::ports::StoreError {
+    pointsflow_core::ports::StoreError::Unavailable(
+        aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
+    )
+}

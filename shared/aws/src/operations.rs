@@ -5,7 +5,6 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use chrono::NaiveDate;
 use pointsflow_core::audit::AuditEntry;
 use pointsflow_core::ports::{
@@ -18,11 +17,8 @@ use pointsflow_core::search::SearchFilter;
 use pointsflow_core::values::PartnerReference;
 use std::collections::HashSet;
 
+use crate::item::unavailable;
 use crate::item::{DOC, Item, doc, key, s};
-
-fn unavailable(e: impl std::error::Error) -> StoreError {
-    StoreError::Unavailable(DisplayErrorContext(e).to_string())
-}
 
 fn audit_pk(day: NaiveDate) -> String {
     format!("AUDIT#{day}")

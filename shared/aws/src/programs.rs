@@ -5,11 +5,11 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use pointsflow_core::ports::{ProgramStore, StoreError, StoredProgram};
 
+use crate::item::unavailable;
 use crate::item::{self, DOC, Item, doc, n, s};
 
 const PARTITION: &str = "PROGRAMS";
@@ -18,10 +18,6 @@ const PARTITION: &str = "PROGRAMS";
 pub struct DynamoProgramStore {
     client: Client,
     table: String,
-}
-
-fn unavailable(e: impl std::error::Error) -> StoreError {
-    StoreError::Unavailable(DisplayErrorContext(e).to_string())
 }
 
 impl DynamoProgramStore {

@@ -5,11 +5,10 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use pointsflow_core::ports::{ProposalStore, StoreError};
 use pointsflow_core::proposal::{Proposal, ProposalId};
 
-use crate::item::{self, Item, get_s, s};
+use crate::item::{self, Item, get_s, s, unavailable};
 use crate::tables;
 use crate::versioned::{Versioned, VersionedTable};
 
@@ -87,9 +86,7 @@ impl ProposalStore for DynamoProposals {
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
             .send()
             .await
-            .map_err(|e| {
-                StoreError::Unavailable(DisplayErrorContext(e.into_service_error()).to_string())
-            })?;
+            .map_err(|e| unavailable(e.into_service_error()))?;
         let mut open = Vec::new();
         for indexed in out.items() {
             let id = get_s(indexed, "pk")?

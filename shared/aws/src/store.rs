@@ -4,7 +4,6 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use pointsflow_core::ports::{
     Created, RequestCreate, RequestGet, RequestUpdate, ScheduledRequests, StoreError,
     UnsettledIndex, WaitingRequests,
@@ -14,6 +13,7 @@ use pointsflow_core::unsettled::{Unsettled, UnsettledItem};
 use pointsflow_core::values::{MemberNumber, PartnerId, Points, ProgramId, RecipientId, RequestId};
 use pointsflow_core::window::{ScheduledCursor, ScheduledEntry, ScheduledPage, WindowId};
 
+use crate::item::unavailable;
 use crate::item::{self, Item, get_s, n, s};
 use crate::tables;
 use crate::versioned::{Versioned, VersionedTable};
@@ -59,10 +59,6 @@ fn scheduled_from(item: &Item) -> Result<ScheduledEntry, StoreError> {
 #[derive(Debug, Clone)]
 pub struct DynamoRequestStore {
     items: VersionedTable,
-}
-
-fn unavailable(e: impl std::error::Error) -> StoreError {
-    StoreError::Unavailable(DisplayErrorContext(e).to_string())
 }
 
 impl Versioned for PointsRequest {

@@ -4,18 +4,14 @@
 //! credits are kept this way.
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use pointsflow_core::ports::StoreError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::item::unavailable;
 use crate::item::{DOC, Item, counter, doc, n, s};
-
-fn unavailable(e: impl std::error::Error) -> StoreError {
-    StoreError::Unavailable(DisplayErrorContext(e).to_string())
-}
 
 fn malformed(e: impl std::fmt::Display) -> StoreError {
     StoreError::Malformed(e.to_string())

@@ -6,12 +6,12 @@
 //! so a window's progress is a query of its settled credits: no counter is
 //! written by every settlement.
 
+use crate::item::unavailable;
 use crate::item::{self, Item, counter, n, s};
 use crate::tables;
 use crate::versioned::{Versioned, VersionedTable};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use pointsflow_core::ports::{StoreError, UnsettledIndex, WindowStore};
 use pointsflow_core::unsettled::{Unsettled, UnsettledItem, credit_unsettled_since};
 use pointsflow_core::window::{
@@ -24,10 +24,6 @@ const CREDIT_SK: &str = "CREDIT";
 #[derive(Debug, Clone)]
 pub struct DynamoWindowStore {
     items: VersionedTable,
-}
-
-fn unavailable(e: impl std::error::Error) -> StoreError {
-    StoreError::Unavailable(DisplayErrorContext(e).to_string())
 }
 
 fn malformed(e: impl std::fmt::Display) -> StoreError {
