@@ -277,6 +277,7 @@ async fn the_same_queue_message_delivered_again_and_again_credits_once() {
             kind: EventType::parse("opportunity.closed_won").unwrap(),
             id: None,
             occurred_at: DateTime::UNIX_EPOCH,
+            occurred_at_is_receipt: false,
             attributes: Default::default(),
         },
     }
@@ -520,6 +521,7 @@ async fn a_settled_request_whose_ledger_write_was_lost_is_brought_level_without_
             kind: EventType::parse("opportunity.closed_won").unwrap(),
             id: None,
             occurred_at: DateTime::UNIX_EPOCH,
+            occurred_at_is_receipt: false,
             attributes: Default::default(),
         },
     }

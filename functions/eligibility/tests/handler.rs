@@ -281,6 +281,7 @@ async fn submit_at(
             kind: EventType::parse("opportunity.closed_won").unwrap(),
             id: None,
             occurred_at: DateTime::UNIX_EPOCH,
+            occurred_at_is_receipt: false,
             attributes: Default::default(),
         },
     }

@@ -189,18 +189,20 @@ pub fn map_event(
             None
         }
     };
+    // `None`: the event carries no time of its own, and the receipt time
+    // stands in (kept out of the replay comparison).
     let occurred = match mapping.occurred_at.as_deref() {
-        None => now,
+        None => None,
         Some(path) => match fields.get(path).as_deref().map(occurred_at) {
-            Some(Some(t)) => t,
+            Some(Some(t)) => Some(t),
             Some(None) => {
                 problems.push(reason(
                     ReasonCode::FieldInvalid,
                     format!("{path} must be an RFC 3339 time or a date (YYYY-MM-DD)"),
                 ));
-                now
+                None
             }
-            None => now,
+            None => None,
         },
     };
     let mut attributes = origin.attributes;
@@ -222,7 +224,8 @@ pub fn map_event(
         event: SourceEvent {
             kind,
             id: Some(origin.event_id),
-            occurred_at: occurred,
+            occurred_at: occurred.unwrap_or(now),
+            occurred_at_is_receipt: occurred.is_none(),
             attributes,
         },
     };

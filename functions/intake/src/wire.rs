@@ -169,6 +169,7 @@ impl CreateBody {
             kind: field("/event/type", EventType::parse(&self.event.kind))?,
             id: self.event.id,
             occurred_at,
+            occurred_at_is_receipt: false,
             attributes: self.event.attributes,
         };
         Ok(NewRequest {

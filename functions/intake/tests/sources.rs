@@ -94,6 +94,7 @@ struct Harness {
     intake: Intake,
     store: Arc<MemoryRequestStore>,
     queue: Arc<MemoryQueue>,
+    clock: Arc<ManualClock>,
 }
 
 fn harness_with(hmac_secrets: &[&str], failures: Option<(usize, usize)>) -> Harness {
@@ -119,9 +120,10 @@ fn harness_of(sources: Vec<SourceEntry>, failures: Option<(usize, usize)>) -> Ha
         }),
         None => store.clone(),
     };
-    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(
+    let manual = Arc::new(ManualClock::new(
         DateTime::<Utc>::from_timestamp(NOW, 0).unwrap(),
     ));
+    let clock: Arc<dyn Clock> = manual.clone();
     let intake = Intake::new(
         IntakeConfig {
             sources,
@@ -146,6 +148,7 @@ fn harness_of(sources: Vec<SourceEntry>, failures: Option<(usize, usize)>) -> Ha
         intake,
         store,
         queue,
+        clock: manual,
     }
 }
 
@@ -624,6 +627,69 @@ async fn basic_auth_for_hris_event_connectors() {
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
     assert_eq!(h.store.len(), 1);
+}
+
+/// An event with no time of its own is stamped with its receipt time; the
+/// source's retry arrives later and must still be the same request, whether
+/// the source maps no time field (`workday`) or maps one the event lacks
+/// (`hris`).
+#[tokio::test]
+async fn a_retry_of_an_event_without_its_own_time_is_a_replay() {
+    let h = harness();
+    let workday = json!({"eventId": "wd-9", "worker": "21001", "points": 10}).to_string();
+    let hris_body = json!({"id": "e9", "status": "approved", "employee": {"id": "E1001"}, "award": {"points": 10}}).to_string();
+    let intake = &h.intake;
+    let post = |at: i64| {
+        let workday = api_event(
+            "/v1/sources/workday/events",
+            "",
+            json!({"content-type": "application/json", "authorization": basic("workday", "wd_password_0123456789")}),
+            &workday,
+        );
+        let hris = hris(signed(SECRET_OLD, at, &hris_body), &hris_body);
+        async move { (intake.handle(workday).await, intake.handle(hris).await) }
+    };
+    let (first_workday, first_hris) = post(NOW).await;
+    assert_eq!(
+        first_workday.status(),
+        StatusCode::ACCEPTED,
+        "{}",
+        text(&first_workday)
+    );
+    assert_eq!(
+        first_hris.status(),
+        StatusCode::ACCEPTED,
+        "{}",
+        text(&first_hris)
+    );
+    let stored: Vec<_> = h.store.all().unwrap();
+    assert!(stored.iter().all(|r| r.event.occurred_at_is_receipt));
+
+    h.clock.advance(chrono::Duration::milliseconds(61_234));
+    let (workday_retry, hris_retry) = post(NOW + 61).await;
+    for retry in [&workday_retry, &hris_retry] {
+        assert_eq!(retry.status(), StatusCode::ACCEPTED, "{}", text(retry));
+        assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    }
+    assert_eq!(h.store.len(), 2);
+
+    // A different award under the same id is still a conflict.
+    let changed = json!({"eventId": "wd-9", "worker": "21001", "points": 11}).to_string();
+    let conflict = h
+        .intake
+        .handle(api_event(
+            "/v1/sources/workday/events",
+            "",
+            json!({"content-type": "application/json", "authorization": basic("workday", "wd_password_0123456789")}),
+            &changed,
+        ))
+        .await;
+    assert_eq!(
+        conflict.status(),
+        StatusCode::CONFLICT,
+        "{}",
+        text(&conflict)
+    );
 }
 
 #[tokio::test]

@@ -95,6 +95,7 @@ destination = {{ partner = "air", partner_program = "SKY" }}
             kind: EventType::parse("opportunity.closed_won").unwrap(),
             id: Some("0065g00000Q4zXyAAB".into()),
             occurred_at: now,
+            occurred_at_is_receipt: false,
             attributes: Default::default(),
         },
     }

@@ -106,6 +106,7 @@ destination = {{ partner = "air", partner_program = "SKY" }}
             kind: EventType::parse("opportunity.closed_won").unwrap(),
             id: None,
             occurred_at: DateTime::UNIX_EPOCH,
+            occurred_at_is_receipt: false,
             attributes: Default::default(),
         },
     }

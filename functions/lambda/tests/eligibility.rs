@@ -109,6 +109,7 @@ async fn the_binary_reserves_a_request_through_the_runtime_api() {
             kind: EventType::parse("opportunity.closed_won").unwrap(),
             id: None,
             occurred_at: DateTime::UNIX_EPOCH,
+            occurred_at_is_receipt: false,
             attributes: Default::default(),
         },
     }

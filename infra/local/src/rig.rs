@@ -211,6 +211,7 @@ impl WindowRig {
                         kind: EventType::parse("seeded").map_err(|e| e.to_string())?,
                         id: None,
                         occurred_at: now,
+                        occurred_at_is_receipt: false,
                         attributes: Default::default(),
                     },
                 }

@@ -40,6 +40,7 @@ pub fn request(key: &str) -> PointsRequest {
             kind: EventType::parse("e").unwrap(),
             id: Some(key.to_owned()),
             occurred_at: DateTime::UNIX_EPOCH,
+            occurred_at_is_receipt: false,
             attributes: Default::default(),
         },
     }

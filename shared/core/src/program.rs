@@ -1166,6 +1166,7 @@ destination = {{ partner = "air", partner_program = "SKY" }}
                 kind: EventType::parse("opportunity.closed_won").unwrap(),
                 id: Some("0065g00000Q4zXyAAB".into()),
                 occurred_at: chrono::DateTime::UNIX_EPOCH,
+                occurred_at_is_receipt: false,
                 attributes: attributes.as_object().cloned().unwrap_or_default(),
             },
         }

@@ -481,6 +481,7 @@ conditions = [
             kind: EventType::parse("opportunity.closed_won").map_err(|e| e.problem)?,
             id: Some("0065g00000Q4zXyAAB".into()),
             occurred_at: chrono::Utc::now(),
+            occurred_at_is_receipt: false,
             attributes,
         },
     }
@@ -542,6 +543,7 @@ async fn run_eligibility(args: &Args, config: LocalConfig) -> Result<(), String>
                     kind: EventType::parse("opportunity.closed_won").map_err(|e| e.problem)?,
                     id: Some(format!("elig-{n}")),
                     occurred_at: chrono::Utc::now(),
+                    occurred_at_is_receipt: false,
                     attributes: Default::default(),
                 },
             }

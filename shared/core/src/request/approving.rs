@@ -134,6 +134,7 @@ mod tests {
                 kind: EventType::parse("deal.won").unwrap(),
                 id: None,
                 occurred_at: DateTime::UNIX_EPOCH,
+                occurred_at_is_receipt: false,
                 attributes: Default::default(),
             },
         }

@@ -48,8 +48,18 @@ pub struct SourceEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub occurred_at: DateTime<Utc>,
+    /// The source's event carried no time, so `occurred_at` is the time
+    /// pointsflow received it. A retry of the event arrives later; the time
+    /// pointsflow filled in is therefore left out of the payload a replay is
+    /// compared on.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub occurred_at_is_receipt: bool,
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -156,13 +166,20 @@ pub struct NewRequest {
 
 impl NewRequest {
     /// The canonical bytes a replay is compared on: independent of JSON key
-    /// order and whitespace in the client's body.
+    /// order and whitespace in the client's body, and of any value pointsflow
+    /// filled in itself (a receipt time stands in for a missing event time).
     pub fn canonical_payload(&self) -> Vec<u8> {
+        let mut event = serde_json::to_value(&self.event).unwrap_or_default();
+        if self.event.occurred_at_is_receipt {
+            if let Some(fields) = event.as_object_mut() {
+                fields.remove("occurred_at");
+            }
+        }
         let value = serde_json::json!({
             "program": self.program,
             "recipient": self.recipient,
             "award": self.award,
-            "event": self.event,
+            "event": event,
         });
         // serde_json's map is ordered by key, so this serialisation is canonical.
         serde_json::to_vec(&value).unwrap_or_default()
@@ -319,6 +336,7 @@ pub(crate) mod tests {
                 kind: EventType::parse("opportunity.closed_won").unwrap(),
                 id: Some("0065g00000XYZ12".into()),
                 occurred_at: DateTime::UNIX_EPOCH,
+                occurred_at_is_receipt: false,
                 attributes: serde_json::Map::new(),
             },
         }
