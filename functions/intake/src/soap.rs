@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+pub mod hostile;
+
 pub const ENVELOPE_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 pub const OUTBOUND_NS: &str = "http://soap.sforce.com/2005/09/outbound";
 pub const SOBJECT_NS: &str = "urn:sobject.enterprise.soap.sforce.com";
@@ -20,6 +22,15 @@ pub const MAX_DEPTH: usize = 16;
 pub const MAX_NOTIFICATIONS: usize = 100;
 /// Elements in one message: 100 notifications of a few hundred fields.
 const MAX_NODES: u32 = 100_000;
+/// Namespace declarations in one message. Salesforce declares four on the
+/// envelope, one on `notifications` and one on each `sObject`: at most 105.
+/// Every element that declares one copies the namespaces in scope, so
+/// their number bounds the reader's work, not the body's size.
+pub const MAX_NAMESPACE_DECLARATIONS: usize = 256;
+/// Attributes on one element, namespace declarations aside (Salesforce
+/// writes at most one, `xsi:type` or `xsi:nil`). The reader
+/// compares each attribute with the element's others.
+pub const MAX_ATTRIBUTES: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundMessage {
@@ -53,6 +64,10 @@ pub enum SoapError {
     Dtd,
     #[error("the XML nests deeper than {MAX_DEPTH} elements")]
     TooDeep,
+    #[error("the XML declares more than {MAX_NAMESPACE_DECLARATIONS} namespaces")]
+    TooManyNamespaces,
+    #[error("an XML element has more than {MAX_ATTRIBUTES} attributes")]
+    TooManyAttributes,
     #[error("malformed XML: {0}")]
     Malformed(String),
     #[error("not a Salesforce outbound message: {0}")]
@@ -61,11 +76,14 @@ pub enum SoapError {
     NotificationCount(usize),
 }
 
-/// Checks what roxmltree does not: nesting depth, and any DTD before it
-/// is parsed at all.
+/// Checks what roxmltree does not, in one linear pass before it parses at
+/// all: any DTD, the nesting depth, and the namespace declarations and
+/// attributes whose number would make its work grow faster than the body.
 fn prescan(text: &str) -> Result<(), SoapError> {
     use xmlparser::{ElementEnd, Token};
     let mut depth = 0usize;
+    let mut namespaces = 0usize;
+    let mut attributes = 0usize;
     for token in xmlparser::Tokenizer::from(text) {
         match token.map_err(|e| SoapError::Malformed(e.to_string()))? {
             Token::DtdStart { .. }
@@ -74,8 +92,24 @@ fn prescan(text: &str) -> Result<(), SoapError> {
             | Token::DtdEnd { .. } => return Err(SoapError::Dtd),
             Token::ElementStart { .. } => {
                 depth += 1;
+                attributes = 0;
                 if depth > MAX_DEPTH {
                     return Err(SoapError::TooDeep);
+                }
+            }
+            Token::Attribute { prefix, local, .. } => {
+                let declares = prefix.as_str() == "xmlns"
+                    || (prefix.as_str().is_empty() && local.as_str() == "xmlns");
+                if declares {
+                    namespaces += 1;
+                    if namespaces > MAX_NAMESPACE_DECLARATIONS {
+                        return Err(SoapError::TooManyNamespaces);
+                    }
+                } else {
+                    attributes += 1;
+                    if attributes > MAX_ATTRIBUTES {
+                        return Err(SoapError::TooManyAttributes);
+                    }
                 }
             }
             Token::ElementEnd { end, .. } => match end {
@@ -361,6 +395,57 @@ mod tests {
             parse(unknown_entity.as_bytes()),
             Err(SoapError::Malformed(_))
         ));
+    }
+
+    fn namespace_flood(root_declarations: usize, elements: usize) -> String {
+        let root: String = (0..root_declarations)
+            .map(|i| format!(r#" xmlns:r{i}="urn:r{i}""#))
+            .collect();
+        let body: String = (0..elements)
+            .map(|i| format!(r#"<e xmlns:e{i}="urn:e{i}"/>"#))
+            .collect();
+        format!("<a{root}>{body}</a>")
+    }
+
+    #[test]
+    fn refuses_namespace_and_attribute_floods_by_count() {
+        let flood = namespace_flood(2_000, 40_000);
+        assert_eq!(parse(flood.as_bytes()), Err(SoapError::TooManyNamespaces));
+        let spread = namespace_flood(0, MAX_NAMESPACE_DECLARATIONS + 1);
+        assert_eq!(parse(spread.as_bytes()), Err(SoapError::TooManyNamespaces));
+        // At the limit it is read (and refused as not a message, not as a flood).
+        let at_limit = namespace_flood(0, MAX_NAMESPACE_DECLARATIONS);
+        assert!(matches!(
+            parse(at_limit.as_bytes()),
+            Err(SoapError::NotOutboundMessage(_))
+        ));
+        let attributes: String = (0..=MAX_ATTRIBUTES)
+            .map(|i| format!(r#" a{i}="x""#))
+            .collect();
+        let wide = format!("<a{attributes}/>");
+        assert_eq!(parse(wide.as_bytes()), Err(SoapError::TooManyAttributes));
+        // A default declaration counts too.
+        let defaults: String = (0..=MAX_NAMESPACE_DECLARATIONS)
+            .map(|i| format!(r#"<e xmlns="urn:{i}"/>"#))
+            .collect();
+        let defaults = format!("<a>{defaults}</a>");
+        assert_eq!(
+            parse(defaults.as_bytes()),
+            Err(SoapError::TooManyNamespaces)
+        );
+    }
+
+    #[test]
+    fn a_full_message_stays_inside_the_bounds() {
+        let fields: Fields<'_> = &[("Id", Some("0065g00000AAAAAAA1")), ("Amount", Some("1"))];
+        let notes: Vec<Note<'_>> = (0..MAX_NOTIFICATIONS)
+            .map(|_| ("04l1", "Opportunity", fields))
+            .collect();
+        let full = message("00D5g000004XYZA", &notes);
+        assert_eq!(
+            parse(full.as_bytes()).unwrap().notifications.len(),
+            MAX_NOTIFICATIONS
+        );
     }
 
     #[test]

@@ -115,6 +115,17 @@ proptest! {
     }
 
     #[test]
+    fn the_soap_reader_survives_hostile_families_of_any_size(
+        family in 0..soap::hostile::FAMILIES.len(),
+        size in 0usize..128 * 1024,
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let body = (soap::hostile::FAMILIES[family].build)(size);
+        let cut = cut.index(body.len() + 1);
+        prop_assert!(soap::parse(&body.as_bytes()[..cut]).is_err());
+    }
+
+    #[test]
     fn the_json_reader_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..1024)) {
         let _ = wire::parse_body(&bytes);
     }
@@ -194,6 +205,77 @@ proptest! {
                 prop_assert!(link.is_none(), "a refused request linked a member");
             }
         }
+    }
+}
+
+/// Bodies built to make the reader work hard, at the default body limit and
+/// at the largest a source may configure: refused or read, never a panic,
+/// never a 5xx, nothing recorded. (Their parse time is the bench's to print:
+/// `pointsflow-bench --outbound-messages 1`.)
+#[test]
+fn hostile_xml_families_are_bounded_by_structure_not_by_time() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (intake, store) = intake();
+    for size in [64 * 1024, pointsflow_config::MAX_BODY_BYTES] {
+        for family in soap::hostile::FAMILIES {
+            let body = (family.build)(size);
+            assert!(
+                body.len() <= size && body.len() > size / 2,
+                "{}: {} bytes",
+                family.name,
+                body.len()
+            );
+            let parsed = soap::parse(body.as_bytes());
+            assert!(parsed.is_err(), "{}: read as a message", family.name);
+            if size <= 64 * 1024 {
+                let request = post(
+                    "/v1/sources/salesforce/events",
+                    "token=sf_hostile_token_0123456789abcdef",
+                    json!({"content-type": "text/xml"}),
+                    body.as_bytes(),
+                );
+                let response = runtime.block_on(intake.handle(request));
+                assert!(
+                    response.status().is_client_error(),
+                    "{}: {}",
+                    family.name,
+                    response.status()
+                );
+            }
+        }
+    }
+    assert_eq!(store.len(), 0);
+    let flood = (soap::hostile::FAMILIES[0].build)(670 * 1024);
+    assert_eq!(
+        soap::parse(flood.as_bytes()),
+        Err(soap::SoapError::TooManyNamespaces)
+    );
+}
+
+/// The fuzz seeds hold every hostile family (at libFuzzer's default input
+/// size), so a fuzzing run starts from them. `POINTSFLOW_WRITE_SEEDS=1`
+/// writes them after a family changes.
+#[test]
+fn the_fuzz_seeds_hold_every_hostile_family() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/seeds/soap_outbound_message");
+    for (i, family) in soap::hostile::FAMILIES.iter().enumerate() {
+        let body = (family.build)(4096);
+        let path = dir.join(format!("hostile-{i}.xml"));
+        if std::env::var_os("POINTSFLOW_WRITE_SEEDS").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &body).unwrap();
+        }
+        let seed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(
+            seed,
+            body,
+            "{} is not {} (POINTSFLOW_WRITE_SEEDS=1 writes it)",
+            path.display(),
+            family.name
+        );
     }
 }
 

@@ -19,8 +19,8 @@ pub mod programs;
 pub mod source;
 pub use programs::{PROGRAM_FILE_FORMAT, ProgramFile};
 pub use source::{
-    BasicCredential, CallbackSettings, Condition, Mapping, Route, SalesforceSettings, SourceEntry,
-    SourceKind, WebhookAuthKind, WebhookSettings,
+    BasicCredential, CallbackSettings, Condition, MAX_BODY_BYTES, Mapping, Route,
+    SalesforceSettings, SourceEntry, SourceKind, WebhookAuthKind, WebhookSettings,
 };
 
 #[derive(Debug, thiserror::Error)]

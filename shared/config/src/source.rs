@@ -22,6 +22,12 @@ use serde::Deserialize;
 
 use crate::{ConfigError, invalid};
 
+/// The largest body a source may accept: 1 MiB, well above an Outbound
+/// Message of 100 notifications (about 40 KiB for ten fields each) and
+/// below API Gateway's 10 MB. The readers' work is bounded per kilobyte, so
+/// this bounds the work one request can cost.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceKind {
@@ -73,7 +79,8 @@ pub struct SourceEntry {
     /// How fields map onto a points request (not for `api` sources).
     #[serde(default)]
     pub mapping: Option<Mapping>,
-    /// Bodies above this many bytes are refused before they are read.
+    /// Bodies above this many bytes are refused before they are read
+    /// (default 64 KiB, at most [`MAX_BODY_BYTES`]).
     #[serde(default)]
     pub max_body_bytes: Option<usize>,
     /// Where the final status of each of the source's requests is sent
@@ -414,8 +421,14 @@ pub(crate) fn validate<'a>(
     if s.kind != SourceKind::Webhook && s.webhook.is_some() {
         return Err(not_for("webhook"));
     }
-    if s.max_body_bytes == Some(0) {
-        return Err(invalid(entry, "max_body_bytes", "must be greater than 0"));
+    if let Some(bytes) = s.max_body_bytes {
+        if bytes == 0 || bytes > MAX_BODY_BYTES {
+            return Err(invalid(
+                entry,
+                "max_body_bytes",
+                format!("must be 1 to {MAX_BODY_BYTES} bytes"),
+            ));
+        }
     }
     if let Some(callback) = &s.callback {
         let scheme_ok = callback.url.starts_with("https://")

@@ -340,6 +340,49 @@ fn outbound_message_of(
     Ok((token, xml))
 }
 
+/// The reader's worst time over bodies built to make it work hard, at the
+/// default body limit and at the largest a source may configure.
+fn hostile_parse_times() {
+    use pointsflow_intake::soap::{self, hostile};
+    let mut worst = (Duration::ZERO, "", 0usize);
+    for size in [
+        pointsflow_intake::DEFAULT_MAX_BODY_BYTES,
+        pointsflow_config::MAX_BODY_BYTES,
+    ] {
+        for family in hostile::FAMILIES {
+            let body = (family.build)(size);
+            let mut slowest = Duration::ZERO;
+            let mut outcome = String::new();
+            for _ in 0..5 {
+                let started = Instant::now();
+                let parsed = soap::parse(body.as_bytes());
+                slowest = slowest.max(started.elapsed());
+                outcome = match &parsed {
+                    Ok(m) => format!("read, {} notifications", m.notifications.len()),
+                    Err(e) => format!("refused: {e}"),
+                };
+                std::hint::black_box(parsed).ok();
+            }
+            println!(
+                "hostile {:>5} KiB  {:>8.3} ms  {}  ({outcome})",
+                body.len() / 1024,
+                ms(slowest),
+                family.name
+            );
+            if slowest > worst.0 {
+                worst = (slowest, family.name, body.len());
+            }
+        }
+    }
+    println!(
+        "hostile worst: {:.3} ms for {} KiB ({:.4} ms per KiB): {}",
+        ms(worst.0),
+        worst.2 / 1024,
+        ms(worst.0) / (worst.2 as f64 / 1024.0),
+        worst.1
+    );
+}
+
 /// Waits until the sandbox has made `credits` credits and nothing moved for a second.
 async fn settle_credits(running: &Running, credits: u64) -> Result<(), String> {
     let sandbox = running.sandbox().ok_or("no sandbox partner")?;
@@ -375,6 +418,8 @@ async fn run_outbound(args: &Args, config: LocalConfig) -> Result<(), String> {
         ms(percentile(&parse_times, 50.0)),
         ms(percentile(&parse_times, 99.0))
     );
+
+    hostile_parse_times();
 
     let running = start(args, config.clone()).await?;
     let client = reqwest::Client::new();
