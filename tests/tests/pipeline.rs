@@ -546,6 +546,7 @@ async fn a_settled_request_whose_ledger_write_was_lost_is_brought_level_without_
             api_key: "sandbox-partner-key".into(),
             connect_timeout: std::time::Duration::from_millis(300),
             request_timeout: std::time::Duration::from_millis(300),
+            reach: pointsflow_partners::Reach::Local,
         })
         .unwrap();
     let outcome = connector

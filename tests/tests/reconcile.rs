@@ -148,6 +148,7 @@ async fn a_clean_window_of_ten_thousand_requests_reconciles_with_no_mismatch() {
             api_key: "partner-key".into(),
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
+            reach: pointsflow_partners::Reach::Local,
         })
         .unwrap(),
     );

@@ -32,6 +32,7 @@ use pointsflow_core::callback::CallbackMessage;
 use pointsflow_core::ports::{Clock, Redelivery, RequestGet};
 use pointsflow_core::request::PointsRequest;
 use pointsflow_core::values::SourceId;
+use pointsflow_outbound::{Reach, Target};
 use pointsflow_runtime::{Backoff, RecordError, SqsHandler, process_batch_with_backoff};
 use serde_json::json;
 
@@ -56,6 +57,17 @@ pub fn signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
 
 /// How long one call may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("could not build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("source {id}'s callback.url {problem}")]
+    Url {
+        id: SourceId,
+        problem: pointsflow_outbound::UrlError,
+    },
+}
 
 /// How callbacks are retried: capped exponential backoff with full jitter,
 /// until a status is `give_up_after` old.
@@ -113,12 +125,25 @@ pub fn payload(request: &PointsRequest, message: &CallbackMessage) -> serde_json
 impl Callbacks {
     /// Fails when the HTTP client cannot be built (its TLS roots): a
     /// function without one must not start.
+    /// Every callback URL is checked for `reach` (`pointsflow-outbound`):
+    /// deployed, HTTPS to a public host only, and the client's resolver
+    /// refuses private addresses on every connection. No redirect is
+    /// followed.
     pub fn new(
+        reach: Reach,
         ports: CallbacksPorts,
         targets: HashMap<SourceId, CallbackSettings>,
         retries: Retries,
-    ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+    ) -> Result<Self, BuildError> {
+        for (source, target) in &targets {
+            pointsflow_outbound::check(&target.url, reach, Target::Callback).map_err(|e| {
+                BuildError::Url {
+                    id: source.clone(),
+                    problem: e,
+                }
+            })?;
+        }
+        let http = pointsflow_outbound::client_builder(reach, Target::Callback)
             .timeout(CALL_TIMEOUT)
             .connect_timeout(Duration::from_secs(3))
             .build()?;

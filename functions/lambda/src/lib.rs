@@ -16,14 +16,17 @@
 //! functions that arm window schedules `POINTSFLOW_SCHEDULE_PREFIX`,
 //! `POINTSFLOW_DISPATCH_FUNCTION_ARN`, `POINTSFLOW_SCHEDULER_ROLE_ARN` and
 //! `POINTSFLOW_SCHEDULE_DEAD_LETTER_ARN`; optional `POINTSFLOW_STACK` (the
-//! metrics' `Stack` dimension) and `POINTSFLOW_AWS_ENDPOINT`. A function is
+//! metrics' `Stack` dimension) and `POINTSFLOW_AWS_ENDPOINT`. With an
+//! emulator endpoint the function runs on one machine, so it may call a
+//! partner or callback on loopback over `http` ([`Reach::Local`]); without
+//! one (deployed), only HTTPS, and callbacks only to public addresses. A function is
 //! given only the variables of the ports its handler uses; asking for
 //! another fails its cold start, naming the variable.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use pointsflow_assembly::{Assembly, AssemblyError, Platform, SandboxAccess};
+use pointsflow_assembly::{Assembly, AssemblyError, Platform, Reach, SandboxAccess};
 use pointsflow_aws::{
     DynamoAuditLog, DynamoEnrollments, DynamoLedger, DynamoLinkHistory, DynamoPartnerState,
     DynamoProgramStore, DynamoProposals, DynamoReportStore, DynamoRequestStore, DynamoWindowStore,
@@ -157,6 +160,9 @@ async fn start() -> Result<Assembly<AwsPlatform>, ColdStartError> {
     let config = load_config(&aws_sdk_ssm::Client::new(&sdk), &parameter).await?;
     init_tracing(&config);
     let mut platform = AwsPlatform::new(&sdk, table);
+    if endpoint.is_some() {
+        platform.reach = Reach::Local;
+    }
     for queue in QueueName::ALL {
         let (url, dlq) = queue_variables(queue);
         platform.queues.insert(
@@ -267,6 +273,8 @@ pub struct AwsPlatform {
     pub metric_stack: Option<String>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdSource>,
+    /// Deployed unless the local stack runs over the AWS adapters.
+    pub reach: Reach,
 }
 
 impl AwsPlatform {
@@ -284,6 +292,7 @@ impl AwsPlatform {
             metric_stack: None,
             clock: Arc::new(SystemClock),
             ids: Arc::new(RandomIds),
+            reach: Reach::Deployed,
         }
     }
 
@@ -411,5 +420,9 @@ impl Platform for AwsPlatform {
 
     fn metric_stack(&self) -> Option<String> {
         self.metric_stack.clone()
+    }
+
+    fn reach(&self) -> Reach {
+        self.reach
     }
 }

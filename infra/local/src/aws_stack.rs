@@ -115,6 +115,7 @@ impl AwsStack {
                 source,
             })?;
         let mut platform = AwsPlatform::new(&sdk, &table);
+        platform.reach = pointsflow_assembly::Reach::Local;
         for (name, pair) in [
             (QueueName::Eligibility, &eligibility_queue),
             (QueueName::Dispatch, &dispatch_queue),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use pointsflow_config::{Config, PartnerKind, PartnerProtocol};
 use pointsflow_core::ports::{CircuitStore, Clock, PartnerConnector, RateLimiter};
 use pointsflow_core::values::PartnerId;
-use pointsflow_partners::{LoyaltyConnector, RestConnector, RestConnectorConfig};
+use pointsflow_partners::{LoyaltyConnector, Reach, RestConnector, RestConnectorConfig};
 
 use crate::governed::Governed;
 use crate::platform::{AssemblyError, SandboxAccess};
@@ -18,6 +18,7 @@ use crate::platform::{AssemblyError, SandboxAccess};
 pub fn configured(
     config: &Config,
     sandbox: Option<&SandboxAccess>,
+    reach: Reach,
 ) -> Result<HashMap<PartnerId, Arc<dyn PartnerConnector>>, AssemblyError> {
     let mut partners: HashMap<PartnerId, Arc<dyn PartnerConnector>> = HashMap::new();
     for p in &config.partners {
@@ -34,6 +35,7 @@ pub fn configured(
             api_key,
             connect_timeout: Duration::from_millis(p.timeout_ms.min(1_000)),
             request_timeout: Duration::from_millis(p.timeout_ms),
+            reach,
         };
         let failed = |e: pointsflow_partners::rest::BuildError| AssemblyError::Partner {
             partner: p.id.clone(),

@@ -42,6 +42,7 @@ use tokio::sync::OnceCell;
 
 pub use connectors::{configured as configured_connectors, govern};
 pub use platform::{Adapters, AssemblyError, Platform, SandboxAccess};
+pub use pointsflow_outbound::Reach;
 
 /// Every handler of a stack.
 pub struct Handlers {
@@ -115,7 +116,11 @@ impl<P: Platform> Assembly<P> {
         }
         let raw = match self.platform.connectors() {
             Some(connectors) => connectors,
-            None => connectors::configured(&self.config, self.platform.sandbox().as_ref())?,
+            None => connectors::configured(
+                &self.config,
+                self.platform.sandbox().as_ref(),
+                self.platform.reach(),
+            )?,
         };
         let governed = govern(
             &self.config,
@@ -301,6 +306,7 @@ impl<P: Platform> Assembly<P> {
     pub fn callbacks(&self) -> Result<Callbacks, AssemblyError> {
         let retries = &self.config.callbacks;
         Callbacks::new(
+            self.platform.reach(),
             CallbacksPorts {
                 get: self.platform.requests(),
                 redelivery: self.queue(QueueName::Callbacks)?,

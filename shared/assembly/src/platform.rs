@@ -4,6 +4,7 @@
 //! The assembly asks for what a handler uses and nothing more, so a
 //! deployed function needs only the environment its handler's ports need.
 
+use pointsflow_outbound::Reach;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -79,6 +80,12 @@ pub trait Platform: Send + Sync {
     /// The stack's name, for the metrics its functions report (deployed).
     fn metric_stack(&self) -> Option<String> {
         None
+    }
+
+    /// Where the stack runs, which decides what outbound URLs it may call
+    /// (`pointsflow-outbound`): deployed unless a platform says otherwise.
+    fn reach(&self) -> Reach {
+        Reach::Deployed
     }
 }
 
@@ -183,5 +190,10 @@ impl Platform for Adapters {
 
     fn connectors(&self) -> Option<HashMap<PartnerId, Arc<dyn PartnerConnector>>> {
         self.connectors.clone()
+    }
+
+    /// Adapters built up front run on one machine.
+    fn reach(&self) -> Reach {
+        Reach::Local
     }
 }

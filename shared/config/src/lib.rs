@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 pub mod programs;
 pub mod source;
+pub mod urls;
 pub use programs::{PROGRAM_FILE_FORMAT, ProgramFile};
 pub use source::{
     BasicCredential, CallbackSettings, Condition, MAX_BODY_BYTES, Mapping, Route,
@@ -549,11 +550,11 @@ impl Config {
             }
             if p.kind == PartnerKind::Rest {
                 let url = p.base_url.as_deref().unwrap_or("");
-                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                if let Err(e) = urls::outbound(url) {
                     return Err(invalid(
                         format!("partners.{}", p.id),
                         "base_url",
-                        "a rest partner needs an http(s) base_url",
+                        format!("a rest partner needs an https base_url: {url:?} {e}"),
                     ));
                 }
                 if p.api_key.as_deref().unwrap_or("").is_empty() {

@@ -431,15 +431,15 @@ pub(crate) fn validate<'a>(
         }
     }
     if let Some(callback) = &s.callback {
-        let scheme_ok = callback.url.starts_with("https://")
-            || callback.url.starts_with("http://127.0.0.1")
-            || callback.url.starts_with("http://localhost");
-        if !scheme_ok || callback.url.len() > 2_000 || callback.url.contains(char::is_whitespace) {
+        if callback.url.len() > 2_000 {
             return Err(invalid(
                 entry,
                 "callback.url",
-                "must be an https:// URL (http:// only to 127.0.0.1 or localhost)",
+                "must be at most 2000 characters",
             ));
+        }
+        if let Err(e) = crate::urls::outbound(&callback.url) {
+            return Err(invalid(entry, "callback.url", e.to_string()));
         }
         check_secret(entry, "callback.secret", &callback.secret, 24, seen)?;
     }

@@ -7,4 +7,5 @@ pub mod rest;
 pub mod wire;
 
 pub use loyalty::LoyaltyConnector;
+pub use pointsflow_outbound::Reach;
 pub use rest::{RestConnector, RestConnectorConfig};

@@ -12,6 +12,7 @@ use pointsflow_core::partner::{
 use pointsflow_core::ports::{PartnerConnector, StatementError};
 use pointsflow_core::reason::{Reason, ReasonCode};
 use pointsflow_core::values::PartnerReference;
+use pointsflow_outbound::{Reach, Target};
 use reqwest::StatusCode;
 
 use crate::wire::{
@@ -28,6 +29,8 @@ pub struct RestConnectorConfig {
     pub api_key: String,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Where the stack runs: deployed, only `https` (`pointsflow-outbound`).
+    pub reach: Reach,
 }
 
 #[derive(Debug, Clone)]
@@ -46,7 +49,9 @@ pub(crate) struct PartnerHttp {
 
 impl PartnerHttp {
     pub fn new(config: RestConnectorConfig) -> Result<Self, BuildError> {
-        let http = reqwest::Client::builder()
+        pointsflow_outbound::check(&config.base_url, config.reach, Target::Partner)
+            .map_err(|e| BuildError::Url(format!("{:?} {e}", config.base_url)))?;
+        let http = pointsflow_outbound::client_builder(config.reach, Target::Partner)
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .pool_max_idle_per_host(64)
@@ -87,8 +92,12 @@ pub(crate) fn transport_detail(e: &reqwest::Error) -> String {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("could not build the HTTP client: {0}")]
-pub struct BuildError(#[from] reqwest::Error);
+pub enum BuildError {
+    #[error("could not build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("the base URL {0}")]
+    Url(String),
+}
 
 impl RestConnector {
     pub fn new(config: RestConnectorConfig) -> Result<Self, BuildError> {

@@ -55,6 +55,7 @@ fn connector_waiting(base_url: String, api_key: &str, timeout: Duration) -> Rest
         api_key: api_key.into(),
         connect_timeout: Duration::from_secs(2),
         request_timeout: timeout,
+        reach: pointsflow_partners::Reach::Local,
     })
     .unwrap()
 }

@@ -44,6 +44,7 @@ fn connector(s: &SandboxPartner) -> LoyaltyConnector {
         api_key: KEY.into(),
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(10),
+        reach: pointsflow_partners::Reach::Local,
     })
     .unwrap()
 }

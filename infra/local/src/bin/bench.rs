@@ -928,6 +928,7 @@ async fn run_window(args: &Args) -> Result<(), String> {
         api_key: "bench".into(),
         connect_timeout: Duration::from_secs(1),
         request_timeout: Duration::from_secs(5),
+        reach: pointsflow_partners::Reach::Local,
     })
     .map_err(|e| e.to_string())?;
     let window = WindowId::parse(&format!("{}@2030-01-01T18:00Z", program.id))?;
