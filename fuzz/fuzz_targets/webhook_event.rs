@@ -61,6 +61,7 @@ fn intake() -> &'static Intake {
                         name: "eligibility".into(),
                         visibility_timeout: Duration::from_secs(30),
                         max_receive_count: 5,
+                        retention: pointsflow_memory::DEFAULT_RETENTION,
                     },
                     None,
                 )),

@@ -285,6 +285,17 @@ impl Redelivery for SimQueue {
             ))
         }
     }
+
+    async fn dead_letter(&self, body: &str) -> Result<(), QueueError> {
+        self.faults
+            .boundary("before send to the dead-letter queue")
+            .await;
+        let mut s = self.state();
+        s.next_id += 1;
+        let id = s.next_id;
+        s.dead.insert(id, body.to_owned());
+        Ok(())
+    }
 }
 
 /// A queue's dead-letter queue, as the operations function redrives it.

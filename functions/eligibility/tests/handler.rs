@@ -212,6 +212,7 @@ async fn harness() -> Harness {
             name: "dispatch".into(),
             visibility_timeout: Duration::from_secs(30),
             max_receive_count: 5,
+            retention: pointsflow_memory::DEFAULT_RETENTION,
         },
         None,
     ));

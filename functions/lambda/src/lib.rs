@@ -367,10 +367,13 @@ impl Platform for AwsPlatform {
     }
 
     fn queue(&self, queue: QueueName) -> Result<Arc<dyn Queue>, AssemblyError> {
-        Ok(Arc::new(SqsQueue::new(
-            self.sqs.clone(),
-            self.queue_url(queue)?,
-        )))
+        let dead_letter = self
+            .queues
+            .get(&queue)
+            .and_then(|q| q.dead_letter_url.clone());
+        Ok(Arc::new(
+            SqsQueue::new(self.sqs.clone(), self.queue_url(queue)?).with_dead_letter(dead_letter),
+        ))
     }
 
     fn dead_letters(&self, queue: QueueName) -> Result<Arc<dyn DeadLetters>, AssemblyError> {

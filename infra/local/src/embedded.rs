@@ -20,6 +20,10 @@ use crate::config::LocalConfig;
 /// not a number of times.
 pub const CALLBACK_MAX_RECEIVES: u32 = 1_000;
 
+/// The callbacks queue keeps a message 4 days (the template's
+/// `MessageRetentionPeriod`), a day longer than a callback is retried.
+pub const CALLBACK_RETENTION: std::time::Duration = std::time::Duration::from_secs(96 * 3_600);
+
 /// A queue and its dead-letter queue.
 #[derive(Debug, Clone)]
 pub struct QueuePair {
@@ -28,12 +32,18 @@ pub struct QueuePair {
 }
 
 impl QueuePair {
-    fn new(name: &str, config: &LocalConfig, max_receive_count: u32) -> Self {
+    fn new(
+        name: &str,
+        config: &LocalConfig,
+        max_receive_count: u32,
+        retention: std::time::Duration,
+    ) -> Self {
         let dead_letters = Arc::new(MemoryQueue::new(
             QueueConfig {
                 name: format!("{name}-dlq"),
                 visibility_timeout: config.queues.visibility_timeout(),
                 max_receive_count: 0,
+                retention: pointsflow_memory::MAX_RETENTION,
             },
             None,
         ));
@@ -42,6 +52,7 @@ impl QueuePair {
                 name: name.to_owned(),
                 visibility_timeout: config.queues.visibility_timeout(),
                 max_receive_count,
+                retention,
             },
             Some(dead_letters.clone()),
         ));
@@ -98,15 +109,30 @@ impl Embedded {
             queues: HashMap::from([
                 (
                     QueueName::Eligibility,
-                    QueuePair::new("eligibility", config, receives),
+                    QueuePair::new(
+                        "eligibility",
+                        config,
+                        receives,
+                        pointsflow_memory::DEFAULT_RETENTION,
+                    ),
                 ),
                 (
                     QueueName::Dispatch,
-                    QueuePair::new("dispatch", config, receives),
+                    QueuePair::new(
+                        "dispatch",
+                        config,
+                        receives,
+                        pointsflow_memory::DEFAULT_RETENTION,
+                    ),
                 ),
                 (
                     QueueName::Callbacks,
-                    QueuePair::new("callbacks", config, CALLBACK_MAX_RECEIVES),
+                    QueuePair::new(
+                        "callbacks",
+                        config,
+                        CALLBACK_MAX_RECEIVES,
+                        CALLBACK_RETENTION,
+                    ),
                 ),
             ]),
             clock,

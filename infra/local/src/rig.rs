@@ -100,6 +100,7 @@ impl WindowRig {
                 name: "dispatch-dlq".into(),
                 visibility_timeout: Duration::from_secs(30),
                 max_receive_count: 0,
+                retention: pointsflow_memory::MAX_RETENTION,
             },
             None,
         ));
@@ -108,6 +109,7 @@ impl WindowRig {
                 name: "dispatch".into(),
                 visibility_timeout: Duration::from_secs(30),
                 max_receive_count: 100,
+                retention: pointsflow_memory::DEFAULT_RETENTION,
             },
             Some(dead_letters.clone()),
         ));

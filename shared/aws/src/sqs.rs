@@ -23,6 +23,7 @@ const MAX_BATCH: usize = 10;
 pub struct SqsQueue {
     client: Client,
     queue_url: String,
+    dead_letter_url: Option<String>,
 }
 
 impl SqsQueue {
@@ -30,7 +31,14 @@ impl SqsQueue {
         Self {
             client,
             queue_url: queue_url.into(),
+            dead_letter_url: None,
         }
+    }
+
+    /// The queue's dead-letter queue, for [`Redelivery::dead_letter`].
+    pub fn with_dead_letter(mut self, url: Option<String>) -> Self {
+        self.dead_letter_url = url;
+        self
     }
 
     /// Sends one batch of at most ten bodies; returns the positions of
@@ -166,6 +174,22 @@ impl Redelivery for SqsQueue {
             .queue_url(&self.queue_url)
             .message_body(body)
             .delay_seconds(seconds(delay, 900))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| QueueError::Unavailable(DisplayErrorContext(e).to_string()))
+    }
+
+    async fn dead_letter(&self, body: &str) -> Result<(), QueueError> {
+        let Some(url) = &self.dead_letter_url else {
+            return Err(QueueError::Refused(
+                "the queue's dead-letter queue is not known to this function".into(),
+            ));
+        };
+        self.client
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
             .send()
             .await
             .map(|_| ())

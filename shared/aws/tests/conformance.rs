@@ -90,39 +90,50 @@ async fn the_dynamodb_ledger_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sqs_publisher_conforms() {
     let (client, url) = sqs().await;
-    let publisher = Arc::new(SqsQueue::new(client.clone(), url.clone()));
+    let (_, dlq_url) = sqs().await;
+    let publisher = Arc::new(
+        SqsQueue::new(client.clone(), url.clone()).with_dead_letter(Some(dlq_url.clone())),
+    );
     let suite = pointsflow_conformance::queue::Queue {
-        publish: publisher,
-        drain: Box::new(move || {
-            let (client, url) = (client.clone(), url.clone());
-            Box::pin(async move {
-                let mut bodies = Vec::new();
-                loop {
-                    let out = client
-                        .receive_message()
+        publish: publisher.clone(),
+        drain: sqs_drain(client.clone(), url.clone()),
+        redelivery: publisher,
+        drain_dead_letters: sqs_drain(client.clone(), dlq_url),
+        without_dead_letters: Arc::new(SqsQueue::new(client, url)),
+    };
+    pointsflow_conformance::queue::run_all(&suite).await;
+}
+
+/// Receives (and deletes) every message of the queue at `url`.
+fn sqs_drain(client: aws_sdk_sqs::Client, url: String) -> pointsflow_conformance::queue::Drain {
+    Box::new(move || {
+        let (client, url) = (client.clone(), url.clone());
+        Box::pin(async move {
+            let mut bodies = Vec::new();
+            loop {
+                let out = client
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(10)
+                    .send()
+                    .await
+                    .unwrap();
+                if out.messages().is_empty() {
+                    return bodies;
+                }
+                for m in out.messages() {
+                    bodies.push(m.body().unwrap().to_owned());
+                    client
+                        .delete_message()
                         .queue_url(&url)
-                        .max_number_of_messages(10)
+                        .receipt_handle(m.receipt_handle().unwrap())
                         .send()
                         .await
                         .unwrap();
-                    if out.messages().is_empty() {
-                        return bodies;
-                    }
-                    for m in out.messages() {
-                        bodies.push(m.body().unwrap().to_owned());
-                        client
-                            .delete_message()
-                            .queue_url(&url)
-                            .receipt_handle(m.receipt_handle().unwrap())
-                            .send()
-                            .await
-                            .unwrap();
-                    }
                 }
-            })
-        }),
-    };
-    pointsflow_conformance::queue::run_all(&suite).await;
+            }
+        })
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,9 @@ pub use config::{MemoryEnrollments, MemoryLinkHistory, MemoryProgramStore, Stati
 pub use governance::MemoryPartnerState;
 pub use ledger::{LedgerSnapshot, MemoryLedger};
 pub use operations::{MemoryAuditLog, MemoryDeadLetters, MemoryProposals, MemoryReportStore};
-pub use queue::{MemoryQueue, MemoryQueueError, QueueConfig, ReceivedMessage};
+pub use queue::{
+    DEFAULT_RETENTION, MAX_RETENTION, MemoryQueue, MemoryQueueError, QueueConfig, ReceivedMessage,
+};
 pub use replay::{ManualClock, SeededIds};
 pub use schedules::MemorySchedules;
 pub use store::MemoryRequestStore;

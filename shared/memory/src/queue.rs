@@ -1,6 +1,7 @@
 //! A queue with the semantics of an SQS standard queue: batches of up to 10,
-//! a visibility timeout, a receive count per message, and a dead-letter queue
-//! that takes a message once it has been received `max_receive_count` times.
+//! a visibility timeout, a receive count per message, a dead-letter queue
+//! that takes a message once it has been received `max_receive_count` times,
+//! and a retention period after which a message is deleted unreceived.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -25,7 +26,15 @@ pub struct QueueConfig {
     pub visibility_timeout: Duration,
     /// Receives after which the next receive moves the message to the DLQ; 0 means never.
     pub max_receive_count: u32,
+    /// How long a message is kept (`MessageRetentionPeriod`): one older
+    /// is deleted, not received and not moved to the dead-letter queue.
+    pub retention: Duration,
 }
+
+/// SQS's default retention, 4 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(4 * 24 * 3_600);
+/// The longest retention SQS allows, 14 days (the dead-letter queues').
+pub const MAX_RETENTION: Duration = Duration::from_secs(14 * 24 * 3_600);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MemoryQueueError {
@@ -61,6 +70,11 @@ struct Stored {
     receive_count: u32,
     receipt: u64,
     sent_at: DateTime<Utc>,
+    /// Deleted unreceived from this moment (the retention period).
+    expires: Instant,
+    /// When an invisible message becomes visible again: only the latest
+    /// timeout counts (`ChangeMessageVisibility` may extend it too).
+    visible_at: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -129,6 +143,8 @@ impl MemoryQueue {
                         receive_count: 0,
                         receipt: 0,
                         sent_at: Utc::now(),
+                        expires: Instant::now() + self.config.retention,
+                        visible_at: None,
                     },
                 );
                 inner.ready.push_back(id);
@@ -141,6 +157,7 @@ impl MemoryQueue {
 
     /// `SendMessage` with `DelaySeconds`: the message becomes visible after `delay`.
     pub fn send_delayed(&self, body: &str, delay: Duration) -> Result<String, MemoryQueueError> {
+        let visible_at = Instant::now() + delay;
         let id = {
             let mut inner = self.inner.lock().map_err(|_| poisoned())?;
             inner.next_id += 1;
@@ -152,11 +169,11 @@ impl MemoryQueue {
                     receive_count: 0,
                     receipt: 0,
                     sent_at: Utc::now(),
+                    expires: Instant::now() + self.config.retention,
+                    visible_at: Some(visible_at),
                 },
             );
-            inner
-                .in_flight
-                .push(Reverse((Instant::now() + delay, id, 0)));
+            inner.in_flight.push(Reverse((visible_at, id, 0)));
             id
         };
         self.notify.notify_waiters();
@@ -180,11 +197,11 @@ impl MemoryQueue {
                 break;
             }
             inner.in_flight.pop();
-            if inner
-                .messages
-                .get(&id)
-                .is_some_and(|m| m.receipt == receipt)
+            if let Some(m) = inner.messages.get_mut(&id)
+                && m.receipt == receipt
+                && m.visible_at == Some(at)
             {
+                m.visible_at = None;
                 inner.ready.push_back(id);
             }
         }
@@ -195,6 +212,11 @@ impl MemoryQueue {
             let Some(message) = inner.messages.get_mut(&id) else {
                 continue;
             };
+            if now >= message.expires {
+                inner.messages.remove(&id);
+                tracing::warn!(queue = %self.config.name, message_id = id, "message deleted: older than the queue's retention period");
+                continue;
+            }
             if let Some(dlq) = &self.dead_letter
                 && self.config.max_receive_count > 0
                 && message.receive_count >= self.config.max_receive_count
@@ -214,6 +236,7 @@ impl MemoryQueue {
             }
             message.receive_count += 1;
             message.receipt += 1;
+            message.visible_at = Some(now + visibility);
             inner
                 .in_flight
                 .push(Reverse((now + visibility, id, message.receipt)));
@@ -279,11 +302,13 @@ impl MemoryQueue {
         let (id, receipt) = parse_receipt(handle).ok_or(MemoryQueueError::InvalidReceipt)?;
         {
             let mut inner = self.inner.lock().map_err(|_| poisoned())?;
-            match inner.messages.get(&id) {
-                Some(m) if m.receipt == receipt => {
-                    inner
-                        .in_flight
-                        .push(Reverse((Instant::now() + timeout, id, receipt)));
+            let at = Instant::now() + timeout;
+            match inner.messages.get_mut(&id) {
+                // In flight under this receipt: the new timeout replaces the
+                // old one, shorter or longer.
+                Some(m) if m.receipt == receipt && m.visible_at.is_some() => {
+                    m.visible_at = Some(at);
+                    inner.in_flight.push(Reverse((at, id, receipt)));
                 }
                 _ => return Err(MemoryQueueError::InvalidReceipt),
             }
@@ -343,6 +368,15 @@ impl Redelivery for MemoryQueue {
         self.send_delayed(body, delay)?;
         Ok(())
     }
+
+    async fn dead_letter(&self, body: &str) -> Result<(), QueueError> {
+        let dlq = self.dead_letter.as_ref().ok_or_else(|| {
+            QueueError::Refused(format!("{} has no dead-letter queue", self.config.name))
+        })?;
+        dlq.send_batch(&[body.to_owned()])?;
+        tracing::warn!(queue = %self.config.name, dlq = %dlq.name(), "message sent to the dead-letter queue");
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -383,6 +417,7 @@ mod tests {
                 name: "dlq".into(),
                 visibility_timeout: Duration::from_secs(30),
                 max_receive_count: 0,
+                retention: MAX_RETENTION,
             },
             None,
         ));
@@ -391,6 +426,7 @@ mod tests {
                 name: "q".into(),
                 visibility_timeout: Duration::from_secs(30),
                 max_receive_count,
+                retention: DEFAULT_RETENTION,
             },
             Some(dlq.clone()),
         ));
@@ -466,6 +502,56 @@ mod tests {
         q.change_visibility(&m.receipt_handle, Duration::ZERO)
             .unwrap();
         assert_eq!(q.receive(10, Duration::ZERO).await.unwrap().len(), 1);
+    }
+
+    /// A longer timeout replaces the receive's, as on SQS: the message
+    /// stays invisible past the queue's visibility timeout.
+    #[tokio::test(start_paused = true)]
+    async fn changing_visibility_can_also_keep_a_message_invisible_longer() {
+        let (q, _) = queue(5);
+        q.send_batch(&bodies(1)).unwrap();
+        let m = q.receive(10, Duration::ZERO).await.unwrap().remove(0);
+        q.change_visibility(&m.receipt_handle, Duration::from_secs(3_600))
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert!(q.receive(10, Duration::ZERO).await.unwrap().is_empty());
+        tokio::time::advance(Duration::from_secs(3_600)).await;
+        assert_eq!(q.receive(10, Duration::ZERO).await.unwrap().len(), 1);
+    }
+
+    /// A message older than the retention period is deleted unreceived,
+    /// and does not go to the dead-letter queue.
+    #[tokio::test(start_paused = true)]
+    async fn a_message_past_its_retention_is_deleted() {
+        let dlq = Arc::new(MemoryQueue::new(
+            QueueConfig {
+                name: "dlq".into(),
+                visibility_timeout: Duration::from_secs(30),
+                max_receive_count: 0,
+                retention: MAX_RETENTION,
+            },
+            None,
+        ));
+        let q = MemoryQueue::new(
+            QueueConfig {
+                name: "q".into(),
+                visibility_timeout: Duration::from_secs(30),
+                max_receive_count: 1_000,
+                retention: Duration::from_secs(3_600),
+            },
+            Some(dlq.clone()),
+        );
+        q.send_batch(&bodies(1)).unwrap();
+        let mut receives = 0;
+        loop {
+            let got = q.receive(10, Duration::from_secs(60)).await.unwrap();
+            if got.is_empty() && q.depth() == 0 {
+                break;
+            }
+            receives += got.len();
+        }
+        assert_eq!(receives, 120, "received every 30 s for an hour");
+        assert_eq!(dlq.depth(), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,19 +9,20 @@ use pointsflow_memory::{MemoryQueue, QueueConfig};
 
 #[tokio::test]
 async fn the_embedded_queue_conforms() {
+    let config = |name: &str| QueueConfig {
+        name: name.into(),
+        visibility_timeout: Duration::from_secs(30),
+        max_receive_count: 5,
+        retention: pointsflow_memory::DEFAULT_RETENTION,
+    };
+    let dead_letters = Arc::new(MemoryQueue::new(config("conformance-dlq"), None));
     let queue = Arc::new(MemoryQueue::new(
-        QueueConfig {
-            name: "conformance".into(),
-            visibility_timeout: Duration::from_secs(30),
-            max_receive_count: 5,
-        },
-        None,
+        config("conformance"),
+        Some(dead_letters.clone()),
     ));
-    let reader = queue.clone();
-    let suite = pointsflow_conformance::queue::Queue {
-        publish: queue,
-        drain: Box::new(move || {
-            let q = reader.clone();
+    let drain = |q: Arc<MemoryQueue>| -> pointsflow_conformance::queue::Drain {
+        Box::new(move || {
+            let q = q.clone();
             Box::pin(async move {
                 let mut bodies = Vec::new();
                 loop {
@@ -35,7 +36,14 @@ async fn the_embedded_queue_conforms() {
                     }
                 }
             })
-        }),
+        })
+    };
+    let suite = pointsflow_conformance::queue::Queue {
+        publish: queue.clone(),
+        drain: drain(queue.clone()),
+        redelivery: queue,
+        drain_dead_letters: drain(dead_letters.clone()),
+        without_dead_letters: dead_letters,
     };
     pointsflow_conformance::queue::run_all(&suite).await;
 }

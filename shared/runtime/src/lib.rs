@@ -212,6 +212,8 @@ pub const MAX_SEND_DELAY: Duration = Duration::from_secs(900);
 /// delay, and a `Defer` is sent again to arrive after its delay (and the
 /// original reported done). Delays are set on the queue
 /// (`ChangeMessageVisibility`, `DelaySeconds`), never slept in the function.
+/// A `Poison` record is sent to the queue's dead-letter queue at once and
+/// reported done.
 pub async fn process_batch_with_backoff<M, F, Fut>(
     function: &str,
     event: SqsEvent,
@@ -236,6 +238,22 @@ where
                         Ok(())
                     }
                     Err(e) => Err(RecordError::Retry(format!("{why}; could not defer it: {e}"))),
+                }
+            }
+            // Never processable: to the dead-letter queue now (an alarm, a
+            // redrive), rather than received again until the receive limit
+            // or the retention period ends it. If that send fails, the
+            // record is left for the queue's own redrive policy.
+            Err(RecordError::Poison(why)) => {
+                let body = record.body.as_deref().unwrap_or_default();
+                match redelivery.dead_letter(body).await {
+                    Ok(()) => {
+                        tracing::error!(function, %why, "unprocessable record sent to the dead-letter queue");
+                        Ok(())
+                    }
+                    Err(e) => Err(RecordError::Poison(format!(
+                        "{why}; could not send it to the dead-letter queue: {e}"
+                    ))),
                 }
             }
             Err(e @ (RecordError::Retry(_) | RecordError::RetryAfter(..))) => {
@@ -342,6 +360,7 @@ mod tests {
     struct Recorded {
         delayed: std::sync::Mutex<Vec<(String, Duration)>>,
         resent: std::sync::Mutex<Vec<(String, Duration)>>,
+        dead: std::sync::Mutex<Vec<String>>,
     }
 
     #[async_trait::async_trait]
@@ -365,6 +384,53 @@ mod tests {
             self.resent.lock().unwrap().push((body.to_owned(), delay));
             Ok(())
         }
+        async fn dead_letter(&self, body: &str) -> Result<(), pointsflow_core::ports::QueueError> {
+            if body.contains("stuck") {
+                return Err(pointsflow_core::ports::QueueError::Unavailable(
+                    "down".into(),
+                ));
+            }
+            self.dead.lock().unwrap().push(body.to_owned());
+            Ok(())
+        }
+    }
+
+    /// A record that can never be processed goes to the dead-letter queue
+    /// at once and is done here; if that send fails it is left failed, for
+    /// the queue's redrive policy.
+    #[tokio::test]
+    async fn poison_records_are_dead_lettered_at_once() {
+        let record = |id: &str| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(id.into());
+            m.receipt_handle = Some(format!("rh-{id}"));
+            m.body = Some(format!("\"{id}\""));
+            m
+        };
+        let mut event = SqsEvent::default();
+        event.records = vec![record("ok"), record("given-up"), record("stuck")];
+        let queue = Recorded::default();
+        let response = process_batch_with_backoff(
+            "test",
+            event,
+            Backoff::default(),
+            &queue,
+            |m: String| async move {
+                match m.as_str() {
+                    "ok" => Ok(()),
+                    _ => Err(RecordError::Poison("given up".into())),
+                }
+            },
+        )
+        .await;
+        let failed: Vec<String> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        assert_eq!(failed, ["stuck"]);
+        assert_eq!(*queue.dead.lock().unwrap(), ["\"given-up\""]);
+        assert!(queue.delayed.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -66,6 +66,7 @@ pub fn queue() -> Arc<MemoryQueue> {
             name: "eligibility".into(),
             visibility_timeout: Duration::from_secs(30),
             max_receive_count: 5,
+            retention: pointsflow_memory::DEFAULT_RETENTION,
         },
         None,
     ))

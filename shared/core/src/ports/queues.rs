@@ -89,6 +89,14 @@ pub trait Redelivery: Send + Sync {
     /// minutes): a fresh message, so waiting does not count towards the
     /// receive limit. The caller then reports the original done.
     async fn send_later(&self, body: &str, delay: Duration) -> Result<(), QueueError>;
+
+    /// Sends `body` straight to this queue's dead-letter queue: a message
+    /// that will never be processed (given up on, unreadable) goes there
+    /// at once, where an alarm reports it and a redrive can replay it,
+    /// instead of waiting out the receive limit or the retention period.
+    /// The caller then reports the original done. Refused when the queue
+    /// has no dead-letter queue.
+    async fn dead_letter(&self, body: &str) -> Result<(), QueueError>;
 }
 
 /// Every role of one queue: what an adapter implements.
