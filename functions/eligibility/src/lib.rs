@@ -61,6 +61,11 @@ pub struct EligibilityPorts {
 
 /// How often an instance looks again at the requests waiting for enrollment.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// Waiting requests decided at once, and queued together, by a sweep.
+pub const SWEEP_CHUNK: usize = 10;
+/// Time a sweep leaves unused at the end of an invocation (at most a
+/// quarter of what is left): the sweep stops starting chunks then.
+pub const SWEEP_MARGIN: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Eligibility {
@@ -171,8 +176,17 @@ impl Eligibility {
     /// whose release was missed goes on; one past its enrollment deadline
     /// is rejected (`enrollment_timed_out`). Returns how many were looked at.
     pub async fn sweep_waiting(&self) -> usize {
+        self.sweep_waiting_until(None).await
+    }
+
+    /// [`Eligibility::sweep_waiting`], stopping at `deadline`: requests are
+    /// decided [`SWEEP_CHUNK`] at a time, and each chunk's reserved
+    /// requests are queued for dispatch before the next chunk starts, so a
+    /// sweep cut short leaves every request it reserved queued (unless the
+    /// send itself failed, which is logged). What it did not reach still
+    /// waits, indexed, for the next sweep.
+    pub async fn sweep_waiting_until(&self, deadline: Option<std::time::Instant>) -> usize {
         let mut looked = 0;
-        let mut forward = Vec::new();
         for program in self.ports.programs.programs() {
             // Waiting for enrollment: released or timed out. Held: released
             // once the program is no longer paused (a missed release).
@@ -192,22 +206,38 @@ impl Eligibility {
                     }
                 }
             }
-            for request_id in ids {
-                looked += 1;
-                match self.process(PipelineMessage { request_id }).await {
-                    Ok(Some(next)) => forward.push(next),
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(error = ?e, "a waiting request could not be decided again; the next sweep retries")
+            for chunk in ids.chunks(SWEEP_CHUNK) {
+                if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                    tracing::info!(
+                        looked,
+                        "sweep stopped at the invocation's deadline; the next sweep goes on"
+                    );
+                    return looked;
+                }
+                looked += chunk.len();
+                let decided = futures::future::join_all(chunk.iter().map(|request_id| {
+                    self.process(PipelineMessage {
+                        request_id: request_id.clone(),
+                    })
+                }))
+                .await;
+                let mut forward = Vec::new();
+                for outcome in decided {
+                    match outcome {
+                        Ok(Some(next)) => forward.push(next),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(error = ?e, "a waiting request could not be decided again; the next sweep retries")
+                        }
                     }
                 }
+                if !forward.is_empty()
+                    && let Err(e) = self.ports.dispatch_queue.publish(&forward).await
+                {
+                    // Reserved but not queued: any later delivery of one re-queues it.
+                    tracing::warn!(error = %e, "could not queue the released requests for dispatch");
+                }
             }
-        }
-        if !forward.is_empty()
-            && let Err(e) = self.ports.dispatch_queue.publish(&forward).await
-        {
-            // Reserved but not queued: a later delivery or sweep re-queues them.
-            tracing::warn!(error = %e, "could not queue the released requests for dispatch");
         }
         looked
     }
@@ -230,16 +260,19 @@ impl Eligibility {
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
         pointsflow_usecases::catalog::refresh(self.ports.programs.as_ref()).await;
-        if self.sweep_due() {
-            self.sweep_waiting().await;
-        }
-        Ok(process_batch_forwarding(
+        let deadline = pointsflow_runtime::deadline(&event.context, SWEEP_MARGIN);
+        // The batch first: its messages never wait on the sweep.
+        let response = process_batch_forwarding(
             "eligibility",
             event.payload,
             self.ports.dispatch_queue.as_ref(),
             |m| self.process(m),
         )
-        .await)
+        .await;
+        if self.sweep_due() {
+            self.sweep_waiting_until(deadline).await;
+        }
+        Ok(response)
     }
 
     /// Decides one request; returns the message for dispatch when it is reserved.

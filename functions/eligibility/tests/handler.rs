@@ -267,7 +267,20 @@ async fn submit_at(
     amount: &str,
     at: DateTime<Utc>,
 ) -> PointsRequest {
-    let request = NewRequest {
+    let request = new_request(key, program, recipient, amount, at);
+    h.store.create(&request).await.unwrap();
+    request
+}
+
+/// A request accepted at `at`, not stored.
+fn new_request(
+    key: &str,
+    program: &str,
+    recipient: &str,
+    amount: &str,
+    at: DateTime<Utc>,
+) -> PointsRequest {
+    NewRequest {
         source: SourceId::parse("crm").unwrap(),
         idempotency_key: IdempotencyKey::parse(key).unwrap(),
         program: ProgramId::parse(program).unwrap(),
@@ -286,9 +299,7 @@ async fn submit_at(
             attributes: Default::default(),
         },
     }
-    .into_request(at);
-    h.store.create(&request).await.unwrap();
-    request
+    .into_request(at)
 }
 
 /// The fixture, with one record per body.
@@ -891,4 +902,125 @@ async fn a_reservation_that_raced_a_rejection_is_released() {
     assert_eq!(state(&h, &r).await.state(), StatusKind::Rejected);
     assert_eq!(h.dispatch.depth(), 0);
     h.ledger.snapshot().unwrap().check().unwrap();
+}
+
+/// A request store that takes 10 ms for every call, as DynamoDB may under
+/// load.
+struct Slow(Arc<MemoryRequestStore>);
+
+const LATENCY: Duration = Duration::from_millis(10);
+
+#[async_trait::async_trait]
+impl RequestGet for Slow {
+    async fn get(
+        &self,
+        id: &pointsflow_core::values::RequestId,
+    ) -> Result<Option<PointsRequest>, StoreError> {
+        tokio::time::sleep(LATENCY).await;
+        self.0.get(id).await
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestUpdate for Slow {
+    async fn update(&self, request: &PointsRequest) -> Result<u64, StoreError> {
+        tokio::time::sleep(LATENCY).await;
+        self.0.update(request).await
+    }
+}
+
+#[async_trait::async_trait]
+impl WaitingRequests for Slow {
+    async fn waiting(
+        &self,
+        program: &ProgramId,
+        state: StatusKind,
+        recipient: Option<&RecipientId>,
+    ) -> Result<Vec<pointsflow_core::values::RequestId>, StoreError> {
+        tokio::time::sleep(LATENCY).await;
+        self.0.waiting(program, state, recipient).await
+    }
+}
+
+/// 5,000 requests wait for enrollment and are all linked since, so the
+/// first sweep would reserve every one; the store answers in 10 ms. An
+/// invocation with a 3-second timeout still processes its own batch, and
+/// every request its sweep reserved is queued for dispatch: the sweep
+/// stops at the deadline instead of being cut off by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_sweep_stops_at_the_deadline_and_leaves_nothing_reserved_unqueued() {
+    let h = harness().await;
+    let reason = Reason::new(ReasonCode::parse("awaiting_enrollment"), "not linked yet");
+    for i in 0..5_000 {
+        let recipient = format!("005W{i}");
+        let mut request = new_request(
+            &format!("wait-{i}"),
+            "waits",
+            &recipient,
+            "100.00",
+            DateTime::UNIX_EPOCH,
+        );
+        request
+            .transition(
+                pointsflow_core::request::Status::AwaitingEnrollment {
+                    reason: reason.clone(),
+                },
+                DateTime::UNIX_EPOCH,
+                "waiting",
+            )
+            .unwrap();
+        h.store.create(&request).await.unwrap();
+        h.enrollments
+            .create_link(&link(
+                "waits",
+                &recipient,
+                &format!("SKY{i}"),
+                "Ada",
+                "Lovelace",
+            ))
+            .await
+            .unwrap();
+    }
+    let own = [
+        submit(&h, "own-1", "sales", "005A", "100.00").await,
+        submit(&h, "own-2", "sales", "005B", "100.00").await,
+    ];
+    let slow = Arc::new(Slow(h.store.clone()));
+    let eligibility = Eligibility::new(EligibilityPorts {
+        get: slow.clone(),
+        update: slow.clone(),
+        waiting: slow,
+        ..h.ports.clone()
+    });
+    let event = sqs_event(&own.iter().map(message).collect::<Vec<_>>()).payload;
+    let handler = |e| eligibility.handle(e);
+    let failed = pointsflow_harness::mapping::invoke_sqs_handler(
+        "eligibility",
+        "sweep-1".into(),
+        Duration::from_secs(3),
+        event,
+        &handler,
+    )
+    .await;
+    assert!(
+        failed.is_empty(),
+        "the batch's own messages failed: {failed:?}"
+    );
+    let queued: std::collections::HashSet<String> = h.dispatch.peek_bodies().into_iter().collect();
+    for r in &own {
+        assert_eq!(state(&h, r).await.state(), StatusKind::Reserved);
+        assert!(queued.contains(&message(r)), "{} not queued", r.id);
+    }
+    let mut swept = 0;
+    for r in h.store.all().unwrap() {
+        if r.program.as_str() == "waits" && r.state() == StatusKind::Reserved {
+            swept += 1;
+            assert!(
+                queued.contains(&message(&r)),
+                "{} reserved, not queued",
+                r.id
+            );
+        }
+    }
+    assert!(swept > 0, "the sweep reserved nothing");
 }
