@@ -168,7 +168,8 @@ fn logs() {
                 .with_env_filter("info")
                 .with_writer(MaskingWriter::new(
                     std::io::stderr,
-                    Masker::new(test_config().secrets()),
+                    Masker::new(test_config().secrets())
+                        .with_members(test_config().member_numbers()),
                 ))
                 .try_init();
         }

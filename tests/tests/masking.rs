@@ -41,7 +41,7 @@ async fn no_log_line_carries_a_member_number_an_email_or_a_secret() {
         .with_current_span(true)
         .with_writer(MaskingWriter::new(
             move || sink.clone(),
-            Masker::new(config.secrets()),
+            Masker::new(config.secrets()).with_members(config.member_numbers()),
         ))
         .init();
 

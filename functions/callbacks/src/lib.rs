@@ -197,7 +197,10 @@ impl Callbacks {
                 return Ok(());
             }
             Ok(r) => format!("the receiver answered {}", r.status()),
-            Err(e) => format!("the receiver could not be reached: {e}"),
+            Err(e) => format!(
+                "the receiver could not be reached: {}",
+                pointsflow_outbound::error_text(&e)
+            ),
         };
         let age = (self.ports.clock.now() - message.at)
             .to_std()

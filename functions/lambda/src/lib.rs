@@ -107,6 +107,20 @@ fn optional(name: &'static str) -> Result<Option<String>, ColdStartError> {
     }
 }
 
+/// pointsflow's own lines at `level`; every other crate's (the Lambda
+/// runtime, which logs whole events and their headers at `TRACE`; the HTTP
+/// and AWS clients, which log requests) at `INFO` at most, whatever the
+/// level: their detail is never what an operator needs, and it may carry
+/// credentials no masking knows.
+pub fn log_filter(
+    level: tracing_subscriber::filter::LevelFilter,
+) -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::LevelFilter;
+    tracing_subscriber::filter::Targets::new()
+        .with_default(level.min(LevelFilter::INFO))
+        .with_target("pointsflow", level)
+}
+
 /// Sets up tracing the way Lambda expects it (JSON when the function's log
 /// format is JSON, levels from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`), every
 /// line masked: no member number, email address or secret of `config`
@@ -121,26 +135,33 @@ pub fn init_tracing(config: &Config) {
         .ok()
         .and_then(|l| l.trim().parse::<LevelFilter>().ok())
         .unwrap_or(LevelFilter::INFO);
-    let writer = MaskingWriter::new(std::io::stdout, Masker::new(config.secrets()));
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(writer)
-        .with_target(false);
+    let masker = Masker::new(config.secrets()).with_members(config.member_numbers());
+    let writer = MaskingWriter::new(std::io::stdout, masker);
     if let Ok(stack) = std::env::var(STACK) {
         pointsflow_runtime::metrics::to_stdout(stack);
     }
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    // A second initialisation (tests) is a no-op.
-    let _ = if json {
-        builder
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_target(false)
+        .without_time();
+    let layer = if json {
+        layer
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .without_time()
-            .try_init()
+            .boxed()
     } else {
-        builder.without_time().try_init()
+        layer.boxed()
     };
+    // A second initialisation (tests) is a no-op.
+    let _ = tracing_subscriber::registry()
+        .with(layer)
+        .with(log_filter(level))
+        .try_init();
 }
 
 /// A function's cold start: tracing, its environment, the configuration

@@ -342,11 +342,15 @@ enum RequestAction {
 fn init_tracing(config: Option<&LocalConfig>) {
     use pointsflow_runtime::masking::{Masker, MaskingWriter};
     let secrets = config.map(LocalConfig::secrets).unwrap_or_default();
+    let members = config.map(LocalConfig::member_numbers).unwrap_or_default();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(MaskingWriter::new(std::io::stdout, Masker::new(secrets)))
+        .with_writer(MaskingWriter::new(
+            std::io::stdout,
+            Masker::new(secrets).with_members(members),
+        ))
         .compact()
         .try_init();
 }

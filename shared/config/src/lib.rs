@@ -41,6 +41,42 @@ pub enum ConfigError {
     },
 }
 
+/// A TOML error as a line, a column and what is wrong, without the text of
+/// the line or any value: the configuration holds secrets, and this error
+/// is printed before anything masks the logs (`api_keys = "pf_..."` in place
+/// of a list must not print the key).
+pub(crate) fn syntax(text: &str, e: &toml::de::Error) -> ConfigError {
+    let message = redact_quoted(e.message());
+    ConfigError::Syntax(match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("TOML parse error at line {line}, column {column}: {message}")
+        }
+        None => format!("TOML parse error: {message}"),
+    })
+}
+
+/// `text` with whatever stands between double quotes replaced by `…`
+/// (serde quotes values, and names fields with backticks).
+fn redact_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut quoted = false;
+    for c in text.chars() {
+        if c == '"' {
+            if quoted {
+                out.push('…');
+            }
+            quoted = !quoted;
+            out.push(c);
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn invalid(
     entry: impl Into<String>,
     field: impl Into<String>,
@@ -430,8 +466,7 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: Config =
-            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let config: Config = toml::from_str(text).map_err(|e| syntax(text, &e))?;
         config.validate()?;
         Ok(config)
     }
@@ -697,6 +732,16 @@ impl Config {
         out
     }
 
+    /// The member numbers the configuration names (its members' and the
+    /// sandbox partner's), for the logs to mask.
+    pub fn member_numbers(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| m.member_number.clone())
+            .chain(self.sandbox.members.iter().map(|m| m.member_number.clone()))
+            .collect()
+    }
+
     pub fn member_links(&self) -> Vec<MemberLink> {
         self.members
             .iter()
@@ -714,5 +759,30 @@ impl Config {
 
     pub fn uses_sandbox(&self) -> bool {
         self.partners.iter().any(|p| p.kind == PartnerKind::Sandbox)
+    }
+}
+
+#[cfg(test)]
+mod syntax_tests {
+    use super::*;
+
+    /// A typo that puts a key where a list belongs: the error says where
+    /// and what, and never prints the key.
+    #[test]
+    fn a_syntax_error_names_the_place_not_the_secret() {
+        let key = "pf_live_4f1c2b7e9a6d4e0f8a7b";
+        for text in [
+            format!("[[sources]]\nid = \"crm\"\napi_keys = \"{key}\"\n"),
+            format!("[[sources]]\nid = \"crm\"\napi_key = \"{key}\n"),
+            format!("[[sources]]\nid = \"crm\"\napi_key = {key}\n"),
+        ] {
+            let error = Config::parse(&text).err().unwrap().to_string();
+            assert!(!error.contains(key), "{error}");
+            assert!(!error.contains("pf_live"), "{error}");
+            assert!(
+                error.starts_with("TOML parse error at line 3, column"),
+                "{error}"
+            );
+        }
     }
 }

@@ -35,8 +35,7 @@ impl ProgramFile {
     /// sources are checked where it is applied, against that stack's
     /// configuration: [`ProgramFile::check`]).
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let mut table: toml::Table =
-            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| crate::syntax(text, &e))?;
         let file = "program file";
         match table.remove("format") {
             Some(toml::Value::Integer(PROGRAM_FILE_FORMAT)) => {}

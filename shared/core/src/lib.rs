@@ -22,6 +22,7 @@ pub mod request;
 pub mod reversal;
 pub mod schedule;
 pub mod search;
+pub mod sightings;
 pub mod time;
 pub mod unsettled;
 pub mod values;

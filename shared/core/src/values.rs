@@ -175,7 +175,8 @@ string_value!(
 );
 
 /// A member number at a partner program (a frequent-flyer number). Parsing trims
-/// whitespace and upper-cases, since members type these by hand.
+/// whitespace and upper-cases, since members type these by hand, and records
+/// the number in [`crate::sightings`], so the logs mask it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MemberNumber(Arc<str>);
 
@@ -189,6 +190,7 @@ impl MemberNumber {
                 "only letters and digits are allowed",
             ));
         }
+        crate::sightings::remember(&normalised);
         Ok(Self(Arc::from(normalised)))
     }
 

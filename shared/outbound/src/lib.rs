@@ -107,6 +107,27 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || first == 0x0064 && ip.segments()[1] == 0xff9b) // NAT64 to any IPv4
 }
 
+/// What went wrong with a call, for logs and stored details: the error and
+/// its causes, with the URL cut to its scheme and host (a callback's or a
+/// partner's path and query may carry a token).
+pub fn error_text(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        let shown = format!("{}://{}/…", url.scheme(), url.host_str().unwrap_or(""));
+        text = text.replace(url.as_str(), &shown);
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// A resolver that drops every address a deployed callback may not reach,
 /// and fails when none is left: the check happens on each connection.
 #[derive(Debug, Default)]
@@ -210,6 +231,30 @@ mod tests {
         use reqwest::dns::Resolve;
         let name: reqwest::dns::Name = "localhost".parse().unwrap();
         assert!(PublicOnly.resolve(name).await.is_err());
+    }
+
+    /// An error's text names the host, never the path or query.
+    #[tokio::test]
+    async fn error_text_keeps_the_host_and_drops_the_path_and_query() {
+        let client = client_builder(Reach::Local, Target::Callback)
+            .build()
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let e = client
+            .get(format!(
+                "http://127.0.0.1:{port}/hooks/T0SECRET?token=tok_0123456789"
+            ))
+            .send()
+            .await
+            .unwrap_err();
+        let text = error_text(&e);
+        assert!(
+            !text.contains("T0SECRET") && !text.contains("tok_0123456789"),
+            "{text}"
+        );
+        assert!(text.contains("127.0.0.1"), "{text}");
     }
 
     /// A deployed callback client refuses to connect to a loopback

@@ -193,10 +193,12 @@ impl LoyaltyConnector {
         if !response.status().is_success() {
             return Err(failure(response).await);
         }
-        response
-            .json()
-            .await
-            .map_err(|e| Failure::Other(format!("an answer that cannot be read: {e}")))
+        response.json().await.map_err(|e| {
+            Failure::Other(format!(
+                "an answer that cannot be read: {}",
+                pointsflow_outbound::error_text(&e)
+            ))
+        })
     }
 
     /// Validates the member with their names; the validation's id to order with.

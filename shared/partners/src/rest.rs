@@ -88,7 +88,7 @@ pub(crate) fn transport_detail(e: &reqwest::Error) -> String {
     } else {
         "transport error"
     };
-    format!("{kind}: {e}")
+    format!("{kind}: {}", pointsflow_outbound::error_text(e))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +147,10 @@ async fn answer(response: reqwest::Response) -> Answer {
     }
     match response.bytes().await {
         Ok(body) => Answer::Read(status, body.to_vec()),
-        Err(e) => Answer::Unreadable(format!("HTTP {status}, body unreadable: {e}")),
+        Err(e) => Answer::Unreadable(format!(
+            "HTTP {status}, body unreadable: {}",
+            pointsflow_outbound::error_text(&e)
+        )),
     }
 }
 
@@ -250,7 +253,7 @@ impl PartnerConnector for RestConnector {
             Ok(r) => r,
             Err(e) => {
                 return MemberCheckOutcome::Unknown {
-                    detail: format!("member validation: {e}"),
+                    detail: format!("member validation: {}", pointsflow_outbound::error_text(&e)),
                 };
             }
         };
@@ -364,10 +367,12 @@ impl PartnerConnector for RestConnector {
                 "the partner answered {status}"
             )));
         }
-        let statement: Statement = response
-            .json()
-            .await
-            .map_err(|e| StatementError::Unavailable(format!("unreadable answer: {e}")))?;
+        let statement: Statement = response.json().await.map_err(|e| {
+            StatementError::Unavailable(format!(
+                "unreadable answer: {}",
+                pointsflow_outbound::error_text(&e)
+            ))
+        })?;
         Ok(statement
             .credits
             .into_iter()

@@ -6,12 +6,18 @@
 //! - the configuration's secrets (source keys, Salesforce tokens, HMAC
 //!   secrets, passwords, partner and operator keys), wherever they appear,
 //!   with `[secret]`;
+//! - the value of a field that names a credential (`authorization`,
+//!   `token`, `password`, `secret`, `api_key`, ...), with `[secret]`;
 //! - email addresses, keeping the first letter and the domain
 //!   (`a***@example.com`);
-//! - member numbers: words of 6 to 32 letters and digits, upper case, with
-//!   at least 5 digits (`SKY1000001`), keeping the last 4 (`******0001`).
-//!   Request ids (`pr_` and lower-case hex), partner references (`pf` and
-//!   lower-case hex), times and amounts do not look like that and are kept.
+//! - member numbers, keeping the last 4 (`******0001`): every member number
+//!   the process has seen ([`pointsflow_core::sightings`]: each one parsed,
+//!   the configuration's included), wherever it stands, and the value of a
+//!   field or phrase that names one (`member=...`, `"memberId": "..."`,
+//!   `for member ...`).
+//!
+//! Nothing else is masked: a line's timestamp, a source record id such as
+//! `retry-1733482932970`, request ids, amounts and counts read as they are.
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -39,6 +45,15 @@ impl Masker {
         Self { secrets }
     }
 
+    /// Also masks these member numbers (the configuration's) wherever
+    /// they appear.
+    pub fn with_members<S: AsRef<str>>(self, members: impl IntoIterator<Item = S>) -> Self {
+        for m in members {
+            pointsflow_core::sightings::remember(&m.as_ref().trim().to_ascii_uppercase());
+        }
+        self
+    }
+
     /// `line` with every secret, email address and member number masked.
     pub fn mask(&self, line: &str) -> String {
         let mut out = line.to_owned();
@@ -51,30 +66,106 @@ impl Masker {
     }
 }
 
+/// What the value after a field name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Member,
+    Credential,
+}
+
+/// Field names whose value is masked, compared without case, `_` or `-`.
+fn field(word: &str) -> Option<Field> {
+    let key: String = word
+        .chars()
+        .filter(|c| !matches!(c, '_' | '-'))
+        .collect::<String>()
+        .to_ascii_lowercase();
+    match key.as_str() {
+        "member"
+        | "membernumber"
+        | "memberid"
+        | "membershipnumber"
+        | "loyaltynumber"
+        | "frequentflyernumber"
+        | "ffn" => Some(Field::Member),
+        "authorization"
+        | "token"
+        | "password"
+        | "secret"
+        | "apikey"
+        | "apikeys"
+        | "xpointsflowsignature"
+        | "signature"
+        | "cookie" => Some(Field::Credential),
+        _ => None,
+    }
+}
+
 fn is_word_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-' | '@')
 }
 
-/// Masks the email addresses and member numbers among the line's words.
+/// After a field name: waiting for its `=` or `:`, or for its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Separator(Field),
+    Value(Field),
+}
+
+/// Masks the words of the line: email addresses, member numbers seen, and
+/// the value of a field that calls for it (`name=value`, `name: value`,
+/// `"name":"value"`, and the word after `Bearer` or `Basic`).
 fn mask_words(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut word = String::new();
-    let flush = |word: &mut String, out: &mut String| {
-        if !word.is_empty() {
-            out.push_str(&mask_word(word));
-            word.clear();
+    let mut pending: Option<Pending> = None;
+    let flush = |word: &mut String, out: &mut String, pending: &mut Option<Pending>| {
+        if word.is_empty() {
+            return;
         }
+        let value = match *pending {
+            Some(Pending::Value(f)) => Some(f),
+            _ => None,
+        };
+        match value {
+            Some(Field::Credential) if !is_flag(word) => out.push_str("[secret]"),
+            Some(Field::Member) if word.chars().all(|c| c.is_ascii_alphanumeric()) => {
+                out.push_str(&keep_last_four(word));
+            }
+            _ => out.push_str(&mask_word(word)),
+        }
+        *pending = if is_scheme(word) {
+            Some(Pending::Value(Field::Credential))
+        } else {
+            field(word).map(Pending::Separator)
+        };
+        word.clear();
     };
     for c in line.chars() {
         if is_word_char(c) {
             word.push(c);
-        } else {
-            flush(&mut word, &mut out);
-            out.push(c);
+            continue;
         }
+        flush(&mut word, &mut out, &mut pending);
+        pending = match (pending, c) {
+            (Some(Pending::Separator(f)), ':' | '=') => Some(Pending::Value(f)),
+            (Some(p), '"' | '\'' | ' ' | '\\') => Some(p),
+            _ => None,
+        };
+        out.push(c);
     }
-    flush(&mut word, &mut out);
+    flush(&mut word, &mut out, &mut pending);
     out
+}
+
+/// `Bearer`, `Basic`: the credential is the next word.
+fn is_scheme(word: &str) -> bool {
+    word.eq_ignore_ascii_case("bearer") || word.eq_ignore_ascii_case("basic")
+}
+
+/// Values a credential field may hold that are not a credential.
+fn is_flag(word: &str) -> bool {
+    is_scheme(word) || matches!(word, "true" | "false" | "null" | "none" | "set" | "missing")
 }
 
 fn mask_word(word: &str) -> String {
@@ -85,23 +176,15 @@ fn mask_word(word: &str) -> String {
         let first: String = local.chars().take(1).collect();
         return format!("{first}***@{domain}");
     }
-    // Member numbers may sit inside a longer word (`member#sandbox-air#SKY1000001`).
-    word.split(['.', '_', '-', '#', '%', '+'])
+    // A member number may sit inside a longer word (`member#sandbox-air#SKY1000001`).
+    word.split(['.', '_', '-', '#', '%', '+', '@'])
         .fold(word.to_owned(), |acc, part| {
-            if looks_like_member_number(part) {
+            if part.len() >= 5 && pointsflow_core::sightings::is_member_number(part) {
                 acc.replace(part, &keep_last_four(part))
             } else {
                 acc
             }
         })
-}
-
-fn looks_like_member_number(s: &str) -> bool {
-    let len = s.chars().count();
-    (6..=32).contains(&len)
-        && s.chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-        && s.chars().filter(char::is_ascii_digit).count() >= 5
 }
 
 /// A member number as people other than operators see it: its last four
@@ -190,6 +273,7 @@ mod tests {
             "sf_demo_token_7c1e9b2a4d6f8e0c".to_owned(),
             "short".to_owned(),
         ])
+        .with_members(["SKY1000002", "992001234567"])
     }
 
     #[test]
@@ -210,6 +294,38 @@ mod tests {
         assert!(masked.contains("a***@example.com"), "{masked}");
         assert!(masked.contains("Bearer [secret]"), "{masked}");
         assert!(masked.contains("member#sandbox-air#******0002"), "{masked}");
+    }
+
+    /// A member number the process saw (parsed, or configured) is masked
+    /// wherever it stands; a field that names one is masked by name; a
+    /// credential field's value is masked though it is no configured
+    /// secret.
+    #[test]
+    fn member_numbers_are_masked_by_sighting_and_by_field() {
+        let m = masker();
+        pointsflow_core::values::MemberNumber::parse("ek00123456789").unwrap();
+        let line = r#"credit of 992001234567 at EK00123456789; {"memberId": "UA55501234"} memberNumber=AB123456 authorization="Basic d29ya2RheTpzM2NyZXQ=" token: abc.def.ghi"#;
+        let masked = m.mask(line);
+        for leak in [
+            "992001234567",
+            "EK00123456789",
+            "UA55501234",
+            "AB123456",
+            "d29ya2RheTpzM2NyZXQ",
+            "abc.def.ghi",
+        ] {
+            assert!(!masked.contains(leak), "{leak} leaked: {masked}");
+        }
+        assert!(masked.contains("********4567"), "{masked}");
+        assert!(masked.contains("Basic [secret]"), "{masked}");
+    }
+
+    /// What operators read to find a request is not masked.
+    #[test]
+    fn timestamps_and_record_ids_are_kept() {
+        let m = masker();
+        let line = "2026-12-06T04:05:48.123973Z  INFO intake: accepted source_record=retry-1733482932970 member validated with the partner; the token expired; moved to dispatching";
+        assert_eq!(m.mask(line), line);
     }
 
     #[test]
@@ -241,10 +357,10 @@ mod tests {
         let writer = MaskingWriter::new(move || out.clone(), masker());
         {
             let mut line = writer.make_writer();
-            line.write_all(b"member SKY10").unwrap();
+            line.write_all(b"member=SKY10").unwrap();
             line.write_all(b"00001 credited\n").unwrap();
         }
         let written = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-        assert_eq!(written, "member ******0001 credited\n");
+        assert_eq!(written, "member=******0001 credited\n");
     }
 }
