@@ -47,6 +47,9 @@ struct Credit {
     transaction: String,
     reversals: BTreeMap<String, u64>,
     created_at: DateTime<Utc>,
+    /// When a look-up first finds it: a partner that commits late records
+    /// an order some time after the call that placed it.
+    committed_at: DateTime<Utc>,
 }
 
 impl Credit {
@@ -81,6 +84,9 @@ pub struct SimPartner {
     faults: Arc<Faults>,
     clock: Arc<ManualClock>,
     idempotent: bool,
+    /// A partner that commits an order up to this long after the call
+    /// (its `commit_within_ms`); `None` commits at once.
+    commit_within: Option<Duration>,
     /// Times when the partner answers nothing but 503.
     outages: Vec<(DateTime<Utc>, DateTime<Utc>)>,
     book: Mutex<Book>,
@@ -97,12 +103,14 @@ impl SimPartner {
         faults: Arc<Faults>,
         clock: Arc<ManualClock>,
         idempotent: bool,
+        commit_within: Option<Duration>,
         outages: Vec<(DateTime<Utc>, DateTime<Utc>)>,
     ) -> Self {
         Self {
             faults,
             clock,
             idempotent,
+            commit_within,
             outages,
             book: Mutex::new(Book::default()),
         }
@@ -281,6 +289,12 @@ impl PartnerConnector for SimPartner {
                 } else {
                     Settled::Credited
                 };
+                let committed_at = match self.commit_within {
+                    Some(within) => {
+                        now + TimeDelta::seconds(self.faults.below(within.as_secs()) as i64)
+                    }
+                    None => now,
+                };
                 let mut book = self.book();
                 book.next_transaction += 1;
                 let credit = Credit {
@@ -290,6 +304,7 @@ impl PartnerConnector for SimPartner {
                     transaction: format!("SIM{:08}", book.next_transaction),
                     reversals: BTreeMap::new(),
                     created_at: now,
+                    committed_at,
                 };
                 let outcome = Self::outcome(&credit);
                 self.faults.note(|| {
@@ -329,6 +344,8 @@ impl PartnerConnector for SimPartner {
             .get_mut(reference.as_str())
             .and_then(|cs| cs.first_mut())
         {
+            // Not committed yet: the partner does not know the order.
+            Some(c) if now < c.committed_at => CreditOutcome::NotFound,
             Some(c) => {
                 c.settle(now);
                 Self::outcome(c)

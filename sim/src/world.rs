@@ -144,7 +144,7 @@ fn start_time() -> DateTime<Utc> {
 impl World {
     async fn new(seed: u64, verbose: bool) -> Result<Self, String> {
         let faults = Arc::new(Faults::new(seed, verbose));
-        let config = workload::config(&faults)?;
+        let mut config = workload::config(&faults)?;
         let start = start_time();
         let clock = Arc::new(ManualClock::new(start));
         let active = TimeDelta::minutes(30 + faults.below(60) as i64);
@@ -158,10 +158,21 @@ impl World {
                 )
             })
             .collect();
+        let idempotent = faults.chance(0.7);
+        // Half the partners that do not recognise a repeated reference
+        // commit an order up to ten minutes after the call, as configured.
+        let commit_within = (!idempotent && faults.chance(0.5))
+            .then(|| Duration::from_secs(60 + faults.below(540)));
+        if let Some(within) = commit_within {
+            for p in &mut config.partners {
+                p.commit_within_ms = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
+            }
+        }
         let partner = Arc::new(SimPartner::new(
             faults.clone(),
             clock.clone(),
-            faults.chance(0.7),
+            idempotent,
+            commit_within,
             outages,
         ));
         let store = Arc::new(MemoryRequestStore::new());

@@ -88,6 +88,24 @@ async fn call_partner(
 }
 
 impl Dispatch {
+    /// When the last call's outcome is recorded: `None` (the call is over),
+    /// unless the answer was lost at a partner that commits late, which may
+    /// still commit it; then the time of recording, so the look-up waits
+    /// out the partner's commitment from there.
+    pub(crate) fn attempt_after(
+        &self,
+        partner: &PartnerId,
+        outcome: &Outcome,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let late = self
+            .ports
+            .partners
+            .get(partner)
+            .is_some_and(|c| !c.idempotent_on_reference() && !c.commit_within().is_zero());
+        (late && matches!(outcome, Outcome::Unknown { .. })).then_some(now)
+    }
+
     fn connector(&self, partner: &PartnerId) -> Result<Arc<dyn PartnerConnector>, RecordError> {
         self.ports
             .partners
@@ -114,6 +132,7 @@ impl Dispatch {
         match delivery::next(
             &state,
             connector.idempotent_on_reference(),
+            connector.commit_within(),
             delivery.attempt_at(),
             now,
         ) {
@@ -228,7 +247,7 @@ impl Delivery for RequestDelivery {
         let mut request = self.request;
         let now = dispatch.ports.clock.now();
         // The call is over: whatever is written next says how it ended.
-        request.attempt_at = None;
+        request.attempt_at = dispatch.attempt_after(&self.destination.partner, &outcome, now);
         match outcome {
             Outcome::Credited { transaction } => {
                 let detail = format!(

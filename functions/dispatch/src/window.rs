@@ -629,7 +629,7 @@ impl Delivery for CreditDelivery {
         let mut credit = self.credit;
         let now = dispatch.ports.clock.now();
         // The call is over: whatever is saved next says how it ended.
-        credit.attempt_at = None;
+        credit.attempt_at = dispatch.attempt_after(&credit.partner, &outcome, now);
         let Some(next) = credit_state_after(&outcome) else {
             return Ok(());
         };

@@ -80,6 +80,8 @@ fn rig_config(program: &Program) -> Config {
             rate_limit_per_second: None,
             circuit_failures: u32::MAX,
             circuit_open_ms: 1_000,
+            circuit_open_max_ms: 1_000,
+            commit_within_ms: 0,
         }],
         programs: vec![program.clone()],
         members: Vec::new(),

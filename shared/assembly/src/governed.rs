@@ -107,6 +107,7 @@ impl Governed {
         match circuit.gate(now, &self.limits) {
             Gate::Call => {}
             Gate::Refuse(wait) => {
+                self.report_unavailable(&circuit, now);
                 return Err(NotNow {
                     retry_after: wait,
                     reason: format!("the circuit of partner {} is open", self.partner),
@@ -149,6 +150,26 @@ impl Governed {
         Ok(circuit)
     }
 
+    /// While the partner's circuit is not closed, how long it has been
+    /// unavailable: the metric `PartnerUnavailableSeconds` (by partner, and
+    /// the stack's maximum), which the alarm `PartnerUnavailable` watches.
+    fn report_unavailable(
+        &self,
+        circuit: &pointsflow_core::governance::Circuit,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        if let Some(down) = circuit.unavailable_for(now) {
+            pointsflow_runtime::metrics::put(
+                ("Partner", self.partner.as_str()),
+                &[(
+                    "PartnerUnavailableSeconds",
+                    down.as_secs_f64().floor(),
+                    pointsflow_runtime::metrics::Unit::Seconds,
+                )],
+            );
+        }
+    }
+
     /// Records the call's outcome in the circuit.
     async fn record(&self, read: pointsflow_core::governance::Circuit, answered: bool) {
         let now = self.clock.now();
@@ -163,8 +184,15 @@ impl Governed {
                         || (next.failures >= self.limits.circuit_failures
                             && read.failures < self.limits.circuit_failures)
                     {
-                        tracing::warn!(partner = %self.partner, state = ?next.state, failures = next.failures, "partner circuit changed");
+                        tracing::warn!(
+                            partner = %self.partner,
+                            state = ?next.state,
+                            failures = next.failures,
+                            next_probe_seconds = next.open_for(&self.limits).as_secs(),
+                            "partner circuit changed"
+                        );
                     }
+                    self.report_unavailable(&next, now);
                     return;
                 }
                 Err(StoreError::Conflict { .. }) => {
@@ -225,6 +253,12 @@ fn not_attempted(why: NotNow) -> CreditOutcome {
 impl PartnerConnector for Governed {
     fn idempotent_on_reference(&self) -> bool {
         self.inner.idempotent_on_reference()
+    }
+
+    /// The partner's configured `commit_within_ms`, never less than the
+    /// connector's own.
+    fn commit_within(&self) -> Duration {
+        self.limits.commit_within.max(self.inner.commit_within())
     }
 
     async fn credit(&self, instruction: &CreditInstruction) -> CreditOutcome {

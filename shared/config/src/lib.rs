@@ -331,9 +331,26 @@ pub struct PartnerEntry {
     /// the partner's circuit opens: no calls, messages wait on the queue.
     #[serde(default = "default_circuit_failures")]
     pub circuit_failures: u32,
-    /// How long an open circuit waits before one probe call.
+    /// How long an open circuit waits before one probe call; doubled after
+    /// each failed probe, up to `circuit_open_max_ms`.
     #[serde(default = "default_circuit_open_ms")]
     pub circuit_open_ms: u64,
+    /// The longest wait between two probes of a partner that stays down
+    /// (15 minutes: the longest SQS holds a message back).
+    #[serde(default = "default_circuit_open_max_ms")]
+    pub circuit_open_max_ms: u64,
+    /// How long after receiving a call the partner may still commit what
+    /// it asked for (its committed latency, for an order recorded late by
+    /// a `loyalty_commerce` partner). When an answer is lost, pointsflow
+    /// looks the order up only once a call of ours can no longer be in
+    /// flight (60 s) and this has passed too, so a late commit is found,
+    /// not ordered again. Default 0 (at once).
+    #[serde(default)]
+    pub commit_within_ms: u64,
+}
+
+fn default_circuit_open_max_ms() -> u64 {
+    900_000
 }
 
 fn default_circuit_failures() -> u32 {
@@ -351,6 +368,8 @@ impl PartnerEntry {
             rate_limit_per_second: self.rate_limit_per_second,
             circuit_failures: self.circuit_failures,
             circuit_open: Duration::from_millis(self.circuit_open_ms),
+            circuit_open_max: Duration::from_millis(self.circuit_open_max_ms),
+            commit_within: Duration::from_millis(self.commit_within_ms),
             probe_timeout: Duration::from_millis(self.timeout_ms.saturating_mul(2).max(1_000)),
         }
     }
@@ -369,6 +388,8 @@ impl std::fmt::Debug for PartnerEntry {
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("circuit_failures", &self.circuit_failures)
             .field("circuit_open_ms", &self.circuit_open_ms)
+            .field("circuit_open_max_ms", &self.circuit_open_max_ms)
+            .field("commit_within_ms", &self.commit_within_ms)
             .finish()
     }
 }
@@ -582,6 +603,20 @@ impl Config {
             }
             if p.circuit_open_ms < 1_000 {
                 return Err(invalid(&entry, "circuit_open_ms", "must be at least 1000"));
+            }
+            if p.commit_within_ms > 43_140_000 {
+                return Err(invalid(
+                    &entry,
+                    "commit_within_ms",
+                    "must be at most 43140000: with the 60 s a call may be in flight, 12 hours, the longest SQS holds a message back",
+                ));
+            }
+            if !(p.circuit_open_ms..=900_000).contains(&p.circuit_open_max_ms) {
+                return Err(invalid(
+                    &entry,
+                    "circuit_open_max_ms",
+                    "must be from circuit_open_ms to 900000 (15 minutes)",
+                ));
             }
             if p.kind == PartnerKind::Rest {
                 let url = p.base_url.as_deref().unwrap_or("");

@@ -25,7 +25,10 @@ use crate::reason::Reason;
 
 /// How long a partner call may be in flight after it started: twice the
 /// dispatch function's timeout (30 s in the template), so a call that
-/// started is over, one way or the other, once it has passed.
+/// started is over, one way or the other, once it has passed. A partner
+/// that does not recognise a repeated reference may commit what a call
+/// asked for some time after receiving it (its `commit_within_ms`): the
+/// lease before a look-up is then this plus that.
 pub const ATTEMPT_LEASE: Duration = Duration::from_secs(60);
 
 /// Where a credit at the partner stands.
@@ -75,19 +78,29 @@ pub enum Next {
     Settled,
 }
 
-/// What is left of the lease of a partner call started at `started`.
-pub fn lease_left(started: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<Duration> {
-    let over = started? + TimeDelta::from_std(ATTEMPT_LEASE).ok()?;
+/// What is left of the lease on a partner call started at `started`, at a
+/// partner that commits a call up to `commit_within` after receiving it:
+/// the call may reach the partner until [`ATTEMPT_LEASE`] has passed, and
+/// be committed up to `commit_within` later.
+pub fn lease_left(
+    started: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    commit_within: Duration,
+) -> Option<Duration> {
+    let lease = ATTEMPT_LEASE.saturating_add(commit_within);
+    let over = started? + TimeDelta::from_std(lease).ok()?;
     (over > now).then(|| (over - now).to_std().unwrap_or_default())
 }
 
 /// The next step of a delivery in `state` whose last call started at
 /// `attempt_at` (none once its outcome was recorded), at a partner that
 /// does (`idempotent`) or does not answer a repeated reference with its
-/// first outcome.
+/// first outcome, and commits what a call asked for up to `commit_within`
+/// after receiving it ([`lease_left`]).
 pub fn next(
     state: &DeliveryState,
     idempotent: bool,
+    commit_within: Duration,
     attempt_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Next {
@@ -107,13 +120,15 @@ pub fn next(
         },
         // A look-up while another delivery's call is still in flight would
         // find nothing and credit again.
-        DeliveryState::Sending | DeliveryState::Unknown => match lease_left(attempt_at, now) {
-            Some(wait) => Next::Wait(wait),
-            None => Next::Call {
-                call: Call::LookUpThenCredit,
-                count: true,
-            },
-        },
+        DeliveryState::Sending | DeliveryState::Unknown => {
+            match lease_left(attempt_at, now, commit_within) {
+                Some(wait) => Next::Wait(wait),
+                None => Next::Call {
+                    call: Call::LookUpThenCredit,
+                    count: true,
+                },
+            }
+        }
     }
 }
 
@@ -190,7 +205,13 @@ mod tests {
     fn a_first_call_credits_and_is_counted() {
         for idempotent in [true, false] {
             assert_eq!(
-                next(&DeliveryState::Ready, idempotent, None, t(0)),
+                next(
+                    &DeliveryState::Ready,
+                    idempotent,
+                    Duration::ZERO,
+                    None,
+                    t(0)
+                ),
                 Next::Call {
                     call: Call::Credit,
                     count: true
@@ -203,7 +224,7 @@ mod tests {
     fn a_retry_looks_up_first_at_a_partner_that_does_not_recognise_repeats() {
         for state in [DeliveryState::Sending, DeliveryState::Unknown] {
             assert_eq!(
-                next(&state, true, Some(t(0)), t(1)),
+                next(&state, true, Duration::ZERO, Some(t(0)), t(1)),
                 Next::Call {
                     call: Call::Credit,
                     count: true
@@ -211,19 +232,19 @@ mod tests {
                 "an idempotent partner answers a repeat with the first outcome"
             );
             assert_eq!(
-                next(&state, false, Some(t(0)), t(10)),
+                next(&state, false, Duration::ZERO, Some(t(0)), t(10)),
                 Next::Wait(Duration::from_secs(50)),
                 "a call in flight is waited for"
             );
             assert_eq!(
-                next(&state, false, Some(t(0)), t(60)),
+                next(&state, false, Duration::ZERO, Some(t(0)), t(60)),
                 Next::Call {
                     call: Call::LookUpThenCredit,
                     count: true
                 }
             );
             assert_eq!(
-                next(&state, false, None, t(1)),
+                next(&state, false, Duration::ZERO, None, t(1)),
                 Next::Call {
                     call: Call::LookUpThenCredit,
                     count: true
@@ -233,18 +254,47 @@ mod tests {
         }
     }
 
+    /// A partner that commits an order up to ten minutes after receiving
+    /// the call is not looked up (and ordered from again) before the call
+    /// can have reached it and ten minutes have passed.
+    #[test]
+    fn the_look_up_waits_for_the_partners_commitment() {
+        let ten_minutes = Duration::from_secs(600);
+        let unknown = DeliveryState::Unknown;
+        assert_eq!(
+            next(&unknown, false, ten_minutes, Some(t(0)), t(120)),
+            Next::Wait(Duration::from_secs(540))
+        );
+        assert!(matches!(
+            next(&unknown, false, ten_minutes, Some(t(0)), t(660)),
+            Next::Call {
+                call: Call::LookUpThenCredit,
+                ..
+            }
+        ));
+    }
+
     #[test]
     fn a_pending_credit_is_only_looked_up_and_a_settled_one_never_called() {
         for idempotent in [true, false] {
             assert_eq!(
-                next(&DeliveryState::PartnerPending, idempotent, Some(t(0)), t(1)),
+                next(
+                    &DeliveryState::PartnerPending,
+                    idempotent,
+                    Duration::ZERO,
+                    Some(t(0)),
+                    t(1)
+                ),
                 Next::Call {
                     call: Call::LookUp,
                     count: false
                 }
             );
             for settled in [DeliveryState::Credited, DeliveryState::Failed] {
-                assert_eq!(next(&settled, idempotent, None, t(0)), Next::Settled);
+                assert_eq!(
+                    next(&settled, idempotent, Duration::ZERO, None, t(0)),
+                    Next::Settled
+                );
             }
         }
     }

@@ -19,10 +19,16 @@ pub struct PartnerLimits {
     pub rate_limit_per_second: Option<u32>,
     /// Consecutive failed calls (timeouts, 5xx, no connection) that open the circuit.
     pub circuit_failures: u32,
-    /// How long an open circuit refuses calls before one probe is let through.
+    /// How long an open circuit refuses calls before one probe is let
+    /// through; doubled after each failed probe, up to `circuit_open_max`.
     pub circuit_open: Duration,
+    /// The longest an open circuit waits between probes.
+    pub circuit_open_max: Duration,
     /// How long a probe may take before another invocation may probe instead.
     pub probe_timeout: Duration,
+    /// How long after receiving a call the partner may still commit it
+    /// (its committed latency), added to the lease before a look-up.
+    pub commit_within: Duration,
 }
 
 impl Default for PartnerLimits {
@@ -31,7 +37,9 @@ impl Default for PartnerLimits {
             rate_limit_per_second: None,
             circuit_failures: 5,
             circuit_open: Duration::from_secs(30),
+            circuit_open_max: Duration::from_secs(900),
             probe_timeout: Duration::from_secs(30),
+            commit_within: Duration::ZERO,
         }
     }
 }
@@ -95,6 +103,15 @@ pub struct Circuit {
     pub failures: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opened_at: Option<DateTime<Utc>>,
+    /// Probes that failed since the circuit first opened: each doubles the
+    /// wait before the next.
+    #[serde(default)]
+    pub reopenings: u32,
+    /// When the circuit first opened in this outage (kept while probes
+    /// fail, cleared when it closes): how long the partner has been
+    /// unavailable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable_since: Option<DateTime<Utc>>,
     /// A probe in flight holds the circuit until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_until: Option<DateTime<Utc>>,
@@ -133,7 +150,7 @@ impl Circuit {
             CircuitState::Closed => Gate::Call,
             CircuitState::Open => {
                 let reopens = self.opened_at.unwrap_or(now)
-                    + TimeDelta::from_std(limits.circuit_open).unwrap_or(TimeDelta::MAX);
+                    + TimeDelta::from_std(self.open_for(limits)).unwrap_or(TimeDelta::MAX);
                 if now >= reopens {
                     probe()
                 } else {
@@ -145,6 +162,26 @@ impl Circuit {
                 _ => probe(),
             },
         }
+    }
+
+    /// How long the circuit stays open before the next probe:
+    /// `circuit_open`, doubled for each failed probe, at most
+    /// `circuit_open_max`.
+    pub fn open_for(&self, limits: &PartnerLimits) -> Duration {
+        let doubled = limits
+            .circuit_open
+            .saturating_mul(1u32 << self.reopenings.min(20));
+        doubled.min(limits.circuit_open_max.max(limits.circuit_open))
+    }
+
+    /// How long the partner has been unavailable (its circuit not closed),
+    /// or `None` while it is closed.
+    pub fn unavailable_for(&self, now: DateTime<Utc>) -> Option<Duration> {
+        if self.state == CircuitState::Closed {
+            return None;
+        }
+        let since = self.unavailable_since.or(self.opened_at)?;
+        Some((now - since).to_std().unwrap_or_default())
     }
 
     /// The circuit after a call that the partner answered (`answered`) or
@@ -164,11 +201,22 @@ impl Circuit {
         let failures = self.failures.saturating_add(1);
         let opens = self.state == CircuitState::HalfOpen
             || (self.state == CircuitState::Closed && failures >= limits.circuit_failures.max(1));
+        let reprobed = self.state == CircuitState::HalfOpen;
         Some(if opens {
             Circuit {
                 state: CircuitState::Open,
                 failures,
                 opened_at: Some(now),
+                reopenings: if reprobed {
+                    self.reopenings.saturating_add(1)
+                } else {
+                    0
+                },
+                unavailable_since: if reprobed {
+                    self.unavailable_since.or(self.opened_at).or(Some(now))
+                } else {
+                    Some(now)
+                },
                 probe_until: None,
                 version: self.version,
             }
@@ -265,5 +313,43 @@ mod tests {
             probing.gate(t(30_002 + 30_000), &limits),
             Gate::Probe(_)
         ));
+    }
+
+    /// While a partner stays down, each failed probe doubles the wait
+    /// before the next, up to `circuit_open_max`, and the circuit keeps
+    /// when the outage began; a probe that succeeds closes it and forgets.
+    #[test]
+    fn failed_probes_back_off_and_the_outage_is_measured_from_its_start() {
+        let limits = PartnerLimits {
+            circuit_failures: 1,
+            circuit_open: Duration::from_secs(30),
+            circuit_open_max: Duration::from_secs(900),
+            ..PartnerLimits::default()
+        };
+        let mut c = Circuit::default().after(false, t(0), &limits).unwrap();
+        assert_eq!(c.unavailable_since, Some(t(0)));
+        let mut now = 0;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            waits.push(c.open_for(&limits).as_secs());
+            now += i64::try_from(c.open_for(&limits).as_millis()).unwrap();
+            let Gate::Probe(probing) = c.gate(t(now), &limits) else {
+                panic!("a probe once the wait is over");
+            };
+            c = probing.after(false, t(now + 1_000), &limits).unwrap();
+            now += 1_000;
+        }
+        assert_eq!(waits, [30, 60, 120, 240, 480, 900, 900, 900]);
+        assert_eq!(c.unavailable_since, Some(t(0)));
+        assert_eq!(
+            c.unavailable_for(t(now)),
+            Some(Duration::from_millis(u64::try_from(now).unwrap()))
+        );
+        let Gate::Probe(probing) = c.gate(t(now + 900_000), &limits) else {
+            panic!("a probe");
+        };
+        let closed = probing.after(true, t(now + 900_001), &limits).unwrap();
+        assert_eq!(closed.unavailable_for(t(now + 900_002)), None);
+        assert_eq!((closed.reopenings, closed.unavailable_since), (0, None));
     }
 }

@@ -29,6 +29,14 @@ pub trait PartnerConnector: Send + Sync {
     /// original outcome. When it is not, a status look-up must precede a retry.
     fn idempotent_on_reference(&self) -> bool;
 
+    /// How long after receiving a call the partner may still commit what
+    /// it asked for (an order recorded late): a partner that does not
+    /// recognise a repeated reference is not looked up before then
+    /// ([`crate::delivery::lease_left`]).
+    fn commit_within(&self) -> Duration {
+        Duration::ZERO
+    }
+
     async fn credit(&self, instruction: &CreditInstruction) -> CreditOutcome;
 
     /// What the partner knows of a reference; `CreditOutcome::NotFound` when
