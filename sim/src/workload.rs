@@ -234,6 +234,7 @@ pub fn config(faults: &Faults) -> Result<Config, String> {
     let mut config = Config::parse(DEMO_CONFIG).map_err(|e| e.to_string())?;
     config.waiting_sweep_ms = u64::MAX / 4;
     config.resolve_after_ms = 30_000;
+    config.stalled_after_ms = 120_000;
     config.queues.max_receive_count = 5;
     config.queues.visibility_timeout_ms = 30_000;
     let points = |n: u64| Points::new(n).map_err(|e| e.to_string());

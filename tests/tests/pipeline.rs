@@ -1188,3 +1188,41 @@ async fn concurrent_requests_never_overspend_the_budget_or_a_cap() {
     t.settle().await;
     t.check_ledger();
 }
+
+/// A request stored whose send to eligibility failed (stored here without
+/// the send) is moved on by nothing in the pipeline: the resolver finds it
+/// past `stalled_after_ms`, queues it to eligibility, and it is credited,
+/// once, under one reference; a later run finds nothing stalled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_queue_send_failed_is_picked_up_by_the_resolver() {
+    let t = spawn_stack(|c| c.stalled_after_ms = 0).await;
+    let request = NewRequest {
+        source: SourceId::parse("demo").unwrap(),
+        idempotency_key: IdempotencyKey::parse("never-queued").unwrap(),
+        program: ProgramId::parse("sales-incentive").unwrap(),
+        recipient: Recipient {
+            id: RecipientId::parse(ADA).unwrap(),
+            email: None,
+        },
+        award: Some(Award::Amount(
+            Money::parse("3000", Currency::parse("USD").unwrap()).unwrap(),
+        )),
+        event: SourceEvent {
+            kind: EventType::parse("opportunity.closed_won").unwrap(),
+            id: None,
+            occurred_at: DateTime::UNIX_EPOCH,
+            occurred_at_is_receipt: false,
+            attributes: Default::default(),
+        },
+    }
+    .into_request(chrono::Utc::now() - chrono::TimeDelta::seconds(1));
+    t.stack.store.create(&request).await.unwrap();
+    let report = t.stack.dispatch.resolve_unsettled().await.unwrap();
+    assert!(report.stalled <= 1, "{report:?}");
+    let view = t.wait_for(request.id.as_str(), &["credited"]).await;
+    assert_eq!(fixed_references(&view).len(), 1);
+    t.settle().await;
+    let again = t.stack.dispatch.resolve_unsettled().await.unwrap();
+    assert_eq!(again.stalled, 0, "nothing left in progress: {again:?}");
+    t.check_ledger();
+}

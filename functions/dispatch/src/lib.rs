@@ -15,9 +15,9 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use pointsflow_core::ledger::{Applied, Entry, EntryKind};
 use pointsflow_core::ports::{
-    Clock, IdSource, LedgerRead, LedgerWrite, PartnerConnector, PipelineMessage, ProgramCatalog,
-    Publish, PublishWork, Redelivery, RequestGet, RequestUpdate, ScheduledRequests, UnsettledIndex,
-    WindowStore,
+    CircuitStore, Clock, IdSource, LedgerRead, LedgerWrite, PartnerConnector, PipelineMessage,
+    ProgramCatalog, Publish, PublishWork, Redelivery, RequestGet, RequestUpdate, ScheduledRequests,
+    UnsettledIndex, WindowStore,
 };
 use pointsflow_core::request::{PointsRequest, Status, StatusKind};
 use pointsflow_core::values::PartnerId;
@@ -63,6 +63,12 @@ pub struct DispatchPorts {
     /// look-up.
     pub unsettled_requests: Arc<dyn UnsettledIndex>,
     pub requeue: Arc<dyn Publish>,
+    /// The eligibility queue, for a request left `received` (its send to
+    /// eligibility failed) that the resolver finds.
+    pub eligibility: Arc<dyn Publish>,
+    /// The partners' circuits: the resolver does not queue again what waits
+    /// on a partner whose circuit is open (its messages are held back).
+    pub circuits: Arc<dyn CircuitStore>,
 }
 
 /// What the dispatch queue carries: a request reserved by eligibility, or

@@ -182,9 +182,9 @@ impl Eligibility {
     /// [`Eligibility::sweep_waiting`], stopping at `deadline`: requests are
     /// decided [`SWEEP_CHUNK`] at a time, and each chunk's reserved
     /// requests are queued for dispatch before the next chunk starts, so a
-    /// sweep cut short leaves every request it reserved queued (unless the
-    /// send itself failed, which is logged). What it did not reach still
-    /// waits, indexed, for the next sweep.
+    /// sweep cut short leaves every request it reserved queued (or, if the
+    /// send failed, indexed as in progress, where the resolver finds it).
+    /// What it did not reach still waits, indexed, for the next sweep.
     pub async fn sweep_waiting_until(&self, deadline: Option<std::time::Instant>) -> usize {
         let mut looked = 0;
         for program in self.ports.programs.programs() {
@@ -234,7 +234,8 @@ impl Eligibility {
                 if !forward.is_empty()
                     && let Err(e) = self.ports.dispatch_queue.publish(&forward).await
                 {
-                    // Reserved but not queued: any later delivery of one re-queues it.
+                    // Reserved but not queued: the resolver finds it (a
+                    // reserved request is indexed until it moves on).
                     tracing::warn!(error = %e, "could not queue the released requests for dispatch");
                 }
             }

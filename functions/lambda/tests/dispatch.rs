@@ -231,7 +231,7 @@ destination = { partner = "air", partner_program = "SKY" }
     assert_eq!(
         outcome,
         Some(Outcome::Response(
-            json!({"requeued": 0, "oldest_age_seconds": 0})
+            json!({"requeued": 0, "oldest_age_seconds": 0, "stalled": 0, "oldest_stalled_age_seconds": 0})
         ))
     );
 }

@@ -65,6 +65,7 @@ fn rig_config(program: &Program) -> Config {
         program_refresh_ms: 30_000,
         waiting_sweep_ms: 60_000,
         resolve_after_ms: 300_000,
+        stalled_after_ms: 900_000,
         resolve_every_ms: 60_000,
         queues: Default::default(),
         callbacks: Default::default(),

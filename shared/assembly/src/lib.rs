@@ -242,10 +242,13 @@ impl<P: Platform> Assembly<P> {
             redelivery: queue.clone(),
             unsettled_requests: store,
             requeue: queue,
+            eligibility: self.queue(QueueName::Eligibility)?,
+            circuits: self.platform.circuits(),
         })
         .with_backoff(self.backoff())
         .with_resolution(Resolution {
             after: Duration::from_millis(self.config.resolve_after_ms),
+            stalled_after: Duration::from_millis(self.config.stalled_after_ms),
             metric_stack: self.platform.metric_stack(),
         }))
     }

@@ -104,6 +104,12 @@ pub struct Config {
     /// for longer than this is queued again for a look-up by the resolver.
     #[serde(default = "default_resolve_after_ms")]
     pub resolve_after_ms: u64,
+    /// A request still `received`, `reserved` or `dispatching` this long
+    /// after its round began (its message lost, a queue send that failed)
+    /// is queued again by the resolver, and reported as stalled. Longer
+    /// than a message's own retries (15 minutes by default).
+    #[serde(default = "default_stalled_after_ms")]
+    pub stalled_after_ms: u64,
     /// How often the local stack runs the resolver (deployed, the
     /// template's `ResolveUnsettledEvery` schedule does).
     #[serde(default = "default_resolve_every_ms")]
@@ -404,6 +410,10 @@ fn default_waiting_sweep_ms() -> u64 {
 
 fn default_resolve_after_ms() -> u64 {
     300_000
+}
+
+fn default_stalled_after_ms() -> u64 {
+    900_000
 }
 
 fn default_resolve_every_ms() -> u64 {

@@ -48,6 +48,12 @@ pub async fn unsettled_requests_and_credits_are_found_oldest_first(suite: &Windo
     r.transition(Status::Unknown, at(10), "lost").unwrap();
     r.transition(Status::Unknown, at(20), "again").unwrap();
     suite.create.create(&r).await.unwrap();
+    // A request in progress (received at t0, reserved, being sent): indexed
+    // since its receipt, in case its message is lost.
+    let mut p = request("in-progress-request");
+    p.transition(Status::Reserved, at(1), "reserved").unwrap();
+    p.transition(Status::Dispatching, at(2), "sent").unwrap();
+    suite.create.create(&p).await.unwrap();
     // A window credit pending at the partner since +30.
     let w = window("unsettled");
     let mut c = credit(&w, "SKY0000009", 10, 1);
@@ -57,6 +63,7 @@ pub async fn unsettled_requests_and_credits_are_found_oldest_first(suite: &Windo
     // Only this test's items: others of the suite share the table.
     let ours = [
         UnsettledItem::Request(r.id.clone()),
+        UnsettledItem::Request(p.id.clone()),
         UnsettledItem::Credit(c.id.clone()),
     ];
     let ours = &ours;
@@ -70,7 +77,7 @@ pub async fn unsettled_requests_and_credits_are_found_oldest_first(suite: &Windo
     let mut found = Vec::new();
     for _ in 0..50 {
         found = find(at(60)).await;
-        if found.len() >= 2 {
+        if found.len() >= 3 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -78,6 +85,10 @@ pub async fn unsettled_requests_and_credits_are_found_oldest_first(suite: &Windo
     assert_eq!(
         found,
         vec![
+            Unsettled {
+                since: p.received_at,
+                item: UnsettledItem::Request(p.id.clone())
+            },
             Unsettled {
                 since: at(10),
                 item: UnsettledItem::Request(r.id.clone())
@@ -87,15 +98,20 @@ pub async fn unsettled_requests_and_credits_are_found_oldest_first(suite: &Windo
                 item: UnsettledItem::Credit(c.id.clone())
             },
         ],
-        "both, oldest first, since they first stopped being known"
+        "all, oldest first, since they first stopped being known (or their round began)"
     );
-    assert_eq!(find(at(15)).await.len(), 1, "only what is older than asked");
+    assert_eq!(find(at(15)).await.len(), 2, "only what is older than asked");
     // Settled: gone from the index.
     let mut settled = suite.get.get(&r.id).await.unwrap().unwrap();
     settled
         .transition(Status::Credited, at(40), "found")
         .unwrap();
     suite.update.update(&settled).await.unwrap();
+    let mut moved = suite.get.get(&p.id).await.unwrap().unwrap();
+    moved
+        .transition(Status::Credited, at(41), "credited")
+        .unwrap();
+    suite.update.update(&moved).await.unwrap();
     let mut done = suite.windows.credit(&c.id).await.unwrap().unwrap();
     done.state = CreditState::Credited {
         transaction: "T".into(),

@@ -1,9 +1,19 @@
-//! Credits sent to a partner whose outcome is not settled: requests and
-//! window credits in `unknown` (an answer lost) or `partner_pending` (the
-//! partner settles later). Dispatch looks each one up again on its queue;
-//! on a schedule it also finds those that have waited too long (their
-//! message given up on, say) and queues them again, so every one is looked
-//! up under its own reference until it settles, and reports the oldest.
+//! Work the pipeline itself must move on, found again if it stops:
+//!
+//! - credits sent to a partner whose outcome is not settled: requests and
+//!   window credits in `unknown` (an answer lost) or `partner_pending` (the
+//!   partner settles later), since they became so;
+//! - requests in progress: `received`, `reserved` (real time) and
+//!   `dispatching`, since the round began (their receipt, or an operator's
+//!   retry). The key stays the same through the three states, so moving
+//!   on writes no index entry.
+//!
+//! Dispatch looks each one up again on its queue; on a schedule it also
+//! finds those that have waited too long (a message given up on, a queue
+//! send that failed) and queues them again, so every one is looked up or
+//! decided until it settles, and reports the oldest of each kind. States
+//! that wait by design (`awaiting_approval`, `awaiting_enrollment`,
+//! `held`, `scheduled`) are not here.
 
 use chrono::{DateTime, Utc};
 
@@ -39,17 +49,35 @@ pub fn shard(id: &str) -> u32 {
     hash % SHARDS
 }
 
-/// A request being sent has its message on the dispatch queue (retried,
-/// then in the DLQ); only an unknown or pending outcome needs finding. A
-/// window credit is indexed from the start (below): its planner may stop
-/// between making it and queueing it.
+/// An unknown or pending outcome at the partner. A window credit is
+/// indexed from the start (below): its planner may stop between making it
+/// and queueing it.
 fn is_unsettled(state: StatusKind) -> bool {
     matches!(state, StatusKind::Unknown | StatusKind::PartnerPending)
 }
 
+/// A state the pipeline moves a request on from by itself. A request in a
+/// window's credit is the credit's to move.
+pub fn is_in_progress(request: &PointsRequest) -> bool {
+    request.credit.is_none()
+        && matches!(
+            request.state(),
+            StatusKind::Received | StatusKind::Reserved | StatusKind::Dispatching
+        )
+}
+
 /// Since when a request has been unsettled (`unknown` or `partner_pending`,
-/// through any repeated look-ups), or `None` when it is not.
+/// through any repeated look-ups), or in progress (since its round began),
+/// or `None` when it is neither.
 pub fn request_unsettled_since(request: &PointsRequest) -> Option<DateTime<Utc>> {
+    if is_in_progress(request) {
+        return request
+            .timeline
+            .iter()
+            .rev()
+            .find(|e| e.state == StatusKind::Received)
+            .map_or(Some(request.received_at), |e| Some(e.at));
+    }
     if !is_unsettled(request.state()) {
         return None;
     }
