@@ -262,26 +262,7 @@ async fn the_same_queue_message_delivered_again_and_again_credits_once() {
     let t = spawn_stack(|_| {}).await;
     // Put a request through eligibility by hand, so its dispatch message is
     // delivered by the stack's own mapping and, at the same time, by us.
-    let request = NewRequest {
-        source: SourceId::parse("demo").unwrap(),
-        idempotency_key: IdempotencyKey::parse("deal-sqs-dup").unwrap(),
-        program: ProgramId::parse("sales-incentive").unwrap(),
-        recipient: Recipient {
-            id: RecipientId::parse(ADA).unwrap(),
-            email: None,
-        },
-        award: Some(Award::Amount(
-            Money::parse("5000", Currency::parse("USD").unwrap()).unwrap(),
-        )),
-        event: SourceEvent {
-            kind: EventType::parse("opportunity.closed_won").unwrap(),
-            id: None,
-            occurred_at: DateTime::UNIX_EPOCH,
-            occurred_at_is_receipt: false,
-            attributes: Default::default(),
-        },
-    }
-    .into_request(chrono::Utc::now());
+    let request = demo_request("deal-sqs-dup", "5000", chrono::Utc::now());
     t.stack.store.create(&request).await.unwrap();
     t.stack
         .eligibility
@@ -1196,26 +1177,11 @@ async fn concurrent_requests_never_overspend_the_budget_or_a_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_whose_queue_send_failed_is_picked_up_by_the_resolver() {
     let t = spawn_stack(|c| c.stalled_after_ms = 0).await;
-    let request = NewRequest {
-        source: SourceId::parse("demo").unwrap(),
-        idempotency_key: IdempotencyKey::parse("never-queued").unwrap(),
-        program: ProgramId::parse("sales-incentive").unwrap(),
-        recipient: Recipient {
-            id: RecipientId::parse(ADA).unwrap(),
-            email: None,
-        },
-        award: Some(Award::Amount(
-            Money::parse("3000", Currency::parse("USD").unwrap()).unwrap(),
-        )),
-        event: SourceEvent {
-            kind: EventType::parse("opportunity.closed_won").unwrap(),
-            id: None,
-            occurred_at: DateTime::UNIX_EPOCH,
-            occurred_at_is_receipt: false,
-            attributes: Default::default(),
-        },
-    }
-    .into_request(chrono::Utc::now() - chrono::TimeDelta::seconds(1));
+    let request = demo_request(
+        "never-queued",
+        "3000",
+        chrono::Utc::now() - chrono::TimeDelta::seconds(1),
+    );
     t.stack.store.create(&request).await.unwrap();
     let report = t.stack.dispatch.resolve_unsettled().await.unwrap();
     assert!(report.stalled <= 1, "{report:?}");
@@ -1225,4 +1191,33 @@ async fn a_request_whose_queue_send_failed_is_picked_up_by_the_resolver() {
     let again = t.stack.dispatch.resolve_unsettled().await.unwrap();
     assert_eq!(again.stalled, 0, "nothing left in progress: {again:?}");
     t.check_ledger();
+}
+
+/// A canonical request from the demo source for Ada, received at `at`, as
+/// intake would store it.
+fn demo_request(
+    key: &str,
+    amount: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> pointsflow_core::request::PointsRequest {
+    NewRequest {
+        source: SourceId::parse("demo").unwrap(),
+        idempotency_key: IdempotencyKey::parse(key).unwrap(),
+        program: ProgramId::parse("sales-incentive").unwrap(),
+        recipient: Recipient {
+            id: RecipientId::parse(ADA).unwrap(),
+            email: None,
+        },
+        award: Some(Award::Amount(
+            Money::parse(amount, Currency::parse("USD").unwrap()).unwrap(),
+        )),
+        event: SourceEvent {
+            kind: EventType::parse("opportunity.closed_won").unwrap(),
+            id: None,
+            occurred_at: DateTime::UNIX_EPOCH,
+            occurred_at_is_receipt: false,
+            attributes: Default::default(),
+        },
+    }
+    .into_request(at)
 }

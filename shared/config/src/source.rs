@@ -421,14 +421,14 @@ pub(crate) fn validate<'a>(
     if s.kind != SourceKind::Webhook && s.webhook.is_some() {
         return Err(not_for("webhook"));
     }
-    if let Some(bytes) = s.max_body_bytes {
-        if bytes == 0 || bytes > MAX_BODY_BYTES {
-            return Err(invalid(
-                entry,
-                "max_body_bytes",
-                format!("must be 1 to {MAX_BODY_BYTES} bytes"),
-            ));
-        }
+    if let Some(bytes) = s.max_body_bytes
+        && (bytes == 0 || bytes > MAX_BODY_BYTES)
+    {
+        return Err(invalid(
+            entry,
+            "max_body_bytes",
+            format!("must be 1 to {MAX_BODY_BYTES} bytes"),
+        ));
     }
     if let Some(callback) = &s.callback {
         if callback.url.len() > 2_000 {

@@ -170,10 +170,10 @@ impl NewRequest {
     /// filled in itself (a receipt time stands in for a missing event time).
     pub fn canonical_payload(&self) -> Vec<u8> {
         let mut event = serde_json::to_value(&self.event).unwrap_or_default();
-        if self.event.occurred_at_is_receipt {
-            if let Some(fields) = event.as_object_mut() {
-                fields.remove("occurred_at");
-            }
+        if self.event.occurred_at_is_receipt
+            && let Some(fields) = event.as_object_mut()
+        {
+            fields.remove("occurred_at");
         }
         let value = serde_json::json!({
             "program": self.program,
