@@ -27,6 +27,9 @@ const MAX_NODES: u32 = 100_000;
 /// Every element that declares one copies the namespaces in scope, so
 /// their number bounds the reader's work, not the body's size.
 pub const MAX_NAMESPACE_DECLARATIONS: usize = 256;
+/// Namespace declarations in scope at any element (Salesforce: six). Every
+/// prefixed name is looked up among them.
+pub const MAX_NAMESPACES_IN_SCOPE: usize = 32;
 /// Attributes on one element, namespace declarations aside (Salesforce
 /// writes at most one, `xsi:type` or `xsi:nil`). The reader
 /// compares each attribute with the element's others.
@@ -64,7 +67,9 @@ pub enum SoapError {
     Dtd,
     #[error("the XML nests deeper than {MAX_DEPTH} elements")]
     TooDeep,
-    #[error("the XML declares more than {MAX_NAMESPACE_DECLARATIONS} namespaces")]
+    #[error(
+        "the XML declares more than {MAX_NAMESPACE_DECLARATIONS} namespaces, or more than {MAX_NAMESPACES_IN_SCOPE} in scope"
+    )]
     TooManyNamespaces,
     #[error("an XML element has more than {MAX_ATTRIBUTES} attributes")]
     TooManyAttributes,
@@ -84,6 +89,9 @@ fn prescan(text: &str) -> Result<(), SoapError> {
     let mut depth = 0usize;
     let mut namespaces = 0usize;
     let mut attributes = 0usize;
+    // Declarations made by each open element, and their sum.
+    let mut declared: Vec<usize> = Vec::with_capacity(MAX_DEPTH);
+    let mut in_scope = 0usize;
     for token in xmlparser::Tokenizer::from(text) {
         match token.map_err(|e| SoapError::Malformed(e.to_string()))? {
             Token::DtdStart { .. }
@@ -96,13 +104,19 @@ fn prescan(text: &str) -> Result<(), SoapError> {
                 if depth > MAX_DEPTH {
                     return Err(SoapError::TooDeep);
                 }
+                declared.push(0);
             }
             Token::Attribute { prefix, local, .. } => {
                 let declares = prefix.as_str() == "xmlns"
                     || (prefix.as_str().is_empty() && local.as_str() == "xmlns");
                 if declares {
                     namespaces += 1;
-                    if namespaces > MAX_NAMESPACE_DECLARATIONS {
+                    in_scope += 1;
+                    if let Some(n) = declared.last_mut() {
+                        *n += 1;
+                    }
+                    if namespaces > MAX_NAMESPACE_DECLARATIONS || in_scope > MAX_NAMESPACES_IN_SCOPE
+                    {
                         return Err(SoapError::TooManyNamespaces);
                     }
                 } else {
@@ -114,7 +128,10 @@ fn prescan(text: &str) -> Result<(), SoapError> {
             }
             Token::ElementEnd { end, .. } => match end {
                 ElementEnd::Open => {}
-                ElementEnd::Close(..) | ElementEnd::Empty => depth = depth.saturating_sub(1),
+                ElementEnd::Close(..) | ElementEnd::Empty => {
+                    depth = depth.saturating_sub(1);
+                    in_scope = in_scope.saturating_sub(declared.pop().unwrap_or(0));
+                }
             },
             _ => {}
         }
@@ -409,6 +426,11 @@ mod tests {
 
     #[test]
     fn refuses_namespace_and_attribute_floods_by_count() {
+        let in_scope: String = (0..=MAX_NAMESPACES_IN_SCOPE)
+            .map(|i| format!(r#" xmlns:r{i}="urn:r{i}""#))
+            .collect();
+        let crowded = format!("<a{in_scope}/>");
+        assert_eq!(parse(crowded.as_bytes()), Err(SoapError::TooManyNamespaces));
         let flood = namespace_flood(2_000, 40_000);
         assert_eq!(parse(flood.as_bytes()), Err(SoapError::TooManyNamespaces));
         let spread = namespace_flood(0, MAX_NAMESPACE_DECLARATIONS + 1);

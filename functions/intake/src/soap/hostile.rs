@@ -4,7 +4,7 @@
 //! it.
 
 use super::{
-    ENVELOPE_NS, MAX_ATTRIBUTES, MAX_DEPTH, MAX_NAMESPACE_DECLARATIONS, OUTBOUND_NS, SOBJECT_NS,
+    ENVELOPE_NS, MAX_ATTRIBUTES, MAX_DEPTH, MAX_NAMESPACES_IN_SCOPE, OUTBOUND_NS, SOBJECT_NS,
 };
 
 /// One hostile family: its name and a body of about `bytes` bytes.
@@ -77,10 +77,10 @@ pub fn namespace_flood(bytes: usize) -> String {
 /// As many declarations as allowed on the root, and every element and
 /// attribute using the last prefix declared.
 pub fn namespaces_at_limit(bytes: usize) -> String {
-    let root: String = (0..MAX_NAMESPACE_DECLARATIONS - 3)
+    let root: String = (0..MAX_NAMESPACES_IN_SCOPE - 2)
         .map(|i| format!(r#" xmlns:r{i}="urn:r{i}""#))
         .collect();
-    let last = MAX_NAMESPACE_DECLARATIONS - 4;
+    let last = MAX_NAMESPACES_IN_SCOPE - 3;
     let overhead = envelope(&root, "").len();
     let body = fill(bytes, overhead, |_| {
         format!(r#"<r{last}:e r{last}:a="1"/>"#)

@@ -492,6 +492,7 @@ fn run_rules(evaluations: u64) -> Result<(), String> {
 id = "sales"
 name = "Sales"
 currency = "USD"
+sources = ["salesforce"]
 budget = 1000000
 transfer = {{ mode = "realtime" }}
 destination = {{ partner = "air", partner_program = "SKY" }}
