@@ -13,8 +13,7 @@
 //! - member numbers, keeping the last 4 (`******0001`): every member number
 //!   the process has seen ([`pointsflow_core::sightings`]: each one parsed,
 //!   the configuration's included), wherever it stands, and the value of a
-//!   field or phrase that names one (`member=...`, `"memberId": "..."`,
-//!   `for member ...`).
+//!   field that names one (`member=...`, `"memberId": "..."`).
 //!
 //! Nothing else is masked: a line's timestamp, a source record id such as
 //! `retry-1733482932970`, request ids, amounts and counts read as they are.
