@@ -412,6 +412,14 @@ mod tests {
     use super::*;
 
     fn queue(max_receive_count: u32) -> (Arc<MemoryQueue>, Arc<MemoryQueue>) {
+        queue_keeping(max_receive_count, DEFAULT_RETENTION)
+    }
+
+    /// A queue that keeps its messages `retention`, and its dead-letter queue.
+    fn queue_keeping(
+        max_receive_count: u32,
+        retention: Duration,
+    ) -> (Arc<MemoryQueue>, Arc<MemoryQueue>) {
         let dlq = Arc::new(MemoryQueue::new(
             QueueConfig {
                 name: "dlq".into(),
@@ -426,7 +434,7 @@ mod tests {
                 name: "q".into(),
                 visibility_timeout: Duration::from_secs(30),
                 max_receive_count,
-                retention: DEFAULT_RETENTION,
+                retention,
             },
             Some(dlq.clone()),
         ));
@@ -523,24 +531,7 @@ mod tests {
     /// and does not go to the dead-letter queue.
     #[tokio::test(start_paused = true)]
     async fn a_message_past_its_retention_is_deleted() {
-        let dlq = Arc::new(MemoryQueue::new(
-            QueueConfig {
-                name: "dlq".into(),
-                visibility_timeout: Duration::from_secs(30),
-                max_receive_count: 0,
-                retention: MAX_RETENTION,
-            },
-            None,
-        ));
-        let q = MemoryQueue::new(
-            QueueConfig {
-                name: "q".into(),
-                visibility_timeout: Duration::from_secs(30),
-                max_receive_count: 1_000,
-                retention: Duration::from_secs(3_600),
-            },
-            Some(dlq.clone()),
-        );
+        let (q, dlq) = queue_keeping(1_000, Duration::from_secs(3_600));
         q.send_batch(&bodies(1)).unwrap();
         let mut receives = 0;
         loop {

@@ -395,20 +395,28 @@ mod tests {
         }
     }
 
+    /// A record whose body is `id` as JSON, received `count` times.
+    fn received(id: &str, count: u32) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.into());
+        m.receipt_handle = Some(format!("rh-{id}"));
+        m.body = Some(format!("\"{id}\""));
+        m.attributes
+            .insert("ApproximateReceiveCount".into(), count.to_string());
+        m
+    }
+
     /// A record that can never be processed goes to the dead-letter queue
     /// at once and is done here; if that send fails it is left failed, for
     /// the queue's redrive policy.
     #[tokio::test]
     async fn poison_records_are_dead_lettered_at_once() {
-        let record = |id: &str| {
-            let mut m = SqsMessage::default();
-            m.message_id = Some(id.into());
-            m.receipt_handle = Some(format!("rh-{id}"));
-            m.body = Some(format!("\"{id}\""));
-            m
-        };
         let mut event = SqsEvent::default();
-        event.records = vec![record("ok"), record("given-up"), record("stuck")];
+        event.records = vec![
+            received("ok", 1),
+            received("given-up", 1),
+            received("stuck", 1),
+        ];
         let queue = Recorded::default();
         let response = process_batch_with_backoff(
             "test",
@@ -435,21 +443,12 @@ mod tests {
 
     #[tokio::test]
     async fn retries_are_delayed_on_the_queue_and_deferrals_sent_again() {
-        let record = |id: &str, count: u32| {
-            let mut m = SqsMessage::default();
-            m.message_id = Some(id.into());
-            m.receipt_handle = Some(format!("rh-{id}"));
-            m.body = Some(format!("\"{id}\""));
-            m.attributes
-                .insert("ApproximateReceiveCount".into(), count.to_string());
-            m
-        };
         let mut event = SqsEvent::default();
         event.records = vec![
-            record("ok", 1),
-            record("retry", 3),
-            record("later", 1),
-            record("defer", 9),
+            received("ok", 1),
+            received("retry", 3),
+            received("later", 1),
+            received("defer", 9),
         ];
         let queue = Recorded::default();
         let backoff = Backoff {
