@@ -49,7 +49,7 @@ DYNAMODB = threading.Lock()
 CALLS = defaultdict(set)
 KEYS = defaultdict(set)
 CALLS_LOCK = threading.Lock()
-SERVICES = {"DynamoDB_20120810": "dynamodb", "AmazonSQS": "sqs", "AmazonSSM": "ssm"}
+SERVICES = {"DynamoDB_20120810": "dynamodb", "AmazonSQS": "sqs", "secretsmanager": "secretsmanager"}
 # Batch calls are authorised as their single-message action.
 BATCH = {"sqs:SendMessageBatch": "sqs:SendMessage", "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
          "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility"}

@@ -4,12 +4,13 @@
 //! masked), read its typed environment (a missing or invalid variable stops
 //! the cold start, naming it), build the SDK clients (pointed at
 //! `POINTSFLOW_AWS_ENDPOINT` when set, for an emulator), load the
-//! configuration from SSM Parameter Store, and hand the AWS adapters
+//! configuration from Secrets Manager, and hand the AWS adapters
 //! ([`AwsPlatform`]) to the assembly, which builds the function's handler.
 //!
 //! Environment: `POINTSFLOW_TABLE` (the DynamoDB table),
-//! `POINTSFLOW_CONFIG_PARAMETER` (the SSM parameter holding the TOML
-//! configuration, a SecureString since it holds source keys), the queues a
+//! `POINTSFLOW_CONFIG_SECRET` (the name or ARN of the Secrets Manager secret
+//! holding the TOML configuration, a secret since it holds source keys; up to
+//! [`pointsflow_config::DEPLOYED_MAX_BYTES`]), the queues a
 //! handler uses (`POINTSFLOW_ELIGIBILITY_QUEUE_URL`,
 //! `POINTSFLOW_DISPATCH_QUEUE_URL`, `POINTSFLOW_CALLBACK_QUEUE_URL`, and for
 //! operations, which redrives them, the `..._DLQ_URL` of each); for the
@@ -41,7 +42,7 @@ use pointsflow_core::ports::{
 use pointsflow_core::time::{RandomIds, SystemClock};
 
 pub const TABLE: &str = "POINTSFLOW_TABLE";
-pub const CONFIG_PARAMETER: &str = "POINTSFLOW_CONFIG_PARAMETER";
+pub const CONFIG_SECRET: &str = "POINTSFLOW_CONFIG_SECRET";
 pub const ELIGIBILITY_QUEUE_URL: &str = "POINTSFLOW_ELIGIBILITY_QUEUE_URL";
 pub const DISPATCH_QUEUE_URL: &str = "POINTSFLOW_DISPATCH_QUEUE_URL";
 pub const CALLBACK_QUEUE_URL: &str = "POINTSFLOW_CALLBACK_QUEUE_URL";
@@ -72,11 +73,11 @@ pub enum ColdStartError {
     Missing(&'static str),
     #[error("environment variable {name} is invalid: {problem}")]
     Invalid { name: &'static str, problem: String },
-    #[error("SSM parameter {parameter} (from {CONFIG_PARAMETER}): {problem}")]
-    Parameter { parameter: String, problem: String },
-    #[error("configuration in SSM parameter {parameter}: {source}")]
+    #[error("secret {secret} (from {CONFIG_SECRET}): {problem}")]
+    Secret { secret: String, problem: String },
+    #[error("configuration in secret {secret}: {source}")]
     Config {
-        parameter: String,
+        secret: String,
         source: pointsflow_config::ConfigError,
     },
     #[error(transparent)]
@@ -165,7 +166,7 @@ pub fn init_tracing(config: &Config) {
 }
 
 /// A function's cold start: tracing, its environment, the configuration
-/// from SSM, and the assembly over the AWS adapters. A failure is printed
+/// from Secrets Manager, and the assembly over the AWS adapters. A failure is printed
 /// as a sentence (the function's log shows it) before it stops the start.
 pub async fn cold_start() -> Result<Assembly<AwsPlatform>, ColdStartError> {
     start()
@@ -175,10 +176,11 @@ pub async fn cold_start() -> Result<Assembly<AwsPlatform>, ColdStartError> {
 
 async fn start() -> Result<Assembly<AwsPlatform>, ColdStartError> {
     let table = required(TABLE)?;
-    let parameter = required(CONFIG_PARAMETER)?;
+    let secret = required(CONFIG_SECRET)?;
     let endpoint = optional(AWS_ENDPOINT)?;
     let sdk = lambda_sdk_config(endpoint.as_deref())?;
-    let config = load_config(&aws_sdk_ssm::Client::new(&sdk), &parameter).await?;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let config = load_config(&secrets, &secret).await?;
     init_tracing(&config);
     let mut platform = AwsPlatform::new(&sdk, table);
     if endpoint.is_some() {
@@ -246,24 +248,26 @@ fn lambda_sdk_config(endpoint: Option<&str>) -> Result<aws_config::SdkConfig, Co
     Ok(sdk.build())
 }
 
-async fn load_config(ssm: &aws_sdk_ssm::Client, parameter: &str) -> Result<Config, ColdStartError> {
-    let failed = |problem: String| ColdStartError::Parameter {
-        parameter: parameter.to_owned(),
+/// The configuration: the secret's current version (`AWSCURRENT`), as text.
+pub async fn load_config(
+    secrets: &aws_sdk_secretsmanager::Client,
+    secret: &str,
+) -> Result<Config, ColdStartError> {
+    let failed = |problem: String| ColdStartError::Secret {
+        secret: secret.to_owned(),
         problem,
     };
-    let text = ssm
-        .get_parameter()
-        .name(parameter)
-        .with_decryption(true)
+    let value = secrets
+        .get_secret_value()
+        .secret_id(secret)
         .send()
         .await
-        .map_err(|e| failed(aws_sdk_ssm::error::DisplayErrorContext(e).to_string()))?
-        .parameter()
-        .and_then(|p| p.value())
-        .map(str::to_owned)
-        .ok_or_else(|| failed("has no value".into()))?;
-    Config::parse(&text).map_err(|source| ColdStartError::Config {
-        parameter: parameter.to_owned(),
+        .map_err(|e| failed(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string()))?;
+    let text = value
+        .secret_string()
+        .ok_or_else(|| failed("has no text value (SecretString)".into()))?;
+    Config::parse(text).map_err(|source| ColdStartError::Config {
+        secret: secret.to_owned(),
         source,
     })
 }

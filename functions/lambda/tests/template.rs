@@ -56,7 +56,7 @@ fn the_internet_facing_function_reaches_nothing_beyond_its_list() {
     assert_eq!(
         actions,
         BTreeSet::from([
-            "ssm:GetParameter",
+            "secretsmanager:GetSecretValue",
             "dynamodb:GetItem",
             "dynamodb:Query",
             "dynamodb:PutItem",
@@ -87,11 +87,17 @@ fn the_internet_facing_function_reaches_nothing_beyond_its_list() {
         .iter()
         .flat_map(|s| s.resources.iter().map(String::as_str))
         .collect();
+    assert!(resources.iter().all(|r| !r.contains('*')), "{resources:?}");
+    // The configuration's secret, and no other: `??????` stands for the
+    // six characters Secrets Manager appends to the name in the ARN.
+    let secrets: Vec<&&str> = resources
+        .iter()
+        .filter(|r| r.contains(":secretsmanager:"))
+        .collect();
+    assert_eq!(secrets.len(), 1, "{secrets:?}");
     assert!(
-        resources
-            .iter()
-            .all(|r| !r.contains('*') || r.contains("parameter")),
-        "{resources:?}"
+        secrets[0].ends_with(":secret:${ConfigSecretName}-??????"),
+        "{secrets:?}"
     );
     let queues: BTreeSet<&str> = spec
         .statements

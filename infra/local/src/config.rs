@@ -17,6 +17,29 @@ pub fn default_config() -> Result<Config, ConfigError> {
     Config::parse(DEFAULT_CONFIG)
 }
 
+/// `pointsflow config check`: whether `text` is a configuration a deployed
+/// stack can read (valid, and within the secret's
+/// [`DEPLOYED_MAX_BYTES`]), as one line saying what it holds. An error
+/// names the entry and field, or the size, and never quotes a value.
+pub fn check_deployable(text: &str) -> Result<String, String> {
+    let config = Config::parse(text).map_err(|e| e.to_string())?;
+    let size = text.len();
+    if size > DEPLOYED_MAX_BYTES {
+        return Err(format!(
+            "{size} bytes: a deployed stack reads at most {DEPLOYED_MAX_BYTES} (one Secrets Manager secret); \
+             move member links into the stack (`pointsflow members import`) and comments out"
+        ));
+    }
+    Ok(format!(
+        "valid (sources: {}, partners: {}, programs: {}, operators: {}, member links: {}), {size} of {DEPLOYED_MAX_BYTES} bytes",
+        config.sources.len(),
+        config.partners.len(),
+        config.programs.len(),
+        config.operators.len(),
+        config.member_links().len(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -30,6 +53,38 @@ mod tests {
                 .any(|p| p.id.as_str() == "sales-incentive")
         );
         assert!(!c.member_links().is_empty());
+    }
+
+    #[test]
+    fn check_says_what_a_deployable_configuration_holds_and_refuses_the_rest() {
+        let ok = check_deployable(DEFAULT_CONFIG).unwrap();
+        assert!(
+            ok.starts_with(
+                "valid (sources: 3, partners: 1, programs: 2, operators: 2, member links: 4), "
+            ),
+            "{ok}"
+        );
+        let mut big = DEFAULT_CONFIG.to_owned();
+        while big.len() <= DEPLOYED_MAX_BYTES {
+            big.push_str("# a comment that takes room, as long notes do\n");
+        }
+        let refused = check_deployable(&big).unwrap_err();
+        assert!(
+            refused.starts_with(&format!(
+                "{} bytes: a deployed stack reads at most 65536",
+                big.len()
+            )),
+            "{refused}"
+        );
+        let typo = DEFAULT_CONFIG.replace(
+            "api_key = \"pf_demo_4f1c2b7e9a6d4e0f\"",
+            "api_keys = \"pf_demo_4f1c2b7e9a6d4e0f\"",
+        );
+        let refused = check_deployable(&typo).unwrap_err();
+        assert!(
+            refused.contains("line") && !refused.contains("pf_demo_4f1c"),
+            "{refused}"
+        );
     }
 
     #[test]

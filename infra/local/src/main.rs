@@ -89,6 +89,11 @@ enum Command {
         #[command(subcommand)]
         action: WindowAction,
     },
+    /// Check a configuration file before storing it for a deployed stack.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Changes waiting for a second operator: list, show, confirm, withdraw.
     Proposals {
         #[command(flatten)]
@@ -99,6 +104,13 @@ enum Command {
         #[command(subcommand)]
         action: ProposalAction,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Whether FILE is valid and fits the deployed stack's secret (65,536
+    /// bytes), and what it holds.
+    Check { file: PathBuf },
 }
 
 /// Where the admin API is, and how you prove who you are to it.
@@ -432,6 +444,23 @@ async fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("pointsflow: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Config {
+            action: ConfigAction::Check { file },
+        } => {
+            let checked = std::fs::read_to_string(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|text| pointsflow_local::config::check_deployable(&text));
+            match checked {
+                Ok(summary) => {
+                    println!("{}: {summary}", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("pointsflow: {}: {e}", file.display());
                     ExitCode::FAILURE
                 }
             }

@@ -24,6 +24,12 @@ pub use source::{
     SalesforceSettings, SourceEntry, SourceKind, WebhookAuthKind, WebhookSettings,
 };
 
+/// The largest configuration a deployed stack can read, in bytes: the
+/// functions read it from a Secrets Manager secret, whose text value holds
+/// at most 65,536 bytes. A configuration of 20 sources, 5 partners and 10
+/// programs takes about a third of that (`tests/deployed_size.rs`).
+pub const DEPLOYED_MAX_BYTES: usize = 65_536;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]

@@ -88,7 +88,6 @@ impl Meter {
         let service = match prefix {
             p if p.starts_with("DynamoDB") => "dynamodb",
             "AmazonSQS" => "sqs",
-            "AmazonSSM" => "ssm",
             other => other,
         };
         let capacity = if service == "dynamodb" {

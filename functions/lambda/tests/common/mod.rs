@@ -3,22 +3,21 @@
 
 #![allow(dead_code)]
 
-use aws_sdk_ssm::types::ParameterType;
 use pointsflow_aws::tables::{self, QueuePair};
 use pointsflow_conformance::runtime_api::{self, Outcome};
 use pointsflow_lambda::{
-    AWS_ENDPOINT, CALLBACK_DLQ_URL, CALLBACK_QUEUE_URL, CONFIG_PARAMETER, DISPATCH_DLQ_URL,
+    AWS_ENDPOINT, CALLBACK_DLQ_URL, CALLBACK_QUEUE_URL, CONFIG_SECRET, DISPATCH_DLQ_URL,
     DISPATCH_FUNCTION_ARN, DISPATCH_QUEUE_URL, ELIGIBILITY_DLQ_URL, ELIGIBILITY_QUEUE_URL,
     SCHEDULE_DEAD_LETTER_ARN, SCHEDULE_PREFIX, SCHEDULER_ROLE_ARN, STACK, TABLE,
 };
 use serde_json::Value;
 
-/// The table, queues and configuration parameter of one test stack.
+/// The table, queues and configuration secret of one test stack.
 #[derive(Debug, Clone)]
 pub struct Provisioned {
     pub endpoint: String,
     pub table: String,
-    pub parameter: String,
+    pub secret: String,
     pub eligibility: QueuePair,
     pub dispatch: QueuePair,
     pub callbacks: QueuePair,
@@ -26,7 +25,7 @@ pub struct Provisioned {
 
 impl Provisioned {
     /// Creates everything on the emulator at `endpoint`, the configuration
-    /// (`config_toml`) in a SecureString parameter.
+    /// (`config_toml`) in a Secrets Manager secret.
     pub async fn create(endpoint: &str, prefix: &str, config_toml: &str) -> Result<Self, String> {
         let sdk = pointsflow_harness::emulator::config_at(endpoint).await;
         let table = format!("{prefix}-ledger");
@@ -38,20 +37,18 @@ impl Provisioned {
             tables::create_queue_pair(&sqs, &format!("{prefix}-dispatch"), 30, 5).await?;
         let callbacks =
             tables::create_queue_pair(&sqs, &format!("{prefix}-callbacks"), 30, 5).await?;
-        let parameter = format!("/{prefix}/config");
-        aws_sdk_ssm::Client::new(&sdk)
-            .put_parameter()
-            .name(&parameter)
-            .value(config_toml)
-            .r#type(ParameterType::SecureString)
-            .overwrite(true)
+        let secret = format!("{prefix}/config");
+        aws_sdk_secretsmanager::Client::new(&sdk)
+            .create_secret()
+            .name(&secret)
+            .secret_string(config_toml)
             .send()
             .await
-            .map_err(|e| aws_sdk_ssm::error::DisplayErrorContext(e).to_string())?;
+            .map_err(|e| aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())?;
         Ok(Self {
             endpoint: endpoint.to_owned(),
             table,
-            parameter,
+            secret,
             eligibility,
             dispatch,
             callbacks,
@@ -100,7 +97,7 @@ impl Provisioned {
     pub fn env(&self) -> Vec<(String, String)> {
         [
             (TABLE, self.table.clone()),
-            (CONFIG_PARAMETER, self.parameter.clone()),
+            (CONFIG_SECRET, self.secret.clone()),
             (ELIGIBILITY_QUEUE_URL, self.eligibility.url.clone()),
             (DISPATCH_QUEUE_URL, self.dispatch.url.clone()),
             (ELIGIBILITY_DLQ_URL, self.eligibility.dlq_url.clone()),
