@@ -847,7 +847,9 @@ fn print_usage(usage: &Usage, requests: u64, billed_ms: u64) {
         );
     }
     let sqs = usage.service_calls("sqs") as f64 / n;
-    let write_units = usage.write_units as f64 / n;
+    let table_write_units = usage.write_units as f64 / n;
+    let index_write_units = usage.index_write_units as f64 / n;
+    let write_units = usage.all_write_units() as f64 / n;
     let read_units = usage.read_units / n;
     // Lambda: one intake invocation per request, and one per SQS batch
     // (each batch that processed messages deletes them in one call).
@@ -858,9 +860,28 @@ fn print_usage(usage: &Usage, requests: u64, billed_ms: u64) {
         .unwrap_or(0) as f64;
     let invocations = 1.0 + batches / n;
     println!("  SQS requests              {sqs:.3}");
-    println!("  DynamoDB write units      {write_units:.3}");
+    println!(
+        "  DynamoDB write units      {write_units:.3} (table {table_write_units:.3}, indexes {index_write_units:.3})"
+    );
     println!("  DynamoDB read units       {read_units:.3}");
     println!("  largest item written      {} bytes", usage.largest_item);
+    if let Some((what, units)) = &usage.hottest {
+        // DynamoDB gives one item, or one partition key value, at most
+        // 1,000 write units a second.
+        let per_request = *units as f64 / n;
+        println!(
+            "  hottest item              {what}: {per_request:.3} write units per request, \
+             {:.0} per second per 1,000 requests per second; ceiling {:.0} requests per second",
+            per_request * 1_000.0,
+            1_000.0 / per_request
+        );
+    }
+    if usage.unmodelled_updates > 0 {
+        println!(
+            "  NOTE: {} updates named an indexed attribute; their index writes are not counted",
+            usage.unmodelled_updates
+        );
+    }
     println!("  Lambda invocations        {invocations:.3}");
 
     let api = API_PER_M;
