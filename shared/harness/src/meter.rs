@@ -194,7 +194,7 @@ impl State {
             for index in &schema.indexes {
                 for (partition, units) in index_writes(&schema, index, old.as_ref(), new.as_ref()) {
                     self.usage.index_write_units += units;
-                    self.heat(format!("{table} index {}: {partition}", index.name), units);
+                    self.heat(format!("index {}: {partition}", index.name), units);
                 }
             }
             match new {
@@ -372,7 +372,7 @@ impl Meter {
                     indexes: vec![],
                 });
             let key = schema.key_of(w.item);
-            state.heat(format!("{} item {key}", w.table), w.units);
+            state.heat(format!("item {key}"), w.units);
             let change = match w.kind {
                 "Put" => Change::Put(w.item.as_object().cloned().unwrap_or_default()),
                 "Delete" => Change::Delete,
@@ -805,7 +805,7 @@ mod tests {
         );
         assert_eq!(u.index_write_units, 2);
         let hottest = meter.usage().hottest.unwrap();
-        assert_eq!(hottest, ("t item REQ#1 / REQUEST".to_owned(), 6));
+        assert_eq!(hottest, ("item REQ#1 / REQUEST".to_owned(), 6));
     }
 
     #[test]
@@ -821,7 +821,7 @@ mod tests {
         }
         assert_eq!(
             meter.usage().hottest,
-            Some(("t item ACCT#budget / BALANCE".to_owned(), 6))
+            Some(("item ACCT#budget / BALANCE".to_owned(), 6))
         );
     }
 
