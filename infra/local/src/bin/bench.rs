@@ -87,6 +87,12 @@ struct Args {
     /// invariants, throughput, latency and memory over time.
     #[arg(long, default_value_t = 0)]
     soak: u64,
+    /// With the pipeline run: the program is scheduled and consolidated.
+    /// The requests are pushed and decided (each is held for the next
+    /// window), then the window is fired and dispatched (one partner credit
+    /// per member), and the figures cover intake, eligibility and the window.
+    #[arg(long)]
+    scheduled: bool,
     /// With --soak: seconds between memory samples.
     #[arg(long, default_value_t = 10)]
     sample: u64,
@@ -117,6 +123,13 @@ impl Running {
         match self {
             Running::Local(s) => s.store.as_ref(),
             Running::Aws(s, _) => s.store.as_ref(),
+        }
+    }
+
+    fn dispatch(&self) -> &pointsflow_dispatch::Dispatch {
+        match self {
+            Running::Local(s) => &s.dispatch,
+            Running::Aws(s, _) => &s.dispatch,
         }
     }
 
@@ -159,7 +172,15 @@ fn config(args: &Args) -> Result<LocalConfig, String> {
     };
     program.monthly_cap_per_recipient = None;
     program.budget = Points::new(1_000_000_000_000).map_err(|e| e.to_string())?;
-    program.transfer = TransferMode::Realtime;
+    program.transfer = if args.scheduled {
+        // Once a year, so it never fires by itself during a run: the bench fires it.
+        serde_json::from_value(serde_json::json!({
+            "mode": "scheduled", "cron": "0 0 1 1 *", "time_zone": "UTC", "consolidate": true
+        }))
+        .map_err(|e| e.to_string())?
+    } else {
+        TransferMode::Realtime
+    };
     let program_id = program.id.clone();
     config.members = (0..args.recipients)
         .map(|i| {
@@ -241,8 +262,8 @@ async fn start(args: &Args, config: LocalConfig) -> Result<Running, String> {
 /// Waits until the pipeline is quiet after the last credit: on AWS, until
 /// no DynamoDB write has been made for two seconds; embedded, until every
 /// request has left the pipeline.
-async fn settle(running: &Running, ids: &[RequestId]) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+async fn settle(running: &Running, ids: &[RequestId], within: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + within;
     match running {
         Running::Aws(_, meter) => {
             let mut last = meter.usage().write_units;
@@ -253,7 +274,10 @@ async fn settle(running: &Running, ids: &[RequestId]) -> Result<(), String> {
                     return Ok(());
                 }
                 if Instant::now() > deadline {
-                    return Err("the pipeline did not go quiet within 60 s".into());
+                    return Err(format!(
+                        "the pipeline did not go quiet within {} s",
+                        within.as_secs()
+                    ));
                 }
                 last = now;
             }
@@ -264,10 +288,33 @@ async fn settle(running: &Running, ids: &[RequestId]) -> Result<(), String> {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err("requests still in the pipeline after 60 s".into());
+                return Err(format!(
+                    "requests still in the pipeline after {} s",
+                    within.as_secs()
+                ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         },
+    }
+}
+
+/// Waits until every request is decided and held for its window: on AWS,
+/// until the pipeline is quiet (reading each request would be metered);
+/// embedded, until each is `scheduled`.
+async fn wait_scheduled(running: &Running, ids: &[RequestId]) -> Result<(), String> {
+    if let Running::Aws(..) = running {
+        return settle(running, ids, Duration::from_secs(3_600)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let requests = fetch(running, ids).await?;
+        if requests.iter().all(|r| r.state() == StatusKind::Scheduled) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("requests not all scheduled after 600 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -383,19 +430,30 @@ fn hostile_parse_times() {
     );
 }
 
-/// Waits until the sandbox has made `credits` credits and nothing moved for a second.
-async fn settle_credits(running: &Running, credits: u64) -> Result<(), String> {
-    let sandbox = running.sandbox().ok_or("no sandbox partner")?;
-    let deadline = Instant::now() + Duration::from_secs(300);
+/// Waits until the sandbox has made `credits` credits, for at most `within`.
+pub(crate) async fn wait_credits(
+    sandbox: &SandboxPartner,
+    credits: u64,
+    within: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + within;
     while sandbox.stats().credits < credits {
         if Instant::now() > deadline {
             return Err(format!(
-                "only {} of {credits} credited",
-                sandbox.stats().credits
+                "only {} of {credits} credited after {} s",
+                sandbox.stats().credits,
+                within.as_secs()
             ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    Ok(())
+}
+
+/// Waits until the sandbox has made `credits` credits and nothing moved for a second.
+async fn settle_credits(running: &Running, credits: u64) -> Result<(), String> {
+    let sandbox = running.sandbox().ok_or("no sandbox partner")?;
+    wait_credits(sandbox, credits, Duration::from_secs(300)).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     Ok(())
 }
@@ -648,6 +706,13 @@ async fn run(args: Args) -> Result<(), String> {
         return soak::run_soak(&args, config).await;
     }
     let source = config.sources.first().ok_or("no source")?.clone();
+    let window = match config.programs.first() {
+        Some(p) if args.scheduled => Some(
+            p.window_after(chrono::Utc::now())?
+                .ok_or("the scheduled program has no next window")?,
+        ),
+        _ => None,
+    };
     let program = config.programs.first().ok_or("no program")?.id.clone();
     let running = start(&args, config).await?;
     let url = format!("{}/v1/points-requests", running.base_url());
@@ -726,18 +791,6 @@ async fn run(args: Args) -> Result<(), String> {
     let expected = args.requests - refused;
 
     let sandbox = running.sandbox().ok_or("no sandbox partner")?;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while sandbox.stats().credits < expected {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "only {} of {expected} credited after 600 s",
-                sandbox.stats().credits
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let credited_in = started.elapsed();
-    let peak = peak_rss_mib();
     let ids = (0..args.requests)
         .map(|i| {
             IdempotencyKey::parse(&format!("bench-{i}"))
@@ -745,7 +798,28 @@ async fn run(args: Args) -> Result<(), String> {
                 .map_err(|e| e.to_string())
         })
         .collect::<Result<Vec<_>, _>>()?;
-    settle(&running, &ids).await?;
+    // A consolidated window makes one partner credit per member.
+    let mut credits_expected = expected;
+    let mut window_took = None;
+    if let Some(window) = &window {
+        wait_scheduled(&running, &ids).await?;
+        let fired = Instant::now();
+        running
+            .dispatch()
+            .window_closed(&pointsflow_dispatch::window::WindowClosed {
+                program: program.clone(),
+                scheduled_time: window.closes_at,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        credits_expected = expected.min(args.recipients);
+        wait_credits(sandbox, credits_expected, Duration::from_secs(3_600)).await?;
+        window_took = Some(fired.elapsed());
+    }
+    wait_credits(sandbox, credits_expected, Duration::from_secs(600)).await?;
+    let credited_in = started.elapsed();
+    let peak = peak_rss_mib();
+    settle(&running, &ids, Duration::from_secs(60)).await?;
     let usage = match &running {
         Running::Aws(_, meter) => Some(meter.usage()),
         Running::Local(_) => None,
@@ -809,6 +883,13 @@ async fn run(args: Args) -> Result<(), String> {
         "credited/s        {:.0}",
         expected as f64 / credited_in.as_secs_f64()
     );
+    if let Some(took) = window_took {
+        println!(
+            "window            {credits_expected} partner credits for {} requests, fired to credited in {:.1} s",
+            latencies.len(),
+            took.as_secs_f64()
+        );
+    }
     println!(
         "accept->credit    p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
         ms(percentile(&latencies, 50.0)),

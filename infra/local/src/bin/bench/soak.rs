@@ -223,16 +223,7 @@ pub(crate) async fn run_soak(args: &Args, config: LocalConfig) -> Result<(), Str
     };
     let count = |k: Kind| tally.sent.get(&k).copied().unwrap_or(0);
     let expected = count(Kind::New) + count(Kind::OutboundMessage) * NOTIFICATIONS;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while sandbox.stats().credits < expected {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "only {} of {expected} credited 600 s after the load stopped",
-                sandbox.stats().credits
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    super::wait_credits(sandbox, expected, Duration::from_secs(600)).await?;
     let drained = started.elapsed();
     // Let stragglers (a late duplicate's handling) finish, then check.
     tokio::time::sleep(Duration::from_secs(2)).await;
