@@ -162,6 +162,12 @@ fn recipient(i: u64) -> String {
 fn config(args: &Args) -> Result<LocalConfig, String> {
     let mut config = pointsflow_local::config::default_config().map_err(|e| e.to_string())?;
     config.queues.concurrency = args.consumers;
+    if args.aws_endpoint.is_some() {
+        // The template's dispatch timeout and visibility: a window's page of
+        // 1,000 requests takes the emulator longer than the demo's 4 s.
+        config.queues.function_timeout_ms = 30_000;
+        config.queues.visibility_timeout_ms = 180_000;
+    }
     let program = config
         .programs
         .first_mut()
