@@ -162,7 +162,7 @@ fn recipient(i: u64) -> String {
 fn config(args: &Args) -> Result<LocalConfig, String> {
     let mut config = pointsflow_local::config::default_config().map_err(|e| e.to_string())?;
     config.queues.concurrency = args.consumers;
-    if args.aws_endpoint.is_some() {
+    if args.scheduled && args.aws_endpoint.is_some() {
         // An emulator is slow: planning a window's page of 1,000 requests
         // takes it longer than the 10 s a planner keeps in hand, and a
         // planner cut off reads its page again, which DynamoDB's speed
