@@ -487,26 +487,7 @@ async fn a_settled_request_whose_ledger_write_was_lost_is_brought_level_without_
 
     // The state a crash leaves behind: the partner credited, the request
     // recorded as credited, the reservation still pending.
-    let mut request = NewRequest {
-        source: SourceId::parse("demo").unwrap(),
-        idempotency_key: IdempotencyKey::parse("deal-crash").unwrap(),
-        program: program.clone(),
-        recipient: Recipient {
-            id: RecipientId::parse(ADA).unwrap(),
-            email: None,
-        },
-        award: Some(Award::Amount(
-            Money::parse("5000", Currency::parse("USD").unwrap()).unwrap(),
-        )),
-        event: SourceEvent {
-            kind: EventType::parse("opportunity.closed_won").unwrap(),
-            id: None,
-            occurred_at: DateTime::UNIX_EPOCH,
-            occurred_at_is_receipt: false,
-            attributes: Default::default(),
-        },
-    }
-    .into_request(chrono::Utc::now());
+    let mut request = demo_request("deal-crash", "5000", chrono::Utc::now());
     t.stack.store.create(&request).await.unwrap();
     let reservation = Entry::reserve(
         &request.id,

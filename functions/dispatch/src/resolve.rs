@@ -11,12 +11,14 @@
 //! reports the age of the oldest of each kind, as metrics the stack's
 //! alarms watch.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use pointsflow_core::governance::CircuitState;
 use pointsflow_core::ports::{PipelineMessage, PublishError, QueueError, StoreError};
 use pointsflow_core::request::StatusKind;
 use pointsflow_core::unsettled::{Unsettled, UnsettledItem, is_in_progress};
+use pointsflow_core::values::PartnerId;
 use pointsflow_core::window::WindowWork;
 use serde::Serialize;
 
@@ -101,6 +103,8 @@ impl Dispatch {
         let mut credits = Vec::new();
         let mut unsettled_since = Vec::new();
         let mut stalled_since = Vec::new();
+        // Each partner's circuit is read once per run, however many wait on it.
+        let mut down: HashMap<PartnerId, bool> = HashMap::new();
         for u in &found {
             match &u.item {
                 UnsettledItem::Request(id) => {
@@ -118,7 +122,7 @@ impl Dispatch {
                         stalled_since.push(u.since);
                         if request.state() == StatusKind::Received {
                             decide.push(message);
-                        } else if !self.partner_down(&request).await {
+                        } else if !self.partner_down(&request, &mut down).await {
                             requests.push(message);
                         }
                     } else if u.since < unsettled_cut {
@@ -179,16 +183,27 @@ impl Dispatch {
 
     /// Whether `request` waits on a partner whose circuit is open: its
     /// message is held back on the queue, and another would only be held
-    /// back too. A circuit that cannot be read counts as closed.
-    async fn partner_down(&self, request: &pointsflow_core::request::PointsRequest) -> bool {
+    /// back too. A circuit that cannot be read counts as closed. `known`
+    /// keeps what this run has read.
+    async fn partner_down(
+        &self,
+        request: &pointsflow_core::request::PointsRequest,
+        known: &mut HashMap<PartnerId, bool>,
+    ) -> bool {
         let Some(destination) = &request.destination else {
             return false;
         };
-        self.ports
+        if let Some(down) = known.get(&destination.partner) {
+            return *down;
+        }
+        let down = self
+            .ports
             .circuits
             .circuit(&destination.partner)
             .await
-            .is_ok_and(|c| c.state != CircuitState::Closed)
+            .is_ok_and(|c| c.state != CircuitState::Closed);
+        known.insert(destination.partner.clone(), down);
+        down
     }
 }
 
