@@ -380,6 +380,11 @@ impl<L: LedgerRead + Send + Sync> LedgerRead for FaultyLedger<L> {
         yield_now().await;
         self.inner.balance(account).await
     }
+
+    async fn shards(&self, account: &AccountId) -> Result<Vec<Balance>, LedgerError> {
+        yield_now().await;
+        self.inner.shards(account).await
+    }
 }
 
 /// Window runs and credits with faults.

@@ -8,6 +8,12 @@
 //! DynamoDB conditions cannot do arithmetic, so every account keeps an
 //! `available` counter (`credits_posted - debits_posted - debits_pending`)
 //! next to the four TigerBeetle-style counters, changed in the same update.
+//!
+//! A budget is [`shards::COUNT`] items, one per shard, each under its own
+//! partition key. A reservation first asks its home shard alone; when that
+//! shard is short, every shard is read and the draw is spread
+//! ([`shards::draw`]), and the transaction is sent again. The shards are
+//! stored on the entry, so its post or void moves exactly those.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +22,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use pointsflow_core::ledger::rules::Side;
+use pointsflow_core::ledger::shards::{self, Draw, Placement};
 use pointsflow_core::ledger::{
     AccountId, Applied, Balance, CapKey, Entry, EntryId, EntryKind, LedgerError, rules,
 };
@@ -26,6 +34,11 @@ use crate::item::{self, DOC, Item, counter, doc, n, s};
 
 /// DynamoDB's limit on actions in one transaction.
 const MAX_ACTIONS: usize = 100;
+
+/// How many times a reservation draws again when the shards it drew from
+/// were spent by others in the meantime, before it reports a transient
+/// failure (its caller retries).
+const DRAW_ATTEMPTS: usize = 5;
 
 #[derive(Debug, Clone)]
 pub struct DynamoLedger {
@@ -57,8 +70,14 @@ fn entry_key(id: &EntryId, request: Option<&RequestId>) -> Item {
     }
 }
 
-fn account_key(account: &AccountId) -> Item {
-    item::key(format!("ACCT#{account}"), "BALANCE")
+/// An account's item, or one shard's of a budget. Shard 0 keeps the key of
+/// the single budget item that came before shards, so a table written then
+/// reads the same.
+fn account_key(account: &AccountId, shard: u16) -> Item {
+    match shard {
+        0 => item::key(format!("ACCT#{account}"), "BALANCE"),
+        k => item::key(format!("ACCT#{account}#{k}"), "BALANCE"),
+    }
 }
 
 fn cap_key(key: &CapKey) -> Item {
@@ -83,13 +102,27 @@ impl Delta {
     fn available(&self) -> i128 {
         self.credits_posted - self.debits_posted - self.debits_pending
     }
+
+    /// Adds what `points` of an entry of `kind` do to one side's counters
+    /// ([`rules::signs`]).
+    fn add(&mut self, kind: &EntryKind, side: Side, points: u64) {
+        let n = i128::from(points);
+        let (pending, posted) = match side {
+            Side::Debit => (&mut self.debits_pending, &mut self.debits_posted),
+            Side::Credit => (&mut self.credits_pending, &mut self.credits_posted),
+        };
+        let (on_pending, on_posted) = rules::signs(kind);
+        *pending += i128::from(on_pending) * n;
+        *posted += i128::from(on_posted) * n;
+    }
 }
 
 /// What each action of the transaction stands for, to read a cancellation back.
 #[derive(Debug, Clone)]
 enum Role {
     Entry,
-    Account(AccountId, u64),
+    /// An account's item (a budget's shard), and what it needed available.
+    Account(AccountId),
     Cap(CapKey, u64, u64),
 }
 
@@ -194,7 +227,7 @@ impl DynamoLedger {
     ) -> Result<(Vec<TransactWriteItem>, Vec<Role>), LedgerError> {
         let mut actions = Vec::new();
         let mut roles = Vec::new();
-        let mut accounts: BTreeMap<AccountId, Delta> = BTreeMap::new();
+        let mut accounts: BTreeMap<(AccountId, u16), Delta> = BTreeMap::new();
         let mut caps: BTreeMap<CapKey, (i128, u64)> = BTreeMap::new();
 
         for entry in tx {
@@ -220,37 +253,27 @@ impl DynamoLedger {
             // deleted, so no condition check is needed here: it would only
             // cost two write units.
 
+            let budget = shards::budget_of(entry);
+            for (account, side) in [(&entry.debit, Side::Debit), (&entry.credit, Side::Credit)] {
+                // A budget's points move on the shards placed on the entry;
+                // any other account is one item.
+                let moves: Vec<(u16, u64)> = if Some(account) == budget {
+                    entry.shards.iter().map(|d| (d.shard, d.points)).collect()
+                } else {
+                    vec![(0, entry.amount.get())]
+                };
+                for (shard, points) in moves {
+                    let d = accounts.entry((account.clone(), shard)).or_default();
+                    d.add(&entry.kind, side, points);
+                    if side == Side::Debit
+                        && account.debits_must_not_exceed_credits()
+                        && matches!(entry.kind, EntryKind::Posted | EntryKind::Pending)
+                    {
+                        d.needs = d.needs.saturating_add(points);
+                    }
+                }
+            }
             let amount = i128::from(entry.amount.get());
-            let (debit, credit) = (entry.debit.clone(), entry.credit.clone());
-            {
-                let d = accounts.entry(debit.clone()).or_default();
-                match entry.kind {
-                    EntryKind::Posted => d.debits_posted += amount,
-                    EntryKind::Pending => d.debits_pending += amount,
-                    EntryKind::PostPending { .. } => {
-                        d.debits_pending -= amount;
-                        d.debits_posted += amount;
-                    }
-                    EntryKind::VoidPending { .. } => d.debits_pending -= amount,
-                }
-                if debit.debits_must_not_exceed_credits()
-                    && matches!(entry.kind, EntryKind::Posted | EntryKind::Pending)
-                {
-                    d.needs = d.needs.saturating_add(entry.amount.get());
-                }
-            }
-            {
-                let c = accounts.entry(credit).or_default();
-                match entry.kind {
-                    EntryKind::Posted => c.credits_posted += amount,
-                    EntryKind::Pending => c.credits_pending += amount,
-                    EntryKind::PostPending { .. } => {
-                        c.credits_pending -= amount;
-                        c.credits_posted += amount;
-                    }
-                    EntryKind::VoidPending { .. } => c.credits_pending -= amount,
-                }
-            }
             let pending = entry.pending_id().and_then(|p| pendings.get(p));
             for c in rules::caps_touched(entry, pending) {
                 let charge = caps.entry(c.key.clone()).or_default();
@@ -263,11 +286,11 @@ impl DynamoLedger {
             }
         }
 
-        for (account, delta) in &accounts {
+        for ((account, shard), delta) in &accounts {
             let mut terms = Vec::new();
             let mut update = Update::builder()
                 .table_name(&self.table)
-                .set_key(Some(account_key(account)));
+                .set_key(Some(account_key(account, *shard)));
             for (name, value) in [
                 ("debits_pending", delta.debits_pending),
                 ("debits_posted", delta.debits_posted),
@@ -294,7 +317,7 @@ impl DynamoLedger {
                     .update(update.build().map_err(build_err)?)
                     .build(),
             );
-            roles.push(Role::Account(account.clone(), delta.needs));
+            roles.push(Role::Account(account.clone()));
         }
 
         for (key, (change, limit)) in &caps {
@@ -342,7 +365,101 @@ impl LedgerWrite for DynamoLedger {
             return Err(LedgerError::TransactionSize(0));
         }
         let pendings = self.pendings(entries).await?;
-        let (actions, roles) = match self.transaction(entries, &pendings) {
+        // Each spend from a budget starts at its home shard alone.
+        let mut drawn: BTreeMap<EntryId, Vec<Draw>> = BTreeMap::new();
+        for _ in 0..DRAW_ATTEMPTS {
+            let placed = place(entries, &pendings, &drawn);
+            let short = match self.send(&placed, &pendings).await? {
+                Sent::Done(applied) => return Ok(applied),
+                Sent::Short(account) => account,
+            };
+            // A shard was short: read them all and spread the draws.
+            let mut available: Vec<u64> = self
+                .shards(&short)
+                .await?
+                .iter()
+                .map(Balance::available)
+                .collect();
+            let spends: Vec<&Entry> = placed
+                .iter()
+                .filter(|e| {
+                    e.debit == short && matches!(e.kind, EntryKind::Posted | EntryKind::Pending)
+                })
+                .collect();
+            let requested: u64 = spends.iter().map(|e| e.amount.get()).sum();
+            let total: u64 = available.iter().sum();
+            if total < requested {
+                return Err(LedgerError::InsufficientBudget {
+                    account: short,
+                    available: total,
+                    requested,
+                });
+            }
+            for entry in spends {
+                let draws = shards::draw(shards::home(&entry.id), entry.amount.get(), &available)
+                    .ok_or_else(|| {
+                    LedgerError::Unavailable("budget shards changed while drawing".into())
+                })?;
+                for d in &draws {
+                    available[usize::from(d.shard)] -= d.points;
+                }
+                drawn.insert(entry.id.clone(), draws);
+            }
+        }
+        Err(LedgerError::Unavailable(
+            "the budget's shards were spent by others while this reservation drew; retry".into(),
+        ))
+    }
+}
+
+/// What one transaction came to.
+enum Sent {
+    Done(Applied),
+    /// A budget's shard had too few points for its draw.
+    Short(AccountId),
+}
+
+/// The entries with their budget shards placed: a spend takes the draws in
+/// `drawn`, else its home shard; a resolution moves its reservation's.
+fn place(
+    entries: &[Entry],
+    pendings: &BTreeMap<EntryId, Entry>,
+    drawn: &BTreeMap<EntryId, Vec<Draw>>,
+) -> Vec<Entry> {
+    let mut placed: Vec<Entry> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let pending = entry.pending_id().and_then(|p| {
+            placed
+                .iter()
+                .find(|e| &e.id == p)
+                .or_else(|| pendings.get(p))
+        });
+        let draws = match shards::placement(entry, pending) {
+            Placement::Outside => Vec::new(),
+            Placement::Fixed(draws) => draws,
+            Placement::Draw { home } => drawn.get(&entry.id).cloned().unwrap_or_else(|| {
+                vec![Draw {
+                    shard: home,
+                    points: entry.amount.get(),
+                }]
+            }),
+        };
+        placed.push(Entry {
+            shards: draws,
+            ..entry.clone()
+        });
+    }
+    placed
+}
+
+impl DynamoLedger {
+    /// Sends one transaction of the placed entries.
+    async fn send(
+        &self,
+        placed: &[Entry],
+        pendings: &BTreeMap<EntryId, Entry>,
+    ) -> Result<Sent, LedgerError> {
+        let (actions, roles) = match self.transaction(placed, pendings) {
             Err(LedgerError::CapExceeded {
                 key,
                 limit,
@@ -360,7 +477,7 @@ impl LedgerWrite for DynamoLedger {
             other => other?,
         };
         if actions.len() > MAX_ACTIONS {
-            return Err(LedgerError::TransactionSize(entries.len()));
+            return Err(LedgerError::TransactionSize(placed.len()));
         }
         let sent = self
             .client
@@ -369,7 +486,7 @@ impl LedgerWrite for DynamoLedger {
             .send()
             .await;
         let cancelled = match sent {
-            Ok(_) => return Ok(Applied::Now),
+            Ok(_) => return Ok(Sent::Done(Applied::Now)),
             Err(e) => match e.into_service_error() {
                 TransactWriteItemsError::TransactionCanceledException(c) => c,
                 other => return Err(unavailable(other)),
@@ -387,15 +504,8 @@ impl LedgerWrite for DynamoLedger {
             )));
         };
         match role {
-            Role::Entry => self.existing(entries).await,
-            Role::Account(account, needs) => {
-                let available = self.balance(account).await?.available();
-                Err(LedgerError::InsufficientBudget {
-                    account: account.clone(),
-                    available,
-                    requested: *needs,
-                })
-            }
+            Role::Entry => self.existing(placed).await.map(Sent::Done),
+            Role::Account(account) => Ok(Sent::Short(account.clone())),
             Role::Cap(key, limit, requested) => Err(LedgerError::CapExceeded {
                 key: key.clone(),
                 limit: *limit,
@@ -403,6 +513,20 @@ impl LedgerWrite for DynamoLedger {
                 requested: *requested,
             }),
         }
+    }
+
+    /// One item's counters.
+    async fn counters(&self, key: Item) -> Result<Balance, LedgerError> {
+        let Some(item) = self.get_item(key).await? else {
+            return Ok(Balance::default());
+        };
+        let read = |name| counter(&item, name).map_err(malformed);
+        Ok(Balance {
+            debits_pending: read("debits_pending")?,
+            debits_posted: read("debits_posted")?,
+            credits_pending: read("credits_pending")?,
+            credits_posted: read("credits_posted")?,
+        })
     }
 }
 
@@ -437,15 +561,17 @@ impl LedgerRead for DynamoLedger {
     }
 
     async fn balance(&self, account: &AccountId) -> Result<Balance, LedgerError> {
-        let Some(item) = self.get_item(account_key(account)).await? else {
-            return Ok(Balance::default());
+        Ok(shards::total(&self.shards(account).await?))
+    }
+
+    /// A budget's shards are read at once, each consistently: 16 read units.
+    async fn shards(&self, account: &AccountId) -> Result<Vec<Balance>, LedgerError> {
+        let count = if account.debits_must_not_exceed_credits() {
+            shards::COUNT
+        } else {
+            1
         };
-        let read = |name| counter(&item, name).map_err(malformed);
-        Ok(Balance {
-            debits_pending: read("debits_pending")?,
-            debits_posted: read("debits_posted")?,
-            credits_pending: read("credits_pending")?,
-            credits_posted: read("credits_posted")?,
-        })
+        futures::future::try_join_all((0..count).map(|k| self.counters(account_key(account, k))))
+            .await
     }
 }

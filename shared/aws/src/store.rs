@@ -29,9 +29,23 @@ fn wait_pk(program: &ProgramId, state: StatusKind) -> String {
     format!("WAIT#{program}#{state}")
 }
 
-/// The index partition of a program's scheduled requests.
-fn scheduled_pk(program: &ProgramId) -> String {
-    format!("SCHED#{program}")
+/// How many partitions of the `waiting` index a program's scheduled
+/// requests are spread over, so that no one index partition takes every
+/// scheduled request of a busy program (as a budget's shards,
+/// [`pointsflow_core::ledger::shards::COUNT`]).
+const SCHEDULED_SHARDS: u16 = 16;
+
+/// The index partition of a program's scheduled requests for `member`:
+/// one of [`SCHEDULED_SHARDS`], by a hash of the member number.
+fn scheduled_pk(program: &ProgramId, member: &MemberNumber) -> String {
+    scheduled_shard_pk(
+        program,
+        pointsflow_core::ledger::shards::bucket(member.as_str(), SCHEDULED_SHARDS),
+    )
+}
+
+fn scheduled_shard_pk(program: &ProgramId, shard: u16) -> String {
+    format!("SCHED#{program}#{shard}")
 }
 
 fn scheduled_sk(member: &MemberNumber, id: &RequestId) -> String {
@@ -93,7 +107,10 @@ impl Versioned for PointsRequest {
         // Scheduled requests are in the same index, by program, in member
         // order, with what the window planner needs.
         if let Some(entry) = pointsflow_core::window::scheduled_entry(self) {
-            item.insert(tables::WAIT_PK.into(), s(scheduled_pk(&self.program)));
+            item.insert(
+                tables::WAIT_PK.into(),
+                s(scheduled_pk(&self.program, &entry.member)),
+            );
             item.insert(
                 tables::WAIT_SK.into(),
                 s(scheduled_sk(&entry.member, &entry.id)),
@@ -207,36 +224,68 @@ impl ScheduledRequests for DynamoRequestStore {
         limit: usize,
     ) -> Result<ScheduledPage, StoreError> {
         // The index is read eventually consistently: a request scheduled a
-        // moment ago may show up only in a later window's run.
-        let start = after.map(|c| {
-            let mut key = item::key(request_pk(&c.request), REQUEST_SK);
-            key.insert(tables::WAIT_PK.into(), s(scheduled_pk(program)));
-            key.insert(
-                tables::WAIT_SK.into(),
-                s(scheduled_sk(&c.member, &c.request)),
-            );
-            key
-        });
-        let page = self
+        // moment ago may show up only in a later window's run. Each shard is
+        // in member order; the page is their merge, so the cursor is one
+        // position across all of them.
+        let after = after.map(|c| scheduled_sk(&c.member, &c.request));
+        let pages = futures::future::try_join_all((0..SCHEDULED_SHARDS).map(|shard| {
+            self.scheduled_shard(scheduled_shard_pk(program, shard), after.as_deref(), limit)
+        }))
+        .await?;
+        let mut more = false;
+        let mut entries = Vec::new();
+        for (items, full) in pages {
+            more |= full;
+            for item in &items {
+                entries.push((
+                    get_s(item, tables::WAIT_SK)
+                        .map_err(|e| StoreError::Malformed(e.to_string()))?
+                        .to_owned(),
+                    scheduled_from(item)?,
+                ));
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        if entries.len() > limit {
+            entries.truncate(limit);
+            more = true;
+        }
+        Ok(ScheduledPage {
+            entries: entries.into_iter().map(|(_, e)| e).collect(),
+            more,
+        })
+    }
+}
+
+impl DynamoRequestStore {
+    /// Up to `limit` scheduled requests of one shard after `after`, and
+    /// whether the shard may hold more.
+    async fn scheduled_shard(
+        &self,
+        pk: String,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Item>, bool), StoreError> {
+        let query = self
             .items
             .client
             .query()
             .table_name(&self.items.table)
             .index_name(tables::WAITING_INDEX)
-            .key_condition_expression("wait_pk = :pk")
-            .expression_attribute_values(":pk", s(scheduled_pk(program)))
-            .set_exclusive_start_key(start)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .expression_attribute_values(":pk", s(pk))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX));
+        let query = match after {
+            Some(after) => query
+                .key_condition_expression("wait_pk = :pk AND wait_sk > :after")
+                .expression_attribute_values(":after", s(after)),
+            None => query.key_condition_expression("wait_pk = :pk"),
+        };
+        let page = query
             .send()
             .await
             .map_err(|e| unavailable(e.into_service_error()))?;
-        let entries = page
-            .items()
-            .iter()
-            .map(scheduled_from)
-            .collect::<Result<Vec<_>, _>>()?;
         let more = page.last_evaluated_key().is_some_and(|k| !k.is_empty());
-        Ok(ScheduledPage { entries, more })
+        Ok((page.items().to_vec(), more))
     }
 }
 

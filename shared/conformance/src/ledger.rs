@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use pointsflow_core::ledger::{AccountId, Applied, CapCharge, CapKey, Entry, LedgerError};
+use pointsflow_core::ledger::{
+    AccountId, Applied, Balance, CapCharge, CapKey, Entry, LedgerError, shards,
+};
 use pointsflow_core::ports::{LedgerRead, LedgerWrite};
 use pointsflow_core::values::{
     IdempotencyKey, MemberNumber, PartnerId, Points, ProgramId, RecipientId, RequestId, SourceId,
@@ -30,6 +32,8 @@ pub async fn run_all(ledger: &Ledger) {
     a_pending_entry_resolves_exactly_once(ledger).await;
     a_transaction_is_all_or_nothing(ledger).await;
     concurrent_reservations_never_overspend(ledger).await;
+    a_budget_spends_across_its_shards_exactly(ledger).await;
+    concurrent_draws_across_shards_never_overspend(ledger).await;
 }
 
 /// A program, its accounts and helpers, distinct per check.
@@ -438,4 +442,126 @@ pub async fn concurrent_reservations_never_overspend(ledger: &Ledger) {
     );
     let budget = ledger.read.balance(&f.budget()).await.unwrap();
     assert_eq!(budget.debits_pending, 700);
+}
+
+/// Each shard of `f`'s budget: what it can spend, and that it obeys the
+/// budget's rule on its own.
+async fn shard_available(ledger: &Ledger, f: &Fixture) -> Vec<u64> {
+    let counters = ledger.read.shards(&f.budget()).await.unwrap();
+    assert_eq!(counters.len(), usize::from(shards::COUNT));
+    for (k, b) in counters.iter().enumerate() {
+        assert!(
+            b.debits_pending + b.debits_posted <= b.credits_posted,
+            "shard {k} is overdrawn: {b:?}"
+        );
+    }
+    counters.iter().map(Balance::available).collect()
+}
+
+pub async fn a_budget_spends_across_its_shards_exactly(ledger: &Ledger) {
+    let f = Fixture::new("shards");
+    f.fund(ledger, 1_000).await;
+    let funded = shard_available(ledger, &f).await;
+    assert_eq!(funded.iter().sum::<u64>(), 1_000);
+    assert!(
+        funded.iter().all(|n| *n == 62 || *n == 63),
+        "a funding is spread evenly: {funded:?}"
+    );
+
+    // More than any one shard holds: drawn from several, stored on the entry.
+    let big = f.reserve(1, 400, None);
+    ledger
+        .write
+        .apply(std::slice::from_ref(&big))
+        .await
+        .unwrap();
+    let stored = ledger.read.entries_for(&f.request(1)).await.unwrap();
+    let draws = &stored[0].shards;
+    assert!(draws.len() >= 7, "400 points need 7 shards: {draws:?}");
+    assert_eq!(draws.iter().map(|d| d.points).sum::<u64>(), 400);
+    assert_eq!(
+        draws[0].shard,
+        shards::home(&big.id),
+        "the home shard is drawn first"
+    );
+    let after = shard_available(ledger, &f).await;
+    assert_eq!(after.iter().sum::<u64>(), 600);
+
+    // A void gives back exactly the shards drawn.
+    ledger
+        .write
+        .apply(&[Entry::void(&stored[0], t0())])
+        .await
+        .unwrap();
+    assert_eq!(shard_available(ledger, &f).await, funded);
+
+    // The whole budget can be spent, and not a point more.
+    ledger
+        .write
+        .apply(&[f.reserve(2, 1_000, None)])
+        .await
+        .unwrap();
+    assert_eq!(shard_available(ledger, &f).await, vec![0; 16]);
+    let err = ledger
+        .write
+        .apply(&[f.reserve(3, 1, None)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LedgerError::InsufficientBudget {
+                available: 0,
+                requested: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // A post moves the drawn shards from pending to posted.
+    let second = ledger.read.entries_for(&f.request(2)).await.unwrap();
+    ledger
+        .write
+        .apply(&[Entry::post(&second[0], t0())])
+        .await
+        .unwrap();
+    let counters = ledger.read.shards(&f.budget()).await.unwrap();
+    assert!(counters.iter().all(|b| b.debits_pending == 0));
+    assert_eq!(counters.iter().map(|b| b.debits_posted).sum::<u64>(), 1_000);
+}
+
+/// No shard holds a whole reservation, so every one of them reads the
+/// shards and draws from several, all at once.
+pub async fn concurrent_draws_across_shards_never_overspend(ledger: &Ledger) {
+    let f = Fixture::new("shard-race");
+    f.fund(ledger, 1_000).await;
+    let attempts = (0..40).map(|n| {
+        let write = ledger.write.clone();
+        let entry = f.reserve(n, 70, None);
+        async move {
+            // A transient conflict is retried, as handlers do; an answer is final.
+            loop {
+                match write.apply(std::slice::from_ref(&entry)).await {
+                    Err(e) if e.is_transient() => continue,
+                    other => return other,
+                }
+            }
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(
+        ok, 14,
+        "exactly 14 reservations of 70 fit in 1,000: {results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, LedgerError::InsufficientBudget { .. })),
+        "{results:?}"
+    );
+    let budget = ledger.read.balance(&f.budget()).await.unwrap();
+    assert_eq!((budget.debits_pending, budget.available()), (980, 20));
+    assert_eq!(shard_available(ledger, &f).await.iter().sum::<u64>(), 20);
 }

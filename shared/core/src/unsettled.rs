@@ -39,14 +39,9 @@ pub struct Unsettled {
 /// id), so many unsettled credits at once never crowd one partition.
 pub const SHARDS: u32 = 8;
 
-/// The shard of an item id (FNV-1a, stable across builds).
+/// The shard of an item id (stable across builds).
 pub fn shard(id: &str) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in id.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash % SHARDS
+    u32::from(crate::ledger::shards::bucket(id, SHARDS as u16))
 }
 
 /// An unknown or pending outcome at the partner. A window credit is

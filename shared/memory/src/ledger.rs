@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use pointsflow_core::ledger::rules::{self, Counters};
+use pointsflow_core::ledger::rules::{self, Counters, Side};
+use pointsflow_core::ledger::shards::{self, Draw, Placement};
 use pointsflow_core::ledger::{
     AccountId, Applied, Balance, CapKey, CapUsage, Entry, EntryId, LedgerError, invariants,
 };
@@ -53,7 +54,9 @@ struct Book {
     entries: Vec<Arc<Entry>>,
     index: BTreeSet<ById>,
     by_request: BTreeMap<RequestId, Vec<Arc<Entry>>>,
+    /// Every account's counters; a budget's are the sums of its shards'.
     accounts: HashMap<AccountId, Balance>,
+    shards: HashMap<(AccountId, u16), Balance>,
     caps: HashMap<CapKey, CapUsage>,
 }
 
@@ -62,13 +65,15 @@ struct Book {
 pub struct LedgerSnapshot {
     pub entries: Vec<Entry>,
     pub accounts: BTreeMap<AccountId, Balance>,
+    /// Each budget's counters, per shard.
+    pub shards: BTreeMap<(AccountId, u16), Balance>,
     pub caps: BTreeMap<CapKey, CapUsage>,
 }
 
 impl LedgerSnapshot {
     /// Checks every ledger invariant of DESIGN.md against this snapshot.
     pub fn check(&self) -> Result<(), invariants::Violation> {
-        invariants::check_all(&self.entries, &self.accounts, &self.caps)
+        invariants::check_all(&self.entries, &self.accounts, &self.shards, &self.caps)
     }
 }
 
@@ -120,7 +125,9 @@ impl Book {
 
         // Work on copies of the touched counters; commit only if all succeed.
         let mut accounts: HashMap<AccountId, Balance> = HashMap::new();
+        let mut shard_counters: HashMap<(AccountId, u16), Balance> = HashMap::new();
         let mut caps: HashMap<CapKey, CapUsage> = HashMap::new();
+        let mut placed: Vec<Entry> = Vec::with_capacity(tx.len());
         for (i, entry) in tx.iter().enumerate() {
             if tx[..i].iter().any(|e| e.id == entry.id) {
                 return Err(LedgerError::Malformed {
@@ -129,7 +136,7 @@ impl Book {
                 });
             }
             let pending = match entry.pending_id() {
-                Some(p) => self.get(p).or_else(|| tx[..i].iter().find(|e| &e.id == p)),
+                Some(p) => self.get(p).or_else(|| placed.iter().find(|e| &e.id == p)),
                 None => None,
             };
             let touched = rules::caps_touched(entry, pending);
@@ -152,6 +159,7 @@ impl Book {
                 }),
             };
             let after = rules::apply(entry, pending, before)?;
+            let draws = self.place(entry, pending, &shard_counters)?;
             accounts.insert(entry.debit.clone(), after.debit);
             accounts.insert(entry.credit.clone(), after.credit);
             for (charge, usage) in touched.iter().zip(after.caps) {
@@ -159,12 +167,36 @@ impl Book {
                     caps.insert(charge.key.clone(), usage);
                 }
             }
+            if let Some(budget) = shards::budget_of(entry) {
+                let side = if &entry.debit == budget {
+                    Side::Debit
+                } else {
+                    Side::Credit
+                };
+                for draw in &draws {
+                    let key = (budget.clone(), draw.shard);
+                    let was = self.shard(&shard_counters, &key);
+                    let now =
+                        rules::moved(&entry.kind, side, draw.points, was).ok_or_else(|| {
+                            LedgerError::Malformed {
+                                id: entry.id.clone(),
+                                problem: format!("shard {} would go below zero", draw.shard),
+                            }
+                        })?;
+                    shard_counters.insert(key, now);
+                }
+            }
+            placed.push(Entry {
+                shards: draws,
+                ..entry.clone()
+            });
         }
 
         self.accounts.extend(accounts);
+        self.shards.extend(shard_counters);
         self.caps.extend(caps);
-        for entry in tx {
-            let entry = Arc::new(entry.clone());
+        for entry in placed {
+            let entry = Arc::new(entry);
             self.index.insert(ById(entry.clone()));
             if let Some(request) = &entry.request {
                 self.by_request
@@ -175,6 +207,44 @@ impl Book {
             self.entries.push(entry);
         }
         Ok(Applied::Now)
+    }
+
+    /// A shard's counters: staged in this transaction, else stored.
+    fn shard(
+        &self,
+        staged: &HashMap<(AccountId, u16), Balance>,
+        key: &(AccountId, u16),
+    ) -> Balance {
+        staged
+            .get(key)
+            .or_else(|| self.shards.get(key))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Where `entry` lands on its budget's shards ([`shards::placement`]).
+    fn place(
+        &self,
+        entry: &Entry,
+        pending: Option<&Entry>,
+        staged: &HashMap<(AccountId, u16), Balance>,
+    ) -> Result<Vec<Draw>, LedgerError> {
+        match shards::placement(entry, pending) {
+            Placement::Outside => Ok(Vec::new()),
+            Placement::Fixed(draws) => Ok(draws),
+            Placement::Draw { home } => {
+                let available: Vec<u64> = (0..shards::COUNT)
+                    .map(|k| self.shard(staged, &(entry.debit.clone(), k)).available())
+                    .collect();
+                shards::draw(home, entry.amount.get(), &available).ok_or_else(|| {
+                    LedgerError::InsufficientBudget {
+                        account: entry.debit.clone(),
+                        available: available.iter().sum(),
+                        requested: entry.amount.get(),
+                    }
+                })
+            }
+        }
     }
 }
 
@@ -188,6 +258,7 @@ impl MemoryLedger {
         Ok(LedgerSnapshot {
             entries: book.entries.iter().map(|e| (**e).clone()).collect(),
             accounts: book.accounts.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            shards: book.shards.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             caps: book.caps.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         })
     }
@@ -234,5 +305,17 @@ impl LedgerRead for MemoryLedger {
     async fn balance(&self, account: &AccountId) -> Result<Balance, LedgerError> {
         let book = self.book.lock().map_err(|_| poisoned())?;
         Ok(book.accounts.get(account).copied().unwrap_or_default())
+    }
+
+    async fn shards(&self, account: &AccountId) -> Result<Vec<Balance>, LedgerError> {
+        let book = self.book.lock().map_err(|_| poisoned())?;
+        if !account.debits_must_not_exceed_credits() {
+            return Ok(vec![
+                book.accounts.get(account).copied().unwrap_or_default(),
+            ]);
+        }
+        Ok((0..shards::COUNT)
+            .map(|k| book.shard(&HashMap::new(), &(account.clone(), k)))
+            .collect())
     }
 }

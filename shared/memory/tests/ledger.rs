@@ -114,6 +114,26 @@ async fn the_invariant_checks_catch_a_tampered_ledger() {
         "a second resolution"
     );
 
+    // Points moved from one shard of the budget to another: the budget's
+    // total is right, its shards are not.
+    let mut shuffled = good.clone();
+    let mut shard_counters = shuffled.shards.values_mut();
+    shard_counters.next().unwrap().credits_posted -= 10;
+    shard_counters.next().unwrap().credits_posted += 10;
+    assert!(
+        shuffled.check().is_err(),
+        "shards that disagree with the entries"
+    );
+
+    let mut redrawn = good.clone();
+    let post = redrawn.entries.last_mut().unwrap();
+    let first = post.shards[0].shard;
+    post.shards[0].shard = (first + 1) % pointsflow_core::ledger::shards::COUNT;
+    assert!(
+        invariants::check_shards(&redrawn.entries, &good.shards).is_err(),
+        "a post that moves shards its reservation did not draw"
+    );
+
     let mut caps = good.clone();
     caps.caps.values_mut().for_each(|c| c.used = 0);
     assert!(caps.check().is_err(), "a cap that forgot a reservation");

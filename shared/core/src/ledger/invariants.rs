@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{AccountId, Balance, CapKey, CapUsage, Entry, EntryId, EntryKind};
+use super::rules::{self, Side};
+use super::{AccountId, Balance, CapKey, CapUsage, Entry, EntryId, EntryKind, shards};
 use crate::values::{MemberNumber, PartnerId};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -15,38 +16,95 @@ fn violation(s: String) -> Violation {
     Violation(s)
 }
 
-/// Recomputes every account's counters from the entries.
-pub fn balances_from_entries(entries: &[Entry]) -> BTreeMap<AccountId, Balance> {
+/// Recomputes every account's counters from the entries, in order.
+pub fn balances_from_entries(entries: &[Entry]) -> Result<BTreeMap<AccountId, Balance>, Violation> {
     let mut out: BTreeMap<AccountId, Balance> = BTreeMap::new();
     for e in entries {
-        let n = e.amount.get();
-        let (d, c) = (e.debit.clone(), e.credit.clone());
-        let mut debit = out.remove(&d).unwrap_or_default();
-        let mut credit = out.remove(&c).unwrap_or_default();
-        match e.kind {
-            EntryKind::Posted => {
-                debit.debits_posted += n;
-                credit.credits_posted += n;
-            }
-            EntryKind::Pending => {
-                debit.debits_pending += n;
-                credit.credits_pending += n;
-            }
-            EntryKind::PostPending { .. } => {
-                debit.debits_pending = debit.debits_pending.wrapping_sub(n);
-                debit.debits_posted += n;
-                credit.credits_pending = credit.credits_pending.wrapping_sub(n);
-                credit.credits_posted += n;
-            }
-            EntryKind::VoidPending { .. } => {
-                debit.debits_pending = debit.debits_pending.wrapping_sub(n);
-                credit.credits_pending = credit.credits_pending.wrapping_sub(n);
-            }
+        for (account, side) in [(&e.debit, Side::Debit), (&e.credit, Side::Credit)] {
+            let before = out.get(account).copied().unwrap_or_default();
+            let after = rules::moved(&e.kind, side, e.amount.get(), before).ok_or_else(|| {
+                violation(format!("{}: a counter of {account} goes below zero", e.id))
+            })?;
+            out.insert(account.clone(), after);
         }
-        out.insert(d, debit);
-        out.insert(c, credit);
     }
-    out
+    Ok(out)
+}
+
+/// Recomputes every budget shard's counters from the shards stored on the
+/// entries, and checks each entry's shards: they add up to its amount, a
+/// resolution moves its reservation's, and no shard is overdrawn.
+pub fn check_shards(
+    entries: &[Entry],
+    stored: &BTreeMap<(AccountId, u16), Balance>,
+) -> Result<(), Violation> {
+    let by_id: BTreeMap<&EntryId, &Entry> = entries.iter().map(|e| (&e.id, e)).collect();
+    let mut expected: BTreeMap<(AccountId, u16), Balance> = BTreeMap::new();
+    for e in entries {
+        let Some(budget) = shards::budget_of(e) else {
+            if !e.shards.is_empty() {
+                return Err(violation(format!(
+                    "{} touches no budget but has shards",
+                    e.id
+                )));
+            }
+            continue;
+        };
+        let side = if &e.debit == budget {
+            Side::Debit
+        } else {
+            Side::Credit
+        };
+        let sum: u64 = e.shards.iter().map(|d| d.points).sum();
+        if sum != e.amount.get() || e.shards.iter().any(|d| d.shard >= shards::COUNT) {
+            return Err(violation(format!(
+                "{}: shards {:?} do not place its {} points",
+                e.id, e.shards, e.amount
+            )));
+        }
+        if let Some(pending) = e.pending_id().and_then(|p| by_id.get(p))
+            && pending.shards != e.shards
+        {
+            return Err(violation(format!(
+                "{} moves shards {:?}, its reservation drew {:?}",
+                e.id, e.shards, pending.shards
+            )));
+        }
+        for draw in &e.shards {
+            let key = (budget.clone(), draw.shard);
+            let before = expected.get(&key).copied().unwrap_or_default();
+            let after = rules::moved(&e.kind, side, draw.points, before).ok_or_else(|| {
+                violation(format!(
+                    "{}: shard {} of {budget} goes below zero",
+                    e.id, draw.shard
+                ))
+            })?;
+            expected.insert(key, after);
+        }
+    }
+    let zero = Balance::default();
+    for (key, want) in &expected {
+        let got = stored.get(key).unwrap_or(&zero);
+        if got != want {
+            return Err(violation(format!(
+                "shard {} of {}: counters {got:?} but entries sum to {want:?}",
+                key.1, key.0
+            )));
+        }
+    }
+    for ((account, shard), got) in stored {
+        if !expected.contains_key(&(account.clone(), *shard)) && got != &zero {
+            return Err(violation(format!(
+                "shard {shard} of {account}: counters {got:?} without entries"
+            )));
+        }
+        if got.debits_pending + got.debits_posted > got.credits_posted {
+            return Err(violation(format!(
+                "shard {shard} of {account} is overdrawn: {got:?}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// For every account, the sum of its entries equals its counters, and no
@@ -55,7 +113,7 @@ pub fn check_balances(
     entries: &[Entry],
     accounts: &BTreeMap<AccountId, Balance>,
 ) -> Result<(), Violation> {
-    let expected = balances_from_entries(entries);
+    let expected = balances_from_entries(entries)?;
     let zero = Balance::default();
     for (id, want) in &expected {
         let got = accounts.get(id).unwrap_or(&zero);
@@ -180,9 +238,11 @@ pub fn check_partner_matches(
 pub fn check_all(
     entries: &[Entry],
     accounts: &BTreeMap<AccountId, Balance>,
+    shard_counters: &BTreeMap<(AccountId, u16), Balance>,
     caps: &BTreeMap<CapKey, CapUsage>,
 ) -> Result<(), Violation> {
     check_resolutions(entries)?;
     check_balances(entries, accounts)?;
+    check_shards(entries, shard_counters)?;
     check_caps(entries, caps)
 }

@@ -9,6 +9,7 @@
 
 pub mod invariants;
 pub mod rules;
+pub mod shards;
 
 use std::fmt;
 
@@ -189,12 +190,16 @@ pub struct Entry {
     /// in the same transaction as the points.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub caps: Vec<CapCharge>,
+    /// Where the points landed on the budget's shards: filled in by the
+    /// ledger when the entry is stored ([`shards`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<shards::Draw>,
     pub at: DateTime<Utc>,
 }
 
 impl Entry {
     /// Whether `other` is this entry written again (a retry): everything but
-    /// the time must match.
+    /// the time and the shards the ledger chose must match.
     pub fn same_effect(&self, other: &Entry) -> bool {
         self.id == other.id
             && self.kind == other.kind
@@ -222,6 +227,7 @@ impl Entry {
             amount,
             request: Some(request.clone()),
             caps,
+            shards: Vec::new(),
             at,
         }
     }
@@ -257,6 +263,7 @@ impl Entry {
             amount: pending.amount,
             request: pending.request.clone(),
             caps: Vec::new(),
+            shards: Vec::new(),
             at,
         }
     }
@@ -278,6 +285,7 @@ impl Entry {
             amount,
             request: Some(request.clone()),
             caps: Vec::new(),
+            shards: Vec::new(),
             at,
         })
     }
@@ -292,6 +300,7 @@ impl Entry {
             amount,
             request: None,
             caps: Vec::new(),
+            shards: Vec::new(),
             at,
         }
     }

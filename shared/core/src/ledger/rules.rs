@@ -24,10 +24,50 @@ fn add(a: u64, b: u64, id: &EntryId) -> Result<u64, LedgerError> {
     })
 }
 
-fn sub(a: u64, b: u64, id: &EntryId) -> Result<u64, LedgerError> {
-    a.checked_sub(b).ok_or_else(|| LedgerError::Malformed {
-        id: id.clone(),
-        problem: "counter would go below zero".into(),
+/// Which side of an entry an account is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Debit,
+    Credit,
+}
+
+/// What an entry of `kind` does, per point, to one side's pending and
+/// posted counters: the one definition of each kind of entry.
+pub fn signs(kind: &EntryKind) -> (i8, i8) {
+    match kind {
+        EntryKind::Posted => (0, 1),
+        EntryKind::Pending => (1, 0),
+        EntryKind::PostPending { .. } => (-1, 1),
+        EntryKind::VoidPending { .. } => (-1, 0),
+    }
+}
+
+fn step(value: u64, sign: i8, n: u64) -> Option<u64> {
+    match sign {
+        1 => value.checked_add(n),
+        -1 => value.checked_sub(n),
+        _ => Some(value),
+    }
+}
+
+/// Moves `n` points of an entry of `kind` on one `side` of `balance`
+/// ([`signs`]). `None` when a counter would overflow or go below zero.
+pub fn moved(kind: &EntryKind, side: Side, n: u64, balance: Balance) -> Option<Balance> {
+    let mut b = balance;
+    let (pending, posted) = match side {
+        Side::Debit => (&mut b.debits_pending, &mut b.debits_posted),
+        Side::Credit => (&mut b.credits_pending, &mut b.credits_posted),
+    };
+    let (on_pending, on_posted) = signs(kind);
+    *pending = step(*pending, on_pending, n)?;
+    *posted = step(*posted, on_posted, n)?;
+    Some(b)
+}
+
+fn move_side(entry: &Entry, side: Side, before: Balance) -> Result<Balance, LedgerError> {
+    moved(&entry.kind, side, entry.amount.get(), before).ok_or_else(|| LedgerError::Malformed {
+        id: entry.id.clone(),
+        problem: "a counter would overflow or go below zero".into(),
     })
 }
 
@@ -99,26 +139,8 @@ pub fn apply(
     let id = &entry.id;
     let n = entry.amount.get();
     let mut after = before;
-    match &entry.kind {
-        EntryKind::Posted => {
-            after.debit.debits_posted = add(after.debit.debits_posted, n, id)?;
-            after.credit.credits_posted = add(after.credit.credits_posted, n, id)?;
-        }
-        EntryKind::Pending => {
-            after.debit.debits_pending = add(after.debit.debits_pending, n, id)?;
-            after.credit.credits_pending = add(after.credit.credits_pending, n, id)?;
-        }
-        EntryKind::PostPending { .. } => {
-            after.debit.debits_pending = sub(after.debit.debits_pending, n, id)?;
-            after.debit.debits_posted = add(after.debit.debits_posted, n, id)?;
-            after.credit.credits_pending = sub(after.credit.credits_pending, n, id)?;
-            after.credit.credits_posted = add(after.credit.credits_posted, n, id)?;
-        }
-        EntryKind::VoidPending { .. } => {
-            after.debit.debits_pending = sub(after.debit.debits_pending, n, id)?;
-            after.credit.credits_pending = sub(after.credit.credits_pending, n, id)?;
-        }
-    }
+    after.debit = move_side(entry, Side::Debit, before.debit)?;
+    after.credit = move_side(entry, Side::Credit, before.credit)?;
     if entry.debit.debits_must_not_exceed_credits()
         && matches!(entry.kind, EntryKind::Pending | EntryKind::Posted)
     {
@@ -149,7 +171,13 @@ pub fn apply(
                 CapUsage { used }
             }
             _ => CapUsage {
-                used: sub(usage.used, n, id)?,
+                used: usage
+                    .used
+                    .checked_sub(n)
+                    .ok_or_else(|| LedgerError::Malformed {
+                        id: id.clone(),
+                        problem: "a cap's usage would go below zero".into(),
+                    })?,
             },
         });
     }

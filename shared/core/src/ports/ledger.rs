@@ -15,7 +15,13 @@ pub trait LedgerWrite: Send + Sync {
 #[async_trait]
 pub trait LedgerRead: Send + Sync {
     async fn entries_for(&self, request: &RequestId) -> Result<Vec<Entry>, LedgerError>;
+    /// An account's counters; a budget's are the sums of its shards'.
     async fn balance(&self, account: &AccountId) -> Result<Balance, LedgerError>;
+    /// An account's counters per shard: a budget's [`shards::COUNT`], in
+    /// shard order; one for any other account.
+    ///
+    /// [`shards::COUNT`]: crate::ledger::shards::COUNT
+    async fn shards(&self, account: &AccountId) -> Result<Vec<Balance>, LedgerError>;
 }
 
 /// Both roles of a ledger.
