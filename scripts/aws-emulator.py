@@ -104,6 +104,10 @@ def partition_keys(target, body):
                 keys = op.get("Key") or op.get("Item") or {}
                 out.append((TRANSACT.get(kind, f"dynamodb:{kind}"), "table", _pk(keys.get("pk"))))
         return out
+    if operation == "BatchGetItem":
+        return [(action, "table", _pk(key.get("pk")))
+                for wanted in request.get("RequestItems", {}).values()
+                for key in wanted.get("Keys", [])]
     if operation in ("GetItem", "DeleteItem", "UpdateItem"):
         return [(action, "table", _pk(request.get("Key", {}).get("pk")))]
     if operation == "PutItem":

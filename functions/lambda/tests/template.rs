@@ -260,3 +260,20 @@ fn the_admin_api_is_iam_authorized_and_each_role_policy_allows_its_commands() {
         assert_eq!(granted, expected, "{logical}");
     }
 }
+
+#[test]
+fn only_the_operators_functions_read_in_batches_and_only_requests() {
+    for function in FUNCTIONS {
+        let spec = template::function(function);
+        let reached = reachable(&spec.statements, "dynamodb:BatchGetItem");
+        if ["OperationsFunction", "AdminFunction"].contains(&function) {
+            assert_eq!(
+                reached,
+                BTreeSet::from(["REQ#pr_0"]),
+                "{function}: a reconciliation reads request items in batches, nothing else"
+            );
+        } else {
+            assert!(reached.is_empty(), "{function} may not read in batches");
+        }
+    }
+}

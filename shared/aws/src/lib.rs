@@ -5,6 +5,7 @@
 //!
 //! Wire mapping (`AttributeValue` <-> domain) is private to this crate.
 
+mod days;
 mod enrollments;
 mod governance;
 mod item;

@@ -1,11 +1,12 @@
 //! The operators' audit log in the table (`AUDIT#{day}` / `{started}#{id}`,
 //! so a day's commands are one query), request search (a scan of the
 //! request items: operators' searches are rare, and each reads the table
-//! once at most), and dead-letter redrive over SQS.
+//! once at most), the requests of a reconciliation (a period's from the
+//! `day` index), and dead-letter redrive over SQS.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use pointsflow_core::audit::AuditEntry;
 use pointsflow_core::ports::{
     AuditLog, DeadLetters, QueueError, RedriveReport, ReportStore, RequestLines, RequestSearch,
@@ -17,6 +18,7 @@ use pointsflow_core::search::SearchFilter;
 use pointsflow_core::values::PartnerReference;
 use std::collections::HashSet;
 
+use crate::days;
 use crate::item::unavailable;
 use crate::item::{DOC, Item, doc, key, s};
 
@@ -149,48 +151,78 @@ fn key_of(cursor: &str) -> Result<Item, StoreError> {
 
 #[async_trait]
 impl RequestLines for crate::DynamoRequestStore {
-    /// A scan page of the request items (up to 1 MB read), those in scope:
-    /// `limit` is not a bound here, a page is what one scan call returns.
+    /// A period is read from the `day` index, day by day, a page of up to
+    /// `limit` requests at a time. A window's requests are read by a scan
+    /// page (up to 1 MB read), those in scope.
     async fn lines(
         &self,
         scope: &Scope,
         after: Option<&str>,
-        _limit: usize,
+        limit: usize,
     ) -> Result<LinePage, StoreError> {
-        let start = after.map(key_of).transpose()?;
-        let (requests, next) = self.scan_requests(start).await?;
+        let Scope::Period { from, to, .. } = scope else {
+            let start = after.map(key_of).transpose()?;
+            let (requests, next) = self.scan_requests(start).await?;
+            return Ok(LinePage {
+                lines: requests
+                    .iter()
+                    .filter(|r| scope.covers(r))
+                    .map(RequestLine::of)
+                    .collect(),
+                next: next.as_ref().and_then(cursor_of),
+            });
+        };
+        let (first, last) = days::days(*from, *to);
+        let at = match after {
+            Some(cursor) => days::Position::parse(cursor)?,
+            None => days::Position::start(first),
+        };
+        let (ids, next) = self.day_page(at, last, limit).await?;
+        let mut requests = self.requests(&ids).await?;
+        requests.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(LinePage {
             lines: requests
                 .iter()
                 .filter(|r| scope.covers(r))
                 .map(RequestLine::of)
                 .collect(),
-            next: next.as_ref().and_then(cursor_of),
+            next: next.map(|p| p.cursor()),
         })
     }
 
     async fn known_references(
         &self,
         references: &HashSet<PartnerReference>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
     ) -> Result<HashSet<PartnerReference>, StoreError> {
         let mut known = HashSet::new();
-        let mut start = None;
-        while !references.is_empty() && known.len() < references.len() {
-            let (requests, next) = self.scan_requests(start).await?;
+        if references.is_empty() {
+            return Ok(known);
+        }
+        let (first, last) = days::days(from, to);
+        let mut at = Some(days::Position::start(first));
+        while let Some(position) = at {
+            let (ids, next) = self.day_page(position, last, READ_PAGE).await?;
             known.extend(
-                requests
+                self.requests(&ids)
+                    .await?
                     .into_iter()
+                    .filter(|r| {
+                        let sent = pointsflow_core::reconcile::period_time(r);
+                        sent >= from && sent < to
+                    })
                     .filter_map(|r| r.partner_reference)
                     .filter(|r| references.contains(r)),
             );
-            match next {
-                Some(k) => start = Some(k),
-                None => break,
-            }
+            at = next;
         }
         Ok(known)
     }
 }
+
+/// How many request ids one read of the `day` index asks for.
+const READ_PAGE: usize = 1_000;
 
 /// Reconciliation reports (`REPORT#{id}` / `REPORT`), each replaced by a rerun.
 #[derive(Debug, Clone)]

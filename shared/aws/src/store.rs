@@ -18,7 +18,7 @@ use crate::item::{self, Item, get_s, n, s};
 use crate::tables;
 use crate::versioned::{Versioned, VersionedTable};
 
-const REQUEST_SK: &str = "REQUEST";
+pub(crate) const REQUEST_SK: &str = "REQUEST";
 
 pub(crate) fn request_pk(id: &RequestId) -> String {
     format!("REQ#{id}")
@@ -101,6 +101,7 @@ impl Versioned for PointsRequest {
             );
             item.insert("recipient".into(), s(self.recipient.id.as_str()));
         }
+        crate::days::index(item, self);
         if let Some(since) = pointsflow_core::unsettled::request_unsettled_since(self) {
             crate::unsettled::index(item, &request_pk(&self.id), since);
         }

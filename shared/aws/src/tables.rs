@@ -22,6 +22,11 @@ pub const WAIT_SK: &str = "wait_sk";
 pub const UNSETTLED_INDEX: &str = "unsettled";
 pub const UNSETTLED_PK: &str = "unsettled_pk";
 pub const UNSETTLED_SK: &str = "unsettled_sk";
+/// Every request by the day it counts for in a reconciliation (sent to
+/// the partner, or received), keys only: a period is read by its days.
+pub const DAY_INDEX: &str = "day";
+pub const DAY_PK: &str = "day_pk";
+pub const DAY_SK: &str = "day_sk";
 
 /// What the index projects beside its keys: a waiting request's recipient,
 /// a scheduled request's member, destination, points and window, and a
@@ -77,6 +82,17 @@ pub async fn create_ledger_table(client: &Client, name: &str) -> Result<(), Stri
         )
         .build()
         .map_err(|e| e.to_string())?;
+    let day = GlobalSecondaryIndex::builder()
+        .index_name(DAY_INDEX)
+        .key_schema(key(DAY_PK, KeyType::Hash)?)
+        .key_schema(key(DAY_SK, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .map_err(|e| e.to_string())?;
     let created = client
         .create_table()
         .table_name(name)
@@ -89,8 +105,11 @@ pub async fn create_ledger_table(client: &Client, name: &str) -> Result<(), Stri
         .attribute_definitions(attribute(WAIT_SK)?)
         .attribute_definitions(attribute(UNSETTLED_PK)?)
         .attribute_definitions(attribute(UNSETTLED_SK)?)
+        .attribute_definitions(attribute(DAY_PK)?)
+        .attribute_definitions(attribute(DAY_SK)?)
         .global_secondary_indexes(waiting)
         .global_secondary_indexes(unsettled)
+        .global_secondary_indexes(day)
         .send()
         .await;
     match created {

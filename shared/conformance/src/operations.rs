@@ -160,6 +160,10 @@ async fn requests_are_found_by_every_filter_and_listed_in_pages(suite: &Operatio
         }
         ids.push(r.id.clone());
     }
+    // Received two days later: in the same program, not in the period.
+    let mut outside = crate::request("later-ops");
+    outside.received_at = crate::t0() + Duration::days(2);
+    suite.create.create(&outside).await.unwrap();
     let found = |filter: SearchFilter| async move {
         let mut got: Vec<String> = suite
             .search
@@ -244,14 +248,33 @@ async fn requests_are_found_by_every_filter_and_listed_in_pages(suite: &Operatio
     for id in &ids {
         assert!(seen.contains(id), "{id} missing from the lines");
     }
+    assert!(
+        !seen.contains(&outside.id),
+        "a request of a later day is not in the period"
+    );
     let asked: HashSet<PartnerReference> = ["pfops0004", "pfnobody0001"]
         .iter()
         .map(|r| PartnerReference::parse(r).unwrap())
         .collect();
-    let known = suite.lines.known_references(&asked).await.unwrap();
+    let hour = Duration::hours(1);
+    let known = suite
+        .lines
+        .known_references(&asked, crate::t0() - hour, crate::t0() + hour)
+        .await
+        .unwrap();
     assert_eq!(
         known,
         HashSet::from([PartnerReference::parse("pfops0004").unwrap()])
+    );
+    let later = crate::t0() + Duration::days(3);
+    assert!(
+        suite
+            .lines
+            .known_references(&asked, later, later + hour)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a request sent outside the statement's period is not looked at"
     );
 }
 

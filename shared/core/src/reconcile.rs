@@ -48,6 +48,14 @@ impl Scope {
     }
 }
 
+/// When a request counts for a period: when it was sent to the partner, or
+/// received, for one never sent.
+pub fn period_time(request: &crate::request::PointsRequest) -> DateTime<Utc> {
+    request
+        .entered(StatusKind::Dispatching)
+        .unwrap_or(request.received_at)
+}
+
 impl Scope {
     /// Whether `request` is one of the scope's.
     pub fn covers(&self, request: &crate::request::PointsRequest) -> bool {
@@ -64,9 +72,7 @@ impl Scope {
                 }
             }
             Scope::Period { from, to, program } => {
-                let at = request
-                    .entered(StatusKind::Dispatching)
-                    .unwrap_or(request.received_at);
+                let at = period_time(request);
                 at >= *from && at < *to && program.as_ref().is_none_or(|p| &request.program == p)
             }
         }

@@ -580,11 +580,29 @@ fn dynamodb_capacity(operation: &str, body: &Value) -> Capacity {
         c.write += w.units;
         c.largest_item = c.largest_item.max(w.bytes);
     }
-    if matches!(operation, "GetItem" | "Query") {
-        // Items here are under 4 KB (checked by `largest_item`); an
-        // eventually consistent read costs half a unit.
-        let consistent = body["ConsistentRead"].as_bool().unwrap_or(false);
-        c.read += if consistent { 1.0 } else { 0.5 };
+    // Items here are under 4 KB (checked by `largest_item`); an eventually
+    // consistent read costs half a unit.
+    let unit = |asked: &Value| {
+        if asked["ConsistentRead"].as_bool().unwrap_or(false) {
+            1.0
+        } else {
+            0.5
+        }
+    };
+    match operation {
+        "GetItem" | "Query" => c.read += unit(body),
+        // Each key asked for is read as a `GetItem` would read it.
+        "BatchGetItem" => {
+            for wanted in body["RequestItems"]
+                .as_object()
+                .into_iter()
+                .flat_map(|t| t.values())
+            {
+                let keys = wanted["Keys"].as_array().map_or(0, Vec::len);
+                c.read += unit(wanted) * keys as f64;
+            }
+        }
+        _ => {}
     }
     c
 }
@@ -719,6 +737,11 @@ mod tests {
             dynamodb_capacity("GetItem", &json!({"ConsistentRead": true})).read,
             1.0
         );
+        let batch = json!({"RequestItems": {
+            "t": {"Keys": [{"pk": {"S": "a"}}, {"pk": {"S": "b"}}, {"pk": {"S": "c"}}]},
+            "u": {"Keys": [{"pk": {"S": "d"}}], "ConsistentRead": true}
+        }});
+        assert_eq!(dynamodb_capacity("BatchGetItem", &batch).read, 2.5);
     }
 
     /// A table like the ledger's: a sparse index projecting `points`, and

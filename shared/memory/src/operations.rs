@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use pointsflow_core::audit::AuditEntry;
 use pointsflow_core::ports::{
     AuditLog, DeadLetters, ProposalStore, QueueError, RedriveReport, ReportStore, RequestLines,
@@ -151,16 +151,19 @@ impl RequestLines for crate::store::MemoryRequestStore {
     async fn known_references(
         &self,
         references: &HashSet<PartnerReference>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
     ) -> Result<HashSet<PartnerReference>, StoreError> {
         let mut known = HashSet::new();
         if references.is_empty() {
             return Ok(known);
         }
         self.visit(None, |r| {
+            let sent = pointsflow_core::reconcile::period_time(r);
             if let Some(reference) = r
                 .partner_reference
                 .as_ref()
-                .filter(|x| references.contains(*x))
+                .filter(|x| references.contains(*x) && sent >= from && sent < to)
             {
                 known.insert(reference.clone());
             }

@@ -191,7 +191,9 @@ impl ReconcilePorts {
             .collect();
         let known_elsewhere: HashSet<String> = self
             .lines
-            .known_references(&strangers)
+            // A partner may post a credit well after it was sent (a late
+            // commit, an outcome resolved later): look a day further back.
+            .known_references(&strangers, from - Duration::days(1), to)
             .await?
             .into_iter()
             .map(|r| r.to_string())

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::error::StoreError;
 use crate::reconcile::{LinePage, ReconcileReport, Scope};
@@ -19,10 +20,15 @@ pub trait RequestLines: Send + Sync {
         limit: usize,
     ) -> Result<LinePage, StoreError>;
 
-    /// Those of `references` some request carries.
+    /// Those of `references` some request sent to a partner in `[from,
+    /// to)` carries ([`period_time`]).
+    ///
+    /// [`period_time`]: crate::reconcile::period_time
     async fn known_references(
         &self,
         references: &HashSet<PartnerReference>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
     ) -> Result<HashSet<PartnerReference>, StoreError>;
 }
 
