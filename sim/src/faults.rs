@@ -325,8 +325,10 @@ impl<S: RequestLines + Send + Sync> RequestLines for FaultyStore<S> {
     async fn known_references(
         &self,
         references: &HashSet<PartnerReference>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
     ) -> Result<HashSet<PartnerReference>, StoreError> {
-        self.inner.known_references(references).await
+        self.inner.known_references(references, from, to).await
     }
 }
 
