@@ -75,7 +75,7 @@ async fn a_period_reads_the_same_units_on_a_table_ten_times_larger() {
     let in_period = |n: u32| day() + Duration::minutes(i64::from(n) * 23);
     let elsewhere = |n: u32| {
         day()
-            + Duration::days(if n % 2 == 0 {
+            + Duration::days(if n.is_multiple_of(2) {
                 -1 - i64::from(n % 40)
             } else {
                 1 + i64::from(n % 40)
