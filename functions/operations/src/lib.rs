@@ -88,6 +88,12 @@ pub enum Command {
         window: Option<String>,
         #[serde(default)]
         program: Option<ProgramId>,
+        /// A period (dates or RFC 3339 times), for a search by status or
+        /// program alone.
+        #[serde(default)]
+        from: Option<String>,
+        #[serde(default)]
+        to: Option<String>,
         #[serde(default)]
         limit: Option<usize>,
     },
@@ -737,8 +743,11 @@ impl Operations {
                 status,
                 window,
                 program,
+                from,
+                to,
                 limit,
             } => {
+                let invalid = |m: String| OpError::new("invalid_command", m);
                 let filter = SearchFilter {
                     source_record: source_record.clone(),
                     recipient: recipient.clone(),
@@ -746,6 +755,16 @@ impl Operations {
                     status: *status,
                     window: window.clone(),
                     program: program.clone(),
+                    from: from
+                        .as_deref()
+                        .map(|f| instant("from", f))
+                        .transpose()
+                        .map_err(invalid)?,
+                    to: to
+                        .as_deref()
+                        .map(|t| instant("to", t))
+                        .transpose()
+                        .map_err(invalid)?,
                 };
                 self.search(&filter, *limit).await
             }
@@ -895,22 +914,7 @@ impl Operations {
     ) -> Result<pointsflow_core::reconcile::Scope, OpError> {
         use pointsflow_core::reconcile::Scope;
         let invalid = |m: String| OpError::new("invalid_command", m);
-        let instant = |name: &str, raw: &str| {
-            DateTime::parse_from_rfc3339(raw)
-                .map(|t| t.with_timezone(&Utc))
-                .ok()
-                .or_else(|| {
-                    chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-                        .ok()
-                        .and_then(|d| d.and_hms_opt(0, 0, 0))
-                        .map(|t| t.and_utc())
-                })
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "{name}: '{raw}' is neither a date (2026-11-27) nor an RFC 3339 time"
-                    ))
-                })
-        };
+        let instant = |name: &str, raw: &str| instant(name, raw).map_err(invalid);
         match (window, from, to, last_hours) {
             (Some(w), None, None, None) => {
                 let window = pointsflow_core::window::WindowId::parse(w)
@@ -966,12 +970,9 @@ impl Operations {
         filter: &SearchFilter,
         limit: Option<usize>,
     ) -> Result<(Value, String), OpError> {
-        if filter.is_empty() {
-            return Err(OpError::new(
-                "invalid_command",
-                "search needs at least one of source_record, recipient, member, status, window, program",
-            ));
-        }
+        filter
+            .check()
+            .map_err(|m| OpError::new("invalid_command", m))?;
         let limit = limit.unwrap_or(100);
         if limit == 0 || limit > MAX_SEARCH_RESULTS {
             return Err(OpError::new(
@@ -1219,4 +1220,20 @@ mod tests {
             derived_reversal_id(&id, p, "reduced")
         );
     }
+}
+
+/// A command's time: a date (midnight UTC) or an RFC 3339 time.
+fn instant(name: &str, raw: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc())
+        })
+        .ok_or_else(|| {
+            format!("{name}: '{raw}' is neither a date (2026-11-27) nor an RFC 3339 time")
+        })
 }

@@ -159,7 +159,8 @@ impl AdminApi {
 enum OpsAction {
     /// A request with its whole timeline, reversals and ledger entries.
     Get { id: String },
-    /// Requests by what you know of them (at least one filter).
+    /// Requests by what you know of them: a source record, recipient,
+    /// window or member, or a period (--from, --to) for status or program.
     Search {
         /// The source system's record id, e.g. the Opportunity id.
         #[arg(long)]
@@ -176,6 +177,12 @@ enum OpsAction {
         window: Option<String>,
         #[arg(long)]
         program: Option<String>,
+        /// A period's start (a date or an RFC 3339 time), with --to: for a
+        /// search by status or program alone.
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
         #[arg(long)]
         limit: Option<usize>,
     },
@@ -556,8 +563,12 @@ fn ops_command(action: OpsAction) -> (&'static str, serde_json::Value) {
             status,
             window,
             program,
+            from,
+            to,
             limit,
         } => {
+            put("from", from.map(|v| json!(v)));
+            put("to", to.map(|v| json!(v)));
             put("source_record", source_record.map(|v| json!(v)));
             put("recipient", recipient.map(|v| json!(v)));
             put("member", member.map(|v| json!(v)));

@@ -15,6 +15,7 @@ use pointsflow_core::values::{MemberNumber, ProgramId, RecipientId};
 
 use crate::item::unavailable;
 use crate::item::{self, DOC, doc, s};
+use crate::tables;
 
 #[derive(Debug, Clone)]
 pub struct DynamoEnrollments {
@@ -138,6 +139,7 @@ fn to_item(link: &MemberLink) -> Result<item::Item, StoreError> {
     let mut item = key(&link.program, &link.recipient);
     item.insert(DOC.into(), s(body));
     item.insert("member".into(), s(link.member.as_str()));
+    member_lookup(&mut item, &link.member, &link.program, &link.recipient);
     item.insert("first_name".into(), s(&link.first_name));
     item.insert("last_name".into(), s(&link.last_name));
     if link.removed.is_some() {
@@ -160,6 +162,32 @@ impl DynamoLinkHistory {
             table: table.into(),
         }
     }
+}
+
+/// Puts a link, or a change away from `member`, in the `lookup` index
+/// under the member: every member a recipient was ever linked to is the
+/// current link's or a change's `from`, so a search by member finds every
+/// recipient whose requests may carry it.
+fn member_lookup(
+    item: &mut item::Item,
+    member: &MemberNumber,
+    program: &ProgramId,
+    recipient: &RecipientId,
+) {
+    item.insert(tables::LOOKUP_PK.into(), s(format!("MEMBER#{member}")));
+    item.insert(
+        tables::LOOKUP_SK.into(),
+        s(format!("LINK#{program}#{recipient}")),
+    );
+}
+
+/// The program and recipient of a `lookup` entry made by [`member_lookup`].
+pub(crate) fn linked_recipient(lookup_sk: &str) -> Option<(ProgramId, RecipientId)> {
+    let (program, recipient) = lookup_sk.strip_prefix("LINK#")?.split_once('#')?;
+    Some((
+        ProgramId::parse(program).ok()?,
+        RecipientId::parse(recipient).ok()?,
+    ))
 }
 
 fn history_pk(program: &ProgramId, recipient: &RecipientId) -> String {
@@ -186,6 +214,9 @@ impl LinkHistory for DynamoLinkHistory {
             ),
         );
         item.insert(DOC.into(), s(body));
+        if let Some(from) = &event.from {
+            member_lookup(&mut item, from, &event.program, &event.recipient);
+        }
         let put = self
             .client
             .put_item()

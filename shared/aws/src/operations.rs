@@ -1,26 +1,28 @@
 //! The operators' audit log in the table (`AUDIT#{day}` / `{started}#{id}`,
-//! so a day's commands are one query), request search (a scan of the
-//! request items: operators' searches are rare, and each reads the table
-//! once at most), the requests of a reconciliation (a period's from the
-//! `day` index), and dead-letter redrive over SQS.
+//! so a day's commands are one query), request search and the requests of
+//! a reconciliation (from the indexes: `record`, `lookup`, `day`, and a
+//! window's credits; never a scan), and dead-letter redrive over SQS.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, NaiveDate, Utc};
 use pointsflow_core::audit::AuditEntry;
+use pointsflow_core::ports::ScheduledRequests;
 use pointsflow_core::ports::{
     AuditLog, DeadLetters, QueueError, RedriveReport, ReportStore, RequestLines, RequestSearch,
     StoreError,
 };
 use pointsflow_core::reconcile::{LinePage, ReconcileReport, RequestLine, Scope};
 use pointsflow_core::request::PointsRequest;
-use pointsflow_core::search::SearchFilter;
-use pointsflow_core::values::PartnerReference;
+use pointsflow_core::search::{Lookup, SearchFilter};
+use pointsflow_core::values::{PartnerReference, RecipientId, RequestId};
+use pointsflow_core::window::{WindowCredit, WindowId};
 use std::collections::HashSet;
 
 use crate::days;
 use crate::item::unavailable;
-use crate::item::{DOC, Item, doc, key, s};
+use crate::item::{DOC, Item, doc, get_s, key, s};
+use crate::tables;
 
 fn audit_pk(day: NaiveDate) -> String {
     format!("AUDIT#{day}")
@@ -90,19 +92,73 @@ impl AuditLog for DynamoAuditLog {
 
 #[async_trait]
 impl RequestSearch for crate::DynamoRequestStore {
+    /// Reads the requests under the filter's [`Lookup`] key, then keeps
+    /// those that match the rest: what a search reads grows with what it
+    /// finds, or with the period it names, never with the table.
     async fn search(
         &self,
         filter: &SearchFilter,
         limit: usize,
     ) -> Result<Vec<PointsRequest>, StoreError> {
+        let lookup = filter.lookup().ok_or_else(|| {
+            StoreError::Unavailable("a search needs a key or a period to start from".into())
+        })?;
         let mut found = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let (requests, next) = self.scan_requests(start).await?;
-            found.extend(requests.into_iter().filter(|r| filter.matches(r)));
-            match next {
-                Some(k) if found.len() < limit => start = Some(k),
-                _ => break,
+        match lookup {
+            Lookup::SourceRecord(record) => {
+                let ids = self
+                    .index_ids(
+                        tables::RECORD_INDEX,
+                        tables::RECORD_PK,
+                        format!("REC#{record}"),
+                    )
+                    .await?;
+                found = self.matching(&ids, filter).await?;
+            }
+            Lookup::Recipient(recipient) => {
+                let ids = self.recipient_ids(recipient).await?;
+                found = self.matching(&ids, filter).await?;
+            }
+            Lookup::Member(member) => {
+                let mut recipients: Vec<RecipientId> = Vec::new();
+                for key in self
+                    .index_keys(
+                        tables::LOOKUP_INDEX,
+                        tables::LOOKUP_PK,
+                        format!("MEMBER#{member}"),
+                    )
+                    .await?
+                {
+                    let linked = get_s(&key, tables::LOOKUP_SK)
+                        .ok()
+                        .and_then(crate::enrollments::linked_recipient);
+                    if let Some((_, recipient)) = linked
+                        && !recipients.contains(&recipient)
+                    {
+                        recipients.push(recipient);
+                    }
+                }
+                for recipient in &recipients {
+                    let ids = self.recipient_ids(recipient).await?;
+                    found.extend(self.matching(&ids, filter).await?);
+                }
+            }
+            Lookup::Window(window) => {
+                let window = WindowId::parse(window)
+                    .map_err(|e| StoreError::Malformed(format!("window: {e}")))?;
+                let ids = self.window_ids(&window).await?;
+                found = self.matching(&ids, filter).await?;
+            }
+            Lookup::Period(from, to) => {
+                let (first, last) = days::days(from, to);
+                let mut at = Some(days::Position::start(first));
+                while let Some(position) = at
+                    && found.len() < limit
+                {
+                    let (ids, next) = self.day_page(position, last, READ_PAGE).await?;
+                    found.extend(self.matching(&ids, filter).await?);
+                    at = next;
+                }
             }
         }
         found.sort_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
@@ -112,67 +168,156 @@ impl RequestSearch for crate::DynamoRequestStore {
 }
 
 impl crate::DynamoRequestStore {
-    /// One page of a scan of the request items, from `start`.
-    async fn scan_requests(
+    /// The requests of `ids` that match `filter`.
+    async fn matching(
         &self,
-        start: Option<Item>,
-    ) -> Result<(Vec<PointsRequest>, Option<Item>), StoreError> {
-        let page = self
-            .client()
-            .scan()
-            .table_name(self.table())
-            .filter_expression("sk = :request")
-            .expression_attribute_values(":request", s("REQUEST"))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| unavailable(e.into_service_error()))?;
-        let mut requests = Vec::with_capacity(page.items().len());
-        for item in page.items() {
-            requests.push(doc(item).map_err(StoreError::from)?);
-        }
-        let next = page.last_evaluated_key().filter(|k| !k.is_empty()).cloned();
-        Ok((requests, next))
+        ids: &[RequestId],
+        filter: &SearchFilter,
+    ) -> Result<Vec<PointsRequest>, StoreError> {
+        Ok(self
+            .requests(ids)
+            .await?
+            .into_iter()
+            .filter(|r| filter.matches(r))
+            .collect())
     }
-}
 
-/// A scan position as a page cursor: the key's `pk` and `sk`.
-fn cursor_of(key: &Item) -> Option<String> {
-    let pk = crate::item::get_s(key, crate::item::PK).ok()?;
-    let sk = crate::item::get_s(key, crate::item::SK).ok()?;
-    serde_json::to_string(&[pk, sk]).ok()
-}
+    /// Every key under `value` of an index's partition key.
+    async fn index_keys(
+        &self,
+        index: &str,
+        pk: &str,
+        value: String,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut keys = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .index_name(index)
+                .key_condition_expression("#pk = :value")
+                .expression_attribute_names("#pk", pk)
+                .expression_attribute_values(":value", s(value.clone()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| unavailable(e.into_service_error()))?;
+            keys.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(keys),
+            }
+        }
+    }
 
-fn key_of(cursor: &str) -> Result<Item, StoreError> {
-    let [pk, sk]: [String; 2] = serde_json::from_str(cursor)
-        .map_err(|e| StoreError::Unavailable(format!("page cursor: {e}")))?;
-    Ok(key(pk, sk))
+    /// The request ids of an index's entries under `value`.
+    async fn index_ids(
+        &self,
+        index: &str,
+        pk: &str,
+        value: String,
+    ) -> Result<Vec<RequestId>, StoreError> {
+        self.index_keys(index, pk, value)
+            .await?
+            .iter()
+            .filter_map(|k| get_s(k, crate::item::PK).ok())
+            .filter_map(|pk| pk.strip_prefix("REQ#"))
+            .map(|id| {
+                RequestId::parse(id).map_err(|e| StoreError::Malformed(format!("index entry: {e}")))
+            })
+            .collect()
+    }
+
+    async fn recipient_ids(&self, recipient: &RecipientId) -> Result<Vec<RequestId>, StoreError> {
+        self.index_ids(
+            tables::LOOKUP_INDEX,
+            tables::LOOKUP_PK,
+            format!("RCPT#{recipient}"),
+        )
+        .await
+    }
+
+    /// The requests of a window: those still scheduled for it (its
+    /// program's scheduled index, kept to the window), and those its
+    /// credits carry.
+    async fn window_ids(&self, window: &WindowId) -> Result<Vec<RequestId>, StoreError> {
+        let mut ids = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .scheduled(window.program(), after.as_ref(), READ_PAGE)
+                .await?;
+            ids.extend(
+                page.entries
+                    .iter()
+                    .filter(|e| &e.window == window)
+                    .map(|e| e.id.clone()),
+            );
+            after = page.entries.last().map(|e| e.cursor());
+            if !page.more {
+                break;
+            }
+        }
+        for key in self
+            .index_keys(
+                tables::WAITING_INDEX,
+                tables::WAIT_PK,
+                format!("CREDITS#{window}"),
+            )
+            .await?
+        {
+            let credit = self
+                .client()
+                .get_item()
+                .table_name(self.table())
+                .set_key(Some(crate::item::key(
+                    get_s(&key, crate::item::PK)?.to_owned(),
+                    get_s(&key, crate::item::SK)?.to_owned(),
+                )))
+                .send()
+                .await
+                .map_err(|e| unavailable(e.into_service_error()))?;
+            if let Some(item) = credit.item() {
+                let credit: WindowCredit = doc(item).map_err(StoreError::from)?;
+                ids.extend(credit.requests);
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
 }
 
 #[async_trait]
 impl RequestLines for crate::DynamoRequestStore {
     /// A period is read from the `day` index, day by day, a page of up to
-    /// `limit` requests at a time. A window's requests are read by a scan
-    /// page (up to 1 MB read), those in scope.
+    /// `limit` requests at a time; a window's requests from its credits and
+    /// its program's scheduled index, in one page.
     async fn lines(
         &self,
         scope: &Scope,
         after: Option<&str>,
         limit: usize,
     ) -> Result<LinePage, StoreError> {
-        let Scope::Period { from, to, .. } = scope else {
-            let start = after.map(key_of).transpose()?;
-            let (requests, next) = self.scan_requests(start).await?;
-            return Ok(LinePage {
-                lines: requests
-                    .iter()
-                    .filter(|r| scope.covers(r))
-                    .map(RequestLine::of)
-                    .collect(),
-                next: next.as_ref().and_then(cursor_of),
-            });
+        let (from, to) = match scope {
+            Scope::Period { from, to, .. } => (*from, *to),
+            Scope::Window(window) => {
+                // A window's requests are few enough for one page.
+                let mut requests = self.requests(&self.window_ids(window).await?).await?;
+                requests.sort_by(|a, b| a.id.cmp(&b.id));
+                return Ok(LinePage {
+                    lines: requests
+                        .iter()
+                        .filter(|r| scope.covers(r))
+                        .map(RequestLine::of)
+                        .collect(),
+                    next: None,
+                });
+            }
         };
-        let (first, last) = days::days(*from, *to);
+        let (first, last) = days::days(from, to);
         let at = match after {
             Some(cursor) => days::Position::parse(cursor)?,
             None => days::Position::start(first),

@@ -27,6 +27,16 @@ pub const UNSETTLED_SK: &str = "unsettled_sk";
 pub const DAY_INDEX: &str = "day";
 pub const DAY_PK: &str = "day_pk";
 pub const DAY_SK: &str = "day_sk";
+/// Requests by recipient (`RCPT#{recipient}`), and links and link history
+/// by member (`MEMBER#{member}`), keys only: what a search by recipient or
+/// member reads.
+pub const LOOKUP_INDEX: &str = "lookup";
+pub const LOOKUP_PK: &str = "lookup_pk";
+pub const LOOKUP_SK: &str = "lookup_sk";
+/// Requests by the source's record id (`REC#{record}`), keys only.
+pub const RECORD_INDEX: &str = "record";
+pub const RECORD_PK: &str = "record_pk";
+pub const RECORD_SK: &str = "record_sk";
 
 /// What the index projects beside its keys: a waiting request's recipient,
 /// a scheduled request's member, destination, points and window, and a
@@ -71,28 +81,23 @@ pub async fn create_ledger_table(client: &Client, name: &str) -> Result<(), Stri
         )
         .build()
         .map_err(|e| e.to_string())?;
-    let unsettled = GlobalSecondaryIndex::builder()
-        .index_name(UNSETTLED_INDEX)
-        .key_schema(key(UNSETTLED_PK, KeyType::Hash)?)
-        .key_schema(key(UNSETTLED_SK, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::KeysOnly)
-                .build(),
-        )
-        .build()
-        .map_err(|e| e.to_string())?;
-    let day = GlobalSecondaryIndex::builder()
-        .index_name(DAY_INDEX)
-        .key_schema(key(DAY_PK, KeyType::Hash)?)
-        .key_schema(key(DAY_SK, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::KeysOnly)
-                .build(),
-        )
-        .build()
-        .map_err(|e| e.to_string())?;
+    let keys_only = |name: &str, pk: &str, sk: &str| {
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(pk, KeyType::Hash)?)
+            .key_schema(key(sk, KeyType::Range)?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::KeysOnly)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| e.to_string())
+    };
+    let unsettled = keys_only(UNSETTLED_INDEX, UNSETTLED_PK, UNSETTLED_SK)?;
+    let day = keys_only(DAY_INDEX, DAY_PK, DAY_SK)?;
+    let lookup = keys_only(LOOKUP_INDEX, LOOKUP_PK, LOOKUP_SK)?;
+    let record = keys_only(RECORD_INDEX, RECORD_PK, RECORD_SK)?;
     let created = client
         .create_table()
         .table_name(name)
@@ -107,9 +112,15 @@ pub async fn create_ledger_table(client: &Client, name: &str) -> Result<(), Stri
         .attribute_definitions(attribute(UNSETTLED_SK)?)
         .attribute_definitions(attribute(DAY_PK)?)
         .attribute_definitions(attribute(DAY_SK)?)
+        .attribute_definitions(attribute(LOOKUP_PK)?)
+        .attribute_definitions(attribute(LOOKUP_SK)?)
+        .attribute_definitions(attribute(RECORD_PK)?)
+        .attribute_definitions(attribute(RECORD_SK)?)
         .global_secondary_indexes(waiting)
         .global_secondary_indexes(unsettled)
         .global_secondary_indexes(day)
+        .global_secondary_indexes(lookup)
+        .global_secondary_indexes(record)
         .send()
         .await;
     match created {

@@ -49,7 +49,9 @@ async fn the_dynamodb_window_store_and_scheduled_index_conform() {
         create: store.clone(),
         get: store.clone(),
         update: store.clone(),
-        unsettled: store,
+        unsettled: store.clone(),
+        search: store.clone(),
+        lines: store,
     };
     pointsflow_conformance::windows::run_all(&suite).await;
 }
@@ -214,6 +216,11 @@ async fn the_operators_ports_conform_on_dynamodb() {
     let (client, table) = dynamodb().await;
     let store = Arc::new(DynamoRequestStore::new(client.clone(), &table));
     let suite = pointsflow_conformance::operations::Operations {
+        links: Arc::new(DynamoEnrollments::new(client.clone(), &table)),
+        history: Arc::new(pointsflow_aws::DynamoLinkHistory::new(
+            client.clone(),
+            &table,
+        )),
         create: store.clone(),
         update: store.clone(),
         search: store.clone(),

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use pointsflow_core::access::{Principal, Verified};
 use pointsflow_core::audit::{AuditEntry, AuditOutcome};
-use pointsflow_core::ports::{AuditLog, RequestSearch};
+use pointsflow_core::enrollment::{LinkEvent, MemberLink};
+use pointsflow_core::ports::{AuditLog, Enrollments, LinkHistory, RequestSearch};
 use pointsflow_core::ports::{ProposalStore, StoreError};
 use pointsflow_core::ports::{ReportStore, RequestLines};
 use pointsflow_core::ports::{RequestCreate, RequestUpdate};
@@ -19,6 +20,8 @@ use pointsflow_core::search::SearchFilter;
 use pointsflow_core::values::{MemberNumber, PartnerReference, ProgramId, RecipientId, RequestId};
 
 pub struct Operations {
+    pub links: Arc<dyn Enrollments>,
+    pub history: Arc<dyn LinkHistory>,
     pub create: Arc<dyn RequestCreate>,
     pub update: Arc<dyn RequestUpdate>,
     pub search: Arc<dyn RequestSearch>,
@@ -160,6 +163,46 @@ async fn requests_are_found_by_every_filter_and_listed_in_pages(suite: &Operatio
         }
         ids.push(r.id.clone());
     }
+    // Members reach requests through links, as in the pipeline: R0 and R1
+    // are linked to their members; R2 was linked to SKY0008, then changed
+    // to SKY0099, so its old requests carry SKY0008.
+    let link = |recipient: &str, member: &str| {
+        MemberLink::new(
+            program.clone(),
+            RecipientId::parse(recipient).unwrap(),
+            MemberNumber::parse(member).unwrap(),
+            "Ana".into(),
+            "Lima".into(),
+        )
+    };
+    for (recipient, member) in [("R0", "SKY0000"), ("R1", "SKY0004"), ("R2", "SKY0008")] {
+        suite
+            .links
+            .create_link(&link(recipient, member))
+            .await
+            .unwrap();
+    }
+    let old = MemberNumber::parse("SKY0008").unwrap();
+    assert!(
+        suite
+            .links
+            .replace_link(&link("R2", "SKY0099"), &old)
+            .await
+            .unwrap()
+    );
+    suite
+        .history
+        .record(&LinkEvent {
+            program: program.clone(),
+            recipient: RecipientId::parse("R2").unwrap(),
+            at: crate::t0(),
+            by: "conformance".into(),
+            from: Some(old),
+            to: Some(MemberNumber::parse("SKY0099").unwrap()),
+            confirmed_by: None,
+        })
+        .await
+        .unwrap();
     // Received two days later: in the same program, not in the period.
     let mut outside = crate::request("later-ops");
     outside.received_at = crate::t0() + Duration::days(2);
@@ -203,18 +246,45 @@ async fn requests_are_found_by_every_filter_and_listed_in_pages(suite: &Operatio
     );
     assert_eq!(
         found(SearchFilter {
+            member: Some(MemberNumber::parse("SKY0004").unwrap()),
+            status: Some(StatusKind::Credited),
+            ..Default::default()
+        })
+        .await,
+        ["ops-4"]
+    );
+    // State and program alone are read over a period.
+    let day = Some(crate::t0() - Duration::hours(1));
+    let next_day = Some(crate::t0() + Duration::hours(23));
+    assert_eq!(
+        found(SearchFilter {
             status: Some(StatusKind::Credited),
             program: Some(program.clone()),
+            from: day,
+            to: next_day,
             ..Default::default()
         })
         .await,
         ["ops-0", "ops-4", "ops-8"]
+    );
+    assert!(
+        found(SearchFilter {
+            status: Some(StatusKind::Credited),
+            from: Some(crate::t0() + Duration::days(1)),
+            to: Some(crate::t0() + Duration::days(3)),
+            ..Default::default()
+        })
+        .await
+        .is_empty(),
+        "a period with none of them"
     );
     let limited = suite
         .search
         .search(
             &SearchFilter {
                 program: Some(program.clone()),
+                from: day,
+                to: next_day,
                 ..Default::default()
             },
             2,

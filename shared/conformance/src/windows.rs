@@ -8,9 +8,11 @@ use std::sync::Arc;
 use pointsflow_core::partner::Destination;
 use pointsflow_core::ports::UnsettledIndex;
 use pointsflow_core::ports::{RequestCreate, RequestGet, RequestUpdate, StoreError};
-use pointsflow_core::ports::{ScheduledRequests, WindowStore};
+use pointsflow_core::ports::{RequestLines, RequestSearch, ScheduledRequests, WindowStore};
 use pointsflow_core::reason::Reason;
+use pointsflow_core::reconcile::Scope;
 use pointsflow_core::request::{Status, StatusKind};
+use pointsflow_core::search::SearchFilter;
 use pointsflow_core::unsettled::{Unsettled, UnsettledItem};
 use pointsflow_core::values::{MemberNumber, PartnerId, PartnerReference, Points, ProgramId};
 use pointsflow_core::window::{
@@ -29,6 +31,8 @@ pub struct Windows {
     pub get: Arc<dyn RequestGet>,
     pub update: Arc<dyn RequestUpdate>,
     pub unsettled: Arc<dyn UnsettledIndex>,
+    pub search: Arc<dyn RequestSearch>,
+    pub lines: Arc<dyn RequestLines>,
 }
 
 pub async fn run_all(suite: &Windows) {
@@ -36,6 +40,94 @@ pub async fn run_all(suite: &Windows) {
     credits_are_created_once_and_saved_over_their_version(suite).await;
     scheduled_requests_are_paged_in_member_order(suite).await;
     unsettled_requests_and_credits_are_found_oldest_first(suite).await;
+    a_windows_requests_are_found_in_its_schedule_and_its_credits(suite).await;
+}
+
+/// A search by window, and a window's reconciliation, find the requests
+/// still scheduled for it and those its credits carry, and no other.
+pub async fn a_windows_requests_are_found_in_its_schedule_and_its_credits(suite: &Windows) {
+    let w = window("found");
+    let destination = Destination {
+        partner: PartnerId::parse("air").unwrap(),
+        partner_program: "SKY".into(),
+    };
+    let program = ProgramId::parse("found").unwrap();
+    let prepared = |key: &str, member: &str| {
+        let mut r = request(key);
+        r.program = program.clone();
+        r.points = Some(Points::new(10).unwrap());
+        r.member = Some(MemberNumber::parse(member).unwrap());
+        r.destination = Some(destination.clone());
+        r.transition(Status::Reserved, t0(), "reserved").unwrap();
+        r
+    };
+    // Still scheduled: in the window, and in a later one of the program.
+    let mut ids = Vec::new();
+    let later = WindowId::parse("found@2026-11-28T18:00Z").unwrap();
+    for (key, held) in [("found-held", w.clone()), ("found-later", later)] {
+        let r = prepared(key, "SKY0000011");
+        suite.create.create(&r).await.unwrap();
+        let mut stored = suite.get.get(&r.id).await.unwrap().unwrap();
+        stored
+            .transition(
+                Status::Scheduled {
+                    window: held.to_string(),
+                },
+                t0(),
+                "held",
+            )
+            .unwrap();
+        suite.update.update(&stored).await.unwrap();
+        if key == "found-held" {
+            ids.push(stored.id.clone());
+        }
+    }
+    // Moved into a credit of the window.
+    let mut carried = prepared("found-carried", "SKY0000012");
+    let mut c = credit(&w, "SKY0000012", 10, 0);
+    c.requests = vec![carried.id.clone()];
+    carried.credit = Some(c.id.clone());
+    suite.create.create(&carried).await.unwrap();
+    suite.windows.create_credit(&c).await.unwrap();
+    ids.push(carried.id.clone());
+    ids.sort();
+
+    // The scheduled index is eventually consistent on DynamoDB: wait for it.
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        let mut got: Vec<_> = suite
+            .search
+            .search(
+                &SearchFilter {
+                    window: Some(w.to_string()),
+                    ..Default::default()
+                },
+                100,
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        got.sort();
+        found = got;
+        if found == ids {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(found, ids, "the window's scheduled and credited requests");
+    let mut lines: Vec<_> = suite
+        .lines
+        .lines(&Scope::Window(w.clone()), None, 100)
+        .await
+        .unwrap()
+        .lines
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    lines.sort();
+    assert_eq!(lines, ids, "a window's reconciliation lists the same");
 }
 
 pub async fn unsettled_requests_and_credits_are_found_oldest_first(suite: &Windows) {

@@ -47,7 +47,9 @@ async fn the_embedded_window_store_and_scheduled_index_conform() {
         create: store.clone(),
         get: store.clone(),
         update: store.clone(),
-        unsettled: store,
+        unsettled: store.clone(),
+        search: store.clone(),
+        lines: store,
     };
     pointsflow_conformance::windows::run_all(&suite).await;
 }
@@ -62,6 +64,8 @@ async fn the_embedded_partner_limits_conform() {
 async fn the_embedded_operators_ports_conform() {
     let store = Arc::new(MemoryRequestStore::new());
     let suite = pointsflow_conformance::operations::Operations {
+        links: Arc::new(pointsflow_memory::MemoryEnrollments::default()),
+        history: Arc::new(pointsflow_memory::MemoryLinkHistory::new()),
         create: store.clone(),
         update: store.clone(),
         search: store.clone(),
