@@ -69,11 +69,15 @@ async fn get_shows_the_timeline_and_the_ledger_and_search_finds_requests() {
         .collect();
     assert_eq!(kinds, ["pending", "post_pending"]);
 
-    // Search by recipient, member number, status and program.
+    // Search by recipient, member number, and status and program over a
+    // period (the stack runs on the system clock).
+    let now = chrono::Utc::now();
+    let from = (now - chrono::Duration::days(1)).to_rfc3339();
+    let to = (now + chrono::Duration::days(1)).to_rfc3339();
     for filter in [
         json!({"recipient": ADA}),
         json!({"member": "SKY1000001"}),
-        json!({"status": "credited", "program": "sales-incentive"}),
+        json!({"status": "credited", "program": "sales-incentive", "from": from, "to": to}),
     ] {
         let mut command = json!({"command": "search"});
         command
@@ -87,8 +91,29 @@ async fn get_shows_the_timeline_and_the_ledger_and_search_finds_requests() {
             "{command}: {rows:#?}"
         );
     }
-    let none = run(&t, json!({"command": "search", "status": "failed"})).await;
+    let none = run(
+        &t,
+        json!({"command": "search", "status": "failed", "from": from, "to": to}),
+    )
+    .await;
     assert_eq!(ok(&none)["requests"].as_array().unwrap().len(), 0);
+    // State or program alone would read every request ever made: refused.
+    let message = refused(
+        &run(&t, json!({"command": "search", "status": "failed"})).await,
+        "invalid_command",
+    )
+    .to_owned();
+    assert!(message.contains("period"), "{message}");
+    let message = refused(
+        &run(
+            &t,
+            json!({"command": "search", "status": "failed", "from": "2026-01-01", "to": "2026-03-01"}),
+        )
+        .await,
+        "invalid_command",
+    )
+    .to_owned();
+    assert!(message.contains("31 days"), "{message}");
 
     // Bad input: a clear error naming the field.
     let unknown = run(&t, json!({"command": "get", "request_id": ABSENT})).await;
@@ -104,7 +129,7 @@ async fn get_shows_the_timeline_and_the_ledger_and_search_finds_requests() {
         "invalid_command",
     )
     .to_owned();
-    assert!(message.contains("at least one"), "{message}");
+    assert!(message.contains("search needs one of"), "{message}");
     let message = refused(
         &run(&t, json!({"command": "search", "status": "lost"})).await,
         "invalid_command",

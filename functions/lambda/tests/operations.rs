@@ -1,6 +1,6 @@
 //! The built operations binary answers console events through the Lambda
 //! Runtime API, on the emulator, calling only the AWS actions its policy in
-//! template.yaml grants: a search (a scan), a redrive (the queues) and a
+//! template.yaml grants: a search (an index), a redrive (the queues) and a
 //! get, each written to the audit log.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
