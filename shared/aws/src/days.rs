@@ -1,7 +1,7 @@
 //! The `day` index: every request under `DAY#{date}#{shard}`, the UTC day
 //! it counts for in a reconciliation (sent to the partner, or received, for
 //! one never sent; [`period_time`]) and one of [`SHARDS`] by a hash of its
-//! id, sorted by id, keys only. A period is read day by day, so what a
+//! id, sorted by its key (`REQ#{id}`), keys only. A period is read day by day, so what a
 //! reconciliation reads grows with the period's requests, not the table's.
 //!
 //! The key is written with the request and changes only when a request is
@@ -37,7 +37,6 @@ pub(crate) fn index(item: &mut Item, request: &PointsRequest) {
         tables::DAY_PK.into(),
         s(day_pk(period_time(request).date_naive(), shard)),
     );
-    item.insert(tables::DAY_SK.into(), s(request.id.as_str()));
 }
 
 /// The days a time range `[from, to)` touches.
@@ -131,8 +130,8 @@ impl crate::DynamoRequestStore {
                 .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX));
             let query = match &at.after {
                 Some(after) => query
-                    .key_condition_expression("day_pk = :pk AND day_sk > :after")
-                    .expression_attribute_values(":after", s(after)),
+                    .key_condition_expression("day_pk = :pk AND pk > :after")
+                    .expression_attribute_values(":after", s(format!("REQ#{after}"))),
                 None => query.key_condition_expression("day_pk = :pk"),
             };
             let page = query
@@ -143,12 +142,11 @@ impl crate::DynamoRequestStore {
                 .items()
                 .iter()
                 .map(|i| {
-                    get_s(i, tables::DAY_SK)
-                        .map_err(StoreError::from)
-                        .and_then(|id| {
-                            RequestId::parse(id)
-                                .map_err(|e| StoreError::Malformed(format!("day index: {e}")))
-                        })
+                    get_s(i, item::PK).map_err(StoreError::from).and_then(|pk| {
+                        pk.strip_prefix("REQ#")
+                            .and_then(|id| RequestId::parse(id).ok())
+                            .ok_or_else(|| StoreError::Malformed(format!("day index: {pk}")))
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let more = page.last_evaluated_key().is_some_and(|k| !k.is_empty());

@@ -139,7 +139,7 @@ fn to_item(link: &MemberLink) -> Result<item::Item, StoreError> {
     let mut item = key(&link.program, &link.recipient);
     item.insert(DOC.into(), s(body));
     item.insert("member".into(), s(link.member.as_str()));
-    member_lookup(&mut item, &link.member, &link.program, &link.recipient);
+    member_lookup(&mut item, &link.member);
     item.insert("first_name".into(), s(&link.first_name));
     item.insert("last_name".into(), s(&link.last_name));
     if link.removed.is_some() {
@@ -168,22 +168,24 @@ impl DynamoLinkHistory {
 /// under the member: every member a recipient was ever linked to is the
 /// current link's or a change's `from`, so a search by member finds every
 /// recipient whose requests may carry it.
-fn member_lookup(
-    item: &mut item::Item,
-    member: &MemberNumber,
-    program: &ProgramId,
-    recipient: &RecipientId,
-) {
+fn member_lookup(item: &mut item::Item, member: &MemberNumber) {
     item.insert(tables::LOOKUP_PK.into(), s(format!("MEMBER#{member}")));
-    item.insert(
-        tables::LOOKUP_SK.into(),
-        s(format!("LINK#{program}#{recipient}")),
-    );
 }
 
-/// The program and recipient of a `lookup` entry made by [`member_lookup`].
-pub(crate) fn linked_recipient(lookup_sk: &str) -> Option<(ProgramId, RecipientId)> {
-    let (program, recipient) = lookup_sk.strip_prefix("LINK#")?.split_once('#')?;
+/// The program and recipient of a `lookup` entry made by [`member_lookup`],
+/// from its keys: a link's (`LINK#{program}` / `RECIPIENT#{recipient}`) or
+/// a history item's (`LINKHIST#{program}#{recipient}`).
+pub(crate) fn linked_recipient(keys: &item::Item) -> Option<(ProgramId, RecipientId)> {
+    let pk = item::get_s(keys, item::PK).ok()?;
+    let (program, recipient) = match pk.strip_prefix("LINK#") {
+        Some(program) => (
+            program,
+            item::get_s(keys, item::SK)
+                .ok()?
+                .strip_prefix("RECIPIENT#")?,
+        ),
+        None => pk.strip_prefix("LINKHIST#")?.split_once('#')?,
+    };
     Some((
         ProgramId::parse(program).ok()?,
         RecipientId::parse(recipient).ok()?,
@@ -215,7 +217,7 @@ impl LinkHistory for DynamoLinkHistory {
         );
         item.insert(DOC.into(), s(body));
         if let Some(from) = &event.from {
-            member_lookup(&mut item, from, &event.program, &event.recipient);
+            member_lookup(&mut item, from);
         }
         let put = self
             .client

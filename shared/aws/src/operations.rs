@@ -129,9 +129,7 @@ impl RequestSearch for crate::DynamoRequestStore {
                     )
                     .await?
                 {
-                    let linked = get_s(&key, tables::LOOKUP_SK)
-                        .ok()
-                        .and_then(crate::enrollments::linked_recipient);
+                    let linked = crate::enrollments::linked_recipient(&key);
                     if let Some((_, recipient)) = linked
                         && !recipients.contains(&recipient)
                     {

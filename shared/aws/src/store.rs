@@ -107,13 +107,8 @@ impl Versioned for PointsRequest {
             tables::LOOKUP_PK.into(),
             s(format!("RCPT#{}", self.recipient.id)),
         );
-        item.insert(
-            tables::LOOKUP_SK.into(),
-            s(format!("{}#{}", self.received_at.to_rfc3339(), self.id)),
-        );
         if let Some(record) = &self.event.id {
             item.insert(tables::RECORD_PK.into(), s(format!("REC#{record}")));
-            item.insert(tables::RECORD_SK.into(), s(self.id.as_str()));
         }
         if let Some(since) = pointsflow_core::unsettled::request_unsettled_since(self) {
             crate::unsettled::index(item, &request_pk(&self.id), since);

@@ -26,17 +26,14 @@ pub const UNSETTLED_SK: &str = "unsettled_sk";
 /// the partner, or received), keys only: a period is read by its days.
 pub const DAY_INDEX: &str = "day";
 pub const DAY_PK: &str = "day_pk";
-pub const DAY_SK: &str = "day_sk";
 /// Requests by recipient (`RCPT#{recipient}`), and links and link history
 /// by member (`MEMBER#{member}`), keys only: what a search by recipient or
 /// member reads.
 pub const LOOKUP_INDEX: &str = "lookup";
 pub const LOOKUP_PK: &str = "lookup_pk";
-pub const LOOKUP_SK: &str = "lookup_sk";
 /// Requests by the source's record id (`REC#{record}`), keys only.
 pub const RECORD_INDEX: &str = "record";
 pub const RECORD_PK: &str = "record_pk";
-pub const RECORD_SK: &str = "record_sk";
 
 /// What the index projects beside its keys: a waiting request's recipient,
 /// a scheduled request's member, destination, points and window, and a
@@ -95,9 +92,11 @@ pub async fn create_ledger_table(client: &Client, name: &str) -> Result<(), Stri
             .map_err(|e| e.to_string())
     };
     let unsettled = keys_only(UNSETTLED_INDEX, UNSETTLED_PK, UNSETTLED_SK)?;
-    let day = keys_only(DAY_INDEX, DAY_PK, DAY_SK)?;
-    let lookup = keys_only(LOOKUP_INDEX, LOOKUP_PK, LOOKUP_SK)?;
-    let record = keys_only(RECORD_INDEX, RECORD_PK, RECORD_SK)?;
+    // These three sort by the table's own key, which every item has: an
+    // entry costs no attribute of its own beside its partition key.
+    let day = keys_only(DAY_INDEX, DAY_PK, "pk")?;
+    let lookup = keys_only(LOOKUP_INDEX, LOOKUP_PK, "pk")?;
+    let record = keys_only(RECORD_INDEX, RECORD_PK, "pk")?;
     let created = client
         .create_table()
         .table_name(name)
@@ -111,11 +110,8 @@ pub async fn create_ledger_table(client: &Client, name: &str) -> Result<(), Stri
         .attribute_definitions(attribute(UNSETTLED_PK)?)
         .attribute_definitions(attribute(UNSETTLED_SK)?)
         .attribute_definitions(attribute(DAY_PK)?)
-        .attribute_definitions(attribute(DAY_SK)?)
         .attribute_definitions(attribute(LOOKUP_PK)?)
-        .attribute_definitions(attribute(LOOKUP_SK)?)
         .attribute_definitions(attribute(RECORD_PK)?)
-        .attribute_definitions(attribute(RECORD_SK)?)
         .global_secondary_indexes(waiting)
         .global_secondary_indexes(unsettled)
         .global_secondary_indexes(day)
