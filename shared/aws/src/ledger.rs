@@ -121,7 +121,7 @@ impl Delta {
 #[derive(Debug, Clone)]
 enum Role {
     Entry,
-    /// An account's item (a budget's shard), and what it needed available.
+    /// An account's item, or one shard of a budget.
     Account(AccountId),
     Cap(CapKey, u64, u64),
 }

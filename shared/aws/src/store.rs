@@ -236,10 +236,15 @@ impl ScheduledRequests for DynamoRequestStore {
         // moment ago may show up only in a later window's run. Each shard is
         // in member order; the page is their merge, so the cursor is one
         // position across all of them.
+        // The unsharded partition of earlier releases is read too, so a
+        // request scheduled before an upgrade still reaches its window.
         let after = after.map(|c| scheduled_sk(&c.member, &c.request));
-        let pages = futures::future::try_join_all((0..SCHEDULED_SHARDS).map(|shard| {
-            self.scheduled_shard(scheduled_shard_pk(program, shard), after.as_deref(), limit)
-        }))
+        let partitions = (0..SCHEDULED_SHARDS)
+            .map(|shard| scheduled_shard_pk(program, shard))
+            .chain(std::iter::once(format!("SCHED#{program}")));
+        let pages = futures::future::try_join_all(
+            partitions.map(|pk| self.scheduled_shard(pk, after.as_deref(), limit)),
+        )
         .await?;
         let mut more = false;
         let mut entries = Vec::new();

@@ -234,3 +234,64 @@ async fn the_operators_ports_conform_on_dynamodb() {
     };
     pointsflow_conformance::operations::run_all(&suite).await;
 }
+
+/// A request scheduled by a release before the scheduled index had shards
+/// sits in the one partition `SCHED#{program}`: the planner still finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_scheduled_before_the_shards_still_reaches_its_window() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use pointsflow_core::partner::Destination;
+    use pointsflow_core::ports::{RequestCreate, RequestGet, RequestUpdate, ScheduledRequests};
+    use pointsflow_core::request::Status;
+    use pointsflow_core::values::{MemberNumber, PartnerId, Points, ProgramId};
+
+    let (client, table) = dynamodb().await;
+    let store = DynamoRequestStore::new(client.clone(), table.clone());
+    let program = ProgramId::parse("legacy").unwrap();
+    let mut r = pointsflow_conformance::request("legacy-held");
+    r.program = program.clone();
+    r.points = Some(Points::new(10).unwrap());
+    r.member = Some(MemberNumber::parse("SKY0000021").unwrap());
+    r.destination = Some(Destination {
+        partner: PartnerId::parse("air").unwrap(),
+        partner_program: "SKY".into(),
+    });
+    r.transition(Status::Reserved, pointsflow_conformance::t0(), "reserved")
+        .unwrap();
+    store.create(&r).await.unwrap();
+    let mut stored = store.get(&r.id).await.unwrap().unwrap();
+    stored
+        .transition(
+            Status::Scheduled {
+                window: "legacy@2026-11-27T18:00Z".into(),
+            },
+            pointsflow_conformance::t0(),
+            "held",
+        )
+        .unwrap();
+    store.update(&stored).await.unwrap();
+    // Where the earlier release kept it.
+    client
+        .update_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S(format!("REQ#{}", r.id)))
+        .key("sk", AttributeValue::S("REQUEST".into()))
+        .update_expression("SET wait_pk = :legacy")
+        .expression_attribute_values(":legacy", AttributeValue::S("SCHED#legacy".into()))
+        .send()
+        .await
+        .unwrap();
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        found = store.scheduled(&program, None, 10).await.unwrap().entries;
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        found.iter().map(|e| &e.id).collect::<Vec<_>>(),
+        [&r.id],
+        "the request in the unsharded partition is planned"
+    );
+}
