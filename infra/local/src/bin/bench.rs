@@ -307,14 +307,34 @@ async fn settle(running: &Running, ids: &[RequestId], within: Duration) -> Resul
     }
 }
 
-/// Waits until every request is decided and held for its window: on AWS,
-/// until the pipeline is quiet (reading each request would be metered);
-/// embedded, until each is `scheduled`.
-async fn wait_scheduled(running: &Running, ids: &[RequestId]) -> Result<(), String> {
-    if let Running::Aws(..) = running {
-        return settle(running, ids, Duration::from_secs(3_600)).await;
+/// Waits until every request is decided and held for its window. On AWS,
+/// the pipeline going quiet is not enough (an emulator starved of CPU goes
+/// quiet too, with requests still to decide), so each quiet spell is
+/// checked by reading the requests through a client of its own, which the
+/// meter does not count.
+async fn wait_scheduled(
+    running: &Running,
+    ids: &[RequestId],
+    endpoint: Option<&str>,
+) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(3_600);
+    if let (Running::Aws(stack, _), Some(endpoint)) = (running, endpoint) {
+        let sdk = pointsflow_harness::emulator::config_at(endpoint).await;
+        let unmetered = pointsflow_aws::DynamoRequestStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            &stack.table,
+        );
+        loop {
+            settle(running, ids, Duration::from_secs(3_600)).await?;
+            let requests = fetch_from(&unmetered, ids).await?;
+            if requests.iter().all(|r| r.state() == StatusKind::Scheduled) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err("requests not all scheduled after 3,600 s".into());
+            }
+        }
     }
-    let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let requests = fetch(running, ids).await?;
         if requests.iter().all(|r| r.state() == StatusKind::Scheduled) {
@@ -328,11 +348,17 @@ async fn wait_scheduled(running: &Running, ids: &[RequestId]) -> Result<(), Stri
 }
 
 async fn fetch(running: &Running, ids: &[RequestId]) -> Result<Vec<PointsRequest>, String> {
+    fetch_from(running.store(), ids).await
+}
+
+async fn fetch_from(
+    store: &dyn RequestGet,
+    ids: &[RequestId],
+) -> Result<Vec<PointsRequest>, String> {
     use futures::{StreamExt, TryStreamExt};
     futures::stream::iter(ids)
         .map(|id| async move {
-            running
-                .store()
+            store
                 .get(id)
                 .await
                 .map_err(|e| e.to_string())?
@@ -811,7 +837,7 @@ async fn run(args: Args) -> Result<(), String> {
     let mut credits_expected = expected;
     let mut window_took = None;
     if let Some(window) = &window {
-        wait_scheduled(&running, &ids).await?;
+        wait_scheduled(&running, &ids, args.aws_endpoint.as_deref()).await?;
         let fired = Instant::now();
         running
             .dispatch()
