@@ -1182,18 +1182,9 @@ fn state_name(state: &ReversalState) -> &'static str {
 
 /// A command's time: a date (midnight UTC) or an RFC 3339 time.
 fn instant(name: &str, raw: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .ok()
-        .or_else(|| {
-            chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|t| t.and_utc())
-        })
-        .ok_or_else(|| {
-            format!("{name}: '{raw}' is neither a date (2026-11-27) nor an RFC 3339 time")
-        })
+    pointsflow_core::time::parse_instant(raw).ok_or_else(|| {
+        format!("{name}: '{raw}' is neither a date (2026-11-27) nor an RFC 3339 time")
+    })
 }
 
 #[cfg(test)]

@@ -418,21 +418,24 @@ pub async fn a_transaction_is_all_or_nothing(ledger: &Ledger) {
     ));
 }
 
+/// Applies `entry`, retrying a transient conflict as handlers do: the
+/// ledger's answer.
+async fn answered(write: &dyn LedgerWrite, entry: &Entry) -> Result<Applied, LedgerError> {
+    loop {
+        match write.apply(std::slice::from_ref(entry)).await {
+            Err(e) if e.is_transient() => continue,
+            other => return other,
+        }
+    }
+}
+
 pub async fn concurrent_reservations_never_overspend(ledger: &Ledger) {
     let f = Fixture::new("concurrency");
     f.fund(ledger, 1_000).await;
     let attempts = (0..40).map(|n| {
         let write = ledger.write.clone();
         let entry = f.reserve(n, 70, Some(f.cap("005A", 700)));
-        async move {
-            // A transient conflict is retried, as handlers do; an answer is final.
-            loop {
-                match write.apply(std::slice::from_ref(&entry)).await {
-                    Err(e) if e.is_transient() => continue,
-                    other => return other,
-                }
-            }
-        }
+        async move { answered(write.as_ref(), &entry).await }
     });
     let results = futures::future::join_all(attempts).await;
     let ok = results.iter().filter(|r| r.is_ok()).count();
@@ -538,15 +541,7 @@ pub async fn concurrent_draws_across_shards_never_overspend(ledger: &Ledger) {
     let attempts = (0..40).map(|n| {
         let write = ledger.write.clone();
         let entry = f.reserve(n, 70, None);
-        async move {
-            // A transient conflict is retried, as handlers do; an answer is final.
-            loop {
-                match write.apply(std::slice::from_ref(&entry)).await {
-                    Err(e) if e.is_transient() => continue,
-                    other => return other,
-                }
-            }
-        }
+        async move { answered(write.as_ref(), &entry).await }
     });
     let results = futures::future::join_all(attempts).await;
     let ok = results.iter().filter(|r| r.is_ok()).count();

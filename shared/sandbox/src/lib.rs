@@ -569,20 +569,6 @@ async fn reverse_credit(
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
-/// `from` / `to` of a statement: an RFC 3339 instant, or a date (its
-/// midnight, UTC).
-fn instant(raw: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .ok()
-        .or_else(|| {
-            chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|t| t.and_utc())
-        })
-}
-
 #[derive(Debug, Deserialize)]
 struct StatementQuery {
     #[serde(default)]
@@ -608,7 +594,9 @@ async fn statement(
     // A bound that is given but unreadable: its text.
     let bound = |raw: &Option<String>| match raw {
         None => Ok(None),
-        Some(r) => instant(r).map(Some).ok_or_else(|| r.clone()),
+        Some(r) => pointsflow_core::time::parse_instant(r)
+            .map(Some)
+            .ok_or_else(|| r.clone()),
     };
     let (from, to) = match (bound(&query.from), bound(&query.to)) {
         (Ok(f), Ok(t)) => (f, t),
