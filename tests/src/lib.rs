@@ -460,7 +460,7 @@ impl TestStack {
             .map(|(m, n)| (MemberNumber::parse(&m).unwrap(), n))
             .collect();
         invariants::check_partner_matches(
-            &snapshot.accounts,
+            &snapshot.entries,
             &PartnerId::parse("sandbox-air").unwrap(),
             &credited,
         )

@@ -157,10 +157,9 @@ destination = {{ partner = "air", partner_program = "SKY" }}
     let stored = store.get(&request.id).await.unwrap().unwrap();
     assert_eq!(stored.state(), StatusKind::Credited);
     assert_eq!(sandbox.stats().credits, 1);
-    let account = ledger
-        .balance(&AccountId::member(&partner, &member))
-        .await
-        .unwrap();
+    let entries = ledger.entries_for(&request.id).await.unwrap();
+    let account = pointsflow_core::ledger::invariants::balances_from_entries(&entries).unwrap()
+        [&AccountId::member(&partner, &member)];
     assert_eq!(account.credits_posted, 300);
 }
 

@@ -5,7 +5,9 @@
 //! resolved entry's pending entry exists. A failed condition is mapped back
 //! to the domain error it means, by the position of the cancelled action.
 //!
-//! DynamoDB conditions cannot do arithmetic, so every account keeps an
+//! Only a budget keeps counters ([`AccountId::has_counters`]); a member's
+//! balance is the sum of its entries, so a transaction updates no item for
+//! it. DynamoDB conditions cannot do arithmetic, so a budget keeps an
 //! `available` counter (`credits_posted - debits_posted - debits_pending`)
 //! next to the four TigerBeetle-style counters, changed in the same update.
 //!
@@ -255,6 +257,11 @@ impl DynamoLedger {
 
             let budget = shards::budget_of(entry);
             for (account, side) in [(&entry.debit, Side::Debit), (&entry.credit, Side::Credit)] {
+                // A member's or funding account's balance is the sum of its
+                // entries: no item to update, no write units.
+                if !account.has_counters() {
+                    continue;
+                }
                 // A budget's points move on the shards placed on the entry;
                 // any other account is one item.
                 let moves: Vec<(u16, u64)> = if Some(account) == budget {
@@ -566,12 +573,12 @@ impl LedgerRead for DynamoLedger {
 
     /// A budget's shards are read at once, each consistently: 16 read units.
     async fn shards(&self, account: &AccountId) -> Result<Vec<Balance>, LedgerError> {
-        let count = if account.debits_must_not_exceed_credits() {
-            shards::COUNT
-        } else {
-            1
-        };
-        futures::future::try_join_all((0..count).map(|k| self.counters(account_key(account, k))))
-            .await
+        if !account.has_counters() {
+            return Err(LedgerError::NotCounted(account.clone()));
+        }
+        futures::future::try_join_all(
+            (0..shards::COUNT).map(|k| self.counters(account_key(account, k))),
+        )
+        .await
     }
 }

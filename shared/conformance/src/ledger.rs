@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use pointsflow_core::ledger::{
-    AccountId, Applied, Balance, CapCharge, CapKey, Entry, LedgerError, shards,
+    AccountId, Applied, Balance, CapCharge, CapKey, Entry, LedgerError, invariants, shards,
 };
 use pointsflow_core::ports::{LedgerRead, LedgerWrite};
 use pointsflow_core::values::{
@@ -140,13 +140,26 @@ pub async fn reserve_post_and_void_move_the_counters(ledger: &Ledger) {
         (0, 300, 1_000)
     );
     assert_eq!(budget.available(), 700);
-    let m1 = ledger.read.balance(&f.member(1)).await.unwrap();
-    assert_eq!((m1.credits_pending, m1.credits_posted), (0, 300));
-    let m2 = ledger.read.balance(&f.member(2)).await.unwrap();
-    assert_eq!((m2.credits_pending, m2.credits_posted), (0, 0));
-    let entries = ledger.read.entries_for(&f.request(1)).await.unwrap();
+    // A member keeps no counters: its balance is the sum of its entries.
+    for n in [1, 2] {
+        assert!(matches!(
+            ledger.read.balance(&f.member(n)).await,
+            Err(LedgerError::NotCounted(account)) if account == f.member(n)
+        ));
+        assert!(matches!(
+            ledger.read.shards(&f.member(n)).await,
+            Err(LedgerError::NotCounted(_))
+        ));
+    }
+    let mut entries = ledger.read.entries_for(&f.request(1)).await.unwrap();
     assert_eq!(entries.len(), 2);
     assert!(entries.iter().any(|e| e.same_effect(&a)));
+    entries.extend(ledger.read.entries_for(&f.request(2)).await.unwrap());
+    let derived = invariants::balances_from_entries(&entries).unwrap();
+    let m1 = derived[&f.member(1)];
+    assert_eq!((m1.credits_pending, m1.credits_posted), (0, 300));
+    let m2 = derived[&f.member(2)];
+    assert_eq!((m2.credits_pending, m2.credits_posted), (0, 0));
 }
 
 pub async fn a_budget_is_never_overdrawn(ledger: &Ledger) {

@@ -54,7 +54,8 @@ struct Book {
     entries: Vec<Arc<Entry>>,
     index: BTreeSet<ById>,
     by_request: BTreeMap<RequestId, Vec<Arc<Entry>>>,
-    /// Every account's counters; a budget's are the sums of its shards'.
+    /// Each budget's counters, the sums of its shards' (no other account
+    /// keeps counters: [`AccountId::has_counters`]).
     accounts: HashMap<AccountId, Balance>,
     shards: HashMap<(AccountId, u16), Balance>,
     caps: HashMap<CapKey, CapUsage>,
@@ -64,6 +65,7 @@ struct Book {
 #[derive(Debug, Clone, Default)]
 pub struct LedgerSnapshot {
     pub entries: Vec<Entry>,
+    /// The counters of the accounts that keep them: the budgets.
     pub accounts: BTreeMap<AccountId, Balance>,
     /// Each budget's counters, per shard.
     pub shards: BTreeMap<(AccountId, u16), Balance>,
@@ -160,8 +162,12 @@ impl Book {
             };
             let after = rules::apply(entry, pending, before)?;
             let draws = self.place(entry, pending, &shard_counters)?;
-            accounts.insert(entry.debit.clone(), after.debit);
-            accounts.insert(entry.credit.clone(), after.credit);
+            for (account, counters) in [(&entry.debit, after.debit), (&entry.credit, after.credit)]
+            {
+                if account.has_counters() {
+                    accounts.insert(account.clone(), counters);
+                }
+            }
             for (charge, usage) in touched.iter().zip(after.caps) {
                 if let Some(usage) = usage {
                     caps.insert(charge.key.clone(), usage);
@@ -312,17 +318,18 @@ impl LedgerRead for MemoryLedger {
     }
 
     async fn balance(&self, account: &AccountId) -> Result<Balance, LedgerError> {
+        if !account.has_counters() {
+            return Err(LedgerError::NotCounted(account.clone()));
+        }
         let book = self.book.lock().map_err(|_| poisoned())?;
         Ok(book.accounts.get(account).copied().unwrap_or_default())
     }
 
     async fn shards(&self, account: &AccountId) -> Result<Vec<Balance>, LedgerError> {
-        let book = self.book.lock().map_err(|_| poisoned())?;
-        if !account.debits_must_not_exceed_credits() {
-            return Ok(vec![
-                book.accounts.get(account).copied().unwrap_or_default(),
-            ]);
+        if !account.has_counters() {
+            return Err(LedgerError::NotCounted(account.clone()));
         }
+        let book = self.book.lock().map_err(|_| poisoned())?;
         Ok((0..shards::COUNT)
             .map(|k| book.shard(&HashMap::new(), &(account.clone(), k)))
             .collect())

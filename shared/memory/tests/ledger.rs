@@ -97,12 +97,26 @@ async fn the_invariant_checks_catch_a_tampered_ledger() {
     let mut counters = good.clone();
     counters
         .accounts
-        .get_mut(&member(1))
+        .get_mut(&AccountId::budget(&program()))
         .unwrap()
-        .credits_posted += 1;
+        .debits_posted += 1;
     assert!(
         counters.check().is_err(),
         "counters that disagree with the entries"
+    );
+
+    // Only a budget keeps counters: a member's are derived from entries.
+    let mut member_counters = good.clone();
+    member_counters.accounts.insert(
+        member(1),
+        pointsflow_core::ledger::Balance {
+            credits_posted: 300,
+            ..Default::default()
+        },
+    );
+    assert!(
+        member_counters.check().is_err(),
+        "counters kept for a member account"
     );
 
     let mut twice = good.clone();
@@ -141,7 +155,7 @@ async fn the_invariant_checks_catch_a_tampered_ledger() {
     let partner = PartnerId::parse("air").unwrap();
     let mut credited = std::collections::BTreeMap::new();
     credited.insert(MemberNumber::parse("SKY0000001").unwrap(), 300);
-    invariants::check_partner_matches(&good.accounts, &partner, &credited).unwrap();
+    invariants::check_partner_matches(&good.entries, &partner, &credited).unwrap();
     credited.insert(MemberNumber::parse("SKY0000001").unwrap(), 600);
-    assert!(invariants::check_partner_matches(&good.accounts, &partner, &credited).is_err());
+    assert!(invariants::check_partner_matches(&good.entries, &partner, &credited).is_err());
 }

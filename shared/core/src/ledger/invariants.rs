@@ -107,15 +107,16 @@ pub fn check_shards(
     Ok(())
 }
 
-/// For every account, the sum of its entries equals its counters, and no
-/// budget is overdrawn.
+/// For every account with counters (a budget), the sum of its entries
+/// equals its counters, and no budget is overdrawn; no other account keeps
+/// counters, and none of its derived counters goes below zero.
 pub fn check_balances(
     entries: &[Entry],
     accounts: &BTreeMap<AccountId, Balance>,
 ) -> Result<(), Violation> {
     let expected = balances_from_entries(entries)?;
     let zero = Balance::default();
-    for (id, want) in &expected {
+    for (id, want) in expected.iter().filter(|(id, _)| id.has_counters()) {
         let got = accounts.get(id).unwrap_or(&zero);
         if got != want {
             return Err(violation(format!(
@@ -124,6 +125,11 @@ pub fn check_balances(
         }
     }
     for (id, got) in accounts {
+        if !id.has_counters() {
+            return Err(violation(format!(
+                "{id} keeps counters {got:?}; only a budget does"
+            )));
+        }
         if !expected.contains_key(id) && got != &zero {
             return Err(violation(format!("{id}: counters {got:?} without entries")));
         }
@@ -206,10 +212,11 @@ pub fn check_caps(entries: &[Entry], caps: &BTreeMap<CapKey, CapUsage>) -> Resul
 /// The partner's credits per member, net of reversals, equal the ledger's
 /// posted credits net of its reversal entries.
 pub fn check_partner_matches(
-    accounts: &BTreeMap<AccountId, Balance>,
+    entries: &[Entry],
     partner: &PartnerId,
     partner_credits: &BTreeMap<MemberNumber, u64>,
 ) -> Result<(), Violation> {
+    let accounts = balances_from_entries(entries)?;
     let ledger: BTreeMap<&MemberNumber, u64> = accounts
         .iter()
         .filter_map(|(id, b)| match id {

@@ -26,7 +26,8 @@ pub enum AccountId {
     Funding { program: ProgramId },
     /// A program's spendable budget: debits (pending + posted) never exceed credits.
     Budget { program: ProgramId },
-    /// A member's account at a partner: what we have sent (pending) and credited (posted).
+    /// A member's account at a partner: what we have sent (pending) and
+    /// credited (posted), derived from its entries (it keeps no counters).
     Member {
         partner: PartnerId,
         member: MemberNumber,
@@ -56,6 +57,15 @@ impl AccountId {
     /// Budgets may not be overdrawn; the other accounts are unconstrained.
     pub fn debits_must_not_exceed_credits(&self) -> bool {
         matches!(self, AccountId::Budget { .. })
+    }
+
+    /// Whether the ledger keeps counters for this account: only for a
+    /// budget, whose rule every reservation must check as it is written.
+    /// A member's or a funding account's balance is the sum of its entries
+    /// ([`invariants::balances_from_entries`]); keeping counters for them
+    /// would add an item to every transaction and check nothing.
+    pub fn has_counters(&self) -> bool {
+        self.debits_must_not_exceed_credits()
     }
 }
 
@@ -339,6 +349,8 @@ pub enum LedgerError {
     AlreadyResolved { pending: EntryId, entry: EntryId },
     #[error("entry {id} is malformed: {problem}")]
     Malformed { id: EntryId, problem: String },
+    #[error("{0} keeps no counters: its balance is the sum of its entries")]
+    NotCounted(AccountId),
     #[error("a transaction holds 1 to 100 entries, not {0}")]
     TransactionSize(usize),
     #[error("ledger unavailable: {0}")]

@@ -4,7 +4,11 @@
 
 use super::{Balance, CapCharge, CapUsage, Entry, EntryId, EntryKind, LedgerError};
 
-/// The counters an entry touches, before or after it is applied.
+/// The counters an entry touches, before or after it is applied. The side
+/// of an account without counters ([`AccountId::has_counters`]) is left as
+/// it is.
+///
+/// [`AccountId::has_counters`]: super::AccountId::has_counters
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counters {
     pub debit: Balance,
@@ -139,8 +143,12 @@ pub fn apply(
     let id = &entry.id;
     let n = entry.amount.get();
     let mut after = before;
-    after.debit = move_side(entry, Side::Debit, before.debit)?;
-    after.credit = move_side(entry, Side::Credit, before.credit)?;
+    if entry.debit.has_counters() {
+        after.debit = move_side(entry, Side::Debit, before.debit)?;
+    }
+    if entry.credit.has_counters() {
+        after.credit = move_side(entry, Side::Credit, before.credit)?;
+    }
     if entry.debit.debits_must_not_exceed_credits()
         && matches!(entry.kind, EntryKind::Pending | EntryKind::Posted)
     {

@@ -15,10 +15,12 @@ pub trait LedgerWrite: Send + Sync {
 #[async_trait]
 pub trait LedgerRead: Send + Sync {
     async fn entries_for(&self, request: &RequestId) -> Result<Vec<Entry>, LedgerError>;
-    /// An account's counters; a budget's are the sums of its shards'.
+    /// A budget's counters, the sums of its shards'. Any other account
+    /// keeps none ([`LedgerError::NotCounted`]): its balance is the sum of
+    /// its entries.
     async fn balance(&self, account: &AccountId) -> Result<Balance, LedgerError>;
-    /// An account's counters per shard: a budget's [`shards::COUNT`], in
-    /// shard order; one for any other account.
+    /// A budget's counters per shard, [`shards::COUNT`] of them in shard
+    /// order; [`LedgerError::NotCounted`] for any other account.
     ///
     /// [`shards::COUNT`]: crate::ledger::shards::COUNT
     async fn shards(&self, account: &AccountId) -> Result<Vec<Balance>, LedgerError>;
