@@ -137,7 +137,7 @@ fn to_item(link: &MemberLink) -> Result<item::Item, StoreError> {
     let body = serde_json::to_string(link)
         .map_err(|e| StoreError::Unavailable(format!("cannot encode the link: {e}")))?;
     let mut item = key(&link.program, &link.recipient);
-    item.insert(DOC.into(), s(body));
+    item.insert(DOC.into(), item::doc_value(body));
     item.insert("member".into(), s(link.member.as_str()));
     member_lookup(&mut item, &link.member);
     item.insert("first_name".into(), s(&link.first_name));
@@ -215,7 +215,7 @@ impl LinkHistory for DynamoLinkHistory {
                     .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
             ),
         );
-        item.insert(DOC.into(), s(body));
+        item.insert(DOC.into(), item::doc_value(body));
         if let Some(from) = &event.from {
             member_lookup(&mut item, from);
         }

@@ -16,7 +16,7 @@ use pointsflow_core::ports::{CircuitStore, RateLimiter, StoreError};
 use pointsflow_core::values::PartnerId;
 
 use crate::item::unavailable;
-use crate::item::{self, DOC, Item, counter, doc, n, s};
+use crate::item::{self, DOC, Item, counter, doc, n};
 use crate::versioned::VersionedTable;
 
 /// Attempts at a slot when other invocations keep taking the one read
@@ -130,7 +130,7 @@ impl CircuitStore for DynamoPartnerState {
         let mut item = key(partner, "CIRCUIT");
         let body = serde_json::to_string(circuit)
             .map_err(|e| StoreError::Unavailable(format!("cannot encode the circuit: {e}")))?;
-        item.insert(DOC.into(), s(body));
+        item.insert(DOC.into(), item::doc_value(body));
         item.insert("version".into(), n(next));
         let read = (circuit.version > 0).then_some(circuit.version);
         if self.put_if(item, "version", read).await? {

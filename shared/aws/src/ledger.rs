@@ -238,7 +238,7 @@ impl DynamoLedger {
                 LedgerError::Unavailable(format!("cannot encode entry {}: {e}", entry.id))
             })?;
             let mut item = entry_key(&entry.id, entry.request.as_ref());
-            item.insert(DOC.into(), s(body));
+            item.insert(DOC.into(), item::doc_value(body));
             item.insert("amount".into(), n(entry.amount.get()));
             item.insert("at".into(), s(entry.at.to_rfc3339()));
             let put = Put::builder()

@@ -21,7 +21,7 @@ use std::collections::HashSet;
 
 use crate::days;
 use crate::item::unavailable;
-use crate::item::{DOC, Item, doc, get_s, key, s};
+use crate::item::{self, DOC, Item, doc, get_s, key, s};
 use crate::tables;
 
 fn audit_pk(day: NaiveDate) -> String {
@@ -52,7 +52,7 @@ impl AuditLog for DynamoAuditLog {
             audit_pk(entry.started_at.date_naive()),
             format!("{}#{}", entry.started_at.to_rfc3339(), entry.id),
         );
-        item.insert(DOC.into(), s(body));
+        item.insert(DOC.into(), item::doc_value(body));
         item.insert("operator".into(), s(entry.operator.as_str()));
         item.insert("command".into(), s(entry.command.clone()));
         self.client
@@ -389,7 +389,7 @@ impl ReportStore for DynamoReportStore {
         let body = serde_json::to_string(report)
             .map_err(|e| StoreError::Unavailable(format!("report: {e}")))?;
         let mut item = key(format!("REPORT#{}", report.id), "REPORT");
-        item.insert(DOC.into(), s(body));
+        item.insert(DOC.into(), item::doc_value(body));
         item.insert("mismatches".into(), crate::item::n(report.mismatch_count));
         self.client
             .put_item()

@@ -82,7 +82,7 @@ impl ProgramStore for DynamoProgramStore {
         let body = serde_json::to_string(program)
             .map_err(|e| StoreError::Unavailable(format!("cannot encode the program: {e}")))?;
         let with_doc = |mut item: Item| {
-            item.insert(DOC.into(), s(body.clone()));
+            item.insert(DOC.into(), item::doc_value(body.clone()));
             item.insert("revision".into(), n(program.revision));
             item
         };

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::item::unavailable;
-use crate::item::{DOC, Item, counter, doc, n, s};
+use crate::item::{self, DOC, Item, counter, doc, n};
 
 fn malformed(e: impl std::fmt::Display) -> StoreError {
     StoreError::Malformed(e.to_string())
@@ -30,7 +30,7 @@ pub(crate) fn to_item<T: Versioned>(value: &T, version: u64) -> Result<Item, Sto
     let mut item = value.key();
     let body = serde_json::to_string(value)
         .map_err(|e| StoreError::Unavailable(format!("cannot encode the item: {e}")))?;
-    item.insert(DOC.into(), s(body));
+    item.insert(DOC.into(), item::doc_value(body));
     item.insert("version".into(), n(version));
     value.extra(&mut item);
     Ok(item)
