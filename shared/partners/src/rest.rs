@@ -44,23 +44,34 @@ pub struct RestConnector {
 #[derive(Debug, Clone)]
 pub(crate) struct PartnerHttp {
     pub config: RestConnectorConfig,
+    /// The base URL, parsed once: parsing a host (IDNA processing) on
+    /// every call cost more than the rest of building the request.
+    base: reqwest::Url,
     pub http: reqwest::Client,
 }
 
 impl PartnerHttp {
     pub fn new(config: RestConnectorConfig) -> Result<Self, BuildError> {
-        pointsflow_outbound::check(&config.base_url, config.reach, Target::Partner)
+        let base = pointsflow_outbound::check(&config.base_url, config.reach, Target::Partner)
             .map_err(|e| BuildError::Url(format!("{:?} {e}", config.base_url)))?;
         let http = pointsflow_outbound::client_builder(config.reach, Target::Partner)
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .pool_max_idle_per_host(64)
             .build()?;
-        Ok(Self { config, http })
+        Ok(Self { config, base, http })
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.config.base_url.trim_end_matches('/'))
+    /// `path` (and its query, after a `?`) appended to the base URL's path.
+    pub fn url(&self, path: &str) -> reqwest::Url {
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path, None),
+        };
+        let mut url = self.base.clone();
+        url.set_path(&format!("{}{path}", self.base.path().trim_end_matches('/')));
+        url.set_query(query);
+        url
     }
 
     pub fn timeout(&self, requested: Option<Duration>) -> Duration {
@@ -410,5 +421,39 @@ impl PartnerConnector for RestConnector {
             Ok(response) => read(response, Call::LookUp).await,
             Err(e) => transport_error(&e),
         }
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    fn http(base: &str) -> PartnerHttp {
+        PartnerHttp::new(RestConnectorConfig {
+            base_url: base.into(),
+            api_key: "k".into(),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            reach: Reach::Local,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_call_s_url_is_the_base_s_path_and_the_call_s_own() {
+        let h = http("https://partner.example/api/");
+        assert_eq!(
+            h.url("/v1/credits").as_str(),
+            "https://partner.example/api/v1/credits"
+        );
+        assert_eq!(
+            h.url("/lcp/v1/orders?orderReference=pf 1&x=y").as_str(),
+            "https://partner.example/api/lcp/v1/orders?orderReference=pf%201&x=y"
+        );
+        let h = http("http://127.0.0.1:8080");
+        assert_eq!(
+            h.url("/v1/credits/pf1").as_str(),
+            "http://127.0.0.1:8080/v1/credits/pf1"
+        );
     }
 }
