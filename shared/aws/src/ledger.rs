@@ -262,8 +262,7 @@ impl DynamoLedger {
                 if !account.has_counters() {
                     continue;
                 }
-                // A budget's points move on the shards placed on the entry;
-                // any other account is one item.
+                // A budget's points move on the shards placed on the entry.
                 let moves: Vec<(u16, u64)> = if Some(account) == budget {
                     entry.shards.iter().map(|d| (d.shard, d.points)).collect()
                 } else {
