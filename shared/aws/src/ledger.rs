@@ -255,27 +255,17 @@ impl DynamoLedger {
             // deleted, so no condition check is needed here: it would only
             // cost two write units.
 
-            let budget = shards::budget_of(entry);
-            for (account, side) in [(&entry.debit, Side::Debit), (&entry.credit, Side::Credit)] {
-                // A member's or funding account's balance is the sum of its
-                // entries: no item to update, no write units.
-                if !account.has_counters() {
-                    continue;
-                }
-                // A budget's points move on the shards placed on the entry.
-                let moves: Vec<(u16, u64)> = if Some(account) == budget {
-                    entry.shards.iter().map(|d| (d.shard, d.points)).collect()
-                } else {
-                    vec![(0, entry.amount.get())]
-                };
-                for (shard, points) in moves {
-                    let d = accounts.entry((account.clone(), shard)).or_default();
-                    d.add(&entry.kind, side, points);
+            // Only the budget keeps counters, and its points move on the
+            // shards placed on the entry; a member's or funding account's
+            // balance is the sum of its entries: no item, no write units.
+            if let Some((budget, side)) = shards::budget_side(entry) {
+                for draw in &entry.shards {
+                    let d = accounts.entry((budget.clone(), draw.shard)).or_default();
+                    d.add(&entry.kind, side, draw.points);
                     if side == Side::Debit
-                        && account.debits_must_not_exceed_credits()
                         && matches!(entry.kind, EntryKind::Posted | EntryKind::Pending)
                     {
-                        d.needs = d.needs.saturating_add(points);
+                        d.needs = d.needs.saturating_add(draw.points);
                     }
                 }
             }

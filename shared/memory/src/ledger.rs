@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use pointsflow_core::ledger::rules::{self, Counters, Side};
+use pointsflow_core::ledger::rules::{self, Counters};
 use pointsflow_core::ledger::shards::{self, Draw, Placement};
 use pointsflow_core::ledger::{
     AccountId, Applied, Balance, CapKey, CapUsage, Entry, EntryId, LedgerError, invariants,
@@ -173,12 +173,7 @@ impl Book {
                     caps.insert(charge.key.clone(), usage);
                 }
             }
-            if let Some(budget) = shards::budget_of(entry) {
-                let side = if &entry.debit == budget {
-                    Side::Debit
-                } else {
-                    Side::Credit
-                };
+            if let Some((budget, side)) = shards::budget_side(entry) {
                 for draw in &draws {
                     let key = (budget.clone(), draw.shard);
                     let was = self.shard(&shard_counters, &key);

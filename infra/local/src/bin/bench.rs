@@ -465,7 +465,6 @@ fn hostile_parse_times() {
     );
 }
 
-/// Waits until the sandbox has made `credits` credits, for at most `within`.
 /// Credits per second between the 10th and the 90th percentile of the
 /// requests' credit times: the rate the pipeline sustained, without the
 /// ramp at either end.
@@ -480,6 +479,7 @@ fn steady_rate(requests: &[PointsRequest]) -> Option<f64> {
     (!span.is_zero()).then(|| (high - low) as f64 / span.as_secs_f64())
 }
 
+/// Waits until the sandbox has made `credits` credits, for at most `within`.
 pub(crate) async fn wait_credits(
     sandbox: &SandboxPartner,
     credits: u64,

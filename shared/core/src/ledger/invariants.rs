@@ -41,7 +41,7 @@ pub fn check_shards(
     let by_id: BTreeMap<&EntryId, &Entry> = entries.iter().map(|e| (&e.id, e)).collect();
     let mut expected: BTreeMap<(AccountId, u16), Balance> = BTreeMap::new();
     for e in entries {
-        let Some(budget) = shards::budget_of(e) else {
+        let Some((budget, side)) = shards::budget_side(e) else {
             if !e.shards.is_empty() {
                 return Err(violation(format!(
                     "{} touches no budget but has shards",
@@ -49,11 +49,6 @@ pub fn check_shards(
                 )));
             }
             continue;
-        };
-        let side = if &e.debit == budget {
-            Side::Debit
-        } else {
-            Side::Credit
         };
         let sum: u64 = e.shards.iter().map(|d| d.points).sum();
         if sum != e.amount.get() || e.shards.iter().any(|d| d.shard >= shards::COUNT) {

@@ -13,6 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::rules::Side;
 use super::{AccountId, Balance, Entry, EntryId, EntryKind};
 
 /// How many shards a budget has. At 2,500 reservations a second, each
@@ -105,9 +106,14 @@ pub enum Placement {
 /// The budget an entry touches, if any: an entry moves points between two
 /// accounts and at most one of them is a budget.
 pub fn budget_of(entry: &Entry) -> Option<&AccountId> {
-    [&entry.debit, &entry.credit]
+    budget_side(entry).map(|(budget, _)| budget)
+}
+
+/// The budget an entry touches and the side it is on.
+pub fn budget_side(entry: &Entry) -> Option<(&AccountId, Side)> {
+    [(&entry.debit, Side::Debit), (&entry.credit, Side::Credit)]
         .into_iter()
-        .find(|a| a.debits_must_not_exceed_credits())
+        .find(|(a, _)| a.debits_must_not_exceed_credits())
 }
 
 /// How `entry` is placed on its budget's shards. `pending` is the entry a
