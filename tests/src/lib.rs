@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use pointsflow_core::ledger::invariants;
-use pointsflow_core::values::{MemberNumber, PartnerId};
+use pointsflow_core::ledger::{Entry, invariants};
+use pointsflow_core::ports::LedgerRead;
+use pointsflow_core::values::{MemberNumber, PartnerId, RequestId};
 use pointsflow_intake::soap::{Notification, OutboundMessage};
 use pointsflow_local::client::{ApiClient, ProgramChange};
 use pointsflow_local::ops::Target;
@@ -432,6 +433,14 @@ impl Api {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// A request's ledger entries, by the id its API answer gave.
+pub async fn entries_of(ledger: &dyn LedgerRead, id: &str) -> Vec<Entry> {
+    ledger
+        .entries_for(&RequestId::parse(id).unwrap())
+        .await
+        .unwrap()
 }
 
 impl TestStack {

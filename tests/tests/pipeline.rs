@@ -9,7 +9,7 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::DateTime;
 use futures::future::join_all;
 use lambda_runtime::{Context, LambdaEvent};
-use pointsflow_core::ledger::AccountId;
+use pointsflow_core::ledger::{AccountId, EntryKind};
 use pointsflow_core::money::{Currency, Money};
 use pointsflow_core::ports::{LedgerRead, RequestCreate, RequestGet};
 use pointsflow_core::request::{Award, NewRequest, Recipient, SourceEvent, StatusKind};
@@ -20,8 +20,8 @@ use pointsflow_local::client::{ApiClient, ClientError, Decision};
 use pointsflow_local::config::{EXAMPLE_PROGRAMS, ProgramFile};
 use pointsflow_local::ops::Target;
 use pointsflow_tests::{
-    ADA, API_KEY, amount_for, apply_programs, assert_settled_path, deal, fixed_references, lead,
-    opportunity, ops, outbound_message, path, spawn_stack,
+    ADA, API_KEY, amount_for, apply_programs, assert_settled_path, deal, entries_of,
+    fixed_references, lead, opportunity, ops, outbound_message, path, spawn_stack,
 };
 use serde_json::{Value, json};
 
@@ -174,7 +174,7 @@ async fn a_partner_rejection_fails_the_request_and_restores_the_budget() {
         10_000_000,
         "the reservation was released"
     );
-    assert_eq!(budget.debits_pending, 0);
+    assert_eq!(budget.debits_posted, 0);
     assert_eq!(t.sandbox_credits(), 0);
     t.check_ledger();
     t.stack.shutdown().await;
@@ -398,11 +398,24 @@ async fn a_pending_credit_settles_at_the_status_look_up() {
         ))
         .await
         .unwrap();
-    assert_eq!(budget.debits_pending, 0);
     assert_eq!(
         budget.debits_posted,
-        pointsflow_sandbox::magic::PENDING_THEN_CREDITED
+        pointsflow_sandbox::magic::PENDING_THEN_CREDITED,
+        "the failed credit's points went back to the budget"
     );
+    // The credited one's reservation was posted, the failed one's voided.
+    for (id, posted) in [(&credited, true), (&failed, false)] {
+        let entries = entries_of(t.stack.ledger.as_ref(), id).await;
+        let resolution = entries.iter().find_map(|e| e.pending_id().map(|_| &e.kind));
+        assert!(
+            matches!(
+                (resolution, posted),
+                (Some(EntryKind::PostPending { .. }), true)
+                    | (Some(EntryKind::VoidPending { .. }), false)
+            ),
+            "{entries:?}"
+        );
+    }
     t.check_ledger();
     t.stack.shutdown().await;
 }
@@ -460,9 +473,14 @@ async fn a_partner_that_keeps_failing_leaves_the_request_visible_in_the_dead_let
         .await
         .unwrap();
     assert_eq!(
-        budget.debits_pending,
+        budget.debits_posted,
         pointsflow_sandbox::magic::ALWAYS_5XX,
-        "the points stay reserved"
+        "the points stay spent from the budget"
+    );
+    let entries = entries_of(t.stack.ledger.as_ref(), &id).await;
+    assert!(
+        entries.len() == 1 && entries.iter().all(|e| e.pending_id().is_none()),
+        "the reservation stays unresolved: {entries:?}"
     );
     t.check_ledger();
     t.stack.shutdown().await;

@@ -354,7 +354,7 @@ async fn an_eligible_request_is_reserved_and_sent_to_dispatch() {
         .balance(&AccountId::budget(&ProgramId::parse("sales").unwrap()))
         .await
         .unwrap();
-    assert_eq!(budget.debits_pending, 251);
+    assert_eq!((budget.debits_posted, budget.debits_pending), (251, 0));
 }
 
 #[tokio::test]
@@ -378,7 +378,7 @@ async fn a_duplicate_delivery_reserves_once() {
         .balance(&AccountId::budget(&ProgramId::parse("sales").unwrap()))
         .await
         .unwrap();
-    assert_eq!(budget.debits_pending, 251);
+    assert_eq!(budget.debits_posted, 251, "spent once, not twice");
     h.ledger.snapshot().unwrap().check().unwrap();
 }
 
@@ -689,7 +689,7 @@ async fn above_the_threshold_a_request_waits_for_an_operator() {
         .balance(&AccountId::budget(&ProgramId::parse("approvals").unwrap()))
         .await
         .unwrap();
-    assert_eq!(budget.debits_pending, 1_200);
+    assert_eq!(budget.debits_posted, 1_200);
     h.ledger.snapshot().unwrap().check().unwrap();
 }
 
@@ -896,7 +896,7 @@ async fn a_reservation_that_raced_a_rejection_is_released() {
     assert!(response.batch_item_failures.is_empty());
     let budget = h.ledger.balance(&AccountId::budget(&sales)).await.unwrap();
     assert_eq!(
-        budget.debits_pending, 0,
+        budget.debits_posted, 0,
         "the stranded reservation was voided"
     );
     assert_eq!(state(&h, &r).await.state(), StatusKind::Rejected);

@@ -125,10 +125,24 @@ pub async fn reserve_post_and_void_move_the_counters(ledger: &Ledger) {
     let b = f.reserve(2, 200, None);
     ledger.write.apply(std::slice::from_ref(&a)).await.unwrap();
     ledger.write.apply(std::slice::from_ref(&b)).await.unwrap();
-    let budget = ledger.read.balance(&f.budget()).await.unwrap();
-    assert_eq!((budget.debits_pending, budget.available()), (500, 500));
+    // A budget counts a reservation as spent when it is made.
+    let reserved = ledger.read.balance(&f.budget()).await.unwrap();
+    assert_eq!(
+        (
+            reserved.debits_pending,
+            reserved.debits_posted,
+            reserved.available()
+        ),
+        (0, 500, 500)
+    );
 
+    // Its post moves no counter of the budget; its void gives it back.
     ledger.write.apply(&[Entry::post(&a, t0())]).await.unwrap();
+    assert_eq!(
+        ledger.read.balance(&f.budget()).await.unwrap(),
+        reserved,
+        "a post moves nothing on the budget"
+    );
     ledger.write.apply(&[Entry::void(&b, t0())]).await.unwrap();
     let budget = ledger.read.balance(&f.budget()).await.unwrap();
     assert_eq!(
@@ -257,7 +271,7 @@ pub async fn a_cap_is_charged_with_the_reservation_and_released_by_a_void(ledger
         .unwrap();
     let budget = ledger.read.balance(&f.budget()).await.unwrap();
     assert_eq!(
-        budget.debits_pending, 1_500,
+        budget.debits_posted, 1_500,
         "the refused reservations held no budget"
     );
 }
@@ -354,7 +368,7 @@ pub async fn a_retry_is_recognised_and_a_different_entry_refused(ledger: &Ledger
             .balance(&f.budget())
             .await
             .unwrap()
-            .debits_pending,
+            .debits_posted,
         300
     );
 }
@@ -417,13 +431,8 @@ pub async fn a_transaction_is_all_or_nothing(ledger: &Ledger) {
         "the first entry was kept"
     );
     assert_eq!(
-        ledger
-            .read
-            .balance(&f.budget())
-            .await
-            .unwrap()
-            .debits_pending,
-        0
+        ledger.read.balance(&f.budget()).await.unwrap().available(),
+        500
     );
     assert!(matches!(
         ledger.write.apply(&[]).await,
@@ -457,7 +466,7 @@ pub async fn concurrent_reservations_never_overspend(ledger: &Ledger) {
         "exactly the 700 points of cap were reserved: {results:?}"
     );
     let budget = ledger.read.balance(&f.budget()).await.unwrap();
-    assert_eq!(budget.debits_pending, 700);
+    assert_eq!((budget.debits_posted, budget.available()), (700, 300));
 }
 
 /// Each shard of `f`'s budget: what it can spend, and that it obeys the
@@ -534,16 +543,17 @@ pub async fn a_budget_spends_across_its_shards_exactly(ledger: &Ledger) {
         ),
         "{err:?}"
     );
-    // A post moves the drawn shards from pending to posted.
+    // The reservations spent from the shards they drew; a post moves none.
+    let spent = ledger.read.shards(&f.budget()).await.unwrap();
+    assert!(spent.iter().all(|b| b.debits_pending == 0));
+    assert_eq!(spent.iter().map(|b| b.debits_posted).sum::<u64>(), 1_000);
     let second = ledger.read.entries_for(&f.request(2)).await.unwrap();
     ledger
         .write
         .apply(&[Entry::post(&second[0], t0())])
         .await
         .unwrap();
-    let counters = ledger.read.shards(&f.budget()).await.unwrap();
-    assert!(counters.iter().all(|b| b.debits_pending == 0));
-    assert_eq!(counters.iter().map(|b| b.debits_posted).sum::<u64>(), 1_000);
+    assert_eq!(ledger.read.shards(&f.budget()).await.unwrap(), spent);
 }
 
 /// No shard holds a whole reservation, so every one of them reads the
@@ -570,6 +580,6 @@ pub async fn concurrent_draws_across_shards_never_overspend(ledger: &Ledger) {
         "{results:?}"
     );
     let budget = ledger.read.balance(&f.budget()).await.unwrap();
-    assert_eq!((budget.debits_pending, budget.available()), (980, 20));
+    assert_eq!((budget.debits_posted, budget.available()), (980, 20));
     assert_eq!(shard_available(ledger, &f).await.iter().sum::<u64>(), 20);
 }

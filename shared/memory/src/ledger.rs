@@ -177,12 +177,10 @@ impl Book {
                 for draw in &draws {
                     let key = (budget.clone(), draw.shard);
                     let was = self.shard(&shard_counters, &key);
-                    let now =
-                        rules::moved(&entry.kind, side, draw.points, was).ok_or_else(|| {
-                            LedgerError::Malformed {
-                                id: entry.id.clone(),
-                                problem: format!("shard {} would go below zero", draw.shard),
-                            }
+                    let now = rules::moved(budget, &entry.kind, side, draw.points, was)
+                        .ok_or_else(|| LedgerError::Malformed {
+                            id: entry.id.clone(),
+                            problem: format!("shard {} would go below zero", draw.shard),
                         })?;
                     shard_counters.insert(key, now);
                 }

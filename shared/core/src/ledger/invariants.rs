@@ -22,9 +22,10 @@ pub fn balances_from_entries(entries: &[Entry]) -> Result<BTreeMap<AccountId, Ba
     for e in entries {
         for (account, side) in [(&e.debit, Side::Debit), (&e.credit, Side::Credit)] {
             let before = out.get(account).copied().unwrap_or_default();
-            let after = rules::moved(&e.kind, side, e.amount.get(), before).ok_or_else(|| {
-                violation(format!("{}: a counter of {account} goes below zero", e.id))
-            })?;
+            let after =
+                rules::moved(account, &e.kind, side, e.amount.get(), before).ok_or_else(|| {
+                    violation(format!("{}: a counter of {account} goes below zero", e.id))
+                })?;
             out.insert(account.clone(), after);
         }
     }
@@ -68,12 +69,13 @@ pub fn check_shards(
         for draw in &e.shards {
             let key = (budget.clone(), draw.shard);
             let before = expected.get(&key).copied().unwrap_or_default();
-            let after = rules::moved(&e.kind, side, draw.points, before).ok_or_else(|| {
-                violation(format!(
-                    "{}: shard {} of {budget} goes below zero",
-                    e.id, draw.shard
-                ))
-            })?;
+            let after =
+                rules::moved(budget, &e.kind, side, draw.points, before).ok_or_else(|| {
+                    violation(format!(
+                        "{}: shard {} of {budget} goes below zero",
+                        e.id, draw.shard
+                    ))
+                })?;
             expected.insert(key, after);
         }
     }

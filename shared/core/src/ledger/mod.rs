@@ -67,6 +67,16 @@ impl AccountId {
     pub fn has_counters(&self) -> bool {
         self.debits_must_not_exceed_credits()
     }
+
+    /// Whether the account tells points pending from points posted. A
+    /// budget does not: a reservation spends from it at once (its
+    /// `debits_posted`), a void gives the points back, and a post moves
+    /// nothing on it, so the post of a credit writes its entry alone.
+    /// Whether the partner has credited a reservation yet is on the
+    /// member's side, which tells them apart ([`rules::signs`]).
+    pub fn tells_pending_apart(&self) -> bool {
+        !self.has_counters()
+    }
 }
 
 impl fmt::Display for AccountId {
@@ -80,7 +90,9 @@ impl fmt::Display for AccountId {
 }
 
 /// An account's counters. Available budget is
-/// `credits_posted - debits_posted - debits_pending`.
+/// `credits_posted - debits_posted - debits_pending`. A budget counts a
+/// reservation as posted from the start
+/// ([`AccountId::tells_pending_apart`]), so its pending counters stay zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Balance {
     pub debits_pending: u64,

@@ -2,7 +2,7 @@
 //! this one definition; the DynamoDB adapter states the same checks as
 //! condition expressions.
 
-use super::{Balance, CapCharge, CapUsage, Entry, EntryId, EntryKind, LedgerError};
+use super::{AccountId, Balance, CapCharge, CapUsage, Entry, EntryId, EntryKind, LedgerError};
 
 /// The counters an entry touches, before or after it is applied. The side
 /// of an account without counters ([`AccountId::has_counters`]) is left as
@@ -35,14 +35,20 @@ pub enum Side {
     Credit,
 }
 
-/// What an entry of `kind` does, per point, to one side's pending and
-/// posted counters: the one definition of each kind of entry.
-pub fn signs(kind: &EntryKind) -> (i8, i8) {
-    match kind {
-        EntryKind::Posted => (0, 1),
-        EntryKind::Pending => (1, 0),
-        EntryKind::PostPending { .. } => (-1, 1),
-        EntryKind::VoidPending { .. } => (-1, 0),
+/// What an entry of `kind` does, per point, to the pending and posted
+/// counters of `account` on one side: the one definition of each kind of
+/// entry. An account that does not tell pending from posted (a budget:
+/// [`AccountId::tells_pending_apart`]) takes a reservation as posted at
+/// once, gives it back when it is voided, and is not moved by its post.
+pub fn signs(account: &AccountId, kind: &EntryKind) -> (i8, i8) {
+    match (kind, account.tells_pending_apart()) {
+        (EntryKind::Posted, _) => (0, 1),
+        (EntryKind::Pending, true) => (1, 0),
+        (EntryKind::Pending, false) => (0, 1),
+        (EntryKind::PostPending { .. }, true) => (-1, 1),
+        (EntryKind::PostPending { .. }, false) => (0, 0),
+        (EntryKind::VoidPending { .. }, true) => (-1, 0),
+        (EntryKind::VoidPending { .. }, false) => (0, -1),
     }
 }
 
@@ -54,24 +60,37 @@ fn step(value: u64, sign: i8, n: u64) -> Option<u64> {
     }
 }
 
-/// Moves `n` points of an entry of `kind` on one `side` of `balance`
-/// ([`signs`]). `None` when a counter would overflow or go below zero.
-pub fn moved(kind: &EntryKind, side: Side, n: u64, balance: Balance) -> Option<Balance> {
+/// Moves `n` points of an entry of `kind` on one `side` of `account`'s
+/// `balance` ([`signs`]). `None` when a counter would overflow or go below
+/// zero.
+pub fn moved(
+    account: &AccountId,
+    kind: &EntryKind,
+    side: Side,
+    n: u64,
+    balance: Balance,
+) -> Option<Balance> {
     let mut b = balance;
     let (pending, posted) = match side {
         Side::Debit => (&mut b.debits_pending, &mut b.debits_posted),
         Side::Credit => (&mut b.credits_pending, &mut b.credits_posted),
     };
-    let (on_pending, on_posted) = signs(kind);
+    let (on_pending, on_posted) = signs(account, kind);
     *pending = step(*pending, on_pending, n)?;
     *posted = step(*posted, on_posted, n)?;
     Some(b)
 }
 
 fn move_side(entry: &Entry, side: Side, before: Balance) -> Result<Balance, LedgerError> {
-    moved(&entry.kind, side, entry.amount.get(), before).ok_or_else(|| LedgerError::Malformed {
-        id: entry.id.clone(),
-        problem: "a counter would overflow or go below zero".into(),
+    let account = match side {
+        Side::Debit => &entry.debit,
+        Side::Credit => &entry.credit,
+    };
+    moved(account, &entry.kind, side, entry.amount.get(), before).ok_or_else(|| {
+        LedgerError::Malformed {
+            id: entry.id.clone(),
+            problem: "a counter would overflow or go below zero".into(),
+        }
     })
 }
 

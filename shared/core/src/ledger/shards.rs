@@ -17,9 +17,9 @@ use super::rules::Side;
 use super::{AccountId, Balance, Entry, EntryId, EntryKind};
 
 /// How many shards a budget has. At 2,500 reservations a second, each
-/// writing its shard twice (the reservation and its post, 2 units each in
-/// a transaction), a shard takes about 625 write units a second, under
-/// DynamoDB's 1,000 per item.
+/// writing its shard once (2 units in a transaction; a post does not move
+/// a budget), a shard takes about 312 write units a second, under
+/// DynamoDB's 1,000 per item, with room for voids and an uneven spread.
 pub const COUNT: u16 = 16;
 
 /// Points an entry moves on one shard of a budget.
