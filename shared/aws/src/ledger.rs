@@ -18,7 +18,8 @@
 //! partition key. A reservation first asks its home shard alone; when that
 //! shard is short, every shard is read and the draw is spread
 //! ([`shards::draw`]), and the transaction is sent again. The shards are
-//! stored on the entry, so its post or void moves exactly those.
+//! stored on the entry, so its void gives back exactly those (a post
+//! moves none).
 
 use std::collections::BTreeMap;
 

@@ -77,6 +77,12 @@ impl Usage {
     }
 }
 
+/// The one that took the most write units; of equals, the first by name.
+fn hottest<'a>(heat: impl Iterator<Item = (&'a String, &'a u64)>) -> Option<(String, u64)> {
+    heat.max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+        .map(|(what, units)| (what.clone(), *units))
+}
+
 /// What a global secondary index holds beside its keys.
 #[derive(Debug, Clone, PartialEq)]
 enum Projection {
@@ -298,12 +304,19 @@ impl Meter {
     pub fn usage(&self) -> Usage {
         let state = self.state();
         let mut usage = state.usage.clone();
-        usage.hottest = state
-            .heat
-            .iter()
-            .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
-            .map(|(what, units)| (what.clone(), *units));
+        usage.hottest = hottest(state.heat.iter());
         usage
+    }
+
+    /// The hottest item or index partition whose name contains `part`
+    /// (`ACCT#budget#`: a budget's shards), as [`Usage::hottest`] names it.
+    pub fn hottest_of(&self, part: &str) -> Option<(String, u64)> {
+        hottest(
+            self.state()
+                .heat
+                .iter()
+                .filter(|(what, _)| what.contains(part)),
+        )
     }
 
     /// Forgets what was counted (e.g. the set-up before a measured run),

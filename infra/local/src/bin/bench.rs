@@ -873,7 +873,7 @@ async fn run(args: Args) -> Result<(), String> {
     let peak = peak_rss_mib();
     settle(&running, &ids, Duration::from_secs(60)).await?;
     let usage = match &running {
-        Running::Aws(_, meter) => Some(meter.usage()),
+        Running::Aws(_, meter) => Some((meter.usage(), meter.hottest_of("ACCT#budget#"))),
         Running::Local(_) => None,
     };
 
@@ -972,14 +972,14 @@ async fn run(args: Args) -> Result<(), String> {
     }
     println!("ledger            budget debits posted = credited points ({credited_points})");
     if let Some(usage) = usage {
-        print_usage(&usage, expected, args.billed_ms);
+        print_usage(&usage.0, usage.1.as_ref(), expected, args.billed_ms);
     }
     running.shutdown().await;
     Ok(())
 }
 
 /// The AWS requests and capacity per points request, and their list price.
-fn print_usage(usage: &Usage, requests: u64, billed_ms: u64) {
+fn print_usage(usage: &Usage, budget_shard: Option<&(String, u64)>, requests: u64, billed_ms: u64) {
     let n = requests.max(1) as f64;
     println!();
     println!("AWS requests per points request (over {requests} requests):");
@@ -1008,12 +1008,16 @@ fn print_usage(usage: &Usage, requests: u64, billed_ms: u64) {
     );
     println!("  DynamoDB read units       {read_units:.3}");
     println!("  largest item written      {} bytes", usage.largest_item);
-    if let Some((what, units)) = &usage.hottest {
-        // DynamoDB gives one item, or one partition key value, at most
-        // 1,000 write units a second.
+    // DynamoDB gives one item, or one partition key value, at most 1,000
+    // write units a second.
+    for (label, hot) in [
+        ("hottest item             ", usage.hottest.as_ref()),
+        ("hottest budget shard     ", budget_shard),
+    ] {
+        let Some((what, units)) = hot else { continue };
         let per_request = *units as f64 / n;
         println!(
-            "  hottest item              {what}: {per_request:.3} write units per request, \
+            "  {label} {what}: {per_request:.3} write units per request, \
              {:.0} per second per 1,000 requests per second; ceiling {:.0} requests per second",
             per_request * 1_000.0,
             1_000.0 / per_request

@@ -7,7 +7,8 @@
 //! A reservation draws from its home shard (a hash of its entry id). When
 //! that shard is short, the adapter reads every shard and draws from
 //! several: its home first, then the fullest. The shards drawn are stored
-//! on the entry, and its post or void moves exactly those. Credits to the
+//! on the entry, and its void gives back exactly those (a post moves
+//! none: [`AccountId::tells_pending_apart`]). Credits to the
 //! budget need no check: a funding is spread evenly, a reversal goes to
 //! its own home shard.
 
