@@ -971,8 +971,8 @@ async fn run(args: Args) -> Result<(), String> {
         None => println!("peak memory       unavailable (no /proc/self/status)"),
     }
     println!("ledger            budget debits posted = credited points ({credited_points})");
-    if let Some(usage) = usage {
-        print_usage(&usage.0, usage.1.as_ref(), expected, args.billed_ms);
+    if let Some((usage, budget_shard)) = usage {
+        print_usage(&usage, budget_shard.as_ref(), expected, args.billed_ms);
     }
     running.shutdown().await;
     Ok(())
