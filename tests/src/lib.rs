@@ -609,15 +609,24 @@ pub fn assert_settled_path(view: &Value, through: &[&str], last: &str) {
     }
 }
 
-/// The timeline's "partner reference ... fixed" entries: one per reference
-/// a request was ever given.
+/// The partner references a request's timeline names (the reservation
+/// fixes one, the first call names it again): one per reference the
+/// request was ever given.
 pub fn fixed_references(view: &Value) -> Vec<String> {
-    view["timeline"]
+    let mut references = std::collections::BTreeSet::new();
+    for detail in view["timeline"]
         .as_array()
         .unwrap()
         .iter()
         .filter_map(|e| e["detail"].as_str())
-        .filter(|d| d.starts_with("partner reference"))
-        .map(str::to_owned)
-        .collect()
+    {
+        for (at, _) in detail.match_indices("partner reference ") {
+            let rest = &detail[at + "partner reference ".len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                .unwrap_or(rest.len());
+            references.insert(rest[..end].to_owned());
+        }
+    }
+    references.into_iter().collect()
 }

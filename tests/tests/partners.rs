@@ -108,9 +108,12 @@ async fn an_open_circuit_keeps_messages_queued_and_closes_when_the_partner_is_ba
         "nothing in the dead-letter queue"
     );
     for id in &ids {
+        // Not called yet (the circuit opened first: a partner that
+        // recognises repeats is not claimed before a call), or called
+        // without an answer.
         let status = t.get(id).await["status"].clone();
         assert!(
-            status == "dispatching" || status == "unknown",
+            status == "reserved" || status == "unknown",
             "a request waiting out the outage is {status}"
         );
     }
@@ -251,4 +254,65 @@ async fn a_partner_not_idempotent_on_the_reference_is_looked_up_before_every_ret
     let stats = t.stack.sandbox.as_ref().unwrap().stats();
     assert_eq!(stats.credits, 3, "each credited order placed once");
     t.check_ledger();
+}
+
+/// The times a request was written after it was accepted (each write
+/// adds one to its version).
+async fn writes_after_acceptance(t: &TestStack, id: &str) -> u64 {
+    use pointsflow_core::ports::RequestGet;
+    let id = pointsflow_core::values::RequestId::parse(id).unwrap();
+    t.stack.store.get(&id).await.unwrap().unwrap().version
+}
+
+/// The reservation fixes a real-time request's partner reference, so a
+/// partner that answers a repeated reference with its first outcome is
+/// called with no claim written first (the request is written when it is
+/// decided and when it is credited; two deliveries calling at once would
+/// send the same reference); a partner that does not is claimed by a
+/// conditional write before its first call (one write more), so two
+/// deliveries never both place an order. A message delivered again finds
+/// the request credited and credits nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_partner_that_does_not_recognise_repeats_is_claimed_before_the_call() {
+    for (protocol, idempotent) in [
+        (
+            (|_: &mut pointsflow_local::LocalConfig| {}) as fn(&mut pointsflow_local::LocalConfig),
+            true,
+        ),
+        (loyalty_commerce, false),
+    ] {
+        let t = spawn_stack(protocol).await;
+        let id = t.accept("claim", &deal(ADA, "1000.00")).await;
+        let view = t.wait_for(&id, &["credited"]).await;
+        t.settle().await;
+        let states: Vec<&str> = view["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["state"].as_str())
+            .collect();
+        assert_eq!(
+            states,
+            ["received", "reserved", "dispatching", "credited"],
+            "{view:#}"
+        );
+        assert_eq!(fixed_references(&view).len(), 1, "{view:#}");
+        assert_eq!(
+            writes_after_acceptance(&t, &id).await,
+            if idempotent { 2 } else { 3 },
+            "idempotent: {idempotent}"
+        );
+        use pointsflow_core::ports::Publish;
+        t.stack
+            .queues
+            .dispatch
+            .publish(&[pointsflow_core::ports::PipelineMessage {
+                request_id: pointsflow_core::values::RequestId::parse(&id).unwrap(),
+            }])
+            .await
+            .unwrap();
+        t.settle().await;
+        assert_eq!(t.stack.sandbox.as_ref().unwrap().stats().credits, 1);
+        t.check_ledger();
+    }
 }

@@ -33,9 +33,15 @@ pub(crate) trait Delivery: Send {
     /// The call to make (its reference fixed by now).
     fn instruction(&self) -> Result<CreditInstruction, RecordError>;
 
-    /// Counts and saves an attempt about to be made. The conditional write
-    /// means two deliveries that read the same state cannot both call.
-    async fn count_attempt(&mut self, dispatch: &Dispatch) -> Result<(), RecordError>;
+    /// Whether the partner reference is fixed already (a request reserved
+    /// by an earlier release has none until its first attempt).
+    fn reference_fixed(&self) -> bool;
+
+    /// Counts an attempt about to be made, and with `claim` saves it first:
+    /// the conditional write means two deliveries that read the same state
+    /// cannot both call. Without it, the write of the outcome records the
+    /// attempt.
+    async fn count_attempt(&mut self, dispatch: &Dispatch, claim: bool) -> Result<(), RecordError>;
 
     /// Saves what an outcome made of it (settling what depends on a final
     /// one). Not called for an outcome that changes nothing.
@@ -143,7 +149,14 @@ impl Dispatch {
             )),
             Next::Call { call, count } => {
                 if count {
-                    delivery.count_attempt(self).await?;
+                    // A partner that answers a repeated reference with its
+                    // first outcome needs no claim before a first call
+                    // under a fixed reference: two deliveries calling at
+                    // once credit once.
+                    let claim = state != DeliveryState::Ready
+                        || !delivery.reference_fixed()
+                        || !connector.idempotent_on_reference();
+                    delivery.count_attempt(self, claim).await?;
                 }
                 let instruction = delivery.instruction()?;
                 let answer = call_partner(connector.as_ref(), call, &instruction, deadline).await;
@@ -220,11 +233,16 @@ impl Delivery for RequestDelivery {
         })
     }
 
-    async fn count_attempt(&mut self, dispatch: &Dispatch) -> Result<(), RecordError> {
+    fn reference_fixed(&self) -> bool {
+        self.request.partner_reference.is_some()
+    }
+
+    async fn count_attempt(&mut self, dispatch: &Dispatch, claim: bool) -> Result<(), RecordError> {
         let now = dispatch.ports.clock.now();
         let request = &mut self.request;
         if self.state == DeliveryState::Ready {
-            // The reference is fixed before any partner call, and kept.
+            // The reference is fixed before any partner call, and kept
+            // (a request reserved by an earlier release has none yet).
             let reference = request
                 .partner_reference
                 .get_or_insert_with(|| dispatch.ports.ids.partner_reference())
@@ -233,13 +251,15 @@ impl Delivery for RequestDelivery {
                 .transition(
                     Status::Dispatching,
                     now,
-                    format!("partner reference {reference} fixed; crediting"),
+                    format!("crediting under partner reference {reference}"),
                 )
                 .map_err(retry)?;
         }
         request.dispatch_attempts = request.dispatch_attempts.saturating_add(1);
         request.attempt_at = Some(now);
-        request.version = dispatch.ports.update.update(request).await?;
+        if claim {
+            request.version = dispatch.ports.update.update(request).await?;
+        }
         Ok(())
     }
 

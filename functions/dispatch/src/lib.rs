@@ -1,8 +1,13 @@
 //! The dispatch function: credits a reserved request at the partner, exactly
 //! once in effect.
 //!
-//! The partner reference is fixed, in a conditional write, before the first
-//! partner call, and reused on every retry and status look-up. A confirmed
+//! The partner reference is fixed before the first partner call (a
+//! real-time request's in the write of its reservation, a window credit's
+//! when it is made) and reused on every retry and status look-up. Before a
+//! first call to a partner that does not recognise repeated references, a
+//! conditional write claims the credit, so two deliveries cannot both
+//! call; a partner that answers a repeat with its first outcome needs no
+//! claim, and the write of the outcome records the attempt. A confirmed
 //! credit posts the reservation; a definitive refusal voids it and releases
 //! the budget; an ambiguous outcome (timeout, 5xx) keeps it pending and
 //! leaves the message to be retried under the same reference.

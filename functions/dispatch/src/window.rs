@@ -609,12 +609,19 @@ impl Delivery for CreditDelivery {
         })
     }
 
-    async fn count_attempt(&mut self, dispatch: &Dispatch) -> Result<(), RecordError> {
+    fn reference_fixed(&self) -> bool {
+        true
+    }
+
+    async fn count_attempt(&mut self, dispatch: &Dispatch, claim: bool) -> Result<(), RecordError> {
         let credit = &mut self.credit;
         credit.attempts = credit.attempts.saturating_add(1);
         credit.attempt_at = Some(dispatch.ports.clock.now());
         if self.state == DeliveryState::Ready {
             credit.state = CreditState::Dispatching;
+        }
+        if !claim {
+            return Ok(());
         }
         credit.version = dispatch
             .ports

@@ -26,8 +26,8 @@ use pointsflow_core::ledger::{AccountId, Entry, EntryKind, LedgerError};
 use pointsflow_core::partner::{MemberCheck, MemberCheckOutcome};
 use pointsflow_core::ports::WindowSchedules;
 use pointsflow_core::ports::{
-    Clock, Enrollments, LedgerRead, LedgerWrite, PartnerConnector, PipelineMessage, ProgramCatalog,
-    Publish, RequestGet, RequestUpdate, WaitingRequests,
+    Clock, Enrollments, IdSource, LedgerRead, LedgerWrite, PartnerConnector, PipelineMessage,
+    ProgramCatalog, Publish, RequestGet, RequestUpdate, WaitingRequests,
 };
 use pointsflow_core::program::{CapSpan, Evaluated, OnUndo, Program, ProgramState, WhenPaused};
 use pointsflow_core::reason::{ClawbackFailure, ReasonCode};
@@ -57,6 +57,8 @@ pub struct EligibilityPorts {
     /// Arms the schedule of each window a request is held for.
     pub schedules: Arc<dyn WindowSchedules>,
     pub clock: Arc<dyn Clock>,
+    /// The partner reference a real-time reservation fixes.
+    pub ids: Arc<dyn IdSource>,
 }
 
 /// How often an instance looks again at the requests waiting for enrollment.
@@ -102,13 +104,16 @@ enum Decision {
 
 /// The request as reserved: points, member and destination fixed; for a
 /// scheduled program, held for its window (the transfer mode in force at
-/// this decision is the request's for good).
+/// this decision is the request's for good); for a real-time one, its
+/// partner reference fixed too, in the same write as the decision, so
+/// dispatch calls a partner that recognises repeated references without
+/// writing the request first (a window credit carries its own reference).
 fn reserved(
     mut request: PointsRequest,
     points: Points,
     (member, member_name): (&MemberNumber, Option<PersonName>),
     program: &Program,
-    now: DateTime<Utc>,
+    (now, ids): (DateTime<Utc>, &dyn IdSource),
     note: &str,
 ) -> Result<Decision, RecordError> {
     let window = program
@@ -118,12 +123,21 @@ fn reserved(
     request.member = Some(member.clone());
     request.member_name = member_name;
     request.destination = Some(program.destination.clone());
+    let reference = match &window {
+        Some(_) => String::new(),
+        None => {
+            let reference = request
+                .partner_reference
+                .get_or_insert_with(|| ids.partner_reference());
+            format!("; partner reference {reference}")
+        }
+    };
     request
         .transition(
             Status::Reserved,
             now,
             format!(
-                "{points} points reserved from the {} budget for member {member}{note}",
+                "{points} points reserved from the {} budget for member {member}{note}{reference}",
                 program.id
             ),
         )
@@ -547,7 +561,7 @@ impl Eligibility {
             points,
             (&link.member, Some(name)),
             &program,
-            now,
+            (now, self.ports.ids.as_ref()),
             &note,
         )
     }
@@ -829,7 +843,7 @@ impl Eligibility {
             reservation.amount,
             (member, name),
             &program,
-            now,
+            (now, self.ports.ids.as_ref()),
             " (recovered)",
         )
     }

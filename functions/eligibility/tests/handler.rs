@@ -233,6 +233,7 @@ async fn harness() -> Harness {
         dispatch_queue: dispatch.clone(),
         schedules: Arc::new(pointsflow_memory::MemorySchedules::new()),
         clock,
+        ids: Arc::new(pointsflow_core::time::RandomIds),
     };
     let eligibility = Eligibility::new(ports.clone());
     Harness {

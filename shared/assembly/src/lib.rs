@@ -218,6 +218,7 @@ impl<P: Platform> Assembly<P> {
             dispatch_queue: dispatch,
             schedules: self.platform.schedules()?,
             clock: self.platform.clock(),
+            ids: self.platform.ids(),
         })
         .with_sweep_every(Duration::from_millis(self.config.waiting_sweep_ms)))
     }

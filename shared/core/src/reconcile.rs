@@ -238,8 +238,9 @@ pub struct ReconcileReport {
     pub requests: BTreeMap<StatusKind, Totals>,
     pub ledger: LedgerView,
     pub partner: PartnerTotals,
-    /// Credits still in flight (dispatching, unknown, partner pending):
-    /// not compared, the resolver settles them.
+    /// Credits still in flight (reserved with a partner reference,
+    /// dispatching, unknown, partner pending): not compared, the resolver
+    /// settles them.
     pub unsettled: u64,
     pub mismatch_count: u64,
     pub mismatches: Vec<Mismatch>,

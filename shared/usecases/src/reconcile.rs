@@ -30,11 +30,17 @@ const CONCURRENT_READS: usize = 32;
 /// (clocks differ; a credit is created at the partner after our call).
 const STATEMENT_MARGIN_MINUTES: i64 = 5;
 
-/// The states whose credit is in flight: not compared yet.
+/// The states whose credit is in flight: not compared yet. A real-time
+/// request is `reserved` while a partner that recognises repeated
+/// references is called (no claim is written first), so the partner may
+/// have credited one still `reserved`.
 fn unsettled(state: StatusKind) -> bool {
     matches!(
         state,
-        StatusKind::Dispatching | StatusKind::Unknown | StatusKind::PartnerPending
+        StatusKind::Reserved
+            | StatusKind::Dispatching
+            | StatusKind::Unknown
+            | StatusKind::PartnerPending
     )
 }
 
