@@ -609,9 +609,9 @@ pub fn assert_settled_path(view: &Value, through: &[&str], last: &str) {
     }
 }
 
-/// The partner references a request's timeline names (the reservation
-/// fixes one, the first call names it again): one per reference the
-/// request was ever given.
+/// The partner references a request's timeline names (the first call
+/// under each, and a window's move of the request into its credit): one
+/// per reference the request was ever given.
 pub fn fixed_references(view: &Value) -> Vec<String> {
     let mut references = std::collections::BTreeSet::new();
     for detail in view["timeline"]

@@ -123,21 +123,17 @@ fn reserved(
     request.member = Some(member.clone());
     request.member_name = member_name;
     request.destination = Some(program.destination.clone());
-    let reference = match &window {
-        Some(_) => String::new(),
-        None => {
-            let reference = request
-                .partner_reference
-                .get_or_insert_with(|| ids.partner_reference());
-            format!("; partner reference {reference}")
-        }
-    };
+    if window.is_none() {
+        request
+            .partner_reference
+            .get_or_insert_with(|| ids.partner_reference());
+    }
     request
         .transition(
             Status::Reserved,
             now,
             format!(
-                "{points} points reserved from the {} budget for member {member}{note}{reference}",
+                "{points} points reserved from the {} budget for member {member}{note}",
                 program.id
             ),
         )
