@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use pointsflow_core::governance::CircuitState;
-use pointsflow_core::ports::CircuitStore;
-use pointsflow_core::values::PartnerId;
+use pointsflow_core::ports::{CircuitStore, PipelineMessage, Publish, RequestGet};
+use pointsflow_core::values::{PartnerId, RequestId};
 use pointsflow_tests::{ADA, TestStack, deal, fixed_references, spawn_stack};
 
 fn sandbox_air() -> PartnerId {
@@ -206,6 +206,9 @@ async fn an_unknown_outcome_given_up_on_by_the_queue_is_resolved_by_the_resolver
     t.check_ledger();
 }
 
+/// The partner speaks the REST contract, the configuration's default.
+fn rest(_: &mut pointsflow_local::LocalConfig) {}
+
 /// The partner speaks the loyalty-commerce protocol (the sandbox speaks both).
 fn loyalty_commerce(c: &mut pointsflow_local::LocalConfig) {
     for p in &mut c.partners {
@@ -258,10 +261,8 @@ async fn a_partner_not_idempotent_on_the_reference_is_looked_up_before_every_ret
 
 /// The times a request was written after it was accepted (each write
 /// adds one to its version).
-async fn writes_after_acceptance(t: &TestStack, id: &str) -> u64 {
-    use pointsflow_core::ports::RequestGet;
-    let id = pointsflow_core::values::RequestId::parse(id).unwrap();
-    t.stack.store.get(&id).await.unwrap().unwrap().version
+async fn writes_after_acceptance(t: &TestStack, id: &RequestId) -> u64 {
+    t.stack.store.get(id).await.unwrap().unwrap().version
 }
 
 /// The reservation fixes a real-time request's partner reference, so a
@@ -275,10 +276,7 @@ async fn writes_after_acceptance(t: &TestStack, id: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_partner_that_does_not_recognise_repeats_is_claimed_before_the_call() {
     for (protocol, idempotent) in [
-        (
-            (|_: &mut pointsflow_local::LocalConfig| {}) as fn(&mut pointsflow_local::LocalConfig),
-            true,
-        ),
+        (rest as fn(&mut pointsflow_local::LocalConfig), true),
         (loyalty_commerce, false),
     ] {
         let t = spawn_stack(protocol).await;
@@ -297,18 +295,16 @@ async fn only_a_partner_that_does_not_recognise_repeats_is_claimed_before_the_ca
             "{view:#}"
         );
         assert_eq!(fixed_references(&view).len(), 1, "{view:#}");
+        let request_id = RequestId::parse(&id).unwrap();
         assert_eq!(
-            writes_after_acceptance(&t, &id).await,
+            writes_after_acceptance(&t, &request_id).await,
             if idempotent { 2 } else { 3 },
             "idempotent: {idempotent}"
         );
-        use pointsflow_core::ports::Publish;
         t.stack
             .queues
             .dispatch
-            .publish(&[pointsflow_core::ports::PipelineMessage {
-                request_id: pointsflow_core::values::RequestId::parse(&id).unwrap(),
-            }])
+            .publish(&[PipelineMessage { request_id }])
             .await
             .unwrap();
         t.settle().await;
