@@ -148,7 +148,7 @@ impl RequestSearch for crate::DynamoRequestStore {
                 found = self.matching(&ids, filter).await?;
             }
             Lookup::Period(from, to) => {
-                let (first, last) = days::days(from, to);
+                let (first, last) = days::hours(from, to);
                 let mut at = Some(days::Position::start(first));
                 while let Some(position) = at
                     && found.len() < limit
@@ -315,7 +315,7 @@ impl RequestLines for crate::DynamoRequestStore {
                 });
             }
         };
-        let (first, last) = days::days(from, to);
+        let (first, last) = days::hours(from, to);
         let at = match after {
             Some(cursor) => days::Position::parse(cursor)?,
             None => days::Position::start(first),
@@ -343,7 +343,7 @@ impl RequestLines for crate::DynamoRequestStore {
         if references.is_empty() {
             return Ok(known);
         }
-        let (first, last) = days::days(from, to);
+        let (first, last) = days::hours(from, to);
         let mut at = Some(days::Position::start(first));
         while let Some(position) = at {
             let (ids, next) = self.day_page(position, last, READ_PAGE).await?;

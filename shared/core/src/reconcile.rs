@@ -56,6 +56,14 @@ pub fn period_time(request: &crate::request::PointsRequest) -> DateTime<Utc> {
         .unwrap_or(request.received_at)
 }
 
+/// The hour `at` falls in (its start): a store keeps its requests by the
+/// hour of their [`period_time`], so a period is read hour by hour, and the
+/// resolver looks at each hour's requests once the hour is over.
+pub fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::{DurationRound, TimeDelta};
+    at.duration_trunc(TimeDelta::hours(1)).unwrap_or(at)
+}
+
 impl Scope {
     /// Whether `request` is one of the scope's.
     pub fn covers(&self, request: &crate::request::PointsRequest) -> bool {
