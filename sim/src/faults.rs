@@ -14,12 +14,13 @@ use chrono::{DateTime, Utc};
 use pointsflow_core::ledger::{AccountId, Applied, Balance, Entry, LedgerError};
 use pointsflow_core::ports::{
     Created, LedgerRead, LedgerWrite, RequestCreate, RequestGet, RequestLines, RequestSearch,
-    RequestUpdate, ScheduledRequests, StoreError, UnsettledIndex, WaitingRequests, WindowStore,
+    RequestUpdate, ScheduledRequests, StoreError, SweepMarks, UnsettledIndex, WaitingRequests,
+    WindowStore,
 };
 use pointsflow_core::reconcile::{LinePage, Scope};
 use pointsflow_core::request::{PointsRequest, StatusKind};
 use pointsflow_core::search::SearchFilter;
-use pointsflow_core::unsettled::Unsettled;
+use pointsflow_core::unsettled::{SweepMark, Unsettled};
 use pointsflow_core::values::{PartnerReference, ProgramId, RecipientId, RequestId};
 use pointsflow_core::window::{
     Claim, CreditCreated, CreditId, RunCounts, ScheduledCursor, ScheduledPage, WindowCredit,
@@ -89,6 +90,12 @@ pub struct Faults {
     counts: Mutex<BTreeMap<&'static str, u64>>,
     /// The whole trace, kept only when asked (`--trace`).
     pub verbose: bool,
+    /// In about one seed in four, an API source gives up on a send that
+    /// got no answer or a 5xx instead of sending it again, so a request
+    /// stored before the failure is moved on by the pipeline alone (the
+    /// resolver's reading of its hour). Drawn apart from the seed's other
+    /// choices, so the other seeds run as before.
+    pub sources_give_up: bool,
 }
 
 /// How many trace lines a failure prints.
@@ -98,9 +105,11 @@ impl Faults {
     pub fn new(seed: u64, verbose: bool) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let rates = Rates::draw(&mut rng);
+        let sources_give_up = StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15).random_bool(0.25);
         Self {
             rng: Mutex::new(rng),
             rates,
+            sources_give_up,
             enabled: AtomicBool::new(true),
             crashed: Mutex::new(HashSet::new()),
             trace: Mutex::new(VecDeque::new()),
@@ -344,6 +353,25 @@ impl<S: UnsettledIndex + Send + Sync> UnsettledIndex for FaultyStore<S> {
             return Err(throttle());
         }
         self.inner.unsettled(before, limit).await
+    }
+}
+
+#[async_trait]
+impl<S: SweepMarks + Send + Sync> SweepMarks for FaultyStore<S> {
+    async fn sweep_mark(&self) -> Result<Option<SweepMark>, StoreError> {
+        yield_now().await;
+        if self.faults.throttled("sweep mark read throttled") {
+            return Err(throttle());
+        }
+        self.inner.sweep_mark().await
+    }
+
+    async fn keep_sweep_mark(&self, mark: &SweepMark) -> Result<(), StoreError> {
+        yield_now().await;
+        if self.faults.throttled("sweep mark write throttled") {
+            return Err(throttle());
+        }
+        self.inner.keep_sweep_mark(mark).await
     }
 }
 

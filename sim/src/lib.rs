@@ -5,7 +5,8 @@
 //! operations handlers over the embedded adapters, a simulated clock,
 //! SQS-like queues and partner. From the seed alone come the workload
 //! (requests, duplicates, reused keys, malformed bodies, Salesforce
-//! Outbound Messages and their retries, deals lost after they were won),
+//! Outbound Messages and their retries, deals lost after they were won,
+//! sources that give up on a failed send),
 //! the order in which concurrent invocations take their steps, and the
 //! faults: a crash at any step boundary, throttled and conflicting writes,
 //! failed sends, duplicate and reordered deliveries, partner 5xx, 429,

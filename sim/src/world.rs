@@ -306,6 +306,10 @@ impl World {
 
     /// Runs until everything settles; checks the invariants on the way.
     async fn run(mut self) -> Result<Outcome, Failure> {
+        if self.faults.sources_give_up {
+            self.faults
+                .note(|| "API sources give up on a send that failed".into());
+        }
         loop {
             self.step += 1;
             if self.step > MAX_STEPS {
@@ -614,10 +618,14 @@ impl World {
         let store = self.store.clone();
         let clock = self.clock.clone();
         let retry_in = TimeDelta::seconds(5 + self.faults.below(120) as i64);
+        let gives_up = self.faults.sources_give_up && matches!(send, Submission::Api { .. });
         let again = send.clone();
         let crashed_sources = sources.clone();
         let crash_clock = clock.clone();
         let on_crash: Box<dyn FnOnce()> = Box::new(move || {
+            if gives_up {
+                return;
+            }
             let mut s = crashed_sources.borrow_mut();
             s.counter += 1;
             let n = s.counter;
@@ -695,7 +703,7 @@ impl World {
                         }
                     }
                 };
-                if retry {
+                if retry && !gives_up {
                     s.counter += 1;
                     let n = s.counter;
                     s.due.insert((clock.now() + retry_in, n), send);

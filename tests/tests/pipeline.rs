@@ -1170,25 +1170,52 @@ async fn concurrent_requests_never_overspend_the_budget_or_a_cap() {
 }
 
 /// A request stored whose send to eligibility failed (stored here without
-/// the send) is moved on by nothing in the pipeline: the resolver finds it
-/// past `stalled_after_ms`, queues it to eligibility, and it is credited,
-/// once, under one reference; a later run finds nothing stalled.
+/// the send) is moved on by nothing in the pipeline. It is not in the
+/// unsettled index (it is moving straight on from its receipt): the
+/// resolver reads each hour's requests once the hour is over (plus
+/// `stalled_after_ms`), finds it still `received`, marks it stalled and
+/// queues it to eligibility, and it is credited, once, under one
+/// reference; a later run finds nothing stalled. One stored in the hour
+/// that is not over yet is not read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_whose_queue_send_failed_is_picked_up_by_the_resolver() {
-    let t = spawn_stack(|c| c.stalled_after_ms = 0).await;
-    let request = demo_request(
-        "never-queued",
-        "3000",
-        chrono::Utc::now() - chrono::TimeDelta::seconds(1),
-    );
-    t.stack.store.create(&request).await.unwrap();
+    use pointsflow_core::ports::Publish;
+    // Half an hour: the hour that is read is over by then, whenever in
+    // the hour the test runs.
+    let t = spawn_stack(|c| c.stalled_after_ms = 1_800_000).await;
+    let now = chrono::Utc::now();
+    let earlier = demo_request("never-queued", "3000", now - chrono::TimeDelta::hours(3));
+    let this_hour = demo_request("never-queued-yet", "2000", now);
+    t.stack.store.create(&earlier).await.unwrap();
+    t.stack.store.create(&this_hour).await.unwrap();
     let report = t.stack.dispatch.resolve_unsettled().await.unwrap();
     assert!(report.stalled <= 1, "{report:?}");
-    let view = t.wait_for(request.id.as_str(), &["credited"]).await;
+    let view = t.wait_for(earlier.id.as_str(), &["credited"]).await;
     assert_eq!(fixed_references(&view).len(), 1);
+    let store = &t.stack.store;
+    let stored = |id| async move { store.get(id).await.unwrap().unwrap() };
+    assert!(stored(&earlier.id).await.stalled, "marked when found");
+    let young = stored(&this_hour.id).await;
+    assert_eq!(young.state(), StatusKind::Received, "its hour is not over");
+    assert!(!young.stalled);
+    // Moved on by hand: the test cannot wait for the hour to end.
+    t.stack
+        .queues
+        .eligibility
+        .publish(&[pointsflow_core::ports::PipelineMessage {
+            request_id: this_hour.id.clone(),
+        }])
+        .await
+        .unwrap();
+    t.wait_for(this_hour.id.as_str(), &["credited"]).await;
     t.settle().await;
     let again = t.stack.dispatch.resolve_unsettled().await.unwrap();
     assert_eq!(again.stalled, 0, "nothing left in progress: {again:?}");
+    assert_eq!(again.found_stalled, 0, "{again:?}");
+    assert!(
+        !stored(&this_hour.id).await.stalled,
+        "a request that moved on is never marked"
+    );
     t.check_ledger();
 }
 

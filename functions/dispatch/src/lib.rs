@@ -21,8 +21,8 @@ use lambda_runtime::LambdaEvent;
 use pointsflow_core::ledger::{Applied, Entry, EntryKind};
 use pointsflow_core::ports::{
     CircuitStore, Clock, IdSource, LedgerRead, LedgerWrite, PartnerConnector, PipelineMessage,
-    ProgramCatalog, Publish, PublishWork, Redelivery, RequestGet, RequestUpdate, ScheduledRequests,
-    UnsettledIndex, WindowStore,
+    ProgramCatalog, Publish, PublishWork, Redelivery, RequestGet, RequestLines, RequestUpdate,
+    ScheduledRequests, SweepMarks, UnsettledIndex, WindowStore,
 };
 use pointsflow_core::request::{PointsRequest, Status, StatusKind};
 use pointsflow_core::values::PartnerId;
@@ -67,6 +67,11 @@ pub struct DispatchPorts {
     /// `windows`), and the dispatch queue to send them back to for another
     /// look-up.
     pub unsettled_requests: Arc<dyn UnsettledIndex>,
+    /// The requests hour by hour, and where the resolver keeps how far it
+    /// has read them: a request moving straight on from its receipt is
+    /// not in `unsettled_requests` until the resolver finds it stalled.
+    pub lines: Arc<dyn RequestLines>,
+    pub sweep: Arc<dyn SweepMarks>,
     pub requeue: Arc<dyn Publish>,
     /// The eligibility queue, for a request left `received` (its send to
     /// eligibility failed) that the resolver finds.

@@ -229,8 +229,14 @@ destination = { partner = "air", partner_program = "SKY" }
     .await;
     assert_eq!(
         outcome,
-        Some(Outcome::Response(
-            json!({"requeued": 0, "oldest_age_seconds": 0, "stalled": 0, "oldest_stalled_age_seconds": 0})
-        ))
+        Some(Outcome::Response(json!({
+            "requeued": 0,
+            "oldest_age_seconds": 0,
+            "stalled": 0,
+            "oldest_stalled_age_seconds": 0,
+            "swept": 0,
+            "found_stalled": 0,
+            "sweep_lag_seconds": 0
+        })))
     );
 }

@@ -21,7 +21,7 @@ const FUNCTIONS: [&str; 6] = [
 ];
 
 /// A partition key of each kind of item (docs/data-model.md).
-const ITEMS: [&str; 17] = [
+const ITEMS: [&str; 18] = [
     "REQ#pr_0",
     "LEDGER#pr_0",
     "LEDGER#fund:sales:initial",
@@ -39,6 +39,7 @@ const ITEMS: [&str; 17] = [
     "PROPOSAL#prop_0",
     "UNSETTLED#0",
     "ENTRY#anything",
+    "MARK#sweep",
 ];
 
 /// The item kinds `statements` allow `action` on in the table.
@@ -111,6 +112,20 @@ fn the_internet_facing_function_reaches_nothing_beyond_its_list() {
         "{:?}",
         spec.env
     );
+}
+
+/// Only the resolver keeps a sweep mark: no other function reads or
+/// writes it.
+#[test]
+fn only_dispatch_keeps_the_sweep_mark() {
+    for function in FUNCTIONS {
+        let spec = template::function(function);
+        let writes = reachable(&spec.statements, "dynamodb:PutItem").contains("MARK#sweep");
+        let reads = reachable(&spec.statements, "dynamodb:GetItem").contains("MARK#sweep");
+        let dispatch = function == "DispatchFunction";
+        assert_eq!(writes, dispatch, "{function} writes the mark");
+        assert_eq!(reads, dispatch, "{function} reads the mark");
+    }
 }
 
 #[test]
@@ -258,15 +273,16 @@ fn the_admin_api_is_iam_authorized_and_each_role_policy_allows_its_commands() {
 }
 
 #[test]
-fn only_the_operators_functions_read_in_batches_and_only_requests() {
+fn only_the_operators_functions_and_the_resolver_read_in_batches_and_only_requests() {
     for function in FUNCTIONS {
         let spec = template::function(function);
         let reached = reachable(&spec.statements, "dynamodb:BatchGetItem");
-        if ["OperationsFunction", "AdminFunction"].contains(&function) {
+        if ["OperationsFunction", "AdminFunction", "DispatchFunction"].contains(&function) {
             assert_eq!(
                 reached,
                 BTreeSet::from(["REQ#pr_0"]),
-                "{function}: a reconciliation reads request items in batches, nothing else"
+                "{function}: a reconciliation, or the resolver's reading of an hour, reads \
+                 request items in batches, nothing else"
             );
         } else {
             assert!(reached.is_empty(), "{function} may not read in batches");

@@ -1,11 +1,12 @@
 //! The sparse `unsettled` index: requests and window credits whose outcome
-//! at the partner is not settled, by shard (`UNSETTLED#{0..7}`) and since
-//! when (`{since}#{item key}`), keys only.
+//! at the partner is not settled, or found stalled, by shard
+//! (`UNSETTLED#{0..7}`) and since when (`{since}#{item key}`), keys only;
+//! and the mark of how far the resolver has read the requests hour by hour.
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use chrono::{DateTime, Utc};
-use pointsflow_core::ports::StoreError;
-use pointsflow_core::unsettled::{SHARDS, shard};
+use pointsflow_core::ports::{StoreError, SweepMarks};
+use pointsflow_core::unsettled::{SHARDS, SweepMark, shard};
 
 use crate::item::{Item, get_s, s};
 use crate::tables;
@@ -73,4 +74,43 @@ pub(crate) async fn query(
     found.sort();
     found.truncate(limit);
     Ok(found)
+}
+
+/// The resolver's sweep mark: one item, `MARK#sweep` / `MARK`, its JSON in
+/// `doc`.
+fn sweep_key() -> Item {
+    crate::item::key("MARK#sweep".into(), "MARK")
+}
+
+#[async_trait::async_trait]
+impl SweepMarks for crate::DynamoRequestStore {
+    async fn sweep_mark(&self) -> Result<Option<SweepMark>, StoreError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(sweep_key()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| crate::item::unavailable(e.into_service_error()))?;
+        out.item()
+            .map(|item| crate::item::doc(item).map_err(StoreError::from))
+            .transpose()
+    }
+
+    async fn keep_sweep_mark(&self, mark: &SweepMark) -> Result<(), StoreError> {
+        let body = serde_json::to_string(mark)
+            .map_err(|e| StoreError::Unavailable(format!("sweep mark: {e}")))?;
+        let mut item = sweep_key();
+        item.insert(crate::item::DOC.into(), crate::item::doc_value(body));
+        self.client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| crate::item::unavailable(e.into_service_error()))?;
+        Ok(())
+    }
 }

@@ -224,7 +224,8 @@ async fn the_operators_ports_conform_on_dynamodb() {
         create: store.clone(),
         update: store.clone(),
         search: store.clone(),
-        lines: store,
+        lines: store.clone(),
+        marks: store,
         audit: Arc::new(pointsflow_aws::DynamoAuditLog::new(client.clone(), &table)),
         reports: Arc::new(pointsflow_aws::DynamoReportStore::new(
             client.clone(),

@@ -1,6 +1,7 @@
 //! The operators' ports: the audit log (a day's entries, an entry replaced
 //! by its end), request search and reconciliation's request lines (every
-//! filter, every page, known references), and the report store.
+//! filter, every page, known references, an hour alone), the report store,
+//! and the resolver's sweep mark.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,12 +12,13 @@ use pointsflow_core::audit::{AuditEntry, AuditOutcome};
 use pointsflow_core::enrollment::{LinkEvent, MemberLink};
 use pointsflow_core::ports::{AuditLog, Enrollments, LinkHistory, RequestSearch};
 use pointsflow_core::ports::{ProposalStore, StoreError};
-use pointsflow_core::ports::{ReportStore, RequestLines};
+use pointsflow_core::ports::{ReportStore, RequestLines, SweepMarks};
 use pointsflow_core::ports::{RequestCreate, RequestUpdate};
 use pointsflow_core::proposal::{Change, Proposal, ProposalId};
-use pointsflow_core::reconcile::{ReconcileReport, Scope};
+use pointsflow_core::reconcile::{ReconcileReport, Scope, hour_of};
 use pointsflow_core::request::{Status, StatusKind};
 use pointsflow_core::search::SearchFilter;
+use pointsflow_core::unsettled::SweepMark;
 use pointsflow_core::values::{MemberNumber, PartnerReference, ProgramId, RecipientId, RequestId};
 
 pub struct Operations {
@@ -29,6 +31,7 @@ pub struct Operations {
     pub audit: Arc<dyn AuditLog>,
     pub reports: Arc<dyn ReportStore>,
     pub proposals: Arc<dyn ProposalStore>,
+    pub marks: Arc<dyn SweepMarks>,
 }
 
 pub async fn run_all(suite: &Operations) {
@@ -36,6 +39,95 @@ pub async fn run_all(suite: &Operations) {
     requests_are_found_by_every_filter_and_listed_in_pages(suite).await;
     a_report_is_stored_and_replaced(suite).await;
     proposals_are_saved_over_the_version_read_and_listed_while_open(suite).await;
+    an_hour_is_read_alone_and_the_sweep_mark_is_kept(suite).await;
+}
+
+/// The resolver reads the requests an hour at a time: a range of one hour
+/// lists the requests whose period time is in it, and only those (one
+/// received in the hour but sent in the next is listed in the next); its
+/// mark is kept as written.
+pub async fn an_hour_is_read_alone_and_the_sweep_mark_is_kept(suite: &Operations) {
+    let hour = hour_of(crate::t0()) + Duration::days(30);
+    let at = |minutes: i64| hour + Duration::minutes(minutes);
+    let mut before = crate::request("hourly-before");
+    before.received_at = at(-1);
+    let mut within = crate::request("hourly-within");
+    within.received_at = at(0);
+    let mut last = crate::request("hourly-last");
+    last.received_at = at(59);
+    let mut moved = crate::request("hourly-moved");
+    moved.received_at = at(30);
+    let mut after = crate::request("hourly-after");
+    after.received_at = at(60);
+    for r in [&before, &within, &last, &moved, &after] {
+        suite.create.create(r).await.unwrap();
+    }
+    // Sent in the next hour: it counts for that one now.
+    moved
+        .transition(Status::Reserved, at(59), "reserved")
+        .unwrap();
+    moved
+        .transition(Status::Dispatching, at(61), "sent")
+        .unwrap();
+    suite.update.update(&moved).await.unwrap();
+    let read = |from, to| async move {
+        let scope = Scope::Period {
+            from,
+            to,
+            program: None,
+        };
+        let mut ids = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = suite
+                .lines
+                .lines(&scope, cursor.as_deref(), 2)
+                .await
+                .unwrap();
+            ids.extend(page.lines.into_iter().map(|l| l.id));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let ids = |rs: &[&pointsflow_core::request::PointsRequest]| {
+        let mut ids: Vec<RequestId> = rs.iter().map(|r| r.id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        read(hour, at(60)).await,
+        ids(&[&within, &last]),
+        "the hour's requests, not the one sent in the next"
+    );
+    assert_eq!(
+        read(at(60), at(120)).await,
+        ids(&[&moved, &after]),
+        "the next hour holds the one sent in it"
+    );
+
+    let mark = SweepMark {
+        from: hour,
+        to: at(120),
+        cursor: Some("a cursor".into()),
+    };
+    suite.marks.keep_sweep_mark(&mark).await.unwrap();
+    assert_eq!(suite.marks.sweep_mark().await.unwrap(), Some(mark.clone()));
+    let read_up = SweepMark {
+        from: mark.to,
+        cursor: None,
+        ..mark
+    };
+    suite.marks.keep_sweep_mark(&read_up).await.unwrap();
+    assert_eq!(
+        suite.marks.sweep_mark().await.unwrap(),
+        Some(read_up),
+        "a mark replaces the last"
+    );
 }
 
 /// A proposal is created once, saved only over the version read, and

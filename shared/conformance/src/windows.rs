@@ -140,12 +140,18 @@ pub async fn unsettled_requests_and_credits_are_found_oldest_first(suite: &Windo
     r.transition(Status::Unknown, at(10), "lost").unwrap();
     r.transition(Status::Unknown, at(20), "again").unwrap();
     suite.create.create(&r).await.unwrap();
-    // A request in progress (received at t0, reserved, being sent): indexed
-    // since its receipt, in case its message is lost.
+    // A request in progress (received at t0, reserved, being sent) that
+    // the resolver found stalled: indexed since its receipt.
     let mut p = request("in-progress-request");
     p.transition(Status::Reserved, at(1), "reserved").unwrap();
     p.transition(Status::Dispatching, at(2), "sent").unwrap();
+    p.stalled = true;
     suite.create.create(&p).await.unwrap();
+    // One moving straight on from its receipt is left to the resolver's
+    // reading of its hour: not indexed.
+    let mut q = request("moving-on-request");
+    q.transition(Status::Reserved, at(1), "reserved").unwrap();
+    suite.create.create(&q).await.unwrap();
     // A window credit pending at the partner since +30.
     let w = window("unsettled");
     let mut c = credit(&w, "SKY0000009", 10, 1);
@@ -156,6 +162,7 @@ pub async fn unsettled_requests_and_credits_are_found_oldest_first(suite: &Windo
     let ours = [
         UnsettledItem::Request(r.id.clone()),
         UnsettledItem::Request(p.id.clone()),
+        UnsettledItem::Request(q.id.clone()),
         UnsettledItem::Credit(c.id.clone()),
     ];
     let ours = &ours;
@@ -190,7 +197,8 @@ pub async fn unsettled_requests_and_credits_are_found_oldest_first(suite: &Windo
                 item: UnsettledItem::Credit(c.id.clone())
             },
         ],
-        "all, oldest first, since they first stopped being known (or their round began)"
+        "all, oldest first, since they first stopped being known (or their round began); \
+         not the request moving straight on"
     );
     assert_eq!(find(at(15)).await.len(), 2, "only what is older than asked");
     // Settled: gone from the index.

@@ -6,11 +6,11 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pointsflow_core::ports::{
-    Created, RequestCreate, RequestGet, RequestUpdate, ScheduledRequests, StoreError,
+    Created, RequestCreate, RequestGet, RequestUpdate, ScheduledRequests, StoreError, SweepMarks,
     UnsettledIndex, WaitingRequests,
 };
 use pointsflow_core::request::{PointsRequest, StatusKind};
-use pointsflow_core::unsettled::{Unsettled, UnsettledItem};
+use pointsflow_core::unsettled::{SweepMark, Unsettled, UnsettledItem};
 use pointsflow_core::values::{ProgramId, RecipientId, RequestId};
 use pointsflow_core::window::{ScheduledCursor, ScheduledEntry, ScheduledPage};
 
@@ -32,6 +32,8 @@ struct Items {
     scheduled: BTreeMap<ProgramId, BTreeMap<ScheduledCursor, ScheduledEntry>>,
     /// Requests whose credit is unsettled, and since when.
     unsettled: BTreeMap<RequestId, DateTime<Utc>>,
+    /// How far the resolver has read the requests.
+    sweep: Option<SweepMark>,
 }
 
 /// One recipient's waiting requests, by acceptance time.
@@ -174,6 +176,18 @@ impl RequestUpdate for MemoryRequestStore {
         *stored = next;
         items.index(Some(before), request);
         Ok(request.version + 1)
+    }
+}
+
+#[async_trait]
+impl SweepMarks for MemoryRequestStore {
+    async fn sweep_mark(&self) -> Result<Option<SweepMark>, StoreError> {
+        Ok(self.items.read().map_err(|_| poisoned())?.sweep.clone())
+    }
+
+    async fn keep_sweep_mark(&self, mark: &SweepMark) -> Result<(), StoreError> {
+        self.items.write().map_err(|_| poisoned())?.sweep = Some(mark.clone());
+        Ok(())
     }
 }
 

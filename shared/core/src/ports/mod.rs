@@ -37,5 +37,5 @@ pub use requests::{
     Created, RequestCreate, RequestGet, RequestSearch, RequestStore, RequestUpdate, WaitingRequests,
 };
 pub use time::{Clock, IdSource};
-pub use unsettled::UnsettledIndex;
+pub use unsettled::{SweepMarks, UnsettledIndex};
 pub use windows::{ScheduledRequests, WindowSchedules, WindowStore};

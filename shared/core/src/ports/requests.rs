@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::error::StoreError;
 use super::reconcile::RequestLines;
-use super::unsettled::UnsettledIndex;
+use super::unsettled::{SweepMarks, UnsettledIndex};
 use super::windows::ScheduledRequests;
 use crate::request::{PointsRequest, StatusKind};
 use crate::search::SearchFilter;
@@ -74,6 +74,7 @@ pub trait RequestStore:
     + RequestSearch
     + RequestLines
     + UnsettledIndex
+    + SweepMarks
 {
 }
 
@@ -86,5 +87,6 @@ impl<T> RequestStore for T where
         + RequestSearch
         + RequestLines
         + UnsettledIndex
+        + SweepMarks
 {
 }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::error::StoreError;
-use crate::unsettled::Unsettled;
+use crate::unsettled::{SweepMark, Unsettled};
 
 /// Where unsettled items are found.
 #[async_trait]
@@ -15,4 +15,14 @@ pub trait UnsettledIndex: Send + Sync {
         before: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<Unsettled>, StoreError>;
+}
+
+/// Where the resolver keeps how far it has read the requests (one mark
+/// per stack).
+#[async_trait]
+pub trait SweepMarks: Send + Sync {
+    /// The mark last kept, if any.
+    async fn sweep_mark(&self) -> Result<Option<SweepMark>, StoreError>;
+    /// Keeps `mark` for the next run.
+    async fn keep_sweep_mark(&self, mark: &SweepMark) -> Result<(), StoreError>;
 }

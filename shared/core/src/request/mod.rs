@@ -145,6 +145,11 @@ pub struct PointsRequest {
     /// and a new partner reference.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub round: u32,
+    /// Set by the resolver when it found the request still in progress an
+    /// hour after the one it counts for ([`crate::unsettled`]): from then on
+    /// the request is in the `unsettled` index until it settles.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stalled: bool,
     /// Reversals of the credit, in the order they were asked for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reversals: Vec<Reversal>,
@@ -213,6 +218,7 @@ impl NewRequest {
             first_approval: None,
             undoes: None,
             round: 0,
+            stalled: false,
             reversals: Vec::new(),
             timeline: vec![TimelineEntry {
                 state: StatusKind::Received,
