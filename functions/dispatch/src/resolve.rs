@@ -258,11 +258,7 @@ impl Dispatch {
                 .await?;
             swept.read += page.lines.len();
             for line in &page.lines {
-                if matches!(
-                    line.state,
-                    StatusKind::Received | StatusKind::Reserved | StatusKind::Dispatching
-                ) && self.mark_stalled(&line.id).await?
-                {
+                if line.state.is_moving_on() && self.mark_stalled(&line.id).await? {
                     swept.found += 1;
                 }
             }

@@ -67,11 +67,7 @@ fn is_unsettled(state: StatusKind) -> bool {
 /// A state the pipeline moves a request on from by itself. A request in a
 /// window's credit is the credit's to move.
 pub fn is_in_progress(request: &PointsRequest) -> bool {
-    request.credit.is_none()
-        && matches!(
-            request.state(),
-            StatusKind::Received | StatusKind::Reserved | StatusKind::Dispatching
-        )
+    request.credit.is_none() && request.state().is_moving_on()
 }
 
 /// Whether a request in progress is left to the resolver's reading of its
@@ -81,12 +77,7 @@ pub fn is_in_progress(request: &PointsRequest) -> bool {
 pub fn left_to_the_sweep(request: &PointsRequest) -> bool {
     request.round == 0
         && !request.stalled
-        && request.timeline.iter().all(|e| {
-            matches!(
-                e.state,
-                StatusKind::Received | StatusKind::Reserved | StatusKind::Dispatching
-            )
-        })
+        && request.timeline.iter().all(|e| e.state.is_moving_on())
 }
 
 /// Since when a request has been unsettled (`unknown` or `partner_pending`,

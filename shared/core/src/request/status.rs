@@ -126,6 +126,16 @@ impl StatusKind {
         matches!(self, StatusKind::AwaitingEnrollment | StatusKind::Held)
     }
 
+    /// The states the pipeline moves a request on from by itself, from its
+    /// receipt to its partner's answer: `received`, `reserved`,
+    /// `dispatching`. A request left in one of them has stalled.
+    pub fn is_moving_on(self) -> bool {
+        matches!(
+            self,
+            StatusKind::Received | StatusKind::Reserved | StatusKind::Dispatching
+        )
+    }
+
     /// No transition leaves a terminal state except `credited -> reversed`.
     pub fn is_terminal(self) -> bool {
         matches!(
