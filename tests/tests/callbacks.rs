@@ -1,7 +1,8 @@
 //! Status callbacks: each request's final status reaches the source's
 //! callback URL, signed so the receiver can verify it (checked here with
-//! HMAC-SHA256 computed independently), retried when the receiver fails,
-//! and none lost while the receiver is down for a while.
+//! HMAC-SHA256 computed independently, and, for Standard Webhooks, with
+//! the published `standardwebhooks` Python package), retried when the
+//! receiver fails, and none lost while the receiver is down for a while.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use hmac::{Hmac, Mac};
-use pointsflow_config::CallbackSettings;
+use pointsflow_config::{CallbackSettings, CallbackSignature};
 use pointsflow_tests::{ADA, TestStack, amount_for, deal, spawn_stack};
 use serde_json::{Value, json};
 
@@ -90,26 +91,36 @@ async fn receive(
     StatusCode::NO_CONTENT
 }
 
-async fn stack_with_receiver(receiver: Arc<Receiver>) -> TestStack {
-    let app = axum::Router::new()
-        .route("/pointsflow/status", axum::routing::post(receive))
-        .with_state(receiver);
+/// Serves `app` on a loopback port; its base URL.
+async fn serve(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/pointsflow/status",
-        listener.local_addr().unwrap()
-    );
+    let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// A local stack whose `demo` source has `callback`.
+async fn stack_with_callback(callback: CallbackSettings) -> TestStack {
     spawn_stack(|c| {
         let demo = c
             .sources
             .iter_mut()
             .find(|s| s.id.as_str() == "demo")
             .unwrap();
-        demo.callback = Some(CallbackSettings {
-            url,
-            secret: SECRET.into(),
-        });
+        demo.callback = Some(callback);
+    })
+    .await
+}
+
+async fn stack_with_receiver(receiver: Arc<Receiver>) -> TestStack {
+    let app = axum::Router::new()
+        .route("/pointsflow/status", axum::routing::post(receive))
+        .with_state(receiver);
+    stack_with_callback(CallbackSettings {
+        url: format!("{}/pointsflow/status", serve(app).await),
+        secret: SECRET.into(),
+        retiring_secrets: Vec::new(),
+        signature: CallbackSignature::Pointsflow,
     })
     .await
 }
@@ -233,4 +244,120 @@ async fn nothing_is_lost_while_the_receiver_is_down() {
     }
     assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
     t.stack.shutdown().await;
+}
+
+/// A new and a retiring Standard Webhooks secret (32-byte keys).
+const SW_NEW: &str = "whsec_Qm9yZWRvbV9pc19ub3RfYV9zZWNyZXRfMTIzNDU2Nzg=";
+const SW_RETIRING: &str = "whsec_7Lc0xH1a3y6vJm2QnT9rWk4sUeYbZdFgHiKpNoRtVwA=";
+
+type Calls = Arc<Mutex<Vec<(BTreeMap<String, String>, Vec<u8>)>>>;
+
+async fn record(
+    State(calls): State<Calls>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    let headers = headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+        .collect();
+    calls.lock().unwrap().push((headers, body.to_vec()));
+    StatusCode::NO_CONTENT
+}
+
+/// What the published Python library says of each call, for each secret:
+/// `verified`, or the error it raised.
+fn python_verdicts(calls: &[(BTreeMap<String, String>, Vec<u8>)], secrets: &[&str]) -> Vec<String> {
+    let calls: Vec<Value> = calls
+        .iter()
+        .map(|(headers, body)| json!({"headers": headers, "body": String::from_utf8(body.clone()).unwrap()}))
+        .collect();
+    let out = pointsflow_harness::python::run(
+        r#"
+import json, sys
+from standardwebhooks import Webhook, WebhookVerificationError
+calls = json.load(sys.stdin)
+for secret in sys.argv[1:]:
+    for call in calls:
+        try:
+            Webhook(secret).verify(call["body"].encode(), call["headers"])
+            print("verified")
+        except WebhookVerificationError as e:
+            print(f"refused: {e}")
+"#,
+        secrets,
+        serde_json::to_string(&calls).unwrap().as_bytes(),
+    );
+    out.lines().map(str::to_owned).collect()
+}
+
+/// A source that chose `signature = "standard_webhooks"` gets each status
+/// signed as Standard Webhooks 1.0 has it, under its secret and, during a
+/// rotation, its retiring secret too: the published library verifies every
+/// call with either, and refuses them under any other secret or when the
+/// body was changed. `webhook-id` is the status's stable id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_webhooks_callbacks_verify_with_the_published_library() {
+    let calls: Calls = Arc::default();
+    let app = axum::Router::new()
+        .route("/hooks", axum::routing::post(record))
+        .with_state(calls.clone());
+    let t = stack_with_callback(CallbackSettings {
+        url: format!("{}/hooks", serve(app).await),
+        secret: SW_NEW.into(),
+        retiring_secrets: vec![SW_RETIRING.into()],
+        signature: CallbackSignature::StandardWebhooks,
+    })
+    .await;
+    let credited = t.accept("sw-1", &deal(ADA, &amount_for(250))).await;
+    let failed = t
+        .accept(
+            "sw-2",
+            &deal(ADA, &amount_for(pointsflow_sandbox::magic::REJECT)),
+        )
+        .await;
+    until("both statuses delivered", Duration::from_secs(60), || {
+        calls.lock().unwrap().len() >= 2
+    })
+    .await;
+    t.stack.shutdown().await;
+    let calls = calls.lock().unwrap().clone();
+    let ids: std::collections::BTreeSet<&str> = calls
+        .iter()
+        .map(|(h, _)| h["webhook-id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [format!("{credited}:credited"), format!("{failed}:failed")]
+            .iter()
+            .map(String::as_str)
+            .collect()
+    );
+    for (headers, body) in &calls {
+        let payload: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(payload["event_id"], headers["webhook-id"].as_str());
+        assert_eq!(headers["webhook-signature"].split(' ').count(), 2);
+        assert!(!headers.contains_key("x-pointsflow-signature"));
+    }
+    let n = calls.len();
+    assert_eq!(
+        python_verdicts(&calls, &[SW_NEW, SW_RETIRING]),
+        vec!["verified".to_owned(); 2 * n]
+    );
+    let stranger = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    // Each body with its points changed.
+    let tampered: Vec<_> = calls
+        .iter()
+        .map(|(h, b)| {
+            let mut payload: Value = serde_json::from_slice(b).unwrap();
+            payload["points"] = json!(1_000_000);
+            (h.clone(), serde_json::to_vec(&payload).unwrap())
+        })
+        .collect();
+    for verdict in python_verdicts(&calls, &[stranger])
+        .into_iter()
+        .chain(python_verdicts(&tampered, &[SW_NEW]))
+    {
+        assert_eq!(verdict, "refused: No matching signature found");
+    }
 }

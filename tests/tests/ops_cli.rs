@@ -86,9 +86,6 @@ async fn gateway(
 /// The Authorization header botocore (AWS's Python SDK, in the test
 /// virtualenv) computes for the same request at the same time.
 fn botocore_authorization(url: &str, body: &[u8], amz_date: &str, token: &str) -> String {
-    let python = std::env::var("POINTSFLOW_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("POINTSFLOW_TEST_PYTHON is not set: run the tests with scripts/test, which installs botocore into .venv")
-    });
     let script = r#"
 import sys
 from botocore.auth import SigV4Auth
@@ -105,17 +102,7 @@ signature = auth.signature(auth.string_to_sign(request, canonical), request)
 auth._inject_signature_to_request(request, signature)
 print(request.headers["Authorization"])
 "#;
-    let mut child = std::process::Command::new(python)
-        .args(["-c", script, url, amz_date, token])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(body).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "botocore failed");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    pointsflow_harness::python::run(script, &[url, amz_date, token], body)
 }
 
 /// Deployed, `pointsflow` signs its admin calls with SigV4 from the

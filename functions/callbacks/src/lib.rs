@@ -12,6 +12,15 @@
 //! {"event_id": "pr_…:credited", "request_id": "pr_…", "status": "credited", …}
 //! ```
 //!
+//! or, for a source that chose `signature = "standard_webhooks"`, as
+//! Standard Webhooks 1.0 has it (the same body):
+//!
+//! ```text
+//! webhook-id: pr_…:credited
+//! webhook-timestamp: 1764318000
+//! webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}"> [v1,… for a retiring secret]
+//! ```
+//!
 //! A 2xx answer is delivery. Anything else (an error, a timeout, no
 //! connection) is retried on the queue with capped exponential backoff and
 //! full jitter, for up to 72 hours after the status was reached; then the
@@ -25,12 +34,12 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
-use hmac::{Hmac, Mac};
 use lambda_runtime::LambdaEvent;
-use pointsflow_config::CallbackSettings;
+use pointsflow_config::{CallbackSettings, CallbackSignature};
 use pointsflow_core::callback::CallbackMessage;
 use pointsflow_core::ports::{Clock, Redelivery, RequestGet};
 use pointsflow_core::request::PointsRequest;
+use pointsflow_core::signing::{self, WebhookSecret};
 use pointsflow_core::values::SourceId;
 use pointsflow_outbound::{Reach, Target};
 use pointsflow_runtime::{Backoff, RecordError, SqsHandler, process_batch_with_backoff};
@@ -45,14 +54,59 @@ pub const EVENT_ID_HEADER: &str = "x-pointsflow-event-id";
 
 /// HMAC-SHA256 of `{timestamp}.{body}` under `secret`, as hex.
 pub fn signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
-    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(secret) else {
-        // HMAC takes keys of any length; this cannot happen.
-        return String::new();
-    };
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+    signing::pointsflow(secret, timestamp, body)
+}
+
+/// A source's callback as the function uses it: the URL and the headers
+/// that sign a body.
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    signer: Signer,
+}
+
+#[derive(Clone)]
+enum Signer {
+    Pointsflow(String),
+    Standard(Vec<WebhookSecret>),
+}
+
+impl Signer {
+    fn of(settings: &CallbackSettings) -> Result<Self, String> {
+        Ok(match settings.signature {
+            CallbackSignature::Pointsflow => Signer::Pointsflow(settings.secret.clone()),
+            CallbackSignature::StandardWebhooks => Signer::Standard(
+                settings
+                    .signing_secrets()
+                    .into_iter()
+                    .map(WebhookSecret::parse)
+                    .collect::<Result<_, _>>()?,
+            ),
+        })
+    }
+
+    /// The headers that sign `body`, sent as event `id` at `timestamp`.
+    fn headers(&self, id: &str, timestamp: i64, body: &[u8]) -> Vec<(&'static str, String)> {
+        match self {
+            Signer::Pointsflow(secret) => {
+                let at = timestamp.to_string();
+                let signed = signature(secret.as_bytes(), &at, body);
+                vec![
+                    (TIMESTAMP_HEADER, at),
+                    (SIGNATURE_HEADER, format!("sha256={signed}")),
+                    (EVENT_ID_HEADER, id.to_owned()),
+                ]
+            }
+            Signer::Standard(secrets) => vec![
+                (signing::WEBHOOK_ID, id.to_owned()),
+                (signing::WEBHOOK_TIMESTAMP, timestamp.to_string()),
+                (
+                    signing::WEBHOOK_SIGNATURE,
+                    signing::standard_signatures(secrets, id, timestamp, body),
+                ),
+            ],
+        }
+    }
 }
 
 /// How long one call may take.
@@ -67,6 +121,8 @@ pub enum BuildError {
         id: SourceId,
         problem: pointsflow_outbound::UrlError,
     },
+    #[error("source {id}'s callback.secret {problem}")]
+    Secret { id: SourceId, problem: String },
 }
 
 /// How callbacks are retried: capped exponential backoff with full jitter,
@@ -88,7 +144,7 @@ pub struct CallbacksPorts {
 #[derive(Clone)]
 pub struct Callbacks {
     ports: CallbacksPorts,
-    targets: Arc<HashMap<SourceId, CallbackSettings>>,
+    targets: Arc<HashMap<SourceId, Receiver>>,
     http: reqwest::Client,
     retries: Retries,
 }
@@ -135,13 +191,25 @@ impl Callbacks {
         targets: HashMap<SourceId, CallbackSettings>,
         retries: Retries,
     ) -> Result<Self, BuildError> {
-        for (source, target) in &targets {
+        let mut receivers = HashMap::with_capacity(targets.len());
+        for (source, target) in targets {
             pointsflow_outbound::check(&target.url, reach, Target::Callback).map_err(|e| {
                 BuildError::Url {
                     id: source.clone(),
                     problem: e,
                 }
             })?;
+            let signer = Signer::of(&target).map_err(|problem| BuildError::Secret {
+                id: source.clone(),
+                problem,
+            })?;
+            receivers.insert(
+                source,
+                Receiver {
+                    url: target.url,
+                    signer,
+                },
+            );
         }
         let http = pointsflow_outbound::client_builder(reach, Target::Callback)
             .timeout(CALL_TIMEOUT)
@@ -149,7 +217,7 @@ impl Callbacks {
             .build()?;
         Ok(Self {
             ports,
-            targets: Arc::new(targets),
+            targets: Arc::new(receivers),
             http,
             retries,
         })
@@ -179,18 +247,15 @@ impl Callbacks {
         };
         let body = serde_json::to_vec(&payload(&request, message))
             .map_err(|e| RecordError::Poison(e.to_string()))?;
-        let timestamp = self.ports.clock.now().timestamp().to_string();
-        let signed = signature(target.secret.as_bytes(), &timestamp, &body);
-        let sent = self
+        let timestamp = self.ports.clock.now().timestamp();
+        let mut call = self
             .http
             .post(&target.url)
-            .header("content-type", "application/json")
-            .header(TIMESTAMP_HEADER, &timestamp)
-            .header(SIGNATURE_HEADER, format!("sha256={signed}"))
-            .header(EVENT_ID_HEADER, message.event_id())
-            .body(body)
-            .send()
-            .await;
+            .header("content-type", "application/json");
+        for (name, value) in target.signer.headers(&message.event_id(), timestamp, &body) {
+            call = call.header(name, value);
+        }
+        let sent = call.body(body).send().await;
         let failure = match sent {
             Ok(r) if r.status().is_success() => {
                 tracing::info!(status = %r.status(), "status delivered");

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use pointsflow_callbacks::{Callbacks, CallbacksPorts, Retries};
-use pointsflow_config::{CallbackRetrySettings, CallbackSettings};
+use pointsflow_config::{CallbackRetrySettings, CallbackSettings, CallbackSignature};
 use pointsflow_core::callback::CallbackMessage;
 use pointsflow_core::ports::{Clock, RequestCreate};
 use pointsflow_core::request::{NewRequest, Recipient, SourceEvent};
@@ -125,6 +125,8 @@ async fn a_callback_given_up_goes_to_the_dead_letter_queue_and_is_called_no_more
             CallbackSettings {
                 url,
                 secret: "cb_test_secret_0123456789abcdef".into(),
+                retiring_secrets: Vec::new(),
+                signature: CallbackSignature::Pointsflow,
             },
         )]),
         Retries {

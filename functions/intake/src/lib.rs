@@ -42,7 +42,7 @@ use pointsflow_usecases::link::{LinkError, LinkPorts};
 pub use auth::webhook_signature;
 pub use pointsflow_http::{Problem, problem};
 
-use auth::{Source, SourceAuth};
+use auth::{Source, SourceAuth, WebhookAuth};
 use mapping::{Candidate, Origin};
 
 /// Every route intake serves, as (method, path template); the OpenAPI
@@ -298,13 +298,28 @@ impl Intake {
             .mapping
             .as_ref()
             .ok_or_else(Problem::internal)?;
-        let id_path = mapping.event_id.as_deref().unwrap_or("/id");
-        let event_id = mapping::Fields::get(&value, id_path)
-            .map(|v| v.into_owned())
-            .filter(|v| !v.trim().is_empty())
-            .ok_or_else(|| {
-                Problem::invalid_field(id_path, format!("{id_path}: the event's id is missing"))
-            })?;
+        // The mapped field, or else a Standard Webhooks sender's
+        // `webhook-id` (checked with the signature).
+        let (id_path, event_id) = match (mapping.event_id.as_deref(), &source.auth) {
+            (None, SourceAuth::Webhook(WebhookAuth::Standard { .. })) => (
+                pointsflow_core::signing::WEBHOOK_ID,
+                request
+                    .headers()
+                    .get(pointsflow_core::signing::WEBHOOK_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.trim().to_owned()),
+            ),
+            (path, _) => {
+                let path = path.unwrap_or("/id");
+                (
+                    path,
+                    mapping::Fields::get(&value, path).map(|v| v.into_owned()),
+                )
+            }
+        };
+        let event_id = event_id.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+            Problem::invalid_field(id_path, format!("{id_path}: the event's id is missing"))
+        })?;
         let program = mapping::program_for(&source.entry, &value).ok_or_else(Problem::internal)?;
         let origin = Origin {
             key: format!("{event_id}:{program}"),

@@ -29,6 +29,8 @@ const ORG_15: &str = "00D5g000004XyZa";
 const SECRET_OLD: &str = "hris_old_secret_0123456789abcdef0123";
 const SECRET_NEW: &str = "hris_new_secret_0123456789abcdef0123";
 const NOW: i64 = 1_795_795_200; // 2026-11-27T16:00:00Z
+/// A Standard Webhooks secret (`whsec_` and a 32-byte key).
+const SW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD8Xpq3shjV3I=";
 
 const ACK: &str = r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><notificationsResponse xmlns="http://soap.sforce.com/2005/09/outbound"><Ack>true</Ack></notificationsResponse></soapenv:Body></soapenv:Envelope>"#;
 
@@ -52,6 +54,13 @@ program = "recognition"
 webhook = {{ auth = "hmac", secrets = [{}] }}
 mapping = {{ recipient = "/employee/id", points = "/award/points", event_id = "/id", event_type = "recognition.awarded", occurred_at = "/awarded_at" }}
 qualify = [{{ field = "/status", in = ["approved", "final"] }}]
+
+[[sources]]
+id = "darwinbox"
+kind = "webhook"
+program = "recognition"
+webhook = {{ auth = "standard_webhooks", secrets = ["{SW_SECRET}"] }}
+mapping = {{ recipient = "/employee/id", points = "/award/points", event_type = "recognition.awarded" }}
 
 [[sources]]
 id = "workday"
@@ -443,6 +452,115 @@ fn recognition(id: &str, status: &str) -> String {
 
 fn hris(headers: Value, body: &str) -> Request {
     api_event("/v1/sources/hris/events", "", headers, body)
+}
+
+/// The Standard Webhooks headers the published `standardwebhooks` Python
+/// package makes for `body` sent as `id` at `at` under `secret`.
+fn standard_signed(secret: &str, id: &str, at: i64, body: &str) -> Value {
+    let signature = pointsflow_harness::python::run(
+        r#"
+import sys
+from datetime import datetime, timezone
+from standardwebhooks import Webhook
+secret, msg_id, at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+print(Webhook(secret).sign(msg_id, datetime.fromtimestamp(at, tz=timezone.utc), sys.stdin.buffer.read()))
+"#,
+        &[secret, id, &at.to_string()],
+        body.as_bytes(),
+    );
+    json!({
+        "content-type": "application/json",
+        "webhook-id": id,
+        "webhook-timestamp": at.to_string(),
+        "webhook-signature": signature,
+    })
+}
+
+fn darwinbox(headers: Value, body: &str) -> Request {
+    api_event("/v1/sources/darwinbox/events", "", headers, body)
+}
+
+/// A source with `auth = "standard_webhooks"` verifies what a sender signed
+/// with a published Standard Webhooks library, and keys the event by its
+/// `webhook-id` when no field is mapped for it: the sender's retry is the
+/// same request. Anything else is refused and changes nothing.
+#[tokio::test]
+async fn a_standard_webhooks_event_is_verified_and_keyed_by_its_id() {
+    let h = harness();
+    let body = recognition("ignored-here", "approved");
+    let id = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W";
+    let first = h
+        .intake
+        .handle(darwinbox(standard_signed(SW_SECRET, id, NOW, &body), &body))
+        .await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED, "{}", text(&first));
+    let retried = h
+        .intake
+        .handle(darwinbox(
+            standard_signed(SW_SECRET, id, NOW + 60, &body),
+            &body,
+        ))
+        .await;
+    assert_eq!(retried.status(), StatusCode::ACCEPTED);
+    assert_eq!(retried.headers()["idempotent-replayed"], "true");
+    assert_eq!(h.store.len(), 1);
+    let r = &h.store.all().unwrap()[0];
+    assert_eq!(r.idempotency_key.as_str(), format!("{id}:recognition"));
+    assert_eq!(r.event.id.as_deref(), Some(id));
+    assert_eq!(r.recipient.id.as_str(), "E1001");
+
+    let other = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let next = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4X";
+    let mut unsigned = standard_signed(SW_SECRET, next, NOW, &body);
+    unsigned
+        .as_object_mut()
+        .unwrap()
+        .remove("webhook-signature");
+    let mut no_id = standard_signed(SW_SECRET, next, NOW, &body);
+    no_id.as_object_mut().unwrap().remove("webhook-id");
+    // Only the first 8 signatures are looked at: a header of thousands
+    // costs no more than a few.
+    let mut many = standard_signed(SW_SECRET, next, NOW, &body);
+    let genuine = many["webhook-signature"].as_str().unwrap().to_owned();
+    many["webhook-signature"] = json!(format!("{}{genuine}", "v1,AAAA ".repeat(5_000)));
+    let mut other_id = standard_signed(SW_SECRET, next, NOW, &body);
+    other_id["webhook-id"] = json!("msg_somebody_else");
+    for (what, headers, sent) in [
+        (
+            "another secret",
+            standard_signed(other, next, NOW, &body),
+            body.clone(),
+        ),
+        (
+            "too old",
+            standard_signed(SW_SECRET, next, NOW - 301, &body),
+            body.clone(),
+        ),
+        (
+            "too new",
+            standard_signed(SW_SECRET, next, NOW + 301, &body),
+            body.clone(),
+        ),
+        (
+            "another body",
+            standard_signed(SW_SECRET, next, NOW, &body),
+            body.replace("500", "50000"),
+        ),
+        ("another id", other_id, body.clone()),
+        ("thousands of signatures", many, body.clone()),
+        ("no signature", unsigned, body.clone()),
+        ("no id", no_id, body.clone()),
+        (
+            "the pointsflow scheme",
+            signed(SECRET_OLD, NOW, &body),
+            body.clone(),
+        ),
+    ] {
+        let refused = h.intake.handle(darwinbox(headers, &sent)).await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(problem_code(&refused), "bad_signature", "{what}");
+    }
+    assert_eq!(h.store.len(), 1);
 }
 
 fn problem_code(response: &Response<Body>) -> String {

@@ -20,8 +20,8 @@ pub mod source;
 pub mod urls;
 pub use programs::{PROGRAM_FILE_FORMAT, ProgramFile};
 pub use source::{
-    BasicCredential, CallbackSettings, Condition, MAX_BODY_BYTES, Mapping, Route,
-    SalesforceSettings, SourceEntry, SourceKind, WebhookAuthKind, WebhookSettings,
+    BasicCredential, CallbackSettings, CallbackSignature, Condition, MAX_BODY_BYTES, Mapping,
+    Route, SalesforceSettings, SourceEntry, SourceKind, WebhookAuthKind, WebhookSettings,
 };
 
 /// The largest configuration a deployed stack can read, in bytes: the
@@ -766,7 +766,7 @@ impl Config {
                 out.extend(sf.tokens.iter().cloned());
             }
             if let Some(c) = &s.callback {
-                out.push(c.secret.clone());
+                out.extend(c.signing_secrets().into_iter().map(str::to_owned));
             }
             if let Some(w) = &s.webhook {
                 out.extend(w.keys.iter().cloned());

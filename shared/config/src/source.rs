@@ -90,18 +90,46 @@ pub struct SourceEntry {
 }
 
 /// A source's status callback: an HTTPS endpoint and the secret each call
-/// is signed with (HMAC-SHA256 over `{timestamp}.{body}`).
+/// is signed with, in the chosen scheme (`pointsflow_core::signing`).
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CallbackSettings {
     pub url: String,
     pub secret: String,
+    /// `standard_webhooks` only: secrets being retired, each of which also
+    /// signs every call until it is removed, so a receiver that still
+    /// holds one accepts the calls during a rotation.
+    #[serde(default)]
+    pub retiring_secrets: Vec<String>,
+    #[serde(default)]
+    pub signature: CallbackSignature,
+}
+
+/// How a status callback is signed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackSignature {
+    /// `x-pointsflow-signature: sha256=<hex HMAC of "{timestamp}.{body}">`.
+    #[default]
+    Pointsflow,
+    /// Standard Webhooks 1.0, with a `whsec_` secret.
+    StandardWebhooks,
+}
+
+impl CallbackSettings {
+    /// The secrets that sign each call: the current one first.
+    pub fn signing_secrets(&self) -> Vec<&str> {
+        std::iter::once(self.secret.as_str())
+            .chain(self.retiring_secrets.iter().map(String::as_str))
+            .collect()
+    }
 }
 
 impl std::fmt::Debug for CallbackSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CallbackSettings")
             .field("url", &self.url)
+            .field("signature", &self.signature)
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +161,9 @@ pub enum WebhookAuthKind {
     Bearer,
     Basic,
     Hmac,
+    /// Standard Webhooks 1.0: `webhook-id`, `webhook-timestamp` and
+    /// `webhook-signature` under one of `secrets` (`whsec_...`).
+    StandardWebhooks,
 }
 
 #[derive(Clone, Deserialize)]
@@ -357,6 +388,27 @@ pub(crate) fn check_secret<'a>(
     Ok(())
 }
 
+fn check_standard_secret(
+    entry: &str,
+    field: &'static str,
+    secret: &str,
+) -> Result<(), ConfigError> {
+    pointsflow_core::signing::WebhookSecret::parse(secret)
+        .map(|_| ())
+        .map_err(|problem| invalid(entry, field, problem))
+}
+
+fn check_tolerance(entry: &str, seconds: u64) -> Result<(), ConfigError> {
+    if seconds == 0 || seconds > 3_600 {
+        return Err(invalid(
+            entry,
+            "webhook.tolerance_seconds",
+            "must be 1 to 3600",
+        ));
+    }
+    Ok(())
+}
+
 fn check_path(entry: &str, field: &'static str, path: &str, json: bool) -> Result<(), ConfigError> {
     let ok = if json {
         path.starts_with('/') && path.len() > 1
@@ -442,6 +494,24 @@ pub(crate) fn validate<'a>(
             return Err(invalid(entry, "callback.url", e.to_string()));
         }
         check_secret(entry, "callback.secret", &callback.secret, 24, seen)?;
+        match callback.signature {
+            CallbackSignature::Pointsflow => {
+                if !callback.retiring_secrets.is_empty() {
+                    return Err(invalid(
+                        entry,
+                        "callback.retiring_secrets",
+                        "the pointsflow signature carries one secret; sign with standard_webhooks to rotate without a gap",
+                    ));
+                }
+            }
+            CallbackSignature::StandardWebhooks => {
+                check_standard_secret(entry, "callback.secret", &callback.secret)?;
+                for secret in &callback.retiring_secrets {
+                    check_secret(entry, "callback.retiring_secrets", secret, 24, seen)?;
+                    check_standard_secret(entry, "callback.retiring_secrets", secret)?;
+                }
+            }
+        }
     }
     match s.kind {
         SourceKind::Api => {
@@ -543,6 +613,20 @@ pub(crate) fn validate<'a>(
                         check_secret(entry, "webhook.basic.password", &c.password, 16, seen)?;
                     }
                 }
+                WebhookAuthKind::StandardWebhooks => {
+                    if w.secrets.is_empty() {
+                        return Err(invalid(
+                            entry,
+                            "webhook.secrets",
+                            "standard_webhooks auth needs whsec_ secrets",
+                        ));
+                    }
+                    for secret in &w.secrets {
+                        check_secret(entry, "webhook.secrets", secret, 24, seen)?;
+                        check_standard_secret(entry, "webhook.secrets", secret)?;
+                    }
+                    check_tolerance(entry, w.tolerance_seconds)?;
+                }
                 WebhookAuthKind::Hmac => {
                     if w.secrets.is_empty() {
                         return Err(invalid(entry, "webhook.secrets", "hmac auth needs secrets"));
@@ -550,13 +634,7 @@ pub(crate) fn validate<'a>(
                     for secret in &w.secrets {
                         check_secret(entry, "webhook.secrets", secret, 32, seen)?;
                     }
-                    if w.tolerance_seconds == 0 || w.tolerance_seconds > 3_600 {
-                        return Err(invalid(
-                            entry,
-                            "webhook.tolerance_seconds",
-                            "must be 1 to 3600",
-                        ));
-                    }
+                    check_tolerance(entry, w.tolerance_seconds)?;
                     for (field, header) in [
                         ("webhook.signature_header", &w.signature_header),
                         ("webhook.timestamp_header", &w.timestamp_header),
@@ -608,11 +686,17 @@ pub(crate) fn validate<'a>(
             ));
         }
     }
-    if json && mapping.event_id.is_none() {
+    // A Standard Webhooks sender's `webhook-id` is the event's id unless a
+    // field is mapped.
+    let id_in_header = s
+        .webhook
+        .as_ref()
+        .is_some_and(|w| w.auth == WebhookAuthKind::StandardWebhooks);
+    if json && mapping.event_id.is_none() && !id_in_header {
         return Err(invalid(
             entry,
             "mapping.event_id",
-            "a webhook needs the event's id: it is what makes a retry a duplicate",
+            "a webhook needs the event's id (or auth = \"standard_webhooks\", whose webhook-id is it): it is what makes a retry a duplicate",
         ));
     }
     if pointsflow_core::values::EventType::parse(&mapping.event_type).is_err() {
@@ -714,6 +798,14 @@ program = "sales"
 webhook = {{ auth = "hmac", secrets = ["hook_secret_0123456789abcdef0123456789"] }}
 mapping = {{ recipient = "/who", points = "/points", event_id = "/id", event_type = "recognition.awarded" }}
 
+[[sources]]
+id = "standard"
+kind = "webhook"
+program = "sales"
+webhook = {{ auth = "standard_webhooks", secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"] }}
+mapping = {{ recipient = "/who", points = "/points", event_type = "recognition.awarded" }}
+callback = {{ url = "https://example.com/hook", secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD8Xpq3shjV3I=", retiring_secrets = ["whsec_Qm9yZWRvbV9pc19ub3RfYV9zZWNyZXRfMTIzNDU2Nzg="], signature = "standard_webhooks" }}
+
 [[operators]]
 id = "ops-anna"
 api_key = "operator_key_0123456789"
@@ -726,7 +818,7 @@ roles = ["admin"]
 "#
         ))
         .unwrap();
-        assert_eq!(config.sources.len(), 3);
+        assert_eq!(config.sources.len(), 4);
         let shown = format!(
             "{:?} {:?} {:?}",
             config.sources, config.partners, config.operators
@@ -735,6 +827,9 @@ roles = ["admin"]
             "sf_token_0123",
             "api_key_0123",
             "hook_secret_0123",
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "C2FVsBQIhrscChlQIMV",
+            "Qm9yZWRvbV9pc19ub3Rf",
             "partner_secret",
             "operator_key",
         ] {
@@ -812,6 +907,48 @@ program = "sales"
 "#
                 .to_owned(),
                 "sources.api: program",
+            ),
+            (
+                r#"
+[[sources]]
+id = "hook"
+kind = "webhook"
+program = "sales"
+webhook = { auth = "standard_webhooks", secrets = ["hook_secret_0123456789abcdef0123456789"] }
+mapping = { recipient = "/who", points = "/points", event_type = "recognition.awarded" }
+"#
+                .to_owned(),
+                "sources.hook: webhook.secrets: must start with whsec_",
+            ),
+            (
+                r#"
+[[sources]]
+id = "api"
+api_key = "api_key_0123456789ab"
+callback = { url = "https://example.com/hook", secret = "cb_secret_0123456789abcdef", retiring_secrets = ["cb_old_secret_0123456789abcdef"] }
+"#
+                .to_owned(),
+                "sources.api: callback.retiring_secrets: the pointsflow signature carries one secret",
+            ),
+            (
+                r#"
+[[sources]]
+id = "api"
+api_key = "api_key_0123456789ab"
+callback = { url = "https://example.com/hook", secret = "whsec_c2hvcnQ=", signature = "standard_webhooks" }
+"#
+                .to_owned(),
+                "sources.api: callback.secret: must be at least 24 characters",
+            ),
+            (
+                r#"
+[[sources]]
+id = "api"
+api_key = "api_key_0123456789ab"
+callback = { url = "https://example.com/hook", secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", retiring_secrets = ["whsec_c2hvcnRfa2V5XzAxMjM0NTY3"], signature = "standard_webhooks" }
+"#
+                .to_owned(),
+                "sources.api: callback.retiring_secrets: must encode 24 to 64 bytes",
             ),
             (
                 format!("{SALESFORCE}\n[[operators]]\nid = \"ops-anna\"\nroles = [\"viewer\"]\n"),

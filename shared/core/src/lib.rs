@@ -23,6 +23,7 @@ pub mod reversal;
 pub mod schedule;
 pub mod search;
 pub mod sightings;
+pub mod signing;
 pub mod time;
 pub mod unsettled;
 pub mod values;

@@ -94,6 +94,7 @@ fn field(word: &str) -> Option<Field> {
         | "apikey"
         | "apikeys"
         | "xpointsflowsignature"
+        | "webhooksignature"
         | "signature"
         | "cookie" => Some(Field::Credential),
         _ => None,
