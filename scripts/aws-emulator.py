@@ -55,7 +55,8 @@ DYNAMODB = threading.Lock()
 CALLS = defaultdict(set)
 KEYS = defaultdict(set)
 CALLS_LOCK = threading.Lock()
-SERVICES = {"DynamoDB_20120810": "dynamodb", "AmazonSQS": "sqs", "secretsmanager": "secretsmanager"}
+SERVICES = {"DynamoDB_20120810": "dynamodb", "DynamoDBStreams_20120810": "dynamodb",
+            "AmazonSQS": "sqs", "secretsmanager": "secretsmanager", "AWSEvents": "events"}
 # Batch calls are authorised as their single-message action.
 BATCH = {"sqs:SendMessageBatch": "sqs:SendMessage", "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
          "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility"}

@@ -126,6 +126,7 @@ fn program(id: &str, state: ProgramState, budget: u64, cap: Option<u64>) -> Prog
         second_approval_threshold: None,
         reversal_limit: None,
         budget_alert_below: None,
+        events_show_member: false,
         wait_for_enrollment_hours: None,
         when_paused: Default::default(),
         on_undo: Default::default(),

@@ -31,13 +31,13 @@ use pointsflow_assembly::{Assembly, AssemblyError, Platform, Reach, SandboxAcces
 use pointsflow_aws::{
     DynamoAuditLog, DynamoEnrollments, DynamoLedger, DynamoLinkHistory, DynamoPartnerState,
     DynamoProgramStore, DynamoProposals, DynamoReportStore, DynamoRequestStore, DynamoWindowStore,
-    EventBridgeSchedules, ScheduleTarget, SqsDeadLetters, SqsQueue,
+    EventBridgeBus, EventBridgeSchedules, ScheduleTarget, SqsDeadLetters, SqsQueue,
 };
 use pointsflow_config::Config;
 use pointsflow_core::ports::{
-    AuditLog, CircuitStore, Clock, DeadLetters, Enrollments, IdSource, Ledger, LinkHistory,
-    ProgramStore, ProposalStore, Queue, QueueName, RateLimiter, ReportStore, RequestStore,
-    WindowSchedules, WindowStore,
+    AuditLog, CircuitStore, Clock, DeadLetters, Enrollments, EventBus, IdSource, Ledger,
+    LinkHistory, ProgramStore, ProposalStore, Queue, QueueName, RateLimiter, ReportStore,
+    RequestStore, WindowSchedules, WindowStore,
 };
 use pointsflow_core::time::{RandomIds, SystemClock};
 
@@ -56,6 +56,8 @@ pub const STACK: &str = "POINTSFLOW_STACK";
 pub const DISPATCH_FUNCTION_ARN: &str = "POINTSFLOW_DISPATCH_FUNCTION_ARN";
 pub const SCHEDULER_ROLE_ARN: &str = "POINTSFLOW_SCHEDULER_ROLE_ARN";
 pub const SCHEDULE_DEAD_LETTER_ARN: &str = "POINTSFLOW_SCHEDULE_DEAD_LETTER_ARN";
+/// The event bus the events function puts events on (its name or ARN).
+pub const EVENT_BUS: &str = "POINTSFLOW_EVENT_BUS";
 
 /// The variables naming a queue's URL and its dead-letter queue's.
 fn queue_variables(queue: QueueName) -> (&'static str, &'static str) {
@@ -206,6 +208,7 @@ async fn start() -> Result<Assembly<AwsPlatform>, ColdStartError> {
         }),
         None => None,
     };
+    platform.event_bus = optional(EVENT_BUS)?;
     platform.metric_stack = optional(STACK)?;
     Ok(Assembly::new(config, platform))
 }
@@ -287,8 +290,12 @@ pub struct AwsPlatform {
     dynamodb: aws_sdk_dynamodb::Client,
     sqs: aws_sdk_sqs::Client,
     scheduler: aws_sdk_scheduler::Client,
+    /// For the clients only one function uses (EventBridge), made when asked.
+    sdk: aws_config::SdkConfig,
     table: String,
     pub queues: HashMap<QueueName, QueueUrls>,
+    /// The event bus (the events function's).
+    pub event_bus: Option<String>,
     /// Where window schedules invoke dispatch (EventBridge Scheduler).
     pub schedule_target: Option<ScheduleTarget>,
     /// Window schedules kept elsewhere (the local stack fires them in
@@ -309,8 +316,10 @@ impl AwsPlatform {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
             scheduler: aws_sdk_scheduler::Client::new(sdk),
+            sdk: sdk.clone(),
             table: table.into(),
             queues: HashMap::new(),
+            event_bus: None,
             schedule_target: None,
             schedules: None,
             sandbox: None,
@@ -431,6 +440,16 @@ impl Platform for AwsPlatform {
         Ok(Arc::new(EventBridgeSchedules::new(
             self.scheduler.clone(),
             target,
+        )))
+    }
+
+    fn event_bus(&self) -> Result<Arc<dyn EventBus>, AssemblyError> {
+        let bus = self.event_bus.as_deref().ok_or_else(|| {
+            AssemblyError::NotProvided(format!("the event bus is not set ({EVENT_BUS})"))
+        })?;
+        Ok(Arc::new(EventBridgeBus::new(
+            aws_sdk_eventbridge::Client::new(&self.sdk),
+            bus,
         )))
     }
 

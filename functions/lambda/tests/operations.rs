@@ -7,30 +7,8 @@
 
 mod common;
 
-use common::Provisioned;
+use common::{CONFIG, Provisioned};
 use serde_json::{Value, json};
-
-const CONFIG: &str = r#"
-[[sources]]
-id = "salesforce"
-api_key = "pf_test_key_0123456789"
-
-[[partners]]
-id = "air"
-kind = "rest"
-base_url = "http://127.0.0.1:9"
-api_key = "partner-key"
-
-[[programs]]
-id = "sales-incentive"
-sources = ["salesforce"]
-name = "Sales incentive"
-currency = "USD"
-budget = 1000000
-points = { rule = "given" }
-transfer = { mode = "realtime" }
-destination = { partner = "air", partner_program = "SKY" }
-"#;
 
 fn event_file(name: &str) -> Value {
     serde_json::from_str(

@@ -11,13 +11,14 @@ use std::collections::BTreeSet;
 
 use pointsflow_conformance::template::{self, Statement};
 
-const FUNCTIONS: [&str; 6] = [
+const FUNCTIONS: [&str; 7] = [
     "IntakeFunction",
     "EligibilityFunction",
     "DispatchFunction",
     "CallbacksFunction",
     "OperationsFunction",
     "AdminFunction",
+    "EventsFunction",
 ];
 
 /// A partition key of each kind of item (docs/data-model.md).
@@ -288,4 +289,108 @@ fn only_the_operators_functions_and_the_resolver_read_in_batches_and_only_reques
             assert!(reached.is_empty(), "{function} may not read in batches");
         }
     }
+}
+
+/// The events function reads the table's stream, only points requests'
+/// records invoke it, a failing record is retried in halves and finally
+/// named on its dead-letter queue, and it puts events on the stack's bus,
+/// which nothing else may: it reads nothing of the table but the programs
+/// and writes nothing there.
+#[test]
+fn the_events_function_reads_requests_changes_and_only_it_puts_events() {
+    let spec = template::function("EventsFunction");
+    assert_eq!(
+        spec.actions,
+        BTreeSet::from(
+            [
+                "secretsmanager:GetSecretValue",
+                "dynamodb:GetItem",
+                "dynamodb:Query",
+                "dynamodb:DescribeStream",
+                "dynamodb:GetRecords",
+                "dynamodb:GetShardIterator",
+                "dynamodb:ListStreams",
+                "events:PutEvents",
+                "sqs:SendMessage",
+            ]
+            .map(str::to_owned)
+        )
+    );
+    for read in ["dynamodb:GetItem", "dynamodb:Query"] {
+        assert_eq!(
+            reachable(&spec.statements, read),
+            BTreeSet::from(["PROGRAMS"]),
+            "{read}"
+        );
+    }
+    let resources_of = |action: &str| -> BTreeSet<String> {
+        spec.statements
+            .iter()
+            .filter(|s| s.actions.contains(action))
+            .flat_map(|s| s.resources.iter().cloned())
+            .collect()
+    };
+    assert_eq!(
+        resources_of("events:PutEvents"),
+        BTreeSet::from(["!GetAtt EventBus.Arn".to_owned()])
+    );
+    assert_eq!(
+        resources_of("dynamodb:GetRecords"),
+        BTreeSet::from(["!GetAtt LedgerTable.StreamArn".to_owned()])
+    );
+    assert_eq!(
+        resources_of("sqs:SendMessage"),
+        BTreeSet::from(["!GetAtt EventsDeadLetterQueue.Arn".to_owned()])
+    );
+    for function in FUNCTIONS {
+        if function != "EventsFunction" {
+            assert!(
+                !template::function(function)
+                    .actions
+                    .iter()
+                    .any(|a| a.starts_with("events:")),
+                "{function} may put events"
+            );
+        }
+    }
+    let root = template::root();
+    assert_eq!(
+        root["Resources"]["LedgerTable"]["Properties"]["StreamSpecification"]["StreamViewType"]
+            .as_str(),
+        Some("NEW_AND_OLD_IMAGES")
+    );
+    let stream =
+        &root["Resources"]["EventsFunction"]["Properties"]["Events"]["TableStream"]["Properties"];
+    assert_eq!(stream["BisectBatchOnFunctionError"].as_bool(), Some(true));
+    assert_eq!(
+        stream["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
+    let retries = stream["MaximumRetryAttempts"].as_u64().unwrap();
+    assert!((1..=10_000).contains(&retries), "finite retries");
+    assert!(stream["MaximumRecordAgeInSeconds"].as_u64().unwrap() <= 86_400);
+    assert_eq!(
+        format!(
+            "{:?}",
+            stream["DestinationConfig"]["OnFailure"]["Destination"]
+        ),
+        format!(
+            "{:?}",
+            root["Resources"]["EventsFunction"]["Properties"]["Policies"][0]["Statement"][4]["Resource"]
+        )
+    );
+    let pattern: serde_json::Value = serde_json::from_str(
+        stream["FilterCriteria"]["Filters"][0]["Pattern"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        pattern,
+        serde_json::json!({"dynamodb": {"Keys": {"pk": {"S": [{"prefix": "REQ#"}]}, "sk": {"S": ["REQUEST"]}}}})
+    );
+    assert_eq!(
+        root["Resources"]["EventArchive"]["Properties"]["RetentionDays"],
+        serde_yaml::from_str::<serde_yaml::Value>("!Ref EventArchiveDays").unwrap()
+    );
 }

@@ -32,6 +32,7 @@ use pointsflow_core::values::{PartnerId, SourceId};
 use pointsflow_dispatch::resolve::Resolution;
 use pointsflow_dispatch::{Dispatch, DispatchPorts};
 use pointsflow_eligibility::{Eligibility, EligibilityPorts};
+use pointsflow_events::{Events, EventsPorts};
 use pointsflow_intake::{DEFAULT_MAX_BODY_BYTES, Intake, IntakeConfig, IntakePorts};
 use pointsflow_operations::{Operations, OperationsConfig, OperationsPorts};
 use pointsflow_runtime::Backoff;
@@ -332,6 +333,15 @@ impl<P: Platform> Assembly<P> {
             },
         )
         .map_err(|e| AssemblyError::HttpClient(e.to_string()))
+    }
+
+    /// The events function: each stored change of a request, as events on
+    /// the stack's bus.
+    pub async fn events(&self) -> Result<Events, AssemblyError> {
+        Ok(Events::new(EventsPorts {
+            bus: self.platform.event_bus()?,
+            programs: self.catalog().await?,
+        }))
     }
 
     /// Every handler (the local stack and the simulator run them all).

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use pointsflow_core::ports::{
-    AuditLog, CircuitStore, Clock, DeadLetters, Enrollments, IdSource, Ledger, LinkHistory,
-    PartnerConnector, ProgramStore, ProposalStore, Queue, QueueName, RateLimiter, ReportStore,
-    RequestStore, WindowSchedules, WindowStore,
+    AuditLog, CircuitStore, Clock, DeadLetters, Enrollments, EventBus, IdSource, Ledger,
+    LinkHistory, PartnerConnector, ProgramStore, ProposalStore, Queue, QueueName, RateLimiter,
+    ReportStore, RequestStore, WindowSchedules, WindowStore,
 };
 use pointsflow_core::values::PartnerId;
 
@@ -65,6 +65,13 @@ pub trait Platform: Send + Sync {
     fn schedules(&self) -> Result<Arc<dyn WindowSchedules>, AssemblyError>;
     fn clock(&self) -> Arc<dyn Clock>;
     fn ids(&self) -> Arc<dyn IdSource>;
+
+    /// The stack's event bus (the events function's).
+    fn event_bus(&self) -> Result<Arc<dyn EventBus>, AssemblyError> {
+        Err(AssemblyError::NotProvided(
+            "this stack has no event bus".into(),
+        ))
+    }
 
     /// The sandbox partner, when this stack runs one.
     fn sandbox(&self) -> Option<SandboxAccess> {

@@ -5,6 +5,7 @@
 //!
 //! Wire mapping (`AttributeValue` <-> domain) is private to this crate.
 
+mod bus;
 mod days;
 mod enrollments;
 mod governance;
@@ -16,12 +17,14 @@ mod proposals;
 mod schedules;
 mod sqs;
 mod store;
+pub mod stream;
 mod unsettled;
 mod versioned;
 mod windows;
 
 pub mod tables;
 
+pub use bus::EventBridgeBus;
 pub use enrollments::{DynamoEnrollments, DynamoLinkHistory};
 pub use governance::DynamoPartnerState;
 pub use ledger::DynamoLedger;

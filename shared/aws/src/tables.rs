@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
 };
 
 /// The sparse index of requests waiting for enrollment, by program.
@@ -117,6 +117,14 @@ pub async fn create_ledger_table(client: &Client, name: &str) -> Result<(), Stri
         .global_secondary_indexes(day)
         .global_secondary_indexes(lookup)
         .global_secondary_indexes(record)
+        // Every write's item before and after, for the events function.
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .map_err(|e| e.to_string())?,
+        )
         .send()
         .await;
     match created {

@@ -87,11 +87,11 @@ pub async fn concurrent_updates_lose_nothing(store: &Store) {
                 let mut current = get.get(&id).await.unwrap().unwrap();
                 current
                     .timeline
-                    .push(pointsflow_core::request::TimelineEntry {
-                        state: current.state(),
-                        at: t0(),
-                        detail: format!("writer {i}"),
-                    });
+                    .push(pointsflow_core::request::TimelineEntry::new(
+                        current.state(),
+                        t0(),
+                        format!("writer {i}"),
+                    ));
                 match update.update(&current).await {
                     Ok(_) => break,
                     Err(StoreError::Conflict { .. }) => continue,

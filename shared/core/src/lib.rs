@@ -9,6 +9,7 @@ pub mod audit;
 pub mod callback;
 pub mod delivery;
 pub mod enrollment;
+pub mod events;
 pub mod governance;
 pub mod ledger;
 pub mod money;

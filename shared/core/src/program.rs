@@ -358,6 +358,10 @@ pub struct Program {
     /// (every operator reversal needs two admins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reversal_limit: Option<Points>,
+    /// Events on the bus show the member number credited in full; by
+    /// default only its last four characters, as the logs do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub events_show_member: bool,
     /// When the budget's available points fall below this, each reservation
     /// reports it (the metric `BudgetLow` and its alarm); absent: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]

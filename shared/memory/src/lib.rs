@@ -5,6 +5,7 @@
 //! the domain alone; what drives a queue's handler the way Lambda does is
 //! the harness's (`pointsflow-harness`).
 
+mod bus;
 mod config;
 mod governance;
 mod ledger;
@@ -15,6 +16,7 @@ mod schedules;
 mod store;
 mod windows;
 
+pub use bus::MemoryBus;
 pub use config::{MemoryEnrollments, MemoryLinkHistory, MemoryProgramStore, StaticCatalog};
 pub use governance::MemoryPartnerState;
 pub use ledger::{LedgerSnapshot, MemoryLedger};

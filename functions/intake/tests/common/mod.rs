@@ -37,6 +37,7 @@ pub fn program(id: &str, points: PointsRule) -> Program {
         second_approval_threshold: None,
         reversal_limit: None,
         budget_alert_below: None,
+        events_show_member: false,
         wait_for_enrollment_hours: None,
         when_paused: Default::default(),
         on_undo: Default::default(),

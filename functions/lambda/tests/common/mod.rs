@@ -8,9 +8,33 @@ use pointsflow_conformance::runtime_api::{self, Outcome};
 use pointsflow_lambda::{
     AWS_ENDPOINT, CALLBACK_DLQ_URL, CALLBACK_QUEUE_URL, CONFIG_SECRET, DISPATCH_DLQ_URL,
     DISPATCH_FUNCTION_ARN, DISPATCH_QUEUE_URL, ELIGIBILITY_DLQ_URL, ELIGIBILITY_QUEUE_URL,
-    SCHEDULE_DEAD_LETTER_ARN, SCHEDULE_PREFIX, SCHEDULER_ROLE_ARN, STACK, TABLE,
+    EVENT_BUS, SCHEDULE_DEAD_LETTER_ARN, SCHEDULE_PREFIX, SCHEDULER_ROLE_ARN, STACK, TABLE,
 };
 use serde_json::Value;
+
+/// A configuration of one API source (`salesforce`) and one real-time
+/// program (`sales-incentive`) crediting a partner nobody calls.
+pub const CONFIG: &str = r#"
+[[sources]]
+id = "salesforce"
+api_key = "pf_test_key_0123456789"
+
+[[partners]]
+id = "air"
+kind = "rest"
+base_url = "http://127.0.0.1:9"
+api_key = "partner-key"
+
+[[programs]]
+id = "sales-incentive"
+sources = ["salesforce"]
+name = "Sales incentive"
+currency = "USD"
+budget = 1000000
+points = { rule = "given" }
+transfer = { mode = "realtime" }
+destination = { partner = "air", partner_program = "SKY" }
+"#;
 
 /// The table, queues and configuration secret of one test stack.
 #[derive(Debug, Clone)]
@@ -21,6 +45,8 @@ pub struct Provisioned {
     pub eligibility: QueuePair,
     pub dispatch: QueuePair,
     pub callbacks: QueuePair,
+    /// The event bus (its name).
+    pub event_bus: String,
 }
 
 impl Provisioned {
@@ -37,6 +63,13 @@ impl Provisioned {
             tables::create_queue_pair(&sqs, &format!("{prefix}-dispatch"), 30, 5).await?;
         let callbacks =
             tables::create_queue_pair(&sqs, &format!("{prefix}-callbacks"), 30, 5).await?;
+        let event_bus = format!("{prefix}-events");
+        aws_sdk_eventbridge::Client::new(&sdk)
+            .create_event_bus()
+            .name(&event_bus)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string())?;
         let secret = format!("{prefix}/config");
         aws_sdk_secretsmanager::Client::new(&sdk)
             .create_secret()
@@ -52,6 +85,7 @@ impl Provisioned {
             eligibility,
             dispatch,
             callbacks,
+            event_bus,
         })
     }
 
@@ -118,6 +152,7 @@ impl Provisioned {
             ),
             (SCHEDULE_DEAD_LETTER_ARN, self.dispatch.dlq_arn.clone()),
             (STACK, self.table.trim_end_matches("-ledger").to_owned()),
+            (EVENT_BUS, self.event_bus.clone()),
             (AWS_ENDPOINT, self.endpoint.clone()),
         ]
         .into_iter()

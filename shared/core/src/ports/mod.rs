@@ -8,6 +8,7 @@
 mod audit;
 mod enrollment;
 mod error;
+mod events;
 mod governance;
 mod ledger;
 mod partners;
@@ -23,6 +24,7 @@ mod windows;
 pub use audit::AuditLog;
 pub use enrollment::{Enrollments, LinkHistory};
 pub use error::{QueueError, StoreError};
+pub use events::{BusError, EventBus};
 pub use governance::{CircuitStore, RateLimiter};
 pub use ledger::{Ledger, LedgerRead, LedgerWrite};
 pub use partners::{PartnerConnector, StatementError};

@@ -57,33 +57,31 @@ impl PointsRequest {
         match decision {
             ApprovalDecision::Approve if self.approvals_needed > 1 => match &self.first_approval {
                 None => {
-                    self.timeline.push(TimelineEntry {
+                    self.timeline.push(TimelineEntry::new(
                         state,
                         at,
-                        detail: format!(
-                            "first approval by {by}{because}; a second approver must confirm"
-                        ),
-                    });
+                        format!("first approval by {by}{because}; a second approver must confirm"),
+                    ));
                     self.first_approval = Some(Box::new(given));
                     return Ok(true);
                 }
                 Some(first) if &first.by == by => {
                     return Err(ApprovalError::SameApprover { by: by.clone() });
                 }
-                Some(first) => self.timeline.push(TimelineEntry {
+                Some(first) => self.timeline.push(TimelineEntry::new(
                     state,
                     at,
-                    detail: format!(
+                    format!(
                         "approved by {by} (second approver, after {}){because}",
                         first.by
                     ),
-                }),
+                )),
             },
-            ApprovalDecision::Approve => self.timeline.push(TimelineEntry {
+            ApprovalDecision::Approve => self.timeline.push(TimelineEntry::new(
                 state,
                 at,
-                detail: format!("approved by {by}{because}"),
-            }),
+                format!("approved by {by}{because}"),
+            )),
             ApprovalDecision::Decline => {
                 let Some(r) = reason else {
                     return Err(ApprovalError::BadReason("a decline needs a reason"));

@@ -11,7 +11,7 @@ mod reversing;
 pub mod status;
 
 pub use retrying::RetryError;
-pub use status::{Status, StatusKind, TimelineEntry};
+pub use status::{ReversalStep, ReversalStepKind, Status, StatusKind, TimelineEntry};
 
 use crate::approval::Approval;
 use crate::delivery::DeliveryState;
@@ -220,11 +220,11 @@ impl NewRequest {
             round: 0,
             stalled: false,
             reversals: Vec::new(),
-            timeline: vec![TimelineEntry {
-                state: StatusKind::Received,
-                at: received_at,
-                detail: "accepted".to_owned(),
-            }],
+            timeline: vec![TimelineEntry::new(
+                StatusKind::Received,
+                received_at,
+                "accepted",
+            )],
             version: 0,
         }
     }
@@ -244,11 +244,7 @@ impl PointsRequest {
             return Err(IllegalTransition { from, to: to_kind });
         }
         self.status = to;
-        self.timeline.push(TimelineEntry {
-            state: to_kind,
-            at,
-            detail: detail.into(),
-        });
+        self.timeline.push(TimelineEntry::new(to_kind, at, detail));
         Ok(())
     }
 

@@ -71,11 +71,11 @@ impl PointsRequest {
         self.dispatch_attempts = 0;
         self.attempt_at = None;
         self.credit = None;
-        self.timeline.push(TimelineEntry {
-            state: StatusKind::Received,
+        self.timeline.push(TimelineEntry::new(
+            StatusKind::Received,
             at,
-            detail: format!("retried by {by} (round {}): {reason}", self.round + 1),
-        });
+            format!("retried by {by} (round {}): {reason}", self.round + 1),
+        ));
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::PointsRequest;
-use super::status::{Status, StatusKind, TimelineEntry};
+use super::status::{ReversalStep, ReversalStepKind, Status, StatusKind, TimelineEntry};
 use crate::reversal::{MAX_REVERSAL_ID_CHARS, Requested, Reversal, ReversalError, ReversalState};
 use crate::values::Points;
 
@@ -97,9 +97,15 @@ impl PointsRequest {
             state: ReversalState::Requested,
         };
         self.timeline.push(TimelineEntry {
-            state,
-            at,
-            detail: format!("reversal {id} of {amount} points asked by {by}: {reason}"),
+            reversal: Some(ReversalStep {
+                id: id.to_owned(),
+                step: ReversalStepKind::Asked,
+            }),
+            ..TimelineEntry::new(
+                state,
+                at,
+                format!("reversal {id} of {amount} points asked by {by}: {reason}"),
+            )
         });
         self.reversals.push(reversal.clone());
         Ok(Requested::New(reversal))
@@ -129,6 +135,13 @@ impl PointsRequest {
             }
             ReversalState::Requested => String::new(),
         };
+        let step = ReversalStep {
+            id: id.to_owned(),
+            step: match outcome {
+                ReversalState::Done { .. } => ReversalStepKind::Done,
+                _ => ReversalStepKind::Refused,
+            },
+        };
         reversal.state = outcome;
         if self.state() == StatusKind::Credited && self.reversed_done() >= self.credited_points() {
             self.transition(Status::Reversed, at, detail).map_err(|_| {
@@ -138,7 +151,10 @@ impl PointsRequest {
             })?;
         } else {
             let state = self.state();
-            self.timeline.push(TimelineEntry { state, at, detail });
+            self.timeline.push(TimelineEntry::new(state, at, detail));
+        }
+        if let Some(line) = self.timeline.last_mut() {
+            line.reversal = Some(step);
         }
         Ok(true)
     }

@@ -188,4 +188,35 @@ pub struct TimelineEntry {
     pub state: StatusKind,
     pub at: DateTime<Utc>,
     pub detail: String,
+    /// The step of a reversal this line records, if it records one (a
+    /// line written before reversals were named here has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reversal: Option<ReversalStep>,
+}
+
+impl TimelineEntry {
+    pub fn new(state: StatusKind, at: DateTime<Utc>, detail: impl Into<String>) -> Self {
+        Self {
+            state,
+            at,
+            detail: detail.into(),
+            reversal: None,
+        }
+    }
+}
+
+/// A reversal's step, as a timeline line records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReversalStep {
+    /// The reversal's id on the request.
+    pub id: String,
+    pub step: ReversalStepKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReversalStepKind {
+    Asked,
+    Done,
+    Refused,
 }
