@@ -239,6 +239,7 @@ impl World {
                 PartnerId::parse(PARTNER).map_err(|e| e.to_string())?,
                 partner.clone() as Arc<dyn PartnerConnector>,
             )])),
+            event_bus: None,
         };
         // Funded before the run, past the fault layer.
         pointsflow_assembly::fund(&config, ledger.as_ref(), start)

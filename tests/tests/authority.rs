@@ -75,6 +75,7 @@ fn arguments(command: &str, request: &str) -> Value {
         "proposal" | "confirm" => json!({"proposal_id": proposal}),
         "withdraw" => json!({"proposal_id": proposal, "reason": "no"}),
         "redrive" => json!({"queue": "dispatch", "max": 1}),
+        "resend_events" => json!({"request_id": request}),
         "reconcile" => json!({"last_hours": 1}),
         "link" => json!({"program": "sales-incentive", "recipient": "005NEW",
                          "member_number": "SKY1000005", "first_name": "Grace", "last_name": "Hopper"}),

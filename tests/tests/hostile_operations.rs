@@ -53,6 +53,7 @@ const COMMANDS: &[&str] = &[
     "report",
     "notify",
     "redrive",
+    "resend_events",
     "audit",
     "programs",
     "program",

@@ -156,6 +156,23 @@ pub enum Command {
     Notify {
         request_id: RequestId,
     },
+    /// Puts every event of one request, or of a period's requests (as a
+    /// reconciliation reads them: sent to the partner, or received, in
+    /// `[from, to)`), on the event bus again: the same events, with the
+    /// same ids, so a consumer that has them de-duplicates them. At most
+    /// [`RESEND_PAGE`] requests a call; `next` in the answer goes on.
+    ResendEvents {
+        #[serde(default)]
+        request_id: Option<RequestId>,
+        #[serde(default)]
+        from: Option<String>,
+        #[serde(default)]
+        to: Option<String>,
+        #[serde(default)]
+        program: Option<ProgramId>,
+        #[serde(default)]
+        cursor: Option<String>,
+    },
     /// Moves dead letters back to their queue after a fix.
     Redrive {
         queue: QueueName,
@@ -231,6 +248,9 @@ pub enum Command {
 /// reverse more than the program's `reversal_limit` (then as a proposal).
 /// The template's per-role policies grant the admin API's routes from
 /// this list.
+/// The most requests one `resend_events` call sends the events of.
+pub const RESEND_PAGE: usize = 200;
+
 pub const COMMANDS: &[(&str, &[Role])] = &[
     ("get", &[Role::Viewer]),
     ("search", &[Role::Viewer]),
@@ -249,6 +269,7 @@ pub const COMMANDS: &[(&str, &[Role])] = &[
     ("resolve", &[Role::Operator]),
     ("notify", &[Role::Operator]),
     ("redrive", &[Role::Operator]),
+    ("resend_events", &[Role::Operator]),
     ("reconcile", &[Role::Operator]),
     ("link", &[Role::Operator, Role::Admin]),
     ("reverse", &[Role::Operator, Role::Admin]),
@@ -281,6 +302,7 @@ impl Command {
             Command::Audit { .. } => "audit",
             Command::Notify { .. } => "notify",
             Command::Redrive { .. } => "redrive",
+            Command::ResendEvents { .. } => "resend_events",
             Command::Programs => "programs",
             Command::Program { .. } => "program",
             Command::ProposeProgram { .. } => "propose_program",
@@ -560,6 +582,8 @@ pub struct OperationsPorts {
     pub reports: Arc<dyn pointsflow_core::ports::ReportStore>,
     /// The callbacks queue, when a source has a callback.
     pub callbacks: Option<Arc<dyn PublishCallback>>,
+    /// The event bus, when the stack has one (`resend_events`).
+    pub events: Option<Arc<dyn pointsflow_core::ports::EventBus>>,
     /// Applied program revisions, and what applying one sets going.
     pub program_store: Arc<dyn ProgramStore>,
     pub waiting: Arc<dyn WaitingRequests>,
@@ -837,6 +861,20 @@ impl Operations {
             }
             Command::Notify { request_id } => self.notify(request_id).await,
             Command::Redrive { queue, max } => self.redrive(*queue, *max).await,
+            Command::ResendEvents {
+                request_id,
+                from,
+                to,
+                program,
+                cursor,
+            } => {
+                self.resend_events(
+                    request_id.as_ref(),
+                    (from.as_deref(), to.as_deref(), program.clone()),
+                    cursor.as_deref(),
+                )
+                .await
+            }
             Command::Programs => self.list_programs().await,
             Command::Program { program } => self.show_program(program).await,
             Command::ProposeProgram {
@@ -1140,6 +1178,74 @@ impl Operations {
             clock: self.ports.clock.clone(),
         };
         Ok(ports.reconcile(scope).await?)
+    }
+
+    async fn resend_events(
+        &self,
+        request_id: Option<&RequestId>,
+        (from, to, program): (Option<&str>, Option<&str>, Option<ProgramId>),
+        cursor: Option<&str>,
+    ) -> Result<(Value, String), OpError> {
+        let bus = self.ports.events.clone().ok_or_else(|| {
+            OpError::new(
+                "no_event_bus",
+                "this stack has no event bus to send events to",
+            )
+        })?;
+        let (ids, next) = match (request_id, from, to) {
+            (Some(id), None, None) if program.is_none() && cursor.is_none() => {
+                (vec![id.clone()], None)
+            }
+            (None, Some(_), Some(_)) => {
+                let scope = self.scope(None, from, to, None, program)?;
+                let page = self.ports.lines.lines(&scope, cursor, RESEND_PAGE).await?;
+                (page.lines.into_iter().map(|l| l.id).collect(), page.next)
+            }
+            _ => {
+                return Err(OpError::new(
+                    "invalid_command",
+                    "resend_events needs request_id, or from and to (and optionally program and cursor)",
+                ));
+            }
+        };
+        let mut changes = Vec::with_capacity(ids.len());
+        for id in &ids {
+            changes.push(pointsflow_core::events::Change {
+                position: id.to_string(),
+                before: None,
+                after: self.load(id).await?,
+            });
+        }
+        let sender = pointsflow_events::Events::new(pointsflow_events::EventsPorts {
+            bus,
+            programs: self.ports.programs.clone(),
+        });
+        let published = sender.publish(&changes).await;
+        if let Some(request) = published.failed_from {
+            return Err(OpError::unavailable(
+                "the event bus",
+                format!(
+                    "it did not take the events of {request} and later; run the command again{}",
+                    cursor
+                        .map(|c| format!(" with cursor {c}"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        let summary = format!(
+            "{} events of {} requests sent again{}",
+            published.events,
+            ids.len(),
+            if next.is_some() {
+                "; more: run again with next as cursor"
+            } else {
+                ""
+            }
+        );
+        Ok((
+            json!({"requests": ids.len(), "events": published.events, "next": next}),
+            summary,
+        ))
     }
 
     async fn redrive(

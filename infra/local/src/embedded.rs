@@ -8,9 +8,9 @@ use std::sync::Arc;
 use pointsflow_assembly::{Adapters, AssemblyError};
 use pointsflow_core::ports::{Clock, DeadLetters, IdSource, Queue, QueueName};
 use pointsflow_memory::{
-    MemoryAuditLog, MemoryDeadLetters, MemoryEnrollments, MemoryLedger, MemoryLinkHistory,
-    MemoryPartnerState, MemoryProgramStore, MemoryProposals, MemoryQueue, MemoryReportStore,
-    MemoryRequestStore, MemorySchedules, MemoryWindowStore, QueueConfig,
+    MemoryAuditLog, MemoryBus, MemoryDeadLetters, MemoryEnrollments, MemoryLedger,
+    MemoryLinkHistory, MemoryPartnerState, MemoryProgramStore, MemoryProposals, MemoryQueue,
+    MemoryReportStore, MemoryRequestStore, MemorySchedules, MemoryWindowStore, QueueConfig,
 };
 
 use crate::config::LocalConfig;
@@ -89,6 +89,8 @@ pub struct Embedded {
     pub queues: HashMap<QueueName, QueuePair>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdSource>,
+    /// The event bus (what `resend_events` puts events on).
+    pub bus: Arc<MemoryBus>,
 }
 
 impl Embedded {
@@ -137,6 +139,7 @@ impl Embedded {
             ]),
             clock,
             ids,
+            bus: Arc::new(MemoryBus::new()),
         }
     }
 
@@ -176,6 +179,7 @@ impl Embedded {
             ids: self.ids.clone(),
             sandbox: None,
             connectors: None,
+            event_bus: Some(self.bus.clone()),
         }
     }
 }

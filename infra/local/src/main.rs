@@ -257,6 +257,23 @@ enum OpsAction {
     },
     /// Send a request's final status to its source's callback again.
     Notify { id: String },
+    /// Put every event of a request, or of a period's requests (--from,
+    /// --to), on the event bus again (the same events, the same ids).
+    ResendEvents {
+        /// One request.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        id: Option<String>,
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// With a period: one program only.
+        #[arg(long)]
+        program: Option<String>,
+        /// Go on from where the last call stopped (its `next`).
+        #[arg(long)]
+        cursor: Option<String>,
+    },
     /// The commands operators ran on a day (UTC, YYYY-MM-DD; today by default).
     Audit {
         #[arg(long)]
@@ -636,6 +653,20 @@ fn ops_command(action: OpsAction) -> (&'static str, serde_json::Value) {
         OpsAction::Notify { id } => {
             put("request_id", Some(json!(id)));
             "notify"
+        }
+        OpsAction::ResendEvents {
+            id,
+            from,
+            to,
+            program,
+            cursor,
+        } => {
+            put("request_id", id.map(|v| json!(v)));
+            put("from", from.map(|v| json!(v)));
+            put("to", to.map(|v| json!(v)));
+            put("program", program.map(|v| json!(v)));
+            put("cursor", cursor.map(|v| json!(v)));
+            "resend_events"
         }
         OpsAction::Audit { day } => {
             put("day", day.map(|v| json!(v)));

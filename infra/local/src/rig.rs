@@ -152,6 +152,7 @@ impl WindowRig {
                 program.destination.partner.clone(),
                 partner,
             )])),
+            event_bus: None,
         };
         let assembly = Assembly::new(rig_config(&program), adapters);
         let dispatch = assembly.dispatch().await?;

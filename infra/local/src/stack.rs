@@ -102,6 +102,9 @@ pub struct Stack {
     pub link_history: Arc<MemoryLinkHistory>,
     pub programs: Arc<MemoryProgramStore>,
     pub proposals: Arc<MemoryProposals>,
+    /// The event bus (`resend_events`; the events function does not run
+    /// locally yet).
+    pub bus: Arc<pointsflow_memory::MemoryBus>,
     shutdown: CancellationToken,
     sandbox_shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -341,6 +344,7 @@ impl Stack {
             platform.programs.clone(),
             platform.proposals.clone(),
         );
+        let bus = platform.bus.clone();
         let resolve_every = Duration::from_millis(config.resolve_every_ms);
         let mut adapters = platform.adapters();
         adapters.sandbox = sandbox.as_ref().map(|s| s.access(&config));
@@ -408,6 +412,7 @@ impl Stack {
             link_history,
             programs,
             proposals,
+            bus,
             shutdown,
             sandbox_shutdown,
             tasks,

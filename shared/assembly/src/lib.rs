@@ -288,6 +288,8 @@ impl<P: Platform> Assembly<P> {
                 lines: store.clone(),
                 reports: self.platform.reports(),
                 callbacks: Some(callbacks),
+                // A stack without a bus answers `resend_events` so.
+                events: self.platform.event_bus().ok(),
                 program_store: self.platform.program_store(),
                 waiting: store,
                 schedules: self.platform.schedules()?,

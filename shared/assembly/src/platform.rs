@@ -119,9 +119,17 @@ pub struct Adapters {
     pub ids: Arc<dyn IdSource>,
     pub sandbox: Option<SandboxAccess>,
     pub connectors: Option<HashMap<PartnerId, Arc<dyn PartnerConnector>>>,
+    /// The stack's event bus, if it has one.
+    pub event_bus: Option<Arc<dyn EventBus>>,
 }
 
 impl Platform for Adapters {
+    fn event_bus(&self) -> Result<Arc<dyn EventBus>, AssemblyError> {
+        self.event_bus
+            .clone()
+            .ok_or_else(|| AssemblyError::NotProvided("this stack has no event bus".into()))
+    }
+
     fn requests(&self) -> Arc<dyn RequestStore> {
         self.requests.clone()
     }
