@@ -410,3 +410,93 @@ fn the_events_function_reads_requests_changes_and_puts_events_on_its_bus() {
         serde_yaml::from_str::<serde_yaml::Value>("!Ref EventArchiveDays").unwrap()
     );
 }
+
+/// The optional notification rules (off by default) send a sentence for a
+/// credited or a failed request to a topic of the stack's own, which only
+/// those two rules may publish to, and leave replayed events out, so a
+/// replay to a new consumer notifies nobody twice; the optional event log
+/// takes every event.
+#[test]
+fn notifications_and_the_event_log_are_optional_and_replays_notify_nobody() {
+    let root = template::root();
+    let parameters = &root["Parameters"];
+    for parameter in ["Notifications", "EventLog"] {
+        assert_eq!(parameters[parameter]["Default"].as_str(), Some("off"));
+    }
+    let resources = &root["Resources"];
+    for (rule, kind, field) in [
+        ("NotifyCredited", "Points Credited", "transaction"),
+        ("NotifyFailed", "Points Failed", "reason"),
+    ] {
+        let properties = &resources[rule]["Properties"];
+        assert_eq!(
+            resources[rule]["Condition"].as_str(),
+            Some("NotificationsOn")
+        );
+        let pattern = &properties["EventPattern"];
+        assert_eq!(pattern["source"][0].as_str(), Some("pointsflow"));
+        assert_eq!(pattern["detail-type"][0].as_str(), Some(kind));
+        assert_eq!(
+            pattern["replay-name"][0]["exists"].as_bool(),
+            Some(false),
+            "{rule} must leave replayed events out"
+        );
+        let target = &properties["Targets"][0];
+        assert_eq!(
+            format!("{:?}", target["Arn"]),
+            format!(
+                "{:?}",
+                serde_yaml::from_str::<serde_yaml::Value>("!Ref NotificationTopic").unwrap()
+            )
+        );
+        let template = target["InputTransformer"]["InputTemplate"]
+            .as_str()
+            .unwrap();
+        for placeholder in [
+            "points",
+            "recipient",
+            "program",
+            "partner",
+            field,
+            "request",
+        ] {
+            assert!(
+                template.contains(&format!("<{placeholder}>")),
+                "{rule}: {placeholder}"
+            );
+            assert!(
+                target["InputTransformer"]["InputPathsMap"][placeholder]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("$.detail"),
+                "{rule}: {placeholder}"
+            );
+        }
+    }
+    let policy = &resources["NotificationTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"];
+    let statements = policy.as_sequence().unwrap();
+    assert_eq!(statements.len(), 1);
+    assert_eq!(
+        statements[0]["Principal"]["Service"].as_str(),
+        Some("events.amazonaws.com")
+    );
+    assert_eq!(statements[0]["Action"].as_str(), Some("sns:Publish"));
+    let sources = format!(
+        "{:?}",
+        statements[0]["Condition"]["ArnEquals"]["aws:SourceArn"]
+    );
+    assert!(
+        sources.contains("NotifyCredited.Arn") && sources.contains("NotifyFailed.Arn"),
+        "{sources}"
+    );
+    assert_eq!(
+        resources["EventLogRule"]["Properties"]["EventPattern"]["source"][0].as_str(),
+        Some("pointsflow")
+    );
+    for resource in ["EventLogGroup", "EventLogPolicy", "EventLogRule"] {
+        assert_eq!(
+            resources[resource]["Condition"].as_str(),
+            Some("EventLogOn")
+        );
+    }
+}
