@@ -53,9 +53,7 @@ pub const SIGNATURE_HEADER: &str = "x-pointsflow-signature";
 pub const EVENT_ID_HEADER: &str = "x-pointsflow-event-id";
 
 /// HMAC-SHA256 of `{timestamp}.{body}` under `secret`, as hex.
-pub fn signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
-    signing::pointsflow(secret, timestamp, body)
-}
+pub use pointsflow_core::signing::pointsflow as signature;
 
 /// A source's callback as the function uses it: the URL and the headers
 /// that sign a body.

@@ -141,9 +141,7 @@ pub fn api_source<'a>(sources: &'a [Source], headers: &HeaderMap) -> Result<&'a 
 
 /// The signature a webhook sender computes: HMAC-SHA256 over
 /// `{timestamp}.{body}`, lower-case hex.
-pub fn webhook_signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
-    signing::pointsflow(secret, timestamp, body)
-}
+pub use pointsflow_core::signing::pointsflow as webhook_signature;
 
 /// Checks a webhook's credentials; `now` is Unix seconds.
 pub fn verify_webhook(

@@ -189,13 +189,6 @@ pub struct Change {
     pub after: PointsRequest,
 }
 
-/// `******1234`: the last four characters, as the logs show a member number.
-pub fn last_four(number: &str) -> String {
-    let len = number.chars().count();
-    let shown: String = number.chars().skip(len.saturating_sub(4)).collect();
-    format!("{}{shown}", "*".repeat(len.saturating_sub(4)))
-}
-
 /// The events of the lines `after` has that `before` (the same request as
 /// stored before the write, `None` for its creation) did not.
 pub fn request_events(
@@ -301,7 +294,7 @@ fn detail(
             .map(|d| d.partner_program.clone()),
         member: request.member.as_ref().map(|m| match members {
             MemberNumbers::Shown => m.as_str().to_owned(),
-            MemberNumbers::Masked => last_four(m.as_str()),
+            MemberNumbers::Masked => m.masked(),
         }),
         partner_reference: request.partner_reference.clone(),
         partner_transaction: request.partner_transaction.clone(),

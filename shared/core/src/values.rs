@@ -197,6 +197,19 @@ impl MemberNumber {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The number as people other than operators see it, in the logs and
+    /// in events: [`last_four`].
+    pub fn masked(&self) -> String {
+        last_four(&self.0)
+    }
+}
+
+/// `******1234`: every character but the last four replaced by `*`.
+pub fn last_four(s: &str) -> String {
+    let len = s.chars().count();
+    let shown: String = s.chars().skip(len.saturating_sub(4)).collect();
+    format!("{}{shown}", "*".repeat(len.saturating_sub(4)))
 }
 
 impl fmt::Display for MemberNumber {

@@ -130,7 +130,7 @@ fn mask_words(line: &str) -> String {
         match value {
             Some(Field::Credential) if !is_flag(word) => out.push_str("[secret]"),
             Some(Field::Member) if word.chars().all(|c| c.is_ascii_alphanumeric()) => {
-                out.push_str(&keep_last_four(word));
+                out.push_str(&pointsflow_core::values::last_four(word));
             }
             _ => out.push_str(&mask_word(word)),
         }
@@ -180,7 +180,7 @@ fn mask_word(word: &str) -> String {
     word.split(['.', '_', '-', '#', '%', '+', '@'])
         .fold(word.to_owned(), |acc, part| {
             if part.len() >= 5 && pointsflow_core::sightings::is_member_number(part) {
-                acc.replace(part, &keep_last_four(part))
+                acc.replace(part, &pointsflow_core::values::last_four(part))
             } else {
                 acc
             }
@@ -190,13 +190,7 @@ fn mask_word(word: &str) -> String {
 /// A member number as people other than operators see it: its last four
 /// characters (`******0001`).
 pub fn member_number(s: &str) -> String {
-    keep_last_four(s)
-}
-
-fn keep_last_four(s: &str) -> String {
-    let len = s.chars().count();
-    let shown: String = s.chars().skip(len.saturating_sub(4)).collect();
-    format!("{}{shown}", "*".repeat(len.saturating_sub(4)))
+    pointsflow_core::values::last_four(s)
 }
 
 /// A `tracing_subscriber` writer that masks each line before writing it to
