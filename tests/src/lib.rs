@@ -453,6 +453,34 @@ impl TestStack {
         }
     }
 
+    /// Waits until the events function has published every stored change
+    /// (the store's stream is empty), then returns the detail-types of
+    /// request `id`'s events on the bus, in the order the bus took them,
+    /// checking that their sequence numbers only rise (none twice).
+    pub async fn events_of(&self, id: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.stack.stream.is_empty() {
+            assert!(Instant::now() < deadline, "the stream was never drained");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let events: Vec<_> = self
+            .stack
+            .bus
+            .events()
+            .into_iter()
+            .filter(|e| e.detail.request_id.as_str() == id)
+            .collect();
+        let sequences: Vec<u32> = events.iter().map(|e| e.detail.sequence).collect();
+        assert!(
+            sequences.windows(2).all(|w| w[0] < w[1]),
+            "{id}'s events out of order or twice: {sequences:?}"
+        );
+        events
+            .iter()
+            .map(|e| e.detail_type.as_str().to_owned())
+            .collect()
+    }
+
     pub fn sandbox_credits(&self) -> u64 {
         self.stack.sandbox.as_ref().unwrap().stats().credits
     }

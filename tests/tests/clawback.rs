@@ -109,6 +109,21 @@ async fn a_deal_that_leaves_closed_won_is_clawed_back_once() {
     assert_eq!(t.sandbox_credits(), credits, "a clawback credits nothing");
     assert_eq!(state_of(&t, &kept.id).await, StatusKind::Credited);
     t.check_ledger();
+    // The events of both: the original's reversal, the clawback's end.
+    assert_eq!(
+        t.events_of(original.id.as_str()).await,
+        [
+            "Points Request Received",
+            "Points Reserved",
+            "Points Credited",
+            "Points Reversal Requested",
+            "Points Reversed"
+        ]
+    );
+    assert_eq!(
+        t.events_of(undo.id.as_str()).await,
+        ["Points Request Received", "Points Clawed Back"]
+    );
 
     // Another undoing message (now in another stage): nothing more.
     moved(&t, 1, "Prospecting", 300, 1).await;

@@ -1,15 +1,22 @@
-//! `resend_events`: an operator puts a request's events, or a period's, on
-//! the event bus again, identical to what the events function makes from
-//! the table's stream (same ids, same details), so a consumer that has
-//! them de-duplicates them (which roles may run it: `authority.rs`).
+//! Events through the local stack: the events function reads the embedded
+//! store's stream and puts each request's events on the bus, in order and
+//! once, for a real-time credit, a failure, a reversal and a scheduled
+//! window (a clawback's: `clawback.rs`); `pointsflow events tail` follows
+//! them with an operator's key; `resend_events` puts a request's events,
+//! or a period's, on the bus again, identical (same ids, same details), so
+//! a consumer that has them de-duplicates them (which roles may run it:
+//! `authority.rs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 
 use pointsflow_core::events::{Event, MemberNumbers, request_events};
-use pointsflow_tests::{ADA, amount_for, deal, spawn_stack};
-use serde_json::json;
+use pointsflow_local::outbox::{self, TailOptions};
+use pointsflow_tests::{
+    ADA, OPERATOR_KEY, amount_for, deal, fire, schedule_deals, scheduled_config, spawn_stack,
+};
+use serde_json::{Value, json};
 
 fn by_id(events: &[Event]) -> BTreeMap<String, Event> {
     events
@@ -58,6 +65,12 @@ async fn an_operator_resends_a_requests_events_and_a_periods() {
         ]
     );
 
+    // What the events function put on the bus from the store's stream.
+    assert_eq!(t.events_of(&credited).await, kinds[..3]);
+    assert_eq!(t.events_of(&failed).await, kinds[3..]);
+    let published = t.stack.bus.events().len();
+    let resent = |from: usize| t.stack.bus.events()[from..].to_vec();
+
     let one = t
         .stack
         .operations
@@ -65,7 +78,9 @@ async fn an_operator_resends_a_requests_events_and_a_periods() {
         .await;
     assert!(one.ok, "{one:#?}");
     assert_eq!(one.result.as_ref().unwrap()["events"], 3);
-    assert_eq!(by_id(&t.stack.bus.events()), by_id(&expected[..3]));
+    assert_eq!(by_id(&resent(published)), by_id(&expected[..3]));
+    // Identical to what the events function sent.
+    assert_eq!(by_id(&t.stack.bus.events()[..published]), by_id(&expected));
 
     // A period around today, so the test cannot depend on the hour it runs.
     let today = chrono::Utc::now().date_naive();
@@ -80,9 +95,183 @@ async fn an_operator_resends_a_requests_events_and_a_periods() {
         serde_json::Value::Null
     );
     // Sent again: the same events, nothing else.
-    let sent = t.stack.bus.events();
-    assert_eq!(sent.len(), 9);
+    let sent = resent(published + 3);
+    assert_eq!(sent.len(), 6);
     assert_eq!(by_id(&sent), by_id(&expected));
 
+    t.stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_makes_its_events_in_order_and_once() {
+    let t = spawn_stack(|_| {}).await;
+    let credited = t.accept("seq-1", &deal(ADA, &amount_for(300))).await;
+    let failed = t
+        .accept(
+            "seq-2",
+            &deal(ADA, &amount_for(pointsflow_sandbox::magic::REJECT)),
+        )
+        .await;
+    let reversed = t.accept("seq-3", &deal(ADA, &amount_for(200))).await;
+    for id in [&credited, &reversed] {
+        t.wait_for(id, &["credited"]).await;
+    }
+    t.wait_for(&failed, &["failed"]).await;
+    for (points, key) in [(Some(50), "part"), (None, "rest")] {
+        let mut command = json!({"operator": "ops-demo", "command": "reverse",
+            "request_id": reversed, "reason": "deal reduced", "reversal_id": key});
+        if let Some(points) = points {
+            command["points"] = json!(points);
+        }
+        let answer = t.stack.operations.invoke(command).await;
+        assert!(answer.ok, "{answer:#?}");
+    }
+    t.settle().await;
+
+    assert_eq!(
+        t.events_of(&credited).await,
+        [
+            "Points Request Received",
+            "Points Reserved",
+            "Points Credited"
+        ]
+    );
+    assert_eq!(
+        t.events_of(&failed).await,
+        [
+            "Points Request Received",
+            "Points Reserved",
+            "Points Failed"
+        ]
+    );
+    assert_eq!(
+        t.events_of(&reversed).await,
+        [
+            "Points Request Received",
+            "Points Reserved",
+            "Points Credited",
+            "Points Reversal Requested",
+            "Points Reversed",
+            "Points Reversal Requested",
+            "Points Reversed",
+        ]
+    );
+    // The last reversal took the rest: the request is reversed.
+    let last = t
+        .stack
+        .bus
+        .events()
+        .into_iter()
+        .rfind(|e| e.detail.request_id.as_str() == reversed)
+        .unwrap();
+    assert_eq!(last.detail.state.as_str(), "reversed");
+    assert_eq!(last.detail.points_reversed, 200);
+    t.stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_windows_requests_make_their_events_when_the_window_credits_them() {
+    let mut recipients = Vec::new();
+    let t = spawn_stack(|c| recipients = scheduled_config(c, false, 3)).await;
+    let (requests, window) = schedule_deals(&t.api, &recipients, 2, "win-ev").await;
+    for (id, _, _) in &requests {
+        assert_eq!(
+            t.events_of(id).await,
+            [
+                "Points Request Received",
+                "Points Reserved",
+                "Points Scheduled"
+            ]
+        );
+    }
+    fire(&t.stack.dispatch, &window).await;
+    for (id, _, _) in &requests {
+        t.wait_for(id, &["credited"]).await;
+    }
+    t.settle().await;
+    for (id, _, points) in &requests {
+        let events = t.events_of(id).await;
+        assert_eq!(
+            events,
+            [
+                "Points Request Received",
+                "Points Reserved",
+                "Points Scheduled",
+                "Points Credited"
+            ],
+            "{id}"
+        );
+        let scheduled = t
+            .stack
+            .bus
+            .events()
+            .into_iter()
+            .find(|e| e.detail.request_id.as_str() == id && e.detail.sequence == 3)
+            .unwrap();
+        assert_eq!(scheduled.detail.window.as_deref(), Some(window.as_str()));
+        assert_eq!(scheduled.detail.points, Some(*points));
+    }
+    t.stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_tail_follows_the_local_stacks_events_with_an_operators_key() {
+    let t = spawn_stack(|_| {}).await;
+    let tail = |types: &[&str], json: bool, count: usize| TailOptions {
+        detail_types: types
+            .iter()
+            .map(|t| outbox::detail_type(t).unwrap())
+            .collect(),
+        json,
+        from_start: true,
+        count: Some(count),
+        every: std::time::Duration::from_millis(20),
+    };
+    let id = t.accept("tail-1", &deal(ADA, &amount_for(300))).await;
+    t.wait_for(&id, &["credited"]).await;
+
+    let mut lines = Vec::new();
+    outbox::follow(
+        &t.base,
+        OPERATOR_KEY,
+        &tail(&["points credited"], false, 1),
+        |l| lines.push(l.to_owned()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].contains("Points Credited"), "{}", lines[0]);
+    assert!(lines[0].contains(&format!("{id}:4")), "{}", lines[0]);
+    assert!(lines[0].contains("300 points"), "{}", lines[0]);
+    // The member number masked, as in the logs.
+    assert!(lines[0].contains("******0001"), "{}", lines[0]);
+
+    let mut whole = Vec::new();
+    outbox::follow(&t.base, OPERATOR_KEY, &tail(&[], true, 3), |l| {
+        whole.push(serde_json::from_str::<Value>(l).unwrap())
+    })
+    .await
+    .unwrap();
+    let kinds: Vec<&str> = whole
+        .iter()
+        .map(|e| e["detail-type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "Points Request Received",
+            "Points Reserved",
+            "Points Credited"
+        ]
+    );
+    assert!(whole.iter().all(|e| e["source"] == "pointsflow"));
+    assert_eq!(whole[2]["detail"]["event_id"], format!("{id}:4"));
+
+    // Without an operator's key, nothing.
+    let refused = outbox::follow(&t.base, "not-a-key", &tail(&[], false, 1), |_| {})
+        .await
+        .unwrap_err();
+    assert!(refused.contains("401"), "{refused}");
+    assert!(outbox::detail_type("Points Teleported").is_err());
     t.stack.shutdown().await;
 }

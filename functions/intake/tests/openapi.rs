@@ -521,6 +521,15 @@ async fn every_status_and_field_is_documented_and_every_documented_one_happens()
     for to in [Status::Reserved, Status::Dispatching, Status::Credited] {
         rich.transition(to, at, "step").unwrap();
     }
+    // A reversal asked for since (its timeline line names it).
+    rich.request_reversal(
+        "r-1",
+        Some(Points::new(10).unwrap()),
+        "deal reduced",
+        "ops",
+        at,
+    )
+    .unwrap();
     // Approved by an operator on the way.
     rich.approval = Some(Approval {
         decision: ApprovalDecision::Approve,

@@ -184,7 +184,8 @@ impl AwsStack {
             resolve_every,
             &shutdown,
         ));
-        let (intake_addr, server) = serve(options.listen, intake, admin, shutdown.clone()).await?;
+        let (intake_addr, server) =
+            serve(options.listen, intake, admin, None, shutdown.clone()).await?;
         tasks.push(server);
         tracing::info!(%table, eligibility = %eligibility_queue.url, dispatch = %dispatch_queue.url, "running on the AWS adapters");
         let (sandbox, sandbox_shutdown) = split(sandbox);

@@ -10,7 +10,8 @@ use pointsflow_core::ports::{Clock, DeadLetters, IdSource, Queue, QueueName};
 use pointsflow_memory::{
     MemoryAuditLog, MemoryBus, MemoryDeadLetters, MemoryEnrollments, MemoryLedger,
     MemoryLinkHistory, MemoryPartnerState, MemoryProgramStore, MemoryProposals, MemoryQueue,
-    MemoryReportStore, MemoryRequestStore, MemorySchedules, MemoryWindowStore, QueueConfig,
+    MemoryReportStore, MemoryRequestStore, MemorySchedules, MemoryStream, MemoryWindowStore,
+    QueueConfig,
 };
 
 use crate::config::LocalConfig;
@@ -89,15 +90,18 @@ pub struct Embedded {
     pub queues: HashMap<QueueName, QueuePair>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdSource>,
-    /// The event bus (what `resend_events` puts events on).
+    /// The event bus (the events function's and `resend_events`'s).
     pub bus: Arc<MemoryBus>,
+    /// The store's record of its writes (the events function reads it).
+    pub stream: Arc<MemoryStream>,
 }
 
 impl Embedded {
     pub fn new(config: &LocalConfig, clock: Arc<dyn Clock>, ids: Arc<dyn IdSource>) -> Self {
         let receives = config.queues.max_receive_count;
+        let stream = Arc::new(MemoryStream::new());
         Self {
-            store: Arc::new(MemoryRequestStore::new()),
+            store: Arc::new(MemoryRequestStore::with_stream(stream.clone())),
             ledger: Arc::new(MemoryLedger::new()),
             windows: Arc::new(MemoryWindowStore::new()),
             programs: Arc::new(MemoryProgramStore::new()),
@@ -139,7 +143,8 @@ impl Embedded {
             ]),
             clock,
             ids,
-            bus: Arc::new(MemoryBus::new()),
+            bus: Arc::new(MemoryBus::keeping(crate::outbox::KEPT)),
+            stream,
         }
     }
 

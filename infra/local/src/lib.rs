@@ -5,6 +5,7 @@ pub mod client;
 pub mod config;
 pub mod embedded;
 pub mod ops;
+pub mod outbox;
 pub mod rig;
 pub mod sandbox;
 pub mod stack;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use pointsflow_local::client::{self, ApiClient, Decision};
 use pointsflow_local::config::ProgramFile;
 use pointsflow_local::ops::{self, Target};
+use pointsflow_local::outbox;
 use pointsflow_local::{AwsOptions, AwsStack, LocalConfig, Stack, StackOptions};
 use tracing_subscriber::EnvFilter;
 
@@ -89,6 +90,14 @@ enum Command {
         #[command(subcommand)]
         action: WindowAction,
     },
+    /// The local stack's events (a deployed stack's are on its EventBridge
+    /// bus: docs/events.md).
+    Events {
+        #[command(flatten)]
+        admin: AdminApi,
+        #[command(subcommand)]
+        action: EventsAction,
+    },
     /// Check a configuration file before storing it for a deployed stack.
     Config {
         #[command(subcommand)]
@@ -103,6 +112,25 @@ enum Command {
         json: bool,
         #[command(subcommand)]
         action: ProposalAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsAction {
+    /// Print each event as it happens, one line each (Ctrl-C stops).
+    Tail {
+        /// Only events of this detail-type, e.g. "Points Credited" (repeat for more).
+        #[arg(long = "detail-type")]
+        detail_types: Vec<String>,
+        /// Each event whole, as an EventBridge rule's target receives it, one JSON a line.
+        #[arg(long)]
+        json: bool,
+        /// Start with the events the stack kept (its latest 1,000), not only new ones.
+        #[arg(long)]
+        from_start: bool,
+        /// Stop after printing this many.
+        #[arg(long)]
+        count: Option<usize>,
     },
 }
 
@@ -466,6 +494,44 @@ async fn main() -> ExitCode {
                     print!("{}", client::render_window(&view));
                     ExitCode::SUCCESS
                 }
+                Err(e) => {
+                    eprintln!("pointsflow: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Events {
+            admin,
+            action:
+                EventsAction::Tail {
+                    detail_types,
+                    json,
+                    from_start,
+                    count,
+                },
+        } => {
+            let Some(key) = admin.key else {
+                return usage(
+                    "give --key (an operator key): only the local stack keeps events to tail; a deployed stack's are on its bus (docs/events.md)",
+                );
+            };
+            let detail_types = match detail_types
+                .iter()
+                .map(|t| outbox::detail_type(t))
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(types) => types,
+                Err(e) => return usage(&e),
+            };
+            let options = outbox::TailOptions {
+                detail_types,
+                json,
+                from_start,
+                count,
+                every: std::time::Duration::from_millis(500),
+            };
+            match outbox::follow(&admin.api, &key, &options, |line| println!("{line}")).await {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("pointsflow: {e}");
                     ExitCode::FAILURE

@@ -102,9 +102,11 @@ pub struct Stack {
     pub link_history: Arc<MemoryLinkHistory>,
     pub programs: Arc<MemoryProgramStore>,
     pub proposals: Arc<MemoryProposals>,
-    /// The event bus (`resend_events`; the events function does not run
-    /// locally yet).
+    /// The event bus: what the events function and `resend_events` put
+    /// events on (the latest [`crate::outbox::KEPT`]).
     pub bus: Arc<pointsflow_memory::MemoryBus>,
+    /// The store's record of its writes, which the events function reads.
+    pub stream: Arc<pointsflow_memory::MemoryStream>,
     shutdown: CancellationToken,
     sandbox_shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -167,7 +169,9 @@ async fn serve_admin(
     }
 }
 
-fn lambda_to_axum(response: http::Response<lambda_http::Body>) -> axum::response::Response {
+pub(crate) fn lambda_to_axum(
+    response: http::Response<lambda_http::Body>,
+) -> axum::response::Response {
     let (parts, body) = response.into_parts();
     let body = match body {
         lambda_http::Body::Empty => axum::body::Body::empty(),
@@ -259,11 +263,13 @@ pub(crate) fn spawn_schedules(
 
 /// Serves intake on `listen` until `shutdown`, and the admin handler at
 /// `POST /v1/admin/commands/{command}` (an operator's key says who runs
-/// the command, where API Gateway's IAM authorization does when deployed).
+/// the command, where API Gateway's IAM authorization does when deployed);
+/// with a `bus`, its events at [`crate::outbox::TAIL_PATH`].
 pub(crate) async fn serve(
     listen: SocketAddr,
     intake: Intake,
     admin: Admin,
+    bus: Option<Arc<pointsflow_memory::MemoryBus>>,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, JoinHandle<()>), StackError> {
     let listener = TcpListener::bind(listen)
@@ -276,13 +282,17 @@ pub(crate) async fn serve(
         addr: listen,
         source,
     })?;
-    let app = Router::new()
-        .route(
-            ADMIN_PATH,
-            axum::routing::any(serve_admin).with_state(admin),
-        )
-        .fallback(serve_intake)
-        .with_state(intake);
+    let mut app = Router::new().route(
+        ADMIN_PATH,
+        axum::routing::any(serve_admin).with_state(admin.clone()),
+    );
+    if let Some(bus) = bus {
+        app = app.route(
+            crate::outbox::TAIL_PATH,
+            axum::routing::get(crate::outbox::tail).with_state((admin, bus)),
+        );
+    }
+    let app = app.fallback(serve_intake).with_state(intake);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -344,7 +354,7 @@ impl Stack {
             platform.programs.clone(),
             platform.proposals.clone(),
         );
-        let bus = platform.bus.clone();
+        let (bus, stream) = (platform.bus.clone(), platform.stream.clone());
         let resolve_every = Duration::from_millis(config.resolve_every_ms);
         let mut adapters = platform.adapters();
         adapters.sandbox = sandbox.as_ref().map(|s| s.access(&config));
@@ -358,8 +368,10 @@ impl Stack {
             operations,
             callbacks,
         } = assembly.handlers().await?;
+        let events = assembly.events().await?;
 
         let mut tasks = vec![
+            crate::outbox::spawn_events(stream.clone(), events, shutdown.clone()),
             spawn_embedded(
                 EventSourceMapping::new(
                     queues.eligibility.clone(),
@@ -390,7 +402,14 @@ impl Stack {
             resolve_every,
             &shutdown,
         ));
-        let (intake_addr, server) = serve(options.listen, intake, admin, shutdown.clone()).await?;
+        let (intake_addr, server) = serve(
+            options.listen,
+            intake,
+            admin,
+            Some(bus.clone()),
+            shutdown.clone(),
+        )
+        .await?;
         tasks.push(server);
         let (sandbox, sandbox_shutdown) = split(sandbox);
 
@@ -413,6 +432,7 @@ impl Stack {
             programs,
             proposals,
             bus,
+            stream,
             shutdown,
             sandbox_shutdown,
             tasks,

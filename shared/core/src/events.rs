@@ -176,6 +176,23 @@ impl Event {
         // A struct of strings, numbers and options always serialises.
         serde_json::to_string(&self.detail).unwrap_or_default()
     }
+
+    /// The event as an EventBridge rule's target receives it, from a bus
+    /// in `account` and `region`. EventBridge gives each event it takes an
+    /// `id` of its own; the event's stable id stays in `detail.event_id`.
+    pub fn envelope(&self, id: &str, account: &str, region: &str) -> serde_json::Value {
+        serde_json::json!({
+            "version": "0",
+            "id": id,
+            "detail-type": self.detail_type.as_str(),
+            "source": SOURCE,
+            "account": account,
+            "time": self.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "region": region,
+            "resources": [],
+            "detail": self.detail,
+        })
+    }
 }
 
 /// One write of a points request, as the store's change records tell it:
@@ -253,6 +270,15 @@ fn detail_type(
     })
 }
 
+/// Line `i`'s detail. Every field is what the request's history up to
+/// that line fixed, so the events of a line are the same whether they are
+/// made from the write that added it or rebuilt from the request much
+/// later (`resend_events`): points and member once decided (awaiting
+/// approval, reserved or scheduled), the partner once reserved, the
+/// partner's reference once sent, its transaction once credited, the
+/// reason the line itself records, the points reversed by the reversals
+/// done by then. (What a later round of an operator's retry changes, a
+/// new reference, shows in its earlier rounds' rebuilt events.)
 fn detail(
     request: &PointsRequest,
     i: usize,
@@ -260,13 +286,27 @@ fn detail(
     members: MemberNumbers,
 ) -> Detail {
     let sequence = u32::try_from(i + 1).unwrap_or(u32::MAX);
-    let last = i + 1 == request.timeline.len();
-    // The reason and window of the request's status belong to its last line.
-    let reason = last.then(|| request.status.reason().cloned()).flatten();
-    let window = match &request.status {
-        Status::Scheduled { window } if line.state == StatusKind::Scheduled => Some(window.clone()),
-        _ => None,
-    };
+    let history = &request.timeline[..=i];
+    let reached = |states: &[StatusKind]| history.iter().any(|l| states.contains(&l.state));
+    use StatusKind as S;
+    let decided = reached(&[S::AwaitingApproval, S::Reserved, S::Scheduled]);
+    let destined = reached(&[S::Reserved, S::Scheduled]);
+    let sent = reached(&[
+        S::Dispatching,
+        S::Unknown,
+        S::PartnerPending,
+        S::Credited,
+        S::Failed,
+    ]);
+    let credited = reached(&[S::Credited]);
+    let rounds = history.iter().filter(|l| l.state == S::Received).count();
+    let window = (line.state == S::Scheduled)
+        .then(|| match (&request.status, &request.credit) {
+            (Status::Scheduled { window }, _) => Some(window.to_string()),
+            (_, Some(credit)) => credit.window().map(|w| w.to_string()),
+            _ => None,
+        })
+        .flatten();
     let reversal = line.reversal.as_ref().and_then(|step| {
         request
             .reversals
@@ -274,34 +314,46 @@ fn detail(
             .find(|r| r.id == step.id)
             .map(|r| reversal_detail(r, step.step))
     });
+    let points_reversed = history
+        .iter()
+        .filter_map(|l| l.reversal.as_ref())
+        .filter(|step| step.step == ReversalStepKind::Done)
+        .filter_map(|step| request.reversals.iter().find(|r| r.id == step.id))
+        .map(|r| r.points.get())
+        .sum();
+    let destination = request.destination.as_ref().filter(|_| destined);
     Detail {
         event_id: format!("{}:{sequence}", request.id),
         sequence,
         state: line.state,
         at: line.at,
         request_id: request.id.clone(),
-        round: request.round,
+        round: u32::try_from(rounds.saturating_sub(1)).unwrap_or(u32::MAX),
         source: request.source.clone(),
         source_record: request.event.id.clone(),
         idempotency_key: request.idempotency_key.clone(),
         program: request.program.clone(),
         recipient: request.recipient.id.clone(),
-        points: request.points.map(|p| p.get()),
-        partner: request.destination.as_ref().map(|d| d.partner.clone()),
-        partner_program: request
-            .destination
+        points: request.points.filter(|_| decided).map(|p| p.get()),
+        partner: destination.map(|d| d.partner.clone()),
+        partner_program: destination.map(|d| d.partner_program.clone()),
+        member: request
+            .member
             .as_ref()
-            .map(|d| d.partner_program.clone()),
-        member: request.member.as_ref().map(|m| match members {
-            MemberNumbers::Shown => m.as_str().to_owned(),
-            MemberNumbers::Masked => m.masked(),
-        }),
-        partner_reference: request.partner_reference.clone(),
-        partner_transaction: request.partner_transaction.clone(),
+            .filter(|_| decided)
+            .map(|m| match members {
+                MemberNumbers::Shown => m.as_str().to_owned(),
+                MemberNumbers::Masked => m.masked(),
+            }),
+        partner_reference: request.partner_reference.clone().filter(|_| sent),
+        partner_transaction: request.partner_transaction.clone().filter(|_| credited),
         window,
-        reason,
+        reason: line
+            .reason
+            .as_ref()
+            .map(|code| Reason::new(code.clone(), line.detail.clone())),
         reversal,
-        points_reversed: request.reversed_done(),
+        points_reversed,
         undoes: request.undoes.clone(),
     }
 }
@@ -461,8 +513,26 @@ mod tests {
         .unwrap();
         let events = request_events(Some(&before), &r, MemberNumbers::Masked);
         assert_eq!(types(&events), [(2, "Points Request Rejected")]);
-        assert_eq!(events[0].detail.reason, Some(reason));
+        // The reason's code, with the line's own words.
+        let said = Reason::new(reason.code, "rejected");
+        assert_eq!(events[0].detail.reason, Some(said));
         assert_eq!(events[0].detail.points, None);
+    }
+
+    #[test]
+    fn events_rebuilt_from_the_last_write_are_those_made_write_by_write() {
+        let writes = writes();
+        let mut before = None;
+        let mut made = Vec::new();
+        for w in &writes {
+            made.extend(request_events(before, w, MemberNumbers::Masked));
+            before = Some(w);
+        }
+        let last = writes.last().unwrap();
+        assert_eq!(request_events(None, last, MemberNumbers::Masked), made);
+        // The receipt says only what was received.
+        assert_eq!(made[0].detail.points, None);
+        assert_eq!(made[0].detail.partner_transaction, None);
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod queue;
 mod replay;
 mod schedules;
 mod store;
+mod stream;
 mod windows;
 
 pub use bus::MemoryBus;
@@ -27,4 +28,5 @@ pub use queue::{
 pub use replay::{ManualClock, SeededIds};
 pub use schedules::MemorySchedules;
 pub use store::MemoryRequestStore;
+pub use stream::MemoryStream;
 pub use windows::MemoryWindowStore;

@@ -1,7 +1,7 @@
 //! The request store: a map with DynamoDB's conditional-write semantics.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -14,9 +14,13 @@ use pointsflow_core::unsettled::{SweepMark, Unsettled, UnsettledItem};
 use pointsflow_core::values::{ProgramId, RecipientId, RequestId};
 use pointsflow_core::window::{ScheduledCursor, ScheduledEntry, ScheduledPage};
 
+use crate::stream::MemoryStream;
+
 #[derive(Debug, Default)]
 pub struct MemoryRequestStore {
     items: RwLock<Items>,
+    /// Where each write is recorded, when the store has a stream.
+    stream: Option<Arc<MemoryStream>>,
 }
 
 #[derive(Debug, Default)]
@@ -101,6 +105,15 @@ impl MemoryRequestStore {
         Self::default()
     }
 
+    /// A store that records each write on `stream`, as a table with a
+    /// stream does.
+    pub fn with_stream(stream: Arc<MemoryStream>) -> Self {
+        Self {
+            items: RwLock::default(),
+            stream: Some(stream),
+        }
+    }
+
     /// Every stored request, for tests and the local stack's listings.
     pub fn all(&self) -> Result<Vec<PointsRequest>, StoreError> {
         let items = self.items.read().map_err(|_| poisoned())?;
@@ -144,6 +157,9 @@ impl RequestCreate for MemoryRequestStore {
         let mut stored = Box::new(request.clone());
         stored.version = 0;
         items.index(None, &stored);
+        if let Some(stream) = &self.stream {
+            stream.append(None, (*stored).clone());
+        }
         items.requests.insert(stored.id.clone(), stored);
         Ok(Created::New)
     }
@@ -170,11 +186,14 @@ impl RequestUpdate for MemoryRequestStore {
                 expected: request.version,
             });
         }
-        let before = stored.state();
         let mut next = Box::new(request.clone());
         next.version = request.version + 1;
-        *stored = next;
-        items.index(Some(before), request);
+        let after = self.stream.as_ref().map(|_| (*next).clone());
+        let previous = std::mem::replace(stored, next);
+        items.index(Some(previous.state()), request);
+        if let (Some(stream), Some(after)) = (&self.stream, after) {
+            stream.append(Some(*previous), after);
+        }
         Ok(request.version + 1)
     }
 }

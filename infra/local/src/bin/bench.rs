@@ -974,7 +974,86 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some((usage, budget_shard)) = usage {
         print_usage(&usage, budget_shard.as_ref(), expected, args.billed_ms);
     }
+    print_events(&running, &requests, &args).await?;
     running.shutdown().await;
+    Ok(())
+}
+
+/// EventBridge's price per million custom events (each up to 64 KB) and
+/// the archive's per GB processed.
+const EVENTS_PER_M: f64 = 1.00;
+const ARCHIVE_PER_GB: f64 = 0.10;
+/// The events function's batch: up to 100 stream records, or what one
+/// second brought (the template's `BatchSize`, `MaximumBatchingWindowInSeconds`).
+const STREAM_BATCH: f64 = 100.0;
+
+/// The events the requests made (each request's whole history, as the
+/// events function makes them from its writes), and their price: one
+/// `PutEvents` entry per event (64 KB chunks; an event is under 1 KB), the
+/// archive, and the events function's invocations at the offered rate (a
+/// stream read by a Lambda trigger is free). On the local stack, the
+/// events its embedded bus took must be exactly these.
+async fn print_events(
+    running: &Running,
+    requests: &[PointsRequest],
+    args: &Args,
+) -> Result<(), String> {
+    use pointsflow_core::events::{MemberNumbers, request_events};
+    let n = requests.len().max(1) as f64;
+    let events: Vec<_> = requests
+        .iter()
+        .flat_map(|r| request_events(None, r, MemberNumbers::Masked))
+        .collect();
+    let chunks: u64 = events
+        .iter()
+        .map(|e| (e.detail_json().len() as u64 + 200).div_ceil(64 * 1024))
+        .sum();
+    let bytes: u64 = events
+        .iter()
+        .map(|e| e.detail_json().len() as u64 + 200)
+        .sum();
+    // Each write of a request is one stream record.
+    let records: u64 = requests.iter().map(|r| r.version + 1).sum();
+    if let Running::Local(stack) = running {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !stack.stream.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let taken = stack.bus.taken();
+        if taken != events.len() as u64 {
+            return Err(format!(
+                "the local bus took {taken} events; the requests' histories make {}",
+                events.len()
+            ));
+        }
+    }
+    let per_second = (args.rate as f64 * records as f64 / n).max(1.0);
+    let invocations = (per_second / STREAM_BATCH).ceil().max(1.0) / per_second * records as f64 / n;
+    let put = EVENTS_PER_M * chunks as f64 / n;
+    let archive = ARCHIVE_PER_GB * bytes as f64 / n / 1e9 * 1e6;
+    let lambda = invocations
+        * (LAMBDA_REQUESTS_PER_M
+            + args.billed_ms as f64 / 1_000.0 * LAMBDA_GB * LAMBDA_GB_SECOND_ARM64 * 1e6);
+    println!();
+    println!(
+        "events per points request (over {} requests):",
+        requests.len()
+    );
+    println!("  events                    {:.3}", events.len() as f64 / n);
+    println!("  PutEvents 64 KB chunks    {:.3}", chunks as f64 / n);
+    println!("  stream records            {:.3}", records as f64 / n);
+    println!(
+        "  events invocations        {invocations:.3} (batches of up to 100 records or 1 s at {} requests/s)",
+        args.rate
+    );
+    println!("list price per million points requests, events on their own line:");
+    println!("  EventBridge PutEvents     ${put:.2}");
+    println!("  archive                   ${archive:.2}");
+    println!(
+        "  events function           ${lambda:.2} ({} ms billed per invocation)",
+        args.billed_ms
+    );
+    println!("  events total              ${:.2}", put + archive + lambda);
     Ok(())
 }
 

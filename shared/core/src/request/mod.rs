@@ -243,8 +243,12 @@ impl PointsRequest {
         if !from.can_become(to_kind) {
             return Err(IllegalTransition { from, to: to_kind });
         }
+        let reason = to.reason().map(|r| r.code.clone());
         self.status = to;
-        self.timeline.push(TimelineEntry::new(to_kind, at, detail));
+        self.timeline.push(TimelineEntry {
+            reason,
+            ..TimelineEntry::new(to_kind, at, detail)
+        });
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::reason::Reason;
+use crate::reason::{Reason, ReasonCode};
 
 /// The states of DESIGN.md, with the data each one carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,6 +192,11 @@ pub struct TimelineEntry {
     /// line written before reversals were named here has none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reversal: Option<ReversalStep>,
+    /// The code of the reason the line's state has (rejected, failed,
+    /// waiting, held), so the line's event says why however the request
+    /// changes later (a line written before codes were kept here has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ReasonCode>,
 }
 
 impl TimelineEntry {
@@ -201,6 +206,7 @@ impl TimelineEntry {
             at,
             detail: detail.into(),
             reversal: None,
+            reason: None,
         }
     }
 }
