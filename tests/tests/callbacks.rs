@@ -15,8 +15,30 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use hmac::{Hmac, Mac};
 use pointsflow_config::{CallbackSettings, CallbackSignature};
-use pointsflow_tests::{ADA, TestStack, amount_for, deal, spawn_stack};
+use pointsflow_core::callback::CallbackMessage;
+use pointsflow_core::ports::RequestGet;
+use pointsflow_core::request::StatusKind;
+use pointsflow_core::values::RequestId;
+use pointsflow_tests::{ADA, TestStack, amount_for, deal, spawn_aws_stack, spawn_stack};
 use serde_json::{Value, json};
+
+/// The id request `id`'s callback for `state` has: the event id of the
+/// timeline line that moved it there (`{request}:{sequence}`).
+async fn status_id(t: &TestStack, id: &str, state: &str) -> String {
+    let request = t
+        .stack
+        .store
+        .get(&RequestId::parse(id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let state: StatusKind = serde_json::from_value(json!(state)).unwrap();
+    CallbackMessage::of_write(None, &request)
+        .into_iter()
+        .find(|m| m.state == state)
+        .unwrap_or_else(|| panic!("{id} never became {state}"))
+        .event_id()
+}
 
 const SECRET: &str = "cb_demo_secret_9f8e7d6c5b4a3f2e1d0c";
 
@@ -156,13 +178,14 @@ async fn final_statuses_reach_the_source_signed_and_retried_until_accepted() {
     })
     .await;
     let accepted = receiver.accepted.lock().unwrap().clone();
-    let ok = &accepted[&format!("{credited}:credited")];
+    let ok = &accepted[&status_id(&t, &credited, "credited").await];
+    assert_eq!(ok["event_id"], format!("{credited}:4"));
     assert_eq!(ok["points"], 300);
     assert_eq!(ok["source"], "demo");
     assert_eq!(ok["idempotency_key"], "cb-1");
-    let ko = &accepted[&format!("{failed}:failed")];
+    let ko = &accepted[&status_id(&t, &failed, "failed").await];
     assert_eq!(ko["reason"]["code"], "partner_member_blocked", "{ko:#}");
-    assert!(accepted.contains_key(&format!("{rejected}:rejected")));
+    assert!(accepted.contains_key(&status_id(&t, &rejected, "rejected").await));
     assert!(
         receiver.calls.load(Ordering::SeqCst) >= 6,
         "three failures, then three deliveries"
@@ -176,16 +199,12 @@ async fn final_statuses_reach_the_source_signed_and_retried_until_accepted() {
         .invoke(json!({"operator": "ops-demo", "command": "reverse", "request_id": credited, "reason": "deal lost"}))
         .await;
     assert!(answer.ok, "{answer:#?}");
+    t.wait_for(&credited, &["reversed"]).await;
+    let reversed = status_id(&t, &credited, "reversed").await;
     until(
         "the reversal's status accepted",
         Duration::from_secs(30),
-        || {
-            receiver
-                .accepted
-                .lock()
-                .unwrap()
-                .contains_key(&format!("{credited}:reversed"))
-        },
+        || receiver.accepted.lock().unwrap().contains_key(&reversed),
     )
     .await;
     // The operations command `notify` sends a status again (a replay).
@@ -195,7 +214,8 @@ async fn final_statuses_reach_the_source_signed_and_retried_until_accepted() {
         .invoke(json!({"operator": "ops-demo", "command": "notify", "request_id": failed}))
         .await;
     assert!(answer.ok, "{answer:#?}");
-    let replayed = format!("{failed}:failed");
+    // Under the id it was first sent with.
+    let replayed = status_id(&t, &failed, "failed").await;
     until(
         "the replayed status delivered",
         Duration::from_secs(30),
@@ -203,6 +223,44 @@ async fn final_statuses_reach_the_source_signed_and_retried_until_accepted() {
     )
     .await;
     assert!(t.stack.queues.callbacks_dlq.depth() == 0);
+    t.stack.shutdown().await;
+}
+
+/// On the AWS adapters the status callback comes from the table's stream
+/// too: the events function reads the emulator's DynamoDB stream, puts the
+/// events on its EventBridge bus and queues the callback on SQS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_status_is_called_back_from_the_tables_stream_on_the_aws_adapters() {
+    let receiver = Arc::new(Receiver::default());
+    let app = axum::Router::new()
+        .route("/pointsflow/status", axum::routing::post(receive))
+        .with_state(receiver.clone());
+    let url = format!("{}/pointsflow/status", serve(app).await);
+    let t = spawn_aws_stack(|c| {
+        let demo = c
+            .sources
+            .iter_mut()
+            .find(|s| s.id.as_str() == "demo")
+            .unwrap();
+        demo.callback = Some(CallbackSettings {
+            url,
+            secret: SECRET.into(),
+            retiring_secrets: Vec::new(),
+            signature: CallbackSignature::Pointsflow,
+        });
+    })
+    .await;
+    let credited = t.accept("cb-aws-1", &deal(ADA, &amount_for(300))).await;
+    t.wait_for(&credited, &["credited"]).await;
+    until("the status accepted", Duration::from_secs(60), || {
+        !receiver.accepted.lock().unwrap().is_empty()
+    })
+    .await;
+    let accepted = receiver.accepted.lock().unwrap().clone();
+    let ids: Vec<&String> = accepted.keys().collect();
+    assert_eq!(ids, [&format!("{credited}:4")]);
+    assert_eq!(accepted[&format!("{credited}:4")]["status"], "credited");
+    assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
     t.stack.shutdown().await;
 }
 
@@ -238,7 +296,7 @@ async fn nothing_is_lost_while_the_receiver_is_down() {
     let accepted = receiver.accepted.lock().unwrap().clone();
     for id in &ids {
         assert!(
-            accepted.contains_key(&format!("{id}:credited")),
+            accepted.contains_key(&status_id(&t, id, "credited").await),
             "{id} lost"
         );
     }
@@ -320,19 +378,17 @@ async fn standard_webhooks_callbacks_verify_with_the_published_library() {
         calls.lock().unwrap().len() >= 2
     })
     .await;
+    let expected = [
+        status_id(&t, &credited, "credited").await,
+        status_id(&t, &failed, "failed").await,
+    ];
     t.stack.shutdown().await;
     let calls = calls.lock().unwrap().clone();
     let ids: std::collections::BTreeSet<&str> = calls
         .iter()
         .map(|(h, _)| h["webhook-id"].as_str())
         .collect();
-    assert_eq!(
-        ids,
-        [format!("{credited}:credited"), format!("{failed}:failed")]
-            .iter()
-            .map(String::as_str)
-            .collect()
-    );
+    assert_eq!(ids, expected.iter().map(String::as_str).collect());
     for (headers, body) in &calls {
         let payload: Value = serde_json::from_slice(body).unwrap();
         assert_eq!(payload["event_id"], headers["webhook-id"].as_str());

@@ -107,6 +107,7 @@ async fn a_callback_given_up_goes_to_the_dead_letter_queue_and_is_called_no_more
         request_id: request.id.clone(),
         state: request.state(),
         at: clock.now(),
+        event_id: None,
     };
     queue
         .send_batch(&[serde_json::to_string(&message).unwrap()])

@@ -8,15 +8,24 @@
 //! and reading it again makes identical events, which consumers
 //! de-duplicate on their id.
 //!
-//! A change whose events the bus still refuses after [`SEND_ATTEMPTS`] is
-//! reported failed with every change after it, so the stream retries from
-//! it (events of later changes already sent are sent again, identical).
+//! For a source with a callback URL, a change that moved its request into
+//! a final status also queues the status callback, under the event's id:
+//! the callback comes from the same record as the event, so a status
+//! stored is a status called back.
+//!
+//! A change whose events the bus still refuses, or whose callback the
+//! queue still refuses, after [`SEND_ATTEMPTS`] is reported failed with
+//! every change after it, so the stream retries from it (events and
+//! callbacks of later changes already sent are sent again, identical).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pointsflow_core::callback::CallbackMessage;
 use pointsflow_core::events::{Change, Event, MemberNumbers, request_events};
-use pointsflow_core::ports::{EventBus, ProgramCatalog};
+use pointsflow_core::ports::{EventBus, ProgramCatalog, PublishCallback};
+use pointsflow_core::values::SourceId;
 use pointsflow_runtime::metrics::Unit;
 
 /// How many times an entry the bus did not take is sent before its change
@@ -28,6 +37,16 @@ pub struct EventsPorts {
     pub bus: Arc<dyn EventBus>,
     /// Which programs show member numbers in their events.
     pub programs: Arc<dyn ProgramCatalog>,
+    /// The callbacks queue, when a source has a callback URL.
+    pub callbacks: Option<StatusCallbacks>,
+}
+
+/// Where status callbacks are queued, and for which sources.
+#[derive(Clone)]
+pub struct StatusCallbacks {
+    pub queue: Arc<dyn PublishCallback>,
+    /// The sources with a callback URL; other requests queue nothing.
+    pub sources: HashSet<SourceId>,
 }
 
 /// What one batch of changes came to.
@@ -100,10 +119,70 @@ impl Events {
                 ("EventsNotPublished", failed as f64, Unit::Count),
             ],
         );
+        let (queued, not_queued) = self.queue_callbacks(changes, &mut first_failed).await;
+        if queued + not_queued > 0 {
+            pointsflow_runtime::metrics::put(
+                ("Function", "events"),
+                &[
+                    ("CallbacksQueued", queued as f64, Unit::Count),
+                    ("CallbacksNotQueued", not_queued as f64, Unit::Count),
+                ],
+            );
+        }
         if let Some(i) = first_failed {
             published.failed_from = Some(changes[i].position.clone());
         }
         published
+    }
+
+    /// Queues the status callbacks of `changes` (up to the first that
+    /// failed already: the stream sends the rest again), lowering
+    /// `first_failed` to a change whose callback could not be queued;
+    /// how many were queued and not.
+    async fn queue_callbacks(
+        &self,
+        changes: &[Change],
+        first_failed: &mut Option<usize>,
+    ) -> (usize, usize) {
+        let Some(callbacks) = &self.ports.callbacks else {
+            return (0, 0);
+        };
+        let (mut queued, mut not_queued) = (0, 0);
+        for (i, change) in changes.iter().enumerate() {
+            if first_failed.is_some_and(|f| i >= f) {
+                break;
+            }
+            if !callbacks.sources.contains(&change.after.source) {
+                continue;
+            }
+            for message in CallbackMessage::of_write(change.before.as_ref(), &change.after) {
+                if self.queue_one(&*callbacks.queue, &message).await {
+                    queued += 1;
+                } else {
+                    tracing::error!(request_id = %message.request_id, event_id = message.event_id(), "the status callback could not be queued");
+                    not_queued += 1;
+                    *first_failed = Some(i);
+                    break;
+                }
+            }
+        }
+        (queued, not_queued)
+    }
+
+    /// Queues `message`, up to [`SEND_ATTEMPTS`] times; whether it was.
+    async fn queue_one(&self, queue: &dyn PublishCallback, message: &CallbackMessage) -> bool {
+        let mut pause = self.backoff;
+        for attempt in 1..=SEND_ATTEMPTS {
+            match queue.publish_callback(message).await {
+                Ok(()) => return true,
+                Err(e) => tracing::warn!(error = %e, attempt, "the callbacks queue refused"),
+            }
+            if attempt < SEND_ATTEMPTS {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+        }
+        false
     }
 
     /// Sends `batch`, then what the bus did not take, up to

@@ -8,15 +8,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use pointsflow_core::callback::CallbackMessage;
 use pointsflow_core::events::{Change, Event};
 use pointsflow_core::partner::Destination;
+use pointsflow_core::ports::{PublishCallback, QueueError};
 use pointsflow_core::program::Program;
 use pointsflow_core::request::{NewRequest, PointsRequest, Recipient, SourceEvent, Status};
 use pointsflow_core::values::{
     EventType, IdempotencyKey, MemberNumber, PartnerId, PartnerReference, Points, ProgramId,
     RecipientId, SourceId,
 };
-use pointsflow_events::{Events, EventsPorts, SEND_ATTEMPTS};
+use pointsflow_events::{Events, EventsPorts, SEND_ATTEMPTS, StatusCallbacks};
 use pointsflow_memory::{MemoryBus, StaticCatalog};
 
 fn program(id: &str, show_member: bool) -> Program {
@@ -94,7 +96,31 @@ fn events_with(bus: Arc<MemoryBus>, programs: Vec<Program>) -> Events {
     Events::new(EventsPorts {
         bus,
         programs: Arc::new(StaticCatalog::new(programs)),
+        callbacks: None,
     })
+}
+
+/// A callbacks queue that keeps what it takes and refuses the next `n`.
+#[derive(Default)]
+struct Callbacks {
+    refuse: std::sync::atomic::AtomicUsize,
+    taken: std::sync::Mutex<Vec<CallbackMessage>>,
+}
+
+#[async_trait::async_trait]
+impl PublishCallback for Callbacks {
+    async fn publish_callback(&self, message: &CallbackMessage) -> Result<(), QueueError> {
+        use std::sync::atomic::Ordering;
+        if self
+            .refuse
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(QueueError::Unavailable("throttled".into()));
+        }
+        self.taken.lock().unwrap().push(message.clone());
+        Ok(())
+    }
 }
 
 fn by_id(events: &[Event]) -> BTreeMap<String, Event> {
@@ -388,4 +414,51 @@ print("valid" if Draft202012Validator(json.load(open(sys.argv[1]))).is_valid(jso
         extra.to_string().as_bytes(),
     );
     assert_eq!(verdict, "invalid");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_final_status_is_queued_for_its_callback_from_the_same_change() {
+    let bus = Arc::new(MemoryBus::new());
+    let queue = Arc::new(Callbacks::default());
+    let handler = Events::new(EventsPorts {
+        bus: bus.clone(),
+        programs: Arc::new(StaticCatalog::new(vec![program("sales", false)])),
+        callbacks: Some(StatusCallbacks {
+            queue: queue.clone(),
+            sources: [SourceId::parse("demo").unwrap()].into(),
+        }),
+    });
+    let first = changes(&credit("sales", "deal-c"), 1);
+    let second = changes(&credit("sales", "deal-d"), 5);
+    let all: Vec<Change> = first.iter().chain(&second).cloned().collect();
+    // The queue refuses longer than one invocation tries: the first
+    // credit's change is reported failed, and nothing after it is queued.
+    queue
+        .refuse
+        .store(SEND_ATTEMPTS as usize, std::sync::atomic::Ordering::SeqCst);
+    let published = handler.publish(&all).await;
+    let taken = queue.taken.lock().unwrap().clone();
+    assert!(taken.is_empty(), "{taken:?}");
+    assert_eq!(
+        published.failed_from.as_deref(),
+        Some(all[3].position.as_str())
+    );
+    // The stream retries from that record: both credits' callbacks go.
+    let retried = handler.publish(&all[3..]).await;
+    assert_eq!(retried.failed_from, None);
+    let taken = queue.taken.lock().unwrap().clone();
+    let ids: Vec<String> = taken.iter().map(CallbackMessage::event_id).collect();
+    // One callback per credit, under the credited event's id.
+    let credited: Vec<String> = bus
+        .events()
+        .iter()
+        .filter(|e| e.detail_type.as_str() == "Points Credited")
+        .map(|e| e.id().to_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(sorted, credited);
+    assert_eq!(ids.len(), 2);
 }

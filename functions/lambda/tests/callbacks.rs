@@ -106,7 +106,7 @@ destination = {{ partner = "air", partner_program = "SKY" }}
         request.transition(to, now, "test").unwrap();
     }
     store.update(&request).await.unwrap();
-    let message = CallbackMessage::for_final(&request).unwrap();
+    let message = CallbackMessage::latest(&request).unwrap();
 
     let mut event: Value = serde_json::from_str(
         &std::fs::read_to_string(format!(
@@ -133,7 +133,8 @@ destination = {{ partner = "air", partner_program = "SKY" }}
     assert_eq!(received.len(), 1);
     let (timestamp, signature, payload) = &received[0];
     assert_eq!(payload["status"], "credited");
-    assert_eq!(payload["event_id"], format!("{}:credited", request.id));
+    // The id of the credited line's event (received, reserved, dispatching, credited).
+    assert_eq!(payload["event_id"], format!("{}:4", request.id));
     let body = serde_json::to_vec(payload).unwrap();
     // The signature covers the exact body sent; re-serialising the parsed
     // JSON gives the same bytes (keys in order, no whitespace).

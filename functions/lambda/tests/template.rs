@@ -340,8 +340,29 @@ fn the_events_function_reads_requests_changes_and_puts_events_on_its_bus() {
     );
     assert_eq!(
         resources_of("sqs:SendMessage"),
-        BTreeSet::from(["!GetAtt EventsDeadLetterQueue.Arn".to_owned()])
+        BTreeSet::from([
+            "!GetAtt EventsDeadLetterQueue.Arn".to_owned(),
+            "!GetAtt CallbacksQueue.Arn".to_owned()
+        ])
     );
+    // Status callbacks are queued by it (from the stream), the callbacks
+    // function (a retry) and the operators' functions (`notify`,
+    // `redrive`): not by eligibility, dispatch or intake.
+    for function in FUNCTIONS {
+        let queues = template::function(function)
+            .statements
+            .iter()
+            .filter(|s| s.actions.contains("sqs:SendMessage"))
+            .any(|s| s.resources.contains("!GetAtt CallbacksQueue.Arn"));
+        let allowed = [
+            "EventsFunction",
+            "CallbacksFunction",
+            "OperationsFunction",
+            "AdminFunction",
+        ]
+        .contains(&function);
+        assert_eq!(queues, allowed, "{function} and the callbacks queue");
+    }
     // Besides it, only the operators' functions (`resend_events`), and on
     // that bus alone.
     for function in FUNCTIONS {
@@ -392,7 +413,7 @@ fn the_events_function_reads_requests_changes_and_puts_events_on_its_bus() {
         ),
         format!(
             "{:?}",
-            root["Resources"]["EventsFunction"]["Properties"]["Policies"][0]["Statement"][4]["Resource"]
+            root["Resources"]["EventsFunction"]["Properties"]["Policies"][0]["Statement"][4]["Resource"][0]
         )
     );
     let pattern: serde_json::Value = serde_json::from_str(

@@ -1216,9 +1216,11 @@ impl Operations {
                 after: self.load(id).await?,
             });
         }
+        // Events only: a status callback is sent again with `notify`.
         let sender = pointsflow_events::Events::new(pointsflow_events::EventsPorts {
             bus,
             programs: self.ports.programs.clone(),
+            callbacks: None,
         });
         let published = sender.publish(&changes).await;
         if let Some(request) = published.failed_from {

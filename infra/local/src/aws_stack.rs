@@ -80,6 +80,10 @@ impl AwsStack {
             Some(url) => pointsflow_harness::emulator::config_at(url).await,
             None => pointsflow_aws::sdk_config(None).await,
         };
+        // The events function reads the stream for free (a Lambda
+        // trigger): its reads are not metered.
+        let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
+        let unmetered = aws_sdk_dynamodb::Client::new(&sdk);
         let sdk = match &aws.meter {
             Some(meter) => pointsflow_harness::meter::metered(sdk, meter),
             None => sdk,
@@ -114,8 +118,13 @@ impl AwsStack {
                 addr: options.sandbox_listen,
                 source,
             })?;
+        let event_bus = format!("{}-events", aws.prefix);
+        tables::create_event_bus(&aws_sdk_eventbridge::Client::new(&sdk), &event_bus)
+            .await
+            .map_err(StackError::Aws)?;
         let mut platform = AwsPlatform::new(&sdk, &table);
         platform.reach = pointsflow_assembly::Reach::Local;
+        platform.event_bus = Some(event_bus);
         for (name, pair) in [
             (QueueName::Eligibility, &eligibility_queue),
             (QueueName::Dispatch, &dispatch_queue),
@@ -147,6 +156,15 @@ impl AwsStack {
             operations,
             callbacks,
         } = assembly.handlers().await?;
+        let events = crate::stream::spawn_stream(
+            unmetered,
+            streams,
+            &table,
+            assembly.events().await?,
+            shutdown.clone(),
+        )
+        .await
+        .map_err(StackError::Aws)?;
 
         let mapping = |name: &str, queue: &QueuePair| SqsMappingConfig {
             queue_url: queue.url.clone(),
@@ -157,6 +175,7 @@ impl AwsStack {
             function_name: name.to_owned(),
         };
         let mut tasks = vec![
+            events,
             spawn_sqs(
                 sqs.clone(),
                 mapping("eligibility", &eligibility_queue),

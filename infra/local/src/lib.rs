@@ -9,6 +9,7 @@ pub mod outbox;
 pub mod rig;
 pub mod sandbox;
 pub mod stack;
+pub mod stream;
 
 pub use aws_stack::{AwsOptions, AwsStack};
 pub use config::LocalConfig;

@@ -16,7 +16,7 @@ mod connectors;
 pub mod governed;
 mod platform;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -32,13 +32,12 @@ use pointsflow_core::values::{PartnerId, SourceId};
 use pointsflow_dispatch::resolve::Resolution;
 use pointsflow_dispatch::{Dispatch, DispatchPorts};
 use pointsflow_eligibility::{Eligibility, EligibilityPorts};
-use pointsflow_events::{Events, EventsPorts};
+use pointsflow_events::{Events, EventsPorts, StatusCallbacks};
 use pointsflow_intake::{DEFAULT_MAX_BODY_BYTES, Intake, IntakeConfig, IntakePorts};
 use pointsflow_operations::{Operations, OperationsConfig, OperationsPorts};
 use pointsflow_runtime::Backoff;
 use pointsflow_usecases::catalog::LiveCatalog;
 use pointsflow_usecases::link::LayeredEnrollments;
-use pointsflow_usecases::notify::Notifying;
 use tokio::sync::OnceCell;
 
 pub use connectors::{configured as configured_connectors, govern};
@@ -161,16 +160,10 @@ impl<P: Platform> Assembly<P> {
             .collect()
     }
 
-    /// The request store's update; where a source has a callback, one that
-    /// queues the status callback of a request reaching a final status.
+    /// The request store's update (a status callback is queued by the
+    /// events function, from the store's record of the write).
     fn update(&self) -> Result<Arc<dyn RequestUpdate>, AssemblyError> {
-        let store: Arc<dyn RequestUpdate> = self.platform.requests();
-        let sources = self.callback_sources();
-        if sources.is_empty() {
-            return Ok(store);
-        }
-        let callbacks: Arc<dyn PublishCallback> = self.queue(QueueName::Callbacks)?;
-        Ok(Arc::new(Notifying::new(store, callbacks, sources)))
+        Ok(self.platform.requests())
     }
 
     fn backoff(&self) -> Backoff {
@@ -340,9 +333,19 @@ impl<P: Platform> Assembly<P> {
     /// The events function: each stored change of a request, as events on
     /// the stack's bus.
     pub async fn events(&self) -> Result<Events, AssemblyError> {
+        let sources: HashSet<SourceId> = self.callback_sources().into_iter().collect();
+        let callbacks = if sources.is_empty() {
+            None
+        } else {
+            Some(StatusCallbacks {
+                queue: self.queue(QueueName::Callbacks)?,
+                sources,
+            })
+        };
         Ok(Events::new(EventsPorts {
             bus: self.platform.event_bus()?,
             programs: self.catalog().await?,
+            callbacks,
         }))
     }
 

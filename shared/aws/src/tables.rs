@@ -204,3 +204,20 @@ pub async fn create_queue_pair(
         dlq_arn,
     })
 }
+
+/// Creates event bus `name`, or finds it made already.
+pub async fn create_event_bus(
+    client: &aws_sdk_eventbridge::Client,
+    name: &str,
+) -> Result<(), String> {
+    match client.create_event_bus().name(name).send().await {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_already_exists_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string()),
+    }
+}

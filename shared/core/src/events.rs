@@ -195,6 +195,11 @@ impl Event {
     }
 }
 
+/// The id of the event of line `i` (from 0) of request `id`'s timeline.
+pub fn event_id(id: &RequestId, i: usize) -> String {
+    format!("{id}:{}", i + 1)
+}
+
 /// One write of a points request, as the store's change records tell it:
 /// the request before (`None` when the write created it) and after, and
 /// where the record is in the store's record of changes (a DynamoDB
@@ -323,7 +328,7 @@ fn detail(
         .sum();
     let destination = request.destination.as_ref().filter(|_| destined);
     Detail {
-        event_id: format!("{}:{sequence}", request.id),
+        event_id: event_id(&request.id, i),
         sequence,
         state: line.state,
         at: line.at,

@@ -1,72 +1,14 @@
-//! Notify: a request's final status (credited, failed, rejected, reversed)
-//! is queued for its source's callback. Every handler's store update does
-//! so through [`Notifying`], so none can forget; an operator sends a status
-//! again with [`notify`] (a callback that could not be queued, or a
-//! receiver that lost it).
+//! Notify: an operator sends a request's final status (credited, failed,
+//! rejected, reversed) to its source's callback again, under the same
+//! event id as the first time (a receiver that lost it). The first time,
+//! the events function queues it from the store's record of the write
+//! that made the status final (`pointsflow_events`), so no handler can
+//! forget it and no crash after the write can lose it.
 
-use std::collections::HashSet;
-use std::sync::Arc;
-
-use async_trait::async_trait;
 use pointsflow_core::callback::CallbackMessage;
-use pointsflow_core::ports::{PublishCallback, QueueError, RequestGet, RequestUpdate, StoreError};
-use pointsflow_core::request::{PointsRequest, StatusKind};
+use pointsflow_core::ports::{PublishCallback, QueueError, RequestGet, StoreError};
+use pointsflow_core::request::StatusKind;
 use pointsflow_core::values::{RequestId, SourceId};
-use pointsflow_runtime::metrics::{self, Unit};
-
-/// The request store's update, queueing a callback whenever a request of
-/// a source with a callback reaches a final status.
-pub struct Notifying {
-    inner: Arc<dyn RequestUpdate>,
-    queue: Arc<dyn PublishCallback>,
-    sources: HashSet<SourceId>,
-}
-
-impl Notifying {
-    /// `sources`: those with a callback URL; other requests queue nothing.
-    pub fn new(
-        inner: Arc<dyn RequestUpdate>,
-        queue: Arc<dyn PublishCallback>,
-        sources: impl IntoIterator<Item = SourceId>,
-    ) -> Self {
-        Self {
-            inner,
-            queue,
-            sources: sources.into_iter().collect(),
-        }
-    }
-}
-
-#[async_trait]
-impl RequestUpdate for Notifying {
-    async fn update(&self, request: &PointsRequest) -> Result<u64, StoreError> {
-        let version = self.inner.update(request).await?;
-        if !self.sources.contains(&request.source) {
-            return Ok(version);
-        }
-        let Some(message) = CallbackMessage::for_final(request) else {
-            return Ok(version);
-        };
-        // The status is stored: queue its callback, trying a few times. One
-        // that still cannot be queued is reported (metric and alarm) and can
-        // be sent with the operations command `notify`.
-        let mut last = None;
-        for attempt in 0..3u32 {
-            match self.queue.publish_callback(&message).await {
-                Ok(()) => return Ok(version),
-                Err(e) => last = Some(e),
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
-        }
-        let error = last.map(|e| e.to_string()).unwrap_or_default();
-        tracing::error!(request_id = %message.request_id, state = %message.state, %error, "could not queue the status callback");
-        metrics::put(
-            ("Source", request.source.as_str()),
-            &[("CallbacksNotQueued", 1.0, Unit::Count)],
-        );
-        Ok(version)
-    }
-}
 
 /// What an operator's `notify` uses.
 #[derive(Clone, Copy)]
@@ -131,11 +73,12 @@ pub async fn notify(
     let queue = ports
         .callbacks
         .ok_or_else(|| NotifyError::NoCallback(request.source.clone()))?;
-    let message = CallbackMessage {
+    let message = CallbackMessage::latest(&request).unwrap_or(CallbackMessage {
         request_id: id.clone(),
         state,
         at: request.entered(state).unwrap_or(request.received_at),
-    };
+        event_id: None,
+    });
     queue
         .publish_callback(&message)
         .await

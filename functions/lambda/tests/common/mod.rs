@@ -64,12 +64,7 @@ impl Provisioned {
         let callbacks =
             tables::create_queue_pair(&sqs, &format!("{prefix}-callbacks"), 30, 5).await?;
         let event_bus = format!("{prefix}-events");
-        aws_sdk_eventbridge::Client::new(&sdk)
-            .create_event_bus()
-            .name(&event_bus)
-            .send()
-            .await
-            .map_err(|e| aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string())?;
+        tables::create_event_bus(&aws_sdk_eventbridge::Client::new(&sdk), &event_bus).await?;
         let secret = format!("{prefix}/config");
         aws_sdk_secretsmanager::Client::new(&sdk)
             .create_secret()
