@@ -41,6 +41,7 @@ pub enum TaskKind {
     Window,
     Resolver,
     Operator,
+    Events,
 }
 
 type Task = Pin<Box<dyn Future<Output = ()>>>;

@@ -11,11 +11,14 @@
 //! faults: a crash at any step boundary, throttled and conflicting writes,
 //! failed sends, duplicate and reordered deliveries, partner 5xx, 429,
 //! timeouts after crediting, pending credits, slow answers and outages,
-//! windows fired late or twice, operators racing the pipeline. The
+//! windows fired late or twice, operators racing the pipeline, the events
+//! function failing or crashing between the store's record of a write and
+//! the event bus. The
 //! invariants are checked after every step and once the run has settled
 //! with the faults off. A failing seed prints itself and its last steps,
 //! and replays exactly.
 
+pub mod bus;
 pub mod exec;
 pub mod faults;
 pub mod partner;

@@ -5,7 +5,7 @@
 //! operators as tasks the seed interleaves; the invariants checked after
 //! every step and once everything has settled.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use lambda_runtime::{Context, LambdaEvent};
 use pointsflow_assembly::{Adapters, Assembly};
 use pointsflow_core::access::{OperatorIdentity, Principal, Role, Verified};
+use pointsflow_core::events::{Change, Event};
 use pointsflow_core::ledger::{AccountId, invariants};
 use pointsflow_core::ports::{Clock, DeadLetters, PartnerConnector, Queue, QueueName};
 use pointsflow_core::request::{PointsRequest, StatusKind};
@@ -24,14 +25,16 @@ use pointsflow_core::window::WindowId;
 use pointsflow_dispatch::Dispatch;
 use pointsflow_dispatch::window::WindowClosed;
 use pointsflow_eligibility::Eligibility;
+use pointsflow_events::Events;
 use pointsflow_intake::Intake;
 use pointsflow_memory::{
-    ManualClock, MemoryAuditLog, MemoryEnrollments, MemoryLedger, MemoryLinkHistory,
+    ManualClock, MemoryAuditLog, MemoryBus, MemoryEnrollments, MemoryLedger, MemoryLinkHistory,
     MemoryPartnerState, MemoryProgramStore, MemoryProposals, MemoryReportStore, MemoryRequestStore,
-    MemoryWindowStore, SeededIds,
+    MemoryStream, MemoryWindowStore, SeededIds,
 };
 use pointsflow_operations::{Invocation, Operations};
 
+use crate::bus::SimBus;
 use crate::exec::{Executor, Polled, TaskKind};
 use crate::faults::{Faults, FaultyLedger, FaultyStore, FaultyWindows, SimSchedules};
 use crate::partner::SimPartner;
@@ -104,6 +107,12 @@ struct World {
     faults: Arc<Faults>,
     clock: Arc<ManualClock>,
     store: Arc<MemoryRequestStore>,
+    /// The store's record of its writes, and how far the events function
+    /// has published it (Lambda's checkpoint in the stream).
+    stream: Arc<MemoryStream>,
+    published: Rc<Cell<u64>>,
+    bus: Arc<MemoryBus>,
+    events: Events,
     ledger: Arc<MemoryLedger>,
     windows: Arc<MemoryWindowStore>,
     partner: Arc<SimPartner>,
@@ -158,6 +167,16 @@ impl World {
                 )
             })
             .collect();
+        let bus_outages = (0..faults.below(3))
+            .map(|_| {
+                let from =
+                    start + TimeDelta::seconds(faults.below(active.num_seconds() as u64) as i64);
+                (
+                    from,
+                    from + TimeDelta::seconds(30 + faults.below(600) as i64),
+                )
+            })
+            .collect();
         let idempotent = faults.chance(0.7);
         // Half the partners that do not recognise a repeated reference
         // commit an order up to ten minutes after the call, as configured.
@@ -175,7 +194,9 @@ impl World {
             commit_within,
             outages,
         ));
-        let store = Arc::new(MemoryRequestStore::new());
+        let stream = Arc::new(MemoryStream::new());
+        let store = Arc::new(MemoryRequestStore::with_stream(stream.clone()));
+        let bus = Arc::new(MemoryBus::new());
         let ledger = Arc::new(MemoryLedger::new());
         let windows = Arc::new(MemoryWindowStore::new());
         let queue = |name| {
@@ -239,7 +260,12 @@ impl World {
                 PartnerId::parse(PARTNER).map_err(|e| e.to_string())?,
                 partner.clone() as Arc<dyn PartnerConnector>,
             )])),
-            event_bus: None,
+            event_bus: Some(Arc::new(SimBus {
+                inner: bus.clone(),
+                faults: faults.clone(),
+                clock: clock.clone(),
+                outages: bus_outages,
+            })),
         };
         // Funded before the run, past the fault layer.
         pointsflow_assembly::fund(&config, ledger.as_ref(), start)
@@ -250,6 +276,7 @@ impl World {
         let eligibility = assembly.eligibility().await.map_err(|e| e.to_string())?;
         let dispatch = assembly.dispatch().await.map_err(|e| e.to_string())?;
         let operations = assembly.operations().await.map_err(|e| e.to_string())?;
+        let events = assembly.events().await.map_err(|e| e.to_string())?;
 
         let mut sources = Sources::default();
         for Planned { at, send } in workload::plan(&faults, start, active) {
@@ -261,6 +288,10 @@ impl World {
             faults,
             clock,
             store,
+            stream,
+            published: Rc::default(),
+            bus,
+            events,
             ledger,
             windows,
             partner,
@@ -391,6 +422,9 @@ impl World {
         if self.next_resolver <= now {
             choices.push(5);
         }
+        if flight(self, "events") == 0 && !self.stream.is_empty() {
+            choices.push(7);
+        }
         self.arm_windows();
         if self.firing.values().any(|t| *t <= now) {
             choices.push(6);
@@ -422,6 +456,7 @@ impl World {
             3 => self.send_from_source(),
             4 => self.operator(),
             5 => self.resolver(),
+            7 => self.publish_events(),
             _ => self.fire_window(),
         }
         true
@@ -458,6 +493,7 @@ impl World {
     /// no task, no pending credit at the partner.
     fn is_settled(&self) -> bool {
         self.exec.is_empty()
+            && self.stream.is_empty()
             && self.eligibility_queue.depth() == 0
             && self.dispatch_queue.depth() == 0
             && self.eligibility_queue.dead_letters().is_empty()
@@ -816,6 +852,111 @@ impl World {
     }
 
     /// The resolver of unsettled credits, on its schedule.
+    /// Lambda invokes the events function with the stream's next records
+    /// (one invocation at a time, as for one shard); the checkpoint moves
+    /// past what it published, or to the first record it could not. A
+    /// crash leaves the checkpoint: the records are read again.
+    fn publish_events(&mut self) {
+        let after = self.published.get();
+        let batch = self.stream.read(after, 1 + self.faults.below(100) as usize);
+        let Some(last) = batch.last().map(MemoryStream::position_of) else {
+            return;
+        };
+        self.faults
+            .note(|| format!("events invoked with records {} to {last}", after + 1));
+        let in_flight = self.in_flight.clone();
+        *in_flight.borrow_mut().entry("events").or_default() += 1;
+        let done = in_flight.clone();
+        let on_crash: Box<dyn FnOnce()> = Box::new(move || {
+            if let Some(n) = done.borrow_mut().get_mut("events") {
+                *n -= 1;
+            }
+        });
+        let (events, stream, published, faults) = (
+            self.events.clone(),
+            self.stream.clone(),
+            self.published.clone(),
+            self.faults.clone(),
+        );
+        self.exec.spawn(
+            TaskKind::Events,
+            async move {
+                let answer = events.publish(&batch).await;
+                let through = match answer.failed_from {
+                    None => last,
+                    Some(from) => {
+                        faults.note(|| format!("events: retry from record {from}"));
+                        from.parse::<u64>().unwrap_or(1).saturating_sub(1)
+                    }
+                };
+                published.set(through);
+                stream.trim(through);
+                if let Some(n) = in_flight.borrow_mut().get_mut("events") {
+                    *n -= 1;
+                }
+            },
+            Some(on_crash),
+        );
+    }
+
+    /// Every line of every request that is an event is on the bus, none
+    /// else is, and each is identical however often it was put there and
+    /// to the one rebuilt from the request's history (for a request no
+    /// operator retried: a retry's new reference shows in its earlier
+    /// rounds' rebuilt events).
+    fn check_events(&self) -> Check {
+        let mut sent: BTreeMap<String, Event> = BTreeMap::new();
+        for event in self.bus.events() {
+            match sent.get(event.id()) {
+                Some(first) if first != &event => {
+                    return Err(format!(
+                        "event {} put on the bus twice, differently: {first:?} then {event:?}",
+                        event.id()
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    sent.insert(event.id().to_owned(), event);
+                }
+            }
+        }
+        let mut expected = 0;
+        for request in self.store.all().map_err(|e| e.to_string())? {
+            let retried = request.round > 0;
+            let rebuilt = self.events.events_of(&Change {
+                position: String::new(),
+                before: None,
+                after: request,
+            });
+            for event in rebuilt {
+                expected += 1;
+                match sent.get(event.id()) {
+                    None => {
+                        return Err(format!(
+                            "event {} ({}) never put on the bus",
+                            event.id(),
+                            event.detail_type
+                        ));
+                    }
+                    Some(on_bus) if !retried && on_bus != &event => {
+                        return Err(format!(
+                            "event {} on the bus is not the request's history: {on_bus:?} against {event:?}",
+                            event.id()
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if sent.len() != expected {
+            return Err(format!(
+                "{} events on the bus, {expected} lines of requests",
+                sent.len()
+            ));
+        }
+        Ok(())
+    }
+
     fn resolver(&mut self) {
         self.next_resolver = self.now() + TimeDelta::seconds(60 + self.faults.below(120) as i64);
         let dispatch = self.dispatch.clone();
@@ -947,6 +1088,7 @@ impl World {
             return Err(v.clone());
         }
         self.check_books()?;
+        self.check_events()?;
         let all = self.store.all().map_err(|e| e.to_string())?;
         if let Some(stuck) = all.iter().find(|r| !r.state().is_terminal()) {
             return Err(format!(

@@ -413,7 +413,8 @@ fn the_events_function_reads_requests_changes_and_puts_events_on_its_bus() {
         ),
         format!(
             "{:?}",
-            root["Resources"]["EventsFunction"]["Properties"]["Policies"][0]["Statement"][4]["Resource"][0]
+            root["Resources"]["EventsFunction"]["Properties"]["Policies"][0]["Statement"][4]["Resource"]
+                [0]
         )
     );
     let pattern: serde_json::Value = serde_json::from_str(
