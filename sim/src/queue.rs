@@ -49,6 +49,8 @@ pub struct SimQueue {
     visibility: TimeDelta,
     max_receives: u32,
     state: Mutex<State>,
+    /// When status callbacks cannot be queued (while faults are on).
+    outages: Vec<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 /// The longest delay SQS allows on a message.
@@ -69,7 +71,14 @@ impl SimQueue {
             visibility: TimeDelta::from_std(visibility).unwrap_or(TimeDelta::seconds(30)),
             max_receives,
             state: Mutex::new(State::default()),
+            outages: Vec::new(),
         }
+    }
+
+    /// The queue, refusing status callbacks during `outages`.
+    pub fn with_outages(mut self, outages: Vec<(DateTime<Utc>, DateTime<Utc>)>) -> Self {
+        self.outages = outages;
+        self
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -188,6 +197,15 @@ impl SimQueue {
         self.state().dead.values().cloned().collect()
     }
 
+    /// The bodies of the messages on the queue.
+    pub fn bodies(&self) -> Vec<String> {
+        self.state()
+            .messages
+            .values()
+            .map(|m| m.body.clone())
+            .collect()
+    }
+
     /// A delay for a retry: the seed's choice, up to `cap`, whatever the
     /// handler asked (its jitter is not seeded), so a run replays exactly.
     fn sim_delay(&self, cap: Duration) -> Duration {
@@ -246,12 +264,29 @@ impl PublishWork for SimQueue {
 #[async_trait]
 impl PublishCallback for SimQueue {
     async fn publish_callback(&self, message: &CallbackMessage) -> Result<(), QueueError> {
-        // Status callbacks are recorded, not delivered: the simulator checks
-        // the points, not the receivers.
+        // Status callbacks are queued, not delivered: the simulator checks
+        // that each final status was queued, not the receivers.
         let body =
             serde_json::to_string(message).map_err(|e| QueueError::Refused(e.to_string()))?;
-        self.put(body, Duration::ZERO);
-        Ok(())
+        let now = self.clock.now();
+        if self.faults.enabled()
+            && self
+                .outages
+                .iter()
+                .any(|(from, to)| *from <= now && now < *to)
+        {
+            self.faults.count("callbacks queue down");
+            return Err(QueueError::Unavailable(
+                "SQS unavailable (simulated outage)".into(),
+            ));
+        }
+        if self.send(vec![body], Duration::ZERO).await.is_empty() {
+            Ok(())
+        } else {
+            Err(QueueError::Unavailable(
+                "SendMessage failed (simulated)".into(),
+            ))
+        }
     }
 }
 

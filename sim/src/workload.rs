@@ -232,6 +232,15 @@ const DEMO_CONFIG: &str = include_str!("../../infra/local/pointsflow.toml");
 /// whose window closes during the run, and five enrolled recipients.
 pub fn config(faults: &Faults) -> Result<Config, String> {
     let mut config = Config::parse(DEMO_CONFIG).map_err(|e| e.to_string())?;
+    // Every source has a status callback (queued, not delivered).
+    for source in &mut config.sources {
+        source.callback = Some(pointsflow_config::CallbackSettings {
+            url: "https://crm.example.com/pointsflow/status".into(),
+            secret: "sim_callback_secret_0123456789abcdef".into(),
+            retiring_secrets: Vec::new(),
+            signature: pointsflow_config::CallbackSignature::Pointsflow,
+        });
+    }
     config.waiting_sweep_ms = u64::MAX / 4;
     config.resolve_after_ms = 30_000;
     config.stalled_after_ms = 120_000;

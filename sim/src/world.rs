@@ -16,6 +16,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use lambda_runtime::{Context, LambdaEvent};
 use pointsflow_assembly::{Adapters, Assembly};
 use pointsflow_core::access::{OperatorIdentity, Principal, Role, Verified};
+use pointsflow_core::callback::CallbackMessage;
 use pointsflow_core::events::{Change, Event};
 use pointsflow_core::ledger::{AccountId, invariants};
 use pointsflow_core::ports::{Clock, DeadLetters, PartnerConnector, Queue, QueueName};
@@ -119,6 +120,9 @@ struct World {
     schedules: Arc<SimSchedules>,
     eligibility_queue: Arc<SimQueue>,
     dispatch_queue: Arc<SimQueue>,
+    /// Where the events function queues status callbacks (never consumed:
+    /// what is checked is that each final status was queued).
+    callbacks_queue: Arc<SimQueue>,
     intake: Intake,
     eligibility: Eligibility,
     dispatch: Dispatch,
@@ -167,16 +171,21 @@ impl World {
                 )
             })
             .collect();
-        let bus_outages = (0..faults.below(3))
-            .map(|_| {
-                let from =
-                    start + TimeDelta::seconds(faults.below(active.num_seconds() as u64) as i64);
-                (
-                    from,
-                    from + TimeDelta::seconds(30 + faults.below(600) as i64),
-                )
-            })
-            .collect();
+        // Minutes when the event bus, or the callbacks queue, takes nothing.
+        let down_for_minutes = || -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+            (0..faults.below(3))
+                .map(|_| {
+                    let from = start
+                        + TimeDelta::seconds(faults.below(active.num_seconds() as u64) as i64);
+                    (
+                        from,
+                        from + TimeDelta::seconds(30 + faults.below(600) as i64),
+                    )
+                })
+                .collect()
+        };
+        let bus_outages = down_for_minutes();
+        let callback_outages = down_for_minutes();
         let idempotent = faults.chance(0.7);
         // Half the partners that do not recognise a repeated reference
         // commit an order up to ten minutes after the call, as configured.
@@ -210,13 +219,22 @@ impl World {
         };
         let eligibility_queue = queue("eligibility");
         let dispatch_queue = queue("dispatch");
-        let callbacks_queue = queue("callbacks");
+        let callbacks_queue = Arc::new(
+            SimQueue::new(
+                "callbacks",
+                faults.clone(),
+                clock.clone(),
+                Duration::from_secs(30),
+                config.queues.max_receive_count,
+            )
+            .with_outages(callback_outages),
+        );
         let schedules = Arc::new(SimSchedules::default());
         let partner_state = Arc::new(MemoryPartnerState::new());
         let queues = [
             (QueueName::Eligibility, eligibility_queue.clone()),
             (QueueName::Dispatch, dispatch_queue.clone()),
-            (QueueName::Callbacks, callbacks_queue),
+            (QueueName::Callbacks, callbacks_queue.clone()),
         ];
         let platform = Adapters {
             requests: Arc::new(FaultyStore {
@@ -298,6 +316,7 @@ impl World {
             schedules,
             eligibility_queue,
             dispatch_queue,
+            callbacks_queue,
             intake,
             eligibility,
             dispatch,
@@ -851,7 +870,6 @@ impl World {
         }
     }
 
-    /// The resolver of unsettled credits, on its schedule.
     /// Lambda invokes the events function with the stream's next records
     /// (one invocation at a time, as for one shard); the checkpoint moves
     /// past what it published, or to the first record it could not. A
@@ -954,9 +972,43 @@ impl World {
                 sent.len()
             ));
         }
+        self.check_callbacks()
+    }
+
+    /// Every final status of every request (all sources have a callback)
+    /// was queued for its callback under its line's event id, and nothing
+    /// else was.
+    fn check_callbacks(&self) -> Check {
+        let queued: BTreeSet<String> = self
+            .callbacks_queue
+            .bodies()
+            .iter()
+            .map(|b| {
+                serde_json::from_str::<CallbackMessage>(b)
+                    .map(|m| m.event_id())
+                    .map_err(|e| format!("a callback message that does not read: {e}: {b}"))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut expected = BTreeSet::new();
+        for request in self.store.all().map_err(|e| e.to_string())? {
+            for message in CallbackMessage::of_write(None, &request) {
+                let id = message.event_id();
+                if !queued.contains(&id) {
+                    return Err(format!(
+                        "request {} became {} ({id}) and its callback was never queued",
+                        request.id, message.state
+                    ));
+                }
+                expected.insert(id);
+            }
+        }
+        if let Some(extra) = queued.difference(&expected).next() {
+            return Err(format!("callback {extra} queued for no final status"));
+        }
         Ok(())
     }
 
+    /// The resolver of unsettled credits, on its schedule.
     fn resolver(&mut self) {
         self.next_resolver = self.now() + TimeDelta::seconds(60 + self.faults.below(120) as i64);
         let dispatch = self.dispatch.clone();

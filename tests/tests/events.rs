@@ -275,3 +275,23 @@ async fn events_tail_follows_the_local_stacks_events_with_an_operators_key() {
     assert!(outbox::detail_type("Points Teleported").is_err());
     t.stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_stopped_mid_flight_publishes_every_write_it_stored() {
+    let t = spawn_stack(|_| {}).await;
+    for i in 0..20 {
+        t.accept(&format!("stop-{i}"), &deal(ADA, &amount_for(100 + i)))
+            .await;
+    }
+    // Stopped while the pipeline still works on them.
+    let (store, bus) = (t.stack.store.clone(), t.stack.bus.clone());
+    t.stack.shutdown().await;
+    let sent = by_id(&bus.events());
+    let stored = store.all().unwrap();
+    assert_eq!(stored.len(), 20);
+    for request in &stored {
+        for event in request_events(None, request, MemberNumbers::Masked) {
+            assert_eq!(sent.get(event.id()), Some(&event), "{}", event.id());
+        }
+    }
+}

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::LocalConfig;
 use crate::embedded::CALLBACK_MAX_RECEIVES;
-use crate::stack::{StackError, StackOptions, serve, spawn_schedules, split, stop};
+use crate::stack::{Outbox, StackError, StackOptions, serve, spawn_schedules, split, stop};
 
 /// Where the AWS resources are.
 #[derive(Debug, Clone)]
@@ -57,6 +57,7 @@ pub struct AwsStack {
     shutdown: CancellationToken,
     sandbox_shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    events: Outbox,
     dispatch_mapping: Option<JoinHandle<()>>,
     dispatch_config: SqsMappingConfig,
 }
@@ -156,15 +157,19 @@ impl AwsStack {
             operations,
             callbacks,
         } = assembly.handlers().await?;
-        let events = crate::stream::spawn_stream(
-            unmetered,
-            streams,
-            &table,
-            assembly.events().await?,
-            shutdown.clone(),
-        )
-        .await
-        .map_err(StackError::Aws)?;
+        let events_shutdown = CancellationToken::new();
+        let events = (
+            events_shutdown.clone(),
+            crate::stream::spawn_stream(
+                unmetered,
+                streams,
+                &table,
+                assembly.events().await?,
+                events_shutdown,
+            )
+            .await
+            .map_err(StackError::Aws)?,
+        );
 
         let mapping = |name: &str, queue: &QueuePair| SqsMappingConfig {
             queue_url: queue.url.clone(),
@@ -175,7 +180,6 @@ impl AwsStack {
             function_name: name.to_owned(),
         };
         let mut tasks = vec![
-            events,
             spawn_sqs(
                 sqs.clone(),
                 mapping("eligibility", &eligibility_queue),
@@ -226,6 +230,7 @@ impl AwsStack {
             shutdown,
             sandbox_shutdown,
             tasks,
+            events,
             dispatch_mapping: Some(dispatch_mapping),
             dispatch_config,
         })
@@ -258,6 +263,13 @@ impl AwsStack {
     pub async fn shutdown(self) {
         let mut tasks = self.tasks;
         tasks.extend(self.dispatch_mapping);
-        stop(self.shutdown, tasks, self.sandbox_shutdown, self.sandbox).await;
+        stop(
+            self.shutdown,
+            tasks,
+            self.events,
+            self.sandbox_shutdown,
+            self.sandbox,
+        )
+        .await;
     }
 }

@@ -91,8 +91,9 @@ pub(crate) struct TailQuery {
 
 /// `GET /v1/local/events?after=N`: the bus's events numbered after `N`
 /// (at most [`TAIL_PAGE`]), each as a rule's target receives it, and the
-/// number to ask after next; without `after`, none, and the number of the
-/// latest (`taken`). Any operator may read them (a viewer reads whole
+/// number to ask after next, and how many after `N` are no longer kept
+/// (`skipped`); without `after`, none, and the number of the latest
+/// (`taken`). Any operator may read them (a viewer reads whole
 /// requests already).
 pub(crate) async fn tail(
     State((admin, bus)): State<(Admin, Arc<MemoryBus>)>,
@@ -119,11 +120,14 @@ pub(crate) async fn tail(
     let after = query.after.unwrap_or(taken);
     let events = bus.events_after(after, TAIL_PAGE);
     let next = events.last().map_or(after, |(n, _)| *n);
+    // Events after `after` the bus no longer keeps.
+    let skipped = events.first().map_or(0, |(n, _)| n - after - 1);
     let events: Vec<_> = events
         .iter()
         .map(|(n, e)| e.envelope(&format!("local-{n}"), "000000000000", "local"))
         .collect();
-    axum::Json(json!({"events": events, "next": next, "taken": taken})).into_response()
+    axum::Json(json!({"events": events, "next": next, "taken": taken, "skipped": skipped}))
+        .into_response()
 }
 
 /// What `pointsflow events tail` prints, and for how long.
@@ -229,6 +233,19 @@ pub async fn follow(
     let mut printed = 0usize;
     loop {
         let page = read(Some(after)).await?;
+        let taken = page["taken"].as_u64().unwrap_or(0);
+        if taken < after {
+            // The stack started again: its bus counts from 0.
+            eprintln!("pointsflow: the stack started again; following its new events");
+            after = 0;
+            continue;
+        }
+        let skipped = page["skipped"].as_u64().unwrap_or(0);
+        if skipped > 0 {
+            eprintln!(
+                "pointsflow: {skipped} events came and went between two reads (the stack keeps the latest {KEPT})"
+            );
+        }
         for event in page["events"].as_array().into_iter().flatten() {
             let kind = event["detail-type"].as_str().unwrap_or_default();
             if !options.detail_types.is_empty()

@@ -110,9 +110,16 @@ pub struct Stack {
     shutdown: CancellationToken,
     sandbox_shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    /// The events function, stopped after everything else (it publishes
+    /// the last writes first).
+    events: Outbox,
     dispatch_mapping: Option<JoinHandle<()>>,
     mapping_config: MappingConfig,
 }
+
+/// A task that publishes what the others write, and what stops it: once
+/// they have stopped, so it publishes their last writes.
+pub(crate) type Outbox = (CancellationToken, JoinHandle<()>);
 
 impl std::fmt::Debug for Stack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -368,10 +375,13 @@ impl Stack {
             operations,
             callbacks,
         } = assembly.handlers().await?;
-        let events = assembly.events().await?;
+        let events_shutdown = CancellationToken::new();
+        let events = (
+            events_shutdown.clone(),
+            crate::outbox::spawn_events(stream.clone(), assembly.events().await?, events_shutdown),
+        );
 
         let mut tasks = vec![
-            crate::outbox::spawn_events(stream.clone(), events, shutdown.clone()),
             spawn_embedded(
                 EventSourceMapping::new(
                     queues.eligibility.clone(),
@@ -436,6 +446,7 @@ impl Stack {
             shutdown,
             sandbox_shutdown,
             tasks,
+            events,
             dispatch_mapping: Some(dispatch_mapping),
             mapping_config: mapping,
         })
@@ -465,18 +476,29 @@ impl Stack {
         format!("http://{}", self.intake_addr)
     }
 
-    /// Stops taking requests, lets in-flight invocations finish, then stops the sandbox.
+    /// Stops taking requests, lets in-flight invocations finish, publishes
+    /// their events, then stops the sandbox.
     pub async fn shutdown(self) {
         let mut tasks = self.tasks;
         tasks.extend(self.dispatch_mapping);
-        stop(self.shutdown, tasks, self.sandbox_shutdown, self.sandbox).await;
+        stop(
+            self.shutdown,
+            tasks,
+            self.events,
+            self.sandbox_shutdown,
+            self.sandbox,
+        )
+        .await;
     }
 }
 
-/// Stops a stack: intake and mappings first, in-flight work finishing, then the sandbox.
+/// Stops a stack: intake and mappings first, in-flight work finishing,
+/// then the events function (once it has published their writes), then
+/// the sandbox.
 pub(crate) async fn stop(
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    (events_shutdown, events): Outbox,
     sandbox_shutdown: CancellationToken,
     sandbox: Option<SandboxPartner>,
 ) {
@@ -484,6 +506,8 @@ pub(crate) async fn stop(
     for task in tasks {
         let _ = task.await;
     }
+    events_shutdown.cancel();
+    let _ = events.await;
     sandbox_shutdown.cancel();
     if let Some(sandbox) = sandbox {
         sandbox.stopped().await;

@@ -149,8 +149,8 @@ async fn publish_all(events: &Events, mut changes: Vec<Change>, shutdown: &Cance
     }
 }
 
-/// Polls `table`'s stream until `shutdown`, handing its requests' changes
-/// to `events`.
+/// Polls `table`'s stream, handing its requests' changes to `events`,
+/// until `shutdown` and a read that finds nothing more.
 pub async fn spawn_stream(
     dynamodb: aws_sdk_dynamodb::Client,
     streams: aws_sdk_dynamodbstreams::Client,
@@ -159,36 +159,77 @@ pub async fn spawn_stream(
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>, Error> {
     let arn = stream_arn(&dynamodb, table).await?;
-    let mut shards = iterators(&streams, &arn, ShardIteratorType::Latest).await?;
+    let mut shards: HashMap<String, Shard> = iterators(&streams, &arn, ShardIteratorType::Latest)
+        .await?
+        .into_iter()
+        .map(|(id, iterator)| {
+            (
+                id,
+                Shard {
+                    iterator,
+                    last: None,
+                },
+            )
+        })
+        .collect();
     Ok(tokio::spawn(async move {
         // Shards read to their end (closed), never read again.
         let mut done: HashSet<String> = HashSet::new();
-        while !shutdown.is_cancelled() {
+        loop {
             let mut read = 0;
             let mut closed = false;
-            for (shard, iterator) in std::mem::take(&mut shards) {
+            for (id, mut shard) in std::mem::take(&mut shards) {
                 let got = match streams
                     .get_records()
-                    .shard_iterator(&iterator)
+                    .shard_iterator(&shard.iterator)
                     .limit(BATCH)
                     .send()
                     .await
                 {
                     Ok(got) => got,
                     Err(e) => {
-                        tracing::warn!(%shard, error = %error(e), "the stream could not be read");
-                        shards.insert(shard, iterator);
+                        // An iterator lasts 15 minutes: a long retry of the
+                        // bus outlives it. Go on after the last record read.
+                        tracing::warn!(shard = %id, error = %error(e), "the stream could not be read");
+                        let (kind, after) = match &shard.last {
+                            Some(last) => {
+                                (ShardIteratorType::AfterSequenceNumber, Some(last.clone()))
+                            }
+                            None => (ShardIteratorType::Latest, None),
+                        };
+                        if let Ok(fresh) = streams
+                            .get_shard_iterator()
+                            .stream_arn(&arn)
+                            .shard_id(&id)
+                            .shard_iterator_type(kind)
+                            .set_sequence_number(after)
+                            .send()
+                            .await
+                            && let Some(iterator) = fresh.shard_iterator()
+                        {
+                            shard.iterator = iterator.to_owned();
+                        }
+                        shards.insert(id, shard);
                         continue;
                     }
                 };
                 read += got.records().len();
+                if let Some(last) = got
+                    .records()
+                    .last()
+                    .and_then(|r| r.dynamodb())
+                    .and_then(|d| d.sequence_number())
+                {
+                    shard.last = Some(last.to_owned());
+                }
                 publish_records(&events, as_lambda_event(got.records()), &shutdown).await;
                 match got.next_shard_iterator() {
                     Some(next) => {
-                        shards.insert(shard, next.to_owned());
+                        shard.iterator = next.to_owned();
+                        shards.insert(id, shard);
                     }
                     None => {
-                        done.insert(shard);
+                        done.insert(id);
                         closed = true;
                     }
                 }
@@ -197,9 +238,15 @@ pub async fn spawn_stream(
             if closed || shards.is_empty() {
                 match iterators(&streams, &arn, ShardIteratorType::TrimHorizon).await {
                     Ok(found) => {
-                        for (shard, iterator) in found {
-                            if !done.contains(&shard) && !shards.contains_key(&shard) {
-                                shards.insert(shard, iterator);
+                        for (id, iterator) in found {
+                            if !done.contains(&id) && !shards.contains_key(&id) {
+                                shards.insert(
+                                    id,
+                                    Shard {
+                                        iterator,
+                                        last: None,
+                                    },
+                                );
                             }
                         }
                     }
@@ -207,6 +254,10 @@ pub async fn spawn_stream(
                 }
             }
             if read == 0 {
+                // Stopped once what was written before the stop is read.
+                if shutdown.is_cancelled() {
+                    return;
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
                     _ = tokio::time::sleep(IDLE) => {}
@@ -214,6 +265,12 @@ pub async fn spawn_stream(
             }
         }
     }))
+}
+
+/// Where a shard is read from, and the last record read of it.
+struct Shard {
+    iterator: String,
+    last: Option<String>,
 }
 
 /// Publishes the requests' changes of `event`; a record that cannot be

@@ -280,10 +280,12 @@ fn detail_type(
 /// made from the write that added it or rebuilt from the request much
 /// later (`resend_events`): points and member once decided (awaiting
 /// approval, reserved or scheduled), the partner once reserved, the
-/// partner's reference once sent, its transaction once credited, the
-/// reason the line itself records, the points reversed by the reversals
-/// done by then. (What a later round of an operator's retry changes, a
-/// new reference, shows in its earlier rounds' rebuilt events.)
+/// partner's reference once sent, its transaction once credited (each in
+/// the line's own round: an operator's retry starts again from
+/// `received`), the reason the line itself records, the points reversed by
+/// the reversals done by then. (What a later round, or a relink while
+/// waiting for approval, changes of the points, member, partner or
+/// reference shows in the earlier lines' rebuilt events.)
 fn detail(
     request: &PointsRequest,
     i: usize,
@@ -292,7 +294,17 @@ fn detail(
 ) -> Detail {
     let sequence = u32::try_from(i + 1).unwrap_or(u32::MAX);
     let history = &request.timeline[..=i];
-    let reached = |states: &[StatusKind]| history.iter().any(|l| states.contains(&l.state));
+    // What this line's round (since its last receipt) has reached: an
+    // operator's retry starts again from `received`.
+    let round_start = history
+        .iter()
+        .rposition(|l| l.state == StatusKind::Received && l.reversal.is_none())
+        .unwrap_or(0);
+    let reached = |states: &[StatusKind]| {
+        history[round_start..]
+            .iter()
+            .any(|l| states.contains(&l.state))
+    };
     use StatusKind as S;
     let decided = reached(&[S::AwaitingApproval, S::Reserved, S::Scheduled]);
     let destined = reached(&[S::Reserved, S::Scheduled]);
@@ -353,10 +365,13 @@ fn detail(
         partner_reference: request.partner_reference.clone().filter(|_| sent),
         partner_transaction: request.partner_transaction.clone().filter(|_| credited),
         window,
-        reason: line
-            .reason
-            .as_ref()
-            .map(|code| Reason::new(code.clone(), line.detail.clone())),
+        reason: match &line.reason {
+            Some(code) => Some(Reason::new(code.clone(), line.detail.clone())),
+            // A line written before lines kept their reason's code: the
+            // status's reason, when it is the last line.
+            None if i + 1 == request.timeline.len() => request.status.reason().cloned(),
+            None => None,
+        },
         reversal,
         points_reversed,
         undoes: request.undoes.clone(),
