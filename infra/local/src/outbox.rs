@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use pointsflow_admin::Admin;
-use pointsflow_core::events::DetailType;
+use pointsflow_core::events::{Change, DetailType};
 use pointsflow_events::Events;
 use pointsflow_memory::{MemoryBus, MemoryStream};
 use serde::Deserialize;
@@ -43,10 +43,9 @@ pub fn spawn_events(
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut after = 0u64;
-        let mut pause = FIRST_PAUSE;
         loop {
-            let batch = stream.read(after, BATCH);
+            // Everything up to the stream's first record is published.
+            let batch = stream.read(0, BATCH);
             let Some(last) = batch.last().map(MemoryStream::position_of) else {
                 if shutdown.is_cancelled() {
                     return;
@@ -57,31 +56,41 @@ pub fn spawn_events(
                 }
                 continue;
             };
-            let published = events.publish(&batch).await;
-            match published.failed_from {
-                None => {
-                    after = last;
-                    pause = FIRST_PAUSE;
-                }
-                Some(position) => {
-                    after = position.parse::<u64>().unwrap_or(1).saturating_sub(1);
-                    if shutdown.is_cancelled() {
-                        tracing::error!(
-                            from = after + 1,
-                            "stopping with changes whose events were not published"
-                        );
-                        return;
-                    }
-                    tokio::select! {
-                        _ = shutdown.cancelled() => {}
-                        _ = tokio::time::sleep(pause) => {}
-                    }
-                    pause = (pause * 2).min(MAX_PAUSE);
-                }
+            if !publish_all(&events, batch, &shutdown).await {
+                return;
             }
-            stream.trim(after);
+            stream.trim(last);
         }
     })
+}
+
+/// Publishes `changes` in order, each batch the bus or the callbacks
+/// queue did not wholly take again from its first such change after a
+/// pause that doubles, as Lambda retries a stream's batch; false when
+/// `shutdown` came first.
+pub(crate) async fn publish_all(
+    events: &Events,
+    mut changes: Vec<Change>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut pause = FIRST_PAUSE;
+    while !changes.is_empty() {
+        let published = events.publish(&changes).await;
+        let Some(from) = published.failed_from else {
+            return true;
+        };
+        let at = changes.iter().position(|c| c.position == from).unwrap_or(0);
+        changes.drain(..at);
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                tracing::error!(from, "stopping with changes whose events were not published");
+                return false;
+            }
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+    true
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,7 +15,6 @@ use std::time::Duration;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
 use base64::Engine;
 use pointsflow_aws::stream::{StreamData, StreamEvent, StreamRecord, request_changes};
-use pointsflow_core::events::Change;
 use pointsflow_events::Events;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -25,8 +24,6 @@ use tokio_util::sync::CancellationToken;
 pub const BATCH: i32 = 100;
 
 const IDLE: Duration = Duration::from_millis(250);
-const FIRST_PAUSE: Duration = Duration::from_millis(100);
-const MAX_PAUSE: Duration = Duration::from_secs(5);
 
 type Error = String;
 
@@ -125,27 +122,6 @@ pub fn as_lambda_event(records: &[Record]) -> StreamEvent {
                 })
             })
             .collect(),
-    }
-}
-
-/// Publishes `changes` until every one is, or `shutdown`.
-async fn publish_all(events: &Events, mut changes: Vec<Change>, shutdown: &CancellationToken) {
-    let mut pause = FIRST_PAUSE;
-    while !changes.is_empty() {
-        let published = events.publish(&changes).await;
-        let Some(from) = published.failed_from else {
-            return;
-        };
-        let at = changes.iter().position(|c| c.position == from).unwrap_or(0);
-        changes.drain(..at);
-        tokio::select! {
-            _ = shutdown.cancelled() => {
-                tracing::error!(from, "stopping with changes whose events were not published");
-                return;
-            }
-            _ = tokio::time::sleep(pause) => {}
-        }
-        pause = (pause * 2).min(MAX_PAUSE);
     }
 }
 
@@ -279,7 +255,7 @@ struct Shard {
 async fn publish_records(events: &Events, mut event: StreamEvent, shutdown: &CancellationToken) {
     loop {
         let (changes, unread) = request_changes(&event);
-        publish_all(events, changes, shutdown).await;
+        crate::outbox::publish_all(events, changes, shutdown).await;
         let Some(unread) = unread else { return };
         tracing::error!(%unread, "a stream record could not be read");
         let after = event

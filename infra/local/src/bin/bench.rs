@@ -1004,14 +1004,14 @@ async fn print_events(
         .iter()
         .flat_map(|r| request_events(None, r, MemberNumbers::Masked))
         .collect();
-    let chunks: u64 = events
-        .iter()
-        .map(|e| (e.detail_json().len() as u64 + 200).div_ceil(64 * 1024))
-        .sum();
-    let bytes: u64 = events
+    // An entry's size: its detail, and about 200 bytes of source,
+    // detail-type, time and bus name.
+    let sizes: Vec<u64> = events
         .iter()
         .map(|e| e.detail_json().len() as u64 + 200)
-        .sum();
+        .collect();
+    let chunks: u64 = sizes.iter().map(|b| b.div_ceil(64 * 1024)).sum();
+    let bytes: u64 = sizes.iter().sum();
     // Each write of a request is one stream record.
     let records: u64 = requests.iter().map(|r| r.version + 1).sum();
     if let Running::Local(stack) = running {
