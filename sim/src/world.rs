@@ -17,7 +17,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use pointsflow_assembly::{Adapters, Assembly};
 use pointsflow_core::access::{OperatorIdentity, Principal, Role, Verified};
 use pointsflow_core::callback::CallbackMessage;
-use pointsflow_core::events::{Change, Event};
+use pointsflow_core::events::{Change, Event, Write};
 use pointsflow_core::ledger::{AccountId, invariants};
 use pointsflow_core::ports::{Clock, DeadLetters, PartnerConnector, Queue, QueueName};
 use pointsflow_core::request::{PointsRequest, StatusKind};
@@ -207,7 +207,7 @@ impl World {
         let store = Arc::new(MemoryRequestStore::with_stream(stream.clone()));
         let bus = Arc::new(MemoryBus::new());
         let ledger = Arc::new(MemoryLedger::new());
-        let windows = Arc::new(MemoryWindowStore::new());
+        let windows = Arc::new(MemoryWindowStore::with_stream(stream.clone()));
         let queue = |name| {
             Arc::new(SimQueue::new(
                 name,
@@ -250,7 +250,7 @@ impl World {
                 faults: faults.clone(),
             }),
             program_store: Arc::new(MemoryProgramStore::new()),
-            links: Arc::new(MemoryEnrollments::default()),
+            links: Arc::new(MemoryEnrollments::default().with_stream(stream.clone())),
             link_history: Arc::new(MemoryLinkHistory::new()),
             proposals: Arc::new(MemoryProposals::new()),
             rate_limiter: partner_state.clone(),
@@ -917,11 +917,12 @@ impl World {
         );
     }
 
-    /// Every line of every request that is an event is on the bus, none
-    /// else is, and each is identical however often it was put there and
-    /// to the one rebuilt from the request's history (for a request no
-    /// operator retried: a retry's new reference shows in its earlier
-    /// rounds' rebuilt events).
+    /// Every line of every request that is an event, and every stage of
+    /// every window credit, is on the bus, none else is, and each is
+    /// identical however often it was put there and to the one rebuilt
+    /// from its item (for a request no operator retried: a retry's new
+    /// reference shows in its earlier rounds' rebuilt events). The
+    /// simulator changes no member link.
     fn check_events(&self) -> Check {
         let mut sent: BTreeMap<String, Event> = BTreeMap::new();
         for event in self.bus.events() {
@@ -939,12 +940,27 @@ impl World {
             }
         }
         let mut expected = 0;
-        for request in self.store.all().map_err(|e| e.to_string())? {
-            let retried = request.round > 0;
-            let rebuilt = self.events.events_of(&Change {
-                position: String::new(),
+        let requests = self.store.all().map_err(|e| e.to_string())?;
+        let writes = requests
+            .into_iter()
+            .map(|request| Write::Request {
                 before: None,
                 after: request,
+            })
+            .chain(
+                self.windows
+                    .credits()
+                    .into_iter()
+                    .map(|credit| Write::Credit {
+                        before: None,
+                        after: credit,
+                    }),
+            );
+        for write in writes {
+            let retried = write.request().is_some_and(|(_, r)| r.round > 0);
+            let rebuilt = self.events.events_of(&Change {
+                position: String::new(),
+                write,
             });
             for event in rebuilt {
                 expected += 1;
@@ -958,7 +974,7 @@ impl World {
                     }
                     Some(on_bus) if !retried && on_bus != &event => {
                         return Err(format!(
-                            "event {} on the bus is not the request's history: {on_bus:?} against {event:?}",
+                            "event {} on the bus is not its item's history: {on_bus:?} against {event:?}",
                             event.id()
                         ));
                     }
@@ -968,7 +984,7 @@ impl World {
         }
         if sent.len() != expected {
             return Err(format!(
-                "{} events on the bus, {expected} lines of requests",
+                "{} events on the bus, {expected} of requests' lines and credits' stages",
                 sent.len()
             ));
         }

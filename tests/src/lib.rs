@@ -409,8 +409,7 @@ impl Api {
     /// A settled request (`credited`, `failed`) counts once its post or void
     /// is in the ledger too: dispatch writes the state first, then the ledger.
     pub async fn wait_for(&self, id: &str, states: &[&str]) -> Value {
-        self.wait_for_within(id, states, Duration::from_secs(60))
-            .await
+        self.wait_for_within(id, states, Duration::from_secs(60)).await
     }
 
     /// [`Api::wait_for`] with another deadline.
@@ -453,24 +452,32 @@ impl TestStack {
         }
     }
 
-    /// Waits until the events function has published every stored change
-    /// (the store's stream is empty), then returns the detail-types of
-    /// request `id`'s events on the bus, in the order the bus took them,
-    /// checking that their sequence numbers only rise (none twice).
-    pub async fn events_of(&self, id: &str) -> Vec<String> {
+    /// Every event on the bus, once the events function has published
+    /// every write the stores recorded.
+    pub async fn published(&self) -> Vec<pointsflow_core::events::Event> {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !self.stack.stream.is_empty() {
             assert!(Instant::now() < deadline, "the stream was never drained");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        self.stack.bus.events()
+    }
+
+    /// Waits until the events function has published every stored change
+    /// (the store's stream is empty), then returns the detail-types of
+    /// request `id`'s events on the bus, in the order the bus took them,
+    /// checking that their sequence numbers only rise (none twice).
+    pub async fn events_of(&self, id: &str) -> Vec<String> {
         let events: Vec<_> = self
-            .stack
-            .bus
-            .events()
+            .published()
+            .await
             .into_iter()
-            .filter(|e| e.detail.request_id.as_str() == id)
+            .filter(|e| e.request().is_some_and(|d| d.request_id.as_str() == id))
             .collect();
-        let sequences: Vec<u32> = events.iter().map(|e| e.detail.sequence).collect();
+        let sequences: Vec<u32> = events
+            .iter()
+            .filter_map(|e| e.request().map(|d| d.sequence))
+            .collect();
         assert!(
             sequences.windows(2).all(|w| w[0] < w[1]),
             "{id}'s events out of order or twice: {sequences:?}"

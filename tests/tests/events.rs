@@ -1,7 +1,8 @@
 //! Events through the local stack: the events function reads the embedded
-//! store's stream and puts each request's events on the bus, in order and
+//! stores' stream and puts each request's events on the bus, in order and
 //! once, for a real-time credit, a failure, a reversal and a scheduled
-//! window (a clawback's: `clawback.rs`); `pointsflow events tail` follows
+//! window (a clawback's: `clawback.rs`), and each window credit's and each
+//! member link's change; `pointsflow events tail` follows
 //! them with an operator's key; `resend_events` puts a request's events,
 //! or a period's, on the bus again, identical (same ids, same details), so
 //! a consumer that has them de-duplicates them (which roles may run it:
@@ -9,9 +10,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use pointsflow_core::events::{Event, MemberNumbers, request_events};
+use pointsflow_core::events::{Detail, DetailType, Event, MemberNumbers, request_events};
 use pointsflow_local::outbox::{self, TailOptions};
 use pointsflow_tests::{
     ADA, OPERATOR_KEY, amount_for, deal, fire, schedule_deals, scheduled_config, spawn_stack,
@@ -162,10 +163,14 @@ async fn each_request_makes_its_events_in_order_and_once() {
         .bus
         .events()
         .into_iter()
-        .rfind(|e| e.detail.request_id.as_str() == reversed)
+        .rfind(|e| {
+            e.request()
+                .is_some_and(|d| d.request_id.as_str() == reversed)
+        })
         .unwrap();
-    assert_eq!(last.detail.state.as_str(), "reversed");
-    assert_eq!(last.detail.points_reversed, 200);
+    let last = last.request().unwrap();
+    assert_eq!(last.state.as_str(), "reversed");
+    assert_eq!(last.points_reversed, 200);
     t.stack.shutdown().await;
 }
 
@@ -206,11 +211,50 @@ async fn a_windows_requests_make_their_events_when_the_window_credits_them() {
             .bus
             .events()
             .into_iter()
-            .find(|e| e.detail.request_id.as_str() == id && e.detail.sequence == 3)
+            .find_map(|e| {
+                e.request()
+                    .filter(|d| d.request_id.as_str() == id && d.sequence == 3)
+                    .cloned()
+            })
             .unwrap();
-        assert_eq!(scheduled.detail.window.as_deref(), Some(window.as_str()));
-        assert_eq!(scheduled.detail.points, Some(*points));
+        assert_eq!(scheduled.window.as_deref(), Some(window.as_str()));
+        assert_eq!(scheduled.points, Some(*points));
     }
+    // Each of the window's credits at the partner: planned, then credited,
+    // once each, carrying its requests and their points.
+    let mut stages: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+    let mut credited_requests = BTreeSet::new();
+    let mut credited_points = 0;
+    for event in t.stack.bus.events() {
+        let Detail::Credit(credit) = &event.detail else {
+            continue;
+        };
+        assert_eq!(credit.window, window);
+        stages
+            .entry(credit.partner_reference.to_string())
+            .or_default()
+            .push(event.detail_type.as_str());
+        if event.detail_type == DetailType::CreditCredited {
+            assert!(credit.partner_transaction.is_some(), "{credit:?}");
+            assert!(credit.member.starts_with("******"), "{credit:?}");
+            credited_points += credit.points;
+            credited_requests.extend(credit.requests.iter().map(|r| r.to_string()));
+        }
+    }
+    assert!(!stages.is_empty());
+    for (reference, kinds) in &stages {
+        assert_eq!(
+            kinds,
+            &["Window Credit Planned", "Window Credit Credited"],
+            "{reference}"
+        );
+    }
+    let ids: BTreeSet<String> = requests.iter().map(|(id, _, _)| id.clone()).collect();
+    assert_eq!(credited_requests, ids);
+    assert_eq!(
+        credited_points,
+        requests.iter().map(|(_, _, p)| *p).sum::<u64>()
+    );
     t.stack.shutdown().await;
 }
 
@@ -294,4 +338,107 @@ async fn a_stack_stopped_mid_flight_publishes_every_write_it_stored() {
             assert_eq!(sent.get(event.id()), Some(&event), "{}", event.id());
         }
     }
+}
+
+/// A member link's creation, change and removal are one event each, with
+/// the member numbers masked and who made and who confirmed the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_links_creation_change_and_removal_are_events() {
+    let stack = spawn_stack(pointsflow_tests::with_role_operators).await;
+    let t = &stack;
+    let key = |id: &str| {
+        pointsflow_tests::ROLE_OPERATORS
+            .iter()
+            .find(|(o, _, _)| *o == id)
+            .unwrap()
+            .1
+    };
+    let confirm = |proposed: Value| async move {
+        let id = proposed["result"]["proposal"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (status, confirmed) = t
+            .admin(key("ops-admin2"), "confirm", &json!({"proposal_id": id}))
+            .await;
+        assert_eq!(status, 200, "{confirmed:#}");
+    };
+    let link = |member: &str, first: &str| {
+        json!({"program": "sales-incentive", "recipient": "005NEW", "member_number": member,
+            "first_name": first, "last_name": "Hopper", "reason": "new account"})
+    };
+    let (status, linked) = t
+        .admin(key("ops-operate"), "link", &link("SKY1000005", "Grace"))
+        .await;
+    assert_eq!(status, 200, "{linked:#}");
+    let (status, proposed) = t
+        .admin(key("ops-admin"), "link", &link("SKY1000006", "Grace"))
+        .await;
+    assert_eq!(status, 200, "{proposed:#}");
+    confirm(proposed).await;
+    let (status, proposed) = t
+        .admin(
+            key("ops-admin"),
+            "unlink",
+            &json!({"program": "sales-incentive", "recipient": "005NEW", "reason": "left"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{proposed:#}");
+    confirm(proposed).await;
+
+    let links: Vec<(DetailType, pointsflow_core::events::LinkDetail)> = t
+        .published()
+        .await
+        .into_iter()
+        .filter_map(|e| match e.detail {
+            Detail::Link(d) => Some((e.detail_type, d)),
+            _ => None,
+        })
+        .collect();
+    let seen: Vec<_> = links
+        .iter()
+        .map(|(kind, d)| {
+            (
+                kind.as_str(),
+                d.member.as_deref(),
+                d.previous_member.as_deref(),
+                d.by.as_str(),
+                d.confirmed_by.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "Member Linked",
+                Some("******0005"),
+                None,
+                "ops-operate",
+                None
+            ),
+            (
+                "Member Link Changed",
+                Some("******0006"),
+                Some("******0005"),
+                "ops-admin",
+                Some("ops-admin2")
+            ),
+            (
+                "Member Unlinked",
+                None,
+                Some("******0006"),
+                "ops-admin",
+                Some("ops-admin2")
+            ),
+        ]
+    );
+    let ids: BTreeSet<&str> = links.iter().map(|(_, d)| d.event_id.as_str()).collect();
+    assert_eq!(ids.len(), 3);
+    assert!(
+        ids.iter()
+            .all(|id| id.starts_with("link:sales-incentive:005NEW:")),
+        "{ids:?}"
+    );
+    stack.stack.shutdown().await;
 }

@@ -1,6 +1,7 @@
-//! The events function: for each stored change of a points request (a
-//! record of the table's stream, deployed), the events of the timeline
-//! lines the change added ([`pointsflow_core::events`]), put on the
+//! The events function: for each stored change of a points request, a
+//! member link or a window credit (a record of the table's stream,
+//! deployed), the events the change made ([`pointsflow_core::events`]):
+//! for a request, those of the timeline lines it added; put on the
 //! stack's event bus in order, ten to a call, entries the bus did not take
 //! sent again. Because the events come from the store's own record of
 //! its writes, no crash between a handler's write and anything after it
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pointsflow_core::callback::CallbackMessage;
-use pointsflow_core::events::{Change, Event, MemberNumbers, request_events};
+use pointsflow_core::events::{Change, Event, MemberNumbers};
 use pointsflow_core::ports::{EventBus, ProgramCatalog, PublishCallback};
 use pointsflow_core::values::SourceId;
 use pointsflow_runtime::metrics::Unit;
@@ -81,11 +82,11 @@ impl Events {
 
     /// The events of `change`, members masked unless its program shows them.
     pub fn events_of(&self, change: &Change) -> Vec<Event> {
-        let members = match self.ports.programs.program(&change.after.program) {
+        let members = match self.ports.programs.program(change.write.program()) {
             Some(p) if p.events_show_member => MemberNumbers::Shown,
             _ => MemberNumbers::Masked,
         };
-        request_events(change.before.as_ref(), &change.after, members)
+        change.write.events(members)
     }
 
     /// Publishes the events of `changes`, in their order.
@@ -152,10 +153,13 @@ impl Events {
             if first_failed.is_some_and(|f| i >= f) {
                 break;
             }
-            if !callbacks.sources.contains(&change.after.source) {
+            let Some((before, after)) = change.write.request() else {
+                continue;
+            };
+            if !callbacks.sources.contains(&after.source) {
                 continue;
             }
-            for message in CallbackMessage::of_write(change.before.as_ref(), &change.after) {
+            for message in CallbackMessage::of_write(before, after) {
                 if self.queue_one(&*callbacks.queue, &message).await {
                     queued += 1;
                 } else {

@@ -84,10 +84,12 @@ fn changes(writes: &[PointsRequest], first_position: u64) -> Vec<Change> {
     writes
         .iter()
         .enumerate()
-        .map(|(i, after)| Change {
-            position: format!("{:021}", first_position + i as u64),
-            before: i.checked_sub(1).map(|p| writes[p].clone()),
-            after: after.clone(),
+        .map(|(i, after)| {
+            Change::request(
+                format!("{:021}", first_position + i as u64),
+                i.checked_sub(1).map(|p| writes[p].clone()),
+                after.clone(),
+            )
         })
         .collect()
 }
@@ -148,7 +150,7 @@ async fn each_change_puts_its_events_in_order() {
             "Points Credited"
         ]
     );
-    let credited = &sent[2].detail;
+    let credited = sent[2].request().unwrap();
     assert_eq!(credited.member.as_deref(), Some("******5678"));
     assert_eq!(credited.partner_transaction.as_deref(), Some("TX-42"));
     assert_eq!(credited.points, Some(250));
@@ -166,7 +168,10 @@ async fn a_program_may_show_member_numbers() {
     handler
         .publish(&changes(&credit("sales", "deal-2"), 1))
         .await;
-    assert_eq!(bus.events()[2].detail.member.as_deref(), Some("SK12345678"));
+    assert_eq!(
+        bus.events()[2].request().unwrap().member.as_deref(),
+        Some("SK12345678")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -361,7 +366,119 @@ fn every_kind() -> Vec<Change> {
     .unwrap();
     writes.push(r);
     push(writes);
+    let first = 100 * all.len() as u64 + 1;
+    all.extend(link_and_credit_changes(first));
     all
+}
+
+/// A member link created, changed and removed; a window credit planned and
+/// credited, and another failed.
+fn link_and_credit_changes(first_position: u64) -> Vec<Change> {
+    use pointsflow_core::enrollment::{LinkChange, LinkEvent, MemberLink};
+    use pointsflow_core::events::Write;
+    use pointsflow_core::reason::{Reason, ReasonCode};
+    use pointsflow_core::window::{CreditId, CreditState, WindowCredit, WindowId};
+    let member = |m: &str| MemberNumber::parse(m).unwrap();
+    let program = ProgramId::parse("sales").unwrap();
+    let recipient = RecipientId::parse("0055g00000AAAA1").unwrap();
+    let mut linked = MemberLink::new(
+        program.clone(),
+        recipient.clone(),
+        member("SK11111111"),
+        "Ada".into(),
+        "Lovelace".into(),
+    );
+    linked.linked_by = Some("source:demo".into());
+    linked.linked_at = Some(at(30));
+    let mut changed = linked.clone();
+    changed.member = member("SK22222222");
+    changed.linked_by = Some("ops-admin".into());
+    changed.linked_at = Some(at(31));
+    changed.changed = Some(LinkChange {
+        from: member("SK11111111"),
+        by: "ops-admin".into(),
+        at: at(31),
+        confirmed_by: Some("ops-admin2".into()),
+    });
+    let mut removed = changed.clone();
+    removed.removed = Some(LinkEvent {
+        program: program.clone(),
+        recipient,
+        at: at(32),
+        by: "ops-admin".into(),
+        from: Some(member("SK22222222")),
+        to: None,
+        confirmed_by: Some("ops-admin2".into()),
+    });
+    let window = WindowId::new(&program, at(3_600));
+    let partner = PartnerId::parse("sky").unwrap();
+    let credit = |n: u32, state: CreditState| WindowCredit {
+        id: CreditId::consolidated(&window, &partner, &member("SK12345678"), n),
+        window: window.clone(),
+        partner: partner.clone(),
+        partner_program: "SKY".into(),
+        member: member("SK12345678"),
+        member_name: None,
+        reference: PartnerReference::parse(&format!("pf000000010{n}")).unwrap(),
+        points: Points::new(700).unwrap(),
+        requests: vec![credit_request_id()],
+        settled_at: state.is_settled().then(|| at(3_700)),
+        state,
+        attempts: 1,
+        attempt_at: None,
+        partner_transaction: None,
+        planned_at: at(3_601),
+        unsettled_since: None,
+        version: 0,
+    };
+    let writes = [
+        Write::Link {
+            before: None,
+            after: linked.clone(),
+        },
+        Write::Link {
+            before: Some(linked),
+            after: changed.clone(),
+        },
+        Write::Link {
+            before: Some(changed),
+            after: removed,
+        },
+        Write::Credit {
+            before: Some(credit(1, CreditState::Planning)),
+            after: credit(1, CreditState::Planned),
+        },
+        Write::Credit {
+            before: Some(credit(1, CreditState::Dispatching)),
+            after: credit(
+                1,
+                CreditState::Credited {
+                    transaction: "TX-W1".into(),
+                },
+            ),
+        },
+        Write::Credit {
+            before: None,
+            after: credit(
+                2,
+                CreditState::Failed {
+                    reason: Reason::new(ReasonCode::BudgetExhausted, "because"),
+                },
+            ),
+        },
+    ];
+    writes
+        .into_iter()
+        .enumerate()
+        .map(|(i, write)| Change {
+            position: format!("{:021}", first_position + i as u64),
+            write,
+        })
+        .collect()
+}
+
+fn credit_request_id() -> pointsflow_core::values::RequestId {
+    credit("sales", "deal-w1").remove(0).id
 }
 
 /// Every event's `detail` is what `docs/events.schema.json` says, checked

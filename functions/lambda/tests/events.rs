@@ -1,6 +1,7 @@
 //! The built events binary answers a batch of the table's stream records
 //! through the Lambda Runtime API: the records are the ones the emulator's
-//! DynamoDB Streams recorded for a request's writes (read with
+//! DynamoDB Streams recorded for a request's writes, a member link's and a
+//! window credit's, with items that are no event's among them (read with
 //! `GetRecords`, the shape Lambda hands the function), and the events it
 //! puts on the emulator's EventBridge bus reach a queue a rule targets,
 //! as a customer's consumer would receive them. It calls only what its
@@ -11,14 +12,16 @@
 use std::time::Duration;
 
 use aws_sdk_eventbridge::types::Target;
-use pointsflow_aws::DynamoRequestStore;
+use pointsflow_aws::{DynamoEnrollments, DynamoLinkHistory, DynamoRequestStore, DynamoWindowStore};
+use pointsflow_core::enrollment::{LinkEvent, MemberLink};
 use pointsflow_core::partner::Destination;
-use pointsflow_core::ports::{RequestCreate, RequestUpdate};
+use pointsflow_core::ports::{Enrollments, LinkHistory, RequestCreate, RequestUpdate, WindowStore};
 use pointsflow_core::request::{NewRequest, Recipient, SourceEvent, Status};
 use pointsflow_core::values::{
     EventType, IdempotencyKey, MemberNumber, PartnerId, PartnerReference, Points, ProgramId,
     RecipientId, SourceId,
 };
+use pointsflow_core::window::{CreditId, CreditState, WindowCredit, WindowId};
 use serde_json::{Value, json};
 
 mod common;
@@ -82,7 +85,7 @@ async fn stream_records(endpoint: &str, table: &str) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_puts_a_requests_changes_on_the_bus_through_the_runtime_api() {
+async fn the_binary_puts_a_requests_a_links_and_a_credits_changes_on_the_bus() {
     let endpoint = pointsflow_harness::emulator::endpoint();
     let stack = Provisioned::create(
         &endpoint,
@@ -174,8 +177,63 @@ async fn the_binary_puts_a_requests_changes_on_the_bus_through_the_runtime_api()
     request.partner_transaction = Some("TX-42".into());
     store.update(&request).await.unwrap();
 
+    // A member link created (with its history's item, no event), and a
+    // window credit created planning and saved planned.
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let program = ProgramId::parse("sales-incentive").unwrap();
+    let recipient = RecipientId::parse("005NEW").unwrap();
+    let mut link = MemberLink::new(
+        program.clone(),
+        recipient.clone(),
+        MemberNumber::parse("SKY1000005").unwrap(),
+        "Grace".into(),
+        "Hopper".into(),
+    );
+    link.linked_by = Some("ops-operate".into());
+    link.linked_at = Some(now);
+    let links = DynamoEnrollments::new(dynamo.clone(), &stack.table);
+    assert_eq!(links.create_link(&link).await.unwrap(), None);
+    DynamoLinkHistory::new(dynamo.clone(), &stack.table)
+        .record(&LinkEvent {
+            program: program.clone(),
+            recipient,
+            at: now,
+            by: "ops-operate".into(),
+            from: None,
+            to: Some(link.member.clone()),
+            confirmed_by: None,
+        })
+        .await
+        .unwrap();
+    let windows = DynamoWindowStore::new(dynamo, &stack.table);
+    let window = WindowId::new(&program, now);
+    let partner = PartnerId::parse("air").unwrap();
+    let member = MemberNumber::parse("SKY1000001").unwrap();
+    let mut credit = WindowCredit {
+        id: CreditId::consolidated(&window, &partner, &member, 1),
+        window,
+        partner,
+        partner_program: "SKY".into(),
+        member,
+        member_name: None,
+        reference: PartnerReference::parse("pf0000000043").unwrap(),
+        points: Points::new(300).unwrap(),
+        requests: vec![request.id.clone()],
+        state: CreditState::Planning,
+        attempts: 0,
+        attempt_at: None,
+        partner_transaction: None,
+        planned_at: now,
+        unsettled_since: None,
+        settled_at: None,
+        version: 0,
+    };
+    windows.create_credit(&credit).await.unwrap();
+    credit.state = CreditState::Planned;
+    windows.save_credit(&credit).await.unwrap();
+
     let records = stream_records(&endpoint, &stack.table).await;
-    assert_eq!(records.len(), 3, "{records:#?}");
+    assert_eq!(records.len(), 7, "{records:#?}");
     let response = stack
         .respond(
             env!("CARGO_BIN_EXE_pointsflow-events"),
@@ -200,11 +258,35 @@ async fn the_binary_puts_a_requests_changes_on_the_bus_through_the_runtime_api()
                 .iter()
                 .map(|m| serde_json::from_str::<Value>(m.body().unwrap()).unwrap()),
         );
-        if delivered.len() >= 3 {
+        if delivered.len() >= 5 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let (mut delivered, others): (Vec<Value>, Vec<Value>) = delivered
+        .into_iter()
+        .partition(|e| e["detail"]["request_id"].is_string());
+    let others: Vec<(&str, &str)> = others
+        .iter()
+        .map(|e| {
+            (
+                e["detail-type"].as_str().unwrap(),
+                e["detail"]["event_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let link_event = format!(
+        "link:sales-incentive:005NEW:{}",
+        link.linked_at.unwrap().timestamp_micros()
+    );
+    let mut expected = vec![
+        ("Member Linked", link_event.as_str()),
+        ("Window Credit Planned", "pf0000000043:planned"),
+    ];
+    let mut others = others;
+    others.sort();
+    expected.sort();
+    assert_eq!(others, expected);
     delivered.sort_by_key(|e| e["detail"]["sequence"].as_u64());
     let kinds: Vec<&str> = delivered
         .iter()

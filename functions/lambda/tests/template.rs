@@ -417,16 +417,58 @@ fn the_events_function_reads_requests_changes_and_puts_events_on_its_bus() {
                 [0]
         )
     );
-    let pattern: serde_json::Value = serde_json::from_str(
-        stream["FilterCriteria"]["Filters"][0]["Pattern"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(
-        pattern,
-        serde_json::json!({"dynamodb": {"Keys": {"pk": {"S": [{"prefix": "REQ#"}]}, "sk": {"S": ["REQUEST"]}}}})
-    );
+    // The filter lets through exactly the items whose writes the function
+    // reads into changes (requests, member links, window credits), so no
+    // other item (ledger entries, counters, rate limits, circuits, link
+    // histories, window runs) invokes it.
+    let patterns: Vec<serde_json::Value> = stream["FilterCriteria"]["Filters"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|f| serde_json::from_str(f["Pattern"].as_str().unwrap()).unwrap())
+        .collect();
+    let admits = |pk: &str, sk: &str| {
+        let matches = |rules: &serde_json::Value, value: &str| {
+            rules.as_array().unwrap().iter().any(|rule| match rule {
+                serde_json::Value::String(exact) => exact == value,
+                other => value.starts_with(other["prefix"].as_str().unwrap()),
+            })
+        };
+        patterns.iter().any(|p| {
+            let keys = &p["dynamodb"]["Keys"];
+            assert_eq!(p.as_object().unwrap().len(), 1, "{p}");
+            matches(&keys["pk"]["S"], pk) && matches(&keys["sk"]["S"], sk)
+        })
+    };
+    let keys = [
+        ("REQ#pr_01", "REQUEST", true),
+        ("REQ#pr_01", "SOURCEKEY#demo#deal-1", false),
+        ("LINK#sales", "RECIPIENT#0055g00000AAAA1", true),
+        (
+            "LINKHIST#sales#0055g00000AAAA1",
+            "2026-12-07T10:00:00.000000Z#ab12",
+            false,
+        ),
+        (
+            "CREDIT#sales@2026-12-07T10:00/sky/SK12345678",
+            "CREDIT",
+            true,
+        ),
+        ("WINDOW#sales@2026-12-07T10:00", "RUN", false),
+        ("LEDGER#pr_01", "ENTRY#1", false),
+        ("ACCT#sales", "BALANCE", false),
+        ("PARTNER#sky", "RATE", false),
+        ("PROGRAM#sales", "REVISION#3", false),
+        ("PROPOSAL#p_1", "PROPOSAL", false),
+    ];
+    for (pk, sk, read) in keys {
+        assert_eq!(
+            pointsflow_aws::stream::is_event_item(pk, sk),
+            read,
+            "{pk} {sk}"
+        );
+        assert_eq!(admits(pk, sk), read, "the filter on {pk} {sk}");
+    }
     assert_eq!(
         root["Resources"]["EventArchive"]["Properties"]["RetentionDays"],
         serde_yaml::from_str::<serde_yaml::Value>("!Ref EventArchiveDays").unwrap()

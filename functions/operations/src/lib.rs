@@ -1210,11 +1210,11 @@ impl Operations {
         };
         let mut changes = Vec::with_capacity(ids.len());
         for id in &ids {
-            changes.push(pointsflow_core::events::Change {
-                position: id.to_string(),
-                before: None,
-                after: self.load(id).await?,
-            });
+            changes.push(pointsflow_core::events::Change::request(
+                id.to_string(),
+                None,
+                self.load(id).await?,
+            ));
         }
         // Events only: a status callback is sent again with `notify`.
         let sender = pointsflow_events::Events::new(pointsflow_events::EventsPorts {

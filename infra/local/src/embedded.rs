@@ -92,7 +92,8 @@ pub struct Embedded {
     pub ids: Arc<dyn IdSource>,
     /// The event bus (the events function's and `resend_events`'s).
     pub bus: Arc<MemoryBus>,
-    /// The store's record of its writes (the events function reads it).
+    /// The stores' record of their writes of requests, links and credits
+    /// (the events function reads it).
     pub stream: Arc<MemoryStream>,
 }
 
@@ -103,9 +104,9 @@ impl Embedded {
         Self {
             store: Arc::new(MemoryRequestStore::with_stream(stream.clone())),
             ledger: Arc::new(MemoryLedger::new()),
-            windows: Arc::new(MemoryWindowStore::new()),
+            windows: Arc::new(MemoryWindowStore::with_stream(stream.clone())),
             programs: Arc::new(MemoryProgramStore::new()),
-            links: Arc::new(MemoryEnrollments::default()),
+            links: Arc::new(MemoryEnrollments::default().with_stream(stream.clone())),
             link_history: Arc::new(MemoryLinkHistory::new()),
             proposals: Arc::new(MemoryProposals::new()),
             partner_state: Arc::new(MemoryPartnerState::new()),

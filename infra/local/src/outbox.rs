@@ -166,10 +166,16 @@ pub fn detail_type(name: &str) -> Result<DetailType, String> {
 }
 
 /// One line for an event as a rule's target receives it: when, what,
-/// its id, the program, the recipient, the points, and the member or why.
+/// its id, the program, the recipient (a window credit's window), the
+/// points, and the member or why.
 pub fn tail_line(event: &Value) -> String {
     let d = &event["detail"];
     let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+    let whom = if d["recipient"].is_string() {
+        &d["recipient"]
+    } else {
+        &d["window"]
+    };
     let points = d["points"]
         .as_u64()
         .map_or_else(|| "-".to_owned(), |p| format!("{p} points"));
@@ -179,9 +185,12 @@ pub fn tail_line(event: &Value) -> String {
         text(&event["detail-type"]),
         text(&d["event_id"]),
         text(&d["program"]),
-        text(&d["recipient"]),
+        text(whom),
         points,
     );
+    if let Some(change) = d["change"].as_str() {
+        line.push_str(&format!("  {change} {}", text(&d["member"])));
+    }
     if let (Some(program), Some(member)) = (d["partner_program"].as_str(), d["member"].as_str()) {
         line.push_str(&format!("  {program} {member}"));
     }

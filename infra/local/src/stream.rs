@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
 use base64::Engine;
-use pointsflow_aws::stream::{StreamData, StreamEvent, StreamRecord, request_changes};
+use pointsflow_aws::stream::{StreamData, StreamEvent, StreamRecord, changes};
 use pointsflow_events::Events;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -249,12 +249,12 @@ struct Shard {
     last: Option<String>,
 }
 
-/// Publishes the requests' changes of `event`; a record that cannot be
+/// Publishes the changes of `event`; a record that cannot be
 /// read is logged and passed over (the deployed function would report it
 /// failed, and its retries end on the events' dead-letter queue).
 async fn publish_records(events: &Events, mut event: StreamEvent, shutdown: &CancellationToken) {
     loop {
-        let (changes, unread) = request_changes(&event);
+        let (changes, unread) = changes(&event);
         crate::outbox::publish_all(events, changes, shutdown).await;
         let Some(unread) = unread else { return };
         tracing::error!(%unread, "a stream record could not be read");

@@ -23,8 +23,14 @@ pub struct DynamoEnrollments {
     table: String,
 }
 
+/// The start of a link's sort key.
+pub(crate) const LINK_SK_PREFIX: &str = "RECIPIENT#";
+
 fn key(program: &ProgramId, recipient: &RecipientId) -> item::Item {
-    item::key(format!("LINK#{program}"), format!("RECIPIENT#{recipient}"))
+    item::key(
+        format!("LINK#{program}"),
+        format!("{LINK_SK_PREFIX}{recipient}"),
+    )
 }
 
 impl DynamoEnrollments {

@@ -1,16 +1,16 @@
 //! The table's stream as Lambda hands it to a function: each record's
 //! item before and after one write (view type `NEW_AND_OLD_IMAGES`), read
-//! here into [`Change`]s of points requests. The images are DynamoDB JSON
-//! (`{"S": ...}`, `{"N": ...}`, `{"B": base64}`); only the attributes a
-//! request is read from (`pk`, `doc`, `version`) are looked at.
+//! here into [`Change`]s of points requests, member links and window
+//! credits. The images are DynamoDB JSON (`{"S": ...}`, `{"N": ...}`,
+//! `{"B": base64}`); only the attributes an item is read from (`pk`, `sk`,
+//! `doc`, `version`) are looked at.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
-use pointsflow_core::events::Change;
-use pointsflow_core::request::PointsRequest;
+use pointsflow_core::events::{Change, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::item::{DOC, Item, PK, SK};
@@ -75,11 +75,11 @@ pub struct UnreadRecord {
     pub problem: String,
 }
 
-/// The points requests' changes of `event`, in order, up to the first
-/// record that cannot be read (returned with them: retry from it). A
-/// record of another kind of item, or a removal, is no change of a
-/// request and is passed over.
-pub fn request_changes(event: &StreamEvent) -> (Vec<Change>, Option<UnreadRecord>) {
+/// The changes of `event` (of points requests, member links and window
+/// credits), in order, up to the first record that cannot be read
+/// (returned with them: retry from it). A record of another kind of item,
+/// or a removal, is no such change and is passed over.
+pub fn changes(event: &StreamEvent) -> (Vec<Change>, Option<UnreadRecord>) {
     let mut changes = Vec::with_capacity(event.records.len());
     for record in &event.records {
         let data = &record.dynamodb;
@@ -89,10 +89,10 @@ pub fn request_changes(event: &StreamEvent) -> (Vec<Change>, Option<UnreadRecord
         };
         let key = string(&data.keys, PK).unwrap_or_default();
         let sort = string(&data.keys, SK).unwrap_or_default();
-        if !key.starts_with("REQ#")
-            || sort != crate::store::REQUEST_SK
-            || record.event_name == "REMOVE"
-        {
+        let Some(kind) = kind_of(&key, &sort) else {
+            continue;
+        };
+        if record.event_name == "REMOVE" {
             continue;
         }
         let Some(new) = &data.new_image else {
@@ -103,29 +103,78 @@ pub fn request_changes(event: &StreamEvent) -> (Vec<Change>, Option<UnreadRecord
                 )),
             );
         };
-        let after = match request(new) {
-            Ok(r) => r,
+        match write(kind, data.old_image.as_ref(), new) {
+            Ok(write) => changes.push(Change {
+                position: data.sequence_number.clone(),
+                write,
+            }),
             Err(e) => return (changes, Some(unread(e))),
-        };
-        let before = match data.old_image.as_ref().map(request).transpose() {
-            Ok(r) => r,
-            Err(e) => return (changes, Some(unread(e))),
-        };
-        changes.push(Change {
-            position: data.sequence_number.clone(),
-            before,
-            after,
-        });
+        }
     }
     (changes, None)
 }
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Request,
+    Link,
+    Credit,
+}
+
+/// Whether a write of the item keyed `pk`, `sk` is read into a change:
+/// the function's event filter lets through exactly these.
+pub fn is_event_item(pk: &str, sk: &str) -> bool {
+    kind_of(pk, sk).is_some()
+}
+
+fn kind_of(pk: &str, sk: &str) -> Option<Kind> {
+    if pk.starts_with("REQ#") && sk == crate::store::REQUEST_SK {
+        Some(Kind::Request)
+    } else if pk.starts_with("LINK#") && sk.starts_with(crate::enrollments::LINK_SK_PREFIX) {
+        Some(Kind::Link)
+    } else if pk.starts_with("CREDIT#") && sk == crate::windows::CREDIT_SK {
+        Some(Kind::Credit)
+    } else {
+        None
+    }
+}
+
+fn write(kind: Kind, old: Option<&Image>, new: &Image) -> Result<Write, String> {
+    Ok(match kind {
+        Kind::Request => Write::Request {
+            before: old.map(versioned).transpose()?,
+            after: versioned(new)?,
+        },
+        Kind::Link => Write::Link {
+            before: old.map(plain).transpose()?,
+            after: plain(new)?,
+        },
+        Kind::Credit => Write::Credit {
+            before: old.map(versioned).transpose()?,
+            after: versioned(new)?,
+        },
+    })
+}
+
+/// A versioned item (a request, a credit) from its image.
+fn versioned<T: crate::versioned::Versioned>(image: &Image) -> Result<T, String> {
+    crate::versioned::from_item(&item(image)?).map_err(|e| e.to_string())
+}
+
+/// An item kept as its document alone (a link) from its image.
+fn plain<T: serde::de::DeserializeOwned>(image: &Image) -> Result<T, String> {
+    crate::item::doc(&item(image)?).map_err(|e| e.to_string())
+}
+
+type Image = HashMap<String, serde_json::Value>;
 
 fn string(image: &HashMap<String, serde_json::Value>, name: &str) -> Option<String> {
     image.get(name)?.get("S")?.as_str().map(str::to_owned)
 }
 
-/// A request from its image: its document and version.
-fn request(image: &HashMap<String, serde_json::Value>) -> Result<PointsRequest, String> {
+/// The attributes an item is read from (its document and version), from
+/// its image.
+fn item(image: &Image) -> Result<Item, String> {
     let mut item = Item::new();
     for name in [DOC, "version"] {
         let Some(value) = image.get(name) else {
@@ -145,5 +194,5 @@ fn request(image: &HashMap<String, serde_json::Value>) -> Result<PointsRequest, 
         };
         item.insert(name.to_owned(), value);
     }
-    crate::versioned::from_item(&item).map_err(|e| e.to_string())
+    Ok(item)
 }

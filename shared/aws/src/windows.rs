@@ -19,7 +19,7 @@ use pointsflow_core::window::{
 };
 
 const RUN_SK: &str = "RUN";
-const CREDIT_SK: &str = "CREDIT";
+pub(crate) const CREDIT_SK: &str = "CREDIT";
 
 #[derive(Debug, Clone)]
 pub struct DynamoWindowStore {

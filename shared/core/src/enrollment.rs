@@ -40,6 +40,10 @@ pub struct LinkChange {
     pub from: MemberNumber,
     pub by: String,
     pub at: DateTime<Utc>,
+    /// The second operator who confirmed the change (none on links
+    /// changed before it was kept here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed_by: Option<String>,
 }
 
 /// One change of a recipient's link, as its history keeps it: who, when,

@@ -1,24 +1,31 @@
-//! The events another system may follow of a points request: one for each
-//! line of its timeline that changes its state or records a step of a
-//! reversal, derived from the request as it was before and after one write,
-//! so that whoever reads the store's own change records (the outbox) makes
-//! exactly these, and a second reading makes identical ones.
+//! The events another system may follow: of a points request, one for
+//! each line of its timeline that changes its state or records a step of a
+//! reversal; of a member link, its creation, change or removal; of a
+//! window's credit at the partner, its plan and its outcome. Each is
+//! derived from the item as it was before and after one write, so that
+//! whoever reads the store's own change records (the outbox) makes exactly
+//! these, and a second reading makes identical ones.
 //!
-//! Each event has a stable id, `{request id}:{sequence}`, where `sequence`
-//! is the line's place in the timeline counted from 1: the same on every
-//! re-send, in order within a request (neither a table's stream across
-//! items nor an event bus keeps order, so a consumer orders by it). Its
-//! `detail` is documented as JSON Schema in `docs/events.schema.json`.
+//! Each event has a stable id, the same on every re-send:
+//! `{request id}:{sequence}`, where `sequence` is the line's place in the
+//! timeline counted from 1, in order within a request (neither a table's
+//! stream across items nor an event bus keeps order, so a consumer orders
+//! by it); `link:{program}:{recipient}:{microseconds}` for a link's change;
+//! `{partner reference}:{stage}` for a window credit's. Its `detail` is
+//! documented as JSON Schema in `docs/events.schema.json`.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::enrollment::MemberLink;
 use crate::reason::{Reason, ReasonCode};
 use crate::request::{PointsRequest, ReversalStepKind, Status, StatusKind, TimelineEntry};
 use crate::reversal::Reversal;
 use crate::values::{
-    IdempotencyKey, PartnerId, PartnerReference, ProgramId, RecipientId, RequestId, SourceId,
+    IdempotencyKey, MemberNumber, PartnerId, PartnerReference, ProgramId, RecipientId, RequestId,
+    SourceId,
 };
+use crate::window::{CreditState, WindowCredit};
 
 /// The `source` of every event.
 pub const SOURCE: &str = "pointsflow";
@@ -53,10 +60,25 @@ pub enum DetailType {
     Reversed,
     #[serde(rename = "Points Reversal Refused")]
     ReversalRefused,
+    /// A recipient linked to a member account, where none was in force.
+    #[serde(rename = "Member Linked")]
+    MemberLinked,
+    /// A recipient's link moved to another member account.
+    #[serde(rename = "Member Link Changed")]
+    MemberLinkChanged,
+    #[serde(rename = "Member Unlinked")]
+    MemberUnlinked,
+    /// A window's requests for one member, planned as one partner credit.
+    #[serde(rename = "Window Credit Planned")]
+    CreditPlanned,
+    #[serde(rename = "Window Credit Credited")]
+    CreditCredited,
+    #[serde(rename = "Window Credit Failed")]
+    CreditFailed,
 }
 
 impl DetailType {
-    pub const ALL: [DetailType; 13] = [
+    pub const ALL: [DetailType; 19] = [
         DetailType::Received,
         DetailType::Rejected,
         DetailType::ClawedBack,
@@ -70,6 +92,12 @@ impl DetailType {
         DetailType::ReversalRequested,
         DetailType::Reversed,
         DetailType::ReversalRefused,
+        DetailType::MemberLinked,
+        DetailType::MemberLinkChanged,
+        DetailType::MemberUnlinked,
+        DetailType::CreditPlanned,
+        DetailType::CreditCredited,
+        DetailType::CreditFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,6 +115,12 @@ impl DetailType {
             DetailType::ReversalRequested => "Points Reversal Requested",
             DetailType::Reversed => "Points Reversed",
             DetailType::ReversalRefused => "Points Reversal Refused",
+            DetailType::MemberLinked => "Member Linked",
+            DetailType::MemberLinkChanged => "Member Link Changed",
+            DetailType::MemberUnlinked => "Member Unlinked",
+            DetailType::CreditPlanned => "Window Credit Planned",
+            DetailType::CreditCredited => "Window Credit Credited",
+            DetailType::CreditFailed => "Window Credit Failed",
         }
     }
 }
@@ -107,6 +141,16 @@ pub enum MemberNumbers {
     Shown,
 }
 
+impl MemberNumbers {
+    /// `member` as events of this kind show it.
+    pub fn show(self, member: &MemberNumber) -> String {
+        match self {
+            MemberNumbers::Shown => member.as_str().to_owned(),
+            MemberNumbers::Masked => member.masked(),
+        }
+    }
+}
+
 /// The reversal an event is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReversalDetail {
@@ -121,10 +165,40 @@ pub struct ReversalDetail {
     pub refusal: Option<Reason>,
 }
 
-/// An event's `detail`: every key is always present (`null` when it does
-/// not apply), as `docs/events.schema.json` says.
+/// An event's `detail`, one shape per kind of item: every key is always
+/// present (`null` when it does not apply), as `docs/events.schema.json`
+/// says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Detail {
+#[serde(untagged)]
+#[allow(clippy::large_enum_variant)] // most events are requests'
+pub enum Detail {
+    Request(RequestDetail),
+    Link(LinkDetail),
+    Credit(CreditDetail),
+}
+
+impl Detail {
+    pub fn event_id(&self) -> &str {
+        match self {
+            Detail::Request(d) => &d.event_id,
+            Detail::Link(d) => &d.event_id,
+            Detail::Credit(d) => &d.event_id,
+        }
+    }
+
+    /// The program whose item changed.
+    pub fn program(&self) -> &ProgramId {
+        match self {
+            Detail::Request(d) => &d.program,
+            Detail::Link(d) => &d.program,
+            Detail::Credit(d) => &d.program,
+        }
+    }
+}
+
+/// A points request event's `detail`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestDetail {
     /// `{request id}:{sequence}`: a consumer de-duplicates on it.
     pub event_id: String,
     /// The line's place in the request's timeline, from 1.
@@ -158,6 +232,80 @@ pub struct Detail {
     pub undoes: Option<RequestId>,
 }
 
+/// What happened to a member link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkChangeKind {
+    Linked,
+    Changed,
+    Unlinked,
+}
+
+/// A member link event's `detail`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkDetail {
+    /// `link:{program}:{recipient}:{microseconds since 1970}` of the change.
+    pub event_id: String,
+    pub change: LinkChangeKind,
+    pub at: DateTime<Utc>,
+    pub program: ProgramId,
+    pub recipient: RecipientId,
+    /// The member account linked now (masked unless the program shows
+    /// member numbers); `null` once unlinked.
+    pub member: Option<String>,
+    /// The member account linked before a change or a removal.
+    pub previous_member: Option<String>,
+    /// An operator's principal, or `source:{id}`.
+    pub by: String,
+    /// The second operator who confirmed a change or a removal.
+    pub confirmed_by: Option<String>,
+}
+
+/// Where a window credit's event finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CreditStage {
+    Planned,
+    Credited,
+    Failed,
+}
+
+impl CreditStage {
+    fn as_str(self) -> &'static str {
+        match self {
+            CreditStage::Planned => "planned",
+            CreditStage::Credited => "credited",
+            CreditStage::Failed => "failed",
+        }
+    }
+}
+
+/// A window credit event's `detail`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CreditDetail {
+    /// `{partner_reference}:{stage}`.
+    pub event_id: String,
+    pub stage: CreditStage,
+    pub at: DateTime<Utc>,
+    /// `{program}@{closing time}`.
+    pub window: String,
+    pub program: ProgramId,
+    pub partner: PartnerId,
+    pub partner_program: String,
+    /// Masked unless the program shows member numbers in events.
+    pub member: String,
+    /// The sum of its requests' points.
+    pub points: u64,
+    /// The requests it credits, each of which has its own events.
+    pub requests: Vec<RequestId>,
+    /// Fixed when the credit was planned; every call to the partner uses it.
+    pub partner_reference: PartnerReference,
+    /// The partner's id for the credit, once credited.
+    pub partner_transaction: Option<String>,
+    /// Why it failed.
+    pub reason: Option<Reason>,
+}
+
 /// One event: its `detail-type`, its time and its `detail`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
@@ -168,7 +316,15 @@ pub struct Event {
 
 impl Event {
     pub fn id(&self) -> &str {
-        &self.detail.event_id
+        self.detail.event_id()
+    }
+
+    /// The detail of a points request's event.
+    pub fn request(&self) -> Option<&RequestDetail> {
+        match &self.detail {
+            Detail::Request(d) => Some(d),
+            _ => None,
+        }
     }
 
     /// `detail` as the JSON a bus carries.
@@ -200,15 +356,206 @@ pub fn event_id(id: &RequestId, i: usize) -> String {
     format!("{id}:{}", i + 1)
 }
 
-/// One write of a points request, as the store's change records tell it:
-/// the request before (`None` when the write created it) and after, and
-/// where the record is in the store's record of changes (a DynamoDB
-/// stream's sequence number), so a failed record can be retried from.
+/// One write, as the store's change records tell it, and where the record
+/// is in the store's record of changes (a DynamoDB stream's sequence
+/// number), so a failed record can be retried from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     pub position: String,
-    pub before: Option<PointsRequest>,
-    pub after: PointsRequest,
+    pub write: Write,
+}
+
+/// The item one write changed, before (`None` when the write created it)
+/// and after.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // a request is most writes
+pub enum Write {
+    Request {
+        before: Option<PointsRequest>,
+        after: PointsRequest,
+    },
+    Link {
+        before: Option<MemberLink>,
+        after: MemberLink,
+    },
+    Credit {
+        before: Option<WindowCredit>,
+        after: WindowCredit,
+    },
+}
+
+impl Change {
+    /// A write of a points request.
+    pub fn request(
+        position: impl Into<String>,
+        before: Option<PointsRequest>,
+        after: PointsRequest,
+    ) -> Self {
+        Self {
+            position: position.into(),
+            write: Write::Request { before, after },
+        }
+    }
+}
+
+impl Write {
+    /// The program whose item was written (whether it shows member numbers).
+    pub fn program(&self) -> &ProgramId {
+        match self {
+            Write::Request { after, .. } => &after.program,
+            Write::Link { after, .. } => &after.program,
+            Write::Credit { after, .. } => after.window.program(),
+        }
+    }
+
+    /// The request written, before and after, for a write of one.
+    pub fn request(&self) -> Option<(Option<&PointsRequest>, &PointsRequest)> {
+        match self {
+            Write::Request { before, after } => Some((before.as_ref(), after)),
+            _ => None,
+        }
+    }
+
+    /// The events of this write.
+    pub fn events(&self, members: MemberNumbers) -> Vec<Event> {
+        match self {
+            Write::Request { before, after } => request_events(before.as_ref(), after, members),
+            Write::Link { before, after } => new_events(
+                before.as_ref().map(|b| link_events(b, members)),
+                link_events(after, members),
+            ),
+            Write::Credit { before, after } => new_events(
+                before.as_ref().map(|b| credit_events(b, members)),
+                credit_events(after, members),
+            ),
+        }
+    }
+}
+
+/// The events of `after` whose ids `before` did not have.
+fn new_events(before: Option<Vec<Event>>, after: Vec<Event>) -> Vec<Event> {
+    let before = before.unwrap_or_default();
+    after
+        .into_iter()
+        .filter(|e| !before.iter().any(|b| b.id() == e.id()))
+        .collect()
+}
+
+/// The event of the latest change of `link` (none for a link of the
+/// configuration that the partner's validation stored): each write of a
+/// link that creates, changes or removes it stamps that change's time on
+/// it, so the event is the same whichever later write it is read from.
+pub fn link_events(link: &MemberLink, members: MemberNumbers) -> Vec<Event> {
+    let (change, at, by, confirmed_by, member, previous) = if let Some(removed) = &link.removed {
+        (
+            LinkChangeKind::Unlinked,
+            removed.at,
+            removed.by.clone(),
+            removed.confirmed_by.clone(),
+            None,
+            Some(removed.from.as_ref().unwrap_or(&link.member)),
+        )
+    } else if let (Some(at), Some(by)) = (link.linked_at, &link.linked_by) {
+        match link.changed.as_ref().filter(|c| c.at == at) {
+            Some(c) => (
+                LinkChangeKind::Changed,
+                at,
+                by.clone(),
+                c.confirmed_by.clone(),
+                Some(&link.member),
+                Some(&c.from),
+            ),
+            None => (
+                LinkChangeKind::Linked,
+                at,
+                by.clone(),
+                None,
+                Some(&link.member),
+                None,
+            ),
+        }
+    } else {
+        return Vec::new();
+    };
+    let detail_type = match change {
+        LinkChangeKind::Linked => DetailType::MemberLinked,
+        LinkChangeKind::Changed => DetailType::MemberLinkChanged,
+        LinkChangeKind::Unlinked => DetailType::MemberUnlinked,
+    };
+    vec![Event {
+        detail_type,
+        time: at,
+        detail: Detail::Link(LinkDetail {
+            event_id: format!(
+                "link:{}:{}:{}",
+                link.program,
+                link.recipient,
+                at.timestamp_micros()
+            ),
+            change,
+            at,
+            program: link.program.clone(),
+            recipient: link.recipient.clone(),
+            member: member.map(|m| members.show(m)),
+            previous_member: previous.map(|m| members.show(m)),
+            by,
+            confirmed_by,
+        }),
+    }]
+}
+
+/// The events of `credit`'s stages so far: planned (once its requests
+/// moved into it; a credit left with none carries nothing), then credited
+/// or failed. Each stage's fields are those fixed when it was reached.
+pub fn credit_events(credit: &WindowCredit, members: MemberNumbers) -> Vec<Event> {
+    let mut stages: Vec<(CreditStage, Option<String>, Option<Reason>)> = Vec::new();
+    match &credit.state {
+        CreditState::Planning | CreditState::Empty => return Vec::new(),
+        CreditState::Planned
+        | CreditState::Dispatching
+        | CreditState::PartnerPending
+        | CreditState::Unknown => stages.push((CreditStage::Planned, None, None)),
+        CreditState::Credited { transaction } => {
+            stages.push((CreditStage::Planned, None, None));
+            stages.push((CreditStage::Credited, Some(transaction.clone()), None));
+        }
+        CreditState::Failed { reason } => {
+            stages.push((CreditStage::Planned, None, None));
+            stages.push((CreditStage::Failed, None, Some(reason.clone())));
+        }
+    }
+    stages
+        .into_iter()
+        .map(|(stage, partner_transaction, reason)| {
+            let at = match stage {
+                CreditStage::Planned => credit.planned_at,
+                _ => credit.settled_at.unwrap_or(credit.planned_at),
+            };
+            Event {
+                detail_type: match stage {
+                    CreditStage::Planned => DetailType::CreditPlanned,
+                    CreditStage::Credited => DetailType::CreditCredited,
+                    CreditStage::Failed => DetailType::CreditFailed,
+                },
+                time: at,
+                detail: Detail::Credit(CreditDetail {
+                    event_id: format!("{}:{}", credit.reference, stage.as_str()),
+                    stage,
+                    at,
+                    window: credit.window.to_string(),
+                    program: credit.window.program().clone(),
+                    partner: credit.partner.clone(),
+                    partner_program: credit.partner_program.clone(),
+                    member: members.show(&credit.member),
+                    points: credit.points.get(),
+                    requests: credit.requests.clone(),
+                    partner_reference: credit.reference.clone(),
+                    partner_transaction,
+                    reason,
+                }),
+            }
+        })
+        .collect()
 }
 
 /// The events of the lines `after` has that `before` (the same request as
@@ -227,7 +574,7 @@ pub fn request_events(
             Some(Event {
                 detail_type,
                 time: line.at,
-                detail: detail(after, i, line, members),
+                detail: Detail::Request(detail(after, i, line, members)),
             })
         })
         .collect()
@@ -291,7 +638,7 @@ fn detail(
     i: usize,
     line: &TimelineEntry,
     members: MemberNumbers,
-) -> Detail {
+) -> RequestDetail {
     let sequence = u32::try_from(i + 1).unwrap_or(u32::MAX);
     let history = &request.timeline[..=i];
     // What this line's round (since its last receipt) has reached: an
@@ -339,7 +686,7 @@ fn detail(
         .map(|r| r.points.get())
         .sum();
     let destination = request.destination.as_ref().filter(|_| destined);
-    Detail {
+    RequestDetail {
         event_id: event_id(&request.id, i),
         sequence,
         state: line.state,
@@ -358,10 +705,7 @@ fn detail(
             .member
             .as_ref()
             .filter(|_| decided)
-            .map(|m| match members {
-                MemberNumbers::Shown => m.as_str().to_owned(),
-                MemberNumbers::Masked => m.masked(),
-            }),
+            .map(|m| members.show(m)),
         partner_reference: request.partner_reference.clone().filter(|_| sent),
         partner_transaction: request.partner_transaction.clone().filter(|_| credited),
         window,
@@ -401,7 +745,7 @@ fn reversal_detail(reversal: &Reversal, step: ReversalStepKind) -> ReversalDetai
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
 
     use chrono::Duration;
 
@@ -414,7 +758,7 @@ mod tests {
     fn types(events: &[Event]) -> Vec<(u32, &'static str)> {
         events
             .iter()
-            .map(|e| (e.detail.sequence, e.detail_type.as_str()))
+            .map(|e| (e.request().unwrap().sequence, e.detail_type.as_str()))
             .collect()
     }
 
@@ -485,8 +829,8 @@ mod tests {
         );
         let id = &writes[0].id;
         for e in &all {
-            assert_eq!(e.id(), format!("{id}:{}", e.detail.sequence));
-            assert_eq!(e.time, e.detail.at);
+            assert_eq!(e.id(), format!("{id}:{}", e.request().unwrap().sequence));
+            assert_eq!(e.time, e.request().unwrap().at);
         }
         // The whole history at once (an operator rebuilding a period's
         // events) is the same events.
@@ -497,16 +841,16 @@ mod tests {
                 .collect::<Vec<_>>(),
             all.iter().map(Event::id).collect::<Vec<_>>()
         );
-        let credited = &all[2].detail;
+        let credited = all[2].request().unwrap();
         assert_eq!(credited.points, Some(500));
         assert_eq!(credited.partner_transaction.as_deref(), Some("TX-1"));
         assert_eq!(credited.member.as_deref(), Some("******5678"));
-        let partial = &all[4].detail;
+        let partial = all[4].request().unwrap();
         assert_eq!(partial.state, StatusKind::Credited);
         let reversal = partial.reversal.as_ref().unwrap();
         assert_eq!((reversal.id.as_str(), reversal.points), ("a", 200));
         assert_eq!(reversal.partner_reversal.as_deref(), Some("R-a"));
-        let full = &all[6].detail;
+        let full = all[6].request().unwrap();
         assert_eq!(full.state, StatusKind::Reversed);
         assert_eq!(full.points_reversed, 500);
     }
@@ -515,7 +859,10 @@ mod tests {
     fn a_program_may_show_member_numbers() {
         let writes = writes();
         let events = request_events(Some(&writes[2]), &writes[3], MemberNumbers::Shown);
-        assert_eq!(events[0].detail.member.as_deref(), Some("SK12345678"));
+        assert_eq!(
+            events[0].request().unwrap().member.as_deref(),
+            Some("SK12345678")
+        );
     }
 
     #[test]
@@ -535,8 +882,8 @@ mod tests {
         assert_eq!(types(&events), [(2, "Points Request Rejected")]);
         // The reason's code, with the line's own words.
         let said = Reason::new(reason.code, "rejected");
-        assert_eq!(events[0].detail.reason, Some(said));
-        assert_eq!(events[0].detail.points, None);
+        assert_eq!(events[0].request().unwrap().reason, Some(said));
+        assert_eq!(events[0].request().unwrap().points, None);
     }
 
     #[test]
@@ -551,8 +898,191 @@ mod tests {
         let last = writes.last().unwrap();
         assert_eq!(request_events(None, last, MemberNumbers::Masked), made);
         // The receipt says only what was received.
-        assert_eq!(made[0].detail.points, None);
-        assert_eq!(made[0].detail.partner_transaction, None);
+        assert_eq!(made[0].request().unwrap().points, None);
+        assert_eq!(made[0].request().unwrap().partner_transaction, None);
+    }
+
+    #[test]
+    fn a_links_changes_are_events_and_its_validation_is_not() {
+        use crate::enrollment::{LinkChange, LinkEvent, MemberValidation};
+        let t = |s| DateTime::UNIX_EPOCH + Duration::seconds(s);
+        let member = |m: &str| MemberNumber::parse(m).unwrap();
+        let program = ProgramId::parse("sales").unwrap();
+        let recipient = RecipientId::parse("0055g00000AAAA1").unwrap();
+        let validation = |at| {
+            Some(MemberValidation {
+                valid: true,
+                reason: None,
+                at,
+            })
+        };
+        let events = |before: Option<&MemberLink>, after: &MemberLink| {
+            let write = Write::Link {
+                before: before.cloned(),
+                after: after.clone(),
+            };
+            let events = write.events(MemberNumbers::Masked);
+            // Read again: identical.
+            assert_eq!(events, write.events(MemberNumbers::Masked));
+            events
+                .into_iter()
+                .map(|e| match e.detail {
+                    Detail::Link(d) => (e.detail_type, d),
+                    other => panic!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        // The configuration's link, stored with the partner's validation:
+        // no change of link.
+        let mut configured = MemberLink::new(
+            program.clone(),
+            recipient.clone(),
+            member("SK11111111"),
+            "Ada".into(),
+            "Lovelace".into(),
+        );
+        configured.validation = validation(t(1));
+        assert!(events(None, &configured).is_empty());
+        let mut changed = configured.clone();
+        changed.member = member("SK22222222");
+        changed.validation = None;
+        changed.linked_by = Some("ops-admin".into());
+        changed.linked_at = Some(t(2));
+        changed.changed = Some(LinkChange {
+            from: member("SK11111111"),
+            by: "ops-admin".into(),
+            at: t(2),
+            confirmed_by: Some("ops-admin2".into()),
+        });
+        let made = events(Some(&configured), &changed);
+        assert_eq!(made.len(), 1);
+        let (kind, d) = &made[0];
+        assert_eq!(*kind, DetailType::MemberLinkChanged);
+        assert_eq!(d.change, LinkChangeKind::Changed);
+        assert_eq!(d.member.as_deref(), Some("******2222"));
+        assert_eq!(d.previous_member.as_deref(), Some("******1111"));
+        assert_eq!(d.confirmed_by.as_deref(), Some("ops-admin2"));
+        assert_eq!(d.event_id, "link:sales:0055g00000AAAA1:2000000");
+        // The new member's validation changes no link.
+        let mut validated = changed.clone();
+        validated.validation = validation(t(3));
+        assert!(events(Some(&changed), &validated).is_empty());
+        let mut removed = validated.clone();
+        removed.removed = Some(LinkEvent {
+            program: program.clone(),
+            recipient: recipient.clone(),
+            at: t(4),
+            by: "ops-admin".into(),
+            from: Some(member("SK22222222")),
+            to: None,
+            confirmed_by: Some("ops-admin2".into()),
+        });
+        let made = events(Some(&validated), &removed);
+        assert_eq!(made.len(), 1);
+        assert_eq!(made[0].0, DetailType::MemberUnlinked);
+        assert_eq!(made[0].1.member, None);
+        assert_eq!(made[0].1.previous_member.as_deref(), Some("******2222"));
+        let mut anew = MemberLink::new(
+            program,
+            recipient,
+            member("SK33333333"),
+            "Ada".into(),
+            "Lovelace".into(),
+        );
+        anew.linked_by = Some("source:demo".into());
+        anew.linked_at = Some(t(5));
+        let made = events(Some(&removed), &anew);
+        assert_eq!(made.len(), 1);
+        assert_eq!(made[0].0, DetailType::MemberLinked);
+        assert_eq!(made[0].1.previous_member, None);
+        assert_eq!(made[0].1.by, "source:demo");
+    }
+
+    fn credit(state: CreditState) -> WindowCredit {
+        use crate::window::{CreditId, WindowId};
+        let t = |s| DateTime::UNIX_EPOCH + Duration::seconds(s);
+        let program = ProgramId::parse("sales").unwrap();
+        let window = WindowId::new(&program, t(3_600));
+        let partner = PartnerId::parse("sky").unwrap();
+        let member = MemberNumber::parse("SK12345678").unwrap();
+        WindowCredit {
+            id: CreditId::consolidated(&window, &partner, &member, 1),
+            window,
+            partner,
+            partner_program: "SKY".into(),
+            member,
+            member_name: None,
+            reference: PartnerReference::parse("pf0000000009").unwrap(),
+            points: Points::new(700).unwrap(),
+            requests: vec![sample().id],
+            settled_at: state.is_settled().then(|| t(3_700)),
+            state,
+            attempts: 0,
+            attempt_at: None,
+            partner_transaction: None,
+            planned_at: t(3_601),
+            unsettled_since: None,
+            version: 0,
+        }
+    }
+
+    #[test]
+    fn a_window_credit_is_planned_then_credited_or_failed() {
+        let credited = CreditState::Credited {
+            transaction: "TX-9".into(),
+        };
+        let states = [
+            CreditState::Planning,
+            CreditState::Planned,
+            CreditState::Dispatching,
+            CreditState::Unknown,
+            credited,
+        ];
+        let mut made = Vec::new();
+        let mut before: Option<WindowCredit> = None;
+        for state in states {
+            let after = credit(state);
+            made.extend(
+                Write::Credit {
+                    before: before.clone(),
+                    after: after.clone(),
+                }
+                .events(MemberNumbers::Masked),
+            );
+            before = Some(after);
+        }
+        let kinds: Vec<_> = made.iter().map(|e| e.detail_type).collect();
+        assert_eq!(
+            kinds,
+            [DetailType::CreditPlanned, DetailType::CreditCredited]
+        );
+        // Rebuilt from the last write: the same events.
+        let last = before.unwrap();
+        assert_eq!(credit_events(&last, MemberNumbers::Masked), made);
+        let Detail::Credit(planned) = &made[0].detail else {
+            panic!("{made:?}")
+        };
+        assert_eq!(planned.event_id, "pf0000000009:planned");
+        assert_eq!(planned.partner_transaction, None);
+        assert_eq!(planned.member, "******5678");
+        assert_eq!((planned.points, planned.requests.len()), (700, 1));
+        let Detail::Credit(done) = &made[1].detail else {
+            panic!("{made:?}")
+        };
+        assert_eq!(done.event_id, "pf0000000009:credited");
+        assert_eq!(done.partner_transaction.as_deref(), Some("TX-9"));
+        assert_eq!(made[1].time, last.settled_at.unwrap());
+
+        let failed = credit(CreditState::Failed {
+            reason: Reason::new(ReasonCode::BudgetExhausted, "no"),
+        });
+        let kinds: Vec<_> = credit_events(&failed, MemberNumbers::Masked)
+            .iter()
+            .map(|e| e.detail_type)
+            .collect();
+        assert_eq!(kinds, [DetailType::CreditPlanned, DetailType::CreditFailed]);
+        // A credit left with no request carries nothing.
+        assert!(credit_events(&credit(CreditState::Empty), MemberNumbers::Masked).is_empty());
     }
 
     #[test]

@@ -6,11 +6,14 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use pointsflow_core::enrollment::{LinkEvent, MemberLink};
+use pointsflow_core::events::Write;
 use pointsflow_core::ports::{
     Enrollments, LinkHistory, ProgramCatalog, ProgramStore, StoreError, StoredProgram,
 };
 use pointsflow_core::program::Program;
 use pointsflow_core::values::{MemberNumber, ProgramId, RecipientId};
+
+use crate::stream::MemoryStream;
 
 #[derive(Debug, Default)]
 pub struct StaticCatalog {
@@ -80,7 +83,11 @@ impl ProgramStore for MemoryProgramStore {
 #[derive(Debug, Default)]
 pub struct MemoryEnrollments {
     links: RwLock<HashMap<(ProgramId, RecipientId), MemberLink>>,
+    /// Where each write is recorded, when the store has a stream.
+    stream: Option<Arc<MemoryStream>>,
 }
+
+type Links = HashMap<(ProgramId, RecipientId), MemberLink>;
 
 impl MemoryEnrollments {
     pub fn new(links: impl IntoIterator<Item = MemberLink>) -> Self {
@@ -91,6 +98,25 @@ impl MemoryEnrollments {
                     .map(|l| ((l.program.clone(), l.recipient.clone()), l))
                     .collect(),
             ),
+            stream: None,
+        }
+    }
+
+    /// The same store, recording each write on `stream` (under the lock
+    /// the write holds), as a table with a stream does.
+    pub fn with_stream(mut self, stream: Arc<MemoryStream>) -> Self {
+        self.stream = Some(stream);
+        self
+    }
+
+    /// Stores `link`, and records the write.
+    fn put(&self, links: &mut Links, link: &MemberLink) {
+        let before = links.insert((link.program.clone(), link.recipient.clone()), link.clone());
+        if let Some(stream) = &self.stream {
+            stream.append(Write::Link {
+                before,
+                after: link.clone(),
+            });
         }
     }
 }
@@ -123,7 +149,7 @@ impl Enrollments for MemoryEnrollments {
         {
             return Ok(false);
         }
-        links.insert(key, link.clone());
+        self.put(&mut links, link);
         Ok(true)
     }
 
@@ -133,7 +159,7 @@ impl Enrollments for MemoryEnrollments {
         match links.get(&key) {
             Some(stored) if stored.is_active() => Ok(Some(stored.clone())),
             _ => {
-                links.insert(key, link.clone());
+                self.put(&mut links, link);
                 Ok(None)
             }
         }
@@ -148,7 +174,7 @@ impl Enrollments for MemoryEnrollments {
         {
             return Ok(false);
         }
-        links.insert(key, link.clone());
+        self.put(&mut links, link);
         Ok(true)
     }
 }

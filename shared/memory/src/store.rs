@@ -15,6 +15,7 @@ use pointsflow_core::values::{ProgramId, RecipientId, RequestId};
 use pointsflow_core::window::{ScheduledCursor, ScheduledEntry, ScheduledPage};
 
 use crate::stream::MemoryStream;
+use pointsflow_core::events::Write;
 
 #[derive(Debug, Default)]
 pub struct MemoryRequestStore {
@@ -158,7 +159,10 @@ impl RequestCreate for MemoryRequestStore {
         stored.version = 0;
         items.index(None, &stored);
         if let Some(stream) = &self.stream {
-            stream.append(None, (*stored).clone());
+            stream.append(Write::Request {
+                before: None,
+                after: (*stored).clone(),
+            });
         }
         items.requests.insert(stored.id.clone(), stored);
         Ok(Created::New)
@@ -192,7 +196,10 @@ impl RequestUpdate for MemoryRequestStore {
         let previous = std::mem::replace(stored, next);
         items.index(Some(previous.state()), request);
         if let (Some(stream), Some(after)) = (&self.stream, after) {
-            stream.append(Some(*previous), after);
+            stream.append(Write::Request {
+                before: Some(*previous),
+                after,
+            });
         }
         Ok(request.version + 1)
     }

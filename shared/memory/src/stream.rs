@@ -1,16 +1,15 @@
-//! The request store's record of its own writes: what a DynamoDB stream
-//! with `NEW_AND_OLD_IMAGES` is to the table. The store appends each
-//! write's before and after under the lock the write holds, so no write is
-//! stored without its record and a request's records are in its writes'
-//! order. A reader takes the records after a position, in order, and trims
+//! The stores' record of their own writes (of points requests, member
+//! links and window credits): what a DynamoDB stream with
+//! `NEW_AND_OLD_IMAGES` is to the table. A store appends each write's
+//! before and after under the lock the write holds, so no write is stored
+//! without its record and an item's records are in its writes' order. A reader takes the records after a position, in order, and trims
 //! those it has handled (a stream keeps records 24 hours; this one keeps
 //! them until they are handled).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use pointsflow_core::events::Change;
-use pointsflow_core::request::PointsRequest;
+use pointsflow_core::events::{Change, Write};
 use tokio::sync::Notify;
 
 #[derive(Debug, Default)]
@@ -41,16 +40,15 @@ impl MemoryStream {
         Self::default()
     }
 
-    /// Records one write (`before` is `None` when it created the request).
-    pub(crate) fn append(&self, before: Option<PointsRequest>, after: PointsRequest) {
+    /// Records one write.
+    pub(crate) fn append(&self, write: Write) {
         let Ok(mut records) = self.records.lock() else {
             return;
         };
         let position = records.first + records.changes.len() as u64;
         records.changes.push_back(Change {
             position: position.to_string(),
-            before,
-            after,
+            write,
         });
         drop(records);
         self.written.notify_one();
@@ -109,7 +107,7 @@ mod tests {
 
     use super::*;
 
-    fn request(n: u32) -> PointsRequest {
+    fn request(n: u32) -> pointsflow_core::request::PointsRequest {
         use pointsflow_core::request::{NewRequest, Recipient, SourceEvent};
         use pointsflow_core::values::{
             EventType, IdempotencyKey, ProgramId, RecipientId, SourceId,
@@ -139,7 +137,10 @@ mod tests {
         let stream = MemoryStream::new();
         assert!(stream.read(0, 10).is_empty());
         for n in 0..5 {
-            stream.append(None, request(n));
+            stream.append(Write::Request {
+                before: None,
+                after: request(n),
+            });
         }
         let all: Vec<u64> = stream
             .read(0, 10)
@@ -171,7 +172,10 @@ mod tests {
         assert!(stream.read(5, 10).is_empty());
         stream.trim(5);
         assert!(stream.is_empty());
-        stream.append(None, request(9));
+        stream.append(Write::Request {
+            before: None,
+            after: request(9),
+        });
         let next: Vec<u64> = stream
             .read(5, 10)
             .iter()

@@ -1,18 +1,23 @@
 //! Window runs and credits, with the conditional writes of the DynamoDB adapter.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use pointsflow_core::events::Write;
 use pointsflow_core::ports::{StoreError, UnsettledIndex, WindowStore};
 use pointsflow_core::unsettled::{Unsettled, UnsettledItem, credit_unsettled_since};
 use pointsflow_core::window::{
     Claim, CreditCreated, CreditId, RunCounts, WindowCredit, WindowId, WindowRun, settled_counts,
 };
 
+use crate::stream::MemoryStream;
+
 #[derive(Debug, Default)]
 pub struct MemoryWindowStore {
     inner: Mutex<Inner>,
+    /// Where each write of a credit is recorded, when the store has a stream.
+    stream: Option<Arc<MemoryStream>>,
 }
 
 #[derive(Debug, Default)]
@@ -28,6 +33,32 @@ fn poisoned() -> StoreError {
 impl MemoryWindowStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store that records each write of a credit on `stream` (under the
+    /// lock the write holds), as a table with a stream does.
+    pub fn with_stream(stream: Arc<MemoryStream>) -> Self {
+        Self {
+            stream: Some(stream),
+            ..Self::default()
+        }
+    }
+
+    fn record(&self, before: Option<WindowCredit>, after: &WindowCredit) {
+        if let Some(stream) = &self.stream {
+            stream.append(Write::Credit {
+                before,
+                after: after.clone(),
+            });
+        }
+    }
+
+    /// Every credit, for tests and reports.
+    pub fn credits(&self) -> Vec<WindowCredit> {
+        match self.inner.lock() {
+            Ok(inner) => inner.credits.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Every credit of `window`, for tests and reports.
@@ -87,6 +118,7 @@ impl WindowStore for MemoryWindowStore {
         }
         let mut stored = credit.clone();
         stored.version = 0;
+        self.record(None, &stored);
         inner.credits.insert(credit.id.clone(), stored);
         Ok(CreditCreated::New)
     }
@@ -106,6 +138,7 @@ impl WindowStore for MemoryWindowStore {
         }
         let mut next = credit.clone();
         next.version = credit.version + 1;
+        self.record(Some(stored.clone()), &next);
         inner.credits.insert(credit.id.clone(), next);
         Ok(credit.version + 1)
     }

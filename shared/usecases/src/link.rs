@@ -338,6 +338,7 @@ pub async fn change(
         from: previous.clone(),
         by: by.to_owned(),
         at,
+        confirmed_by: Some(confirmed_by.to_owned()),
     });
     if !ports.enrollments.replace_link(&link, previous).await? {
         return Err(moved(ports, &link.program, &link.recipient).await);

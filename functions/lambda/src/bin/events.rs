@@ -1,9 +1,9 @@
 //! The events function (the table's stream): wiring only. Each batch of
-//! stream records is read into changes of points requests, whose events go
-//! on the bus; the answer names the record to retry from, if any.
+//! stream records is read into changes of points requests, member links
+//! and window credits, whose events go on the bus; the answer names the record to retry from, if any.
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use pointsflow_aws::stream::{StreamEvent, StreamResponse, request_changes};
+use pointsflow_aws::stream::{StreamEvent, StreamResponse, changes};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     let events = &events;
     run(service_fn(
         move |event: LambdaEvent<StreamEvent>| async move {
-            let (changes, unread) = request_changes(&event.payload);
+            let (changes, unread) = changes(&event.payload);
             if let Some(e) = &unread {
                 tracing::error!(error = %e, "a stream record could not be read; retried from it");
             }
