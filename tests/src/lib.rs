@@ -18,6 +18,12 @@ use pointsflow_local::ops::Target;
 use pointsflow_local::{AwsOptions, AwsStack, LocalConfig, Stack, StackOptions};
 use serde_json::{Value, json};
 
+/// How long a test waits for what it expects before it fails as hung. A
+/// test asserts what the stack reaches, never how fast: this only has to
+/// outlast the slowest, busiest machine the tests run on (the AWS API
+/// emulator is one Python process, slow when a build shares the machine).
+pub const PATIENCE: Duration = Duration::from_secs(300);
+
 pub const API_KEY: &str = "pf_demo_4f1c2b7e9a6d4e0f";
 pub const ADA: &str = "0055g00000DemoAA1";
 /// The demo config's operator key (`ops-demo`: every role).
@@ -405,11 +411,12 @@ impl Api {
         response.json().await.unwrap()
     }
 
-    /// Polls until the request is in one of `states`, failing after 60 s.
+    /// Polls until the request is in one of `states`, failing after
+    /// [`PATIENCE`].
     /// A settled request (`credited`, `failed`) counts once its post or void
     /// is in the ledger too: dispatch writes the state first, then the ledger.
     pub async fn wait_for(&self, id: &str, states: &[&str]) -> Value {
-        self.wait_for_within(id, states, Duration::from_secs(60)).await
+        self.wait_for_within(id, states, PATIENCE).await
     }
 
     /// [`Api::wait_for`] with another deadline.
@@ -445,7 +452,7 @@ pub async fn entries_of(ledger: &dyn LedgerRead, id: &str) -> Vec<Entry> {
 impl TestStack {
     /// Waits until both queues are empty and nothing is in flight.
     pub async fn settle(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + PATIENCE;
         while self.stack.queues.eligibility.depth() + self.stack.queues.dispatch.depth() > 0 {
             assert!(Instant::now() < deadline, "queues never drained");
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -455,7 +462,7 @@ impl TestStack {
     /// Every event on the bus, once the events function has published
     /// every write the stores recorded.
     pub async fn published(&self) -> Vec<pointsflow_core::events::Event> {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + PATIENCE;
         while !self.stack.stream.is_empty() {
             assert!(Instant::now() < deadline, "the stream was never drained");
             tokio::time::sleep(Duration::from_millis(20)).await;

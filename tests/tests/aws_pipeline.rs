@@ -45,7 +45,7 @@ async fn messages_in(t: &AwsTestStack, url: &str) -> u64 {
 
 /// Waits until both pipeline queues are empty.
 async fn settle(t: &AwsTestStack) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + pointsflow_tests::PATIENCE;
     loop {
         let left = messages_in(t, &t.stack.eligibility_queue.url).await
             + messages_in(t, &t.stack.dispatch_queue.url).await;
@@ -146,7 +146,7 @@ async fn a_poison_message_is_retried_alone_and_ends_in_the_dead_letter_queue() {
         let view = t.wait_for(id, &["credited", "failed", "rejected"]).await;
         assert_eq!(view["status"], "credited", "{view:#}");
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + pointsflow_tests::PATIENCE;
     let dead = loop {
         let out = t
             .stack
@@ -343,7 +343,7 @@ async fn a_window_run_killed_half_way_resumes_on_dynamodb_and_sqs() {
     // way through, whatever the machine's speed.
     t.stack.sandbox.as_ref().unwrap().hold_credits_after(15);
     fire(&t.stack.dispatch, &window).await;
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + pointsflow_tests::PATIENCE;
     while t.stack.sandbox.as_ref().unwrap().stats().credits < 15 {
         assert!(Instant::now() < deadline, "never got going");
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -355,7 +355,7 @@ async fn a_window_run_killed_half_way_resumes_on_dynamodb_and_sqs() {
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     t.stack.restart_dispatch();
     for (id, _, _) in &requests {
-        t.wait_for_within(id, &["credited"], Duration::from_secs(60))
+        t.wait_for_within(id, &["credited"], pointsflow_tests::PATIENCE)
             .await;
     }
     settle(&t).await;
@@ -402,16 +402,24 @@ async fn ambiguous_outcomes_are_resolved_by_reference_on_dynamodb_and_sqs() {
         )
         .await;
     let view = t
-        .wait_for_within(&timeout, &["credited", "failed"], Duration::from_secs(60))
+        .wait_for_within(
+            &timeout,
+            &["credited", "failed"],
+            pointsflow_tests::PATIENCE,
+        )
         .await;
     assert_eq!(view["status"], "credited", "{view:#}");
     assert_settled_path(&view, &["unknown"], "credited");
     let view = t
-        .wait_for_within(&credited, &["credited", "failed"], Duration::from_secs(60))
+        .wait_for_within(
+            &credited,
+            &["credited", "failed"],
+            pointsflow_tests::PATIENCE,
+        )
         .await;
     assert_settled_path(&view, &["partner_pending"], "credited");
     let view = t
-        .wait_for_within(&failed, &["credited", "failed"], Duration::from_secs(60))
+        .wait_for_within(&failed, &["credited", "failed"], pointsflow_tests::PATIENCE)
         .await;
     assert_settled_path(&view, &["partner_pending"], "failed");
     assert_eq!(view["reason"]["code"], "partner_member_closed");
@@ -469,7 +477,7 @@ async fn an_unknown_outcome_given_up_on_is_resolved_by_the_resolver_on_dynamodb_
     t.wait_for(&warm, &["credited"]).await;
     sandbox.set_down(true);
     let id = t.accept("aws-given-up", &deal(ADA, "2000.00")).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + pointsflow_tests::PATIENCE;
     while messages_in(&t, &t.stack.dispatch_queue.dlq_url).await == 0 {
         assert!(
             Instant::now() < deadline,
@@ -493,7 +501,7 @@ async fn an_unknown_outcome_given_up_on_is_resolved_by_the_resolver_on_dynamodb_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(requeued, 1);
-    t.wait_for_within(&id, &["credited"], Duration::from_secs(60))
+    t.wait_for_within(&id, &["credited"], pointsflow_tests::PATIENCE)
         .await;
     assert_eq!(sandbox.stats().credits, 2, "credited once");
     t.stack.shutdown().await;
@@ -521,7 +529,7 @@ async fn a_lost_answer_from_a_loyalty_commerce_partner_is_looked_up_not_ordered_
         )
         .await;
     let view = t
-        .wait_for_within(&lost, &["credited", "failed"], Duration::from_secs(60))
+        .wait_for_within(&lost, &["credited", "failed"], pointsflow_tests::PATIENCE)
         .await;
     assert_eq!(view["status"], "credited", "{view:#}");
     settle(&t).await;
@@ -543,7 +551,7 @@ async fn operators_reverse_and_reconcile_on_dynamodb_and_sqs() {
     .await;
     let id = t.accept("aws-ops-1", &deal(ADA, "12550.00")).await;
     let view = t
-        .wait_for_within(&id, &["credited", "failed"], Duration::from_secs(60))
+        .wait_for_within(&id, &["credited", "failed"], pointsflow_tests::PATIENCE)
         .await;
     assert_eq!(view["status"], "credited", "{view:#}");
     let run = |command: serde_json::Value| {

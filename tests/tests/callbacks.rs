@@ -173,9 +173,11 @@ async fn final_statuses_reach_the_source_signed_and_retried_until_accepted() {
     let rejected = t
         .accept("cb-3", &deal("0055g00000NotEnrolled", &amount_for(100)))
         .await;
-    until("three statuses accepted", Duration::from_secs(60), || {
-        receiver.accepted.lock().unwrap().len() == 3
-    })
+    until(
+        "three statuses accepted",
+        pointsflow_tests::PATIENCE,
+        || receiver.accepted.lock().unwrap().len() == 3,
+    )
     .await;
     let accepted = receiver.accepted.lock().unwrap().clone();
     let ok = &accepted[&status_id(&t, &credited, "credited").await];
@@ -252,7 +254,7 @@ async fn a_final_status_is_called_back_from_the_tables_stream_on_the_aws_adapter
     .await;
     let credited = t.accept("cb-aws-1", &deal(ADA, &amount_for(300))).await;
     t.wait_for(&credited, &["credited"]).await;
-    until("the status accepted", Duration::from_secs(60), || {
+    until("the status accepted", pointsflow_tests::PATIENCE, || {
         !receiver.accepted.lock().unwrap().is_empty()
     })
     .await;
@@ -289,7 +291,7 @@ async fn nothing_is_lost_while_the_receiver_is_down() {
         "nothing given up on"
     );
     receiver.down.store(false, Ordering::SeqCst);
-    until("every status delivered", Duration::from_secs(60), || {
+    until("every status delivered", pointsflow_tests::PATIENCE, || {
         receiver.accepted.lock().unwrap().len() == ids.len()
     })
     .await;
@@ -374,9 +376,11 @@ async fn standard_webhooks_callbacks_verify_with_the_published_library() {
             &deal(ADA, &amount_for(pointsflow_sandbox::magic::REJECT)),
         )
         .await;
-    until("both statuses delivered", Duration::from_secs(60), || {
-        calls.lock().unwrap().len() >= 2
-    })
+    until(
+        "both statuses delivered",
+        pointsflow_tests::PATIENCE,
+        || calls.lock().unwrap().len() >= 2,
+    )
     .await;
     let expected = [
         status_id(&t, &credited, "credited").await,

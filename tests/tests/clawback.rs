@@ -34,7 +34,7 @@ async fn won(t: &TestStack, n: usize, points: u64) -> PointsRequest {
 /// Polls the store until the request is in one of `states` (its ledger
 /// entry written too, for a settled one), failing after 10 s.
 async fn wait_state(t: &TestStack, id: &RequestId, states: &[&str]) -> PointsRequest {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + pointsflow_tests::PATIENCE;
     loop {
         let r = t.stack.store.get(id).await.unwrap().unwrap();
         if states.contains(&r.state().as_str()) {

@@ -48,7 +48,7 @@ async fn a_burst_of_5xx_is_backed_off_then_credited_once() {
     let before = calls(&t);
     sandbox.set_down(true);
     let id = t.accept("burst", &deal(ADA, "2000.00")).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + pointsflow_tests::PATIENCE;
     while calls(&t) < before + 2 {
         assert!(Instant::now() < deadline, "never retried");
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -80,7 +80,7 @@ async fn an_open_circuit_keeps_messages_queued_and_closes_when_the_partner_is_ba
                 .await,
         );
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + pointsflow_tests::PATIENCE;
     while circuit_state(&t).await == CircuitState::Closed {
         assert!(Instant::now() < deadline, "the circuit never opened");
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -176,7 +176,7 @@ async fn an_unknown_outcome_given_up_on_by_the_queue_is_resolved_by_the_resolver
     t.wait_for(&warm, &["credited"]).await;
     sandbox.set_down(true);
     let id = t.accept("given-up", &deal(ADA, "2000.00")).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + pointsflow_tests::PATIENCE;
     while t.stack.queues.dispatch_dlq.depth() == 0 {
         assert!(
             Instant::now() < deadline,

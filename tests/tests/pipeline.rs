@@ -441,7 +441,7 @@ async fn a_partner_that_keeps_failing_leaves_the_request_visible_in_the_dead_let
             &deal(ADA, &amount_for(pointsflow_sandbox::magic::ALWAYS_5XX)),
         )
         .await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + pointsflow_tests::PATIENCE;
     while t.stack.queues.dispatch_dlq.depth() == 0 {
         assert!(
             std::time::Instant::now() < deadline,

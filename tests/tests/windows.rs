@@ -215,7 +215,7 @@ async fn a_window_run_killed_half_way_resumes_and_credits_every_member_once() {
     let sandbox = t.stack.sandbox.as_ref().unwrap();
     sandbox.hold_credits_after(100);
     fire(&t.stack.dispatch, &window).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + pointsflow_tests::PATIENCE;
     while t.sandbox_credits() < 100 {
         assert!(Instant::now() < deadline, "never reached half the credits");
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -329,7 +329,7 @@ async fn the_local_stack_fires_each_window_at_its_closing_time() {
     let (requests, window) = schedule_deals(&t, &recipients, 2, "minutely").await;
     for (id, _, _) in &requests {
         let view = t
-            .wait_for_within(id, &["credited"], Duration::from_secs(90))
+            .wait_for_within(id, &["credited"], pointsflow_tests::PATIENCE)
             .await;
         assert!(
             view["window"].as_str().unwrap() >= window.as_str(),

@@ -189,7 +189,9 @@ pub async fn run_deployed(
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let outcome = api.outcome(Duration::from_secs(60)).await;
+    // A hang guard, not a speed target: long enough for a busy machine
+    // and a slow emulator.
+    let outcome = api.outcome(Duration::from_secs(300)).await;
     let elapsed = started.elapsed();
     child.kill().await.unwrap();
     let called = crate::template::calls(endpoint, &key).await;
