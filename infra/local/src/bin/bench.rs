@@ -974,7 +974,13 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some((usage, budget_shard)) = usage {
         print_usage(&usage, budget_shard.as_ref(), expected, args.billed_ms);
     }
-    print_events(&running, &requests, &args).await?;
+    let credits = window.as_ref().map(|w| {
+        (
+            pointsflow_core::window::WindowId::new(&program, w.closes_at),
+            credits_expected,
+        )
+    });
+    print_events(&running, &requests, credits, &args).await?;
     running.shutdown().await;
     Ok(())
 }
@@ -988,22 +994,41 @@ const ARCHIVE_PER_GB: f64 = 0.10;
 const STREAM_BATCH: f64 = 100.0;
 
 /// The events the requests made (each request's whole history, as the
-/// events function makes them from its writes), and their price: one
-/// `PutEvents` entry per event (64 KB chunks; an event is under 1 KB), the
-/// archive, and the events function's invocations at the offered rate (a
-/// stream read by a Lambda trigger is free). On the local stack, the
-/// events its embedded bus took must be exactly these.
+/// events function makes them from its writes) and, for a scheduled run,
+/// the window's credits (`credits`: the window, and how many credits it
+/// made), and their price: one `PutEvents` entry per event (64 KB chunks;
+/// an event is under 1 KB), the archive, and the events function's
+/// invocations at the offered rate (a stream read by a Lambda trigger is
+/// free). On the local stack, the events its embedded bus took must be
+/// exactly these.
 async fn print_events(
     running: &Running,
     requests: &[PointsRequest],
+    credits: Option<(pointsflow_core::window::WindowId, u64)>,
     args: &Args,
 ) -> Result<(), String> {
-    use pointsflow_core::events::{MemberNumbers, request_events};
+    use pointsflow_core::events::{MemberNumbers, credit_events, request_events};
     let n = requests.len().max(1) as f64;
-    let events: Vec<_> = requests
+    let mut events: Vec<_> = requests
         .iter()
         .flat_map(|r| request_events(None, r, MemberNumbers::Masked))
         .collect();
+    let request_events = events.len();
+    // The window's credits, planned then credited: read from the local
+    // stack's store; on the AWS adapters, counted (two events a credit).
+    let mut credit_writes = 0;
+    let mut uncounted = 0;
+    if let Some((window, made)) = &credits {
+        match running {
+            Running::Local(stack) => {
+                for credit in stack.windows.credits_of(window) {
+                    credit_writes += credit.version + 1;
+                    events.extend(credit_events(&credit, MemberNumbers::Masked));
+                }
+            }
+            Running::Aws(..) => uncounted = 2 * made,
+        }
+    }
     // An entry's size: its detail, and about 200 bytes of source,
     // detail-type, time and bus name.
     let sizes: Vec<u64> = events
@@ -1012,8 +1037,8 @@ async fn print_events(
         .collect();
     let chunks: u64 = sizes.iter().map(|b| b.div_ceil(64 * 1024)).sum();
     let bytes: u64 = sizes.iter().sum();
-    // Each write of a request is one stream record.
-    let records: u64 = requests.iter().map(|r| r.version + 1).sum();
+    // Each write of a request is one stream record, and each of a credit.
+    let records: u64 = requests.iter().map(|r| r.version + 1).sum::<u64>() + credit_writes;
     if let Running::Local(stack) = running {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !stack.stream.is_empty() && Instant::now() < deadline {
@@ -1040,6 +1065,17 @@ async fn print_events(
         requests.len()
     );
     println!("  events                    {:.3}", events.len() as f64 / n);
+    if credits.is_some() {
+        println!(
+            "    of which window credits' {:.3}",
+            (events.len() - request_events) as f64 / n
+        );
+    }
+    if uncounted > 0 {
+        println!(
+            "    and not counted here: the window credits' {uncounted} events (two a credit; their items are not read back from the AWS adapters)"
+        );
+    }
     println!("  PutEvents 64 KB chunks    {:.3}", chunks as f64 / n);
     println!("  stream records            {:.3}", records as f64 / n);
     println!(
