@@ -68,7 +68,8 @@ pub enum DetailType {
     MemberLinkChanged,
     #[serde(rename = "Member Unlinked")]
     MemberUnlinked,
-    /// A window's requests for one member, planned as one partner credit.
+    /// A window's requests, planned as one partner credit (one per member
+    /// when the program consolidates, otherwise one per request).
     #[serde(rename = "Window Credit Planned")]
     CreditPlanned,
     #[serde(rename = "Window Credit Credited")]
