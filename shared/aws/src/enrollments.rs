@@ -112,20 +112,39 @@ impl Enrollments for DynamoEnrollments {
     }
 
     async fn record_validation(&self, link: &MemberLink) -> Result<bool, StoreError> {
-        let put = self
+        // The same link: member, names, and when it was made (a link made
+        // again meanwhile, even to the same member, is not rolled back). A
+        // link stored before `linked_at` was kept as an attribute passes
+        // on member and names, as it did then.
+        let (made, at) = match link.linked_at {
+            Some(at) => (
+                "(attribute_not_exists(linked_at) OR linked_at = :linked_at)",
+                Some(linked_at(at)),
+            ),
+            None => ("attribute_not_exists(linked_at)", None),
+        };
+        let mut put = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(to_item(link)?))
-            .condition_expression(
-                "attribute_not_exists(pk) OR (#member = :member AND first_name = :first AND last_name = :last AND attribute_not_exists(removed))",
-            )
+            .condition_expression(format!(
+                "attribute_not_exists(pk) OR (#member = :member AND first_name = :first AND last_name = :last AND attribute_not_exists(removed) AND {made})"
+            ))
             .expression_attribute_names("#member", "member")
             .expression_attribute_values(":member", s(link.member.as_str()))
             .expression_attribute_values(":first", s(&link.first_name))
             .expression_attribute_values(":last", s(&link.last_name));
+        if let Some(at) = at {
+            put = put.expression_attribute_values(":linked_at", s(at));
+        }
         put_if(put).await
     }
+}
+
+/// When a link was made, as its item's `linked_at` attribute keeps it.
+fn linked_at(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// Sends a conditional put: `false` when its condition does not hold.
@@ -150,6 +169,9 @@ fn to_item(link: &MemberLink) -> Result<item::Item, StoreError> {
     item.insert("last_name".into(), s(&link.last_name));
     if link.removed.is_some() {
         item.insert("removed".into(), s("true"));
+    }
+    if let Some(at) = link.linked_at {
+        item.insert("linked_at".into(), s(linked_at(at)));
     }
     Ok(item)
 }

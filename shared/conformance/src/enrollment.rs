@@ -29,6 +29,7 @@ pub struct Enrollment {
 pub async fn run_all(e: &Enrollment) {
     a_link_is_replaced_only_over_the_one_read(e).await;
     a_link_is_created_only_for_a_recipient_without_one(e).await;
+    a_validation_does_not_roll_back_a_link_made_again(e).await;
     a_links_history_keeps_every_change_once(e).await;
     waiting_requests_are_found_while_they_wait(e).await;
 }
@@ -107,6 +108,56 @@ pub async fn a_link_is_created_only_for_a_recipient_without_one(e: &Enrollment) 
     assert_eq!(
         e.links.member_link(&program, &who).await.unwrap(),
         Some(other)
+    );
+}
+
+/// A validation read before the recipient was unlinked and linked again,
+/// to the same member under the same names, does not roll the new link
+/// back to the old one.
+pub async fn a_validation_does_not_roll_back_a_link_made_again(e: &Enrollment) {
+    let program = ProgramId::parse("p").unwrap();
+    let who = RecipientId::parse("V-1").unwrap();
+    let mut first = link("V-1", "SKY1000001");
+    first.linked_by = Some("ops-anna".into());
+    first.linked_at = Some(t0());
+    assert_eq!(e.links.create_link(&first).await.unwrap(), None);
+    // Read for a validation, which the partner answers slowly.
+    let mut validated = first.clone();
+    validated.validation = Some(MemberValidation {
+        valid: true,
+        reason: None,
+        at: t0(),
+    });
+    // Meanwhile: unlinked, and linked again to the same member.
+    let mut removed = first.clone();
+    removed.removed = Some(LinkEvent {
+        program: program.clone(),
+        recipient: who.clone(),
+        at: t0() + Duration::seconds(1),
+        by: "ops-anna".into(),
+        from: Some(first.member.clone()),
+        to: None,
+        confirmed_by: Some("ops-bo".into()),
+    });
+    assert!(e.links.replace_link(&removed, &first.member).await.unwrap());
+    let mut again = first.clone();
+    again.linked_at = Some(t0() + Duration::seconds(2));
+    assert_eq!(e.links.create_link(&again).await.unwrap(), None);
+    assert!(
+        !e.links.record_validation(&validated).await.unwrap(),
+        "a validation of the old link is refused"
+    );
+    assert_eq!(
+        e.links.member_link(&program, &who).await.unwrap(),
+        Some(again.clone())
+    );
+    // The new link's own validation is stored.
+    let mut valid_again = again.clone();
+    valid_again.validation = validated.validation.clone();
+    assert!(e.links.record_validation(&valid_again).await.unwrap());
+    assert_eq!(
+        e.links.member_link(&program, &who).await.unwrap(),
+        Some(valid_again)
     );
 }
 

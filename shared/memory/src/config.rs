@@ -168,10 +168,9 @@ impl Enrollments for MemoryEnrollments {
     async fn record_validation(&self, link: &MemberLink) -> Result<bool, StoreError> {
         let mut links = self.links.write().map_err(|_| poisoned())?;
         let key = (link.program.clone(), link.recipient.clone());
-        if links
-            .get(&key)
-            .is_some_and(|stored| !stored.same_member(link) || !stored.is_active())
-        {
+        if links.get(&key).is_some_and(|stored| {
+            !stored.same_member(link) || !stored.is_active() || stored.linked_at != link.linked_at
+        }) {
             return Ok(false);
         }
         self.put(&mut links, link);

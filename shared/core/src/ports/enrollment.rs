@@ -30,8 +30,9 @@ pub trait Enrollments: Send + Sync {
     async fn create_link(&self, link: &MemberLink) -> Result<Option<MemberLink>, StoreError>;
 
     /// Stores `link` with its validation only if the link stored now (if
-    /// any) is still in force, to the same member with the same names;
-    /// `false` when the recipient was linked anew or unlinked meanwhile.
+    /// any) is still in force, to the same member with the same names,
+    /// made at the same time (`linked_at`); `false` when the recipient was
+    /// linked anew (even to the same member) or unlinked meanwhile.
     async fn record_validation(&self, link: &MemberLink) -> Result<bool, StoreError>;
 }
 
