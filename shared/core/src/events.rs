@@ -186,15 +186,6 @@ impl Detail {
             Detail::Credit(d) => &d.event_id,
         }
     }
-
-    /// The program whose item changed.
-    pub fn program(&self) -> &ProgramId {
-        match self {
-            Detail::Request(d) => &d.program,
-            Detail::Link(d) => &d.program,
-            Detail::Credit(d) => &d.program,
-        }
-    }
 }
 
 /// A points request event's `detail`.
